@@ -1,0 +1,1 @@
+"""ggufsm.conformance: suite generation, runner, adapters and the JSON-lines protocol."""

@@ -1,0 +1,3 @@
+from ggufsm.cli import main
+
+raise SystemExit(main())

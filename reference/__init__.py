@@ -1,0 +1,1 @@
+"""ggufsm.reference: the reference runtime (GGUF loading, tokenizers, architectures, sampling, Runtime)."""

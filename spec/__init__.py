@@ -1,0 +1,1 @@
+"""ggufsm.spec: the lifecycle table and everything derived from it."""
