@@ -11,6 +11,7 @@ from ggufsm.spec.errors import GgufsmError
 # Modules that contribute subcommands: each has register(subparsers).
 COMMAND_MODULES = [
     "ggufsm.spec.cli",
+    "ggufsm.reference.cli_bench",
 ]
 
 

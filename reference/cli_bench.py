@@ -1,0 +1,16 @@
+"""`ggufsm bench ...`: benchmarks. Each kind lives in its own module with
+register_bench(bench_subparsers); results are printed and can be written to docs/."""
+
+from __future__ import annotations
+
+import importlib
+
+# Modules that contribute benchmark subcommands: each has register_bench(subparsers).
+BENCH_MODULES: list[str] = []
+
+
+def register(subparsers) -> None:
+    bench_parser = subparsers.add_parser("bench", help="benchmarks (results as ratios against the peer where one exists)")
+    bench_commands = bench_parser.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+    for module_name in BENCH_MODULES:
+        importlib.import_module(module_name).register_bench(bench_commands)
