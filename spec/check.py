@@ -130,7 +130,7 @@ def _check_cell(raw: Mapping, state: str, operation: str):
     if node is None:
         return [Defect("missing_cell", where, f"no outcome for {operation} in {state}")], None
     branches, problems = flatten_cell(node, where)
-    defects = [Defect("malformed_cell", where, problem) for problem in problems]
+    defects = [Defect("malformed_cell", place, problem) for place, problem in problems]
     defects += _check_coverage(where, branches)
     for branch in branches:
         defects += _check_names(raw, state, branch)

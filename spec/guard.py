@@ -30,8 +30,10 @@ class _GuardValue:
     def __init__(self, name: str):
         self.name = name
 
-    def __call__(self, *, guards: Mapping[str, bool], fired: list) -> bool:
-        return bool(guards[self.name])
+    def __call__(self, *, guards: Mapping[str, bool], fired: list) -> bool | None:
+        # An unknown value equals neither True nor False, so the transition
+        # cannot fire on it: only fully decided branches fire.
+        return bool(guards[self.name]) if self.name in guards else None
 
 
 class _RecordBranch:
@@ -71,14 +73,16 @@ class LifecycleGuard:
 
     def branch(self, state: str, operation: str, guards: Mapping[str, bool] | None = None) -> Branch:
         guards = dict(guards or {})
-        missing = sorted(self.spec.guards_for(state, operation) - set(guards))  # also names unknown state/op
-        if missing:
-            raise KeyError(f"{state}.{operation} needs guard value(s) for: {', '.join(missing)}")
+        self.spec.branches(state, operation)  # UnknownName before the machine sees a bad name
         fired: list[Branch] = []
         with self._lock:
             self.machine.set_state(state, model=self._cursor)
             moved = self._cursor.trigger(operation, guards=guards, fired=fired)
             landed = getattr(self._cursor, self.MODEL_ATTRIBUTE)
+        if not moved:
+            missing = self.spec.undecided_guards(state, operation, guards)
+            if missing:
+                raise KeyError(f"{state}.{operation} needs guard value(s) for: {', '.join(sorted(missing))}")
         if not moved or len(fired) != 1:
             raise SpecError(f"{state}.{operation}: no transition fired for guards {guards}")
         if landed != fired[0].outcome.to:

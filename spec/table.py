@@ -113,7 +113,12 @@ class Branch:
         return dict(self.conditions)
 
     def matches(self, guards: Mapping[str, bool]) -> bool:
-        return all(bool(guards[name]) == value for name, value in self.conditions)
+        """Every condition is given and holds (guards the branch does not name are ignored)."""
+        return all(name in guards and bool(guards[name]) == value for name, value in self.conditions)
+
+    def excluded_by(self, guards: Mapping[str, bool]) -> bool:
+        """Some given guard value contradicts a condition."""
+        return any(name in guards and bool(guards[name]) != value for name, value in self.conditions)
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,18 +158,32 @@ class Spec:
         return frozenset(name for branch in self.branches(state, operation) for name, _ in branch.conditions)
 
     def branch(self, state: str, operation: str, guards: Mapping[str, bool] | None = None) -> Branch:
-        """The one branch of the cell that applies; extra guard values are ignored."""
+        """The one branch of the cell that the guard values select.
+
+        Only the guards on the way to the decision need values: once a branch's
+        conditions all hold, the others cannot (the checker proves the
+        branches partition every assignment). Extra values are ignored.
+        """
         guards = guards or {}
-        branches = self.branches(state, operation)
-        missing = sorted(self.guards_for(state, operation) - set(guards))
-        if missing:
-            raise KeyError(f"{state}.{operation} needs guard value(s) for: {', '.join(missing)}")
-        for branch in branches:
+        for branch in self.branches(state, operation):
             if branch.matches(guards):
                 return branch
+        missing = self.undecided_guards(state, operation, guards)
+        if missing:
+            raise KeyError(f"{state}.{operation} needs guard value(s) for: {', '.join(sorted(missing))}")
         # load_spec() proves every cell covers every assignment; only a Spec
         # built around the checker can get here.
         raise SpecError(f"{state}.{operation}: no branch matches guards {dict(guards)}")
+
+    def undecided_guards(self, state: str, operation: str, guards: Mapping[str, bool]) -> frozenset[str]:
+        """Guards without a value that still decide between the branches the given values leave open."""
+        return frozenset(
+            name
+            for branch in self.branches(state, operation)
+            if not branch.excluded_by(guards)
+            for name, _ in branch.conditions
+            if name not in guards
+        )
 
     def outcome(self, state: str, operation: str, guards: Mapping[str, bool] | None = None) -> Outcome:
         return self.branch(state, operation, guards).outcome
@@ -211,15 +230,15 @@ class RawBranch:
     source: str
 
 
-def flatten_cell(node, source: str) -> tuple[list[RawBranch], list[str]]:
-    """Flatten a cell's nested ``cases`` into branches; returns (branches, problems).
+def flatten_cell(node, source: str) -> tuple[list[RawBranch], list[tuple[str, str]]]:
+    """Flatten a cell's nested ``cases`` into branches; returns (branches, [(where, problem)]).
 
     A node's own outcome fields are defaults for its cases, and a case's
     ``when`` adds to the conditions of the node it sits in. YAML ``<<`` merges
     were already applied by the YAML loader.
     """
     branches: list[RawBranch] = []
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     _flatten(node, (), {}, source, branches, problems)
     return branches, problems
 
@@ -228,22 +247,22 @@ def _flatten(node, conditions, fields, source, branches, problems) -> None:
     if isinstance(node, list):
         node = {"cases": node}
     if not isinstance(node, Mapping):
-        problems.append(f"{source}: a cell or case must be a mapping, got {type(node).__name__}")
+        problems.append((source, f"a cell or case must be a mapping, got {type(node).__name__}"))
         return
     unknown = [key for key in node if key not in BRANCH_FIELDS]
     if unknown:
-        problems.append(f"{source}: unknown field(s) {', '.join(map(str, unknown))} (allowed: {', '.join(BRANCH_FIELDS)})")
+        problems.append((source, f"unknown field(s) {', '.join(map(str, unknown))} (allowed: {', '.join(BRANCH_FIELDS)})"))
     when = node.get("when") or {}
     if not isinstance(when, Mapping):
-        problems.append(f"{source}: `when` must map guard names to true/false")
+        problems.append((source, "`when` must map guard names to true/false"))
         when = {}
     merged = dict(conditions)
     for guard, value in when.items():
         if not isinstance(value, bool):
-            problems.append(f"{source}: guard {guard} must be true or false, got {value!r}")
+            problems.append((source, f"guard {guard} must be true or false, got {value!r}"))
             continue
         if merged.get(guard, value) != value:
-            problems.append(f"{source}: guard {guard} is {value} here but {merged[guard]} in the enclosing case")
+            problems.append((source, f"guard {guard} is {value} here but {merged[guard]} in the enclosing case"))
             continue
         merged[guard] = value
     conditions = tuple(merged.items())
@@ -253,7 +272,7 @@ def _flatten(node, conditions, fields, source, branches, problems) -> None:
         branches.append(RawBranch(conditions, MappingProxyType(fields), source))
         return
     if not isinstance(cases, list) or not cases:
-        problems.append(f"{source}: `cases` must be a non-empty list")
+        problems.append((source, "`cases` must be a non-empty list"))
         return
     for index, case in enumerate(cases):
         _flatten(case, conditions, fields, f"{source}.cases[{index}]", branches, problems)
@@ -300,7 +319,7 @@ def resolve_cell(raw: Mapping, state: str, operation: str, _borrowing: tuple = (
         raise SpecError(f"cells.{state}.{operation}: missing cell")
     branches, problems = flatten_cell(node, cell_source(raw, state, operation))
     if problems:
-        raise SpecError("; ".join(problems))
+        raise SpecError("; ".join(f"{where}: {problem}" for where, problem in problems))
     resolved: list[RawBranch] = []
     for branch in branches:
         if not is_lazy(branch.fields):
