@@ -155,6 +155,14 @@ def test_a_failed_load_or_replace_installs_nothing_new():
             assert branch.outcome.to == "RecoverableError", branch.source
 
 
+def test_a_rejected_request_never_enters_generating():
+    # Generating holds a request; input, sampling and context are checked
+    # before one exists, so those rejections happen outside it.
+    for branch in SPEC.all_branches():
+        if branch.outcome.error in {"InvalidInput", "InvalidSampling", "ContextOverflow"}:
+            assert branch.outcome.via is None, branch.source
+
+
 def test_a_context_rejected_request_leaves_no_open_request():
     for branch in SPEC.all_branches():
         if branch.outcome.error == "ContextOverflow":
