@@ -1,21 +1,127 @@
-"""`ggufsm spec ...`: check the table and print what is derived from it."""
+"""`ggufsm spec ...`: check the lifecycle table and print what is derived from it."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-import yaml
+from ggufsm.spec.table import TABLE_PATH, SpecError, read_table, spec_from_table
 
-TABLE_PATH = Path(__file__).with_name("lifecycle.yaml")
+DIAGRAM_FORMATS = ("svg", "png", "dot", "mermaid")
+DEFAULT_DOCS_DIR = Path("docs/spec")
 
 
 def register(subparsers) -> None:
     spec_parser = subparsers.add_parser("spec", help="the lifecycle table: check it, print tables and diagrams")
-    spec_commands = spec_parser.add_subparsers(dest="spec_command", required=True, metavar="SPEC_COMMAND")
-    version_parser = spec_commands.add_parser("version", help="print the table's spec version")
-    version_parser.set_defaults(handler=_version)
+    commands = spec_parser.add_subparsers(dest="spec_command", required=True, metavar="SPEC_COMMAND")
+
+    check = commands.add_parser("check", help="report every defect of the table; exit 1 if there is any")
+    _table_option(check)
+    check.set_defaults(handler=_check)
+
+    table = commands.add_parser("table", help="print the lifecycle as Markdown (states, matrix, cells)")
+    _table_option(table)
+    table.set_defaults(handler=_table)
+
+    diagram = commands.add_parser("diagram", help="draw the state diagram with graphviz (or as Mermaid)")
+    diagram.add_argument("--format", choices=DIAGRAM_FORMATS, default="svg")
+    diagram.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
+    _table_option(diagram)
+    diagram.set_defaults(handler=_diagram)
+
+    docs = commands.add_parser("docs", help="regenerate docs/spec: lifecycle.md, .svg, .dot, .mmd")
+    docs.add_argument("--out", type=Path, default=DEFAULT_DOCS_DIR, help=f"directory (default: {DEFAULT_DOCS_DIR})")
+    _table_option(docs)
+    docs.set_defaults(handler=_docs)
+
+    version = commands.add_parser("version", help="print the table's spec version")
+    _table_option(version)
+    version.set_defaults(handler=_version)
+
+
+def _table_option(parser) -> None:
+    parser.add_argument("--table", type=Path, default=TABLE_PATH, help="the lifecycle table (default: the packaged one)")
+
+
+def _spec(args):
+    """The checked Spec, or None after printing why the table is unusable."""
+    try:
+        return spec_from_table(read_table(args.table))
+    except SpecError as error:
+        print(f"ggufsm spec: {error}", file=sys.stderr)
+        return None
+
+
+def _check(args) -> int:
+    from ggufsm.spec.check import check_table
+
+    try:
+        raw = read_table(args.table)
+    except SpecError as error:
+        print(f"ggufsm spec check: {error}", file=sys.stderr)
+        return 1
+    defects = check_table(raw)
+    for defect in defects:
+        print(defect)
+    if defects:
+        print(f"{args.table}: {len(defects)} defect(s)", file=sys.stderr)
+        return 1
+    spec = spec_from_table(raw)
+    branches = sum(1 for _ in spec.all_branches())
+    print(
+        f"{args.table}: spec {spec.version} is sound: {len(spec.states)} states, {len(spec.operations)} operations, "
+        f"{len(spec.cells)} cells, {branches} branches, {len(spec.errors)} errors, {len(spec.guards)} guards"
+    )
+    return 0
+
+
+def _table(args) -> int:
+    from ggufsm.spec.render import markdown
+
+    spec = _spec(args)
+    if spec is None:
+        return 1
+    sys.stdout.write(markdown(spec))
+    return 0
+
+
+def _diagram(args) -> int:
+    from ggufsm.spec import render
+
+    spec = _spec(args)
+    if spec is None:
+        return 1
+    if args.format == "dot":
+        content = render.dot_source(spec).encode()
+    elif args.format == "mermaid":
+        content = render.mermaid(spec).encode()
+    else:
+        content = render.render_image(spec, args.format)
+    if args.output:
+        args.output.write_bytes(content)
+        print(f"wrote {args.output} ({len(content)} bytes, spec {spec.version})", file=sys.stderr)
+    elif args.format == "png" and sys.stdout.isatty():
+        print("ggufsm spec diagram: PNG is binary; give -o FILE or redirect standard output", file=sys.stderr)
+        return 1
+    else:
+        sys.stdout.buffer.write(content)
+    return 0
+
+
+def _docs(args) -> int:
+    from ggufsm.spec.render import write_documents
+
+    spec = _spec(args)
+    if spec is None:
+        return 1
+    for path in write_documents(spec, args.out):
+        print(f"wrote {path}")
+    return 0
 
 
 def _version(args) -> int:
-    print(yaml.safe_load(TABLE_PATH.read_text(encoding="utf-8"))["spec_version"])
+    spec = _spec(args)
+    if spec is None:
+        return 1
+    print(spec.version)
     return 0

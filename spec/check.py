@@ -1,0 +1,264 @@
+"""The table checker: every defect a lifecycle table can have, each named and located.
+
+``check_table(raw)`` takes the parsed YAML (not a Spec: a defective table
+cannot become one) and returns every :class:`Defect` it finds, so one run
+shows all of them. ``load_spec()`` refuses a table with any defect.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from ggufsm.spec.table import (
+    LAZY_INIT_STATE,
+    OPERATION_KINDS,
+    SAME,
+    SpecError,
+    cell_source,
+    flatten_cell,
+    guard_assignments,
+    is_lazy,
+    raw_cell,
+    resolve_cell,
+)
+
+# Every kind of defect, with the rule it breaks. Tests prove each is caught.
+DEFECT_KINDS: dict[str, str] = {
+    "missing_spec_version": "the table has no spec_version",
+    "missing_section": "a required top-level section is absent or empty",
+    "malformed_cell": "a cell or case is not a well-formed outcome (unknown field, no `to`, bad `when`)",
+    "missing_cell": "a (state, operation) pair has no cell",
+    "ambiguous_cell": "two branches of a cell match one guard assignment",
+    "uncovered_guards": "a cell's branches leave a guard assignment without an outcome",
+    "unknown_state": "a name used as a state is not in `states`",
+    "unknown_operation": "a name used as an operation is not in `operations`",
+    "unknown_error": "an outcome raises an error not in `errors`",
+    "unknown_guard": "a `when` names a guard not in `guards`",
+    "unknown_resident_datum": "a state lists resident data not in `resident_data`",
+    "bad_operation_kind": f"an operation's kind is not one of {', '.join(OPERATION_KINDS)}",
+    "via_not_transient": "a `via` names something other than a transient state",
+    "transient_target": "an outcome ends in a transient state (transient states are only entered `via`)",
+    "misplaced_serialized": "`serialized` appears outside a transient state",
+    "lazy_init_cycle": f"a lazy_init cell is in {LAZY_INIT_STATE} itself, so there is nothing to borrow",
+    "shadowed_query_cell": "a query operation has a hand-written cell although query_outcome answers it",
+    "unreachable_state": "no path from the initial state reaches the state (via transient states included)",
+    "no_way_out": "a stable state has no outcome that leaves it",
+    "unused_error": "an error is never raised by any cell",
+    "unused_guard": "a guard is never named by any cell",
+    "unused_transient": "a transient state is never used as a `via`",
+}
+
+REQUIRED_SECTIONS = ("initial_state", "states", "operations", "errors", "guards", "resident_data", "cells")
+
+
+@dataclass(frozen=True)
+class Defect:
+    kind: str  # one of DEFECT_KINDS
+    where: str  # the state, operation, cell or branch, e.g. "cells.Ready.generate.cases[1]"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.where}: {self.message}"
+
+
+def check_table(raw: Mapping) -> list[Defect]:
+    """Every defect of a parsed lifecycle table; empty when it is sound."""
+    defects: list[Defect] = []
+    if not str(raw.get("spec_version") or "").strip():
+        defects.append(Defect("missing_spec_version", "spec_version", "every derived artifact carries it; set it"))
+    for section in REQUIRED_SECTIONS:
+        if not raw.get(section):
+            defects.append(Defect("missing_section", section, f"the table needs a non-empty `{section}`"))
+    if not isinstance(raw.get("states"), Mapping) or not isinstance(raw.get("operations"), Mapping):
+        return defects
+    defects += _check_declarations(raw)
+    defects += _check_cell_keys(raw)
+    resolved = {}
+    for state in raw["states"]:
+        for operation in raw["operations"]:
+            cell_defects, branches = _check_cell(raw, state, operation)
+            defects += cell_defects
+            if branches is not None:
+                resolved[(state, operation)] = branches
+    defects += _check_graph(raw, resolved)
+    defects += _check_usage(raw, resolved)
+    return defects
+
+
+# ─── declarations ────────────────────────────────────────────────────────────
+
+
+def _check_declarations(raw: Mapping) -> Iterable[Defect]:
+    states, resident = raw["states"], raw.get("resident_data") or {}
+    if raw.get("initial_state") and raw["initial_state"] not in states:
+        yield Defect("unknown_state", "initial_state", f"{raw['initial_state']!r} is not a state")
+    for name, entry in states.items():
+        entry = entry or {}
+        for listing in ("required", "optional"):
+            for datum in entry.get(listing) or ():
+                if datum not in resident:
+                    yield Defect("unknown_resident_datum", f"states.{name}.{listing}", f"{datum!r} is not in resident_data")
+    for name, entry in raw["operations"].items():
+        kind = (entry or {}).get("kind")
+        if kind not in OPERATION_KINDS:
+            yield Defect("bad_operation_kind", f"operations.{name}", f"kind {kind!r} is not one of {OPERATION_KINDS}")
+
+
+def _check_cell_keys(raw: Mapping) -> Iterable[Defect]:
+    cells = raw.get("cells") or {}
+    for state, row in cells.items():
+        if state not in raw["states"]:
+            yield Defect("unknown_state", f"cells.{state}", f"{state!r} is not a state")
+            continue
+        for operation in row or {}:
+            entry = raw["operations"].get(operation)
+            if entry is None:
+                yield Defect("unknown_operation", f"cells.{state}.{operation}", f"{operation!r} is not an operation")
+            elif (entry or {}).get("kind") == "query" and raw.get("query_outcome") is not None:
+                yield Defect("shadowed_query_cell", f"cells.{state}.{operation}", "query_outcome already answers it")
+
+
+# ─── one cell ────────────────────────────────────────────────────────────────
+
+
+def _check_cell(raw: Mapping, state: str, operation: str):
+    """(defects, resolved branches or None when the cell cannot be resolved)."""
+    where = cell_source(raw, state, operation)
+    node = raw_cell(raw, state, operation)
+    if node is None:
+        return [Defect("missing_cell", where, f"no outcome for {operation} in {state}")], None
+    branches, problems = flatten_cell(node, where)
+    defects = [Defect("malformed_cell", place, problem) for place, problem in problems]
+    defects += _check_coverage(where, branches)
+    for branch in branches:
+        defects += _check_names(raw, state, branch)
+    if problems:
+        return defects, None
+    try:
+        return defects, resolve_cell(raw, state, operation)
+    except SpecError as error:
+        kind = "lazy_init_cycle" if "lazy_init" in str(error) else "malformed_cell"
+        return [*defects, Defect(kind, where, str(error))], None
+
+
+def _check_coverage(where: str, branches) -> Iterable[Defect]:
+    """Each guard assignment must match exactly one branch.
+
+    Checked on the cell's own branches: a lazy_init branch borrows a cell
+    that is checked on its own, and a partition of a partition is one.
+    """
+    guards = {name for branch in branches for name, _ in branch.conditions}
+    uncovered, ambiguous = [], []
+    for assignment in guard_assignments(guards):
+        matching = [b for b in branches if all(assignment[name] == value for name, value in b.conditions)]
+        if not matching:
+            uncovered.append(assignment)
+        elif len(matching) > 1:
+            ambiguous.append((assignment, matching))
+    if uncovered:
+        yield Defect(
+            "uncovered_guards",
+            where,
+            f"{len(uncovered)} guard assignment(s) match no branch, e.g. {_compact(uncovered[0])}",
+        )
+    if ambiguous:
+        assignment, matching = ambiguous[0]
+        yield Defect(
+            "ambiguous_cell",
+            where,
+            f"{len(ambiguous)} guard assignment(s) match several branches, e.g. {_compact(assignment)} matches "
+            + " and ".join(branch.source for branch in matching),
+        )
+
+
+def _check_names(raw: Mapping, state: str, branch) -> Iterable[Defect]:
+    states, fields = raw["states"], branch.fields
+    for guard, _ in branch.conditions:
+        if guard not in (raw.get("guards") or {}):
+            yield Defect("unknown_guard", branch.source, f"{guard!r} is not a guard")
+    if is_lazy(fields):
+        if state == LAZY_INIT_STATE:
+            yield Defect("lazy_init_cycle", branch.source, f"lazy_init in {LAZY_INIT_STATE} borrows from itself")
+        return
+    to = fields.get("to")
+    if to is None:
+        yield Defect("malformed_cell", branch.source, "the outcome has no `to` (use `to: same` to stay)")
+    elif to != SAME and to not in states:
+        yield Defect("unknown_state", branch.source, f"to: {to!r} is not a state")
+    elif to not in (SAME, state) and _transient(raw, to):
+        yield Defect("transient_target", branch.source, f"to: {to} is transient; enter it with `via`")
+    error = fields.get("error")
+    if error is not None and error not in (raw.get("errors") or {}):
+        yield Defect("unknown_error", branch.source, f"error {error!r} is not in errors")
+    via = fields.get("via")
+    if via is not None and not _transient(raw, via):
+        what = "a stable state" if via in states else "not a state"
+        yield Defect("via_not_transient", branch.source, f"via: {via!r} is {what}")
+    if fields.get("serialized") and not _transient(raw, state):
+        yield Defect("misplaced_serialized", branch.source, f"{state} is stable; only calls in transient states wait")
+
+
+def _transient(raw: Mapping, state: str) -> bool:
+    entry = raw["states"].get(state)
+    return isinstance(entry, Mapping) and bool(entry.get("transient"))
+
+
+# ─── the whole graph ─────────────────────────────────────────────────────────
+
+
+def _edges(raw: Mapping, resolved) -> dict[str, set[str]]:
+    """state -> states one step away; a `via` step goes through the transient state."""
+    edges: dict[str, set[str]] = {state: set() for state in raw["states"]}
+    for (state, _), branches in resolved.items():
+        for branch in branches:
+            to, via = branch.fields.get("to"), branch.fields.get("via")
+            if to not in raw["states"]:
+                continue
+            if via in raw["states"]:
+                edges[state].add(via)
+                edges[via].add(to)
+            else:
+                edges[state].add(to)
+    return edges
+
+
+def _check_graph(raw: Mapping, resolved) -> Iterable[Defect]:
+    edges = _edges(raw, resolved)
+    initial = raw.get("initial_state")
+    if initial in edges:
+        reached, frontier = {initial}, deque([initial])
+        while frontier:
+            for successor in edges[frontier.popleft()]:
+                if successor not in reached:
+                    reached.add(successor)
+                    frontier.append(successor)
+        for state in raw["states"]:
+            if state not in reached:
+                yield Defect("unreachable_state", f"states.{state}", f"no path from {initial} reaches it")
+    for state in raw["states"]:
+        if not _transient(raw, state) and not edges[state] - {state}:
+            yield Defect("no_way_out", f"states.{state}", "every outcome from it stays in it")
+
+
+def _check_usage(raw: Mapping, resolved) -> Iterable[Defect]:
+    used_errors, used_guards, used_vias = set(), set(), set()
+    for branches in resolved.values():
+        for branch in branches:
+            used_errors.add(branch.fields.get("error"))
+            used_vias.add(branch.fields.get("via"))
+            used_guards.update(name for name, _ in branch.conditions)
+    for error in raw.get("errors") or {}:
+        if error not in used_errors:
+            yield Defect("unused_error", f"errors.{error}", "no cell raises it")
+    for guard in raw.get("guards") or {}:
+        if guard not in used_guards:
+            yield Defect("unused_guard", f"guards.{guard}", "no cell names it")
+    for state in raw["states"]:
+        if _transient(raw, state) and state not in used_vias:
+            yield Defect("unused_transient", f"states.{state}", "no outcome passes `via` it")
+
+
+def _compact(assignment: Mapping[str, bool]) -> str:
+    return " ∧ ".join(name if value else f"¬{name}" for name, value in assignment.items()) or "(no guards)"

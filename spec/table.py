@@ -1,0 +1,432 @@
+"""The lifecycle table, loaded and normalised into small frozen values.
+
+``lifecycle.yaml`` is written for people: shared outcomes behind YAML
+anchors, nested ``cases`` whose conditions accumulate, ``to: same``,
+``lazy_init`` cells that borrow the Initialized cell, and query operations
+answered by one ``query_outcome``. This module turns it into what code wants:
+for every (state, operation) an ordered tuple of :class:`Branch`, each a
+conjunction of guard values and one resolved :class:`Outcome`.
+
+``load_spec()`` also runs the checker (``ggufsm.spec.check``) and refuses a
+table with defects, so a :class:`Spec` in hand is always a sound one.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Iterator, Mapping
+
+import yaml
+
+TABLE_PATH = Path(__file__).with_name("lifecycle.yaml")
+
+# The table's header defines lazy_init as "the Initialized cell of the same
+# operation applies", so that state's name is part of the format.
+LAZY_INIT_STATE = "Initialized"
+SAME = "same"
+OUTCOME_FIELDS = ("to", "error", "via", "effect", "lazy_init", "serialized")
+BRANCH_FIELDS = (*OUTCOME_FIELDS, "when", "cases")
+OPERATION_KINDS = ("command", "control", "query")
+
+
+class SpecError(ValueError):
+    """The table cannot be read as a lifecycle table (the message says where)."""
+
+
+class SpecDefects(SpecError):
+    """The checker found defects; ``defects`` lists them."""
+
+    def __init__(self, defects):
+        self.defects = tuple(defects)
+        lines = "\n".join(f"  {defect}" for defect in self.defects)
+        super().__init__(f"the lifecycle table has {len(self.defects)} defect(s):\n{lines}")
+
+
+class UnknownName(LookupError):
+    """A state or operation name the table does not define."""
+
+
+# ─── the values ──────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class State:
+    name: str
+    description: str
+    transient: bool
+    required: frozenset[str]
+    optional: frozenset[str]
+    allowed_summary: str = ""
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    kind: str  # command | control | query
+    description: str
+
+    @property
+    def is_query(self) -> bool:
+        return self.kind == "query"
+
+
+@dataclass(frozen=True)
+class Guard:
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    name: str
+    meaning: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one operation does from one state under one guard assignment."""
+
+    to: str  # the state after, resolved (never "same")
+    error: str | None = None
+    via: str | None = None
+    lazy_init: bool = False
+    serialized: bool = False
+    effect: str = ""
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One row of a cell: when every condition holds, the outcome applies."""
+
+    state: str
+    operation: str
+    conditions: tuple[tuple[str, bool], ...]  # (guard, required value), in table order
+    outcome: Outcome
+    source: str  # where in the YAML the branch was written, e.g. "cells.Ready.generate.cases[2]"
+
+    @property
+    def when(self) -> dict[str, bool]:
+        return dict(self.conditions)
+
+    def matches(self, guards: Mapping[str, bool]) -> bool:
+        """Every condition is given and holds (guards the branch does not name are ignored)."""
+        return all(name in guards and bool(guards[name]) == value for name, value in self.conditions)
+
+    def excluded_by(self, guards: Mapping[str, bool]) -> bool:
+        """Some given guard value contradicts a condition."""
+        return any(name in guards and bool(guards[name]) != value for name, value in self.conditions)
+
+
+@dataclass(frozen=True, eq=False)
+class Spec:
+    version: str
+    source: str
+    initial_state: str
+    resident_data: Mapping[str, str]
+    states: Mapping[str, State]
+    operations: Mapping[str, Operation]
+    guards: Mapping[str, Guard]
+    errors: Mapping[str, ErrorCode]
+    cells: Mapping[tuple[str, str], tuple[Branch, ...]] = field(repr=False)
+
+    # ── look-ups ──
+
+    def state(self, name: str) -> State:
+        try:
+            return self.states[name]
+        except KeyError:
+            raise UnknownName(f"{name!r} is not a state of the lifecycle table (states: {', '.join(self.states)})") from None
+
+    def operation(self, name: str) -> Operation:
+        try:
+            return self.operations[name]
+        except KeyError:
+            raise UnknownName(
+                f"{name!r} is not an operation of the lifecycle table (operations: {', '.join(self.operations)})"
+            ) from None
+
+    def branches(self, state: str, operation: str) -> tuple[Branch, ...]:
+        self.state(state), self.operation(operation)
+        return self.cells[(state, operation)]
+
+    def guards_for(self, state: str, operation: str) -> frozenset[str]:
+        """The guards whose values decide this cell's outcome."""
+        return frozenset(name for branch in self.branches(state, operation) for name, _ in branch.conditions)
+
+    def branch(self, state: str, operation: str, guards: Mapping[str, bool] | None = None) -> Branch:
+        """The one branch of the cell that the guard values select.
+
+        Only the guards on the way to the decision need values: once a branch's
+        conditions all hold, the others cannot (the checker proves the
+        branches partition every assignment). Extra values are ignored.
+        """
+        guards = guards or {}
+        for branch in self.branches(state, operation):
+            if branch.matches(guards):
+                return branch
+        missing = self.undecided_guards(state, operation, guards)
+        if missing:
+            raise KeyError(f"{state}.{operation} needs guard value(s) for: {', '.join(sorted(missing))}")
+        # load_spec() proves every cell covers every assignment; only a Spec
+        # built around the checker can get here.
+        raise SpecError(f"{state}.{operation}: no branch matches guards {dict(guards)}")
+
+    def undecided_guards(self, state: str, operation: str, guards: Mapping[str, bool]) -> frozenset[str]:
+        """Guards without a value that still decide between the branches the given values leave open."""
+        return frozenset(
+            name
+            for branch in self.branches(state, operation)
+            if not branch.excluded_by(guards)
+            for name, _ in branch.conditions
+            if name not in guards
+        )
+
+    def outcome(self, state: str, operation: str, guards: Mapping[str, bool] | None = None) -> Outcome:
+        return self.branch(state, operation, guards).outcome
+
+    def resident(self, state: str) -> tuple[frozenset[str], frozenset[str]]:
+        """(data that must be resident, data that may be) in this state; anything else must be absent."""
+        entry = self.state(state)
+        return entry.required, entry.optional
+
+    # ── groupings used by the derived artifacts ──
+
+    @property
+    def stable_states(self) -> tuple[str, ...]:
+        return tuple(name for name, entry in self.states.items() if not entry.transient)
+
+    @property
+    def transient_states(self) -> tuple[str, ...]:
+        return tuple(name for name, entry in self.states.items() if entry.transient)
+
+    @property
+    def commands(self) -> tuple[str, ...]:
+        """Every operation that is not a query (commands and controls), in table order."""
+        return tuple(name for name, entry in self.operations.items() if not entry.is_query)
+
+    @property
+    def queries(self) -> tuple[str, ...]:
+        return tuple(name for name, entry in self.operations.items() if entry.is_query)
+
+    def all_branches(self) -> Iterator[Branch]:
+        for state in self.states:
+            for operation in self.operations:
+                yield from self.cells[(state, operation)]
+
+
+# ─── flattening (shared with the checker, which must survive bad tables) ─────
+
+
+@dataclass(frozen=True)
+class RawBranch:
+    """A flattened branch before names are resolved: accumulated conditions and fields."""
+
+    conditions: tuple[tuple[str, bool], ...]
+    fields: Mapping[str, object]
+    source: str
+
+
+def flatten_cell(node, source: str) -> tuple[list[RawBranch], list[tuple[str, str]]]:
+    """Flatten a cell's nested ``cases`` into branches; returns (branches, [(where, problem)]).
+
+    A node's own outcome fields are defaults for its cases, and a case's
+    ``when`` adds to the conditions of the node it sits in. YAML ``<<`` merges
+    were already applied by the YAML loader.
+    """
+    branches: list[RawBranch] = []
+    problems: list[tuple[str, str]] = []
+    _flatten(node, (), {}, source, branches, problems)
+    return branches, problems
+
+
+def _flatten(node, conditions, fields, source, branches, problems) -> None:
+    if isinstance(node, list):
+        node = {"cases": node}
+    if not isinstance(node, Mapping):
+        problems.append((source, f"a cell or case must be a mapping, got {type(node).__name__}"))
+        return
+    unknown = [key for key in node if key not in BRANCH_FIELDS]
+    if unknown:
+        problems.append((source, f"unknown field(s) {', '.join(map(str, unknown))} (allowed: {', '.join(BRANCH_FIELDS)})"))
+    when = node.get("when") or {}
+    if not isinstance(when, Mapping):
+        problems.append((source, "`when` must map guard names to true/false"))
+        when = {}
+    merged = dict(conditions)
+    for guard, value in when.items():
+        if not isinstance(value, bool):
+            problems.append((source, f"guard {guard} must be true or false, got {value!r}"))
+            continue
+        if merged.get(guard, value) != value:
+            problems.append((source, f"guard {guard} is {value} here but {merged[guard]} in the enclosing case"))
+            continue
+        merged[guard] = value
+    conditions = tuple(merged.items())
+    fields = {**fields, **{key: node[key] for key in OUTCOME_FIELDS if key in node}}
+    cases = node.get("cases")
+    if cases is None:
+        branches.append(RawBranch(conditions, MappingProxyType(fields), source))
+        return
+    if not isinstance(cases, list) or not cases:
+        problems.append((source, "`cases` must be a non-empty list"))
+        return
+    for index, case in enumerate(cases):
+        _flatten(case, conditions, fields, f"{source}.cases[{index}]", branches, problems)
+
+
+def raw_cell(raw: Mapping, state: str, operation: str):
+    """The YAML node of a cell, or None. Query operations all share ``query_outcome``."""
+    operation_entry = (raw.get("operations") or {}).get(operation) or {}
+    if operation_entry.get("kind") == "query" and raw.get("query_outcome") is not None:
+        return raw["query_outcome"]
+    return ((raw.get("cells") or {}).get(state) or {}).get(operation)
+
+
+def cell_source(raw: Mapping, state: str, operation: str) -> str:
+    operation_entry = (raw.get("operations") or {}).get(operation) or {}
+    if operation_entry.get("kind") == "query":
+        return f"query_outcome ({state}.{operation})"
+    return f"cells.{state}.{operation}"
+
+
+def is_lazy(fields: Mapping) -> bool:
+    """A lazy_init branch borrows its outcome; it writes neither `to` nor `error`."""
+    return bool(fields.get("lazy_init")) and "to" not in fields and "error" not in fields
+
+
+def combine(first, second) -> tuple[tuple[str, bool], ...] | None:
+    """The conjunction of two condition tuples, or None when they contradict."""
+    merged = dict(first)
+    for guard, value in second:
+        if merged.get(guard, value) != value:
+            return None
+        merged[guard] = value
+    return tuple(merged.items())
+
+
+def resolve_cell(raw: Mapping, state: str, operation: str, _borrowing: tuple = ()) -> list[RawBranch]:
+    """The cell's flattened branches with `same` and `lazy_init` resolved (fields still raw names).
+
+    Raises SpecError when the cell cannot be resolved (missing, malformed, a
+    lazy_init cycle); the checker reports those as defects beforehand.
+    """
+    node = raw_cell(raw, state, operation)
+    if node is None:
+        raise SpecError(f"cells.{state}.{operation}: missing cell")
+    branches, problems = flatten_cell(node, cell_source(raw, state, operation))
+    if problems:
+        raise SpecError("; ".join(f"{where}: {problem}" for where, problem in problems))
+    resolved: list[RawBranch] = []
+    for branch in branches:
+        if not is_lazy(branch.fields):
+            to = branch.fields.get("to")
+            fields = {**branch.fields, "to": state if to == SAME else to}
+            resolved.append(RawBranch(branch.conditions, MappingProxyType(fields), branch.source))
+            continue
+        if state == LAZY_INIT_STATE or (LAZY_INIT_STATE, operation) in _borrowing:
+            raise SpecError(f"{branch.source}: lazy_init cannot borrow from {LAZY_INIT_STATE}.{operation} (cycle)")
+        for borrowed in resolve_cell(raw, LAZY_INIT_STATE, operation, (*_borrowing, (state, operation))):
+            conditions = combine(branch.conditions, borrowed.conditions)
+            if conditions is None:
+                continue
+            effect = f"initialised with the default configuration, then: {borrowed.fields.get('effect', '')}".rstrip(": ")
+            fields = {**borrowed.fields, "lazy_init": True, "effect": effect}
+            resolved.append(RawBranch(conditions, MappingProxyType(fields), f"{branch.source} -> {borrowed.source}"))
+    return resolved
+
+
+def guard_assignments(guards) -> Iterator[dict[str, bool]]:
+    """Every assignment of true/false to the given guards (sorted, so the order is stable)."""
+    names = sorted(guards)
+    for values in itertools.product((False, True), repeat=len(names)):
+        yield dict(zip(names, values))
+
+
+# ─── building the Spec ───────────────────────────────────────────────────────
+
+
+def read_table(path: Path | str = TABLE_PATH) -> dict:
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as table_file:
+            raw = yaml.safe_load(table_file)
+    except OSError as error:
+        raise SpecError(f"cannot read the lifecycle table {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: the table must be a YAML mapping at the top level")
+    return raw
+
+
+def build_spec(raw: Mapping) -> Spec:
+    """Normalise a table the checker found sound."""
+    states = {
+        name: State(
+            name=name,
+            description=entry.get("description", ""),
+            transient=bool(entry.get("transient", False)),
+            required=frozenset(entry.get("required") or ()),
+            optional=frozenset(entry.get("optional") or ()),
+            allowed_summary=entry.get("allowed_summary", ""),
+        )
+        for name, entry in raw["states"].items()
+    }
+    operations = {
+        name: Operation(name, entry["kind"], entry.get("description", "")) for name, entry in raw["operations"].items()
+    }
+    cells = {}
+    for state in states:
+        for operation in operations:
+            cells[(state, operation)] = tuple(
+                Branch(state, operation, branch.conditions, _outcome(branch.fields), branch.source)
+                for branch in resolve_cell(raw, state, operation)
+            )
+    return Spec(
+        version=str(raw["spec_version"]),
+        source=str(raw.get("source", "")),
+        initial_state=raw["initial_state"],
+        resident_data=MappingProxyType(dict(raw.get("resident_data") or {})),
+        states=MappingProxyType(states),
+        operations=MappingProxyType(operations),
+        guards=MappingProxyType({name: Guard(name, text) for name, text in (raw.get("guards") or {}).items()}),
+        errors=MappingProxyType(
+            {name: ErrorCode(name, (entry or {}).get("meaning", "")) for name, entry in raw["errors"].items()}
+        ),
+        cells=MappingProxyType(cells),
+    )
+
+
+def _outcome(fields: Mapping) -> Outcome:
+    return Outcome(
+        to=fields["to"],
+        error=fields.get("error"),
+        via=fields.get("via"),
+        lazy_init=bool(fields.get("lazy_init", False)),
+        serialized=bool(fields.get("serialized", False)),
+        effect=str(fields.get("effect", "")),
+    )
+
+
+def spec_from_table(raw: Mapping) -> Spec:
+    """Check a parsed table and build its Spec; raises SpecDefects listing every defect."""
+    from ggufsm.spec.check import check_table  # the checker reuses this module's flattening
+
+    defects = check_table(raw)
+    if defects:
+        raise SpecDefects(defects)
+    return build_spec(raw)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(path: str) -> Spec:
+    return spec_from_table(read_table(path))
+
+
+def load_spec(path: Path | str | None = None) -> Spec:
+    """The table at ``path`` (default: the packaged lifecycle.yaml), parsed, checked and cached."""
+    return _load_cached(str(Path(path or TABLE_PATH).resolve()))

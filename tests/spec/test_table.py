@@ -1,0 +1,142 @@
+"""Loading the table: the API other rooms code against, and how the YAML shorthand is normalised."""
+
+from __future__ import annotations
+
+import pytest
+
+from ggufsm.spec import Outcome, Spec, UnknownName, load_spec
+from ggufsm.spec.errors import ERROR_CLASSES
+from ggufsm.spec.table import LAZY_INIT_STATE, read_table
+
+LOAD_OK = {"model_readable": True, "model_well_formed": True, "model_supported": True}
+
+
+@pytest.fixture(scope="module")
+def spec() -> Spec:
+    return load_spec()
+
+
+def test_load_spec_is_cached(spec):
+    assert load_spec() is spec
+
+
+def test_the_spec_version_is_the_tables(spec):
+    assert spec.version == str(read_table()["spec_version"])
+
+
+def test_names_come_in_table_order(spec):
+    raw = read_table()
+    assert list(spec.states) == list(raw["states"])
+    assert list(spec.operations) == list(raw["operations"])
+    assert list(spec.errors) == list(raw["errors"])
+    assert list(spec.guards) == list(raw["guards"])
+
+
+def test_the_error_classes_are_the_tables_errors(spec):
+    assert set(ERROR_CLASSES) == set(spec.errors)
+
+
+def test_every_state_operation_pair_has_a_cell(spec):
+    assert set(spec.cells) == {(state, op) for state in spec.states for op in spec.operations}
+
+
+def test_an_outcome_is_a_resolved_outcome(spec):
+    outcome = spec.outcome("Initialized", "load_model", LOAD_OK)
+    assert outcome == Outcome(to="Ready", via="Loading", effect=outcome.effect)
+    assert isinstance(outcome, Outcome)
+
+
+def test_same_is_resolved_to_the_starting_state(spec):
+    assert spec.outcome("Ready", "init_runtime").to == "Ready"
+    assert spec.outcome("Freed", "init_runtime", {"config_valid": False}).to == "Freed"
+    assert all(branch.outcome.to != "same" for branch in spec.all_branches())
+
+
+def test_nested_cases_accumulate_their_conditions(spec):
+    # RecoverableError.load_model: `model_resident: false` merged (<<) with the
+    # load_into_empty anchor, whose own cases add the model_* guards.
+    branches = spec.branches("RecoverableError", "load_model")
+    assert [b.when for b in branches] == [
+        {"model_resident": True},
+        {"model_resident": False, "model_readable": False},
+        {"model_resident": False, "model_readable": True, "model_well_formed": False},
+        {"model_resident": False, "model_readable": True, "model_well_formed": True, "model_supported": False},
+        {"model_resident": False, **LOAD_OK},
+    ]
+
+
+def test_a_merged_anchor_keeps_its_fields_for_every_case(spec):
+    # `via: Loading` is written once on the anchor and applies to each nested case.
+    assert {b.outcome.via for b in spec.branches("RecoverableError", "load_model")[1:]} == {"Loading"}
+    assert spec.outcome("RecoverableError", "load_model", {"model_resident": True}).error == "InvalidState"
+
+
+def test_lazy_init_borrows_the_initialized_cell(spec):
+    for operation in ("load_model", "set_sampling", "generate", "reset", "replace_model"):
+        lazy = spec.branches("Uninitialized", operation)
+        initialized = spec.branches(LAZY_INIT_STATE, operation)
+        assert [b.conditions for b in lazy] == [b.conditions for b in initialized]
+        for borrowed, original in zip(lazy, initialized):
+            assert borrowed.outcome.lazy_init and not original.outcome.lazy_init
+            assert (borrowed.outcome.to, borrowed.outcome.error, borrowed.outcome.via) == (
+                original.outcome.to, original.outcome.error, original.outcome.via)
+
+
+def test_same_in_a_borrowed_cell_means_initialized(spec):
+    assert spec.outcome("Uninitialized", "reset").to == "Initialized"
+    assert spec.outcome("Uninitialized", "generate").to == "Initialized"
+
+
+def test_queries_answer_from_query_outcome_in_every_state(spec):
+    for state in spec.states:
+        for query in spec.queries:
+            assert spec.outcome(state, query) == Outcome(to=state, effect=read_table()["query_outcome"]["effect"])
+
+
+def test_guards_for_names_exactly_the_deciding_guards(spec):
+    assert spec.guards_for("Ready", "generate") == {"input_valid", "sampling_valid", "prompt_fits", "cancelled"}
+    assert spec.guards_for("Ready", "free") == frozenset()
+
+
+def test_missing_guard_values_raise_key_error_naming_them(spec):
+    with pytest.raises(KeyError, match="cancelled, input_valid, prompt_fits, sampling_valid"):
+        spec.outcome("Ready", "generate", {})
+    with pytest.raises(KeyError, match="prompt_fits") as caught:
+        spec.outcome("Ready", "generate", {"input_valid": True, "sampling_valid": True, "cancelled": False})
+    assert "input_valid" not in str(caught.value)
+
+
+def test_extra_guard_values_are_ignored(spec):
+    everything_true = dict.fromkeys(spec.guards, True)
+    assert spec.outcome("Ready", "free", everything_true).to == "Freed"
+
+
+@pytest.mark.parametrize("state, operation, unknown", [("Limbo", "free", "Limbo"), ("Ready", "explode", "explode")])
+def test_unknown_names_raise_a_clear_error(spec, state, operation, unknown):
+    with pytest.raises(UnknownName, match=rf"'{unknown}' is not an? \w+ of the lifecycle table"):
+        spec.outcome(state, operation, {})
+
+
+def test_resident_gives_required_and_optional_data(spec):
+    required, optional = spec.resident("Ready")
+    assert {"model", "tokenizer", "kv_cache", "scratch", "logits"} <= required
+    assert "request" not in required | optional
+    assert spec.resident("Uninitialized") == (frozenset(), frozenset())
+
+
+def test_the_values_are_frozen(spec):
+    branch = spec.branches("Ready", "free")[0]
+    with pytest.raises(AttributeError):
+        branch.outcome.to = "Ready"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        spec.states["Limbo"] = spec.states["Ready"]  # type: ignore[index]
+
+
+def test_only_the_guards_on_the_way_to_the_decision_need_values(spec):
+    # A refused load needs no facts about the file.
+    assert spec.outcome("RecoverableError", "load_model", {"model_resident": True}).error == "InvalidState"
+    # An unreadable path decides the load before the bytes are parsed.
+    assert spec.outcome("Freed", "load_model", {"model_readable": False}).error == "ModelUnavailable"
+    with pytest.raises(KeyError, match="model_well_formed") as caught:
+        spec.outcome("Freed", "load_model", {"model_readable": True})
+    assert "model_readable" not in str(caught.value)
