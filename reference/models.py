@@ -115,7 +115,7 @@ def cache_status(entry: RegistryEntry) -> CacheStatus:
         return CacheStatus(path, "corrupt", f"{path} has {stat.st_size} bytes, expected {entry.size}")
     if _read_stamp(path) == _stamp(entry.sha256, stat):
         return CacheStatus(path, "verified")
-    digest = _sha256_of(path)
+    digest = sha256_of_file(path)
     if digest != entry.sha256:
         return CacheStatus(path, "corrupt", f"{path} has sha256 {digest}, expected {entry.sha256}")
     _write_stamp(path, entry.sha256)
@@ -137,7 +137,7 @@ def _write_stamp(path: Path, sha256: str) -> None:
     _stamp_path(path).write_text(json.dumps(_stamp(sha256, path.stat())) + "\n", encoding="utf-8")
 
 
-def _sha256_of(path: Path) -> str:
+def sha256_of_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as file:
         while block := file.read(BLOCK):

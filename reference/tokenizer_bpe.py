@@ -51,6 +51,11 @@ class BpeTokenizer(Tokenizer):
         self.merge_ranks = _merge_ranks(metadata)
         self._word_cache: dict[str, tuple[int, ...]] = {}
 
+    @property
+    def missing_bytes(self) -> frozenset[int]:
+        """Bytes the vocabulary cannot spell: encode drops them (as llama.cpp does)."""
+        return frozenset(b for b, char in enumerate(BYTE_TO_CHAR) if char not in self.token_to_id)
+
     def _encode_text(self, text: str, follows_special: bool) -> list[int]:
         ids: list[int] = []
         cache = self._word_cache

@@ -46,6 +46,11 @@ class SpmTokenizer(Tokenizer):
             token_id = self.token_to_id.get(chr(byte))
         return token_id
 
+    @property
+    def missing_bytes(self) -> frozenset[int]:
+        """Bytes with no byte token: text needing them cannot be encoded (InvalidModel)."""
+        return frozenset(b for b, token_id in enumerate(self._byte_ids) if token_id is None)
+
     def _encode_text(self, text: str, follows_special: bool) -> list[int]:
         if self.add_space_prefix and follows_special:
             text = " " + text

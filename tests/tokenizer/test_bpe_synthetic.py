@@ -51,6 +51,14 @@ def test_bytes_without_merges_are_one_token_each():
     assert tokenizer.encode("é😀") == ids_of(tokenizer, *spelled("é😀"))
 
 
+def test_bytes_the_vocabulary_cannot_spell_are_dropped_as_llama_cpp_drops_them():
+    metadata = bpe_metadata()
+    metadata["tokenizer.ggml.tokens"] = [t if t != BYTE_TO_CHAR[0xA9] else "<no é tail>" for t in metadata["tokenizer.ggml.tokens"]]
+    tokenizer = tokenizer_from_metadata(metadata)
+    assert tokenizer.missing_bytes == {0xA9}
+    assert tokenizer.encode("aé") == ids_of(tokenizer, "a", BYTE_TO_CHAR[0xC3])
+
+
 def test_control_tokens_are_cut_out_only_when_parsing_specials():
     tokenizer = tokenizer_from_metadata(bpe_metadata())
     assert tokenizer.encode("hello<|end|>hello") == ids_of(tokenizer, "hello", "<|end|>", "hello")
