@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from vocabularies import spm_metadata
 
 from ggufsm.reference.tokenizer import tokenizer_from_metadata
-from ggufsm.reference.tokenizer_spm import SpmTokenizer
+from ggufsm.reference.tokenizer_spm import SPACE, SpmTokenizer
 from ggufsm.spec.errors import InvalidModel
 
 PIECES = {"▁": -1.0, "a": -2.0, "b": -2.0, "ab": -3.0, "ba": -1.5, "bb": -2.0, "▁a": -2.5, "<x>": 0.0}
@@ -42,6 +42,11 @@ def test_spaces_are_written_as_the_lower_block():
     assert tokenizer.encode(" a b", add_special=False) == ids_of(tokenizer, "▁a", "▁", "b")
 
 
+def test_a_literal_lower_block_comes_back_as_a_space_as_in_sentencepiece():
+    tokenizer = make()
+    assert tokenizer.decode(tokenizer.encode("a\u2581b")) == "a b"
+
+
 def test_characters_outside_the_vocabulary_fall_back_to_byte_tokens():
     tokenizer = make()
     assert tokenizer.encode("é", add_special=False) == ids_of(tokenizer, "<0xC3>", "<0xA9>")
@@ -69,7 +74,7 @@ def test_without_the_space_prefix_text_starts_as_is():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.text(), st.booleans())
+@given(st.text(st.characters(blacklist_characters=SPACE)), st.booleans())
 def test_decoding_the_encoding_gives_the_text_back(text, add_space_prefix):
     tokenizer = _shared[add_space_prefix]
     assert tokenizer.decode(tokenizer.encode(text, parse_special=False)) == text
