@@ -149,7 +149,10 @@ def sha256_of_file(path: Path) -> str:
 
 def pull(name: str, *, progress: bool = True, registry: Mapping[str, RegistryEntry] | None = None) -> Path:
     """Fetch the model into the cache (nothing to do when it is there and verified)."""
-    entry = registry_entry(name, registry)
+    return _fetch(registry_entry(name, registry), progress=progress)
+
+
+def _fetch(entry: RegistryEntry, *, progress: bool) -> Path:
     status = cache_status(entry)
     if status.state == "verified":
         return status.path
@@ -169,9 +172,9 @@ def pull(name: str, *, progress: bool = True, registry: Mapping[str, RegistryEnt
     return target
 
 
-def resolve(name_or_path: str | os.PathLike, *, pull_missing: bool = False,
+def resolve(name_or_path: str | os.PathLike, *, pull: bool = False, progress: bool = True,
             registry: Mapping[str, RegistryEntry] | None = None) -> Path:
-    """A registry name -> its cached file (pulled first if absent and pull_missing);
+    """A registry name -> its cached file (pulled first when absent and `pull`);
     an existing path -> itself."""
     registry = REGISTRY if registry is None else registry
     if isinstance(name_or_path, str) and name_or_path in registry:
@@ -179,8 +182,8 @@ def resolve(name_or_path: str | os.PathLike, *, pull_missing: bool = False,
         status = cache_status(entry)
         if status.state == "verified":
             return status.path
-        if pull_missing:
-            return pull(name_or_path, registry=registry)
+        if pull:
+            return _fetch(entry, progress=progress)
         raise ModelUnavailable(f"model {name_or_path!r} is not ready in the cache ({status.detail}); "
                                f"run `ggufsm models pull {name_or_path}`")
     path = Path(name_or_path).expanduser()

