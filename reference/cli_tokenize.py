@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 
-from ggufsm.reference.models import resolve
-from ggufsm.reference.tokenizer import read_model_metadata, tokenizer_from_metadata
-
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("tokenize", help="token ids and pieces of a text under a model's tokenizer")
@@ -19,6 +16,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    # Imported here so that `ggufsm --help` does not load numpy and gguf.
+    from ggufsm.reference.models import resolve
+    from ggufsm.reference.tokenizer import read_model_metadata, tokenizer_from_metadata
+
     path = resolve(args.model)
     tokenizer = tokenizer_from_metadata(read_model_metadata(path))
     special = not args.no_special
