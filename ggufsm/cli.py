@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "ggufsm.reference.cli_bench",
     "ggufsm.reference.cli_models",
     "ggufsm.reference.cli_tokenize",
+    "ggufsm.reference.cli_generate",
 ]
 
 
