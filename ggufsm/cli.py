@@ -12,6 +12,8 @@ from ggufsm.spec.errors import GgufsmError
 COMMAND_MODULES = [
     "ggufsm.spec.cli",
     "ggufsm.reference.cli_bench",
+    "ggufsm.reference.cli_models",
+    "ggufsm.reference.cli_tokenize",
     "ggufsm.reference.cli_generate",
 ]
 

@@ -1,0 +1,326 @@
+"""Tokenizers built from GGUF metadata: the shared vocabulary logic and the factory.
+
+A tokenizer is built from a plain mapping of GGUF keys to Python values
+(`tokenizer.ggml.tokens`, `token_type`, `merges` or `scores`, the special ids,
+`add_bos_token` / `add_eos_token`, `pre`, `chat_template`). This module holds
+what every kind shares, following llama.cpp (src/llama-vocab.cpp) so that ids
+equal its ids:
+
+- special tokens (control, user-defined, unknown) are cut out of the text
+  before the model's own algorithm runs, longest first;
+- the end-of-generation set is eos plus the end-of-turn style tokens llama.cpp
+  recognises by their text;
+- pieces: control and unknown tokens render as their text only when asked,
+  user-defined tokens always as their text.
+
+`tokenizer_from_metadata` picks the kind that `tokenizer.ggml.model` names:
+`gpt2` (byte-level BPE, tokenizer_bpe) or `llama` (SentencePiece, tokenizer_spm).
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gguf import TokenType
+
+from ggufsm.spec.errors import InvalidInput, InvalidModel, UnsupportedModel
+
+KEY_PREFIX = "tokenizer.ggml."
+
+# Tokens that end a generation, recognised by their text as llama.cpp does
+# (llama_vocab::impl::load): the metadata names only eos.
+END_OF_GENERATION_TEXTS = frozenset({
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
+    "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>", "</s>",
+})
+# Fill-in-the-middle tokens that llama.cpp also treats as end of generation
+# (repository / file separators and padding); it finds them by text when the
+# metadata has no id for them.
+FIM_END_TEXTS = {
+    "fim_pad": ("<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"),
+    "fim_rep": ("<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"),
+    "fim_sep": ("<|file_sep|>",),
+}
+SPECIAL_TYPES = (TokenType.CONTROL, TokenType.USER_DEFINED, TokenType.UNKNOWN)
+
+
+class Tokenizer:
+    """The part every tokenizer kind shares. Subclasses implement `_encode_text` and `_normal_piece`."""
+
+    # Default special ids when the file names none (llama.cpp's per-kind defaults).
+    DEFAULT_BOS: int | None = None
+    DEFAULT_EOS: int | None = None
+    DEFAULT_UNK: int | None = None
+    DEFAULT_ADD_BOS = False
+
+    def __init__(self, metadata: Mapping[str, Any]):
+        self.tokens: list[str] = _token_list(metadata)
+        n_vocab = len(self.tokens)
+        self.token_to_id: dict[str, int] = _token_index(self.tokens)
+        self.token_types = _array_of(metadata, "token_type", n_vocab, np.int32, default=TokenType.NORMAL)  # (n_vocab,)
+        self.bos_id = _special_id(metadata, "bos_token_id", n_vocab, self.DEFAULT_BOS)
+        self.eos_id = _special_id(metadata, "eos_token_id", n_vocab, self.DEFAULT_EOS)
+        self.unk_id = _special_id(metadata, "unknown_token_id", n_vocab, self.DEFAULT_UNK)
+        self.pad_id = _special_id(metadata, "padding_token_id", n_vocab, None)
+        self.add_bos = bool(metadata.get(KEY_PREFIX + "add_bos_token", self.DEFAULT_ADD_BOS))
+        self.add_eos = bool(metadata.get(KEY_PREFIX + "add_eos_token", False))
+        for flag, token_id, key in ((self.add_bos, self.bos_id, "bos_token_id"), (self.add_eos, self.eos_id, "eos_token_id")):
+            if flag and token_id is None:
+                raise InvalidModel(f"{KEY_PREFIX}add_{key[:3]}_token is true but {KEY_PREFIX}{key} is not set")
+        self.chat_template: str | None = metadata.get("tokenizer.chat_template")
+        self.eot_ids: frozenset[int] = self._end_of_generation_ids(metadata)
+        # Longest first (in UTF-8 bytes, then by id): the order llama.cpp cuts them out in.
+        special = np.flatnonzero(np.isin(self.token_types, SPECIAL_TYPES)).tolist()
+        self._special_ids = sorted(special, key=lambda i: (-len(self.tokens[i].encode("utf-8")), i))
+        user_defined = set(np.flatnonzero(self.token_types == TokenType.USER_DEFINED).tolist())
+        self._user_defined_ids = [i for i in self._special_ids if i in user_defined]
+        self._piece_cache: dict[int, bytes] = {}
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokens)
+
+    def is_control(self, token_id: int) -> bool:
+        self._check_id(token_id)
+        return int(self.token_types[token_id]) == TokenType.CONTROL
+
+    def token_text(self, token_id: int) -> str:
+        """The token as the vocabulary spells it (e.g. 'Ġthe', '▁the', '<0x0A>')."""
+        self._check_id(token_id)
+        return self.tokens[token_id]
+
+    # ------------------------------------------------------------------ encode
+
+    def encode(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        """Token ids for text. add_special adds bos/eos as the model's flags say; parse_special
+        turns control-token text (e.g. '<|im_start|>') into that token. User-defined tokens are
+        always matched, as in llama.cpp."""
+        if not isinstance(text, str):
+            raise InvalidInput(f"text to encode must be str, got {type(text).__name__}")
+        ids: list[int] = [self.bos_id] if add_special and self.add_bos else []
+        follows_special = True
+        for fragment in self._partition(text, parse_special):
+            if isinstance(fragment, int):
+                ids.append(fragment)
+                follows_special = True
+            else:
+                ids.extend(self._encode_text(fragment, follows_special))
+                follows_special = False
+        if add_special and self.add_eos:
+            ids.append(self.eos_id)
+        return ids
+
+    def _encode_text(self, text: str, follows_special: bool) -> list[int]:
+        raise NotImplementedError
+
+    def _partition(self, text: str, parse_special: bool) -> list[str | int]:
+        """Cut special tokens out of text: a list of raw strings and token ids."""
+        if not text:
+            return []
+        candidates = self._special_ids if parse_special else self._user_defined_ids
+        fragments: list[str | int] = [text]
+        for token_id in [i for i in candidates if self.tokens[i] in text]:
+            special = self.tokens[token_id]
+            cut: list[str | int] = []
+            for fragment in fragments:
+                if isinstance(fragment, int) or special not in fragment:
+                    cut.append(fragment)
+                    continue
+                for k, part in enumerate(fragment.split(special)):
+                    if k:
+                        cut.append(token_id)
+                    if part:
+                        cut.append(part)
+            fragments = cut
+        return fragments
+
+    # ------------------------------------------------------------------ decode
+
+    def token_to_piece(self, token_id: int, *, special: bool = True) -> bytes:
+        """The bytes a token stands for. Control and unknown tokens give their text when special,
+        else nothing; a piece may be part of a UTF-8 character."""
+        self._check_id(token_id)
+        token_type = int(self.token_types[token_id])
+        if token_type in (TokenType.CONTROL, TokenType.UNKNOWN):
+            return self.tokens[token_id].encode("utf-8") if special else b""
+        piece = self._piece_cache.get(token_id)
+        if piece is None:
+            piece = self._piece(token_id, token_type)
+            self._piece_cache[token_id] = piece
+        return piece
+
+    def _piece(self, token_id: int, token_type: int) -> bytes:
+        text = self.tokens[token_id]
+        if token_type == TokenType.USER_DEFINED:
+            return text.encode("utf-8")
+        if token_type == TokenType.NORMAL:
+            return self._normal_piece(text)
+        if token_type == TokenType.BYTE:
+            return _byte_token_value(text, token_id)
+        return b""  # unused and undefined tokens render as nothing (llama.cpp)
+
+    def _normal_piece(self, text: str) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, ids: Iterable[int], *, special: bool = False) -> str:
+        """Text for ids. Control tokens are left out unless special; bytes that are not
+        UTF-8 become U+FFFD."""
+        decoder = self.stream_decoder(special=special)
+        return "".join(decoder.push(token_id) for token_id in ids) + decoder.flush()
+
+    def stream_decoder(self, *, special: bool = False) -> "StreamDecoder":
+        return StreamDecoder(self, special=special)
+
+    def _strips_leading_space(self) -> bool:
+        return False
+
+    def _check_id(self, token_id: int) -> None:
+        if not isinstance(token_id, (int, np.integer)) or not 0 <= token_id < len(self.tokens):
+            raise InvalidInput(f"token id {token_id!r} outside the vocabulary [0, {len(self.tokens)})")
+
+    # ------------------------------------------------------------------ end of generation
+
+    def _end_of_generation_ids(self, metadata: Mapping[str, Any]) -> frozenset[int]:
+        n_vocab = len(self.tokens)
+        ids = {i for i in (self.eos_id,
+                           _special_id(metadata, "eot_token_id", n_vocab, None),
+                           _special_id(metadata, "eom_token_id", n_vocab, None)) if i is not None}
+        ids.update(self.token_to_id[text] for text in END_OF_GENERATION_TEXTS if text in self.token_to_id)
+        for kind, texts in FIM_END_TEXTS.items():
+            token_id = _special_id(metadata, f"{kind}_token_id", n_vocab, None)
+            if token_id is None:
+                found = [self.token_to_id[text] for text in texts if text in self.token_to_id]
+                token_id = min(found) if found else None
+            if token_id is not None:
+                ids.add(token_id)
+        # llama.cpp marks every end-of-generation token as control, whatever the file says.
+        retyped = [i for i in ids if self.token_types[i] != TokenType.CONTROL]
+        if retyped:
+            self.token_types = self.token_types.copy()  # never write into the caller's array
+            self.token_types[retyped] = TokenType.CONTROL
+        return frozenset(ids)
+
+
+class StreamDecoder:
+    """Text from tokens as they come: push(id) returns the text now complete, holding back
+    a UTF-8 sequence split across tokens until its last byte arrives; flush() ends it.
+    The pushes and the flush concatenate to `tokenizer.decode(ids)`."""
+
+    def __init__(self, tokenizer: Tokenizer, *, special: bool = False):
+        self._tokenizer = tokenizer
+        self._special = special
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._strip_space = tokenizer._strips_leading_space()
+
+    def push(self, token_id: int) -> str:
+        piece = self._tokenizer.token_to_piece(token_id, special=self._special)
+        if self._strip_space and piece:
+            # The space the tokenizer put in front of the text is not part of it.
+            piece = piece[1:] if piece.startswith(b" ") else piece
+            self._strip_space = False
+        return self._utf8.decode(piece)
+
+    def flush(self) -> str:
+        return self._utf8.decode(b"", final=True)
+
+
+# ---------------------------------------------------------------------- metadata helpers
+
+def _token_list(metadata: Mapping[str, Any]) -> list[str]:
+    tokens = metadata.get(KEY_PREFIX + "tokens")
+    if tokens is None:
+        raise InvalidModel(f"{KEY_PREFIX}tokens is missing: the file has no vocabulary")
+    tokens = list(tokens)
+    if not tokens:
+        raise InvalidModel(f"{KEY_PREFIX}tokens is empty")
+    # Whole-list checks run at C speed; the per-token loop only runs to name the culprit.
+    if set(map(type, tokens)) != {str}:
+        i = next(i for i, token in enumerate(tokens) if not isinstance(token, str))
+        raise InvalidModel(f"{KEY_PREFIX}tokens[{i}] is {type(tokens[i]).__name__}, not a string")
+    if "" in tokens:
+        for i, token in enumerate(tokens):
+            if not token:
+                tokens[i] = f"[EMPTY_{i}]"  # llama.cpp's name for an empty entry, so it stays unique
+    return tokens
+
+
+def _token_index(tokens: Sequence[str]) -> dict[str, int]:
+    index = dict(zip(tokens, range(len(tokens))))
+    if len(index) != len(tokens):
+        seen: dict[str, int] = {}
+        for i, token in enumerate(tokens):
+            if token in seen:
+                raise InvalidModel(f"{KEY_PREFIX}tokens: {token!r} appears twice, at ids {seen[token]} and {i}")
+            seen[token] = i
+    return index
+
+
+def _array_of(metadata: Mapping[str, Any], name: str, n_vocab: int, dtype, *, default) -> np.ndarray:
+    values = metadata.get(KEY_PREFIX + name)
+    if values is None:
+        return np.full(n_vocab, default, dtype=dtype)
+    array = np.asarray(values, dtype=dtype)
+    if array.ndim != 1 or len(array) < n_vocab:
+        raise InvalidModel(f"{KEY_PREFIX}{name} has {array.size} entries for {n_vocab} tokens")
+    return array[:n_vocab]
+
+
+def _special_id(metadata: Mapping[str, Any], name: str, n_vocab: int, default: int | None) -> int | None:
+    value = metadata.get(KEY_PREFIX + name)
+    if value is None:
+        return default if default is not None and default < n_vocab else None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < n_vocab:
+        raise InvalidModel(f"{KEY_PREFIX}{name} = {value!r} is outside the vocabulary [0, {n_vocab})")
+    return int(value)
+
+
+def _byte_token_value(text: str, token_id: int) -> bytes:
+    # Byte tokens are spelled <0xNN>.
+    if len(text) == 6 and text.startswith("<0x") and text.endswith(">"):
+        try:
+            return bytes([int(text[3:5], 16)])
+        except ValueError:
+            pass
+    raise InvalidModel(f"{KEY_PREFIX}tokens[{token_id}] = {text!r} is typed BYTE but is not spelled <0xNN>")
+
+
+# ---------------------------------------------------------------------- factory
+
+def tokenizer_from_metadata(metadata: Mapping[str, Any]) -> Tokenizer:
+    """The tokenizer that `tokenizer.ggml.model` names, built from the file's metadata."""
+    model = metadata.get(KEY_PREFIX + "model")
+    if model is None:
+        raise InvalidModel(f"{KEY_PREFIX}model is missing: the file does not say which tokenizer it uses")
+    if model == "gpt2":
+        from ggufsm.reference.tokenizer_bpe import BpeTokenizer
+        return BpeTokenizer(metadata)
+    if model == "llama":
+        from ggufsm.reference.tokenizer_spm import SpmTokenizer
+        return SpmTokenizer(metadata)
+    raise UnsupportedModel(f"{KEY_PREFIX}model = {model!r} is not supported (supported: 'gpt2', 'llama')")
+
+
+def read_model_metadata(path: str | Path) -> dict[str, Any]:
+    """A GGUF file's metadata as plain Python values.
+
+    TODO(gguf_file): switch to `gguf_file.open_gguf(path).metadata` once
+    reference/gguf_file.py lands; until then this reads with gguf.GGUFReader
+    (slow: about 2 s for SmolLM2, 10 s for Gemma 3).
+    """
+    import gguf
+
+    path = Path(path)
+    if not path.is_file():
+        from ggufsm.spec.errors import ModelUnavailable
+        raise ModelUnavailable(f"no GGUF file at {path}")
+    try:
+        reader = gguf.GGUFReader(path)
+    except (ValueError, IndexError, OSError) as error:
+        raise InvalidModel(f"{path}: not a readable GGUF file ({error})") from error
+    return {name: field.contents() for name, field in reader.fields.items() if not name.startswith("GGUF.")}
