@@ -12,6 +12,7 @@ from ggufsm.spec.errors import GgufsmError
 COMMAND_MODULES = [
     "ggufsm.spec.cli",
     "ggufsm.reference.cli_bench",
+    "ggufsm.reference.cli_generate",
 ]
 
 

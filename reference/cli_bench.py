@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import importlib
 
+from ggufsm.reference import bench_runtime
+
 # Modules that contribute benchmark subcommands: each has register_bench(subparsers).
-BENCH_MODULES: list[str] = []
+BENCH_MODULES: list[str] = [
+    "ggufsm.reference.bench_runtime",
+]
 
 
 def register(subparsers) -> None:
-    bench_parser = subparsers.add_parser("bench", help="benchmarks (results as ratios against the peer where one exists)")
-    bench_commands = bench_parser.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+    bench_parser = subparsers.add_parser(
+        "bench", help="benchmarks (results as ratios against the peer where one exists)",
+        description="`ggufsm bench -m MODEL` runs the runtime benchmark; the subcommands run the others.")
+    # `ggufsm bench -m MODEL` with no subcommand is the runtime benchmark.
+    bench_runtime.add_options(bench_parser)
+    bench_commands = bench_parser.add_subparsers(dest="bench_command", required=False, metavar="BENCH")
     for module_name in BENCH_MODULES:
         importlib.import_module(module_name).register_bench(bench_commands)

@@ -1,0 +1,117 @@
+"""Sampling: from a logits vector to one token id.
+
+The chain follows llama.cpp's default order so that the same settings mean
+the same thing in both runtimes: repetition penalty, top-k, top-p, min-p,
+temperature, then a draw from the seeded generator. Temperature 0 is greedy
+(argmax of the penalised logits).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Sequence
+
+import numpy as np
+
+from ggufsm.spec.errors import InvalidSampling
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repetition_penalty: float = 1.0
+    repeat_last_n: int = 64
+    seed: int | None = None
+
+    def validated(self) -> "SamplingConfig":
+        """Self, when every value is in range; otherwise InvalidSampling naming the first bad one."""
+        for name, value, valid, expected in self._checks():
+            if not valid:
+                raise InvalidSampling(f"{name}={value!r} is out of range: expected {expected}")
+        return self
+
+    def with_overrides(self, **overrides) -> "SamplingConfig":
+        known = {field.name for field in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise InvalidSampling(f"unknown sampling parameter(s) {unknown}; known: {sorted(known)}")
+        return replace(self, **{name: value for name, value in overrides.items() if value is not None})
+
+    def _checks(self):
+        def is_real(value) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        def is_count(value) -> bool:
+            return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
+
+        yield "temperature", self.temperature, is_real(self.temperature) and 0 <= self.temperature <= 100, "a finite number in [0, 100] (0 = greedy)"
+        yield "top_k", self.top_k, is_count(self.top_k), "an integer >= 0 (0 = off)"
+        yield "top_p", self.top_p, is_real(self.top_p) and 0 < self.top_p <= 1, "a number in (0, 1] (1 = off)"
+        yield "min_p", self.min_p, is_real(self.min_p) and 0 <= self.min_p <= 1, "a number in [0, 1] (0 = off)"
+        yield ("repetition_penalty", self.repetition_penalty,
+               is_real(self.repetition_penalty) and 0 < self.repetition_penalty <= 10, "a number in (0, 10] (1 = off)")
+        yield "repeat_last_n", self.repeat_last_n, is_count(self.repeat_last_n), "an integer >= 0"
+        yield ("seed", self.seed, self.seed is None or (is_count(self.seed) and self.seed < 2**64),
+               "None or an integer in [0, 2**64)")
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.temperature == 0
+
+
+GREEDY = SamplingConfig(temperature=0.0, top_k=0, top_p=1.0, min_p=0.0)
+
+
+class Sampler:
+    """Draws tokens for one request; owns the request's random generator."""
+
+    def __init__(self, config: SamplingConfig):
+        self.config = config.validated()
+        self._rng = np.random.default_rng(config.seed)
+
+    def sample(self, logits: np.ndarray, recent_tokens: Sequence[int]) -> int:
+        """logits: (n_vocab,) float32 of the last position; recent_tokens: the request's tokens so far."""
+        scores = apply_repetition_penalty(logits, recent_tokens, self.config)
+        if self.config.is_greedy:
+            return int(np.argmax(scores))
+        candidates, candidate_scores = _truncate(scores, self.config)
+        probabilities = _softmax(candidate_scores / self.config.temperature)
+        return int(candidates[self._rng.choice(len(candidates), p=probabilities)])
+
+
+def apply_repetition_penalty(logits: np.ndarray, recent_tokens: Sequence[int], config: SamplingConfig) -> np.ndarray:
+    if config.repetition_penalty == 1.0 or config.repeat_last_n == 0 or not recent_tokens:
+        return logits
+    window = np.unique(np.asarray(recent_tokens[-config.repeat_last_n:], dtype=np.int64))
+    penalised = logits.copy()
+    values = penalised[window]
+    # llama.cpp's rule: divide positive logits, multiply negative ones.
+    penalised[window] = np.where(values > 0, values / config.repetition_penalty, values * config.repetition_penalty)
+    return penalised
+
+
+def _truncate(scores: np.ndarray, config: SamplingConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The surviving candidate ids (sorted by score, best first) and their scores."""
+    n_vocab = scores.shape[0]
+    k = config.top_k if 0 < config.top_k < n_vocab else n_vocab
+    # argpartition keeps this O(n_vocab) rather than a full sort of the vocabulary.
+    candidates = np.argpartition(-scores, k - 1)[:k] if k < n_vocab else np.arange(n_vocab)
+    candidates = candidates[np.argsort(-scores[candidates], kind="stable")]
+    candidate_scores = scores[candidates].astype(np.float64)
+    probabilities = _softmax(candidate_scores)
+    keep = len(candidates)
+    if config.top_p < 1.0:
+        cumulative = np.cumsum(probabilities)
+        keep = min(keep, int(np.searchsorted(cumulative, config.top_p)) + 1)
+    if config.min_p > 0.0:
+        keep = min(keep, max(1, int(np.count_nonzero(probabilities >= config.min_p * probabilities[0]))))
+    return candidates[:keep], candidate_scores[:keep]
+
+
+def _softmax(values: np.ndarray) -> np.ndarray:
+    shifted = np.exp(values - values.max())
+    return shifted / shifted.sum()
