@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 from ggufsm.spec.errors import InvalidModel, UnsupportedModel
 
 from . import llama
-from .weights import GgufTensors
+from .weights import GgufTensors, tensors_from_gguf_file
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,15 @@ def architecture_for(metadata: Mapping[str, Any]) -> Architecture:
     if name not in ARCHITECTURES:
         raise UnsupportedModel(f"general.architecture is {name!r}; supported: {sorted(ARCHITECTURES)}")
     return ARCHITECTURES[name]
+
+
+def load(gguf_file: Any, *, n_threads: int) -> Any:
+    """The model the Runtime runs for an opened GGUF file: has n_ctx_train, new_session(n_ctx), close().
+
+    Sessions have n_ctx, nbytes, prefill(tokens, start_pos), decode(token, pos), close().
+    """
+    del n_threads  # the numpy reference uses numpy's own threading
+    return load_reference_model(tensors_from_gguf_file(gguf_file))
 
 
 def load_reference_model(tensors: GgufTensors) -> Any:

@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ggufsm.spec.errors import InvalidInput, InvalidModel, UnsupportedModel
+from ggufsm.spec.errors import InvalidInput, InvalidModel, ModelNotLoaded, UnsupportedModel
 
 from .weights import GgufTensors
 
@@ -288,6 +288,14 @@ class LlamaModel:
         self.hp = hp
         self.weights = weights
 
+    @property
+    def n_ctx_train(self) -> int:
+        return self.hp.n_ctx_train
+
+    def close(self) -> None:
+        """Drop the weights (the sessions made from this model must not be used after)."""
+        self.weights = None
+
     @classmethod
     def from_tensors(cls, tensors: GgufTensors) -> "LlamaModel":
         return cls(*load_llama(tensors))
@@ -303,14 +311,21 @@ class LlamaSession:
         if n_ctx <= 0:
             raise InvalidInput(f"n_ctx must be positive, got {n_ctx}")
         self.model = model
-        self.cache = KvCache.empty(model.hp, n_ctx)
+        self.n_ctx = n_ctx
+        self.cache: KvCache | None = KvCache.empty(model.hp, n_ctx)
 
     @property
-    def n_ctx(self) -> int:
-        return self.cache.n_ctx
+    def nbytes(self) -> dict[str, int]:
+        """Memory this session holds, by buffer."""
+        return {"kv_cache": self.cache.k.nbytes + self.cache.v.nbytes if self.cache else 0}
+
+    def close(self) -> None:
+        self.cache = None
 
     def prefill(self, tokens: Sequence[int], start_pos: int = 0, all_logits: bool = False) -> np.ndarray:
         """All tokens in one pass. Returns logits [n_vocab] of the last position ([n_tok, n_vocab] if all_logits)."""
+        if self.cache is None or self.model.weights is None:
+            raise ModelNotLoaded("this session (or its model) has been closed")
         token_array = self._checked_tokens(tokens, start_pos)
         logits = forward(self.model.hp, self.model.weights, self.cache, token_array, start_pos, all_logits)
         return logits if all_logits else logits[0]

@@ -53,6 +53,15 @@ class GgufTensors:
         return np.ascontiguousarray(values, dtype=np.float32).reshape(raw.shape)
 
 
+def tensors_from_gguf_file(gguf_file: Any) -> GgufTensors:
+    """The same view over an opened `ggufsm.reference.gguf_file.GgufFile` (zero-copy bytes)."""
+    tensors = {}
+    for name, info in gguf_file.tensors.items():
+        shape = tuple(int(n) for n in reversed(tuple(info.shape)))  # TensorInfo.shape is GGUF order (ne0 first)
+        tensors[name] = RawTensor(name, GGMLQuantizationType(int(info.type)), shape, gguf_file.tensor_data(name).reshape(-1))
+    return GgufTensors(dict(gguf_file.metadata), tensors)
+
+
 def read_tensors(path: str | Path) -> GgufTensors:
     """Metadata and raw tensors of the GGUF file at `path`."""
     path = Path(path)

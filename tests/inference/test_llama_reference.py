@@ -10,7 +10,7 @@ from tiny_llama import TinyLlamaSpec, tiny_llama_tensors, write_tiny_llama
 from ggufsm.reference.architectures import load_reference_model
 from ggufsm.reference.llama import RopeStyle, rope
 from ggufsm.reference.weights import read_tensors
-from ggufsm.spec.errors import InvalidInput, InvalidModel, UnsupportedModel
+from ggufsm.spec.errors import InvalidInput, InvalidModel, ModelNotLoaded, UnsupportedModel
 
 TOKENS = [5, 17, 3, 88, 42, 0, 95, 11, 64, 7]
 
@@ -140,3 +140,12 @@ def test_tensor_of_the_wrong_shape_is_invalid_model(tmp_path):
     tensors["blk.0.attn_k.weight"] = np.zeros((64, 64), np.float32)
     with pytest.raises(InvalidModel, match=r"blk.0.attn_k.weight.*\(64, 64\).*\(32, 64\)"):
         load(tmp_path, spec, tensors)
+
+
+def test_a_closed_session_holds_no_cache_and_refuses_to_run(tiny_model):
+    session = tiny_model.new_session(16)
+    assert session.nbytes["kv_cache"] == 2 * 2 * 2 * 16 * 16 * 4  # k and v: [n_layer, n_head_kv, n_ctx, hd] float32
+    session.close()
+    assert session.nbytes["kv_cache"] == 0
+    with pytest.raises(ModelNotLoaded):
+        session.decode(1, 0)
