@@ -1,0 +1,151 @@
+"""The numpy reference forward (ggufsm.reference.llama) on tiny synthetic models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType
+from tiny_llama import TinyLlamaSpec, tiny_llama_tensors, write_tiny_llama
+
+from ggufsm.reference.architectures import load_reference_model
+from ggufsm.reference.llama import RopeStyle, rope
+from ggufsm.reference.weights import read_tensors
+from ggufsm.spec.errors import InvalidInput, InvalidModel, ModelNotLoaded, UnsupportedModel
+
+TOKENS = [5, 17, 3, 88, 42, 0, 95, 11, 64, 7]
+
+
+def load(tmp_path, spec: TinyLlamaSpec | None = None, tensors=None, name="tiny.gguf"):
+    return load_reference_model(read_tensors(write_tiny_llama(tmp_path / name, spec, tensors)))
+
+
+@pytest.fixture(params=[GGMLQuantizationType.F32, GGMLQuantizationType.Q8_0, GGMLQuantizationType.Q4_1], ids=lambda t: t.name)
+def tiny_model(request, tmp_path):
+    return load(tmp_path, TinyLlamaSpec(matrix_type=request.param))
+
+
+def test_batched_prefill_equals_token_by_token_decode(tiny_model):
+    batched = tiny_model.new_session(32).prefill(TOKENS, 0, all_logits=True)  # [n_tok, n_vocab]
+    session = tiny_model.new_session(32)
+    stepped = np.stack([session.decode(token, pos) for pos, token in enumerate(TOKENS)])
+    np.testing.assert_allclose(batched, stepped, rtol=0, atol=1e-4)
+
+
+def test_prefill_in_chunks_equals_one_prefill(tiny_model):
+    whole = tiny_model.new_session(32).prefill(TOKENS)
+    session = tiny_model.new_session(32)
+    session.prefill(TOKENS[:4], 0)
+    session.prefill(TOKENS[4:7], 4)
+    np.testing.assert_allclose(session.prefill(TOKENS[7:], 7), whole, rtol=0, atol=1e-4)
+
+
+def test_prefill_writes_only_its_own_cache_positions(tiny_model):
+    session = tiny_model.new_session(32)
+    session.prefill(TOKENS[:6], 2)
+    written = np.abs(session.cache.k).sum(axis=(0, 1, 3)) > 0  # [n_ctx]
+    assert written.tolist() == [False, False] + [True] * 6 + [False] * 24
+
+
+def test_decode_at_an_earlier_position_overwrites_the_rest_of_the_sequence(tiny_model):
+    session = tiny_model.new_session(32)
+    session.prefill(TOKENS, 0)
+    rewound = session.decode(99 % tiny_model.hp.n_vocab, 4)
+    fresh = tiny_model.new_session(32).prefill(TOKENS[:4] + [99 % tiny_model.hp.n_vocab])
+    np.testing.assert_allclose(rewound, fresh, rtol=0, atol=1e-5)
+
+
+def test_sessions_over_one_model_do_not_share_a_cache(tiny_model):
+    first, second = tiny_model.new_session(16), tiny_model.new_session(16)
+    first.prefill(TOKENS[:5])
+    second.prefill(TOKENS[5:])
+    alone = tiny_model.new_session(16).prefill(TOKENS[:6])
+    np.testing.assert_allclose(first.decode(TOKENS[5], 5), alone, rtol=0, atol=1e-4)
+
+
+def test_missing_output_weight_means_tied_to_token_embedding(tmp_path):
+    spec = TinyLlamaSpec(matrix_type=GGMLQuantizationType.F32)
+    tensors = tiny_llama_tensors(spec)
+    tied = load(tmp_path, spec, tensors, "tied.gguf")
+    explicit = load(tmp_path, spec, tensors | {"output.weight": tensors["token_embd.weight"]}, "explicit.gguf")
+    np.testing.assert_array_equal(tied.new_session(16).prefill(TOKENS), explicit.new_session(16).prefill(TOKENS))
+
+
+def test_grouped_query_attention_equals_full_attention_with_repeated_kv_heads(tmp_path):
+    grouped_spec = TinyLlamaSpec(matrix_type=GGMLQuantizationType.F32, n_head_kv=2)
+    tensors = tiny_llama_tensors(grouped_spec)
+    full = dict(tensors)
+    n_group, hd = grouped_spec.n_head // grouped_spec.n_head_kv, grouped_spec.head_dim
+    for i in range(grouped_spec.n_layer):
+        for kind in ("attn_k", "attn_v"):
+            heads = tensors[f"blk.{i}.{kind}.weight"].reshape(grouped_spec.n_head_kv, hd, -1)
+            full[f"blk.{i}.{kind}.weight"] = np.repeat(heads, n_group, axis=0).reshape(grouped_spec.n_embd, -1)
+    grouped = load(tmp_path, grouped_spec, tensors, "grouped.gguf")
+    ungrouped = load(tmp_path, TinyLlamaSpec(matrix_type=GGMLQuantizationType.F32, n_head_kv=grouped_spec.n_head), full, "full.gguf")
+    np.testing.assert_allclose(grouped.new_session(16).prefill(TOKENS), ungrouped.new_session(16).prefill(TOKENS), atol=1e-5)
+
+
+@pytest.mark.parametrize("style", list(RopeStyle))
+def test_rope_scores_depend_only_on_relative_position(style):
+    rng = np.random.default_rng(1)
+    q, k = rng.standard_normal((2, 1, 1, 16)).astype(np.float32)  # [n_tok=1, n_heads=1, hd] each
+
+    def score(pos_q: int, pos_k: int) -> float:
+        return float(np.sum(rope(q, np.array([pos_q]), 16, 10000.0, style) * rope(k, np.array([pos_k]), 16, 10000.0, style)))
+
+    assert score(7, 3) == pytest.approx(score(104, 100), rel=1e-4)
+    assert score(0, 0) == pytest.approx(float(np.sum(q * k)), rel=1e-5)
+    assert score(7, 3) != pytest.approx(score(9, 3), rel=1e-3)
+
+
+@pytest.mark.parametrize("style", list(RopeStyle))
+def test_rope_leaves_dimensions_past_n_rot_alone(style):
+    x = np.random.default_rng(2).standard_normal((3, 2, 16)).astype(np.float32)  # [n_tok, n_heads, hd]
+    out = rope(x, np.array([1, 5, 9]), 8, 10000.0, style)
+    np.testing.assert_array_equal(out[..., 8:], x[..., 8:])
+    np.testing.assert_allclose(np.linalg.norm(out, axis=-1), np.linalg.norm(x, axis=-1), rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad_call, message", [
+    (lambda s: s.prefill([1, 96, 2]), "token id 96 at index 1"),
+    (lambda s: s.prefill([-1]), "token id -1 at index 0"),
+    (lambda s: s.prefill([]), "no tokens"),
+    (lambda s: s.prefill([1, 2, 3], 14), "positions 14..16 do not fit the context of 16"),
+    (lambda s: s.decode(1, 16), "positions 16..16"),
+    (lambda s: s.decode(1, -1), "positions -1..-1"),
+])
+def test_out_of_range_tokens_and_positions_are_invalid_input(tmp_path, bad_call, message):
+    session = load(tmp_path).new_session(16)
+    with pytest.raises(InvalidInput, match=message):
+        bad_call(session)
+
+
+def test_unknown_architecture_is_unsupported(tmp_path):
+    with pytest.raises(UnsupportedModel, match="'mamba'"):
+        load(tmp_path, TinyLlamaSpec(architecture="mamba"))
+
+
+def test_a_tensor_the_forward_would_ignore_is_refused(tmp_path):
+    with pytest.raises(UnsupportedModel, match="blk.0.attn_q.bias"):
+        load(tmp_path, TinyLlamaSpec(extra_tensors={"blk.0.attn_q.bias": np.zeros(64, np.float32)}))
+
+
+def test_missing_layer_tensor_is_invalid_model(tmp_path):
+    with pytest.raises(InvalidModel, match="blk.1.ffn_up.weight"):
+        load(tmp_path, TinyLlamaSpec(drop_tensors=("blk.1.ffn_up.weight",)))
+
+
+def test_tensor_of_the_wrong_shape_is_invalid_model(tmp_path):
+    spec = TinyLlamaSpec(matrix_type=GGMLQuantizationType.F32)
+    tensors = tiny_llama_tensors(spec)
+    tensors["blk.0.attn_k.weight"] = np.zeros((64, 64), np.float32)
+    with pytest.raises(InvalidModel, match=r"blk.0.attn_k.weight.*\(64, 64\).*\(32, 64\)"):
+        load(tmp_path, spec, tensors)
+
+
+def test_a_closed_session_holds_no_cache_and_refuses_to_run(tiny_model):
+    session = tiny_model.new_session(16)
+    assert session.nbytes["kv_cache"] == 2 * 2 * 2 * 16 * 16 * 4  # k and v: [n_layer, n_head_kv, n_ctx, hd] float32
+    session.close()
+    assert session.nbytes["kv_cache"] == 0
+    with pytest.raises(ModelNotLoaded):
+        session.decode(1, 0)
