@@ -13,6 +13,8 @@ COMMAND_MODULES = [
     "ggufsm.spec.cli",
     "ggufsm.reference.cli_bench",
     "ggufsm.reference.cli_generate",
+    "ggufsm.conformance.cli",
+    "ggufsm.reference.cli_serve",
 ]
 
 

@@ -1,0 +1,70 @@
+"""`ggufsm conformance ...`: run the suite against implementations; serve a Python adapter over stdio."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("conformance", help="the conformance kit: run the suite against any implementation")
+    commands = parser.add_subparsers(dest="conformance_command", required=True, metavar="CONFORMANCE_COMMAND")
+
+    run = commands.add_parser("run", help="run the suite; exit 0 only when every case not expected to fail passes")
+    run.add_argument("--impl", action="append", required=True, metavar="IMPL",
+                     help='python:MODULE:FACTORY, or a command speaking the protocol (e.g. "ggufsm serve-stdio"); '
+                          "repeat to compare implementations")
+    run.add_argument("--model", type=Path, help="the model the cases load (default: the tiny synthetic llama)")
+    run.add_argument("--expect-fail", type=Path, metavar="FILE", help="case-id globs expected to fail, one a line")
+    run.add_argument("--report-dir", type=Path, metavar="DIR", help="write JSON, JUnit XML, Markdown and SVG reports here")
+    run.add_argument("--cases", action="append", default=[], metavar="GLOB", help="run only cases whose id matches")
+    run.add_argument("--in-process", action="store_true",
+                     help="run python: implementations in this process (faster; a crash ends the run)")
+    run.add_argument("--walk-examples", type=int, default=40, metavar="N", help="random walks to try (0: none)")
+    run.add_argument("--timeout", type=float, default=60.0, metavar="S", help="seconds an operation may take")
+    run.add_argument("--quiet", action="store_true", help="print only the summary")
+    run.set_defaults(handler=_run)
+
+    serve = commands.add_parser("serve", help="serve a python:MODULE:FACTORY adapter over the protocol (stdin/stdout)")
+    serve.add_argument("--impl", required=True, metavar="python:MODULE:FACTORY")
+    serve.set_defaults(handler=_serve)
+
+
+def _serve(args) -> int:
+    from ggufsm.conformance.adapter import load_factory
+    from ggufsm.conformance.protocol import serve_stdio
+
+    return serve_stdio(load_factory(args.impl))
+
+
+def _run(args) -> int:
+    from ggufsm.conformance.adapter import open_implementation
+    from ggufsm.conformance.inputs import prepare_inputs
+    from ggufsm.conformance.report import write_reports, summary_line
+    from ggufsm.conformance.runner import read_expect_fail, run_suite
+
+    expect_fail = read_expect_fail(args.expect_fail)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="ggufsm-conformance-") as workdir:
+        inputs = prepare_inputs(Path(workdir), model=args.model)
+        for impl in args.impl:
+            with open_implementation(impl, isolate=not args.in_process, timeout=args.timeout) as implementation:
+                print(f"== {impl}", file=sys.stderr)
+                progress = None if args.quiet else _printer()
+                runs.append(run_suite(implementation, inputs, case_globs=args.cases, expect_fail=expect_fail,
+                                      walk_examples=args.walk_examples, progress=progress))
+                print(summary_line(runs[-1]))
+    if args.report_dir:
+        for path in write_reports(runs, args.report_dir):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0 if all(run.ok for run in runs) else 1
+
+
+def _printer():
+    def show(result) -> None:
+        line = f"{result.status.upper():>13}  {result.id}  ({result.seconds * 1000:.0f} ms)"
+        if result.status not in ("pass", "xfail"):
+            line += f"\n               {result.message.splitlines()[0] if result.message else ''}"
+        print(line, file=sys.stderr)
+    return show
