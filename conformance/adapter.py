@@ -186,11 +186,14 @@ class PythonAdapter(Adapter):
     def spec_version(self) -> str | None:
         return None
 
+    def _reported_state(self) -> str | None:
+        return self.current_state() if self.info.capabilities.state else None
+
     def call(self, op, args=None, on_token=None, timeout=None) -> Reply:
         method = getattr(self, f"op_{op}", None)
         if op not in self.info.capabilities.operations or method is None:
             return Reply(False, error=ErrorInfo(NOT_SUPPORTED, f"{self.name} has no operation {op!r}"),
-                         state=self.current_state())
+                         state=self._reported_state())
         kwargs = dict(args or {})
         if on_token is not None:
             kwargs["on_token"] = on_token
@@ -199,18 +202,18 @@ class PythonAdapter(Adapter):
         except GgufsmError as error:
             partial = getattr(error, "partial_value", None)
             return Reply(False, value=partial, error=ErrorInfo(error.code, error.message, error.state_after),
-                         state=self.current_state())
+                         state=self._reported_state())
         except TypeError as error:
             if _is_signature_error(error, method):
-                return Reply(False, error=ErrorInfo("InvalidInput", f"{op}: {error}"), state=self.current_state())
+                return Reply(False, error=ErrorInfo("InvalidInput", f"{op}: {error}"), state=self._reported_state())
             return _internal_error(self, error)
         except Exception as error:  # a bug in the implementation: reported as such, never a pass
             return _internal_error(self, error)
-        return Reply(True, value=value, state=self.current_state())
+        return Reply(True, value=value, state=self._reported_state())
 
 
 def _internal_error(adapter: PythonAdapter, error: BaseException) -> Reply:
-    return Reply(False, error=ErrorInfo(INTERNAL_ERROR, f"{type(error).__name__}: {error}"), state=adapter.current_state())
+    return Reply(False, error=ErrorInfo(INTERNAL_ERROR, f"{type(error).__name__}: {error}"), state=adapter._reported_state())
 
 
 def _is_signature_error(error: TypeError, method) -> bool:

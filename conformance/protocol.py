@@ -199,7 +199,8 @@ class Server:
             thread.join()
 
     def _state(self) -> str | None:
-        return self._adapter.current_state() if self._adapter is not None else None
+        adapter = self._adapter
+        return adapter.current_state() if adapter is not None and adapter.capabilities.state else None
 
     def _write(self, message: dict) -> None:
         with self._write_lock:

@@ -337,3 +337,28 @@ class AbortsOnFree(ToyAdapter):
 
 def make_aborts_on_free() -> ToyAdapter:
     return AbortsOnFree()
+
+
+class WithoutReplace(ToyAdapter):
+    """Has no replace_model operation."""
+
+    name = "toy-without-replace"
+    op_replace_model = None
+
+
+class SilentResetKeepsRequest(ResetKeepsRequest):
+    """The reset bug, in a runtime that reports no state and no diagnostics: only behaviour can catch it."""
+
+    name = "toy-silent-reset-keeps-request"
+    op_state = op_diagnostics = op_last_error = None
+
+    def reports_state(self) -> bool:
+        return False
+
+
+def make_without_replace() -> ToyAdapter:
+    return WithoutReplace()
+
+
+def make_silent_reset_keeps_request() -> ToyAdapter:
+    return SilentResetKeepsRequest()

@@ -1,0 +1,165 @@
+"""Random walks: a Hypothesis state machine generated from the table drives an implementation.
+
+One rule per operation the implementation has. Each rule draws a recipe
+choice (natural inputs, or one guard turned false: a missing file, a corrupt
+model, temperature=-1, ...: the choices come from the guards the operation's
+cells use), asks the table for the outcome in the state the model of the
+runtime is in, applies the call and checks the reply, the reported state, the
+resident data and last_error. On a mismatch Hypothesis shrinks the walk; the
+failure names the table rule and prints the minimal sequence as JSON-lines
+protocol requests that reproduce it from a fresh runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Callable
+
+from ggufsm.conformance.adapter import Adapter, Reply
+from ggufsm.conformance.cases import MODEL_RESIDENT, Node, resident_after
+from ggufsm.conformance.checks import CaseFailed, Expected, Unsupported, check_after, check_reply
+from ggufsm.conformance.recipes import NATURAL_VALUES, SuiteInputs, fill_context, realize, with_natural_values
+
+# Guards a walk does not choose: they follow from what the walk already did.
+DERIVED_GUARDS = (MODEL_RESIDENT, "context_left")
+# Choices that depend on the context size the walk configured (not a lazily initialised default).
+NEEDS_CONFIGURED_CONTEXT = ("prompt_fits=false", "fill_context")
+STEPS_PER_WALK = 25
+NATURAL_WEIGHT = 3
+
+
+class WalkFailure(AssertionError):
+    def __init__(self, rule: str, message: str, steps: list[dict]):
+        self.rule, self.message, self.steps = rule, message, steps
+        reproduction = "\n".join(json.dumps(step) for step in steps)
+        super().__init__(f"{rule}: {message}\nminimal sequence from a fresh runtime ({len(steps)} requests):\n{reproduction}")
+
+
+def choices_for(spec, op: str, operations) -> list[str]:
+    """"natural", then one choice per guard value the op's cells can be given by a recipe."""
+    derived = set(DERIVED_GUARDS) | (set() if "cancel" in operations else {"cancelled"})
+    guards = sorted({guard for state in spec.states for guard in spec.guards_for(state, op)} - derived)
+    choices = ["natural"] + [f"{guard}={'false' if NATURAL_VALUES[guard] else 'true'}" for guard in guards]
+    if op == "generate":
+        choices.append("fill_context")
+    return choices
+
+
+def make_machine(spec, inputs: SuiteInputs, open_adapter: Callable[[], Adapter], operations):
+    """A RuleBasedStateMachine class for this implementation (its operations only)."""
+    from hypothesis import strategies as st
+    from hypothesis.stateful import RuleBasedStateMachine, rule
+
+    class TableWalk(RuleBasedStateMachine):
+        def __init__(self):
+            super().__init__()
+            self.adapter = open_adapter()
+            self.node = Node(spec.initial_state, False)
+            self.configured = False      # init_runtime gave the suite's n_ctx (not a lazy default)
+            self.context_full = False
+            self.steps: list[dict] = []
+
+        def teardown(self):
+            self.adapter.close()
+
+        def apply(self, op: str, choice: str) -> None:
+            if choice in NEEDS_CONFIGURED_CONTEXT and not self.configured:
+                choice = "natural"
+            chosen = _chosen_guards(choice)
+            chosen[MODEL_RESIDENT] = self.node.model_resident
+            chosen["context_left"] = not self.context_full
+            state = self.node.state
+            guards = with_natural_values(spec.guards_for(state, op), chosen)
+            action = fill_context(inputs) if choice == "fill_context" else realize(op, chosen, inputs)
+            step = {"op": op, "args": dict(action.args)}
+            if action.cancel_while_running:
+                step["then"] = "cancel from another thread at the first token"
+            self.steps.append(step)
+            reply, cancelled = self.call(action)
+            if "cancelled" in guards:
+                guards["cancelled"] = cancelled
+            branch = spec.branch(state, op, guards)
+            expected = Expected(branch.outcome.to, branch.outcome.error)
+            try:
+                check_reply(reply, expected, branch.source, f"{state}.{op} ({choice})")
+                check_after(self.adapter, spec, expected, branch.source, f"after {state}.{op} ({choice})")
+            except CaseFailed as failed:
+                raise WalkFailure(failed.rule, failed.message, self.steps) from None
+            except Unsupported as unsupported:
+                raise WalkFailure("hello.capabilities", f"{op} is listed as supported but answers: {unsupported}",
+                                  self.steps) from None
+            self.advance(op, choice, branch, expected, reply)
+
+        def call(self, action) -> tuple[Reply, bool]:
+            if not action.cancel_while_running:
+                return self.adapter.call(action.op, dict(action.args)), False
+            cancels: list[Reply] = []
+
+            def on_token(token):
+                if not cancels:
+                    canceller = threading.Thread(target=lambda: cancels.append(self.adapter.call("cancel")))
+                    canceller.start()
+                    canceller.join(30)
+
+            reply = self.adapter.call(action.op, dict(action.args), on_token=on_token)
+            landed = reply.code == "Cancelled" or bool(cancels and cancels[0].ok and (cancels[0].value or {}).get("was_running"))
+            return reply, landed
+
+        def advance(self, op: str, choice: str, branch, expected: Expected, reply: Reply) -> None:
+            outcome = branch.outcome
+            if op == "init_runtime" and expected.error is None:
+                self.configured = True
+            if outcome.lazy_init:
+                self.configured = False
+            keeps_request = spec.operations[op].kind != "command" or (op == "set_sampling" and expected.error is None)
+            if choice == "fill_context" and reply.ok:
+                self.context_full = (reply.value or {}).get("finish_reason") == "context"
+            elif not keeps_request:
+                self.context_full = False
+            self.node = Node(expected.to, resident_after(spec, self.node, expected))
+
+    for op in spec.operations:
+        if op not in operations:
+            continue
+        choices = choices_for(spec, op, operations)
+        # Natural inputs most of the time, so walks get past the first error into the deeper states.
+        weighted = ["natural"] * NATURAL_WEIGHT * max(1, len(choices) - 1) + choices[1:]
+        setattr(TableWalk, f"op_{op}", rule(choice=st.sampled_from(weighted))(
+            lambda self, choice, _op=op: self.apply(_op, choice)))
+    return TableWalk
+
+
+def _chosen_guards(choice: str) -> dict[str, bool]:
+    if choice in ("natural", "fill_context"):
+        return {}
+    guard, value = choice.split("=")
+    return {guard: value == "true"}
+
+
+def run_walks(spec, inputs: SuiteInputs, open_adapter: Callable[[], Adapter], operations, *, examples: int,
+              steps: int = STEPS_PER_WALK) -> None:
+    """Run `examples` random walks (derandomized: the same walks every run); raises WalkFailure."""
+    from hypothesis import HealthCheck, settings
+    from hypothesis.stateful import run_state_machine_as_test
+
+    machine = make_machine(spec, inputs, open_adapter, operations)
+    run_state_machine_as_test(machine, settings=settings(
+        max_examples=examples, stateful_step_count=steps, deadline=None, derandomize=True, database=None,
+        suppress_health_check=list(HealthCheck), print_blob=False))
+
+
+def walk_case(spec, inputs: SuiteInputs, *, examples: int):
+    from ggufsm.conformance.runner import Case
+
+    def run(opener) -> list[str]:
+        try:
+            run_walks(spec, inputs, opener.open, opener.info.capabilities.operations, examples=examples)
+        except WalkFailure as failure:
+            raise CaseFailed(failure.rule, f"{failure.message}\nminimal sequence from a fresh runtime "
+                                           f"({len(failure.steps)} requests):\n"
+                             + "\n".join(json.dumps(step) for step in failure.steps)) from None
+        return [f"{examples} walks of up to {STEPS_PER_WALK} operations agreed with the table"]
+
+    return Case("walk.table_oracle", "walk", "walk", [f"{examples} random walks (Hypothesis, derandomized), "
+                                                      "the table as oracle"], run, fresh_adapter=False)
