@@ -24,15 +24,19 @@ def toy_on_child_path(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])))
 
 
-@pytest.fixture
-def toy_inputs(tmp_path) -> SuiteInputs:
-    (tmp_path / "corrupt.gguf").write_text("this is not a model")
+def toy_suite_inputs(directory: Path) -> SuiteInputs:
+    (directory / "corrupt.gguf").write_text("this is not a model")
     return SuiteInputs(
-        model=str(write_toy_model(tmp_path / "model.gguf", seed=1)),
-        alt_model=str(write_toy_model(tmp_path / "alt.gguf", seed=2)),
-        corrupt_model=str(tmp_path / "corrupt.gguf"),
-        unsupported_model=str(write_toy_model(tmp_path / "unsupported.gguf", arch="mamba9")),
-        missing_model=str(tmp_path / "missing.gguf"),
+        model=str(write_toy_model(directory / "model.gguf", seed=1)),
+        alt_model=str(write_toy_model(directory / "alt.gguf", seed=2)),
+        corrupt_model=str(directory / "corrupt.gguf"),
+        unsupported_model=str(write_toy_model(directory / "unsupported.gguf", arch="mamba9")),
+        missing_model=str(directory / "missing.gguf"),
         n_ctx=64,
         long_generation=40,
     )
+
+
+@pytest.fixture
+def toy_inputs(tmp_path) -> SuiteInputs:
+    return toy_suite_inputs(tmp_path)
