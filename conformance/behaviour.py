@@ -195,15 +195,22 @@ def concurrent_calls_serialized(ctx: _Context) -> list[str]:
     shared = ctx.fresh()
     replies: dict[str, Reply] = {}
 
+    failures: list[Exception] = []
+
     def run(prompt: str) -> None:
-        replies[prompt] = shared.call("generate", {"prompt": prompt, "max_tokens": ctx.inputs.generate_tokens,
-                                                   "stop_at_eos": False, "sampling": dict(GREEDY)})
+        try:
+            replies[prompt] = shared.call("generate", {"prompt": prompt, "max_tokens": ctx.inputs.generate_tokens,
+                                                       "stop_at_eos": False, "sampling": dict(GREEDY)})
+        except Exception as error:   # e.g. the implementation died: raised again on the case's thread
+            failures.append(error)
 
     threads = [threading.Thread(target=run, args=(prompt,)) for prompt in prompts]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if failures:
+        raise failures[0]
     for prompt in prompts:
         if not replies[prompt].ok:
             raise CaseFailed(ctx.rule, f"concurrent generate({prompt!r}) failed: {replies[prompt].describe()}")

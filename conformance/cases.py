@@ -316,19 +316,28 @@ def _run_direct(plan: CasePlan, adapter: Adapter, spec, inputs: SuiteInputs) -> 
 
 def _generate_cancelled(adapter: Adapter, action: Action) -> tuple[Reply, Reply | None]:
     """A generate that is cancelled from another thread as soon as its first token arrives."""
-    cancel_replies: list[Reply] = []
+    cancel_replies: list = []
+
+    def cancel() -> None:
+        try:
+            cancel_replies.append(adapter.call("cancel"))
+        except Exception as error:
+            cancel_replies.append(error)
 
     def on_token(token: dict) -> None:
         if cancel_replies:
             return
-        canceller = threading.Thread(target=lambda: cancel_replies.append(adapter.call("cancel")), daemon=True)
+        canceller = threading.Thread(target=cancel, daemon=True)
         canceller.start()
         canceller.join(ANSWER_TIMEOUT_S)
         if canceller.is_alive():
             cancel_replies.append(None)
 
     reply = adapter.call(action.op, dict(action.args), on_token=on_token)
-    return reply, (cancel_replies[0] if cancel_replies else None)
+    cancel_reply = cancel_replies[0] if cancel_replies else None
+    if isinstance(cancel_reply, Exception):
+        raise cancel_reply
+    return reply, cancel_reply
 
 
 def _check_cancelled(reply: Reply, cancel_reply: Reply | None, action: Action, rule: str, what: str) -> None:
@@ -354,8 +363,10 @@ def _run_concurrent(plan: CasePlan, adapter: Adapter, spec, observed: Outcome) -
     concurrent: dict[str, object] = {}
 
     def make_call() -> None:
-        concurrent["reply"] = adapter.call(act.action.op, dict(act.action.args), timeout=ANSWER_TIMEOUT_S)
-        concurrent["answered_at"] = time.monotonic()
+        try:
+            concurrent["reply"] = adapter.call(act.action.op, dict(act.action.args), timeout=ANSWER_TIMEOUT_S)
+        except Exception as error:   # e.g. the implementation died: raised again on the case's thread
+            concurrent["error"] = error
 
     caller = threading.Thread(target=make_call, daemon=True)
 
@@ -377,15 +388,23 @@ def _run_concurrent(plan: CasePlan, adapter: Adapter, spec, observed: Outcome) -
     caller.join(ANSWER_TIMEOUT_S)
     if caller.is_alive():
         raise CaseFailed(plan.rule, f"{what}: no answer within {ANSWER_TIMEOUT_S:.0f} s (deadlock?)")
+    if "error" in concurrent:
+        raise concurrent["error"]
     _check_concurrent(plan, adapter, spec, running_reply, concurrent, what)
 
 
 def _run_while_transient(adapter: Adapter, running: Step, state: str, start_call: Callable, observed: Outcome) -> Reply:
     """Run an operation that enters `state` (a load) on a thread; make the call once the state is
     observed (never before, or the call could overtake it)."""
-    result: dict[str, Reply] = {}
-    runner = threading.Thread(target=lambda: result.setdefault("reply", adapter.call(
-        running.action.op, dict(running.action.args), timeout=ANSWER_TIMEOUT_S)), daemon=True)
+    result: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            result["reply"] = adapter.call(running.action.op, dict(running.action.args), timeout=ANSWER_TIMEOUT_S)
+        except Exception as error:
+            result["error"] = error
+
+    runner = threading.Thread(target=run, daemon=True)
     runner.start()
     if adapter.capabilities.state:
         while runner.is_alive():
@@ -396,6 +415,8 @@ def _run_while_transient(adapter: Adapter, running: Step, state: str, start_call
     runner.join(ANSWER_TIMEOUT_S)
     if runner.is_alive():
         raise CaseFailed(running.rule, f"{running.action.op} did not finish within {ANSWER_TIMEOUT_S:.0f} s")
+    if "error" in result:
+        raise result["error"]
     return result["reply"]
 
 

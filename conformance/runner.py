@@ -128,6 +128,8 @@ def run_case(case: Case, implementation: Implementation) -> CaseResult:
             result.status, result.message, result.signal = FAIL, str(died), died.signal
         except ImplementationHung as hung:
             result.status, result.message = FAIL, f"the implementation hung: {hung}"
+        except Exception as error:  # a reply the kit could not interpret: the case fails, the run goes on
+            result.status, result.message = FAIL, f"the case could not be judged: {type(error).__name__}: {error}"
         finally:
             if recorder is not None:
                 result.calls = [asdict(call) for call in getattr(recorder, "calls", [])[-CALLS_KEPT:]]

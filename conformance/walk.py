@@ -16,7 +16,7 @@ import json
 import threading
 from typing import Callable
 
-from ggufsm.conformance.adapter import Adapter, Reply
+from ggufsm.conformance.adapter import Adapter, ImplementationDied, ImplementationHung, Reply
 from ggufsm.conformance.cases import MODEL_RESIDENT, Node, resident_after
 from ggufsm.conformance.checks import CaseFailed, Expected, Unsupported, check_after, check_reply
 from ggufsm.conformance.recipes import NATURAL_VALUES, SuiteInputs, fill_context, realize, with_natural_values
@@ -76,7 +76,10 @@ def make_machine(spec, inputs: SuiteInputs, open_adapter: Callable[[], Adapter],
             if action.cancel_while_running:
                 step["then"] = "cancel from another thread at the first token"
             self.steps.append(step)
-            reply, cancelled = self.call(action)
+            try:
+                reply, cancelled = self.call(action)
+            except (ImplementationDied, ImplementationHung) as died:
+                raise WalkFailure("the implementation's process", str(died), self.steps) from None
             if "cancelled" in guards:
                 guards["cancelled"] = cancelled
             branch = spec.branch(state, op, guards)
@@ -94,15 +97,23 @@ def make_machine(spec, inputs: SuiteInputs, open_adapter: Callable[[], Adapter],
         def call(self, action) -> tuple[Reply, bool]:
             if not action.cancel_while_running:
                 return self.adapter.call(action.op, dict(action.args)), False
-            cancels: list[Reply] = []
+            cancels: list = []
+
+            def cancel():
+                try:
+                    cancels.append(self.adapter.call("cancel"))
+                except Exception as error:
+                    cancels.append(error)
 
             def on_token(token):
                 if not cancels:
-                    canceller = threading.Thread(target=lambda: cancels.append(self.adapter.call("cancel")))
+                    canceller = threading.Thread(target=cancel)
                     canceller.start()
                     canceller.join(30)
 
             reply = self.adapter.call(action.op, dict(action.args), on_token=on_token)
+            if cancels and isinstance(cancels[0], Exception):
+                raise cancels[0]
             landed = reply.code == "Cancelled" or bool(cancels and cancels[0].ok and (cancels[0].value or {}).get("was_running"))
             return reply, landed
 
@@ -146,7 +157,7 @@ def run_walks(spec, inputs: SuiteInputs, open_adapter: Callable[[], Adapter], op
     machine = make_machine(spec, inputs, open_adapter, operations)
     run_state_machine_as_test(machine, settings=settings(
         max_examples=examples, stateful_step_count=steps, deadline=None, derandomize=True, database=None,
-        suppress_health_check=list(HealthCheck), print_blob=False))
+        suppress_health_check=list(HealthCheck), print_blob=False, report_multiple_bugs=False))
 
 
 def walk_case(spec, inputs: SuiteInputs, *, examples: int):

@@ -13,6 +13,7 @@ import collections
 import itertools
 import json
 import queue
+import re
 import subprocess
 import threading
 import time
@@ -24,7 +25,8 @@ from ggufsm.conformance.adapter import (
 from ggufsm.conformance.protocol import FRESH, HELLO, PROTOCOL_VERSION, SHUTDOWN, encode, reply_of, schema_problems
 
 _DIED = object()
-_STDERR_LINES_KEPT = 40
+_STDERR_LINES_KEPT = 400
+_TELLING = re.compile(r"assert|error|abort|fault|exception|terminate", re.IGNORECASE)
 
 
 class _Child:
@@ -68,7 +70,7 @@ class _Child:
                 except queue.Empty:
                     raise ImplementationHung(f"no answer to {op} within {timeout:.0f} s") from None
                 if message is _DIED:
-                    raise ImplementationDied(self.wait(), "".join(self.stderr_tail).strip())
+                    raise ImplementationDied(self.wait(), self.stderr_summary())
                 if "event" in message:
                     if on_token is not None:
                         on_token(message["value"])
@@ -77,6 +79,14 @@ class _Child:
         finally:
             with self._pending_lock:
                 self._pending.pop(request_id, None)
+
+    def stderr_summary(self, telling: int = 6, last: int = 3) -> str:
+        """The lines of stderr that say why it died (assertions, errors), then its last lines; a native
+        abort can print a whole debugger backtrace, which would bury the reason."""
+        lines = [line.rstrip() for line in self.stderr_tail]
+        reasons = [line for line in lines if _TELLING.search(line) and not line.lstrip().startswith("#")][-telling:]
+        tail = [line for line in lines[-last:] if line not in reasons]
+        return "\n".join(reasons + (["..."] if reasons and tail else []) + tail)
 
     def wait(self, timeout: float = 5.0) -> int | None:
         try:
