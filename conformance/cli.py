@@ -16,6 +16,9 @@ def register(subparsers) -> None:
                      help='python:MODULE:FACTORY, or a command speaking the protocol (e.g. "ggufsm serve-stdio"); '
                           "repeat to compare implementations")
     run.add_argument("--model", type=Path, help="the model the cases load (default: the tiny synthetic llama)")
+    run.add_argument("--inputs", type=Path, metavar="FILE",
+                     help="JSON naming every model file the cases use (model, alt_model, corrupt_model, "
+                          "unsupported_model, missing_model) and values (n_ctx, prompt, ...)")
     run.add_argument("--expect-fail", type=Path, metavar="FILE", help="case-id globs expected to fail, one a line")
     run.add_argument("--report-dir", type=Path, metavar="DIR", help="write JSON, JUnit XML, Markdown and SVG reports here")
     run.add_argument("--cases", action="append", default=[], metavar="GLOB", help="run only cases whose id matches")
@@ -47,7 +50,7 @@ def _run(args) -> int:
     expect_fail = read_expect_fail(args.expect_fail)
     runs = []
     with tempfile.TemporaryDirectory(prefix="ggufsm-conformance-") as workdir:
-        inputs = prepare_inputs(Path(workdir), model=args.model)
+        inputs = prepare_inputs(Path(workdir), model=args.model, inputs_file=args.inputs)
         for impl in args.impl:
             with open_implementation(impl, isolate=not args.in_process, timeout=args.timeout) as implementation:
                 print(f"== {impl}", file=sys.stderr)
