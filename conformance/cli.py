@@ -29,6 +29,11 @@ def register(subparsers) -> None:
     run.add_argument("--quiet", action="store_true", help="print only the summary")
     run.set_defaults(handler=_run)
 
+    replay = commands.add_parser("replay", help="send a reproduction (protocol requests, one a line) to a fresh runtime")
+    replay.add_argument("file", type=Path, help="requests as printed by a failing random walk")
+    replay.add_argument("--impl", required=True, metavar="IMPL")
+    replay.set_defaults(handler=_replay)
+
     serve = commands.add_parser("serve", help="serve a python:MODULE:FACTORY adapter over the protocol (stdin/stdout)")
     serve.add_argument("--impl", required=True, metavar="python:MODULE:FACTORY")
     serve.set_defaults(handler=_serve)
@@ -39,6 +44,39 @@ def _serve(args) -> int:
     from ggufsm.conformance.protocol import serve_stdio
 
     return serve_stdio(load_factory(args.impl))
+
+
+def _replay(args) -> int:
+    """Each request after the previous answer; a cancel that follows a streaming generate is sent
+    from another thread at its first token, as the walk did."""
+    import json
+    import threading
+
+    from ggufsm.conformance.adapter import open_implementation
+
+    decoder = json.JSONDecoder()
+    requests = [decoder.raw_decode(line.strip())[0] for line in args.file.read_text().splitlines()
+                if line.strip().startswith("{")]
+    with open_implementation(args.impl) as implementation:
+        adapter = implementation.open()
+        index = 0
+        while index < len(requests):
+            request = requests[index]
+            arguments = dict(request.get("args") or {})
+            cancel_next = (arguments.pop("stream", False) and index + 1 < len(requests)
+                           and requests[index + 1]["op"] == "cancel")
+            on_token = None
+            if cancel_next:
+                def on_token(token, fired=[]):
+                    if not fired:
+                        fired.append(threading.Thread(target=lambda: print(
+                            f"  cancel -> {adapter.call('cancel').describe()}")))
+                        fired[0].start()
+                        fired[0].join()
+            reply = adapter.call(request["op"], arguments, on_token=on_token)
+            print(f"{request['op']}({json.dumps(arguments)[:120]}) -> {reply.describe()}")
+            index += 2 if cancel_next else 1
+    return 0
 
 
 def _run(args) -> int:

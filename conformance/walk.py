@@ -32,8 +32,22 @@ NATURAL_WEIGHT = 3
 class WalkFailure(AssertionError):
     def __init__(self, rule: str, message: str, steps: list[dict]):
         self.rule, self.message, self.steps = rule, message, steps
-        reproduction = "\n".join(json.dumps(step) for step in steps)
-        super().__init__(f"{rule}: {message}\nminimal sequence from a fresh runtime ({len(steps)} requests):\n{reproduction}")
+        super().__init__(f"{rule}: {message}\n{reproduction(steps)}")
+
+
+def reproduction(steps: list[dict]) -> str:
+    """The walk as protocol requests (docs/protocol.md), to send one at a time to a fresh runtime.
+    A cancelled generate streams, and its cancel is sent after the first token event."""
+    lines = [f"minimal sequence from a fresh runtime ({len(steps)} operations), as protocol requests "
+             "(send each after the previous answer):"]
+    for number, step in enumerate(steps, 1):
+        if step.get("cancel_at_first_token"):
+            lines.append(json.dumps({"id": number, "op": step["op"], "args": {**step["args"], "stream": True}}))
+            lines.append(json.dumps({"id": f"{number}-cancel", "op": "cancel", "args": {}})
+                         + "   # sent after the first token event, while the generate runs")
+        else:
+            lines.append(json.dumps({"id": number, "op": step["op"], "args": step["args"]}))
+    return "\n".join(lines)
 
 
 def choices_for(spec, op: str, operations) -> list[str]:
@@ -74,7 +88,7 @@ def make_machine(spec, inputs: SuiteInputs, open_adapter: Callable[[], Adapter],
             action = fill_context(inputs) if choice == "fill_context" else realize(op, chosen, inputs)
             step = {"op": op, "args": dict(action.args)}
             if action.cancel_while_running:
-                step["then"] = "cancel from another thread at the first token"
+                step["cancel_at_first_token"] = True
             self.steps.append(step)
             try:
                 reply, cancelled = self.call(action)
@@ -167,9 +181,7 @@ def walk_case(spec, inputs: SuiteInputs, *, examples: int):
         try:
             run_walks(spec, inputs, opener.open, opener.info.capabilities.operations, examples=examples)
         except WalkFailure as failure:
-            raise CaseFailed(failure.rule, f"{failure.message}\nminimal sequence from a fresh runtime "
-                                           f"({len(failure.steps)} requests):\n"
-                             + "\n".join(json.dumps(step) for step in failure.steps)) from None
+            raise CaseFailed(failure.rule, f"{failure.message}\n{reproduction(failure.steps)}") from None
         return [f"{examples} walks of up to {STEPS_PER_WALK} operations agreed with the table"]
 
     return Case("walk.table_oracle", "walk", "walk", [f"{examples} random walks (Hypothesis, derandomized), "

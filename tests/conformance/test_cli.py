@@ -47,3 +47,26 @@ def test_failures_exit_one_unless_expected_and_several_implementations_are_compa
     tolerated = run_cli(*broken, *common, "--expect-fail", str(expect_fail))
     assert tolerated.returncode == 0, tolerated.stdout + tolerated.stderr
     assert "1 xpass" in tolerated.stdout   # Ready.reset was listed but passes: reported
+
+
+def test_replay_sends_a_walk_reproduction_to_a_fresh_runtime(toy_on_child_path, toy_inputs, tmp_path):
+    from ggufsm.conformance.walk import reproduction
+
+    steps = [{"op": "load_model", "args": {"path": toy_inputs.model}},
+             {"op": "generate", "args": {"prompt": "a b", "max_tokens": 30, "stop_at_eos": False},
+              "cancel_at_first_token": True},
+             {"op": "reset", "args": {}},
+             {"op": "generate_next_token", "args": {}}]
+    script = tmp_path / "repro.jsonl"
+    script.write_text(reproduction(steps))
+
+    def replay(factory: str) -> list[str]:
+        done = subprocess.run([sys.executable, "-m", "ggufsm", "conformance", "replay", str(script),
+                               "--impl", f"python:toy_runtime:{factory}"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    correct, broken = replay("make_adapter"), replay("make_reset_keeps_request")
+    assert any(line.startswith("generate(") and "Cancelled" in line for line in correct)
+    assert correct[-1].startswith("generate_next_token({}) -> InvalidState")
+    assert broken[-1].startswith("generate_next_token({}) -> ok")

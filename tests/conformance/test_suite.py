@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ggufsm.conformance.adapter import InProcessImplementation, open_implementation
 from ggufsm.conformance.cases import plan_suite
+from ggufsm.conformance.protocol import schema_problems
 from ggufsm.conformance.runner import FAIL, NOT_SUPPORTED, PASS, XFAIL, XPASS, run_suite
 from ggufsm.spec import load_spec
 
@@ -90,7 +93,9 @@ def test_a_reset_that_keeps_the_request_is_caught_naming_the_rule_and_the_shrunk
     assert walk.status == FAIL
     assert "cells.ContinuationReady.reset" in walk.message
     sequence = walk.message.split("minimal sequence from a fresh runtime")[1].splitlines()[1:]
-    assert [line.split('"op": "')[1].split('"')[0] for line in sequence] == ["load_model", "generate", "reset"]
+    requests = [json.loads(line) for line in sequence]
+    assert [request["op"] for request in requests] == ["load_model", "generate", "reset"]
+    assert all(schema_problems(request, "request") == [] for request in requests)
     assert results["behaviour.reset_equals_fresh"].status == FAIL
 
 
