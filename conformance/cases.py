@@ -68,6 +68,10 @@ class Step:
     def describe(self) -> str:
         return f"{self.start.state} ─{self.action.op}→ {self.expected.describe()}"
 
+    def to_json(self) -> dict:
+        return {**self.action.to_json(), "from": self.start.state,
+                "expect": {"error": self.expected.error, "state": self.expected.to}, "rule": self.rule}
+
 
 @dataclass(frozen=True)
 class CasePlan:
@@ -92,6 +96,11 @@ class CasePlan:
         if self.running is None:
             return (self.act.transition,)
         return ((self.state, self.op, self.state, None), self.running.transition, self.act.transition)
+
+    def to_json(self) -> dict:
+        """The case as data (the suite can be exported and run by other harnesses)."""
+        return {"id": self.id, "rule": self.rule, "effect": self.effect, "path": [step.to_json() for step in self.path],
+                "while_running": self.running.to_json() if self.running else None, "call": self.act.to_json()}
 
     def describe(self) -> list[str]:
         lines = [f"{step.start.state}: {step.action.op}({_args_text(step.action)}) → {step.expected.describe()}"

@@ -29,6 +29,11 @@ def register(subparsers) -> None:
     run.add_argument("--quiet", action="store_true", help="print only the summary")
     run.set_defaults(handler=_run)
 
+    cases = commands.add_parser("cases", help="list the cases the table generates (model files shown as <placeholders>)")
+    cases.add_argument("--json", action="store_true", help="the cases as data: path, call, expected outcome")
+    cases.add_argument("--cases", action="append", default=[], metavar="GLOB")
+    cases.set_defaults(handler=_cases)
+
     replay = commands.add_parser("replay", help="send a reproduction (protocol requests, one a line) to a fresh runtime")
     replay.add_argument("file", type=Path, help="requests as printed by a failing random walk")
     replay.add_argument("--impl", required=True, metavar="IMPL")
@@ -44,6 +49,33 @@ def _serve(args) -> int:
     from ggufsm.conformance.protocol import serve_stdio
 
     return serve_stdio(load_factory(args.impl))
+
+
+def _cases(args) -> int:
+    import fnmatch
+    import json
+
+    from ggufsm.conformance.behaviour import BEHAVIOURS
+    from ggufsm.conformance.cases import plan_suite
+    from ggufsm.conformance.recipes import SuiteInputs
+    from ggufsm.spec import load_spec
+
+    placeholders = SuiteInputs(model="<model>", alt_model="<alt_model>", corrupt_model="<corrupt_model>",
+                               unsupported_model="<unsupported_model>", missing_model="<missing_model>",
+                               long_prompt="<long_prompt>")
+    plans, _ = plan_suite(load_spec(), placeholders)
+    chosen = [plan for plan in plans if not args.cases or any(fnmatch.fnmatchcase(plan.id, g) for g in args.cases)]
+    if args.json:
+        print(json.dumps([plan.to_json() for plan in chosen], indent=1))
+        return 0
+    for plan in chosen:
+        print(f"{plan.id}    [{plan.rule}]")
+        for line in plan.describe():
+            print(f"    {line}")
+    for behaviour in BEHAVIOURS:
+        print(f"{behaviour.rule}\n    {behaviour.statement}")
+    print(f"{len(plans)} table cases, {len(BEHAVIOURS)} behavioural cases, and the random walks")
+    return 0
 
 
 def _replay(args) -> int:

@@ -70,3 +70,15 @@ def test_replay_sends_a_walk_reproduction_to_a_fresh_runtime(toy_on_child_path, 
     assert any(line.startswith("generate(") and "Cancelled" in line for line in correct)
     assert correct[-1].startswith("generate_next_token({}) -> InvalidState")
     assert broken[-1].startswith("generate_next_token({}) -> ok")
+
+
+def test_cases_lists_the_generated_suite_as_data():
+    done = subprocess.run([sys.executable, "-m", "ggufsm", "conformance", "cases", "--json"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    cases = json.loads(done.stdout)
+    from ggufsm.spec import load_spec
+
+    assert len(cases) == len(list(load_spec().all_branches()))
+    generating_free = next(case for case in cases if case["id"] == "Generating.free")
+    assert generating_free["while_running"]["op"] == "generate"
+    assert generating_free["call"]["expect"] == {"error": None, "state": "Freed"}
