@@ -284,15 +284,15 @@ def _concurrent_step(spec, planner: Planner, state: str, op: str, branch, runnin
 
 
 @dataclass
-class Outcome:
+class Observed:
     """What a case observed beyond pass/fail (for the report)."""
 
     notes: list[str] = field(default_factory=list)
 
 
-def run_plan(plan: CasePlan, adapter: Adapter, spec, inputs: SuiteInputs) -> Outcome:
+def run_plan(plan: CasePlan, adapter: Adapter, spec, inputs: SuiteInputs) -> Observed:
     """Run one case on a fresh adapter; raises CaseFailed, Unsupported or RaceLost."""
-    observed = Outcome()
+    observed = Observed()
     for op in {step.action.op for step in (*plan.path, plan.act)} | ({plan.running.action.op} if plan.running else set()):
         require_supported(adapter, op)
     for number, step in enumerate(plan.path, 1):
@@ -365,7 +365,7 @@ def _check_cancelled(reply: Reply, cancel_reply: Reply | None, action: Action, r
                                    f"it reports {len(kept)} of max_tokens={action.args['max_tokens']}")
 
 
-def _run_concurrent(plan: CasePlan, adapter: Adapter, spec, observed: Outcome) -> None:
+def _run_concurrent(plan: CasePlan, adapter: Adapter, spec, observed: Observed) -> None:
     """Start the running operation; make the case's call while it runs; check both."""
     running, act = plan.running, plan.act
     what = f"{plan.state}.{plan.op} (made while {running.action.op} runs)"
@@ -402,7 +402,7 @@ def _run_concurrent(plan: CasePlan, adapter: Adapter, spec, observed: Outcome) -
     _check_concurrent(plan, adapter, spec, running_reply, concurrent, what)
 
 
-def _run_while_transient(adapter: Adapter, running: Step, state: str, start_call: Callable, observed: Outcome) -> Reply:
+def _run_while_transient(adapter: Adapter, running: Step, state: str, start_call: Callable, observed: Observed) -> Reply:
     """Run an operation that enters `state` (a load) on a thread; make the call once the state is
     observed (never before, or the call could overtake it)."""
     result: dict[str, object] = {}
