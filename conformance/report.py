@@ -213,8 +213,11 @@ def write_reports(runs: list[RunResult], report_dir: Path) -> list[Path]:
                 "`results.json`, JUnit XML in `junit.xml`.", ""]
     if len(runs) > 1:
         markdown += comparison_markdown(runs)
+    names = [run.info["name"] for run in runs]
     for run in runs:
-        diagram = f"{slug(run.implementation)}.lifecycle.svg"
+        # The implementation's own name when it tells them apart, else the --impl string.
+        name = run.info["name"] if names.count(run.info["name"]) == 1 else run.implementation
+        diagram = f"{slug(name)}.lifecycle.svg"
         write(diagram, diagram_svg(run, spec))
         markdown += run_markdown(run, spec, diagram)
     write("summary.md", "\n".join(markdown).rstrip() + "\n")

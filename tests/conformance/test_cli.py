@@ -28,7 +28,7 @@ def test_a_conforming_implementation_exits_zero_and_gets_every_report(toy_on_chi
     assert done.returncode == 0, done.stderr
     assert "-> OK" in done.stdout
     names = {path.name for path in (tmp_path / "report").iterdir()}
-    assert {"results.json", "junit.xml", "summary.md", "python-toy_runtime-make_adapter.lifecycle.svg"} <= names
+    assert {"results.json", "junit.xml", "summary.md", "toy-runtime.lifecycle.svg"} <= names
 
 
 def test_failures_exit_one_unless_expected_and_several_implementations_are_compared(toy_on_child_path, inputs_file,

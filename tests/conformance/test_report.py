@@ -54,9 +54,9 @@ def test_reports_hold_a_record_per_case_junit_a_summary_and_coloured_diagrams(ru
     assert "## Comparison" in summary and "Cases whose results differ" in summary
     assert "| branches |" in summary and "`cells.Initialized.load_model.cases[0]`" in summary
 
-    good = (tmp_path / "make_adapter.lifecycle.svg").read_text()
-    broken = (tmp_path / "make_ready_after_failed_load.lifecycle.svg").read_text()
-    lacking = (tmp_path / "make_without_replace.lifecycle.svg").read_text()
+    good = (tmp_path / "toy-runtime.lifecycle.svg").read_text()
+    broken = (tmp_path / "toy-ready-after-failed-load.lifecycle.svg").read_text()
+    lacking = (tmp_path / "toy-without-replace.lifecycle.svg").read_text()
     assert COLOURS[PASS] in good and COLOURS[FAIL] not in good
     assert COLOURS[FAIL] in broken
     assert COLOURS[NOT_SUPPORTED] in lacking
