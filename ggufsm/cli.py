@@ -15,6 +15,8 @@ COMMAND_MODULES = [
     "ggufsm.reference.cli_models",
     "ggufsm.reference.cli_tokenize",
     "ggufsm.reference.cli_generate",
+    "ggufsm.conformance.cli",
+    "ggufsm.reference.cli_serve",
 ]
 
 

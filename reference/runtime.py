@@ -547,8 +547,8 @@ class _Call:
         runtime = self.runtime
         message = "; ".join(reason for reason in self._guards.reasons if reason) or self._refusal_message()
         error = error_class(outcome.error)(message, state_after=outcome.to)
-        runtime._enter(outcome.to)
         runtime._last_error = error
+        runtime._enter(outcome.to)  # after recording: a state that allows no last_error (Uninitialized) drops it
         runtime._counters["errors"] += 1
         raise error from cause
 

@@ -1,0 +1,319 @@
+"""The adapter API: how the runner talks to an implementation under test.
+
+An :class:`Implementation` is a source of fresh runtimes; each :class:`Adapter`
+it opens is one fresh runtime handle (state Uninitialized). Every operation,
+whether the implementation lives in this process or speaks the JSON-lines
+protocol from a child process, goes through one call::
+
+    reply = adapter.call("generate", {"prompt": "Hello", "max_tokens": 4}, on_token=print)
+
+with the protocol's operation names and arguments (docs/protocol/protocol.md),
+so a case is written once and runs against any implementation.
+
+``--impl`` strings name implementations: ``python:MODULE:FACTORY`` is a
+factory returning an Adapter (run in a child process by default, so a crash
+is a failed case, not a dead runner); anything else is a command that speaks
+the protocol on stdin/stdout.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shlex
+import sys
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ggufsm.spec.errors import GgufsmError
+
+# Error codes the protocol adds to the table's: an operation the implementation
+# lacks, a request it could not parse, and an unexpected failure inside it.
+NOT_SUPPORTED = "NotSupported"
+PROTOCOL_ERROR = "ProtocolError"
+INTERNAL_ERROR = "InternalError"
+
+TokenCallback = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    code: str
+    message: str
+    state_after: str | None = None
+
+    def to_json(self) -> dict:
+        return {"code": self.code, "message": self.message, "state_after": self.state_after}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The answer to one call: a value, or an error; and the state observed afterwards (None if unreported)."""
+
+    ok: bool
+    value: Any = None
+    error: ErrorInfo | None = None
+    state: str | None = None
+
+    @property
+    def code(self) -> str | None:
+        return self.error.code if self.error else None
+
+    @property
+    def not_supported(self) -> bool:
+        return self.code == NOT_SUPPORTED
+
+    def describe(self) -> str:
+        state = f" [state {self.state}]" if self.state is not None else ""
+        if self.ok:
+            return f"ok{state}"
+        return f"{self.error.code}: {self.error.message}{state}"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    state: bool                  # replies carry the lifecycle state
+    diagnostics: bool            # the diagnostics query lists resident data
+    operations: frozenset[str]   # the table operations it has
+
+    def to_json(self) -> dict:
+        return {"state": self.state, "diagnostics": self.diagnostics, "operations": sorted(self.operations)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Capabilities":
+        return cls(bool(data["state"]), bool(data["diagnostics"]), frozenset(data["operations"]))
+
+
+@dataclass(frozen=True)
+class ImplementationInfo:
+    name: str
+    version: str
+    capabilities: Capabilities
+    spec_version: str | None = None
+    pid: int | None = None      # the process holding the runtime (memory is measured there)
+
+
+class ImplementationDied(RuntimeError):
+    """The implementation's process ended while a call was outstanding."""
+
+    def __init__(self, returncode: int | None, stderr_tail: str = ""):
+        self.returncode = returncode
+        self.signal = -returncode if returncode is not None and returncode < 0 else None
+        self.stderr_tail = stderr_tail
+        how = f"killed by signal {self.signal} ({_signal_name(self.signal)})" if self.signal else f"exited with status {returncode}"
+        super().__init__(f"the implementation's process {how}" + (f"; stderr ends:\n{stderr_tail}" if stderr_tail else ""))
+
+
+class ImplementationHung(RuntimeError):
+    """A call got no answer within its time limit."""
+
+
+class Adapter(ABC):
+    """One fresh runtime handle of an implementation."""
+
+    info: ImplementationInfo
+
+    @abstractmethod
+    def call(self, op: str, args: dict | None = None, on_token: TokenCallback | None = None,
+             timeout: float | None = None) -> Reply:
+        """Apply a table operation; on_token receives each generated token ({token_id, text, index})."""
+
+    def close(self) -> None:
+        """Release the runtime (the implementation process, if any, stays up for the next adapter)."""
+
+    def current_state(self) -> str | None:
+        """The state now, for implementations that report one (None otherwise)."""
+        return None
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.info.capabilities
+
+
+class Implementation(ABC):
+    """A source of fresh adapters for one implementation under test."""
+
+    label: str
+
+    @abstractmethod
+    def open(self) -> Adapter:
+        """A fresh runtime (Uninitialized)."""
+
+    @property
+    @abstractmethod
+    def info(self) -> ImplementationInfo:
+        ...
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ─── Python adapters ─────────────────────────────────────────────────────────
+
+
+class PythonAdapter(Adapter):
+    """Base for in-process adapters: `call` dispatches to `op_<name>(**args)` methods.
+
+    A missing method is NotSupported; a GgufsmError becomes its code; any other
+    exception is InternalError (a bug the case reports, never a pass). An
+    error may carry a ``partial_value`` attribute (what a cancelled generate
+    kept), sent as the reply's value. The state in each reply comes from
+    `current_state()` when the implementation reports states.
+    """
+
+    name = "python-adapter"
+    version = "0"
+
+    def __init__(self) -> None:
+        from ggufsm.spec import load_spec
+
+        operations = frozenset(op for op in load_spec().operations if callable(getattr(self, f"op_{op}", None)))
+        self.info = ImplementationInfo(self.name, self.version, Capabilities(
+            state=self.reports_state(), diagnostics=callable(getattr(self, "op_diagnostics", None)),
+            operations=operations), spec_version=self.spec_version(), pid=os.getpid())
+
+    def reports_state(self) -> bool:
+        return type(self).current_state is not Adapter.current_state
+
+    def spec_version(self) -> str | None:
+        return None
+
+    def _reported_state(self) -> str | None:
+        return self.current_state() if self.info.capabilities.state else None
+
+    def call(self, op, args=None, on_token=None, timeout=None) -> Reply:
+        method = getattr(self, f"op_{op}", None)
+        if op not in self.info.capabilities.operations or method is None:
+            return Reply(False, error=ErrorInfo(NOT_SUPPORTED, f"{self.name} has no operation {op!r}"),
+                         state=self._reported_state())
+        kwargs = dict(args or {})
+        if on_token is not None:
+            kwargs["on_token"] = on_token
+        try:
+            value = method(**kwargs)
+        except GgufsmError as error:
+            partial = getattr(error, "partial_value", None)
+            return Reply(False, value=partial, error=ErrorInfo(error.code, error.message, error.state_after),
+                         state=self._reported_state())
+        except TypeError as error:
+            if _is_signature_error(error, method):
+                return Reply(False, error=ErrorInfo("InvalidInput", f"{op}: {error}"), state=self._reported_state())
+            return _internal_error(self, error)
+        except Exception as error:  # a bug in the implementation: reported as such, never a pass
+            return _internal_error(self, error)
+        return Reply(True, value=value, state=self._reported_state())
+
+
+def _internal_error(adapter: PythonAdapter, error: BaseException) -> Reply:
+    return Reply(False, error=ErrorInfo(INTERNAL_ERROR, f"{type(error).__name__}: {error}"), state=adapter._reported_state())
+
+
+def _is_signature_error(error: TypeError, method) -> bool:
+    """True when the TypeError is about the call's arguments, not raised inside the method."""
+    traceback = error.__traceback__
+    return traceback is not None and traceback.tb_next is None
+
+
+class InProcessImplementation(Implementation):
+    """A Python factory whose adapters run in this process (fast; a crash ends the runner too)."""
+
+    def __init__(self, factory: Callable[[], Adapter], label: str):
+        self._factory = factory
+        self.label = label
+        self._info: ImplementationInfo | None = None
+
+    def open(self) -> Adapter:
+        adapter = self._factory()
+        self._info = adapter.info
+        return adapter
+
+    @property
+    def info(self) -> ImplementationInfo:
+        if self._info is None:
+            probe = self._factory()
+            self._info = probe.info
+            probe.close()
+        return self._info
+
+
+def load_factory(impl: str) -> Callable[[], Adapter]:
+    """The factory named by ``python:MODULE:FACTORY``."""
+    prefix, _, rest = impl.partition(":")
+    module_name, _, attribute = rest.partition(":")
+    if prefix != "python" or not module_name or not attribute:
+        raise ValueError(f"{impl!r}: expected python:MODULE:FACTORY")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise ValueError(f"{impl!r}: module {module_name} has no attribute {attribute!r}") from None
+
+
+def is_python_impl(impl: str) -> bool:
+    return impl.startswith("python:")
+
+
+def open_implementation(impl: str, *, isolate: bool = True, timeout: float = 60.0) -> Implementation:
+    """The implementation an ``--impl`` string names.
+
+    A Python factory runs in a child (``ggufsm conformance serve --impl ...``)
+    unless isolate is False; a command is always a child speaking the protocol.
+    """
+    from ggufsm.conformance.adapters.stdio import SubprocessImplementation
+
+    if is_python_impl(impl):
+        if not isolate:
+            return InProcessImplementation(load_factory(impl), label=impl)
+        command = [sys.executable, "-m", "ggufsm", "conformance", "serve", "--impl", impl]
+        return SubprocessImplementation(command, label=impl, timeout=timeout)
+    return SubprocessImplementation(shlex.split(impl), label=impl, timeout=timeout)
+
+
+def _signal_name(number: int | None) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except (ValueError, TypeError):
+        return "unknown"
+
+
+@dataclass
+class CallRecord:
+    """One call a case made, kept for reports and reproductions."""
+
+    op: str
+    args: dict = field(default_factory=dict)
+    reply: str = ""
+
+
+class RecordingAdapter(Adapter):
+    """Wraps an adapter and keeps the calls made through it (in order), for failure reports."""
+
+    def __init__(self, inner: Adapter):
+        self.inner = inner
+        self.info = inner.info
+        self.calls: list[CallRecord] = []
+        self._lock = threading.Lock()
+
+    def call(self, op, args=None, on_token=None, timeout=None) -> Reply:
+        record = CallRecord(op, dict(args or {}))
+        with self._lock:
+            self.calls.append(record)
+        reply = self.inner.call(op, args, on_token=on_token, timeout=timeout)
+        record.reply = reply.describe()
+        return reply
+
+    def current_state(self) -> str | None:
+        return self.inner.current_state()
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,0 +1,1 @@
+"""Adapters: the reference runtime, protocol children, and peer runtimes."""

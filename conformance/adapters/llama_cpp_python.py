@@ -1,0 +1,182 @@
+"""llama-cpp-python's ``Llama`` behind the adapter API (``python:ggufsm.conformance.adapters.llama_cpp_python:make_adapter``).
+
+Each operation maps to what the library offers, and nothing is added to make
+a case pass: no lock, no validation, no state machine of our own.
+
+| operation | llama-cpp-python |
+| --- | --- |
+| init_runtime | records n_ctx / n_threads for the next ``Llama(...)`` (llama.cpp takes them at context creation; it validates nothing earlier) |
+| load_model | ``Llama(model_path, n_ctx, n_threads)``; the previous object, if any, is dropped (the library has no "already loaded") |
+| generate | ``create_completion(prompt, stream=True, ...)``; token ids observed as ``Llama.generate`` yields them; ``stop_at_eos=False`` bans EOS with a logits processor; cancel stops consuming the stream |
+| generate_next_token | ``Llama.eval([last token])`` then ``Llama.sample(...)``, the library's own continuation primitives |
+| reset | ``Llama.reset()`` |
+| free | ``Llama.close()``; the closed object is kept and used by later calls, as a caller's reference would be |
+| cancel | stop consuming the stream at the next token (the library's way to stop a completion) |
+| set_sampling, replace_model, state, last_error, diagnostics | none in the library: NotSupported |
+
+Errors: ``ValueError("Model path does not exist")`` is ModelUnavailable, any
+other load failure InvalidModel (the library does not tell malformed from
+unsupported), ``ValueError("... exceed context window ...")`` ContextOverflow.
+Anything else is reported as an unexpected failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+from ggufsm.conformance.adapter import PythonAdapter
+from ggufsm.spec.errors import error_class
+
+_SAMPLING_NAMES = {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
+                   "repetition_penalty": "repeat_penalty", "seed": "seed"}
+_SAMPLE_NAMES = {"temperature": "temp", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
+                 "repetition_penalty": "repeat_penalty"}
+
+
+def _raise(code: str, message: str):
+    raise error_class(code)(message)
+
+
+class LlamaCppPythonAdapter(PythonAdapter):
+    name = "llama-cpp-python"
+
+    def __init__(self) -> None:
+        import llama_cpp
+
+        self.version = llama_cpp.__version__
+        self._llama_cpp = llama_cpp
+        self._settings: dict = {}
+        self._llm = None
+        self._pending_token: int | None = None   # sampled by the last call, not yet evaluated
+        self._request_sampling: dict = {}
+        self._cancel = threading.Event()
+        self._generating = threading.Event()
+        super().__init__()
+
+    def close(self) -> None:
+        self._cancel.set()
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            llm.close()
+
+    # ── commands ──
+
+    def op_init_runtime(self, n_ctx=None, n_threads=0) -> None:
+        self._settings = {"n_ctx": n_ctx, "n_threads": n_threads or None}
+
+    def op_load_model(self, path) -> dict:
+        try:
+            llm = _RecordingLlama(model_path=str(path), verbose=False, **self._llama_settings())
+        except ValueError as error:
+            _raise("ModelUnavailable" if "does not exist" in str(error) else "InvalidModel", str(error))
+        self._llm, self._pending_token = llm, None
+        return {"n_ctx": llm.n_ctx(), "n_vocab": llm.n_vocab()}
+
+    def _llama_settings(self) -> dict:
+        settings = {key: value for key, value in self._settings.items() if value is not None}
+        return settings
+
+    def op_generate(self, prompt, max_tokens=16, stop_at_eos=True, sampling=None, on_token=None) -> dict:
+        llm = self._require_model()
+        sampling = dict(sampling or {})
+        arguments = {_SAMPLING_NAMES[name]: value for name, value in sampling.items()}
+        if not stop_at_eos:
+            arguments["logits_processor"] = self._llama_cpp.LogitsProcessorList([_ban(llm.token_eos())])
+        self._cancel.clear()
+        self._generating.set()
+        llm.observed = []
+        finish_reason = None
+        try:
+            stream = llm.create_completion(prompt, max_tokens=max_tokens, stream=True, **arguments)
+            seen = 0
+            for chunk in stream:
+                for index in range(seen, len(llm.observed)):
+                    if on_token is not None:
+                        on_token({"token_id": llm.observed[index], "text": llm.detokenize([llm.observed[index]]).decode(
+                            "utf-8", "replace"), "index": index})
+                seen = len(llm.observed)
+                finish_reason = chunk["choices"][0].get("finish_reason") or finish_reason
+                if self._cancel.is_set():
+                    stream.close()
+                    finish_reason = "cancelled"
+                    break
+        except ValueError as error:
+            if "exceed context window" in str(error):
+                _raise("ContextOverflow", str(error))
+            raise
+        finally:
+            self._generating.clear()
+        tokens = list(llm.observed)
+        self._pending_token = tokens[-1] if tokens else None
+        self._request_sampling = {_SAMPLE_NAMES[name]: value for name, value in sampling.items() if name in _SAMPLE_NAMES}
+        if finish_reason == "cancelled":
+            error = error_class("Cancelled")(f"the stream was closed after {len(tokens)} token(s)")
+            error.partial_value = {"token_ids": tokens, "text": "", "finish_reason": "cancelled"}
+            raise error
+        return {"token_ids": tokens, "text": llm.detokenize(tokens).decode("utf-8", "replace"),
+                "finish_reason": finish_reason or "length"}
+
+    def op_generate_next_token(self) -> dict:
+        llm = self._require_model()
+        if self._pending_token is not None:
+            llm.eval([self._pending_token])
+        token = llm.sample(**self._request_sampling)
+        self._pending_token = token
+        return {"token_id": int(token), "text": llm.detokenize([token]).decode("utf-8", "replace")}
+
+    def op_reset(self) -> None:
+        if self._llm is not None:
+            self._llm.reset()
+
+    def op_free(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+
+    def op_cancel(self) -> dict:
+        running = self._generating.is_set()
+        if running:
+            self._cancel.set()
+        return {"was_running": running}
+
+    def _require_model(self):
+        # With no Llama object there is nothing to call: the library's equivalent of "no model".
+        if self._llm is None:
+            _raise("ModelNotLoaded", "no Llama object has been created")
+        return self._llm
+
+
+def _ban(token: int):
+    import numpy as np
+
+    def processor(input_ids, scores):
+        scores[token] = -np.inf
+        return scores
+    return processor
+
+
+@functools.lru_cache(maxsize=1)
+def _recording_llama_class():
+    from llama_cpp import Llama
+
+    class RecordingLlama(Llama):
+        """Llama, observing the token ids its generator yields (create_completion streams text only)."""
+
+        def __init__(self, *args, **kwargs):
+            self.observed: list[int] = []
+            super().__init__(*args, **kwargs)
+
+        def generate(self, *args, **kwargs):
+            for token in super().generate(*args, **kwargs):
+                self.observed.append(int(token))
+                yield token
+
+    return RecordingLlama
+
+
+def _RecordingLlama(**kwargs):
+    return _recording_llama_class()(**kwargs)
+
+
+def make_adapter() -> LlamaCppPythonAdapter:
+    return LlamaCppPythonAdapter()

@@ -1,0 +1,94 @@
+"""The reference Runtime behind the adapter API (``python:ggufsm.conformance.adapters.reference:make_adapter``).
+
+A thin translation: protocol arguments become Runtime arguments, results
+become JSON values. Nothing here decides an outcome; the Runtime does.
+"""
+
+from __future__ import annotations
+
+from ggufsm.conformance.adapter import PythonAdapter
+
+
+class ReferenceAdapter(PythonAdapter):
+    name = "ggufsm-reference"
+
+    def __init__(self) -> None:
+        from ggufsm import __version__
+        from ggufsm.reference.runtime import Runtime
+
+        self.version = __version__
+        self.runtime = Runtime()
+        super().__init__()
+
+    def spec_version(self) -> str | None:
+        from ggufsm.spec import load_spec
+
+        return load_spec().version
+
+    def current_state(self) -> str | None:
+        return self.runtime.state
+
+    def close(self) -> None:
+        self.runtime.cancel()
+        self.runtime.free()
+
+    # ── commands ──
+
+    def op_init_runtime(self, **settings) -> None:
+        self.runtime.init_runtime(**settings)
+
+    def op_load_model(self, path) -> dict:
+        return self.runtime.load_model(path)
+
+    def op_replace_model(self, path) -> dict:
+        return self.runtime.replace_model(path)
+
+    def op_set_sampling(self, **parameters) -> None:
+        self.runtime.set_sampling(**parameters)
+
+    def op_generate(self, prompt, max_tokens=16, stop_at_eos=True, sampling=None, on_token=None) -> dict:
+        produced: list[int] = []
+
+        def forward(event) -> None:
+            produced.append(event.token_id)
+            if on_token is not None:
+                on_token({"token_id": event.token_id, "text": event.text, "index": event.index})
+
+        try:
+            generation = self.runtime.generate(prompt, max_tokens, on_token=forward, stop_at_eos=stop_at_eos,
+                                               **(sampling or {}))
+        except Exception as error:
+            if getattr(error, "code", None) == "Cancelled":
+                error.partial_value = {"token_ids": produced, "text": "", "finish_reason": "cancelled"}
+            raise
+        return {"token_ids": generation.token_ids, "text": generation.text,
+                "finish_reason": generation.finish_reason, "prompt_tokens": len(generation.prompt_token_ids)}
+
+    def op_generate_next_token(self) -> dict:
+        event = self.runtime.generate_next_token()
+        return {"token_id": event.token_id, "text": event.text, "index": event.index}
+
+    def op_reset(self) -> None:
+        self.runtime.reset()
+
+    def op_free(self) -> None:
+        self.runtime.free()
+
+    # ── control and queries (answered without waiting) ──
+
+    def op_cancel(self) -> dict:
+        return {"was_running": self.runtime.cancel()}
+
+    def op_state(self) -> str:
+        return self.runtime.state
+
+    def op_last_error(self) -> dict | None:
+        error = self.runtime.last_error
+        return {"code": error.code, "message": error.message} if error is not None else None
+
+    def op_diagnostics(self) -> dict:
+        return self.runtime.diagnostics()
+
+
+def make_adapter() -> ReferenceAdapter:
+    return ReferenceAdapter()

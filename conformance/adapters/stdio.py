@@ -1,0 +1,225 @@
+"""The protocol client: an implementation in a child process, spoken to over JSON lines.
+
+One child serves many fresh runtimes (the ``fresh`` request), so a suite of
+hundreds of cases costs one process start. When the child dies (abort,
+segfault) or stops answering, the outstanding call raises ImplementationDied
+or ImplementationHung, and the next ``open()`` starts a new child: a crash is
+one failed case, the run goes on.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import queue
+import re
+import subprocess
+import threading
+import time
+
+from ggufsm.conformance.adapter import (
+    PROTOCOL_ERROR, Adapter, Capabilities, ErrorInfo, Implementation, ImplementationDied, ImplementationHung,
+    ImplementationInfo, Reply, TokenCallback,
+)
+from ggufsm.conformance.protocol import FRESH, HELLO, PROTOCOL_VERSION, SHUTDOWN, encode, reply_of, schema_problems
+
+_DIED = object()
+_STDERR_LINES_KEPT = 400
+_TELLING = re.compile(r"assert|error|abort|fault|exception|terminate", re.IGNORECASE)
+
+
+class _Child:
+    """One running implementation process and the thread that routes its answers by request id."""
+
+    def __init__(self, command: list[str]):
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1)
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES_KEPT)
+        self.protocol_problems: list[str] = []
+        self._pending: dict[object, queue.Queue] = {}
+        self._pending_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self.dead = False
+        threading.Thread(target=self._route_stdout, daemon=True, name="ggufsm-child-stdout").start()
+        threading.Thread(target=self._drain_stderr, daemon=True, name="ggufsm-child-stderr").start()
+
+    def send(self, op: str, args: dict) -> tuple[int, queue.Queue]:
+        request_id = next(self._ids)
+        answers: queue.Queue = queue.Queue()
+        with self._pending_lock:
+            if self.dead:
+                answers.put(_DIED)
+            self._pending[request_id] = answers
+        try:
+            with self._write_lock:
+                self.process.stdin.write(encode({"id": request_id, "op": op, "args": args}))
+                self.process.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            answers.put(_DIED)
+        return request_id, answers
+
+    def request(self, op: str, args: dict, on_token: TokenCallback | None, timeout: float) -> Reply:
+        request_id, answers = self.send(op, args)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    message = answers.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    raise ImplementationHung(f"no answer to {op} within {timeout:.0f} s") from None
+                if message is _DIED:
+                    raise ImplementationDied(self.wait(), self.stderr_summary())
+                if "event" in message:
+                    if on_token is not None:
+                        on_token(message["value"])
+                    continue
+                return reply_of(message)
+        finally:
+            with self._pending_lock:
+                self._pending.pop(request_id, None)
+
+    def stderr_summary(self, telling: int = 6, last: int = 3) -> str:
+        """The lines of stderr that say why it died (assertions, errors), then its last lines; a native
+        abort can print a whole debugger backtrace, which would bury the reason."""
+        lines = [line.rstrip() for line in self.stderr_tail]
+        reasons = [line for line in lines if _TELLING.search(line) and not line.lstrip().startswith("#")][-telling:]
+        tail = [line for line in lines[-last:] if line not in reasons]
+        return "\n".join(reasons + (["..."] if reasons and tail else []) + tail)
+
+    def wait(self, timeout: float = 5.0) -> int | None:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def _route_stdout(self) -> None:
+        for line in self.process.stdout:
+            if not line.strip():
+                continue
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError:
+                self.protocol_problems.append(f"not JSON: {line[:200]!r}")
+                continue
+            problems = schema_problems(message)
+            if problems:
+                self.protocol_problems.append(f"{line[:200]!r}: {'; '.join(problems)}")
+            with self._pending_lock:
+                answers = self._pending.get(message.get("id")) if isinstance(message, dict) else None
+            if answers is not None:
+                answers.put(message)
+        with self._pending_lock:
+            self.dead = True
+            for answers in self._pending.values():
+                answers.put(_DIED)
+
+    def _drain_stderr(self) -> None:
+        for line in self.process.stderr:
+            self.stderr_tail.append(line)
+
+
+class SubprocessImplementation(Implementation):
+    """An implementation spoken to over the protocol; restarted after it dies or hangs."""
+
+    def __init__(self, command: list[str], *, label: str, timeout: float = 60.0):
+        self.command = list(command)
+        self.label = label
+        self.timeout = timeout
+        self._child: _Child | None = None
+        self._info: ImplementationInfo | None = None
+        self.restarts = 0
+
+    @property
+    def info(self) -> ImplementationInfo:
+        if self._info is None:
+            self._ensure_child()
+        return self._info
+
+    def open(self) -> Adapter:
+        child = self._ensure_child()
+        reply = self._request(child, FRESH, {}, None, self.timeout)
+        if not reply.ok:
+            raise ImplementationDied(None, f"fresh was refused: {reply.describe()}")
+        return SubprocessAdapter(self, child)
+
+    def pid(self) -> int | None:
+        return self._child.process.pid if self._child is not None else None
+
+    def close(self) -> None:
+        child, self._child = self._child, None
+        if child is None or child.dead:
+            return
+        try:
+            child.request(SHUTDOWN, {}, None, timeout=10.0)
+        except (ImplementationDied, ImplementationHung):
+            pass
+        if child.wait(10.0) is None:
+            child.kill()
+
+    def _ensure_child(self) -> _Child:
+        if self._child is not None and not self._child.dead and self._child.process.poll() is None:
+            return self._child
+        if self._child is not None:
+            self._child.kill()
+            self.restarts += 1
+        self._child = _Child(self.command)
+        hello = self._request(self._child, HELLO, {}, None, self.timeout)
+        self._info = _info_of(hello, self.label)
+        return self._child
+
+    def _request(self, child: _Child, op: str, args: dict, on_token, timeout: float) -> Reply:
+        try:
+            return child.request(op, args, on_token, timeout)
+        except ImplementationHung:
+            child.kill()  # a hung child cannot serve the next case
+            raise
+
+
+def _info_of(hello: Reply, label: str) -> ImplementationInfo:
+    if not hello.ok:
+        raise ImplementationDied(None, f"{label}: hello was refused: {hello.describe()}")
+    problems = schema_problems(hello.value, "hello_value")
+    if problems:
+        raise ImplementationDied(None, f"{label}: malformed hello: {'; '.join(problems)}")
+    if hello.value["protocol"].split(".")[0] != PROTOCOL_VERSION.split(".")[0]:
+        raise ImplementationDied(None, f"{label} speaks protocol {hello.value['protocol']}, the runner {PROTOCOL_VERSION}")
+    implementation = hello.value["implementation"]
+    return ImplementationInfo(implementation["name"], implementation["version"],
+                              Capabilities.from_json(hello.value["capabilities"]),
+                              spec_version=hello.value.get("spec_version"), pid=hello.value.get("pid"))
+
+
+class SubprocessAdapter(Adapter):
+    """One fresh runtime inside the implementation's child process."""
+
+    def __init__(self, implementation: SubprocessImplementation, child: _Child):
+        self._implementation = implementation
+        self._child = child
+        self.info = implementation.info
+
+    def call(self, op, args=None, on_token=None, timeout=None) -> Reply:
+        args = dict(args or {})
+        if on_token is not None:
+            args["stream"] = True
+        reply = self._implementation._request(self._child, op, args, on_token, timeout or self._implementation.timeout)
+        if self._child.protocol_problems:
+            problems, self._child.protocol_problems[:] = list(self._child.protocol_problems), []
+            return Reply(False, error=ErrorInfo(PROTOCOL_ERROR, "the implementation broke the protocol schema: "
+                                                + " | ".join(problems)), state=reply.state)
+        return reply
+
+    def current_state(self) -> str | None:
+        if not self.info.capabilities.state:
+            return None
+        return self.call("state").value
+
+    @property
+    def pid(self) -> int | None:
+        return self.info.pid or self._child.process.pid

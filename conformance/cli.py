@@ -1,0 +1,143 @@
+"""`ggufsm conformance ...`: run the suite against implementations; serve a Python adapter over stdio."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("conformance", help="the conformance kit: run the suite against any implementation")
+    commands = parser.add_subparsers(dest="conformance_command", required=True, metavar="CONFORMANCE_COMMAND")
+
+    run = commands.add_parser("run", help="run the suite; exit 0 only when every case not expected to fail passes")
+    run.add_argument("--impl", action="append", required=True, metavar="IMPL",
+                     help='python:MODULE:FACTORY, or a command speaking the protocol (e.g. "ggufsm serve-stdio"); '
+                          "repeat to compare implementations")
+    run.add_argument("--model", type=Path, help="the model the cases load (default: the tiny synthetic llama)")
+    run.add_argument("--inputs", type=Path, metavar="FILE",
+                     help="JSON naming every model file the cases use (model, alt_model, corrupt_model, "
+                          "unsupported_model, missing_model) and values (n_ctx, prompt, ...)")
+    run.add_argument("--expect-fail", type=Path, metavar="FILE", help="case-id globs expected to fail, one a line")
+    run.add_argument("--report-dir", type=Path, metavar="DIR", help="write JSON, JUnit XML, Markdown and SVG reports here")
+    run.add_argument("--cases", action="append", default=[], metavar="GLOB", help="run only cases whose id matches")
+    run.add_argument("--in-process", action="store_true",
+                     help="run python: implementations in this process (faster; a crash ends the run)")
+    run.add_argument("--walk-examples", type=int, default=40, metavar="N", help="random walks to try (0: none)")
+    run.add_argument("--timeout", type=float, default=60.0, metavar="S", help="seconds an operation may take")
+    run.add_argument("--quiet", action="store_true", help="print only the summary")
+    run.set_defaults(handler=_run)
+
+    cases = commands.add_parser("cases", help="list the cases the table generates (model files shown as <placeholders>)")
+    cases.add_argument("--json", action="store_true", help="the cases as data: path, call, expected outcome")
+    cases.add_argument("--cases", action="append", default=[], metavar="GLOB")
+    cases.set_defaults(handler=_cases)
+
+    replay = commands.add_parser("replay", help="send a reproduction (protocol requests, one a line) to a fresh runtime")
+    replay.add_argument("file", type=Path, help="requests as printed by a failing random walk")
+    replay.add_argument("--impl", required=True, metavar="IMPL")
+    replay.set_defaults(handler=_replay)
+
+    serve = commands.add_parser("serve", help="serve a python:MODULE:FACTORY adapter over the protocol (stdin/stdout)")
+    serve.add_argument("--impl", required=True, metavar="python:MODULE:FACTORY")
+    serve.set_defaults(handler=_serve)
+
+
+def _serve(args) -> int:
+    from ggufsm.conformance.adapter import load_factory
+    from ggufsm.conformance.protocol import serve_stdio
+
+    return serve_stdio(load_factory(args.impl))
+
+
+def _cases(args) -> int:
+    import fnmatch
+    import json
+
+    from ggufsm.conformance.behaviour import BEHAVIOURS
+    from ggufsm.conformance.cases import plan_suite
+    from ggufsm.conformance.recipes import SuiteInputs
+    from ggufsm.spec import load_spec
+
+    placeholders = SuiteInputs(model="<model>", alt_model="<alt_model>", corrupt_model="<corrupt_model>",
+                               unsupported_model="<unsupported_model>", missing_model="<missing_model>",
+                               long_prompt="<long_prompt>")
+    plans, _ = plan_suite(load_spec(), placeholders)
+    chosen = [plan for plan in plans if not args.cases or any(fnmatch.fnmatchcase(plan.id, g) for g in args.cases)]
+    if args.json:
+        print(json.dumps([plan.to_json() for plan in chosen], indent=1))
+        return 0
+    for plan in chosen:
+        print(f"{plan.id}    [{plan.rule}]")
+        for line in plan.describe():
+            print(f"    {line}")
+    for behaviour in BEHAVIOURS:
+        print(f"{behaviour.rule}\n    {behaviour.statement}")
+    print(f"{len(plans)} table cases, {len(BEHAVIOURS)} behavioural cases, and the random walks")
+    return 0
+
+
+def _replay(args) -> int:
+    """Each request after the previous answer; a cancel that follows a streaming generate is sent
+    from another thread at its first token, as the walk did."""
+    import json
+    import threading
+
+    from ggufsm.conformance.adapter import open_implementation
+
+    decoder = json.JSONDecoder()
+    requests = [decoder.raw_decode(line.strip())[0] for line in args.file.read_text().splitlines()
+                if line.strip().startswith("{")]
+    with open_implementation(args.impl) as implementation:
+        adapter = implementation.open()
+        index = 0
+        while index < len(requests):
+            request = requests[index]
+            arguments = dict(request.get("args") or {})
+            cancel_next = (arguments.pop("stream", False) and index + 1 < len(requests)
+                           and requests[index + 1]["op"] == "cancel")
+            on_token = None
+            if cancel_next:
+                def on_token(token, fired=[]):
+                    if not fired:
+                        fired.append(threading.Thread(target=lambda: print(
+                            f"  cancel -> {adapter.call('cancel').describe()}")))
+                        fired[0].start()
+                        fired[0].join()
+            reply = adapter.call(request["op"], arguments, on_token=on_token)
+            print(f"{request['op']}({json.dumps(arguments)[:120]}) -> {reply.describe()}")
+            index += 2 if cancel_next else 1
+    return 0
+
+
+def _run(args) -> int:
+    from ggufsm.conformance.adapter import open_implementation
+    from ggufsm.conformance.inputs import prepare_inputs
+    from ggufsm.conformance.report import write_reports, summary_line
+    from ggufsm.conformance.runner import read_expect_fail, run_suite
+
+    expect_fail = read_expect_fail(args.expect_fail)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="ggufsm-conformance-") as workdir:
+        inputs = prepare_inputs(Path(workdir), model=args.model, inputs_file=args.inputs)
+        for impl in args.impl:
+            with open_implementation(impl, isolate=not args.in_process, timeout=args.timeout) as implementation:
+                print(f"== {impl}", file=sys.stderr)
+                progress = None if args.quiet else _printer()
+                runs.append(run_suite(implementation, inputs, case_globs=args.cases, expect_fail=expect_fail,
+                                      walk_examples=args.walk_examples, progress=progress))
+                print(summary_line(runs[-1]))
+    if args.report_dir:
+        for path in write_reports(runs, args.report_dir):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0 if all(run.ok for run in runs) else 1
+
+
+def _printer():
+    def show(result) -> None:
+        line = f"{result.status.upper():>13}  {result.id}  ({result.seconds * 1000:.0f} ms)"
+        if result.status not in ("pass", "xfail"):
+            line += f"\n               {result.message.splitlines()[0] if result.message else ''}"
+        print(line, file=sys.stderr)
+    return show

@@ -1,0 +1,52 @@
+"""The suite's inputs for a run: model files written into a work directory, or named in a JSON file.
+
+By default every model comes from the kit's fixtures (``conformance.fixtures``):
+two tiny synthetic llamas with different weights (the model and the one a
+replace installs), a corrupt variant and one with an architecture no runtime
+knows. ``--model`` swaps in a real model for the first; ``--inputs FILE``
+names every file (for runtimes that need models of their own).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+from ggufsm.conformance.recipes import SuiteInputs
+
+# The tiny models' training context: the suite's n_ctx (128) fits in it.
+TINY_N_CTX = 256
+
+
+def prepare_inputs(workdir: Path, *, model: Path | None = None, inputs_file: Path | None = None) -> SuiteInputs:
+    if inputs_file is not None:
+        return inputs_from_file(inputs_file)
+    from ggufsm.conformance.fixtures import corrupt, tiny_models
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    tiny = tiny_models.write_tiny_llama(workdir / "tiny-llama.gguf", seed=1, n_ctx=TINY_N_CTX)
+    alt = tiny_models.write_tiny_llama(workdir / "tiny-llama-other.gguf", seed=2, n_ctx=TINY_N_CTX)
+    return SuiteInputs(
+        model=str(model or tiny),
+        alt_model=str(alt),
+        corrupt_model=str(corrupt.write_corrupt(workdir / "corrupt.gguf", "bad_magic", source=tiny)),
+        unsupported_model=str(tiny_models.write_tiny_llama(workdir / "unknown-architecture.gguf", seed=3,
+                                                           n_ctx=TINY_N_CTX, architecture="no-such-architecture")),
+        missing_model=str(workdir / "no-such-model.gguf"),
+    )
+
+
+def inputs_from_file(path: Path) -> SuiteInputs:
+    """SuiteInputs from JSON: the file fields are required, the values optional; relative paths are
+    taken from the JSON file's directory."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    known = {field.name for field in fields(SuiteInputs)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown field(s) {unknown}; known: {sorted(known)}")
+    base = Path(path).resolve().parent
+    for name in ("model", "alt_model", "corrupt_model", "unsupported_model", "missing_model"):
+        if name in data:
+            data[name] = str(base / data[name])
+    return SuiteInputs(**data)

@@ -1,0 +1,225 @@
+"""The runner: every case on a fresh runtime of one implementation, each outcome recorded.
+
+A case passes, fails, or is "not supported" (the implementation lacks an
+operation it needs: never a pass). An implementation that dies (abort,
+segfault) or hangs fails the case it was in, with the signal recorded; the
+next case starts a new process. Cases listed as expected to fail are
+"xfail" when they fail and "xpass" when they pass (reported, so the list
+can shrink).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ggufsm.conformance.adapter import (
+    Adapter, Implementation, ImplementationDied, ImplementationHung, ImplementationInfo, RecordingAdapter,
+)
+from ggufsm.conformance.checks import CaseFailed, RaceLost, Unsupported
+from ggufsm.conformance.recipes import SuiteInputs
+
+PASS, FAIL, NOT_SUPPORTED, XFAIL, XPASS = "pass", "fail", "not_supported", "xfail", "xpass"
+RACE_ATTEMPTS = 3
+CALLS_KEPT = 200    # the last calls of a case, in its record (a walk makes thousands)
+
+
+@dataclass
+class Case:
+    """One runnable check. `run` gets a fresh adapter and returns notes; it raises to fail."""
+
+    id: str
+    kind: str                   # "cell", "behaviour" or "walk"
+    rule: str                   # the table branch or behavioural rule it proves
+    description: list[str]
+    run: Callable[[Adapter], list[str]]
+    cell: str | None = None
+    conditions: dict = field(default_factory=dict)
+    transitions: tuple = ()
+    fresh_adapter: bool = True  # False: the case opens its own runtimes (behaviour cases comparing two)
+
+
+@dataclass
+class CaseResult:
+    id: str
+    kind: str
+    rule: str
+    status: str
+    message: str = ""
+    cell: str | None = None
+    conditions: dict = field(default_factory=dict)
+    transitions: list = field(default_factory=list)
+    description: list = field(default_factory=list)
+    calls: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    signal: int | None = None
+    seconds: float = 0.0
+    expected_to_fail: bool = False
+
+    @property
+    def counts_as_failure(self) -> bool:
+        return self.status in (FAIL, NOT_SUPPORTED)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RunResult:
+    implementation: str
+    info: dict
+    inputs: dict
+    results: list[CaseResult]
+    unreachable: list[dict]
+    seconds: float
+    spec_version: str
+
+    @property
+    def ok(self) -> bool:
+        return not any(result.counts_as_failure for result in self.results)
+
+    def counts(self) -> dict[str, int]:
+        counts = {status: 0 for status in (PASS, FAIL, NOT_SUPPORTED, XFAIL, XPASS)}
+        for result in self.results:
+            counts[result.status] += 1
+        return counts
+
+
+def read_expect_fail(path: Path | None) -> list[str]:
+    """Case-id globs, one a line; '#' starts a comment."""
+    if path is None:
+        return []
+    patterns = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        pattern = line.split("#", 1)[0].strip()
+        if pattern:
+            patterns.append(pattern)
+    return patterns
+
+
+def _matches(case_id: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(case_id, pattern) for pattern in patterns)
+
+
+def run_case(case: Case, implementation: Implementation) -> CaseResult:
+    """Run one case (retrying a lost race), turning every way it can end into a result."""
+    result = CaseResult(case.id, case.kind, case.rule, PASS, cell=case.cell, conditions=dict(case.conditions),
+                        transitions=[list(transition) for transition in case.transitions], description=case.description)
+    started = time.perf_counter()
+    for attempt in range(1, RACE_ATTEMPTS + 1):
+        recorder = None
+        try:
+            adapter = implementation.open() if case.fresh_adapter else _Opener(implementation)
+            recorder = RecordingAdapter(adapter) if case.fresh_adapter else adapter
+            result.notes = list(case.run(recorder) or [])
+            result.status = PASS
+        except RaceLost as lost:
+            result.status, result.message = FAIL, f"inconclusive after {attempt} attempt(s): {lost}"
+            if attempt < RACE_ATTEMPTS:
+                continue
+        except Unsupported as unsupported:
+            result.status, result.message = NOT_SUPPORTED, str(unsupported)
+        except CaseFailed as failed:
+            result.status, result.message = FAIL, str(failed)
+        except ImplementationDied as died:
+            result.status, result.message, result.signal = FAIL, str(died), died.signal
+        except ImplementationHung as hung:
+            result.status, result.message = FAIL, f"the implementation hung: {hung}"
+        except Exception as error:  # a reply the kit could not interpret: the case fails, the run goes on
+            result.status, result.message = FAIL, f"the case could not be judged: {type(error).__name__}: {error}"
+        finally:
+            if recorder is not None:
+                result.calls = [asdict(call) for call in getattr(recorder, "calls", [])[-CALLS_KEPT:]]
+                _close_quietly(recorder)
+        break
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+class _Opener(Adapter):
+    """Handed to cases that open their own runtimes: `open()` gives a fresh recorded adapter."""
+
+    def __init__(self, implementation: Implementation):
+        self.implementation = implementation
+        self.info = implementation.info
+        self.calls = []
+        self._opened: list[RecordingAdapter] = []
+
+    def open(self) -> RecordingAdapter:
+        adapter = RecordingAdapter(self.implementation.open())
+        adapter.calls = self.calls   # one log across the runtimes, in order
+        self._opened.append(adapter)
+        return adapter
+
+    def call(self, op, args=None, on_token=None, timeout=None):
+        raise TypeError("open() a runtime first")
+
+    def pid(self) -> int | None:
+        return getattr(self.implementation, "pid", lambda: None)() or self.info.pid
+
+    def close(self) -> None:
+        for adapter in self._opened:
+            _close_quietly(adapter)
+
+
+def _close_quietly(adapter: Adapter) -> None:
+    try:
+        adapter.close()
+    except (ImplementationDied, ImplementationHung):
+        pass
+
+
+def build_cases(spec, inputs: SuiteInputs, info: ImplementationInfo, *, walk_examples: int = 40) -> tuple[list[Case], list[dict]]:
+    """The whole suite for an implementation: table cells, behaviours, random walk."""
+    from ggufsm.conformance.behaviour import behaviour_cases
+    from ggufsm.conformance.cases import table_cases
+    from ggufsm.conformance.walk import walk_case
+
+    cells, unreachable = table_cases(spec, inputs, info.capabilities.operations)
+    cases = [*cells, *behaviour_cases(spec, inputs)]
+    if walk_examples:
+        cases.append(walk_case(spec, inputs, examples=walk_examples))
+    return cases, unreachable
+
+
+def run_suite(implementation: Implementation, inputs: SuiteInputs, *, case_globs: Iterable[str] = (),
+              expect_fail: Iterable[str] = (), walk_examples: int = 40,
+              progress: Callable[[CaseResult], None] | None = None) -> RunResult:
+    from ggufsm.spec import load_spec
+
+    spec = load_spec()
+    started = time.perf_counter()
+    info = implementation.info
+    cases, unreachable = build_cases(spec, inputs, info, walk_examples=walk_examples)
+    globs, expected_failures = list(case_globs), list(expect_fail)
+    results = []
+    for case in cases:
+        if globs and not _matches(case.id, globs):
+            continue
+        result = run_case(case, implementation)
+        if _matches(case.id, expected_failures):
+            result.expected_to_fail = True
+            result.status = XPASS if result.status == PASS else XFAIL
+        results.append(result)
+        if progress is not None:
+            progress(result)
+    for missing in unreachable:
+        if globs and not _matches(missing["id"], globs):
+            continue
+        result = CaseResult(missing["id"], "cell", missing["rule"], NOT_SUPPORTED, missing["why"], cell=missing["cell"])
+        if _matches(result.id, expected_failures):
+            result.expected_to_fail, result.status = True, XFAIL
+        results.append(result)
+    return RunResult(
+        implementation=implementation.label,
+        info={"name": info.name, "version": info.version, "capabilities": info.capabilities.to_json(),
+              "spec_version": info.spec_version},
+        inputs=inputs.describe(),
+        results=results,
+        unreachable=unreachable,
+        seconds=time.perf_counter() - started,
+        spec_version=spec.version,
+    )
