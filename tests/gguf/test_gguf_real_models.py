@@ -7,7 +7,6 @@ import gguf
 import numpy as np
 import pytest
 
-from conftest import real_model_path
 from ggufsm.reference.gguf_file import open_gguf
 
 pytestmark = pytest.mark.real_model
@@ -18,10 +17,16 @@ EXPECTED = {  # what DESIGN.md says each file is
 }
 
 
-@pytest.fixture(scope="module", params=sorted(EXPECTED))
+_opened: dict = {}  # name -> (GgufFile, GGUFReader): the reader takes 2 s and 11 s, so once per session
+
+
+@pytest.fixture(params=sorted(EXPECTED))
 def both(request):
-    path = real_model_path(request.param)
-    return request.param, open_gguf(path), gguf.GGUFReader(path)
+    name = request.param
+    path = request.getfixturevalue(f"{name}_path")  # tests/conftest.py: skips when not cached
+    if name not in _opened:
+        _opened[name] = (open_gguf(path), gguf.GGUFReader(path))
+    return (name, *_opened[name])
 
 
 def test_every_metadata_key_and_value_equals_gguf_reader(both):
