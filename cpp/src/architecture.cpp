@@ -196,9 +196,14 @@ void read_hyperparameters(const File& file, const Architecture& architecture, HP
     }
     if (hp.n_rot == 0) hp.n_rot = hp.head_dim_k;
     if (hp.n_rot > hp.head_dim_k || hp.n_rot % 2 != 0) {
+        // Without a rope.dimension_count the rotated width defaults to the head size,
+        // which head_count (or key_length) set: blame that entry.
         const MetadataEntry* rot = file.find(prefix + "rope.dimension_count");
-        invalid(entry_where(*rot) + ": " + std::to_string(hp.n_rot) + " is odd or larger than the head size " +
-                std::to_string(hp.head_dim_k));
+        const MetadataEntry* key_length = file.find(prefix + "attention.key_length");
+        const MetadataEntry& blamed = rot ? *rot : key_length ? *key_length : *head_count;
+        invalid(entry_where(blamed) + ": the rotated width " + std::to_string(hp.n_rot) +
+                (rot ? "" : " (rope.dimension_count absent: the head size)") +
+                " must be even and at most the head size " + std::to_string(hp.head_dim_k));
     }
 }
 
