@@ -48,11 +48,11 @@ ActivationFormat activation_format_for(TensorType weight_type);
 // Q4_0/Q4_1/Q5_0/Q5_1/Q8_0, which all use Q8_32). The buffer is kept between
 // calls, so a session can hold one per format and never reallocate.
 //
-// Layout per activation row (Q8_32 and Q8_K), 64-byte aligned:
-//   qs    int8  [cols]             the codes
-//   d     float [cols / block]     the scales (block = 32 or 256)
-//   sums  int32 [cols / 16]        sum of qs over each 16 codes (for the mins / offsets)
-// F32 keeps the floats as they are.
+// Layout per activation row, 64-byte aligned:
+//   Q8_32: qs int8 [cols], d float [cols/32] (scales), s float [cols/32] (d * sum of the block's qs,
+//          for the mins of Q4_1/Q5_1 and the offsets of Q4_0/Q5_0)
+//   Q8_K:  qs int8 [cols], d float [cols/256], bsums int16 [cols/16] (sum of each 16 qs)
+//   F32:   the floats as they are
 class QuantizedActivations {
 public:
     QuantizedActivations();
@@ -71,7 +71,8 @@ public:
     // Row i's parts (see the layout above).
     const int8_t* qs(int64_t i) const { return reinterpret_cast<const int8_t*>(base_ + i * row_stride_); }
     const float* d(int64_t i) const { return reinterpret_cast<const float*>(base_ + i * row_stride_ + d_offset_); }
-    const int32_t* sums(int64_t i) const { return reinterpret_cast<const int32_t*>(base_ + i * row_stride_ + sums_offset_); }
+    const float* s(int64_t i) const { return reinterpret_cast<const float*>(base_ + i * row_stride_ + sums_offset_); }
+    const int16_t* bsums(int64_t i) const { return reinterpret_cast<const int16_t*>(base_ + i * row_stride_ + sums_offset_); }
     const float* f32(int64_t i) const { return reinterpret_cast<const float*>(base_ + i * row_stride_); }
 
 private:

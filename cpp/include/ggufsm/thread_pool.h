@@ -2,8 +2,10 @@
 // chunks of [0, n) and blocks until all are done; no thread is created per
 // call (the hot path of a decode step calls it hundreds of times).
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -34,14 +36,18 @@ private:
     int n_threads_;
     std::vector<std::thread> workers_;
     std::mutex call_mutex_;  // one parallel_for at a time
-    std::mutex mutex_;
+    // A new job bumps generation_; workers spin on it for a short while (a
+    // decode step issues jobs microseconds apart) and then sleep on the
+    // condition variable.
+    std::mutex sleep_mutex_;
     std::condition_variable work_ready_;
-    std::condition_variable work_done_;
+    std::atomic<uint64_t> generation_{0};
+    std::atomic<int> pending_{0};
+    std::atomic<bool> stopping_{false};
     const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
     int64_t job_n_ = 0;
-    uint64_t generation_ = 0;
-    int pending_ = 0;
-    bool stopping_ = false;
+    int job_chunks_ = 0;
+    std::mutex error_mutex_;
     std::exception_ptr first_error_;
 };
 
