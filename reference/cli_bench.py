@@ -11,6 +11,7 @@ from ggufsm.reference import bench_runtime
 BENCH_MODULES: list[str] = [
     "ggufsm.reference.bench_runtime",
     "ggufsm.reference.bench_parse",
+    "ggufsm.reference.bench_kernels",
 ]
 
 

@@ -1,5 +1,248 @@
+// Python face of the kernels (ggufsm._core): dequantize, matmul, the ops, the
+// ISA choice and the benchmark measurements. Thin: checks shapes and buffer
+// sizes, releases the GIL, calls into src/.
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
 #include "bindings.h"
+#include "ggufsm/cpu_features.h"
+#include "ggufsm/errors.h"
+#include "ggufsm/matmul.h"
+#include "ggufsm/measure.h"
+#include "ggufsm/ops.h"
+#include "ggufsm/quant.h"
+#include "ggufsm/thread_pool.h"
+
+namespace py = pybind11;
 
 namespace ggufsm::bind {
-void kernels(pybind11::module_& m) { (void)m; }
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using Int32Array = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+
+// One persistent pool per thread count, so calls from Python never create threads.
+ThreadPool& pool_for(int n_threads) {
+    static std::mutex mutex;
+    static std::map<int, std::unique_ptr<ThreadPool>> pools;
+    std::lock_guard<std::mutex> lock(mutex);
+    auto& slot = pools[n_threads];
+    if (!slot) slot = std::make_unique<ThreadPool>(n_threads);
+    return *slot;
+}
+
+struct Bytes {
+    const void* data;
+    size_t size;
+};
+
+Bytes bytes_of(const py::buffer& buffer, const char* what) {
+    py::buffer_info info = buffer.request();
+    if (info.ndim > 0) {
+        ssize_t expected = info.itemsize;
+        for (ssize_t k = info.ndim - 1; k >= 0; --k) {
+            if (info.strides[k] != expected) throw Error(code::InvalidInput, std::string(what) + " must be C-contiguous");
+            expected *= info.shape[k];
+        }
+    }
+    return Bytes{info.ptr, static_cast<size_t>(info.size * info.itemsize)};
+}
+
+void need_bytes(const Bytes& b, size_t needed, const std::string& what) {
+    if (b.size < needed) {
+        throw Error(code::InvalidInput, what + ": buffer holds " + std::to_string(b.size) + " bytes, need " + std::to_string(needed));
+    }
+}
+
+WeightView weight_view(uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols) {
+    const Bytes b = bytes_of(weight, "weight");
+    WeightView w = make_weight_view(type, b.data, rows, cols);
+    need_bytes(b, w.row_bytes * static_cast<size_t>(rows), std::string(type_name(type)) + " weight [" + std::to_string(rows) + ", " +
+                                                               std::to_string(cols) + "]");
+    return w;
+}
+
+// x as [n, cols]: a 1-D x is one row.
+int64_t rows_of(const FloatArray& x, int64_t cols, const char* what) {
+    const int64_t last = x.ndim() == 0 ? 0 : x.shape(x.ndim() - 1);
+    if (x.ndim() < 1 || x.ndim() > 2 || last != cols) {
+        throw Error(code::InvalidInput, std::string(what) + " must be [cols] or [n, cols] with cols " + std::to_string(cols) +
+                                            ", got last dimension " + std::to_string(last));
+    }
+    return x.ndim() == 1 ? 1 : x.shape(0);
+}
+
+py::array_t<float> dequantize(uint32_t type, const py::buffer& data, int64_t n) {
+    if (!kernels_support(type)) throw Error(code::UnsupportedModel, std::string("type ") + type_name(type) + " is not supported");
+    const TensorType t = static_cast<TensorType>(type);
+    if (n < 0 || n % block_size(t) != 0) {
+        throw Error(code::InvalidInput, "n " + std::to_string(n) + " is not a whole number of " + type_name(type) + " blocks of " +
+                                            std::to_string(block_size(t)));
+    }
+    const Bytes b = bytes_of(data, "data");
+    need_bytes(b, static_cast<size_t>(n / block_size(t)) * block_bytes(t), std::string("dequantize ") + type_name(type));
+    py::array_t<float> out(n);
+    float* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        dequantize_row(t, b.data, dst, n);
+    }
+    return out;
+}
+
+py::array_t<float> matmul_py(uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols, const FloatArray& x, int n_threads) {
+    const WeightView w = weight_view(type, weight, rows, cols);
+    const int64_t n = rows_of(x, cols, "x");
+    py::array_t<float> y = x.ndim() == 1 ? py::array_t<float>(rows) : py::array_t<float>({n, rows});
+    const float* src = x.data();
+    float* dst = y.mutable_data();
+    ThreadPool& pool = pool_for(n_threads);
+    {
+        py::gil_scoped_release release;
+        matmul(w, src, n, dst, pool);
+    }
+    return y;
+}
+
+py::array_t<float> copy_of(const FloatArray& x) {
+    py::array_t<float> out(std::vector<ssize_t>(x.shape(), x.shape() + x.ndim()));
+    std::memcpy(out.mutable_data(), x.data(), static_cast<size_t>(x.size()) * 4);
+    return out;
+}
+
+py::array_t<float> rmsnorm_py(const FloatArray& x, const std::optional<FloatArray>& weight, float eps) {
+    const int64_t dim = x.ndim() == 0 ? 0 : x.shape(x.ndim() - 1);
+    const int64_t n = rows_of(x, dim, "x");
+    if (weight && (weight->ndim() != 1 || weight->shape(0) != dim)) {
+        throw Error(code::InvalidInput, "rmsnorm weight must be [" + std::to_string(dim) + "]");
+    }
+    py::array_t<float> out = copy_of(x);
+    float* dst = out.mutable_data();
+    const float* w = weight ? weight->data() : nullptr;
+    py::gil_scoped_release release;
+    rmsnorm(dst, w, dst, n, dim, eps);
+    return out;
+}
+
+py::array_t<float> rope_py(const FloatArray& x, int64_t n_rot, const Int32Array& positions, float freq_base, bool neox) {
+    if (x.ndim() != 3 || positions.ndim() != 1 || positions.shape(0) != x.shape(0)) {
+        throw Error(code::InvalidInput, "rope: x must be [n_tok, n_head, head_dim] and positions [n_tok]");
+    }
+    py::array_t<float> out = copy_of(x);
+    float* dst = out.mutable_data();
+    const int32_t* pos = positions.data();
+    const int64_t n_tok = x.shape(0), n_head = x.shape(1), hd = x.shape(2);
+    py::gil_scoped_release release;
+    rope(dst, n_tok, n_head, hd, n_rot, pos, freq_base, neox);
+    return out;
+}
+
+template <void (*Op)(float*, int64_t)>
+py::array_t<float> elementwise(const FloatArray& x) {
+    py::array_t<float> out = copy_of(x);
+    float* dst = out.mutable_data();
+    const int64_t n = out.size();
+    py::gil_scoped_release release;
+    Op(dst, n);
+    return out;
+}
+
+py::array_t<float> softmax_rows(const FloatArray& x) {
+    py::array_t<float> out = copy_of(x);
+    float* dst = out.mutable_data();
+    const int64_t dim = x.ndim() == 0 ? 1 : x.shape(x.ndim() - 1);
+    const int64_t n = dim == 0 ? 0 : out.size() / dim;
+    py::gil_scoped_release release;
+    for (int64_t r = 0; r < n; ++r) softmax(dst + r * dim, dim);
+    return out;
+}
+
+template <void (*Op)(const float*, const float*, float*, int64_t)>
+py::array_t<float> gated(const FloatArray& gate, const FloatArray& up) {
+    if (gate.size() != up.size()) throw Error(code::InvalidInput, "gate and up must have the same size");
+    py::array_t<float> out = copy_of(gate);
+    float* dst = out.mutable_data();
+    const float* u = up.data();
+    const int64_t n = out.size();
+    py::gil_scoped_release release;
+    Op(dst, u, dst, n);
+    return out;
+}
+
+py::array_t<float> attention_py(const FloatArray& q, const FloatArray& k_cache, const FloatArray& v_cache, int64_t start_pos,
+                                float scale, int64_t sliding_window, int n_threads) {
+    if (q.ndim() != 3 || k_cache.ndim() != 3 || v_cache.ndim() != 3) {
+        throw Error(code::InvalidInput, "attention: q must be [n_tok, n_head, hd], caches [n_head_kv, n_ctx, hd]");
+    }
+    const int64_t n_tok = q.shape(0), n_head = q.shape(1), hd = q.shape(2);
+    const int64_t n_head_kv = k_cache.shape(0), n_ctx = k_cache.shape(1);
+    for (const FloatArray* c : {&k_cache, &v_cache}) {
+        if (c->shape(0) != n_head_kv || c->shape(1) != n_ctx || c->shape(2) != hd) {
+            throw Error(code::InvalidInput, "attention: k_cache and v_cache must both be [n_head_kv, n_ctx, " + std::to_string(hd) + "]");
+        }
+    }
+    py::array_t<float> out({n_tok, n_head, hd});
+    float* dst = out.mutable_data();
+    const float *qp = q.data(), *kp = k_cache.data(), *vp = v_cache.data();
+    ThreadPool& pool = pool_for(n_threads);
+    py::gil_scoped_release release;
+    attention(qp, kp, vp, dst, n_tok, start_pos, n_ctx, n_head, n_head_kv, hd, scale, sliding_window, pool);
+    return out;
+}
+
+double matvec_seconds_py(uint32_t type, const std::vector<py::buffer>& weights, int64_t rows, int64_t cols, const FloatArray& x,
+                         int repeats, int n_threads) {
+    std::vector<WeightView> views;
+    for (const py::buffer& w : weights) views.push_back(weight_view(type, w, rows, cols));
+    rows_of(x, cols, "x");
+    const float* src = x.data();
+    ThreadPool& pool = pool_for(n_threads);
+    py::gil_scoped_release release;
+    return matvec_seconds(views, src, repeats, pool);
+}
+
+}  // namespace
+
+void kernels(py::module_& m) {
+    m.def("kernels_support", &kernels_support, py::arg("ggml_type"), "True if the kernels handle this ggml type id");
+    m.def("type_name", &type_name, py::arg("ggml_type"));
+    m.def("block_size", [](uint32_t t) { return block_size(static_cast<TensorType>(t)); }, py::arg("ggml_type"));
+    m.def("block_bytes", [](uint32_t t) { return block_bytes(static_cast<TensorType>(t)); }, py::arg("ggml_type"));
+    m.def("row_bytes", [](uint32_t t, int64_t cols) { return row_bytes(static_cast<TensorType>(t), cols); }, py::arg("ggml_type"),
+          py::arg("cols"));
+    m.def("dequantize", &dequantize, py::arg("ggml_type"), py::arg("data"), py::arg("n"),
+          "The first n elements encoded in data, as float32 (exact)");
+    m.def("matmul", &matmul_py, py::arg("ggml_type"), py::arg("weight"), py::arg("rows"), py::arg("cols"), py::arg("x"),
+          py::arg("n_threads") = 0, "y[n, rows] = x[n, cols] . W^T (the numeric contract is in matmul.h)");
+    m.def("rmsnorm", &rmsnorm_py, py::arg("x"), py::arg("weight") = py::none(), py::arg("eps") = 1e-5f);
+    m.def("rope", &rope_py, py::arg("x"), py::arg("n_rot"), py::arg("positions"), py::arg("freq_base"), py::arg("neox"));
+    m.def("softmax", &softmax_rows, py::arg("x"), "softmax over the last axis");
+    m.def("silu", &elementwise<silu>, py::arg("x"));
+    m.def("gelu", &elementwise<gelu>, py::arg("x"));
+    m.def("swiglu", &gated<swiglu>, py::arg("gate"), py::arg("up"));
+    m.def("geglu", &gated<geglu>, py::arg("gate"), py::arg("up"));
+    m.def("attention", &attention_py, py::arg("q"), py::arg("k_cache"), py::arg("v_cache"), py::arg("start_pos"),
+          py::arg("scale"), py::arg("sliding_window") = 0, py::arg("n_threads") = 0);
+    m.def("supported_isas", [] {
+        std::vector<std::string> names;
+        for (Isa isa : supported_isas()) names.emplace_back(isa_name(isa));
+        return names;
+    }, "kernel variants this CPU runs, scalar first");
+    m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
+    m.def("force_isa", [](const std::string& name) { force_isa(parse_isa(name)); }, py::arg("isa"));
+    m.def("read_bandwidth_gbs", [](size_t bytes, int repeats, int n_threads) {
+        ThreadPool& pool = pool_for(n_threads);
+        py::gil_scoped_release release;
+        return read_bandwidth_gbs(bytes, repeats, pool);
+    }, py::arg("bytes"), py::arg("repeats") = 5, py::arg("n_threads") = 0);
+    m.def("matvec_seconds", &matvec_seconds_py, py::arg("ggml_type"), py::arg("weights"), py::arg("rows"), py::arg("cols"),
+          py::arg("x"), py::arg("repeats") = 5, py::arg("n_threads") = 0);
+}
+
 }  // namespace ggufsm::bind

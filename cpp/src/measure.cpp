@@ -1,0 +1,64 @@
+#include "ggufsm/measure.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <memory>
+
+#include "ggufsm/errors.h"
+
+namespace ggufsm {
+
+namespace {
+double now_seconds() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+double read_bandwidth_gbs(size_t bytes, int repeats, ThreadPool& pool) {
+    const size_t words = bytes / 8;
+    if (words < 1024 || repeats < 1) throw Error(code::InvalidInput, "read_bandwidth_gbs: need >= 8 KiB and >= 1 repeat");
+    std::unique_ptr<uint64_t[]> buffer(new uint64_t[words]);
+    // Touch every page first (per thread, so pages land near the reader).
+    pool.parallel_for(static_cast<int64_t>(words), [&](int64_t b, int64_t e, int) {
+        for (int64_t i = b; i < e; ++i) buffer[i] = static_cast<uint64_t>(i);
+    });
+    std::vector<uint64_t> sums(pool.size() * 8);
+    double best = 0;
+    for (int r = 0; r < repeats; ++r) {
+        const double start = now_seconds();
+        pool.parallel_for(static_cast<int64_t>(words), [&](int64_t b, int64_t e, int t) {
+            // Integer sums vectorize at any ISA level (no float reassociation needed).
+            uint64_t acc[8] = {};
+            int64_t i = b;
+            for (; i + 8 <= e; i += 8) {
+                for (int k = 0; k < 8; ++k) acc[k] += buffer[i + k];
+            }
+            for (; i < e; ++i) acc[0] += buffer[i];
+            std::memcpy(&sums[t * 8], acc, sizeof acc);
+        });
+        const double seconds = now_seconds() - start;
+        best = std::max(best, static_cast<double>(words * 8) / seconds / 1e9);
+    }
+    volatile uint64_t sink = 0;
+    for (uint64_t s : sums) sink = sink + s;
+    return best;
+}
+
+double matvec_seconds(const std::vector<WeightView>& weights, const float* x, int repeats, ThreadPool& pool) {
+    if (weights.empty() || repeats < 1) throw Error(code::InvalidInput, "matvec_seconds: need >= 1 weight and >= 1 repeat");
+    const WeightView& first = weights.front();
+    QuantizedActivations q;
+    q.quantize(x, 1, first.cols, first.type, pool);
+    std::vector<float> y(static_cast<size_t>(first.rows));
+    matmul(weights.back(), q, y.data(), pool);  // warm the pool and the code
+    double best = 1e30;
+    for (int r = 0; r < repeats; ++r) {
+        const double start = now_seconds();
+        for (const WeightView& w : weights) matmul(w, q, y.data(), pool);
+        best = std::min(best, (now_seconds() - start) / static_cast<double>(weights.size()));
+    }
+    return best;
+}
+
+}  // namespace ggufsm
