@@ -104,6 +104,11 @@ class Tokenizer:
         always matched, as in llama.cpp."""
         if not isinstance(text, str):
             raise InvalidInput(f"text to encode must be str, got {type(text).__name__}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:  # lone surrogates: no UTF-8 bytes exist to tokenize
+            raise InvalidInput(f"text to encode is not valid Unicode: {text[error.start:error.end]!r} "
+                               f"at character {error.start} ({error.reason})") from None
         ids: list[int] = [self.bos_id] if add_special and self.add_bos else []
         follows_special = True
         for fragment in self._partition(text, parse_special):

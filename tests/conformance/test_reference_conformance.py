@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 import time
 
 import pytest
@@ -9,7 +11,6 @@ import pytest
 from ggufsm.conformance.adapter import open_implementation
 from ggufsm.conformance.runner import PASS, run_suite
 
-pytest.importorskip("ggufsm.conformance.fixtures.tiny_models", reason="the tiny synthetic models have not landed")
 
 REFERENCE = "python:ggufsm.conformance.adapters.reference:make_adapter"
 
@@ -36,7 +37,8 @@ def test_the_reference_passes_every_case_in_process(inputs):
 
 def test_the_reference_passes_every_case_over_serve_stdio(inputs):
     started = time.perf_counter()
-    with open_implementation("ggufsm serve-stdio") as implementation:
+    # This interpreter's ggufsm, whatever `ggufsm` on PATH happens to be.
+    with open_implementation(f"{shlex.quote(sys.executable)} -m ggufsm serve-stdio") as implementation:
         run = run_suite(implementation, inputs)
     assert_all_pass(run)
     print(f"{len(run.results)} cases in {time.perf_counter() - started:.1f} s (serve-stdio)")

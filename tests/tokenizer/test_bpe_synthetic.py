@@ -101,7 +101,7 @@ def test_pieces_are_the_bytes_a_token_stands_for():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.text())
+@given(st.text(st.characters(blacklist_categories=("Cs",))))
 def test_decoding_the_encoding_gives_the_text_back(text):
     tokenizer = _shared_tokenizer()
     assert tokenizer.decode(tokenizer.encode(text, parse_special=False)) == text
@@ -179,3 +179,9 @@ def test_end_of_generation_ids_are_eos_and_end_of_turn_tokens():
     tokenizer = tokenizer_from_metadata(bpe_metadata())
     assert tokenizer.eot_ids == {tokenizer.eos_id, tokenizer.token_to_id["<|end|>"]}
     assert all(tokenizer.is_control(i) for i in tokenizer.eot_ids)
+
+
+@pytest.mark.parametrize("text", ["\ud800", "ok \udfff then"])
+def test_text_with_a_lone_surrogate_is_invalid_input_naming_where(text):
+    with pytest.raises(InvalidInput, match="not valid Unicode.*at character"):
+        _shared_tokenizer().encode(text)
