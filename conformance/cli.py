@@ -80,11 +80,11 @@ def _cases(args) -> int:
 
 def _replay(args) -> int:
     """Each request after the previous answer; a cancel that follows a streaming generate is sent
-    from another thread at its first token, as the walk did."""
+    from another thread at its first token, as the walk did. Exit 1 if the implementation dies or hangs."""
     import json
     import threading
 
-    from ggufsm.conformance.adapter import open_implementation
+    from ggufsm.conformance.adapter import ImplementationDied, ImplementationHung, open_implementation
 
     decoder = json.JSONDecoder()
     requests = [decoder.raw_decode(line.strip())[0] for line in args.file.read_text().splitlines()
@@ -105,7 +105,11 @@ def _replay(args) -> int:
                             f"  cancel -> {adapter.call('cancel').describe()}")))
                         fired[0].start()
                         fired[0].join()
-            reply = adapter.call(request["op"], arguments, on_token=on_token)
+            try:
+                reply = adapter.call(request["op"], arguments, on_token=on_token)
+            except (ImplementationDied, ImplementationHung) as ended:
+                print(f"{request['op']}({json.dumps(arguments)[:120]}) -> {ended}")
+                return 1
             print(f"{request['op']}({json.dumps(arguments)[:120]}) -> {reply.describe()}")
             index += 2 if cancel_next else 1
     return 0

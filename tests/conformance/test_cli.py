@@ -82,3 +82,14 @@ def test_cases_lists_the_generated_suite_as_data():
     generating_free = next(case for case in cases if case["id"] == "Generating.free")
     assert generating_free["while_running"]["op"] == "generate"
     assert generating_free["call"]["expect"] == {"error": None, "state": "Freed"}
+
+
+def test_replay_reports_an_implementation_that_dies_with_its_signal_and_exits_one(toy_on_child_path, toy_inputs,
+                                                                                  tmp_path):
+    script = tmp_path / "repro.jsonl"
+    script.write_text("\n".join(json.dumps(request) for request in (
+        {"op": "load_model", "args": {"path": toy_inputs.model}}, {"op": "free", "args": {}})))
+    done = subprocess.run([sys.executable, "-m", "ggufsm", "conformance", "replay", str(script),
+                           "--impl", "python:toy_runtime:make_aborts_on_free"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.splitlines()[-1] == "free({}) -> the implementation's process killed by signal 6 (SIGABRT)"

@@ -1,0 +1,80 @@
+"""Deliberately broken variants of the REAL reference runtime, to prove the suite catches real bugs.
+
+Each variant subclasses `ggufsm.reference.runtime.Runtime` and changes one
+method the way runtimes get it wrong; everything else (the C++ core, the
+tokenizer, the table-driven decisions) is the reference's own. Importable by
+child processes too (`python:broken_reference:make_...` with this directory on
+PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+from ggufsm.conformance.adapters.reference import ReferenceAdapter
+from ggufsm.reference.runtime import Runtime
+from ggufsm.spec.errors import GgufsmError
+
+LOAD_ERRORS = ("ModelUnavailable", "InvalidModel", "UnsupportedModel")
+
+
+class ResetKeepsRequestRuntime(Runtime):
+    """reset() only forgets the last error: the open request, its KV cache and the state stay, so a
+    generate can still be continued after the reset (the bug of a runtime that never clears its KV)."""
+
+    def reset(self) -> None:
+        with self._command("reset") as call:
+            call.decide({"model_resident": self._model_resident})
+            self._last_error = None
+
+
+class ReadyAfterFailedLoadRuntime(Runtime):
+    """A failed load leaves the handle in Ready, as if the model had been installed (the bug of a
+    runtime that sets its state before loading and forgets to roll back)."""
+
+    def _install(self, operation: str, source) -> dict:
+        try:
+            return super()._install(operation, source)
+        except GgufsmError as error:
+            if error.code in LOAD_ERRORS:
+                self._state = "Ready"
+            raise
+
+
+class BrokenReferenceAdapter(ReferenceAdapter):
+    runtime_class: type[Runtime] = Runtime
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runtime = self.runtime_class()
+
+
+class ResetKeepsRequest(BrokenReferenceAdapter):
+    name = "reference-reset-keeps-request"
+    runtime_class = ResetKeepsRequestRuntime
+
+
+class ReadyAfterFailedLoad(BrokenReferenceAdapter):
+    name = "reference-ready-after-failed-load"
+    runtime_class = ReadyAfterFailedLoadRuntime
+
+
+class SilentResetKeepsRequest(ResetKeepsRequest):
+    """The reset bug behind an adapter that reports no state, no diagnostics and no last error:
+    only the behavioural cases can see it."""
+
+    name = "reference-silent-reset-keeps-request"
+    op_state = op_diagnostics = op_last_error = None
+
+    def reports_state(self) -> bool:
+        return False
+
+
+def make_reset_keeps_request() -> ResetKeepsRequest:
+    return ResetKeepsRequest()
+
+
+def make_ready_after_failed_load() -> ReadyAfterFailedLoad:
+    return ReadyAfterFailedLoad()
+
+
+def make_silent_reset_keeps_request() -> SilentResetKeepsRequest:
+    return SilentResetKeepsRequest()

@@ -1,0 +1,97 @@
+"""The suite catches real bugs: deliberately broken variants of the REAL reference runtime
+(tests/conformance/broken_reference.py) fail with the table rule they break and, from the random
+walk, the shrunk sequence of protocol requests that reproduces the bug from a fresh runtime."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import broken_reference
+from ggufsm.conformance.adapter import InProcessImplementation
+from ggufsm.conformance.protocol import schema_problems
+from ggufsm.conformance.runner import FAIL, PASS, run_suite
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    from ggufsm.conformance.inputs import prepare_inputs
+
+    return prepare_inputs(tmp_path_factory.mktemp("suite-inputs"))
+
+
+def run_broken(factory_name: str, inputs, globs: list[str]) -> dict:
+    implementation = InProcessImplementation(getattr(broken_reference, factory_name), label=factory_name)
+    run = run_suite(implementation, inputs, case_globs=globs)
+    assert not run.ok
+    return {result.id: result for result in run.results}
+
+
+def shrunk_sequence(message: str) -> list[dict]:
+    """The protocol requests a failing walk prints after its 'minimal sequence' line."""
+    lines = message.split("minimal sequence from a fresh runtime")[1].splitlines()[1:]
+    return [json.loads(line.split("   #")[0]) for line in lines]
+
+
+def test_a_reset_that_keeps_the_request_is_caught_by_its_cells_behaviour_and_walk(inputs):
+    results = run_broken("make_reset_keeps_request", inputs, ["*.reset*", "behaviour.reset*", "walk.*"])
+    cell = results["ContinuationReady.reset"]
+    assert cell.status == FAIL
+    assert cell.message.startswith("cells.ContinuationReady.reset:")
+    assert "expected state Ready after success, the implementation reports ContinuationReady" in cell.message
+    behaviour = results["behaviour.reset_equals_fresh"]
+    assert behaviour.status == FAIL and "should fail with InvalidState, got ok" in behaviour.message
+    walk = results["walk.table_oracle"]
+    assert walk.status == FAIL and walk.message.startswith("cells.") and ".reset" in walk.message.splitlines()[0]
+    requests = shrunk_sequence(walk.message)
+    assert 1 < len(requests) <= 3 and requests[-1]["op"] == "reset"
+    assert all(schema_problems(request, "request") == [] for request in requests)
+    assert results["Ready.reset"].status == PASS   # the bug shows only where there is something to reset
+
+
+def test_ready_after_a_failed_load_is_caught_and_shrinks_to_the_single_failing_load(inputs):
+    results = run_broken("make_ready_after_failed_load", inputs, ["Initialized.load_model*", "walk.*"])
+    missing = results["Initialized.load_model[model_readable=false]"]
+    assert missing.status == FAIL
+    assert missing.message.startswith("cells.Initialized.load_model.cases[0]:")
+    assert "expected state RecoverableError after ModelUnavailable, the implementation reports Ready" in missing.message
+    assert results["Initialized.load_model[model_readable=true,model_well_formed=false]"].status == FAIL
+    assert results["Initialized.load_model[model_readable=true,model_well_formed=true,model_supported=true]"].status == PASS
+    walk = results["walk.table_oracle"]
+    assert walk.status == FAIL and "load_model" in walk.message.splitlines()[0]
+    requests = shrunk_sequence(walk.message)
+    assert [request["op"] for request in requests] == ["load_model"]
+    assert requests[0]["args"]["path"] in (inputs.missing_model, inputs.corrupt_model, inputs.unsupported_model)
+
+
+def test_the_reset_bug_is_caught_by_behaviour_alone_when_the_runtime_reports_no_state(inputs):
+    results = run_broken("make_silent_reset_keeps_request", inputs, ["behaviour.*", "ContinuationReady.reset"])
+    assert results["ContinuationReady.reset"].status == PASS   # without a state or diagnostics nothing is visible
+    assert results["behaviour.reset_equals_fresh"].status == FAIL
+    assert [rid for rid, result in results.items() if result.status == FAIL] == ["behaviour.reset_equals_fresh"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ggufsm", "conformance", "run", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_over_the_protocol_the_broken_reference_exits_one_unless_its_failures_are_expected(toy_on_child_path,
+                                                                                          tmp_path):
+    broken = ["--impl", "python:broken_reference:make_reset_keeps_request", "--walk-examples", "0",
+              "--cases", "ContinuationReady.reset", "--cases", "Ready.reset", "--cases", "behaviour.reset*"]
+    failing = run_cli(*broken)
+    assert failing.returncode == 1
+    assert "cells.ContinuationReady.reset" in failing.stderr and "-> FAILED" in failing.stdout
+
+    expect_fail = tmp_path / "expect-fail.txt"
+    expect_fail.write_text("ContinuationReady.reset   # keeps the request\nbehaviour.reset_equals_fresh\n"
+                           "Ready.reset               # listed, but passes: reported as xpass\n")
+    tolerated = run_cli(*broken, "--expect-fail", str(expect_fail), "--report-dir", str(tmp_path / "report"))
+    assert tolerated.returncode == 0, tolerated.stdout + tolerated.stderr
+    assert "2 xfail, 1 xpass" in tolerated.stdout and "-> OK" in tolerated.stdout
+    records = json.loads((tmp_path / "report" / "results.json").read_text())[0]["cases"]
+    assert {case["id"]: case["status"] for case in records}["Ready.reset"] == "xpass"
