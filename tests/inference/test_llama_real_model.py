@@ -24,7 +24,7 @@ def test_smollm2_hyperparameters_come_from_its_metadata(smollm2):
     hp = model.hp
     assert (hp.n_layer, hp.n_embd, hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_ff, hp.n_vocab) == (30, 576, 9, 3, 64, 1536, 49152)
     assert hp.rope_freq_base == 100000.0 and hp.rms_eps == pytest.approx(1e-5)
-    assert model.weights.output is model.weights.token_embd
+    assert model.weights.output.weight is model.weights.token_embd
 
 
 @pytest.mark.peer
