@@ -35,9 +35,9 @@ def test_reference_follows_llama_cpp_except_at_near_ties(smollm2):
     pytest.importorskip("llama_cpp")
     from measure_fidelity import CHAT_PROMPTS, PLAIN_PROMPTS, GgufsmForward, LlamaCppForward, chat_prompt, compare
 
-    path, _ = smollm2
+    path, model = smollm2
     oracle = LlamaCppForward(path, 256)
-    ours = GgufsmForward(path, 256, "reference")
+    ours = GgufsmForward(model, 256)
     template = oracle.llm.metadata["tokenizer.chat_template"]
     n_tokens, agreed, total = 32, 0, 0
     for text in PLAIN_PROMPTS[:2] + [chat_prompt(template, q) for q in CHAT_PROMPTS[:2]]:
