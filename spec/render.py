@@ -259,6 +259,7 @@ class Node:
     name: str
     transient: bool
     notes: list[str] = field(default_factory=list)
+    note_branches: list[list[Branch]] = field(default_factory=list)  # the branches behind each note
 
 
 @dataclass
@@ -267,6 +268,7 @@ class Edge:
     head: str
     kind: str  # "normal" | "error" | "enter" (into a transient state)
     items: dict[str, list[str]] = field(default_factory=dict)  # label line -> operations (error edges) or {op: []}
+    branches: list[Branch] = field(default_factory=list)       # the branches the edge stands for
 
     def lines(self) -> list[str]:
         if self.kind == "error":
@@ -287,9 +289,11 @@ def picture(spec: Spec) -> Picture:
     nodes = {name: Node(name, state.transient) for name, state in spec.states.items()}
     edges: dict[tuple[str, str, str], Edge] = {}
     staying: dict[str, dict[str, list[str]]] = {name: {} for name in spec.states}
+    staying_branches: dict[tuple[str, str], list[Branch]] = {}
 
     def add(tail, head, kind, line, operation=None):
         edge = edges.setdefault((tail, head, kind), Edge(tail, head, kind))
+        edge.branches.append(branch)
         ops = edge.items.setdefault(line, [])
         if operation and operation not in ops:
             ops.append(operation)
@@ -313,10 +317,13 @@ def picture(spec: Spec) -> Picture:
                 else:
                     key = "waits" if outcome.serialized else (f"✗ {outcome.error}" if outcome.error else "↻")
                     ops = staying[state].setdefault(key, [])
+                    staying_branches.setdefault((state, key), []).append(branch)
                     if name not in ops:
                         ops.append(name)
     for state, groups in staying.items():
-        nodes[state].notes = [_note(spec, key, ops) for key, ops in sorted(groups.items(), key=_note_order)]
+        ordered = sorted(groups.items(), key=_note_order)
+        nodes[state].notes = [_note(spec, key, ops) for key, ops in ordered]
+        nodes[state].note_branches = [staying_branches[(state, key)] for key, _ in ordered]
     title = f"ggufsm runtime lifecycle · spec {spec.version}"
     return Picture(title, spec.initial_state, list(nodes.values()), list(edges.values()))
 
@@ -353,7 +360,9 @@ ERROR_COLOUR = "#c62828"
 TRANSIENT_COLOUR = "#757575"
 
 
-def dot_graph(spec: Spec) -> graphviz.Digraph:
+def dot_graph(spec: Spec, colour_of=None) -> graphviz.Digraph:
+    """The diagram; colour_of(branches) -> colour or None, if given, recolours each edge and note by
+    the branches it stands for (the conformance report colours them by result)."""
     drawing = picture(spec)
     graph = graphviz.Digraph(
         name="lifecycle",
@@ -373,17 +382,23 @@ def dot_graph(spec: Spec) -> graphviz.Digraph:
     graph.node("__start", label="", shape="point", width="0.15")
     graph.edge("__start", drawing.initial)
     for node in drawing.nodes:
-        graph.node(node.name, label=_node_label(node), **_node_style(node))
+        graph.node(node.name, label=_node_label(node, colour_of), **_node_style(node))
     for edge in drawing.edges:
-        graph.edge(edge.tail, edge.head, label=_edge_label(edge), **_edge_style(edge))
+        style = _edge_style(edge)
+        colour = colour_of(edge.branches) if colour_of else None
+        if colour:
+            style |= {"color": colour, "fontcolor": colour, "penwidth": "2"}
+        graph.edge(edge.tail, edge.head, label=_edge_label(edge), **style)
     return graph
 
 
-def _node_label(node: Node) -> str:
+def _node_label(node: Node, colour_of=None) -> str:
     title = f"<B>{_html(node.name)}</B>" + (" <I>(transient)</I>" if node.transient else "")
     rows = [f'<TR><TD ALIGN="CENTER">{title}</TD></TR>']
-    for note in node.notes:
+    for index, note in enumerate(node.notes):
         colour = ERROR_COLOUR if note.startswith("✗") else "#424242"
+        if colour_of and index < len(node.note_branches):
+            colour = colour_of(node.note_branches[index]) or colour
         rows.append(f'<TR><TD ALIGN="LEFT"><FONT POINT-SIZE="9" COLOR="{colour}">{_html(note)}</FONT></TD></TR>')
     return f'<<TABLE BORDER="0" CELLSPACING="1" CELLPADDING="1">{"".join(rows)}</TABLE>>'
 

@@ -1,28 +1,11 @@
-"""Shared test fixtures: where the real models are, and skipping when they are not."""
+"""Shared test fixtures: the real models' paths (skipping when they are not cached)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-REAL_MODEL_FILES = {
-    "smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf",
-    "gemma3": "gemma-3-270m-q4_k_m.gguf",
-}
-
-
-def model_cache_dir() -> Path:
-    return Path(os.environ.get("GGUFSM_CACHE", Path.home() / ".cache" / "ggufsm")) / "models"
-
-
-def real_model_path(name: str) -> Path:
-    """The cached real model's path; skips the test when it has not been pulled."""
-    path = model_cache_dir() / REAL_MODEL_FILES[name]
-    if not path.is_file():
-        pytest.skip(f"real model {name!r} not in the cache ({path}); run `ggufsm models pull {name}`")
-    return path
+from real_models import real_model_path
 
 
 @pytest.fixture

@@ -120,8 +120,9 @@ void QuantizedActivations::quantize(const float* x, int64_t n, int64_t cols, Ten
         d_offset_ = sums_offset_ = 0;
     } else {
         d_offset_ = round_up(static_cast<size_t>(cols), kAlign);
-        sums_offset_ = d_offset_ + round_up(static_cast<size_t>(n_blocks) * 4, kAlign);
-        const size_t sums_bytes = format == ActivationFormat::Q8_32 ? n_blocks * 4 : (cols / 16) * 2;
+        const size_t scale_floats = format == ActivationFormat::Q8_32 ? 2 * n_blocks : n_blocks;
+        sums_offset_ = d_offset_ + round_up(scale_floats * 4, kAlign);
+        const size_t sums_bytes = format == ActivationFormat::Q8_32 ? 0 : (cols / 16) * 2;
         row_stride_ = sums_offset_ + round_up(sums_bytes, kAlign);
     }
     reserve(row_stride_ * static_cast<size_t>(std::max<int64_t>(n, 1)));
@@ -133,18 +134,18 @@ void QuantizedActivations::quantize(const float* x, int64_t n, int64_t cols, Ten
                 continue;
             }
             int8_t* q = const_cast<int8_t*>(qs(i));
-            float* dd = const_cast<float*>(d(i));
-            for (int64_t b = 0; b < n_blocks; ++b) {
-                dd[b] = quantize_block(xi + b * block, static_cast<int>(block), q + b * block);
-            }
             if (format == ActivationFormat::Q8_32) {
-                float* ss = const_cast<float*>(s(i));
+                float* ds_pairs = const_cast<float*>(ds(i));
                 for (int64_t b = 0; b < n_blocks; ++b) {
+                    const float scale = quantize_block(xi + b * QK32, QK32, q + b * QK32);
                     int sum = 0;
                     for (int k = 0; k < QK32; ++k) sum += q[b * QK32 + k];
-                    ss[b] = dd[b] * static_cast<float>(sum);
+                    ds_pairs[2 * b] = scale;
+                    ds_pairs[2 * b + 1] = scale * static_cast<float>(sum);
                 }
             } else {
+                float* dd = const_cast<float*>(d(i));
+                for (int64_t b = 0; b < n_blocks; ++b) dd[b] = quantize_block(xi + b * QK_K, QK_K, q + b * QK_K);
                 int16_t* bs = const_cast<int16_t*>(bsums(i));
                 for (int64_t g = 0; g < cols / 16; ++g) {
                     int sum = 0;

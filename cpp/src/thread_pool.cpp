@@ -1,6 +1,7 @@
 #include "ggufsm/thread_pool.h"
 
 #include <algorithm>
+#include <string>
 
 #include "ggufsm/errors.h"
 
@@ -18,15 +19,15 @@ namespace {
 // bridge the gaps between the matmuls of one forward pass, short enough not to
 // burn a core that another process wants once the pass is over.
 constexpr int kSpinIterations = 4000;
-
-void run_chunk(const std::function<void(int64_t, int64_t, int)>& fn, int64_t n, int chunks, int index) {
-    const int64_t begin = n * index / chunks, end = n * (index + 1) / chunks;
-    if (begin < end) fn(begin, end, index);
-}
+// Chunks per thread: enough for a running thread to absorb a descheduled
+// one's share, few enough that claiming costs nothing.
+constexpr int64_t kChunksPerThread = 4;
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
-    if (n_threads < 0) throw Error(code::InvalidInput, "thread count must be >= 0 (0 = all cores), got " + std::to_string(n_threads));
+    if (n_threads < 0) {
+        throw Error(code::InvalidInput, "thread count must be >= 0 (0 = all cores), got " + std::to_string(n_threads));
+    }
     if (n_threads == 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     n_threads_ = n_threads;
     workers_.reserve(n_threads - 1);
@@ -41,6 +42,28 @@ ThreadPool::~ThreadPool() {
     }
     work_ready_.notify_all();
     for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::run_chunks(uint32_t generation, int thread_index) {
+    uint64_t word = claim_.load(std::memory_order_acquire);
+    for (;;) {
+        if (static_cast<uint32_t>(word >> 32) != generation) return;  // a later job: not ours
+        const int64_t chunk = static_cast<int64_t>(word & 0xFFFFFFFFu);
+        // job_chunks_ is stable while a chunk of this generation is unclaimed:
+        // the caller publishes the next job only after all chunks are done.
+        const int64_t chunks = job_chunks_.load(std::memory_order_relaxed);
+        if (chunk >= chunks) return;
+        if (!claim_.compare_exchange_weak(word, word + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+        const int64_t begin = job_n_ * chunk / chunks, end = job_n_ * (chunk + 1) / chunks;
+        try {
+            if (begin < end) (*job_)(begin, end, thread_index);
+        } catch (...) {
+            std::lock_guard<std::mutex> lock(error_mutex_);
+            if (!first_error_) first_error_ = std::current_exception();
+        }
+        chunks_done_.fetch_add(1, std::memory_order_acq_rel);
+        word = claim_.load(std::memory_order_acquire);
+    }
 }
 
 void ThreadPool::worker_loop(int thread_index) {
@@ -58,45 +81,35 @@ void ThreadPool::worker_loop(int thread_index) {
         }
         seen = now;
         if (stopping_.load()) return;
-        if (thread_index < job_chunks_) {
-            try {
-                run_chunk(*job_, job_n_, job_chunks_, thread_index);
-            } catch (...) {
-                std::lock_guard<std::mutex> lock(error_mutex_);
-                if (!first_error_) first_error_ = std::current_exception();
-            }
-        }
-        pending_.fetch_sub(1, std::memory_order_acq_rel);
+        run_chunks(static_cast<uint32_t>(now), thread_index);
     }
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {
     if (n <= 0) return;
-    const int chunks = static_cast<int>(std::min<int64_t>(n, n_threads_));
-    if (chunks == 1) {
+    if (n_threads_ == 1 || n == 1) {
         fn(0, n, 0);
         return;
     }
     std::lock_guard<std::mutex> call_lock(call_mutex_);
     job_ = &fn;
     job_n_ = n;
-    job_chunks_ = chunks;
+    const int64_t chunks = std::min<int64_t>(n, kChunksPerThread * n_threads_);
+    job_chunks_.store(chunks, std::memory_order_relaxed);
     first_error_ = nullptr;
-    pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+    chunks_done_.store(0, std::memory_order_relaxed);
+    uint32_t generation;
     {
         // Under the sleep mutex so a worker between its check and its wait
         // cannot miss the notification.
         std::lock_guard<std::mutex> lock(sleep_mutex_);
+        generation = static_cast<uint32_t>(generation_.load(std::memory_order_relaxed) + 1);
+        claim_.store(static_cast<uint64_t>(generation) << 32, std::memory_order_release);
         generation_.fetch_add(1, std::memory_order_acq_rel);
     }
     work_ready_.notify_all();
-    try {
-        run_chunk(fn, n, chunks, 0);
-    } catch (...) {
-        std::lock_guard<std::mutex> lock(error_mutex_);
-        if (!first_error_) first_error_ = std::current_exception();
-    }
-    while (pending_.load(std::memory_order_acquire) != 0) GGUFSM_PAUSE();
+    run_chunks(generation, 0);
+    while (chunks_done_.load(std::memory_order_acquire) != chunks) GGUFSM_PAUSE();
     job_ = nullptr;
     if (first_error_) std::rethrow_exception(first_error_);
 }

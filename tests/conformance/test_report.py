@@ -18,7 +18,7 @@ import toy_runtime
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from conftest import toy_suite_inputs
+    from toy_inputs import toy_suite_inputs
 
     inputs = toy_suite_inputs(tmp_path_factory.mktemp("inputs"))
     return [run_suite(InProcessImplementation(getattr(toy_runtime, name), label=name), inputs, walk_examples=5)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.real_model
 
 @pytest.fixture(scope="module")
 def smollm2(request):
-    from conftest import real_model_path
+    from real_models import real_model_path
 
     path = real_model_path("smollm2")
     return path, load_reference_model(read_tensors(path))

@@ -7,7 +7,7 @@ import pytest
 from ggufsm.reference import models
 from ggufsm.reference.tokenizer import read_model_metadata, tokenizer_from_metadata
 
-REAL_MODELS = ("smollm2", "gemma3")
+from real_models import REAL_MODELS  # noqa: F401  (re-exported for the tests)
 _metadata_cache: dict[str, dict] = {}
 
 

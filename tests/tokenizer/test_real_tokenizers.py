@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import REAL_MODELS
+from real_models import REAL_MODELS
 from corpus import CORPUS
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st

@@ -49,8 +49,9 @@ ActivationFormat activation_format_for(TensorType weight_type);
 // calls, so a session can hold one per format and never reallocate.
 //
 // Layout per activation row, 64-byte aligned:
-//   Q8_32: qs int8 [cols], d float [cols/32] (scales), s float [cols/32] (d * sum of the block's qs,
-//          for the mins of Q4_1/Q5_1 and the offsets of Q4_0/Q5_0)
+//   Q8_32: qs int8 [cols], ds float [cols/32][2]: the block's scale d and s = d * sum of its qs
+//          (for the mins of Q4_1/Q5_1 and the offsets of Q4_0/Q5_0), side by side so one load
+//          fetches both
 //   Q8_K:  qs int8 [cols], d float [cols/256], bsums int16 [cols/16] (sum of each 16 qs)
 //   F32:   the floats as they are
 class QuantizedActivations {
@@ -70,8 +71,8 @@ public:
     int64_t block() const { return block_; }
     // Row i's parts (see the layout above).
     const int8_t* qs(int64_t i) const { return reinterpret_cast<const int8_t*>(base_ + i * row_stride_); }
-    const float* d(int64_t i) const { return reinterpret_cast<const float*>(base_ + i * row_stride_ + d_offset_); }
-    const float* s(int64_t i) const { return reinterpret_cast<const float*>(base_ + i * row_stride_ + sums_offset_); }
+    const float* ds(int64_t i) const { return reinterpret_cast<const float*>(base_ + i * row_stride_ + d_offset_); }  // Q8_32
+    const float* d(int64_t i) const { return reinterpret_cast<const float*>(base_ + i * row_stride_ + d_offset_); }   // Q8_K
     const int16_t* bsums(int64_t i) const { return reinterpret_cast<const int16_t*>(base_ + i * row_stride_ + sums_offset_); }
     const float* f32(int64_t i) const { return reinterpret_cast<const float*>(base_ + i * row_stride_); }
 

@@ -1,0 +1,114 @@
+"""`ggufsm bench kernels`: mat-vec throughput per weight type, beside the machine's read bandwidth.
+
+A decode step is a chain of mat-vecs whose weights come from memory, not
+cache, so each cell times y = W x while cycling through copies of W that
+together exceed the last-level cache (at least --stream-mib). The figure is
+GB/s of weight bytes streamed (1 GB = 1e9 bytes), best of --repeat, timed in
+C++ so no Python call overhead is in it. The read bandwidth is a streaming
+integer sum over a 512 MiB buffer at the same thread count. Activations are
+quantized once per cell, outside the timing, as a forward pass does.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+# Matrices [rows, cols] of the real models' layers.
+SHAPES: tuple[tuple[str, int, int], ...] = (
+    ("SmolLM2 ffn_gate/up", 1536, 576),
+    ("SmolLM2 ffn_down", 576, 1536),
+    ("SmolLM2 output", 49152, 576),
+    ("Gemma-3 ffn_down", 640, 2048),
+    ("Gemma-3 output", 262144, 640),
+)
+# The types whose 2-thread throughput should reach TARGET of the read bandwidth.
+TARGET_TYPES = ("Q4_1", "Q8_0", "Q4_K", "Q5_0", "Q6_K")
+TARGET = 0.70
+BANDWIDTH_BUFFER = 512 << 20
+
+
+@dataclass
+class Cell:
+    qtype: str
+    matrix: str
+    rows: int
+    cols: int
+    weight_bytes: int
+    gbs: dict[int, float]  # threads -> GB/s
+
+
+def register_bench(bench_commands) -> None:
+    parser = bench_commands.add_parser("kernels", help="mat-vec GB/s per weight type beside the read bandwidth")
+    parser.add_argument("--types", default=",".join(TARGET_TYPES),
+                        help="comma-separated ggml types, or 'all' (default: %(default)s)")
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
+    parser.add_argument("--repeat", type=int, default=5, help="timings per cell; the best is kept (default 5)")
+    parser.add_argument("--stream-mib", type=int, default=256,
+                        help="least total size of the weight copies each cell cycles through (default 256)")
+    parser.add_argument("--isa", default=None, help="force a kernel variant (scalar, avx2, avx512)")
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the table as Markdown here")
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from ggufsm import _core
+    from ggufsm.reference.quant_blocks import KERNEL_TYPES
+
+    if args.isa:
+        _core.force_isa(args.isa)
+    names = [t.name for t in KERNEL_TYPES] if args.types == "all" else [n.strip() for n in args.types.split(",")]
+    threads = [int(t) for t in args.threads.split(",")]
+    load_before = os.getloadavg()[0]
+    bandwidth = {t: _core.read_bandwidth_gbs(BANDWIDTH_BUFFER, args.repeat, t) for t in threads}
+    cells = [measure(GGMLQuantizationType[name], label, rows, cols, threads, args.repeat, args.stream_mib << 20)
+             for name in names for label, rows, cols in SHAPES if fits(GGMLQuantizationType[name], cols)]
+    command = " ".join(["ggufsm", "bench", "kernels"] + sys.argv[3:])
+    table = render_markdown(cells, bandwidth, threads, _core.active_isa(), command, (load_before, os.getloadavg()[0]))
+    print(table)
+    if args.markdown:
+        args.markdown.write_text(table, encoding="utf-8")
+    return 0
+
+
+def fits(qtype: GGMLQuantizationType, cols: int) -> bool:
+    return cols % GGML_QUANT_SIZES[qtype][0] == 0
+
+
+def measure(qtype, label, rows, cols, threads, repeat, stream_bytes) -> Cell:
+    from ggufsm import _core
+    from ggufsm.reference.quant_blocks import random_weights
+
+    rng = np.random.default_rng(0)
+    weights = random_weights(qtype, rows, cols, rng)
+    copies = [weights] + [weights.copy() for _ in range(max(0, -(-stream_bytes // weights.nbytes) - 1))]
+    x = rng.standard_normal(cols).astype(np.float32)
+    gbs = {t: weights.nbytes / _core.matvec_seconds(int(qtype), copies, rows, cols, x, repeat, t) / 1e9
+           for t in threads}
+    return Cell(qtype.name, label, rows, cols, weights.nbytes, gbs)
+
+
+def render_markdown(cells, bandwidth, threads, isa, command, load) -> str:
+    most = max(threads)
+    lines = [
+        f"Kernel variant `{isa}`, {os.cpu_count()} cores, load average {load[0]:.2f} before / {load[1]:.2f} after. "
+        f"Command: `{command}`",
+        "",
+        "Read bandwidth (streaming sum over 512 MiB): "
+        + ", ".join(f"{bandwidth[t]:.1f} GB/s at {t} thread{'s' if t > 1 else ''}" for t in threads) + ".",
+        "",
+        "| type | matrix [rows x cols] | MiB | " + " | ".join(f"GB/s {t}T" for t in threads)
+        + f" | {most}T / read bandwidth |",
+        "| --- | --- | ---: | " + " | ".join("---:" for _ in threads) + " | ---: |",
+    ]
+    for c in cells:
+        share = c.gbs[most] / bandwidth[most]
+        flag = " (below target)" if c.qtype in TARGET_TYPES and share < TARGET else ""
+        lines.append(f"| {c.qtype} | {c.matrix} [{c.rows} x {c.cols}] | {c.weight_bytes / 2**20:.1f} | "
+                     + " | ".join(f"{c.gbs[t]:.1f}" for t in threads) + f" | {share:.0%}{flag} |")
+    return "\n".join(lines) + "\n"

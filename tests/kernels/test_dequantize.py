@@ -1,0 +1,79 @@
+"""Dequantization is bit-exact against gguf.quants.dequantize, the numpy oracle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gguf import GGUFReader
+from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf.quants import dequantize as oracle_dequantize
+from hypothesis import given, settings, strategies as st
+
+from ggufsm import _core
+from ggufsm.reference.quant_blocks import KERNEL_TYPES
+from ggufsm.spec.errors import InvalidInput, InvalidModel, UnsupportedModel
+
+
+def assert_bits_equal(ours: np.ndarray, theirs: np.ndarray, where: str) -> None:
+    """Equal bit for bit, except that any NaN equals any NaN (payloads are not specified)."""
+    ours, theirs = ours.astype(np.float32).ravel(), theirs.astype(np.float32).ravel()
+    assert ours.shape == theirs.shape, where
+    both_nan = np.isnan(ours) & np.isnan(theirs)
+    differ = (ours.view(np.uint32) != theirs.view(np.uint32)) & ~both_nan
+    if differ.any():
+        first = int(np.flatnonzero(differ)[0])
+        pytest.fail(f"{where}: element {first} is {ours[first]!r}, gguf-py gives {theirs[first]!r} "
+                    f"({int(differ.sum())} of {ours.size} differ)")
+
+
+@pytest.mark.parametrize("qtype", KERNEL_TYPES, ids=lambda t: t.name)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_random_blocks_dequantize_bit_exactly_like_gguf_py(qtype, data):
+    block_size, block_bytes = GGML_QUANT_SIZES[qtype]
+    n_blocks = data.draw(st.integers(1, 8), label="n_blocks")
+    raw = data.draw(st.binary(min_size=n_blocks * block_bytes, max_size=n_blocks * block_bytes), label="bytes")
+    blocks = np.frombuffer(raw, dtype=np.uint8)
+    ours = _core.dequantize(int(qtype), blocks, n_blocks * block_size)
+    with np.errstate(all="ignore"):  # random float16 scales include inf and NaN
+        theirs = oracle_dequantize(blocks.reshape(1, -1), qtype)
+    assert_bits_equal(ours, theirs, f"{qtype.name} x {n_blocks} blocks")
+
+
+def test_block_sizes_match_the_gguf_package():
+    for qtype in KERNEL_TYPES:
+        assert (_core.block_size(int(qtype)), _core.block_bytes(int(qtype))) == GGML_QUANT_SIZES[qtype], qtype.name
+        assert _core.kernels_support(int(qtype))
+        assert _core.type_name(int(qtype)) == qtype.name
+
+
+def test_a_partial_block_count_is_refused_by_name():
+    with pytest.raises(InvalidInput, match="Q4_K"):
+        _core.dequantize(int(GGMLQuantizationType.Q4_K), np.zeros(144, np.uint8), 100)
+    with pytest.raises(InvalidModel, match="Q8_0 blocks"):
+        _core.row_bytes(int(GGMLQuantizationType.Q8_0), 48)
+
+
+def test_a_buffer_shorter_than_the_blocks_is_refused():
+    with pytest.raises(InvalidInput, match="need 68"):
+        _core.dequantize(int(GGMLQuantizationType.Q8_0), np.zeros(67, np.uint8), 64)
+
+
+def test_an_unknown_type_is_unsupported():
+    assert not _core.kernels_support(int(GGMLQuantizationType.IQ2_XXS))
+    with pytest.raises(UnsupportedModel, match="type#16|IQ2_XXS"):
+        _core.dequantize(int(GGMLQuantizationType.IQ2_XXS), np.zeros(66, np.uint8), 256)
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize("model_path", ["smollm2_path", "gemma3_path"])
+def test_every_tensor_of_the_real_models_dequantizes_bit_exactly(model_path, request):
+    reader = GGUFReader(request.getfixturevalue(model_path))
+    seen_types = set()
+    for tensor in reader.tensors:
+        n = int(tensor.n_elements)
+        raw = np.ascontiguousarray(tensor.data).view(np.uint8).ravel()
+        ours = _core.dequantize(int(tensor.tensor_type), raw, n)
+        assert_bits_equal(ours, oracle_dequantize(raw.reshape(1, -1), tensor.tensor_type), tensor.name)
+        seen_types.add(tensor.tensor_type.name)
+    assert {"Q8_0", "F32"} <= seen_types

@@ -1,0 +1,138 @@
+"""The float32 ops agree with their numpy definitions (computed in float64)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ggufsm import _core
+from ggufsm.spec.errors import InvalidInput
+
+RNG = np.random.default_rng(2024)
+
+
+def close(ours, reference, rtol=2e-6, atol=1e-6):
+    np.testing.assert_allclose(ours.astype(np.float64), reference, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("with_weight", [True, False])
+def test_rmsnorm_divides_by_the_root_mean_square(with_weight):
+    x = (RNG.standard_normal((3, 576)) * 4).astype(np.float32)
+    weight = RNG.standard_normal(576).astype(np.float32) if with_weight else None
+    eps = 1e-5
+    reference = x / np.sqrt((x.astype(np.float64) ** 2).mean(axis=1, keepdims=True) + eps)
+    if with_weight:
+        reference = reference * weight
+    close(_core.rmsnorm(x, weight, eps), reference)
+
+
+def rope_reference(x, n_rot, positions, base, neox):
+    x = x.astype(np.float64).copy()
+    half = n_rot // 2
+    inv_freq = base ** (-2.0 * np.arange(half) / n_rot)
+    theta = positions[:, None, None] * inv_freq[None, None, :]
+    cos, sin = np.cos(theta), np.sin(theta)
+    first = np.arange(half) if neox else 2 * np.arange(half)
+    second = first + half if neox else first + 1
+    a, b = x[..., first].copy(), x[..., second].copy()
+    x[..., first] = a * cos - b * sin
+    x[..., second] = a * sin + b * cos
+    return x
+
+
+@pytest.mark.parametrize("neox", [False, True], ids=["normal", "neox"])
+@pytest.mark.parametrize("n_rot", [64, 32])
+def test_rope_rotates_the_first_n_rot_dims_in_pairs(neox, n_rot):
+    x = RNG.standard_normal((5, 3, 64)).astype(np.float32)
+    positions = np.array([0, 1, 7, 300, 4095], dtype=np.int32)
+    out = _core.rope(x, n_rot, positions, 10000.0, neox)
+    close(out, rope_reference(x, n_rot, positions, 10000.0, neox), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out[..., n_rot:], x[..., n_rot:])
+
+
+def test_rope_normal_and_neox_pair_different_dims():
+    x = RNG.standard_normal((1, 1, 8)).astype(np.float32)
+    positions = np.array([3], dtype=np.int32)
+    assert not np.allclose(_core.rope(x, 8, positions, 10000.0, False), _core.rope(x, 8, positions, 10000.0, True))
+
+
+def test_rope_refuses_an_odd_n_rot():
+    with pytest.raises(InvalidInput, match="n_rot 7"):
+        _core.rope(np.zeros((1, 1, 8), np.float32), 7, np.zeros(1, np.int32), 10000.0, False)
+
+
+def test_softmax_is_stable_for_large_logits():
+    x = np.array([[1000.0, 999.0, -50.0], [0.0, 0.0, 0.0]], dtype=np.float32)
+    shifted = x.astype(np.float64) - x.max(axis=1, keepdims=True)
+    reference = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    close(_core.softmax(x), reference)
+
+
+def test_silu_is_x_times_sigmoid():
+    x = np.linspace(-20, 20, 1001, dtype=np.float32)
+    close(_core.silu(x), x / (1 + np.exp(-x.astype(np.float64))), rtol=1e-6)
+
+
+def test_gelu_is_the_tanh_approximation():
+    x = np.linspace(-10, 10, 1001, dtype=np.float32)
+    xd = x.astype(np.float64)
+    reference = 0.5 * xd * (1 + np.tanh(np.sqrt(2 / np.pi) * (xd + 0.044715 * xd**3)))
+    close(_core.gelu(x), reference, rtol=1e-5, atol=1e-6)
+
+
+def test_swiglu_and_geglu_gate_the_up_projection():
+    gate = RNG.standard_normal(300).astype(np.float32)
+    up = RNG.standard_normal(300).astype(np.float32)
+    close(_core.swiglu(gate, up), _core.silu(gate).astype(np.float64) * up, rtol=1e-6)
+    close(_core.geglu(gate, up), _core.gelu(gate).astype(np.float64) * up, rtol=1e-6)
+
+
+def attention_reference(q, k_cache, v_cache, start_pos, scale, window):
+    n_tok, n_head, hd = q.shape
+    group = n_head // k_cache.shape[0]
+    out = np.zeros((n_tok, n_head, hd))
+    for t in range(n_tok):
+        pos = start_pos + t
+        first = max(0, pos - window + 1) if window else 0
+        for h in range(n_head):
+            keys = k_cache[h // group, first:pos + 1].astype(np.float64)
+            values = v_cache[h // group, first:pos + 1].astype(np.float64)
+            scores = scale * keys @ q[t, h]
+            p = np.exp(scores - scores.max())
+            out[t, h] = (p / p.sum()) @ values
+    return out
+
+
+@pytest.mark.parametrize("window", [0, 5])
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("start_pos,n_tok", [(0, 7), (9, 1), (4, 6)])
+def test_attention_is_causal_grouped_query_softmax_over_the_cache(window, n_threads, start_pos, n_tok):
+    n_head, n_head_kv, hd, n_ctx = 6, 2, 16, 32
+    q = RNG.standard_normal((n_tok, n_head, hd)).astype(np.float32)
+    k_cache = RNG.standard_normal((n_head_kv, n_ctx, hd)).astype(np.float32)
+    v_cache = RNG.standard_normal((n_head_kv, n_ctx, hd)).astype(np.float32)
+    scale = hd ** -0.5
+    out = _core.attention(q, k_cache, v_cache, start_pos, scale, window, n_threads)
+    close(out, attention_reference(q, k_cache, v_cache, start_pos, scale, window), rtol=1e-5, atol=1e-5)
+
+
+def test_attention_ignores_cache_positions_after_the_query():
+    q = RNG.standard_normal((2, 2, 8)).astype(np.float32)
+    k_cache = RNG.standard_normal((1, 8, 8)).astype(np.float32)
+    v_cache = RNG.standard_normal((1, 8, 8)).astype(np.float32)
+    before = _core.attention(q, k_cache, v_cache, 3, 0.3)
+    k_cache[:, 5:] = 1e3
+    v_cache[:, 5:] = -1e3
+    np.testing.assert_array_equal(_core.attention(q, k_cache, v_cache, 3, 0.3), before)
+
+
+def test_attention_refuses_heads_that_do_not_group():
+    cache = np.zeros((2, 4, 8), np.float32)
+    with pytest.raises(InvalidInput, match="n_head 3 .* n_head_kv 2"):
+        _core.attention(np.zeros((1, 3, 8), np.float32), cache, cache, 0, 1.0)
+
+
+def test_attention_refuses_positions_beyond_the_cache():
+    cache = np.zeros((1, 4, 8), np.float32)
+    with pytest.raises(InvalidInput, match="n_ctx 4"):
+        _core.attention(np.zeros((2, 1, 8), np.float32), cache, cache, 3, 1.0)
