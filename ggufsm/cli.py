@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "ggufsm.reference.cli_generate",
     "ggufsm.conformance.cli",
     "ggufsm.reference.cli_serve",
+    "ggufsm.reference.cli_inspect",
 ]
 
 

@@ -10,6 +10,7 @@ from ggufsm.reference import bench_runtime
 # Modules that contribute benchmark subcommands: each has register_bench(subparsers).
 BENCH_MODULES: list[str] = [
     "ggufsm.reference.bench_runtime",
+    "ggufsm.reference.bench_parse",
     "ggufsm.reference.bench_kernels",
     "ggufsm.reference.bench_forward",
 ]

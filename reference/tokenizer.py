@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from gguf import TokenType
 
+from ggufsm.reference.gguf_file import open_gguf
 from ggufsm.spec.errors import InvalidInput, InvalidModel, UnsupportedModel
 
 KEY_PREFIX = "tokenizer.ggml."
@@ -307,20 +308,6 @@ def tokenizer_from_metadata(metadata: Mapping[str, Any]) -> Tokenizer:
 
 
 def read_model_metadata(path: str | Path) -> dict[str, Any]:
-    """A GGUF file's metadata as plain Python values.
-
-    TODO(gguf_file): switch to `gguf_file.open_gguf(path).metadata` once
-    reference/gguf_file.py lands; until then this reads with gguf.GGUFReader
-    (slow: about 2 s for SmolLM2, 10 s for Gemma 3).
-    """
-    import gguf
-
-    path = Path(path)
-    if not path.is_file():
-        from ggufsm.spec.errors import ModelUnavailable
-        raise ModelUnavailable(f"no GGUF file at {path}")
-    try:
-        reader = gguf.GGUFReader(path)
-    except (ValueError, IndexError, OSError) as error:
-        raise InvalidModel(f"{path}: not a readable GGUF file ({error})") from error
-    return {name: field.contents() for name, field in reader.fields.items() if not name.startswith("GGUF.")}
+    """A GGUF file's metadata as plain Python values, parsed and validated by the C++ core."""
+    with open_gguf(path) as model_file:
+        return model_file.metadata

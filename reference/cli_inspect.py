@@ -1,0 +1,84 @@
+"""`ggufsm inspect MODEL [--json]`: what a GGUF model is, as the C++ loader validated it.
+
+Architecture, hyperparameters, tokenizer kind and size, tensor counts and
+bytes by type, file size. A file the loader refuses prints the named error
+(ggufsm/cli.py) and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+TOKENIZER_KINDS = {"gpt2": "byte-level BPE", "llama": "SentencePiece"}
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("inspect", help="architecture, hyperparameters, tokenizer and tensors of a GGUF model")
+    parser.add_argument("model", metavar="MODEL", help="registered model name or path to a GGUF file")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    # Imported here so that `ggufsm --help` does not load numpy and gguf.
+    from ggufsm.reference.gguf_file import open_gguf
+    from ggufsm.reference.models import resolve
+
+    path = resolve(args.model)
+    with open_gguf(path) as model:
+        summary = describe(model)
+    print(json.dumps(summary, ensure_ascii=False) if args.json else render_text(summary))
+    return 0
+
+
+def describe(model) -> dict[str, Any]:
+    """The model's summary as plain data (the --json output)."""
+    metadata, hp = model.metadata, dict(model.hyperparameters)
+    tokenizer_model = hp.pop("tokenizer_model")
+    del hp["architecture"]  # reported once, at the top
+    by_type: dict[str, dict[str, int]] = {}
+    for info in model.tensors.values():
+        entry = by_type.setdefault(info.type.name, {"count": 0, "bytes": 0})
+        entry["count"] += 1
+        entry["bytes"] += info.nbytes
+    return {
+        "path": str(model.path) if model.path is not None else model.source,
+        "file_size": model.file_size,
+        "gguf_version": model.version,
+        "architecture": model.architecture,
+        "name": metadata.get("general.name"),
+        "hyperparameters": hp,
+        "tokenizer": {
+            "model": tokenizer_model,
+            "kind": TOKENIZER_KINDS.get(tokenizer_model, tokenizer_model),
+            "pre": metadata.get("tokenizer.ggml.pre"),
+            "size": len(metadata["tokenizer.ggml.tokens"]),
+            "merges": len(metadata.get("tokenizer.ggml.merges", [])),
+            "bos_token_id": metadata.get("tokenizer.ggml.bos_token_id"),
+            "eos_token_id": metadata.get("tokenizer.ggml.eos_token_id"),
+            "chat_template": "tokenizer.chat_template" in metadata,
+        },
+        "tensors": {"count": len(model.tensors), "by_type": dict(sorted(by_type.items()))},
+        "metadata_keys": len(metadata),
+    }
+
+
+def render_text(summary: dict[str, Any]) -> str:
+    tokenizer, tensors = summary["tokenizer"], summary["tensors"]
+    lines = [
+        f"{summary['path']}",
+        f"  file size      {summary['file_size']:,} bytes (GGUF v{summary['gguf_version']}, "
+        f"{summary['metadata_keys']} metadata keys)",
+        f"  architecture   {summary['architecture']}" + (f" ({summary['name']})" if summary["name"] else ""),
+        "  hyperparameters",
+        *(f"    {key:<16} {value}" for key, value in summary["hyperparameters"].items()),
+        f"  tokenizer      {tokenizer['kind']} ({tokenizer['model']}"
+        + (f", pre {tokenizer['pre']}" if tokenizer["pre"] else "") + f"), {tokenizer['size']:,} tokens"
+        + (f", {tokenizer['merges']:,} merges" if tokenizer["merges"] else "")
+        + (", chat template" if tokenizer["chat_template"] else ""),
+        f"  tensors        {tensors['count']}",
+        *(f"    {name:<8} {entry['count']:>4} tensors {entry['bytes']:>14,} bytes"
+          for name, entry in tensors["by_type"].items()),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,98 @@
+"""A validated GGUF file: metadata, tensor infos and zero-copy tensor data.
+
+`open_gguf(path_or_bytes)` memory-maps (or borrows) the bytes, parses and
+validates them in the C++ core with the GIL released, and returns a
+`GgufFile`. A malformed file raises `InvalidModel`, a well-formed one this
+runtime cannot run raises `UnsupportedModel`, and a path that cannot be read
+raises `ModelUnavailable`; every message names the field or tensor and the
+byte offset.
+
+Opening the same file twice shares one memory map (the C++ core keeps weak
+references keyed by device, inode, mtime and size), so several handles on one
+model cost its pages once. Tensor data views keep the map alive after
+`close()`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from gguf import GGMLQuantizationType
+
+from ggufsm import _core
+from ggufsm.spec.errors import InvalidInput, InvalidState, ModelUnavailable
+
+BytesLike = bytes | bytearray | memoryview
+
+
+class TensorInfo(NamedTuple):
+    name: str
+    type: GGMLQuantizationType  # an IntEnum: the ggml type id
+    shape: tuple[int, ...]  # GGUF order: shape[0] (ne0) is the contiguous row dimension, as gguf.GGUFReader reports it
+    offset: int             # absolute byte offset of the data in the file
+    nbytes: int
+
+
+class GgufFile:
+    """One parsed, validated GGUF file. Use as a context manager or call close()."""
+
+    def __init__(self, model: _core.GgufModel, path: Path | None):
+        self._model: _core.GgufModel | None = model
+        self.path: Path | None = path  # None for a model opened from bytes
+        self.source: str = model.source
+        self.version: int = model.version
+        self.alignment: int = model.alignment
+        self.data_offset: int = model.data_offset
+        self.file_size: int = model.file_size
+        self.architecture: str = model.architecture
+        self.metadata: dict[str, Any] = model.metadata()
+        self.hyperparameters: dict[str, Any] = model.hyperparameters()
+        self.tensors: OrderedDict[str, TensorInfo] = OrderedDict()
+        self._index: dict[str, int] = {}
+        for index, (name, type_id, shape, offset, nbytes) in enumerate(model.tensor_infos()):
+            self.tensors[name] = TensorInfo(name, GGMLQuantizationType(type_id), shape, offset, nbytes)
+            self._index[name] = index
+
+    def tensor_data(self, name: str) -> np.ndarray:
+        """The tensor's bytes as a read-only uint8 array [n_bytes] over the mapping (no copy)."""
+        if self._model is None:
+            raise InvalidState(f"tensor_data({name!r}) on a closed GGUF file ({self.source})")
+        if name not in self._index:
+            raise InvalidInput(f"no tensor {name!r} in {self.source} ({len(self.tensors)} tensors)")
+        return self._model.tensor_data(self._index[name])
+
+    @property
+    def closed(self) -> bool:
+        return self._model is None
+
+    def close(self) -> None:
+        """Drop this file's hold on the bytes; views already handed out keep them alive."""
+        self._model = None
+
+    def __enter__(self) -> GgufFile:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self.tensors)} tensors"
+        return f"<GgufFile {self.source} {self.architecture} v{self.version} {state}>"
+
+
+def open_gguf(source: str | os.PathLike | BytesLike) -> GgufFile:
+    """Parse and validate a GGUF model from a path or from bytes in memory."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return GgufFile(_core.open_gguf_buffer(source), None)
+    if isinstance(source, (str, Path)) or hasattr(source, "__fspath__"):
+        path = os.fspath(source)
+        if not isinstance(path, str):
+            path = os.fsdecode(path)
+        if "\0" in path:
+            raise ModelUnavailable(f"no model file: the path contains a NUL character: {path!r}")
+        return GgufFile(_core.open_gguf_path(path), Path(path))
+    raise InvalidInput(f"a model source is a path or bytes, not {type(source).__name__}")
