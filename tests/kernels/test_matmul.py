@@ -26,7 +26,7 @@ def run_matmul(qtype, rows, cols, n, seed, n_threads=2):
 
 @pytest.mark.parametrize("qtype", KERNEL_TYPES, ids=lambda t: t.name)
 @pytest.mark.parametrize("rows,cols", SHAPES)
-@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize("n", [1, 3, 6])
 def test_matmul_is_within_the_contract_of_the_float64_product(qtype, rows, cols, n):
     weights, x, y = run_matmul(qtype, rows, cols, n, seed=rows * cols + n)
     reference, bound = reference_and_bound(qtype, weights, rows, cols, x)
