@@ -92,6 +92,11 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
         return;
     }
     std::lock_guard<std::mutex> call_lock(call_mutex_);
+    // Close the previous job's claim word before touching the job fields: a
+    // worker still holding that word could otherwise read the new chunk count,
+    // claim a chunk of the old generation and run it against the new job (a
+    // chunk run twice and chunks_done_ past `chunks`: a hang).
+    claim_.store((claim_.load(std::memory_order_relaxed) & ~uint64_t(0xFFFFFFFFu)) | 0xFFFFFFFFu, std::memory_order_seq_cst);
     job_ = &fn;
     job_n_ = n;
     const int64_t chunks = std::min<int64_t>(n, kChunksPerThread * n_threads_);
