@@ -37,7 +37,7 @@ NEAR_TIE = 0.5
 
 @pytest.fixture(scope="module", params=["smollm2", "gemma3"])
 def real(request):
-    from conftest import real_model_path
+    from real_models import real_model_path
 
     path = real_model_path(request.param)
     tensors = read_tensors(path)
