@@ -33,6 +33,9 @@ PROMPTS = [
 ]
 N_TOKENS = 32
 NEAR_TIE = 0.5
+# |ours - llama.cpp| anywhere along its greedy text. Gemma 3's logits reach about 40 (SmolLM2's 20) and the
+# numpy reference differs from itself by up to 2.4 there (batched against stepped), so its bound is wider.
+PEER_LOGIT_TOLERANCE = {"smollm2": 2.5, "gemma3": 4.0}
 
 
 @pytest.fixture(scope="module", params=["smollm2", "gemma3"])
@@ -91,7 +94,7 @@ def test_fused_follows_llama_cpp_except_at_near_ties(real):
         prompt = oracle.llm.tokenize(text.encode(), add_bos=True, special=True)
         figures = compare(ours, oracle.run(prompt, N_TOKENS), oracle, prompt, N_TOKENS)
         assert figures["top5"] >= 4, (name, text, figures)
-        assert figures["forced_max_abs"] < 2.5, (name, text, figures)
+        assert figures["forced_max_abs"] < PEER_LOGIT_TOLERANCE[name], (name, text, figures)
         assert all(margin < NEAR_TIE for margin in figures["miss_margins"]), (name, text, figures)
         agreed, total = agreed + figures["forced_agree"], total + N_TOKENS
     assert agreed / total >= 0.9
