@@ -241,6 +241,11 @@ void kernels(py::module_& m) {
         py::gil_scoped_release release;
         return read_bandwidth_gbs(bytes, repeats, pool);
     }, py::arg("bytes"), py::arg("repeats") = 5, py::arg("n_threads") = 0);
+    m.def("parallel_for_overhead_seconds", [](int64_t n, int calls, int repeats, int n_threads) {
+        ThreadPool& pool = pool_for(n_threads);
+        py::gil_scoped_release release;
+        return parallel_for_overhead_seconds(n, calls, repeats, pool);
+    }, py::arg("n"), py::arg("calls") = 1000, py::arg("repeats") = 5, py::arg("n_threads") = 0);
     m.def("matvec_seconds", &matvec_seconds_py, py::arg("ggml_type"), py::arg("weights"), py::arg("rows"), py::arg("cols"),
           py::arg("x"), py::arg("repeats") = 5, py::arg("n_threads") = 0);
 }
