@@ -156,8 +156,8 @@ def main() -> None:
     started = time.perf_counter()
     ours = GgufsmForward.load(args.model, n_ctx, args.forward, args.activations)
     print(f"loaded the {args.forward} forward in {time.perf_counter() - started:.1f} s")
-    template = oracle.llm.metadata["tokenizer.chat_template"]
-    prompts = [("plain", p) for p in PLAIN_PROMPTS] + [("chat", chat_prompt(template, q)) for q in CHAT_PROMPTS]
+    template = oracle.llm.metadata.get("tokenizer.chat_template")  # Gemma 3's file has none
+    prompts = [("plain", p) for p in PLAIN_PROMPTS] + ([("chat", chat_prompt(template, q)) for q in CHAT_PROMPTS] if template else [])
 
     print(f"\n| prompt | n_prompt | max abs dlogit | top-1 | top-5 | greedy same (of {args.tokens}) | teacher-forced argmax agree | llama.cpp margin at misses | noise floor: llama.cpp f32-KV greedy same / forced agree |")
     print("| --- | ---: | ---: | :-: | ---: | ---: | ---: | --- | ---: |")
