@@ -1,6 +1,6 @@
 """Forward-pass speed: prefill and decode tok/s, ggufsm's forwards beside llama.cpp in one run.
 
-    python -m ggufsm.reference.bench_forward [-m MODEL.gguf] [-t 2] [--repeat 3] [--forwards fused,reference]
+    ggufsm bench forward [-m MODEL.gguf] [-t 2] [--repeat 3] [--forwards fused,numpy]
 
 Only the forward is timed (no tokenizer, no sampler: the token ids are a fixed
 pseudo-random sequence, greedy argmax is not taken). Prefill: one call over
@@ -12,7 +12,6 @@ Each figure is the best of --repeat runs; ratios are ours / llama.cpp.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
@@ -20,7 +19,6 @@ from typing import Callable
 
 import numpy as np
 
-MODEL = Path.home() / ".cache" / "ggufsm" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 PREFILL_LENGTHS = (128, 512)
 DECODE_START = 16
 N_CTX = 1024
@@ -66,19 +64,15 @@ class GgufsmUnderTest(ForwardUnderTest):
 
 
 def load_forward(name: str, path: Path, n_threads: int) -> ForwardUnderTest:
+    """"fused" and "numpy" are ggufsm's two engines (reference/architectures.py), "llama.cpp" the peer."""
     if name == "llama.cpp":
         return LlamaCppUnderTest(path, n_threads)
-    if name == "reference":
-        from ggufsm.reference.architectures import load_reference_model
-        from ggufsm.reference.weights import read_tensors
+    from ggufsm.reference.architectures import ENGINES, load_tensors
+    from ggufsm.reference.weights import read_tensors
 
-        return GgufsmUnderTest(name, load_reference_model(read_tensors(path)))
-    if name == "fused":
-        from ggufsm.reference import architectures
-        from ggufsm.reference.gguf_file import open_gguf
-
-        return GgufsmUnderTest(name, architectures.load(open_gguf(path), n_threads=n_threads))
-    raise SystemExit(f"unknown forward {name!r}")
+    if name not in ENGINES:
+        raise SystemExit(f"unknown forward {name!r}; one of {', '.join(ENGINES)}, llama.cpp")
+    return GgufsmUnderTest(name, load_tensors(read_tensors(path), n_threads=n_threads, engine=name))
 
 
 def measure(forward: ForwardUnderTest, token_ids: list[int], n_decode: int) -> dict[str, float]:
@@ -95,34 +89,55 @@ def measure(forward: ForwardUnderTest, token_ids: list[int], n_decode: int) -> d
     return figures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-m", "--model", type=Path, default=MODEL)
+def register_bench(bench_commands) -> None:
+    parser = bench_commands.add_parser("forward", help="forward-pass prefill and decode tok/s, beside llama.cpp")
+    parser.add_argument("-m", "--model", default="smollm2", help="registry name or GGUF path (default smollm2)")
     parser.add_argument("-t", "--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per forward; the best is kept (default 3)")
     parser.add_argument("--decode-tokens", type=int, default=128)
-    parser.add_argument("--forwards", default="fused", help="comma-separated: fused, reference")
-    args = parser.parse_args()
+    parser.add_argument("--forwards", default="fused", help="comma-separated: fused, numpy (default fused)")
+    parser.set_defaults(handler=run)
 
-    names = args.forwards.split(",") + ["llama.cpp"]
-    forwards = [load_forward(name, args.model, args.threads) for name in names]
-    n_vocab = 49152 if "SmolLM2" in args.model.name else 1000
+
+def run(args) -> int:
+    from ggufsm.reference.models import resolve
+
+    path = resolve(args.model, pull=True)
+    names = args.forwards.split(",") + (["llama.cpp"] if _peer_installed() else [])
+    forwards = [load_forward(name, path, args.threads) for name in names]
+    n_vocab = _n_vocab(path)
     token_ids = np.random.default_rng(0).integers(3, n_vocab, size=max(PREFILL_LENGTHS) + DECODE_START + args.decode_tokens).tolist()
     best: dict[str, dict[str, float]] = {forward.name: {} for forward in forwards}
     for _ in range(args.repeat):
         for forward in forwards:  # interleaved, so that a load spike hits every forward alike
             for key, value in measure(forward, token_ids, args.decode_tokens).items():
                 best[forward.name][key] = max(value, best[forward.name].get(key, 0.0))
+    print(render(path, args, best))
+    return 0
 
-    print(f"model {args.model.name}, {args.threads} threads, best of {args.repeat}, load average {os.getloadavg()[0]:.2f}")
+
+def render(path: Path, args, best: dict[str, dict[str, float]]) -> str:
+    lines = [f"model {path.name}, {args.threads} threads, best of {args.repeat}, load average {os.getloadavg()[0]:.2f}", ""]
     keys = [f"prefill{n}" for n in PREFILL_LENGTHS] + ["decode"]
-    print("| forward | " + " | ".join(f"{key} tok/s" for key in keys) + " |")
-    print("| --- |" + " ---: |" * len(keys))
-    peer = best["llama.cpp"]
+    lines.append("| forward | " + " | ".join(f"{key} tok/s" for key in keys) + " |")
+    lines.append("| --- |" + " ---: |" * len(keys))
+    peer = best.get("llama.cpp")
     for name, figures in best.items():
-        cells = [f"{figures[key]:.1f}" + ("" if name == "llama.cpp" else f" ({figures[key] / peer[key]:.2f}x)") for key in keys]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        cells = [f"{figures[key]:.1f}" + ("" if peer is None or name == "llama.cpp" else f" ({figures[key] / peer[key]:.2f}x)")
+                 for key in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    main()
+def _n_vocab(path: Path) -> int:
+    from ggufsm.reference.weights import read_tensors
+
+    return read_tensors(path).tensors["token_embd.weight"].shape[0]
+
+
+def _peer_installed() -> bool:
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return False
+    return True

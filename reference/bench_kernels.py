@@ -31,6 +31,8 @@ SHAPES: tuple[tuple[str, int, int], ...] = (
 TARGET_TYPES = ("Q4_1", "Q8_0", "Q4_K", "Q5_0", "Q6_K")
 TARGET = 0.70
 BANDWIDTH_BUFFER = 512 << 20
+# Row tiles of a 1536-row matrix: the size of a decode step's smallest parallel jobs.
+HANDOFF_ITEMS = 96
 
 
 @dataclass
@@ -66,10 +68,12 @@ def run(args) -> int:
     threads = [int(t) for t in args.threads.split(",")]
     load_before = os.getloadavg()[0]
     bandwidth = {t: _core.read_bandwidth_gbs(BANDWIDTH_BUFFER, args.repeat, t) for t in threads}
+    handoff = {t: _core.parallel_for_overhead_seconds(HANDOFF_ITEMS, 2000, args.repeat, t) for t in threads}
     cells = [measure(GGMLQuantizationType[name], label, rows, cols, threads, args.repeat, args.stream_mib << 20)
              for name in names for label, rows, cols in SHAPES if fits(GGMLQuantizationType[name], cols)]
     command = " ".join(["ggufsm", "bench", "kernels"] + sys.argv[3:])
-    table = render_markdown(cells, bandwidth, threads, _core.active_isa(), command, (load_before, os.getloadavg()[0]))
+    table = render_markdown(cells, bandwidth, handoff, threads, _core.active_isa(), command,
+                            (load_before, os.getloadavg()[0]))
     print(table)
     if args.markdown:
         args.markdown.write_text(table, encoding="utf-8")
@@ -93,7 +97,7 @@ def measure(qtype, label, rows, cols, threads, repeat, stream_bytes) -> Cell:
     return Cell(qtype.name, label, rows, cols, weights.nbytes, gbs)
 
 
-def render_markdown(cells, bandwidth, threads, isa, command, load) -> str:
+def render_markdown(cells, bandwidth, handoff, threads, isa, command, load) -> str:
     most = max(threads)
     lines = [
         f"Kernel variant `{isa}`, {os.cpu_count()} cores, load average {load[0]:.2f} before / {load[1]:.2f} after. "
@@ -101,6 +105,9 @@ def render_markdown(cells, bandwidth, threads, isa, command, load) -> str:
         "",
         "Read bandwidth (streaming sum over 512 MiB): "
         + ", ".join(f"{bandwidth[t]:.1f} GB/s at {t} thread{'s' if t > 1 else ''}" for t in threads) + ".",
+        "",
+        f"Thread pool handoff (an empty job over {HANDOFF_ITEMS} items, 2000 calls back to back): "
+        + ", ".join(f"{handoff[t] * 1e6:.2f} us at {t} thread{'s' if t > 1 else ''}" for t in threads) + " per call.",
         "",
         "| type | matrix [rows x cols] | MiB | " + " | ".join(f"GB/s {t}T" for t in threads)
         + f" | {most}T / read bandwidth |",

@@ -12,6 +12,7 @@ BENCH_MODULES: list[str] = [
     "ggufsm.reference.bench_runtime",
     "ggufsm.reference.bench_parse",
     "ggufsm.reference.bench_kernels",
+    "ggufsm.reference.bench_forward",
 ]
 
 

@@ -12,10 +12,13 @@ Shapes are written beside every array. Names used in them:
   hd     head_dim                   n_ff     feed-forward width
   n_ctx  KV cache length            n_vocab  vocabulary size
 
-Weights are dequantized to float32 once at load and activations stay
-float32, whereas llama.cpp quantizes activations to 8 bits before each
-quantized matrix product and keeps its KV cache in f16: docs/fidelity.md
-measures what that difference does to the logits and to greedy output.
+Weights are dequantized to float32 once at load. Before each product with a
+quantized matrix the activations are rounded to 8 bits per block, as the fused
+kernels (cpp/include/ggufsm/matmul.h) and llama.cpp do: SmolLM2's logits move
+by tenths under that rounding, so a float32 reference could not be tested
+equal to the fused forward. `activations="f32"` turns the rounding off.
+docs/fidelity.md measures both against llama.cpp (which also keeps its KV
+cache in f16).
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from enum import Enum
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from ggufsm.spec.errors import InvalidInput, InvalidModel, ModelNotLoaded, UnsupportedModel
+from ggufsm.spec.errors import ContextOverflow, InvalidInput, InvalidModel, ModelNotLoaded, UnsupportedModel
 
 from .weights import GgufTensors
 
@@ -103,20 +107,66 @@ def hparams_from_metadata(metadata: Mapping[str, Any], n_vocab: int) -> LlamaHpa
     )
 
 
+def fused_hparams(hp: LlamaHparams) -> dict[str, Any]:
+    """The hyperparameters as the fused forward (`ggufsm._core.LlamaModel`) takes them."""
+    return {
+        "n_vocab": hp.n_vocab, "n_embd": hp.n_embd, "n_layer": hp.n_layer, "n_head": hp.n_head, "n_head_kv": hp.n_head_kv,
+        "head_dim": hp.head_dim, "n_ff": hp.n_ff, "n_rot": hp.n_rot, "rms_eps": hp.rms_eps,
+        "rope_freq_base": hp.rope_freq_base, "rope_neox": hp.rope_style is RopeStyle.NEOX, "ffn": "swiglu",
+    }
+
+
+# ----------------------------------------------------------------------------
+# Activation rounding: the fused kernels' numeric contract
+
+def activation_block(qtype: GGMLQuantizationType) -> int:
+    """Values per 8-bit activation block for a product with a `qtype` matrix; 0 for float matrices."""
+    if qtype in (GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16):
+        return 0
+    return GGML_QUANT_SIZES[qtype][0]  # 32 for Q4_0..Q8_0, 256 for the k-quants
+
+
+def round_activations(x: np.ndarray, block: int) -> np.ndarray:
+    """x [n_tok, cols] as 8-bit codes times a float32 scale per block of `block` values, back in float32.
+
+    The kernels' rule, bit for bit: d = amax / 127, q = round-half-even(x * (127 / amax)).
+    """
+    if block == 0:
+        return x
+    blocks = x.reshape(x.shape[0], -1, block)  # [n_tok, cols / block, block]
+    amax = np.abs(blocks).max(axis=-1, keepdims=True)  # [n_tok, cols / block, 1]
+    with np.errstate(divide="ignore"):
+        inverse = np.where(amax > 0, np.float32(127) / amax, np.float32(0))
+    codes = np.rint(blocks * inverse)
+    return (codes * (amax / np.float32(127))).reshape(x.shape)
+
+
+@dataclass
+class Linear:
+    """A matrix dequantized to float32, and the activation rounding its products use."""
+
+    weight: np.ndarray  # [rows, cols]
+    act_block: int  # see activation_block; 0: float32 activations
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """x [n_tok, cols] -> [n_tok, rows]."""
+        return round_activations(x, self.act_block) @ self.weight.T
+
+
 # ----------------------------------------------------------------------------
 # Weights
 
 @dataclass
 class LayerWeights:
     attn_norm: np.ndarray  # [n_embd]
-    wq: np.ndarray  # [n_head * hd, n_embd]
-    wk: np.ndarray  # [n_head_kv * hd, n_embd]
-    wv: np.ndarray  # [n_head_kv * hd, n_embd]
-    wo: np.ndarray  # [n_embd, n_head * hd]
+    wq: Linear  # [n_head * hd, n_embd]
+    wk: Linear  # [n_head_kv * hd, n_embd]
+    wv: Linear  # [n_head_kv * hd, n_embd]
+    wo: Linear  # [n_embd, n_head * hd]
     ffn_norm: np.ndarray  # [n_embd]
-    w_gate: np.ndarray  # [n_ff, n_embd]
-    w_up: np.ndarray  # [n_ff, n_embd]
-    w_down: np.ndarray  # [n_embd, n_ff]
+    w_gate: Linear  # [n_ff, n_embd]
+    w_up: Linear  # [n_ff, n_embd]
+    w_down: Linear  # [n_embd, n_ff]
 
 
 @dataclass
@@ -124,7 +174,7 @@ class LlamaWeights:
     token_embd: np.ndarray  # [n_vocab, n_embd]
     layers: list[LayerWeights]  # [n_layer]
     output_norm: np.ndarray  # [n_embd]
-    output: np.ndarray  # [n_vocab, n_embd]; the same array as token_embd when tied
+    output: Linear  # [n_vocab, n_embd]; its weight is the token_embd array when tied
 
 
 LAYER_TENSORS = {
@@ -144,7 +194,8 @@ def expected_shapes(hp: LlamaHparams) -> dict[str, tuple[int, ...]]:
     }
 
 
-def _checked(tensors: GgufTensors, name: str, shape: tuple[int, ...]) -> np.ndarray:
+def checked_dense(tensors: GgufTensors, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Tensor `name` in float32, after checking it is there with `shape`."""
     if not tensors.has(name):
         raise InvalidModel(f"tensor {name!r} is missing from the model")
     actual = tensors.tensors[name].shape
@@ -153,24 +204,53 @@ def _checked(tensors: GgufTensors, name: str, shape: tuple[int, ...]) -> np.ndar
     return tensors.dense(name)
 
 
-def load_llama(tensors: GgufTensors) -> tuple[LlamaHparams, LlamaWeights]:
-    """Hyperparameters and float32 weights of a llama model; refuses tensors it would ignore."""
-    unknown = sorted(name for name in tensors.tensors if not _KNOWN_TENSOR.match(name))
+def checked_linear(tensors: GgufTensors, name: str, shape: tuple[int, int], round_activations: bool) -> Linear:
+    block = activation_block(tensors.tensors[name].qtype) if tensors.has(name) and round_activations else 0
+    return Linear(checked_dense(tensors, name, shape), block)
+
+
+def refuse_unknown_tensors(tensors: GgufTensors, known: re.Pattern, architecture: str) -> None:
+    unknown = sorted(name for name in tensors.tensors if not known.match(name))
     if unknown:
-        raise UnsupportedModel(f"the llama forward does not use tensor(s) {unknown[:3]}; refusing rather than ignoring them")
+        raise UnsupportedModel(f"the {architecture} forward does not use tensor(s) {unknown[:3]}; refusing rather than ignoring them")
+
+
+def embedding_rows(tensors: GgufTensors) -> int:
+    """n_vocab, from the token embedding's shape (the metadata's vocab_size is optional)."""
     if not tensors.has("token_embd.weight") or len(tensors.tensors["token_embd.weight"].shape) != 2:
         raise InvalidModel("tensor 'token_embd.weight' is missing or not a matrix")
-    hp = hparams_from_metadata(tensors.metadata, n_vocab=tensors.tensors["token_embd.weight"].shape[0])
-    token_embd = _checked(tensors, "token_embd.weight", (hp.n_vocab, hp.n_embd))
+    return tensors.tensors["token_embd.weight"].shape[0]
+
+
+def load_llama(tensors: GgufTensors, activations: str = "q8") -> tuple[LlamaHparams, LlamaWeights]:
+    """Hyperparameters and float32 weights of a llama model; refuses tensors it would ignore.
+
+    activations: "q8" rounds activations as the fused kernels do, "f32" keeps them float32.
+    """
+    refuse_unknown_tensors(tensors, _KNOWN_TENSOR, "llama")
+    hp = hparams_from_metadata(tensors.metadata, n_vocab=embedding_rows(tensors))
+    weights = load_shared_weights(tensors, hp, activations)
     shapes = expected_shapes(hp)
-    layers = [
-        LayerWeights(**{field: _checked(tensors, f"blk.{i}.{suffix}.weight", shapes[suffix]) for field, suffix in LAYER_TENSORS.items()})
-        for i in range(hp.n_layer)
-    ]
-    tied = not tensors.has("output.weight")
-    output = token_embd if tied else _checked(tensors, "output.weight", (hp.n_vocab, hp.n_embd))
-    weights = LlamaWeights(token_embd, layers, _checked(tensors, "output_norm.weight", (hp.n_embd,)), output)
+    for i in range(hp.n_layer):
+        weights.layers.append(LayerWeights(**{
+            field: (checked_dense(tensors, f"blk.{i}.{suffix}.weight", shapes[suffix]) if field.endswith("norm")
+                    else checked_linear(tensors, f"blk.{i}.{suffix}.weight", shapes[suffix], activations == "q8"))
+            for field, suffix in LAYER_TENSORS.items()
+        }))
     return hp, weights
+
+
+def load_shared_weights(tensors: GgufTensors, hp: LlamaHparams, activations: str) -> LlamaWeights:
+    """Embedding, final norm and output projection; `layers` left empty for the architecture to fill."""
+    if activations not in ("q8", "f32"):
+        raise InvalidInput(f"activations is {activations!r}; one of 'q8', 'f32'")
+    token_embd = checked_dense(tensors, "token_embd.weight", (hp.n_vocab, hp.n_embd))
+    if tensors.has("output.weight"):
+        output = checked_linear(tensors, "output.weight", (hp.n_vocab, hp.n_embd), activations == "q8")
+    else:
+        block = activation_block(tensors.tensors["token_embd.weight"].qtype) if activations == "q8" else 0
+        output = Linear(token_embd, block)
+    return LlamaWeights(token_embd, [], checked_dense(tensors, "output_norm.weight", (hp.n_embd,)), output)
 
 
 # ----------------------------------------------------------------------------
@@ -238,29 +318,39 @@ def attention(hp: LlamaHparams, layer: LayerWeights, cache: KvCache, layer_index
     token attends to every cached position up to and including its own.
     """
     n_tok = x.shape[0]
-    q = (x @ layer.wq.T).reshape(n_tok, hp.n_head, hp.head_dim)  # [n_tok, n_head, hd]
-    k = (x @ layer.wk.T).reshape(n_tok, hp.n_head_kv, hp.head_dim)  # [n_tok, n_head_kv, hd]
-    v = (x @ layer.wv.T).reshape(n_tok, hp.n_head_kv, hp.head_dim)
+    q = layer.wq(x).reshape(n_tok, hp.n_head, hp.head_dim)  # [n_tok, n_head, hd]
+    k = layer.wk(x).reshape(n_tok, hp.n_head_kv, hp.head_dim)  # [n_tok, n_head_kv, hd]
+    v = layer.wv(x).reshape(n_tok, hp.n_head_kv, hp.head_dim)
     q = rope(q, positions, hp.n_rot, hp.rope_freq_base, hp.rope_style)
     k = rope(k, positions, hp.n_rot, hp.rope_freq_base, hp.rope_style)
+    mixed = cached_attention(cache, layer_index, q, k, v, positions, 1.0 / np.sqrt(hp.head_dim), window=0)
+    return layer.wo(mixed.reshape(n_tok, hp.n_head * hp.head_dim))  # [n_tok, n_embd]
+
+
+def cached_attention(cache: KvCache, layer_index: int, q: np.ndarray, k: np.ndarray, v: np.ndarray, positions: np.ndarray,
+                     scale: float, window: int) -> np.ndarray:
+    """Stores k, v [n_tok, n_head_kv, hd] at `positions`; q [n_tok, n_head, hd] attends -> [n_tok, n_head, hd].
+
+    Token t sees cached positions p <= positions[t], and only those with
+    positions[t] - p < window when window > 0 (a sliding-window layer).
+    """
     cache.k[layer_index][:, positions, :] = k.transpose(1, 0, 2)  # [n_head_kv, n_tok, hd]
     cache.v[layer_index][:, positions, :] = v.transpose(1, 0, 2)
-
-    n_seen = int(positions[-1]) + 1
-    keys = np.repeat(cache.k[layer_index][:, :n_seen], hp.n_group, axis=0)  # [n_head, n_seen, hd]
-    values = np.repeat(cache.v[layer_index][:, :n_seen], hp.n_group, axis=0)  # [n_head, n_seen, hd]
-    scores = np.einsum("thd,hsd->hts", q, keys) / np.sqrt(hp.head_dim)  # [n_head, n_tok, n_seen]
-    future = np.arange(n_seen)[None, :] > positions[:, None]  # [n_tok, n_seen]
-    scores = np.where(future[None], -np.inf, scores)
-    mixed = np.einsum("hts,hsd->thd", softmax(scores), values)  # [n_tok, n_head, hd]
-    return mixed.reshape(n_tok, hp.n_head * hp.head_dim) @ layer.wo.T  # [n_tok, n_embd]
+    n_seen, n_group = int(positions[-1]) + 1, q.shape[1] // k.shape[1]
+    keys = np.repeat(cache.k[layer_index][:, :n_seen], n_group, axis=0)  # [n_head, n_seen, hd]
+    values = np.repeat(cache.v[layer_index][:, :n_seen], n_group, axis=0)  # [n_head, n_seen, hd]
+    scores = np.einsum("thd,hsd->hts", q, keys) * np.float32(scale)  # [n_head, n_tok, n_seen]
+    distance = positions[:, None] - np.arange(n_seen)[None, :]  # [n_tok, n_seen]
+    hidden = (distance < 0) | ((distance >= window) if window > 0 else False)
+    scores = np.where(hidden[None], -np.inf, scores)
+    return np.einsum("hts,hsd->thd", softmax(scores), values)  # [n_tok, n_head, hd]
 
 
 def feed_forward(layer: LayerWeights, x: np.ndarray) -> np.ndarray:
     """SwiGLU. x: [n_tok, n_embd] (normed) -> [n_tok, n_embd]."""
-    gate = x @ layer.w_gate.T  # [n_tok, n_ff]
-    up = x @ layer.w_up.T  # [n_tok, n_ff]
-    return (silu(gate) * up) @ layer.w_down.T  # [n_tok, n_embd]
+    gate = layer.w_gate(x)  # [n_tok, n_ff]
+    up = layer.w_up(x)  # [n_tok, n_ff]
+    return layer.w_down(silu(gate) * up)  # [n_tok, n_embd]
 
 
 # ----------------------------------------------------------------------------
@@ -278,11 +368,13 @@ def forward(hp: LlamaHparams, weights: LlamaWeights, cache: KvCache, tokens: np.
         x = x + feed_forward(layer, rmsnorm(x, layer.ffn_norm, hp.rms_eps))
     if not all_logits:
         x = x[-1:]
-    return rmsnorm(x, weights.output_norm, hp.rms_eps) @ weights.output.T  # [n_tok or 1, n_vocab]
+    return weights.output(rmsnorm(x, weights.output_norm, hp.rms_eps))  # [n_tok or 1, n_vocab]
 
 
 class LlamaModel:
     """Hyperparameters and float32 weights; shared by any number of sessions."""
+
+    forward = staticmethod(forward)
 
     def __init__(self, hp: LlamaHparams, weights: LlamaWeights):
         self.hp = hp
@@ -292,13 +384,21 @@ class LlamaModel:
     def n_ctx_train(self) -> int:
         return self.hp.n_ctx_train
 
+    @property
+    def nbytes(self) -> dict[str, int]:
+        """Memory the dequantized weights hold (the tied output shares the embedding's)."""
+        if self.weights is None:
+            return {"weights": 0}
+        arrays = {id(a): a for a in _arrays(self.weights)}
+        return {"weights": sum(a.nbytes for a in arrays.values())}
+
     def close(self) -> None:
         """Drop the weights (the sessions made from this model must not be used after)."""
         self.weights = None
 
     @classmethod
-    def from_tensors(cls, tensors: GgufTensors) -> "LlamaModel":
-        return cls(*load_llama(tensors))
+    def from_tensors(cls, tensors: GgufTensors, activations: str = "q8") -> "LlamaModel":
+        return cls(*load_llama(tensors, activations))
 
     def new_session(self, n_ctx: int) -> "LlamaSession":
         return LlamaSession(self, n_ctx)
@@ -327,7 +427,7 @@ class LlamaSession:
         if self.cache is None or self.model.weights is None:
             raise ModelNotLoaded("this session (or its model) has been closed")
         token_array = self._checked_tokens(tokens, start_pos)
-        logits = forward(self.model.hp, self.model.weights, self.cache, token_array, start_pos, all_logits)
+        logits = self.model.forward(self.model.hp, self.model.weights, self.cache, token_array, start_pos, all_logits)
         return logits if all_logits else logits[0]
 
     def decode(self, token: int, pos: int) -> np.ndarray:
@@ -342,6 +442,20 @@ class LlamaSession:
         bad = np.flatnonzero((token_array < 0) | (token_array >= n_vocab))
         if bad.size:
             raise InvalidInput(f"token id {int(token_array[bad[0]])} at index {int(bad[0])} is outside the vocabulary [0, {n_vocab})")
-        if start_pos < 0 or start_pos + token_array.size > self.n_ctx:
-            raise InvalidInput(f"positions {start_pos}..{start_pos + token_array.size - 1} do not fit the context of {self.n_ctx}")
+        if start_pos < 0:
+            raise InvalidInput(f"start position {start_pos} is negative")
+        if start_pos + token_array.size > self.n_ctx:
+            raise ContextOverflow(f"positions {start_pos}..{start_pos + token_array.size - 1} do not fit the context of {self.n_ctx}")
         return token_array
+
+
+def _arrays(value: Any):
+    """Every numpy array inside a weights dataclass (lists and Linear included)."""
+    if isinstance(value, np.ndarray):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _arrays(item)
+    elif hasattr(value, "__dataclass_fields__"):
+        for name in value.__dataclass_fields__:
+            yield from _arrays(getattr(value, name))

@@ -4,7 +4,12 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <map>
+#include <thread>
+#include <vector>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -207,6 +212,41 @@ double matvec_seconds_py(uint32_t type, const std::vector<py::buffer>& weights, 
     return matvec_seconds(views, src, repeats, pool);
 }
 
+// For the pool's tests: runs one parallel_for per entry of `sizes`, back to
+// back (pausing `pause_us` between jobs, so idle workers fall asleep; each
+// chunk busy for `chunk_busy_us`), and returns how many times each item of each
+// job ran, jobs concatenated, and per item the index of the thread that last
+// ran it. An item equal to `fail_at` throws InvalidInput from inside its chunk.
+std::pair<py::array_t<int32_t>, py::array_t<int32_t>> parallel_for_items(const std::vector<int64_t>& sizes, int n_threads,
+                                                                           int pause_us, int chunk_busy_us, int64_t fail_at) {
+    ThreadPool& pool = pool_for(n_threads);
+    int64_t total = 0;
+    for (int64_t n : sizes) total += std::max<int64_t>(n, 0);
+    py::array_t<int32_t> counts(total), threads(total);
+    int32_t* count_out = counts.mutable_data();
+    int32_t* thread_out = threads.mutable_data();
+    py::gil_scoped_release release;
+    for (int64_t n : sizes) {
+        std::vector<std::atomic<int32_t>> runs(static_cast<size_t>(std::max<int64_t>(n, 0)));
+        std::vector<std::atomic<int32_t>> ran_on(runs.size());
+        pool.parallel_for(n, [&](int64_t begin, int64_t end, int thread_index) {
+            const auto busy_until = std::chrono::steady_clock::now() + std::chrono::microseconds(chunk_busy_us);
+            while (std::chrono::steady_clock::now() < busy_until) {}
+            for (int64_t i = begin; i < end; ++i) {
+                if (i == fail_at) throw Error(code::InvalidInput, "item " + std::to_string(i) + " failed on purpose");
+                runs[i].fetch_add(1);
+                ran_on[i].store(thread_index);
+            }
+        });
+        for (size_t i = 0; i < runs.size(); ++i) {
+            *count_out++ = runs[i].load();
+            *thread_out++ = ran_on[i].load();
+        }
+        if (pause_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
+    }
+    return {counts, threads};
+}
+
 }  // namespace
 
 void kernels(py::module_& m) {
@@ -241,6 +281,13 @@ void kernels(py::module_& m) {
         py::gil_scoped_release release;
         return read_bandwidth_gbs(bytes, repeats, pool);
     }, py::arg("bytes"), py::arg("repeats") = 5, py::arg("n_threads") = 0);
+    m.def("parallel_for_overhead_seconds", [](int64_t n, int calls, int repeats, int n_threads) {
+        ThreadPool& pool = pool_for(n_threads);
+        py::gil_scoped_release release;
+        return parallel_for_overhead_seconds(n, calls, repeats, pool);
+    }, py::arg("n"), py::arg("calls") = 1000, py::arg("repeats") = 5, py::arg("n_threads") = 0);
+    m.def("parallel_for_items", &parallel_for_items, py::arg("sizes"), py::arg("n_threads"), py::arg("pause_us") = 0,
+          py::arg("chunk_busy_us") = 0, py::arg("fail_at") = -1);
     m.def("matvec_seconds", &matvec_seconds_py, py::arg("ggml_type"), py::arg("weights"), py::arg("rows"), py::arg("cols"),
           py::arg("x"), py::arg("repeats") = 5, py::arg("n_threads") = 0);
 }

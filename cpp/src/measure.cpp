@@ -61,4 +61,20 @@ double matvec_seconds(const std::vector<WeightView>& weights, const float* x, in
     return best;
 }
 
+double parallel_for_overhead_seconds(int64_t n, int calls, int repeats, ThreadPool& pool) {
+    if (n < 1 || calls < 1 || repeats < 1) {
+        throw Error(code::InvalidInput, "parallel_for_overhead_seconds: need n >= 1, calls >= 1 and repeats >= 1");
+    }
+    std::vector<int64_t> touched(static_cast<size_t>(pool.size()) * 8);  // 64 bytes per thread: no false sharing
+    const auto empty_job = [&](int64_t begin, int64_t end, int t) { touched[t * 8] += end - begin; };
+    pool.parallel_for(n, empty_job);
+    double best = 1e30;
+    for (int r = 0; r < repeats; ++r) {
+        const double start = now_seconds();
+        for (int c = 0; c < calls; ++c) pool.parallel_for(n, empty_job);
+        best = std::min(best, (now_seconds() - start) / calls);
+    }
+    return best;
+}
+
 }  // namespace ggufsm

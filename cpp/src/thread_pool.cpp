@@ -1,6 +1,7 @@
 #include "ggufsm/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 
 #include "ggufsm/errors.h"
@@ -15,13 +16,17 @@
 namespace ggufsm {
 
 namespace {
-// About 50 us of pause instructions before a worker sleeps: long enough to
-// bridge the gaps between the matmuls of one forward pass, short enough not to
-// burn a core that another process wants once the pass is over.
-constexpr int kSpinIterations = 4000;
+// How long an idle worker spins before it sleeps: long enough to bridge the
+// gaps between the matmuls of one forward pass, short enough not to burn a
+// core that another process wants once the pass is over.
+constexpr auto kSpinTime = std::chrono::microseconds(200);
 // Chunks per thread: enough for a running thread to absorb a descheduled
 // one's share, few enough that claiming costs nothing.
 constexpr int64_t kChunksPerThread = 4;
+// The claim word's 16-bit fields: chunk counts stay below half their range,
+// so the few claims that overshoot a finished job (one per thread) never
+// carry into the count.
+constexpr int64_t kMaxChunks = 0x7FFF;
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
@@ -35,25 +40,20 @@ ThreadPool::ThreadPool(int n_threads) {
 }
 
 ThreadPool::~ThreadPool() {
-    {
-        std::lock_guard<std::mutex> lock(sleep_mutex_);
-        stopping_.store(true);
-        generation_.fetch_add(1);
-    }
+    stopping_.store(true);
+    generation_.fetch_add(1);
+    { std::lock_guard<std::mutex> lock(sleep_mutex_); }
     work_ready_.notify_all();
     for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::run_chunks(uint32_t generation, int thread_index) {
-    uint64_t word = claim_.load(std::memory_order_acquire);
+void ThreadPool::run_chunks(int thread_index) {
+    int64_t ran = 0;
     for (;;) {
-        if (static_cast<uint32_t>(word >> 32) != generation) return;  // a later job: not ours
-        const int64_t chunk = static_cast<int64_t>(word & 0xFFFFFFFFu);
-        // job_chunks_ is stable while a chunk of this generation is unclaimed:
-        // the caller publishes the next job only after all chunks are done.
-        const int64_t chunks = job_chunks_.load(std::memory_order_relaxed);
-        if (chunk >= chunks) return;
-        if (!claim_.compare_exchange_weak(word, word + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+        const uint64_t word = claim_.fetch_add(1, std::memory_order_acq_rel);
+        const int64_t chunk = static_cast<int64_t>(word & 0xFFFF), chunks = static_cast<int64_t>((word >> 16) & 0xFFFF);
+        if (chunk >= chunks) break;
+        // job_ and job_n_ are this word's job: they change only after every chunk of it is done.
         const int64_t begin = job_n_ * chunk / chunks, end = job_n_ * (chunk + 1) / chunks;
         try {
             if (begin < end) (*job_)(begin, end, thread_index);
@@ -61,27 +61,36 @@ void ThreadPool::run_chunks(uint32_t generation, int thread_index) {
             std::lock_guard<std::mutex> lock(error_mutex_);
             if (!first_error_) first_error_ = std::current_exception();
         }
-        chunks_done_.fetch_add(1, std::memory_order_acq_rel);
-        word = claim_.load(std::memory_order_acquire);
+        ++ran;
     }
+    if (ran > 0) done_.fetch_add(ran, std::memory_order_acq_rel);
 }
 
 void ThreadPool::worker_loop(int thread_index) {
     uint64_t seen = 0;
     for (;;) {
         uint64_t now = generation_.load(std::memory_order_acquire);
-        for (int spin = 0; now == seen && spin < kSpinIterations; ++spin) {
+        const auto spin_until = std::chrono::steady_clock::now() + kSpinTime;
+        for (int spin = 1; now == seen; ++spin) {
             GGUFSM_PAUSE();
             now = generation_.load(std::memory_order_acquire);
+            if (spin % 64 == 0 && std::chrono::steady_clock::now() > spin_until) break;
         }
         if (now == seen) {
-            std::unique_lock<std::mutex> lock(sleep_mutex_);
-            work_ready_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+            // Announce the sleep before the last look at generation_; parallel_for
+            // bumps generation_ before it looks at sleepers_ (both seq_cst), so
+            // one of the two always sees the other.
+            sleepers_.fetch_add(1);
+            {
+                std::unique_lock<std::mutex> lock(sleep_mutex_);
+                work_ready_.wait(lock, [&] { return generation_.load() != seen; });
+            }
+            sleepers_.fetch_sub(1);
             now = generation_.load(std::memory_order_acquire);
         }
         seen = now;
         if (stopping_.load()) return;
-        run_chunks(static_cast<uint32_t>(now), thread_index);
+        run_chunks(thread_index);
     }
 }
 
@@ -92,24 +101,22 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
         return;
     }
     std::lock_guard<std::mutex> call_lock(call_mutex_);
+    // The previous job is fully done, so no thread reads these until the claim word below publishes them.
     job_ = &fn;
     job_n_ = n;
-    const int64_t chunks = std::min<int64_t>(n, kChunksPerThread * n_threads_);
-    job_chunks_.store(chunks, std::memory_order_relaxed);
     first_error_ = nullptr;
-    chunks_done_.store(0, std::memory_order_relaxed);
-    uint32_t generation;
-    {
-        // Under the sleep mutex so a worker between its check and its wait
-        // cannot miss the notification.
-        std::lock_guard<std::mutex> lock(sleep_mutex_);
-        generation = static_cast<uint32_t>(generation_.load(std::memory_order_relaxed) + 1);
-        claim_.store(static_cast<uint64_t>(generation) << 32, std::memory_order_release);
-        generation_.fetch_add(1, std::memory_order_acq_rel);
+    done_.store(0, std::memory_order_relaxed);
+    const int64_t chunks = std::min({n, kChunksPerThread * n_threads_, kMaxChunks});
+    const uint64_t generation = generation_.load(std::memory_order_relaxed) + 1;
+    claim_.store(static_cast<uint64_t>(chunks) << 16, std::memory_order_release);
+    generation_.store(generation);
+    if (sleepers_.load() > 0) {
+        // A worker between its last look at generation_ and its wait holds the mutex.
+        { std::lock_guard<std::mutex> lock(sleep_mutex_); }
+        work_ready_.notify_all();
     }
-    work_ready_.notify_all();
-    run_chunks(generation, 0);
-    while (chunks_done_.load(std::memory_order_acquire) != chunks) GGUFSM_PAUSE();
+    run_chunks(0);
+    while (done_.load(std::memory_order_acquire) != chunks) GGUFSM_PAUSE();
     job_ = nullptr;
     if (first_error_) std::rethrow_exception(first_error_);
 }

@@ -1,6 +1,6 @@
 """Measure how closely a ggufsm forward follows llama.cpp on real prompts.
 
-    python tests/inference/measure_fidelity.py [-m MODEL.gguf] [-n 48] [--forward reference|fused]
+    python tests/inference/measure_fidelity.py [-m MODEL.gguf] [-n 48] [--forward fused|numpy] [--activations q8|f32]
 
 For each prompt (plain text and chat-formatted with the model's own
 tokenizer.chat_template), tokenized by llama.cpp so that only the forward is
@@ -71,22 +71,30 @@ class LlamaCppForward:
             self.llm.eval([tokens[-1]])
         return Run(tokens, np.stack(logits))
 
-    def logits_along(self, sequence: list[int]) -> np.ndarray:
-        """Logits [len(sequence), n_vocab] at every position, one batched pass."""
+    def logits_along(self, sequence: list[int], first: int) -> np.ndarray:
+        """Logits [len(sequence) - first, n_vocab] at positions first.., one batched pass."""
         self.teacher.reset()
         self.teacher.eval(sequence)
-        return np.array(self.teacher.scores[: len(sequence)])
+        return np.array(self.teacher.scores[first : len(sequence)])
 
 
 class GgufsmForward:
-    def __init__(self, path: Path, n_ctx: int, kind: str):
-        from ggufsm.reference.architectures import load_reference_model
+    """One of ggufsm's models (either engine) driven like LlamaCppForward."""
+
+    def __init__(self, model, n_ctx: int):
+        self.model = model
+        self.n_ctx = n_ctx
+
+    @classmethod
+    def load(cls, path: Path, n_ctx: int, engine: str, activations: str = "q8") -> "GgufsmForward":
+        """engine "fused" or "numpy"; activations "q8" or "f32" for the numpy reference."""
+        from ggufsm.reference.architectures import load_reference_model, load_tensors
         from ggufsm.reference.weights import read_tensors
 
-        if kind != "reference":
-            raise SystemExit(f"forward {kind!r} is not available in this tree")
-        self.model = load_reference_model(read_tensors(path))
-        self.n_ctx = n_ctx
+        tensors = read_tensors(path)
+        if engine == "numpy":
+            return cls(load_reference_model(tensors, activations=activations), n_ctx)
+        return cls(load_tensors(tensors, n_threads=2, engine=engine), n_ctx)
 
     def run(self, prompt: list[int], n: int) -> Run:
         session = self.model.new_session(self.n_ctx)
@@ -97,8 +105,12 @@ class GgufsmForward:
             tokens.append(int(logits[-1].argmax()))
         return Run(tokens, np.stack(logits))
 
-    def logits_along(self, sequence: list[int]) -> np.ndarray:
-        return self.model.new_session(self.n_ctx).prefill(sequence, 0, all_logits=True)
+    def logits_along(self, sequence: list[int], first: int) -> np.ndarray:
+        """Logits [len(sequence) - first, n_vocab] at positions first.. of the sequence."""
+        session = self.model.new_session(self.n_ctx)
+        logits = [session.prefill(sequence[: first + 1], 0)]
+        logits += [session.decode(token, pos) for pos, token in enumerate(sequence[first + 1 :], start=first + 1)]
+        return np.stack(logits)
 
 
 def top_k(logits: np.ndarray, k: int) -> set[int]:
@@ -110,7 +122,7 @@ def compare(candidate, oracle: Run, oracle_forward, prompt: list[int], n: int) -
     first, first_oracle = run.step_logits[0], oracle.step_logits[0]
     same_prefix = next((i for i, (a, b) in enumerate(zip(run.greedy, oracle.greedy)) if a != b), n)
     sequence = prompt + oracle.greedy
-    forced = candidate.logits_along(sequence[:-1])[len(prompt) - 1 :]  # [N, n_vocab]
+    forced = candidate.logits_along(sequence[:-1], len(prompt) - 1)  # [N, n_vocab]
     misses = [i for i in range(n) if int(forced[i].argmax()) != oracle.greedy[i]]
     oracle_margins = [float(np.diff(np.sort(oracle.step_logits[i])[-2:])[0]) for i in misses]
     return {
@@ -134,17 +146,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-m", "--model", type=Path, default=MODEL)
     parser.add_argument("-n", "--tokens", type=int, default=48)
-    parser.add_argument("--forward", default="reference", choices=["reference", "fused"])
+    parser.add_argument("--forward", default="fused", choices=["fused", "numpy"])
+    parser.add_argument("--activations", default="q8", choices=["q8", "f32"], help="the numpy reference's activation rounding")
     args = parser.parse_args()
     n_ctx = 512
 
     oracle = LlamaCppForward(args.model, n_ctx)
     floor = LlamaCppForward(args.model, n_ctx, f32_kv=True)
     started = time.perf_counter()
-    ours = GgufsmForward(args.model, n_ctx, args.forward)
+    ours = GgufsmForward.load(args.model, n_ctx, args.forward, args.activations)
     print(f"loaded the {args.forward} forward in {time.perf_counter() - started:.1f} s")
-    template = oracle.llm.metadata["tokenizer.chat_template"]
-    prompts = [("plain", p) for p in PLAIN_PROMPTS] + [("chat", chat_prompt(template, q)) for q in CHAT_PROMPTS]
+    template = oracle.llm.metadata.get("tokenizer.chat_template")  # Gemma 3's file has none
+    prompts = [("plain", p) for p in PLAIN_PROMPTS] + ([("chat", chat_prompt(template, q)) for q in CHAT_PROMPTS] if template else [])
 
     print(f"\n| prompt | n_prompt | max abs dlogit | top-1 | top-5 | greedy same (of {args.tokens}) | teacher-forced argmax agree | llama.cpp margin at misses | noise floor: llama.cpp f32-KV greedy same / forced agree |")
     print("| --- | ---: | ---: | :-: | ---: | ---: | ---: | --- | ---: |")
@@ -154,7 +167,7 @@ def main() -> None:
         reference_run = oracle.run(prompt, args.tokens)
         ours_vs = compare(ours, reference_run, oracle, prompt, args.tokens)
         floor_vs = compare(floor, reference_run, oracle, prompt, args.tokens)
-        label = (text if kind == "plain" else "chat: " + text.split("<|im_start|>user\n")[-1].split("<|im_end|>")[0])
+        label = text if kind == "plain" else "chat: " + next(q for q in CHAT_PROMPTS if q in text)
         label = label.replace("\n", "\\n").replace("|", "\\|")[:38]
         margins = ", ".join(f"{m:.2f}" for m in ours_vs["miss_margins"]) or "-"
         print(f"| {label} | {ours_vs['n_prompt']} | {ours_vs['max_abs']:.3f} | {'yes' if ours_vs['top1'] else 'no'} | {ours_vs['top5']}/5 "

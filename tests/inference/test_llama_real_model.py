@@ -24,7 +24,7 @@ def test_smollm2_hyperparameters_come_from_its_metadata(smollm2):
     hp = model.hp
     assert (hp.n_layer, hp.n_embd, hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_ff, hp.n_vocab) == (30, 576, 9, 3, 64, 1536, 49152)
     assert hp.rope_freq_base == 100000.0 and hp.rms_eps == pytest.approx(1e-5)
-    assert model.weights.output is model.weights.token_embd
+    assert model.weights.output.weight is model.weights.token_embd
 
 
 @pytest.mark.peer
@@ -35,9 +35,9 @@ def test_reference_follows_llama_cpp_except_at_near_ties(smollm2):
     pytest.importorskip("llama_cpp")
     from measure_fidelity import CHAT_PROMPTS, PLAIN_PROMPTS, GgufsmForward, LlamaCppForward, chat_prompt, compare
 
-    path, _ = smollm2
+    path, model = smollm2
     oracle = LlamaCppForward(path, 256)
-    ours = GgufsmForward(path, 256, "reference")
+    ours = GgufsmForward(model, 256)
     template = oracle.llm.metadata["tokenizer.chat_template"]
     n_tokens, agreed, total = 32, 0, 0
     for text in PLAIN_PROMPTS[:2] + [chat_prompt(template, q) for q in CHAT_PROMPTS[:2]]:

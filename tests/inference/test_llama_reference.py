@@ -10,7 +10,7 @@ from tiny_llama import TinyLlamaSpec, tiny_llama_tensors, write_tiny_llama
 from ggufsm.reference.architectures import load_reference_model
 from ggufsm.reference.llama import RopeStyle, rope
 from ggufsm.reference.weights import read_tensors
-from ggufsm.spec.errors import InvalidInput, InvalidModel, ModelNotLoaded, UnsupportedModel
+from ggufsm.spec.errors import ContextOverflow, InvalidInput, InvalidModel, ModelNotLoaded, UnsupportedModel
 
 TOKENS = [5, 17, 3, 88, 42, 0, 95, 11, 64, 7]
 
@@ -105,17 +105,17 @@ def test_rope_leaves_dimensions_past_n_rot_alone(style):
     np.testing.assert_allclose(np.linalg.norm(out, axis=-1), np.linalg.norm(x, axis=-1), rtol=1e-5)
 
 
-@pytest.mark.parametrize("bad_call, message", [
-    (lambda s: s.prefill([1, 96, 2]), "token id 96 at index 1"),
-    (lambda s: s.prefill([-1]), "token id -1 at index 0"),
-    (lambda s: s.prefill([]), "no tokens"),
-    (lambda s: s.prefill([1, 2, 3], 14), "positions 14..16 do not fit the context of 16"),
-    (lambda s: s.decode(1, 16), "positions 16..16"),
-    (lambda s: s.decode(1, -1), "positions -1..-1"),
+@pytest.mark.parametrize("bad_call, error, message", [
+    (lambda s: s.prefill([1, 96, 2]), InvalidInput, "token id 96 at index 1"),
+    (lambda s: s.prefill([-1]), InvalidInput, "token id -1 at index 0"),
+    (lambda s: s.prefill([]), InvalidInput, "no tokens"),
+    (lambda s: s.decode(1, -1), InvalidInput, "start position -1 is negative"),
+    (lambda s: s.prefill([1, 2, 3], 14), ContextOverflow, "positions 14..16 do not fit the context of 16"),
+    (lambda s: s.decode(1, 16), ContextOverflow, "positions 16..16"),
 ])
-def test_out_of_range_tokens_and_positions_are_invalid_input(tmp_path, bad_call, message):
+def test_bad_tokens_are_invalid_input_and_positions_past_the_context_overflow(tmp_path, bad_call, error, message):
     session = load(tmp_path).new_session(16)
-    with pytest.raises(InvalidInput, match=message):
+    with pytest.raises(error, match=message):
         bad_call(session)
 
 

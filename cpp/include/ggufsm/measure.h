@@ -23,4 +23,9 @@ double read_bandwidth_gbs(size_t bytes, int repeats, ThreadPool& pool);
 // forward pass quantizes once for several weights.
 double matvec_seconds(const std::vector<WeightView>& weights, const float* x, int repeats, ThreadPool& pool);
 
+// Best-of-`repeats` seconds per parallel_for of an empty job over `n` items,
+// averaged over `calls` back-to-back calls: the pool's handoff cost (wake,
+// claim, finish) as a burst of a decode step's matmuls pays it.
+double parallel_for_overhead_seconds(int64_t n, int calls, int repeats, ThreadPool& pool);
+
 }  // namespace ggufsm

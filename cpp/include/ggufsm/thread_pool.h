@@ -37,26 +37,36 @@ public:
 
 private:
     void worker_loop(int thread_index);
-    // Claims and runs chunks of the job published as `generation` until none is left.
-    void run_chunks(uint32_t generation, int thread_index);
+    // Claims and runs chunks of the job in the claim word, whichever
+    // generation that is, until none is left.
+    void run_chunks(int thread_index);
 
     int n_threads_;
     std::vector<std::thread> workers_;
     std::mutex call_mutex_;  // one parallel_for at a time
-    // Workers spin on generation_ for a short while after a job (a decode step
-    // issues jobs microseconds apart) and then sleep on the condition variable.
-    std::mutex sleep_mutex_;
-    std::condition_variable work_ready_;
-    std::atomic<uint64_t> generation_{0};
+
+    // Hot words each on their own cache line: spinning workers read
+    // generation_ while claimers hammer claim_ and finishers add to done_.
+    //
+    // Workers spin on generation_ for a while after a job (a decode step
+    // issues jobs microseconds apart), then sleep on work_ready_; the caller
+    // touches the mutex and condition variable only when one is asleep.
+    alignas(64) std::atomic<uint64_t> generation_{0};
+    std::atomic<int> sleepers_{0};
     std::atomic<bool> stopping_{false};
-    // The job's claim word: generation (high 32 bits) | next chunk (low 32). A
-    // worker claims a chunk by compare-exchange, so one still holding an old
-    // generation can never take a chunk of the next job.
-    std::atomic<uint64_t> claim_{0};
-    std::atomic<int64_t> chunks_done_{0};
+    // The job's claim word: chunk count (bits 16..31) | next chunk (0..15).
+    // One fetch_add claims a chunk; the count rides in the word, so a worker
+    // that wakes late and lands on a later job sees that job's count and runs
+    // that job's chunk correctly.
+    alignas(64) std::atomic<uint64_t> claim_{0};
+    // Chunks finished in the current job; each thread adds its tally once.
+    alignas(64) std::atomic<int64_t> done_{0};
+
+    alignas(64) std::mutex sleep_mutex_;
+    std::condition_variable work_ready_;
+    // Written only while no chunk of any job is unclaimed or running.
     const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
     int64_t job_n_ = 0;
-    std::atomic<int64_t> job_chunks_{0};  // read by workers racing the next publish
     std::mutex error_mutex_;
     std::exception_ptr first_error_;
 };
