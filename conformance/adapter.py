@@ -114,6 +114,9 @@ class Adapter(ABC):
     """One fresh runtime handle of an implementation."""
 
     info: ImplementationInfo
+    # Seconds one call may take before the implementation counts as hung (the runner's --timeout);
+    # None where the adapter enforces no limit (in-process).
+    operation_timeout: float | None = None
 
     @abstractmethod
     def call(self, op: str, args: dict | None = None, on_token: TokenCallback | None = None,
@@ -314,6 +317,10 @@ class RecordingAdapter(Adapter):
 
     def current_state(self) -> str | None:
         return self.inner.current_state()
+
+    @property
+    def operation_timeout(self) -> float | None:
+        return self.inner.operation_timeout
 
     def close(self) -> None:
         self.inner.close()

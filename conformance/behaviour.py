@@ -234,13 +234,16 @@ def free_returns_memory(ctx: _Context) -> list[str]:
         session.ok("free")
         after_free.append(_rss(pid))
     footprint = max(loaded[0] - after_free[0], 0)
-    growth = after_free[-1] - after_free[1]
+    # Judged over the second half of the cycles: allocators keep arenas from the first loads (seen with
+    # llama.cpp on the tiny model: RSS climbs for ~10 cycles, then stays flat), a leak grows every cycle.
+    settled = MEMORY_CYCLES // 2
+    growth = after_free[-1] - after_free[settled - 1]
     limit = max(MEMORY_FLOOR_BYTES, int(1.5 * footprint))
     note = (f"RSS after each free (MiB): {[round(value / 2**20, 1) for value in after_free]}; "
             f"one load's footprint {footprint / 2**20:.1f} MiB")
     if growth > limit:
-        raise CaseFailed(ctx.rule, f"RSS grew by {growth / 2**20:.1f} MiB over {MEMORY_CYCLES - 2} load/free cycles "
-                                   f"(limit {limit / 2**20:.1f} MiB): {note}")
+        raise CaseFailed(ctx.rule, f"RSS grew by {growth / 2**20:.1f} MiB over the last {MEMORY_CYCLES - settled} "
+                                   f"load/free cycles (limit {limit / 2**20:.1f} MiB): {note}")
     return [note]
 
 

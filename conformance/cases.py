@@ -36,7 +36,13 @@ MODEL_RESIDENT = "model_resident"
 # How long a concurrent call is given to show that it does not wait (queries, cancel) or that it
 # does (commands behind a running operation) before the case moves on.
 OVERLAP_WINDOW_S = 0.05
-ANSWER_TIMEOUT_S = 30.0
+ANSWER_TIMEOUT_S = 30.0      # for a cancel, which must answer at once
+DEFAULT_OPERATION_S = 60.0   # one operation's limit where the adapter sets none
+
+
+def waiting_limit(adapter: Adapter) -> float:
+    """How long a call may take that waits behind a running operation: that operation and its own."""
+    return 2 * (adapter.operation_timeout or DEFAULT_OPERATION_S)
 
 
 # ─── the plan: pure data derived from the table ─────────────────────────────
@@ -373,7 +379,7 @@ def _run_concurrent(plan: CasePlan, adapter: Adapter, spec, observed: Observed) 
 
     def make_call() -> None:
         try:
-            concurrent["reply"] = adapter.call(act.action.op, dict(act.action.args), timeout=ANSWER_TIMEOUT_S)
+            concurrent["reply"] = adapter.call(act.action.op, dict(act.action.args), timeout=waiting_limit(adapter))
         except Exception as error:   # e.g. the implementation died: raised again on the case's thread
             concurrent["error"] = error
 
@@ -394,9 +400,9 @@ def _run_concurrent(plan: CasePlan, adapter: Adapter, spec, observed: Observed) 
     if "started_at" not in concurrent:
         start_call()   # the running operation produced no sign of running: make the call after it
         observed.notes.append(f"{plan.state} not observed; the call was made after {running.action.op}")
-    caller.join(ANSWER_TIMEOUT_S)
+    caller.join(waiting_limit(adapter))
     if caller.is_alive():
-        raise CaseFailed(plan.rule, f"{what}: no answer within {ANSWER_TIMEOUT_S:.0f} s (deadlock?)")
+        raise CaseFailed(plan.rule, f"{what}: no answer within {waiting_limit(adapter):.0f} s (deadlock?)")
     if "error" in concurrent:
         raise concurrent["error"]
     _check_concurrent(plan, adapter, spec, running_reply, concurrent, what)
@@ -409,7 +415,7 @@ def _run_while_transient(adapter: Adapter, running: Step, state: str, start_call
 
     def run() -> None:
         try:
-            result["reply"] = adapter.call(running.action.op, dict(running.action.args), timeout=ANSWER_TIMEOUT_S)
+            result["reply"] = adapter.call(running.action.op, dict(running.action.args))
         except Exception as error:
             result["error"] = error
 
@@ -421,9 +427,9 @@ def _run_while_transient(adapter: Adapter, running: Step, state: str, start_call
                 start_call()
                 observed.notes.append(f"{state} observed")
                 break
-    runner.join(ANSWER_TIMEOUT_S)
+    runner.join(waiting_limit(adapter))
     if runner.is_alive():
-        raise CaseFailed(running.rule, f"{running.action.op} did not finish within {ANSWER_TIMEOUT_S:.0f} s")
+        raise CaseFailed(running.rule, f"{running.action.op} did not finish within {waiting_limit(adapter):.0f} s")
     if "error" in result:
         raise result["error"]
     return result["reply"]

@@ -215,6 +215,10 @@ class SubprocessAdapter(Adapter):
                                                 + " | ".join(problems)), state=reply.state)
         return reply
 
+    @property
+    def operation_timeout(self) -> float:
+        return self._implementation.timeout
+
     def current_state(self) -> str | None:
         if not self.info.capabilities.state:
             return None

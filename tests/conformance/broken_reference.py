@@ -9,6 +9,8 @@ PYTHONPATH).
 
 from __future__ import annotations
 
+import numpy as np
+
 from ggufsm.conformance.adapters.reference import ReferenceAdapter
 from ggufsm.reference.runtime import Runtime
 from ggufsm.spec.errors import GgufsmError
@@ -39,6 +41,21 @@ class ReadyAfterFailedLoadRuntime(Runtime):
             raise
 
 
+class LeaksOnFreeRuntime(Runtime):
+    """Each load allocates an 8 MiB scratch buffer that free() never releases."""
+
+    SCRATCH_BYTES = 8 << 20
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._scratch: list[np.ndarray] = []
+
+    def load_model(self, source) -> dict:
+        summary = super().load_model(source)
+        self._scratch.append(np.ones(self.SCRATCH_BYTES, np.uint8))   # touched, so resident
+        return summary
+
+
 class BrokenReferenceAdapter(ReferenceAdapter):
     runtime_class: type[Runtime] = Runtime
 
@@ -55,6 +72,11 @@ class ResetKeepsRequest(BrokenReferenceAdapter):
 class ReadyAfterFailedLoad(BrokenReferenceAdapter):
     name = "reference-ready-after-failed-load"
     runtime_class = ReadyAfterFailedLoadRuntime
+
+
+class LeaksOnFree(BrokenReferenceAdapter):
+    name = "reference-leaks-on-free"
+    runtime_class = LeaksOnFreeRuntime
 
 
 class SilentResetKeepsRequest(ResetKeepsRequest):
@@ -78,3 +100,7 @@ def make_ready_after_failed_load() -> ReadyAfterFailedLoad:
 
 def make_silent_reset_keeps_request() -> SilentResetKeepsRequest:
     return SilentResetKeepsRequest()
+
+
+def make_leaks_on_free() -> LeaksOnFree:
+    return LeaksOnFree()

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 import broken_reference
-from ggufsm.conformance.adapter import InProcessImplementation
+from ggufsm.conformance.adapter import InProcessImplementation, open_implementation
 from ggufsm.conformance.protocol import schema_problems
 from ggufsm.conformance.runner import FAIL, PASS, run_suite
 
@@ -72,6 +72,15 @@ def test_the_reset_bug_is_caught_by_behaviour_alone_when_the_runtime_reports_no_
     assert results["ContinuationReady.reset"].status == PASS   # without a state or diagnostics nothing is visible
     assert results["behaviour.reset_equals_fresh"].status == FAIL
     assert [rid for rid, result in results.items() if result.status == FAIL] == ["behaviour.reset_equals_fresh"]
+
+
+def test_memory_that_free_never_returns_is_caught_in_the_runtime_process(toy_on_child_path, inputs):
+    with open_implementation("python:broken_reference:make_leaks_on_free") as implementation:
+        run = run_suite(implementation, inputs, case_globs=["behaviour.free_returns_memory"])
+    [result] = run.results
+    assert result.status == FAIL and result.message.startswith("behaviour.free_returns_memory: RSS grew by")
+    with open_implementation("python:ggufsm.conformance.adapters.reference:make_adapter") as implementation:
+        assert run_suite(implementation, inputs, case_globs=["behaviour.free_returns_memory"]).ok
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -15,11 +15,11 @@ PEER = "python:ggufsm.conformance.adapters.llama_cpp_python:make_adapter"
 
 
 @pytest.fixture
-def peer_inputs(smollm2_path, gemma3_path, tmp_path) -> SuiteInputs:
-    truncated = tmp_path / "truncated.gguf"
-    truncated.write_bytes(smollm2_path.read_bytes()[:65536])
-    return SuiteInputs(model=str(smollm2_path), alt_model=str(gemma3_path), corrupt_model=str(truncated),
-                       unsupported_model=str(truncated), missing_model=str(tmp_path / "missing.gguf"))
+def peer_inputs(smollm2_path, tmp_path) -> SuiteInputs:
+    """As in the published report: SmolLM2 as the model, the kit's fixtures for everything else."""
+    from ggufsm.conformance.inputs import prepare_inputs
+
+    return prepare_inputs(tmp_path, model=smollm2_path)
 
 
 def test_greedy_generate_returns_the_tokens_llama_itself_generates(smollm2_path):
@@ -47,10 +47,15 @@ def test_greedy_generate_returns_the_tokens_llama_itself_generates(smollm2_path)
 def test_operations_llama_cpp_python_lacks_are_never_passes_and_its_crashes_are_recorded(peer_inputs):
     with open_implementation(PEER) as implementation:
         run = run_suite(implementation, peer_inputs, walk_examples=0,
-                        case_globs=["*replace_model*", "*set_sampling*", "Generating.free", "Ready.generate[input*"])
+                        case_globs=["*replace_model*", "*set_sampling*", "Generating.free", "Ready.generate[input*",
+                                    "Initialized.load_model*"])
     statuses = {result.id: result for result in run.results}
     assert all(statuses[case].status == NOT_SUPPORTED for case in statuses if "replace_model" in case or "set_sampling" in case)
     assert statuses["Ready.generate[input_valid=false]"].status == FAIL   # max_tokens=-1 means "until the context is full"
+    # the library refuses malformed and unsupported files with one error
+    unsupported = statuses["Initialized.load_model[model_readable=true,model_well_formed=true,model_supported=false]"]
+    assert unsupported.status == FAIL and "got InvalidModel" in unsupported.message
+    assert statuses["Initialized.load_model[model_readable=true,model_well_formed=false]"].status == PASS
     # free while a generate runs may crash the peer (seen: SIGSEGV); either way the run records it and goes on
     assert statuses["Generating.free"].status in (PASS, FAIL)
     assert len(statuses) == len(run.results) > 20
