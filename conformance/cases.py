@@ -15,6 +15,11 @@ Transient states (Loading, Generating) cannot be stood in: their cells are
 checked by concurrency: start the operation that enters the state, make the
 call while it runs, and check that it waited and then applied in the state
 the running operation left (or, for queries and cancel, that it answered).
+
+The cases that prove what a cancel does to a running generate are planned with
+the cancel inputs (``SuiteInputs.cancel_inputs``): a longer context and a
+generate that asks for all of it, so it still runs when a cancel sent at its
+first token arrives, even over a pipe.
 """
 
 from __future__ import annotations
@@ -218,12 +223,18 @@ def _cost(path: tuple[Step, ...]) -> tuple[int, int]:
 def plan_suite(spec, inputs: SuiteInputs, operations=None) -> tuple[list[CasePlan], list[dict]]:
     """Every branch's case, and the branches no case can reach with these operations (with why)."""
     planner = Planner(spec, inputs, operations)
+    cancel_planner = Planner(spec, inputs.cancel_inputs(), operations)
+    generating = {branch.outcome.via for branch in spec.all_branches() if branch.operation == "generate"} - {None}
     plans, unreachable = [], []
     for state, entry in spec.states.items():
         for op in spec.operations:
-            for index, branch in enumerate(spec.branches(state, op)):
-                plan = (_plan_transient(spec, planner, state, op, branch) if entry.transient
-                        else _plan_stable(spec, planner, state, op, branch))
+            for branch in spec.branches(state, op):
+                # Cases that prove what a cancel does to a running generate: the generate must still be
+                # running when the cancel arrives, even over a pipe, so they are planned with the cancel inputs.
+                cancel_must_land = dict(branch.conditions).get("cancelled", False) or (state in generating and op == "cancel")
+                planner_for = cancel_planner if cancel_must_land else planner
+                plan = (_plan_transient(spec, planner_for, state, op, branch) if entry.transient
+                        else _plan_stable(spec, planner_for, state, op, branch))
                 if isinstance(plan, CasePlan):
                     plans.append(plan)
                 else:

@@ -15,8 +15,12 @@ from pathlib import Path
 
 from ggufsm.conformance.recipes import SuiteInputs
 
-# The tiny models' training context: the suite's n_ctx (128) fits in it.
-TINY_N_CTX = 256
+# The tiny models' training context: it holds the suite's n_ctx (128) and the cancel cases' context.
+TINY_N_CTX = 4096
+# A generate that fills this context on the tiny model takes about 1 s (32 us a token at the start,
+# 230 us on average over the whole context; measured on 2 cores), while a cancel crosses the pipe to a
+# serve-stdio child in 1 to 10 ms: it lands long before the context is full, however loaded the machine.
+TINY_CANCEL_N_CTX = 4096
 
 
 def prepare_inputs(workdir: Path, *, model: Path | None = None, inputs_file: Path | None = None) -> SuiteInputs:
@@ -34,6 +38,8 @@ def prepare_inputs(workdir: Path, *, model: Path | None = None, inputs_file: Pat
         unsupported_model=str(tiny_models.write_tiny_llama(workdir / "unknown-architecture.gguf", seed=3,
                                                            n_ctx=TINY_N_CTX, architecture="no-such-architecture")),
         missing_model=str(workdir / "no-such-model.gguf"),
+        # A real model makes each token cost enough already: its cancel cases keep the suite's context.
+        cancel_n_ctx=0 if model else TINY_CANCEL_N_CTX,
     )
 
 

@@ -10,7 +10,7 @@ that leaves the model resident or not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Mapping
 
@@ -26,7 +26,8 @@ RECIPES: Mapping[str, Mapping[bool, str]] = MappingProxyType({
     "input_valid": {True: "a short prompt, max_tokens >= 0", False: "max_tokens=-1"},
     "prompt_fits": {True: "a short prompt", False: "a prompt longer than the context (n_ctx)"},
     "context_left": {True: "a request with room left", False: "a generate that filled the whole context first"},
-    "cancelled": {False: "no cancel", True: "cancel() from another thread while the generate runs"},
+    "cancelled": {False: "no cancel",
+                  True: "cancel() from another thread while a generate that fills a cancel_n_ctx context runs"},
 })
 
 # The value a guard takes when a case does not ask for a particular one.
@@ -50,14 +51,23 @@ class SuiteInputs:
     prompt: str = "Once upon a time"
     long_prompt: str = ""      # more tokens than n_ctx
     generate_tokens: int = 4
-    long_generation: int = 64  # a generate long enough to be interrupted (fits in n_ctx after the prompt)
-    fill_tokens: int = 4096    # asks for more tokens than any context holds, so the context fills
+    long_generation: int = 64  # a generate that runs while another call waits (fits in n_ctx after the prompt)
+    fill_tokens: int = 4096    # asks for more tokens than the suite's context holds, so the context fills
+    # The context of the cases whose cancel must land while a generate runs (0: n_ctx). Their generate
+    # asks for the whole context, so it lasts long enough for a cancel to cross a pipe; a cancel that
+    # lands costs only the tokens made meanwhile. A tiny model needs a long one (conformance.inputs).
+    cancel_n_ctx: int = 0
 
     def __post_init__(self):
         if not self.long_prompt:
-            # Distinct words, so no tokenizer merges them into fewer tokens than the context holds.
-            words = " ".join(f"word{index} and" for index in range(self.n_ctx * 4))
-            object.__setattr__(self, "long_prompt", words)
+            object.__setattr__(self, "long_prompt", overlong_prompt(self.n_ctx))
+
+    def cancel_inputs(self) -> SuiteInputs:
+        """The inputs of the cases a cancel must land in: the same files, the cancel context, and a
+        generate that asks for all of it (it ends when cancelled, or when the context is full)."""
+        n_ctx = self.cancel_n_ctx or self.n_ctx
+        long_prompt = overlong_prompt(n_ctx) if self.long_prompt == overlong_prompt(self.n_ctx) else self.long_prompt
+        return replace(self, n_ctx=n_ctx, cancel_n_ctx=n_ctx, long_prompt=long_prompt, long_generation=n_ctx)
 
     @property
     def init_args(self) -> dict:
@@ -65,7 +75,12 @@ class SuiteInputs:
 
     def describe(self) -> dict:
         return {name: getattr(self, name) for name in ("model", "alt_model", "corrupt_model", "unsupported_model",
-                                                        "missing_model", "n_ctx", "n_threads", "prompt")}
+                                                        "missing_model", "n_ctx", "n_threads", "prompt", "cancel_n_ctx")}
+
+
+def overlong_prompt(n_ctx: int) -> str:
+    """A prompt of more tokens than n_ctx: distinct words, so no tokenizer merges them into fewer."""
+    return " ".join(f"word{index} and" for index in range(n_ctx * 4))
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -60,6 +61,22 @@ def test_paths_are_shortest_and_configure_the_runtime_explicitly(toy_inputs):
     to_error_with_model = plans["RecoverableError.reset[model_resident=true]"].path
     assert len(to_error_with_model) == 3 and to_error_with_model[-1].expected.error is not None
     assert all(plan.path[0].action.op == "init_runtime" for plan in plans.values() if plan.path)
+
+
+def test_cases_a_cancel_must_land_in_run_a_generate_that_asks_for_the_whole_cancel_context(toy_inputs):
+    spec = load_spec()
+    inputs = dataclasses.replace(toy_inputs, cancel_n_ctx=4 * toy_inputs.n_ctx)
+    plans = plan_suite(spec, inputs)[0]
+    cancel_plans = [plan for plan in plans if dict(plan.conditions).get("cancelled") or plan.id == "Generating.cancel"]
+    assert len(cancel_plans) >= 4
+    for plan in cancel_plans:
+        generate = plan.running or plan.act
+        assert plan.path[0].action.args["n_ctx"] == inputs.cancel_n_ctx, plan.id
+        assert generate.action.args["max_tokens"] == inputs.cancel_n_ctx, plan.id
+    others = [plan for plan in plans if plan not in cancel_plans and plan.path and plan.path[0].action.op == "init_runtime"]
+    assert others and {plan.path[0].action.args["n_ctx"] for plan in others} == {toy_inputs.n_ctx}
+    # the prompt a cancel case overflows its context with is longer than that context
+    assert inputs.cancel_inputs().long_prompt.count(" and") >= inputs.cancel_n_ctx
 
 
 def test_without_an_operation_its_cells_are_not_supported_and_paths_avoid_it(toy_inputs):
