@@ -57,12 +57,13 @@ def _cases(args) -> int:
 
     from ggufsm.conformance.behaviour import BEHAVIOURS
     from ggufsm.conformance.cases import plan_suite
+    from ggufsm.conformance.inputs import TINY_CANCEL_N_CTX
     from ggufsm.conformance.recipes import SuiteInputs
     from ggufsm.spec import load_spec
 
     placeholders = SuiteInputs(model="<model>", alt_model="<alt_model>", corrupt_model="<corrupt_model>",
                                unsupported_model="<unsupported_model>", missing_model="<missing_model>",
-                               long_prompt="<long_prompt>")
+                               long_prompt="<long_prompt>", cancel_n_ctx=TINY_CANCEL_N_CTX)
     plans, _ = plan_suite(load_spec(), placeholders)
     chosen = [plan for plan in plans if not args.cases or any(fnmatch.fnmatchcase(plan.id, g) for g in args.cases)]
     if args.json:
