@@ -191,7 +191,7 @@ def continuation(ctx: _Context) -> list[str]:
 
 def concurrent_calls_serialized(ctx: _Context) -> list[str]:
     prompts = [f"{ctx.inputs.prompt} number {index}" for index in range(4)]
-    expected = {prompt: ctx.fresh().generate(prompt, ctx.inputs.generate_tokens) for prompt in prompts[:2]}
+    expected = {prompt: ctx.fresh().generate(prompt, ctx.inputs.long_generation) for prompt in prompts[:2]}
     shared = ctx.fresh()
     replies: dict[str, Reply] = {}
 
@@ -199,7 +199,7 @@ def concurrent_calls_serialized(ctx: _Context) -> list[str]:
 
     def run(prompt: str) -> None:
         try:
-            replies[prompt] = shared.call("generate", {"prompt": prompt, "max_tokens": ctx.inputs.generate_tokens,
+            replies[prompt] = shared.call("generate", {"prompt": prompt, "max_tokens": ctx.inputs.long_generation,
                                                        "stop_at_eos": False, "sampling": dict(GREEDY)})
         except Exception as error:   # e.g. the implementation died: raised again on the case's thread
             failures.append(error)

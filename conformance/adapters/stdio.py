@@ -12,8 +12,10 @@ from __future__ import annotations
 import collections
 import itertools
 import json
+import os
 import queue
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -33,8 +35,11 @@ class _Child:
     """One running implementation process and the thread that routes its answers by request id."""
 
     def __init__(self, command: list[str]):
+        # Its own process group, so that killing it also ends what it started: llama.cpp's abort handler
+        # forks a backtrace printer, and concurrent aborts leave those forks blocked forever.
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1)
+                                        stderr=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1,
+                                        start_new_session=True)
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES_KEPT)
         self.protocol_problems: list[str] = []
         self._pending: dict[object, queue.Queue] = {}
@@ -95,8 +100,11 @@ class _Child:
             return None
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
+        """End the child and every process left in its group (also after the child itself died)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         self.process.wait()
 
     def _route_stdout(self) -> None:
@@ -154,14 +162,15 @@ class SubprocessImplementation(Implementation):
 
     def close(self) -> None:
         child, self._child = self._child, None
-        if child is None or child.dead:
+        if child is None:
             return
-        try:
-            child.request(SHUTDOWN, {}, None, timeout=10.0)
-        except (ImplementationDied, ImplementationHung):
-            pass
-        if child.wait(10.0) is None:
-            child.kill()
+        if not child.dead:
+            try:
+                child.request(SHUTDOWN, {}, None, timeout=10.0)
+            except (ImplementationDied, ImplementationHung):
+                pass
+            child.wait(10.0)
+        child.kill()   # whatever it left behind
 
     def _ensure_child(self) -> _Child:
         if self._child is not None and not self._child.dead and self._child.process.poll() is None:
