@@ -139,7 +139,9 @@ private:
     int64_t n_ctx_, n_batch_;
     // Per layer, attention.h's layout over n_ctx rounded up to the key tile:
     // k [n_head_kv][n_ctx/16][hd][16], v [n_head_kv][n_ctx][hd].
-    using KvElement = float;
+    // IEEE halves (llama.cpp's default): half the memory, and half the bytes a long decode
+    // step streams; reference/llama.py rounds the same way.
+    using KvElement = uint16_t;
     int64_t kv_ctx_;  // n_ctx rounded up to kKeyTile
     std::vector<KvElement> k_cache_, v_cache_;
     std::vector<int32_t> positions_;        // [n_batch]
