@@ -7,18 +7,34 @@
 #include <string>
 #include <vector>
 
+#include "activation_kernels.h"
+#include "ggufsm/cpu_features.h"
 #include "ggufsm/errors.h"
 
 namespace ggufsm {
 
 namespace {
 
+// 0.5 x (1 + tanh(u)) written as x * sigmoid(2u), the same function: for x below
+// about -3, 1 + tanh(u) cancels to a few bits (to exactly 0 from about x = -5.5), while
+// sigmoid keeps full relative precision; and the SIMD kernels compute it so.
 float gelu_one(float x) {
-    constexpr float kSqrt2OverPi = 0.79788456080286535588f;
-    return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + 0.044715f * x * x)));
+    constexpr float kTwoSqrt2OverPi = 2.0f * 0.79788456080286535588f;
+    return x / (1.0f + std::exp(-kTwoSqrt2OverPi * x * (1.0f + 0.044715f * x * x)));
 }
 
 float silu_one(float x) { return x / (1.0f + std::exp(-x)); }
+
+// The SIMD variant for the active ISA, nullptr for scalar. Measured on Gemma 3's
+// geglu (n_ff 2048 x 512 tokens) the scalar tanhf loop is about 10 % of prefill.
+const kernels::ActivationKernels* simd_activations() {
+    switch (active_isa()) {
+        case Isa::Avx512: return &kernels::avx512_activations();
+        case Isa::Avx2: return &kernels::avx2_activations();
+        case Isa::Scalar: break;
+    }
+    return nullptr;
+}
 
 }  // namespace
 
@@ -78,18 +94,22 @@ void softmax(float* x, int64_t n) {
 }
 
 void silu(float* x, int64_t n) {
+    if (const auto* k = simd_activations()) return k->silu(x, nullptr, x, n);
     for (int64_t i = 0; i < n; ++i) x[i] = silu_one(x[i]);
 }
 
 void gelu(float* x, int64_t n) {
+    if (const auto* k = simd_activations()) return k->gelu(x, nullptr, x, n);
     for (int64_t i = 0; i < n; ++i) x[i] = gelu_one(x[i]);
 }
 
 void swiglu(const float* gate, const float* up, float* out, int64_t n) {
+    if (const auto* k = simd_activations()) return k->silu(gate, up, out, n);
     for (int64_t i = 0; i < n; ++i) out[i] = silu_one(gate[i]) * up[i];
 }
 
 void geglu(const float* gate, const float* up, float* out, int64_t n) {
+    if (const auto* k = simd_activations()) return k->gelu(gate, up, out, n);
     for (int64_t i = 0; i < n; ++i) out[i] = gelu_one(gate[i]) * up[i];
 }
 

@@ -17,6 +17,8 @@ void rope(float* x, int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t n_r
           float freq_base, bool neox);
 
 // In place over x[0..n): exp(x - max) / sum.
+// The four activations below run SIMD kernels (activation_kernels.h) for the
+// active ISA; the scalar loops in ops.cpp are their reference.
 void softmax(float* x, int64_t n);
 // In place: x * sigmoid(x).
 void silu(float* x, int64_t n);
