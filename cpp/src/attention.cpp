@@ -45,6 +45,20 @@ void store_kv_any(const float* k, const float* v, T* k_cache, T* v_cache, int64_
 // write-out and combination cost more than the second thread saves.
 constexpr int64_t kMinSegment = 4 * kernels::kBlock;
 
+// Segments per unit: the count s that minimizes the busiest thread's share,
+// ceil(units * s / threads) jobs of 1/s unit each; the fewest on a tie. A
+// SmolLM2 decode step (3 units, 2 threads) takes 2 (6 jobs, 3 each, not 2 and
+// 1); a prefill's hundreds of units keep 1.
+int64_t segments(int64_t units, int64_t longest, int64_t threads) {
+    int64_t best = 1;
+    double best_share = double((units + threads - 1) / threads);
+    for (int64_t s = 2; s <= longest / kMinSegment && s <= 8; ++s) {
+        const double share = double((units * s + threads - 1) / threads) / double(s);
+        if (share < best_share - 1e-9) best = s, best_share = share;
+    }
+    return best;
+}
+
 template <typename T>
 void attention_any(const float* q, const T* k_cache, const T* v_cache, float* out, int64_t n_tok, int64_t start_pos,
                    int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t hd, float scale, int64_t sliding_window,
@@ -70,8 +84,7 @@ void attention_any(const float* q, const T* k_cache, const T* v_cache, float* ou
         return std::pair<int64_t, int64_t>{sliding_window > 0 ? std::max<int64_t>(0, pos - sliding_window + 1) : 0, pos + 1};
     };
     const int64_t longest = range(n_tok - 1).second - range(n_tok - 1).first;
-    int64_t n_seg = 1;
-    if (units < pool.size()) n_seg = std::max<int64_t>(1, std::min((pool.size() + units - 1) / units, longest / kMinSegment));
+    const int64_t n_seg = segments(units, longest, pool.size());
 
     if (n_seg == 1) {
         pool.parallel_for(units, [&](int64_t begin, int64_t end, int) {

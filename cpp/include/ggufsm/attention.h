@@ -42,8 +42,9 @@ void store_kv(const float* k, const float* v, uint16_t* k_cache, uint16_t* v_cac
 // blocks of 64 positions (flash attention's rescaling), so no score row is
 // ever materialized. The pool splits (token, KV head) units, each running
 // the KV head's query heads together so that they share every key and value
-// load; when there are fewer units than threads (a decode step) each unit's
-// positions are split into segments whose partial softmaxes are combined.
+// load; when the units do not spread evenly over the threads (a decode step:
+// as few units as KV heads) and positions are many, each unit's positions are
+// split into segments whose partial softmaxes are then combined.
 // Throws InvalidInput if n_head % n_head_kv != 0, n_ctx is not a multiple of
 // kKeyTile, or start_pos + n_tok > n_ctx.
 void attention(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t n_tok, int64_t start_pos,
