@@ -109,8 +109,9 @@ def test_variant_agrees_with_scalar(isa, half, shape, restore_isa):
     scalar = _core.attention(*args, half=half)
     _core.force_isa(isa)
     simd = _core.attention(*args, half=half)
-    # Same cache, same online softmax in blocks of 64; only summation order and exp's last bits differ.
-    np.testing.assert_allclose(simd, scalar, rtol=1e-5, atol=1e-5)
+    # Same cache, same online softmax in blocks of 64; only summation order and exp's last bits differ:
+    # each is within 2e-5 of float64 (the test above), so they are within twice that of each other.
+    np.testing.assert_allclose(simd, scalar, rtol=4e-5, atol=4e-5)
 
 
 def test_attention_ignores_cache_positions_after_the_query():
