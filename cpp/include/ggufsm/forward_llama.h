@@ -14,7 +14,7 @@
 // LlamaModel holds views into the caller's tensor bytes (zero copy: the Python
 // side keeps the memory map alive for the model's lifetime) and the thread
 // pool. LlamaSession owns what one sequence needs: KV cache, scratch, logits.
-// All arithmetic is in the kernels (matmul.h, ops.h, quant.h); this file only
+// All arithmetic is in the kernels (matmul.h, ops.h, attention.h, quant.h); this file only
 // orchestrates them.
 #pragma once
 #include <array>
