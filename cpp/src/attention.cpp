@@ -41,8 +41,8 @@ void store_kv_any(const float* k, const float* v, T* k_cache, T* v_cache, int64_
     }
 }
 
-// Fewest positions worth a segment of their own: below this the partial's
-// write-out and combination cost more than the second thread saves.
+// Fewest positions worth a segment of their own (not tuned): a shorter one
+// would spend a fair share of its time writing and combining its partial.
 constexpr int64_t kMinSegment = 4 * kernels::kBlock;
 
 // Segments per unit: the count s that minimizes the busiest thread's share,

@@ -26,7 +26,8 @@ float gelu_one(float x) {
 float silu_one(float x) { return x / (1.0f + std::exp(-x)); }
 
 // The SIMD variant for the active ISA, nullptr for scalar. Measured on Gemma 3's
-// geglu (n_ff 2048 x 512 tokens) the scalar tanhf loop is about 10 % of prefill.
+// geglu (512 tokens x n_ff 2048, one thread): 20.0 ms scalar with tanhf, 0.49 ms
+// AVX-512; about 10 % of that prefill before.
 const kernels::ActivationKernels* simd_activations() {
     switch (active_isa()) {
         case Isa::Avx512: return &kernels::avx512_activations();
