@@ -5,7 +5,8 @@
 Only the forward is timed (no tokenizer, no sampler: the token ids are a fixed
 pseudo-random sequence, greedy argmax is not taken). Prefill: one call over
 128 and 512 prompt tokens from position 0 on a fresh cache. Decode: one-token
-calls at positions 16.. after a 16-token prefill. llama.cpp is timed the same
+calls at positions 16.. after a 16-token prefill, and again at positions 896..
+after an 896-token prefill (how attention over a long cache slows a step). llama.cpp is timed the same
 way through llama-cpp-python (`eval(tokens)` after `reset()`; `n_batch=512`).
 Each figure is the best of --repeat runs; ratios are ours / llama.cpp.
 """
@@ -20,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 PREFILL_LENGTHS = (128, 512)
-DECODE_START = 16
+DECODE_STARTS = (16, 896)  # decode steps must fit N_CTX after the last start
 N_CTX = 1024
 
 
@@ -81,11 +82,12 @@ def measure(forward: ForwardUnderTest, token_ids: list[int], n_decode: int) -> d
         started = time.perf_counter()
         forward.prefill(token_ids[:length])
         figures[f"prefill{length}"] = length / (time.perf_counter() - started)
-    forward.prefill(token_ids[:DECODE_START])
-    started = time.perf_counter()
-    for step in range(n_decode):
-        forward.decode(token_ids[DECODE_START + step], DECODE_START + step)
-    figures["decode"] = n_decode / (time.perf_counter() - started)
+    for start in DECODE_STARTS:
+        forward.prefill(token_ids[:start])
+        started = time.perf_counter()
+        for step in range(n_decode):
+            forward.decode(token_ids[start + step], start + step)
+        figures["decode" if start == DECODE_STARTS[0] else f"decode@{start}"] = n_decode / (time.perf_counter() - started)
     return figures
 
 
@@ -106,7 +108,9 @@ def run(args) -> int:
     names = args.forwards.split(",") + (["llama.cpp"] if _peer_installed() else [])
     forwards = [load_forward(name, path, args.threads) for name in names]
     n_vocab = _n_vocab(path)
-    token_ids = np.random.default_rng(0).integers(3, n_vocab, size=max(PREFILL_LENGTHS) + DECODE_START + args.decode_tokens).tolist()
+    if max(DECODE_STARTS) + args.decode_tokens > N_CTX:
+        raise SystemExit(f"--decode-tokens {args.decode_tokens} from position {max(DECODE_STARTS)} do not fit n_ctx {N_CTX}")
+    token_ids = np.random.default_rng(0).integers(3, n_vocab, size=max(max(PREFILL_LENGTHS), max(DECODE_STARTS)) + args.decode_tokens).tolist()
     best: dict[str, dict[str, float]] = {forward.name: {} for forward in forwards}
     for _ in range(args.repeat):
         for forward in forwards:  # interleaved, so that a load spike hits every forward alike
@@ -118,7 +122,7 @@ def run(args) -> int:
 
 def render(path: Path, args, best: dict[str, dict[str, float]]) -> str:
     lines = [f"model {path.name}, {args.threads} threads, best of {args.repeat}, load average {os.getloadavg()[0]:.2f}", ""]
-    keys = [f"prefill{n}" for n in PREFILL_LENGTHS] + ["decode"]
+    keys = [f"prefill{n}" for n in PREFILL_LENGTHS] + ["decode"] + [f"decode@{start}" for start in DECODE_STARTS[1:]]
     lines.append("| forward | " + " | ".join(f"{key} tok/s" for key in keys) + " |")
     lines.append("| --- |" + " ---: |" * len(keys))
     peer = best.get("llama.cpp")

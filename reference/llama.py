@@ -17,8 +17,12 @@ quantized matrix the activations are rounded to 8 bits per block, as the fused
 kernels (cpp/include/ggufsm/matmul.h) and llama.cpp do: SmolLM2's logits move
 by tenths under that rounding, so a float32 reference could not be tested
 equal to the fused forward. `activations="f32"` turns the rounding off.
-docs/fidelity.md measures both against llama.cpp (which also keeps its KV
-cache in f16).
+docs/fidelity.md measures both against llama.cpp.
+
+The KV cache holds IEEE halves, as the fused forward's and llama.cpp's do: keys
+and values are rounded to float16 (nearest even) when stored, and attention
+reads them back exactly, so the fused forward is tested equal to this one with
+the same rounding rather than against a float32 cache it does not keep.
 """
 
 from __future__ import annotations
@@ -296,15 +300,15 @@ def silu(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class KvCache:
-    """Keys and values of every position seen so far, per layer and KV head."""
+    """Keys and values of every position seen so far, per layer and KV head, as float16."""
 
-    k: np.ndarray  # [n_layer, n_head_kv, n_ctx, hd]
-    v: np.ndarray  # [n_layer, n_head_kv, n_ctx, hd]
+    k: np.ndarray  # [n_layer, n_head_kv, n_ctx, hd] float16
+    v: np.ndarray  # [n_layer, n_head_kv, n_ctx, hd] float16
 
     @classmethod
     def empty(cls, hp: LlamaHparams, n_ctx: int) -> "KvCache":
         shape = (hp.n_layer, hp.n_head_kv, n_ctx, hp.head_dim)
-        return cls(np.zeros(shape, np.float32), np.zeros(shape, np.float32))
+        return cls(np.zeros(shape, np.float16), np.zeros(shape, np.float16))
 
     @property
     def n_ctx(self) -> int:
@@ -334,11 +338,11 @@ def cached_attention(cache: KvCache, layer_index: int, q: np.ndarray, k: np.ndar
     Token t sees cached positions p <= positions[t], and only those with
     positions[t] - p < window when window > 0 (a sliding-window layer).
     """
-    cache.k[layer_index][:, positions, :] = k.transpose(1, 0, 2)  # [n_head_kv, n_tok, hd]
+    cache.k[layer_index][:, positions, :] = k.transpose(1, 0, 2)  # [n_head_kv, n_tok, hd], rounded to float16
     cache.v[layer_index][:, positions, :] = v.transpose(1, 0, 2)
     n_seen, n_group = int(positions[-1]) + 1, q.shape[1] // k.shape[1]
-    keys = np.repeat(cache.k[layer_index][:, :n_seen], n_group, axis=0)  # [n_head, n_seen, hd]
-    values = np.repeat(cache.v[layer_index][:, :n_seen], n_group, axis=0)  # [n_head, n_seen, hd]
+    keys = np.repeat(cache.k[layer_index][:, :n_seen].astype(np.float32), n_group, axis=0)  # [n_head, n_seen, hd]
+    values = np.repeat(cache.v[layer_index][:, :n_seen].astype(np.float32), n_group, axis=0)  # [n_head, n_seen, hd]
     scores = np.einsum("thd,hsd->hts", q, keys) * np.float32(scale)  # [n_head, n_tok, n_seen]
     distance = positions[:, None] - np.arange(n_seen)[None, :]  # [n_tok, n_seen]
     hidden = (distance < 0) | ((distance >= window) if window > 0 else False)

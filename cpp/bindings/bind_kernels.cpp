@@ -15,6 +15,7 @@
 #include <string>
 
 #include "bindings.h"
+#include "ggufsm/attention.h"
 #include "ggufsm/cpu_features.h"
 #include "ggufsm/errors.h"
 #include "ggufsm/matmul.h"
@@ -180,8 +181,29 @@ py::array_t<float> gated(const FloatArray& gate, const FloatArray& up) {
     return out;
 }
 
+// Caches come in as [n_head_kv, n_ctx, hd] float32 and are stored position by
+// position into the kernel's layout (attention.h), as halves when half is true
+// (rounded to nearest even), n_ctx padded to the key tile.
+template <typename T>
+void attention_over(const float* q, const float* k, const float* v, float* out, int64_t n_tok, int64_t start_pos, int64_t n_ctx,
+                    int64_t n_head, int64_t n_head_kv, int64_t hd, float scale, int64_t sliding_window, ThreadPool& pool) {
+    const int64_t padded = round_up_to_key_tile(n_ctx);
+    std::vector<T> k_cache(kv_layer_elements(n_head_kv, padded, hd)), v_cache(k_cache.size());
+    for (int64_t h = 0; h < n_head_kv; ++h) {
+        for (int64_t p = 0; p < n_ctx; ++p) {
+            const size_t at = size_t((h * n_ctx + p) * hd);
+            store_kv(k + at, v + at, k_cache.data(), v_cache.data(), padded, hd, h, p);
+        }
+    }
+    if (start_pos + n_tok > n_ctx) {
+        throw Error(code::InvalidInput, "attention: positions [" + std::to_string(start_pos) + ", " + std::to_string(start_pos + n_tok) +
+                                            ") do not fit the cache of n_ctx " + std::to_string(n_ctx));
+    }
+    attention(q, k_cache.data(), v_cache.data(), out, n_tok, start_pos, padded, n_head, n_head_kv, hd, scale, sliding_window, pool);
+}
+
 py::array_t<float> attention_py(const FloatArray& q, const FloatArray& k_cache, const FloatArray& v_cache, int64_t start_pos,
-                                float scale, int64_t sliding_window, int n_threads) {
+                                float scale, int64_t sliding_window, int n_threads, bool half) {
     if (q.ndim() != 3 || k_cache.ndim() != 3 || v_cache.ndim() != 3) {
         throw Error(code::InvalidInput, "attention: q must be [n_tok, n_head, hd], caches [n_head_kv, n_ctx, hd]");
     }
@@ -197,7 +219,11 @@ py::array_t<float> attention_py(const FloatArray& q, const FloatArray& k_cache, 
     const float *qp = q.data(), *kp = k_cache.data(), *vp = v_cache.data();
     ThreadPool& pool = pool_for(n_threads);
     py::gil_scoped_release release;
-    attention(qp, kp, vp, dst, n_tok, start_pos, n_ctx, n_head, n_head_kv, hd, scale, sliding_window, pool);
+    if (half) {
+        attention_over<uint16_t>(qp, kp, vp, dst, n_tok, start_pos, n_ctx, n_head, n_head_kv, hd, scale, sliding_window, pool);
+    } else {
+        attention_over<float>(qp, kp, vp, dst, n_tok, start_pos, n_ctx, n_head, n_head_kv, hd, scale, sliding_window, pool);
+    }
     return out;
 }
 
@@ -268,7 +294,7 @@ void kernels(py::module_& m) {
     m.def("swiglu", &gated<swiglu>, py::arg("gate"), py::arg("up"));
     m.def("geglu", &gated<geglu>, py::arg("gate"), py::arg("up"));
     m.def("attention", &attention_py, py::arg("q"), py::arg("k_cache"), py::arg("v_cache"), py::arg("start_pos"),
-          py::arg("scale"), py::arg("sliding_window") = 0, py::arg("n_threads") = 0);
+          py::arg("scale"), py::arg("sliding_window") = 0, py::arg("n_threads") = 0, py::arg("half") = false);
     m.def("supported_isas", [] {
         std::vector<std::string> names;
         for (Isa isa : supported_isas()) names.emplace_back(isa_name(isa));

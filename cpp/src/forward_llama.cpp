@@ -174,13 +174,14 @@ LlamaModel::LlamaModel(const LlamaHparams& hp, LlamaWeights weights, int n_threa
 // ---------------------------------------------------------------- session
 
 LlamaSession::LlamaSession(std::shared_ptr<const LlamaModel> model, int64_t n_ctx, int64_t n_batch)
-    : model_(std::move(model)), hp_(model_->hparams()), n_ctx_(n_ctx), n_batch_(std::min(n_batch, n_ctx)) {
+    : model_(std::move(model)), hp_(model_->hparams()), n_ctx_(n_ctx), n_batch_(std::min(n_batch, n_ctx)), kv_ctx_(0) {
     if (n_ctx <= 0 || n_batch <= 0) {
         throw Error(code::InvalidInput, "n_ctx " + str(n_ctx) + " and n_batch " + str(n_batch) + " must be positive");
     }
     const int64_t q_width = hp_.n_head * hp_.head_dim, kv_width = hp_.n_head_kv * hp_.head_dim;
-    k_cache_.assign(size_t(hp_.n_layer * kv_width * n_ctx), 0.0f);
-    v_cache_.assign(k_cache_.size(), 0.0f);
+    kv_ctx_ = round_up_to_key_tile(n_ctx);
+    k_cache_.assign(size_t(hp_.n_layer) * kv_layer_elements(hp_.n_head_kv, kv_ctx_, hp_.head_dim), KvElement(0));
+    v_cache_.assign(k_cache_.size(), KvElement(0));
     positions_.resize(size_t(n_batch_));
     x_.resize(size_t(n_batch_ * hp_.n_embd));
     xb_.resize(x_.size());
@@ -193,7 +194,7 @@ LlamaSession::LlamaSession(std::shared_ptr<const LlamaModel> model, int64_t n_ct
     logits_.resize(size_t(hp_.n_vocab));
 }
 
-size_t LlamaSession::kv_bytes() const { return (k_cache_.size() + v_cache_.size()) * sizeof(float); }
+size_t LlamaSession::kv_bytes() const { return (k_cache_.size() + v_cache_.size()) * sizeof(KvElement); }
 
 size_t LlamaSession::scratch_bytes() const {
     size_t floats = x_.size() + xb_.size() + q_.size() + att_.size() + k_.size() + v_.size() + gate_.size() + up_.size();
@@ -274,11 +275,10 @@ void LlamaSession::attention_block(int64_t layer, int64_t n) {
     });
     project(xb_.data(), n, {{&l.wq, q_.data()}, {&l.wk, k_.data()}, {&l.wv, v_.data()}});
 
-    // Per token: q/k norms, RoPE, and k, v into the cache, which is [n_head_kv][n_ctx][hd] per layer
-    // so that attention reads each head's keys contiguously.
+    // Per token: q/k norms, RoPE, and k, v into the cache.
     const float freq_base = slides ? hp_.rope_freq_base_local : hp_.rope_freq_base;
-    float* k_cache = &k_cache_[size_t(layer * kv_width * n_ctx_)];
-    float* v_cache = &v_cache_[size_t(layer * kv_width * n_ctx_)];
+    KvElement* k_cache = &k_cache_[size_t(layer * kv_width * kv_ctx_)];
+    KvElement* v_cache = &v_cache_[size_t(layer * kv_width * kv_ctx_)];
     for_rows(pool, n, [&](int64_t b, int64_t e) {
         float* q = &q_[size_t(b * n_head * hd)];
         float* k = &k_[size_t(b * kv_width)];
@@ -290,13 +290,12 @@ void LlamaSession::attention_block(int64_t layer, int64_t n) {
         rope(k, e - b, n_head_kv, hd, hp_.n_rot, &positions_[size_t(b)], freq_base, hp_.rope_neox);
         for (int64_t t = b; t < e; ++t) {
             for (int64_t h = 0; h < n_head_kv; ++h) {
-                const size_t at = size_t((h * n_ctx_ + start_pos + t) * hd), from = size_t((t * n_head_kv + h) * hd);
-                std::memcpy(&k_cache[at], &k_[from], size_t(hd) * sizeof(float));
-                std::memcpy(&v_cache[at], &v_[from], size_t(hd) * sizeof(float));
+                const size_t from = size_t((t * n_head_kv + h) * hd);
+                store_kv(&k_[from], &v_[from], k_cache, v_cache, kv_ctx_, hd, h, start_pos + t);
             }
         }
     });
-    attention(q_.data(), k_cache, v_cache, att_.data(), n, start_pos, n_ctx_, n_head, n_head_kv, hd, hp_.attn_scale,
+    attention(q_.data(), k_cache, v_cache, att_.data(), n, start_pos, kv_ctx_, n_head, n_head_kv, hd, hp_.attn_scale,
               slides ? hp_.sliding_window : 0, pool);
     project(att_.data(), n, {{&l.wo, xb_.data()}});
     for_rows(pool, n, [&](int64_t b, int64_t e) {

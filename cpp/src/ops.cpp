@@ -7,36 +7,35 @@
 #include <string>
 #include <vector>
 
+#include "activation_kernels.h"
+#include "ggufsm/cpu_features.h"
 #include "ggufsm/errors.h"
 
 namespace ggufsm {
 
 namespace {
 
-// Eight independent partial sums: lets the compiler vectorize without
-// reassociating a single float chain.
-float dot(const float* a, const float* b, int64_t n) {
-    float acc[8] = {};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
-    }
-    float tail = 0;
-    for (; i < n; ++i) tail += a[i] * b[i];
-    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
-}
-
-// y += s * x
-void axpy(float s, const float* x, float* y, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[i] += s * x[i];
-}
-
+// 0.5 x (1 + tanh(u)) written as x * sigmoid(2u), the same function: for x below
+// about -3, 1 + tanh(u) cancels to a few bits (to exactly 0 from about x = -5.5), while
+// sigmoid keeps full relative precision; and the SIMD kernels compute it so.
 float gelu_one(float x) {
-    constexpr float kSqrt2OverPi = 0.79788456080286535588f;
-    return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + 0.044715f * x * x)));
+    constexpr float kTwoSqrt2OverPi = 2.0f * 0.79788456080286535588f;
+    return x / (1.0f + std::exp(-kTwoSqrt2OverPi * x * (1.0f + 0.044715f * x * x)));
 }
 
 float silu_one(float x) { return x / (1.0f + std::exp(-x)); }
+
+// The SIMD variant for the active ISA, nullptr for scalar. Measured on Gemma 3's
+// geglu (512 tokens x n_ff 2048, one thread): 20.0 ms scalar with tanhf, 0.49 ms
+// AVX-512; about 10 % of that prefill before.
+const kernels::ActivationKernels* simd_activations() {
+    switch (active_isa()) {
+        case Isa::Avx512: return &kernels::avx512_activations();
+        case Isa::Avx2: return &kernels::avx2_activations();
+        case Isa::Scalar: break;
+    }
+    return nullptr;
+}
 
 }  // namespace
 
@@ -96,51 +95,23 @@ void softmax(float* x, int64_t n) {
 }
 
 void silu(float* x, int64_t n) {
+    if (const auto* k = simd_activations()) return k->silu(x, nullptr, x, n);
     for (int64_t i = 0; i < n; ++i) x[i] = silu_one(x[i]);
 }
 
 void gelu(float* x, int64_t n) {
+    if (const auto* k = simd_activations()) return k->gelu(x, nullptr, x, n);
     for (int64_t i = 0; i < n; ++i) x[i] = gelu_one(x[i]);
 }
 
 void swiglu(const float* gate, const float* up, float* out, int64_t n) {
+    if (const auto* k = simd_activations()) return k->silu(gate, up, out, n);
     for (int64_t i = 0; i < n; ++i) out[i] = silu_one(gate[i]) * up[i];
 }
 
 void geglu(const float* gate, const float* up, float* out, int64_t n) {
+    if (const auto* k = simd_activations()) return k->gelu(gate, up, out, n);
     for (int64_t i = 0; i < n; ++i) out[i] = gelu_one(gate[i]) * up[i];
-}
-
-void attention(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t n_tok,
-               int64_t start_pos, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t hd, float scale,
-               int64_t sliding_window, ThreadPool& pool) {
-    if (n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv != 0) {
-        throw Error(code::InvalidInput, "attention: n_head " + std::to_string(n_head) + " is not a positive multiple of n_head_kv " +
-                                            std::to_string(n_head_kv));
-    }
-    if (start_pos < 0 || n_tok < 0 || start_pos + n_tok > n_ctx) {
-        throw Error(code::InvalidInput, "attention: positions [" + std::to_string(start_pos) + ", " +
-                                            std::to_string(start_pos + n_tok) + ") do not fit the cache of n_ctx " +
-                                            std::to_string(n_ctx));
-    }
-    const int64_t group = n_head / n_head_kv;
-    pool.parallel_for(n_tok * n_head, [&](int64_t begin, int64_t end, int) {
-        std::vector<float> scores(static_cast<size_t>(start_pos + n_tok));
-        for (int64_t pair = begin; pair < end; ++pair) {
-            const int64_t t = pair / n_head, h = pair % n_head, kvh = h / group;
-            const int64_t pos = start_pos + t;
-            const int64_t first = sliding_window > 0 ? std::max<int64_t>(0, pos - sliding_window + 1) : 0;
-            const int64_t count = pos - first + 1;
-            const float* qv = q + (t * n_head + h) * hd;
-            const float* keys = k_cache + (kvh * n_ctx + first) * hd;
-            const float* values = v_cache + (kvh * n_ctx + first) * hd;
-            for (int64_t k = 0; k < count; ++k) scores[k] = scale * dot(qv, keys + k * hd, hd);
-            softmax(scores.data(), count);
-            float* o = out + (t * n_head + h) * hd;
-            std::fill(o, o + hd, 0.0f);
-            for (int64_t k = 0; k < count; ++k) axpy(scores[k], values + k * hd, o, hd);
-        }
-    });
 }
 
 }  // namespace ggufsm

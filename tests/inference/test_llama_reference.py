@@ -144,7 +144,7 @@ def test_tensor_of_the_wrong_shape_is_invalid_model(tmp_path):
 
 def test_a_closed_session_holds_no_cache_and_refuses_to_run(tiny_model):
     session = tiny_model.new_session(16)
-    assert session.nbytes["kv_cache"] == 2 * 2 * 2 * 16 * 16 * 4  # k and v: [n_layer, n_head_kv, n_ctx, hd] float32
+    assert session.nbytes["kv_cache"] == 2 * 2 * 2 * 16 * 16 * 2  # k and v: [n_layer, n_head_kv, n_ctx, hd] float16
     session.close()
     assert session.nbytes["kv_cache"] == 0
     with pytest.raises(ModelNotLoaded):

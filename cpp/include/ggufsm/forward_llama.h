@@ -14,7 +14,7 @@
 // LlamaModel holds views into the caller's tensor bytes (zero copy: the Python
 // side keeps the memory map alive for the model's lifetime) and the thread
 // pool. LlamaSession owns what one sequence needs: KV cache, scratch, logits.
-// All arithmetic is in the kernels (matmul.h, ops.h, quant.h); this file only
+// All arithmetic is in the kernels (matmul.h, ops.h, attention.h, quant.h); this file only
 // orchestrates them.
 #pragma once
 #include <array>
@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "ggufsm/attention.h"
 #include "ggufsm/matmul.h"
 #include "ggufsm/ops.h"
 #include "ggufsm/thread_pool.h"
@@ -136,7 +137,13 @@ private:
     std::shared_ptr<const LlamaModel> model_;
     const LlamaHparams& hp_;
     int64_t n_ctx_, n_batch_;
-    std::vector<float> k_cache_, v_cache_;  // [n_layer][n_head_kv][n_ctx][hd]
+    // Per layer, attention.h's layout over n_ctx rounded up to the key tile:
+    // k [n_head_kv][n_ctx/16][hd][16], v [n_head_kv][n_ctx][hd].
+    // IEEE halves (llama.cpp's default): half the memory, and half the bytes a long decode
+    // step streams; reference/llama.py rounds the same way.
+    using KvElement = uint16_t;
+    int64_t kv_ctx_;  // n_ctx rounded up to kKeyTile
+    std::vector<KvElement> k_cache_, v_cache_;
     std::vector<int32_t> positions_;        // [n_batch]
     std::vector<float> x_;                  // [n_batch][n_embd] residual stream
     std::vector<float> xb_;                 // [n_batch][n_embd] normed input, then a block's output

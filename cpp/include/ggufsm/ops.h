@@ -3,8 +3,6 @@
 #pragma once
 #include <cstdint>
 
-#include "ggufsm/thread_pool.h"
-
 namespace ggufsm {
 
 // out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight;  x, out: [n_rows][dim],
@@ -19,6 +17,8 @@ void rope(float* x, int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t n_r
           float freq_base, bool neox);
 
 // In place over x[0..n): exp(x - max) / sum.
+// The four activations below run SIMD kernels (activation_kernels.h) for the
+// active ISA; the scalar loops in ops.cpp are their reference.
 void softmax(float* x, int64_t n);
 // In place: x * sigmoid(x).
 void silu(float* x, int64_t n);
@@ -29,18 +29,6 @@ void swiglu(const float* gate, const float* up, float* out, int64_t n);
 // out = gelu(gate) * up (gemma's feed-forward); out may equal gate or up.
 void geglu(const float* gate, const float* up, float* out, int64_t n);
 
-// Causal attention over a KV cache; grouped-query: head h reads kv head
-// h / (n_head / n_head_kv). Query token t sits at position start_pos + t and
-// attends the cached positions p <= start_pos + t, and with sliding_window
-// w > 0 only those with start_pos + t - p < w (llama.cpp's standard SWA).
-// The cache must already hold positions up to start_pos + n_tok - 1.
-//   q, out:           [n_tok][n_head][hd]
-//   k_cache, v_cache: [n_head_kv][n_ctx][hd]
-// out = softmax(scale * q.k) . v, per (token, head); the pool splits the
-// (token, head) pairs. Throws InvalidInput if n_head % n_head_kv != 0 or
-// start_pos + n_tok > n_ctx.
-void attention(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t n_tok,
-               int64_t start_pos, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t hd, float scale,
-               int64_t sliding_window, ThreadPool& pool);
+// attention: ggufsm/attention.h.
 
 }  // namespace ggufsm

@@ -1,0 +1,148 @@
+"""Attention over the KV cache (cpp attention.h) agrees with softmax(q.k) . v in float64.
+
+Every ISA variant runs the same online softmax as the scalar reference kernel, so they agree
+to float rounding; halves in the cache are rounded to nearest even, as numpy's float16 is.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from ggufsm import _core
+from ggufsm.spec.errors import InvalidInput
+
+VARIANTS = [isa for isa in _core.supported_isas() if isa != "scalar"]
+
+
+@pytest.fixture
+def restore_isa():
+    before = _core.active_isa()
+    yield
+    _core.force_isa(before)
+
+
+def rng_for(*key) -> np.random.Generator:
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+def attention_reference(q, k_cache, v_cache, start_pos, scale, window):
+    n_tok, n_head, hd = q.shape
+    group = n_head // k_cache.shape[0]
+    out = np.zeros((n_tok, n_head, hd))
+    for t in range(n_tok):
+        pos = start_pos + t
+        first = max(0, pos - window + 1) if window else 0
+        for h in range(n_head):
+            keys = k_cache[h // group, first:pos + 1].astype(np.float64)
+            values = v_cache[h // group, first:pos + 1].astype(np.float64)
+            scores = scale * keys @ q[t, h]
+            p = np.exp(scores - scores.max())
+            out[t, h] = (p / p.sum()) @ values
+    return out
+
+
+def inputs(rng, n_tok, n_head, n_head_kv, hd, n_ctx, spread=1.0):
+    q = (rng.standard_normal((n_tok, n_head, hd)) * spread).astype(np.float32)
+    k_cache = (rng.standard_normal((n_head_kv, n_ctx, hd)) * spread).astype(np.float32)
+    v_cache = rng.standard_normal((n_head_kv, n_ctx, hd)).astype(np.float32)
+    return q, k_cache, v_cache
+
+
+def rounded_to_half(x):
+    return x.astype(np.float16).astype(np.float32)
+
+
+def close(ours, reference, tolerance=1e-5):
+    np.testing.assert_allclose(ours.astype(np.float64), reference, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("half", [False, True], ids=["f32", "f16"])
+@pytest.mark.parametrize("window", [0, 5])
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("start_pos,n_tok", [(0, 7), (9, 1), (4, 6), (17, 15)])
+def test_attention_is_causal_grouped_query_softmax_over_the_cache(half, window, n_threads, start_pos, n_tok):
+    n_head, n_head_kv, hd, n_ctx = 6, 2, 16, 32
+    q, k_cache, v_cache = inputs(rng_for(half, window, n_threads, start_pos, n_tok), n_tok, n_head, n_head_kv, hd, n_ctx)
+    scale = hd ** -0.5
+    out = _core.attention(q, k_cache, v_cache, start_pos, scale, window, n_threads, half=half)
+    if half:
+        k_cache, v_cache = rounded_to_half(k_cache), rounded_to_half(v_cache)
+    close(out, attention_reference(q, k_cache, v_cache, start_pos, scale, window))
+
+
+# The models' shapes (SmolLM2: 9 heads over 3, hd 64; Gemma 3: 4 over 1, hd 256, window 512), an hd
+# that is not a multiple of the SIMD width (the scalar kernel runs), and long single-token decodes,
+# whose positions are split into segments across threads and recombined.
+SHAPES = {
+    "smollm2-prefill": dict(n_head=9, n_head_kv=3, hd=64, n_ctx=160, start_pos=3, n_tok=130, window=0),
+    "gemma3-prefill": dict(n_head=4, n_head_kv=1, hd=256, n_ctx=96, start_pos=0, n_tok=90, window=0),
+    "gemma3-sliding": dict(n_head=4, n_head_kv=1, hd=256, n_ctx=200, start_pos=50, n_tok=140, window=77),
+    "odd-hd": dict(n_head=4, n_head_kv=2, hd=24, n_ctx=48, start_pos=5, n_tok=40, window=0),
+    "smollm2-decode": dict(n_head=9, n_head_kv=3, hd=64, n_ctx=1024, start_pos=1000, n_tok=1, window=0),
+    "gemma3-decode": dict(n_head=4, n_head_kv=1, hd=256, n_ctx=1040, start_pos=1030, n_tok=1, window=0),
+    "gemma3-decode-sliding": dict(n_head=4, n_head_kv=1, hd=256, n_ctx=1040, start_pos=1030, n_tok=1, window=512),
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=list(SHAPES))
+def test_attention_on_model_shapes_equals_the_reference(shape):
+    s = SHAPES[shape]
+    q, k_cache, v_cache = inputs(rng_for(shape), s["n_tok"], s["n_head"], s["n_head_kv"], s["hd"], s["n_ctx"], spread=2.0)
+    scale = s["hd"] ** -0.5
+    out = _core.attention(q, k_cache, v_cache, s["start_pos"], scale, s["window"], 2, half=True)
+    reference = attention_reference(q, rounded_to_half(k_cache), rounded_to_half(v_cache), s["start_pos"], scale, s["window"])
+    close(out, reference, tolerance=2e-5)
+
+
+@pytest.mark.skipif(not VARIANTS, reason="this CPU runs only the scalar kernels")
+@pytest.mark.parametrize("isa", VARIANTS)
+@pytest.mark.parametrize("half", [False, True], ids=["f32", "f16"])
+@pytest.mark.parametrize("shape", SHAPES, ids=list(SHAPES))
+def test_variant_agrees_with_scalar(isa, half, shape, restore_isa):
+    s = SHAPES[shape]
+    q, k_cache, v_cache = inputs(rng_for(isa, half, shape), s["n_tok"], s["n_head"], s["n_head_kv"], s["hd"], s["n_ctx"], spread=2.0)
+    args = (q, k_cache, v_cache, s["start_pos"], s["hd"] ** -0.5, s["window"], 2)
+    _core.force_isa("scalar")
+    scalar = _core.attention(*args, half=half)
+    _core.force_isa(isa)
+    simd = _core.attention(*args, half=half)
+    # Same cache, same online softmax in blocks of 64; only summation order and exp's last bits differ:
+    # each is within 2e-5 of float64 (the test above), so they are within twice that of each other.
+    np.testing.assert_allclose(simd, scalar, rtol=4e-5, atol=4e-5)
+
+
+def test_attention_ignores_cache_positions_after_the_query():
+    rng = rng_for("after")
+    q = rng.standard_normal((2, 2, 16)).astype(np.float32)
+    k_cache = rng.standard_normal((1, 40, 16)).astype(np.float32)
+    v_cache = rng.standard_normal((1, 40, 16)).astype(np.float32)
+    before = _core.attention(q, k_cache, v_cache, 3, 0.3, half=True)
+    k_cache[:, 5:] = np.nan
+    v_cache[:, 5:] = np.inf
+    np.testing.assert_array_equal(_core.attention(q, k_cache, v_cache, 3, 0.3, half=True), before)
+
+
+def test_a_half_cache_holds_values_rounded_to_nearest_even():
+    # 1 + 2^-11 lies halfway between two halves: nearest even rounds it down to 1, and 1 + 3 * 2^-11 up.
+    values = np.array([1 + 2**-11, 1 + 3 * 2**-11], np.float32).reshape(1, 2, 1).repeat(16, axis=2)
+    keys = np.zeros_like(values)
+    q = np.zeros((1, 1, 16), np.float32)
+    alone = _core.attention(q, keys, values, 0, 1.0, half=True)  # position 0 sees only itself
+    np.testing.assert_array_equal(alone[0, 0], np.float32(1.0))
+    mean = _core.attention(q, keys, values, 1, 1.0, half=True)  # equal scores: the mean of both values
+    np.testing.assert_array_equal(mean[0, 0], np.float32((1.0 + (1 + 2**-9)) / 2))
+
+
+def test_attention_refuses_heads_that_do_not_group():
+    cache = np.zeros((2, 4, 8), np.float32)
+    with pytest.raises(InvalidInput, match="n_head 3 .* n_head_kv 2"):
+        _core.attention(np.zeros((1, 3, 8), np.float32), cache, cache, 0, 1.0)
+
+
+def test_attention_refuses_positions_beyond_the_cache():
+    cache = np.zeros((1, 4, 8), np.float32)
+    with pytest.raises(InvalidInput, match="n_ctx 4"):
+        _core.attention(np.zeros((2, 1, 8), np.float32), cache, cache, 3, 1.0)
