@@ -38,7 +38,7 @@ inline float hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
 template <typename Block, bool Mins>
 struct Group32 {
     static constexpr bool kQ5 = sizeof(Block) == sizeof(BlockQ5_0) || sizeof(Block) == sizeof(BlockQ5_1);
-    static constexpr int kSize = sizeof(Block), kGroup = 4 * kSize, kL1 = kGroup - 64;
+        static constexpr int kSize = sizeof(Block), kGroup = 4 * kSize, kL1 = kGroup - 64;
     struct Words {
         alignas(64) uint16_t w[32];
     };
@@ -82,6 +82,10 @@ inline __m512 spread_group_scales(__m256 v) {
 template <typename Block, bool Mins, int NR>
 inline void step_32x4(__m512i l0, __m512i l1, __m512i code_index, __m512i scale_index, const QuantizedActivations& x,
                       int64_t i, int64_t g, __m512* acc, __m256* extra) {
+    // Keeps l0 and l1 in registers: left alone, GCC folds each load into both
+    // vpermt2w as a memory operand, four 64-byte loads per step instead of two
+    // (cache-resident 1T Q4_1 Gemma-3 ffn_down: 30.1 GB/s with four, 33.1 with two).
+    __asm__("" : "+v"(l0), "+v"(l1));
     const __m512i nibble = _mm512_set1_epi8(0x0F);
     const __m512i packed = _mm512_permutex2var_epi16(l0, code_index, l1);
     __m512i lo = _mm512_and_si512(packed, nibble);
@@ -123,6 +127,7 @@ void dot_32x4(const uint8_t* row, const QuantizedActivations& x, int64_t i, int6
     int64_t g = 0;
     for (; 4 * g + 4 <= blocks; ++g) {
         const uint8_t* p = row + g * G::kGroup;
+        prefetch_ahead(p);
         step_32x4<Block, Mins, NR>(_mm512_loadu_si512(p), _mm512_loadu_si512(p + G::kL1), code_index, scale_index, x, i, g,
                                    acc, extra);
     }
@@ -186,7 +191,11 @@ void dot_q8_0x4(const uint8_t* row, const QuantizedActivations& x, int64_t i, in
     __m512 acc[NR];
     for (int k = 0; k < NR; ++k) acc[k] = _mm512_setzero_ps();
     int64_t g = 0;
-    for (; 4 * g + 4 <= blocks; ++g) step_q8_0x4<NR, false>(w + 4 * g, 4, x, i, g, acc);
+    for (; 4 * g + 4 <= blocks; ++g) {
+        prefetch_ahead(w + 4 * g);
+        prefetch_ahead(reinterpret_cast<const uint8_t*>(w + 4 * g) + 64);
+        step_q8_0x4<NR, false>(w + 4 * g, 4, x, i, g, acc);
+    }
     if (4 * g < blocks) step_q8_0x4<NR, true>(w + 4 * g, blocks - 4 * g, x, i, g, acc);
     for (int k = 0; k < NR; ++k) out[k] = hsum512(acc[k]);
 }
