@@ -3,17 +3,20 @@
 // 512-bit ones below.
 //
 // Why 512-bit when Zen 4 runs each 512-bit op as two 256-bit halves: these
-// loops are bound by instruction issue, not by the vector units. Two 32-blocks
-// per register halve the loads, shuffles, conversions and FMAs per block; the
-// weight and activation scales of a block pair are combined in one 128-bit
-// multiply, and the min/offset term rides along in the same vector (lanes 1
-// and 3) instead of a separate scalar chain. Measured on the 2-core Zen 4, one
-// thread, cache-resident Gemma-3 ffn_down shape, side by side in one run:
-// Q4_1 17.4 GB/s (AVX2 build) -> 22.4 (these), Q5_0 13.2 -> 19.6, Q8_0 29.6 ->
-// 39.1; the 256-bit VNNI kernels they replace measured 17.6 for Q4_1.
-// The same rewrite of the k-quant kernels measured no gain (~20 GB/s for Q4_K
-// either way: those loops are bound by their scalar scale unpacking), so they
-// stay 256-bit.
+// loops are bound by instruction issue, not by the vector units, so what
+// counts is ops per byte. A step takes four 32-blocks against activations
+// grouped for it (matmul.h): two weight loads, one vpermt2w for the codes and
+// one for the scales, two vpdpbusd, and one conversion, scale spread and FMA
+// for all four blocks; the min/offset term rides along in the odd lanes of
+// the scale vector. Measured on the 2-core Zen 4, one thread, cache-resident
+// Gemma-3 ffn_down shape, side by side in one run (GB/s), two blocks per
+// 512-bit step on the ungrouped layout -> four: Q4_1 22.7 -> 30.4, Q4_0
+// 19.9 -> 27.2, Q5_0 19.5 -> 23.0, Q5_1 22.7 -> 25.1, Q8_0 39.3 -> 41.1.
+// Streaming from DRAM the four-block steps of the 4- and 5-bit types only
+// paid off with the software prefetch (matmul_simd.inc, kPrefetchBytes):
+// without it, 1T Q4_1 SmolLM2 ffn_down fell from 18.9 to 15.
+// The k-quant kernels stay 256-bit (the same rewrite measured no gain); their
+// VNNI scaling and vector scale unpacking are in matmul_simd.inc.
 #define GGUFSM_SIMD_NAMESPACE avx512
 #include "matmul_simd.inc"
 
@@ -191,11 +194,9 @@ void dot_q8_0x4(const uint8_t* row, const QuantizedActivations& x, int64_t i, in
     __m512 acc[NR];
     for (int k = 0; k < NR; ++k) acc[k] = _mm512_setzero_ps();
     int64_t g = 0;
-    for (; 4 * g + 4 <= blocks; ++g) {
-        prefetch_ahead(w + 4 * g);
-        prefetch_ahead(reinterpret_cast<const uint8_t*>(w + 4 * g) + 64);
-        step_q8_0x4<NR, false>(w + 4 * g, 4, x, i, g, acc);
-    }
+    // No software prefetch here: side by side it cost Q8_0 cache-resident speed
+    // (41.1 -> 38.0 GB/s, 1T Gemma-3 ffn_down) and gained nothing streaming.
+    for (; 4 * g + 4 <= blocks; ++g) step_q8_0x4<NR, false>(w + 4 * g, 4, x, i, g, acc);
     if (4 * g < blocks) step_q8_0x4<NR, true>(w + 4 * g, blocks - 4 * g, x, i, g, acc);
     for (int k = 0; k < NR; ++k) out[k] = hsum512(acc[k]);
 }
