@@ -118,11 +118,16 @@ void QuantizedActivations::quantize(const float* x, int64_t n, int64_t cols, Ten
     if (format == ActivationFormat::F32) {
         row_stride_ = round_up(static_cast<size_t>(cols) * 4, kAlign);
         d_offset_ = sums_offset_ = 0;
+    } else if (format == ActivationFormat::Q8_32) {
+        const size_t groups = static_cast<size_t>(n_blocks + 3) / 4;  // of four blocks (matmul.h)
+        d_offset_ = groups * 128;
+        sums_offset_ = d_offset_ + round_up(groups * 8 * 4, kAlign);
+        row_stride_ = sums_offset_;
     } else {
         d_offset_ = round_up(static_cast<size_t>(cols), kAlign);
-        const size_t scale_floats = format == ActivationFormat::Q8_32 ? 2 * n_blocks : n_blocks;
+        const size_t scale_floats = n_blocks;
         sums_offset_ = d_offset_ + round_up(scale_floats * 4, kAlign);
-        const size_t sums_bytes = format == ActivationFormat::Q8_32 ? 0 : (cols / 16) * 2;
+        const size_t sums_bytes = (cols / 16) * 2;
         row_stride_ = sums_offset_ + round_up(sums_bytes, kAlign);
     }
     reserve(row_stride_ * static_cast<size_t>(std::max<int64_t>(n, 1)));
@@ -136,10 +141,15 @@ void QuantizedActivations::quantize(const float* x, int64_t n, int64_t cols, Ten
             int8_t* q = const_cast<int8_t*>(qs(i));
             if (format == ActivationFormat::Q8_32) {
                 float* ds_pairs = const_cast<float*>(ds(i));
-                for (int64_t b = 0; b < n_blocks; ++b) {
-                    const float scale = quantize_block(xi + b * QK32, QK32, q + b * QK32);
+                int8_t codes[QK32];
+                const int64_t padded = (n_blocks + 3) / 4 * 4;
+                for (int64_t b = 0; b < padded; ++b) {
+                    const float scale = b < n_blocks ? quantize_block(xi + b * QK32, QK32, codes) : 0.0f;
+                    if (b >= n_blocks) std::memset(codes, 0, QK32);
                     int sum = 0;
-                    for (int k = 0; k < QK32; ++k) sum += q[b * QK32 + k];
+                    for (int k = 0; k < QK32; ++k) sum += codes[k];
+                    std::memcpy(const_cast<int8_t*>(q8_32_half(i, b, 0)), codes, 16);
+                    std::memcpy(const_cast<int8_t*>(q8_32_half(i, b, 1)), codes + 16, 16);
                     ds_pairs[2 * b] = scale;
                     ds_pairs[2 * b + 1] = scale * static_cast<float>(sum);
                 }

@@ -77,13 +77,12 @@ void unpack_32(const Block& b, uint8_t codes[QK32]) {
 template <typename Block, int Offset>
 float dot_offset32(const uint8_t* row, const QuantizedActivations& x, int64_t i, int64_t cols) {
     const Block* w = reinterpret_cast<const Block*>(row);
-    const int8_t* qs = x.qs(i);
     const float* ds = x.ds(i);
     float acc = 0;
     uint8_t codes[QK32];
     for (int64_t b = 0; b < cols / QK32; ++b) {
         unpack_32(w[b], codes);
-        const int isum = dot_codes(codes, qs + b * QK32, QK32);
+        const int isum = dot_codes(codes, x.q8_32_half(i, b, 0), 16) + dot_codes(codes + 16, x.q8_32_half(i, b, 1), 16);
         acc += fp16_to_fp32(w[b].d) * (ds[2 * b] * static_cast<float>(isum) - Offset * ds[2 * b + 1]);
     }
     return acc;
@@ -93,13 +92,12 @@ float dot_offset32(const uint8_t* row, const QuantizedActivations& x, int64_t i,
 template <typename Block>
 float dot_min32(const uint8_t* row, const QuantizedActivations& x, int64_t i, int64_t cols) {
     const Block* w = reinterpret_cast<const Block*>(row);
-    const int8_t* qs = x.qs(i);
     const float* ds = x.ds(i);
     float acc = 0;
     uint8_t codes[QK32];
     for (int64_t b = 0; b < cols / QK32; ++b) {
         unpack_32(w[b], codes);
-        const int isum = dot_codes(codes, qs + b * QK32, QK32);
+        const int isum = dot_codes(codes, x.q8_32_half(i, b, 0), 16) + dot_codes(codes + 16, x.q8_32_half(i, b, 1), 16);
         acc += fp16_to_fp32(w[b].d) * ds[2 * b] * static_cast<float>(isum) + fp16_to_fp32(w[b].m) * ds[2 * b + 1];
     }
     return acc;
@@ -107,11 +105,10 @@ float dot_min32(const uint8_t* row, const QuantizedActivations& x, int64_t i, in
 
 float dot_q8_0(const uint8_t* row, const QuantizedActivations& x, int64_t i, int64_t cols) {
     const BlockQ8_0* w = reinterpret_cast<const BlockQ8_0*>(row);
-    const int8_t* qs = x.qs(i);
     const float* ds = x.ds(i);
     float acc = 0;
     for (int64_t b = 0; b < cols / QK32; ++b) {
-        const int isum = dot_codes(w[b].qs, qs + b * QK32, QK32);
+        const int isum = dot_codes(w[b].qs, x.q8_32_half(i, b, 0), 16) + dot_codes(w[b].qs + 16, x.q8_32_half(i, b, 1), 16);
         acc += fp16_to_fp32(w[b].d) * ds[2 * b] * static_cast<float>(isum);
     }
     return acc;

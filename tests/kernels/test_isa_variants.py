@@ -54,6 +54,72 @@ def test_variant_agrees_with_scalar(isa, qtype, n, restore_isa):
         f"{isa} {qtype.name}: max difference {np.abs(simd - scalar).max():.3g}")
 
 
+THIRTY_TWO_BLOCK_TYPES = [t for t in KERNEL_TYPES if t.name in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")]
+
+
+@pytest.mark.skipif(not VARIANTS, reason="this CPU runs only the scalar kernels")
+@pytest.mark.parametrize("isa", VARIANTS)
+@pytest.mark.parametrize("qtype", THIRTY_TWO_BLOCK_TYPES, ids=lambda t: t.name)
+# The SIMD kernels take 32-blocks in groups of four (AVX-512) or pairs (AVX2) against activations
+# grouped by four: 1..7 blocks and 17, 18, 19 (SmolLM2's 576 columns are 18) reach every partial
+# group; 5 and 9 activation rows reach the four-at-once path and its remainder; 19 rows are not a
+# multiple of any row grouping.
+@pytest.mark.parametrize("blocks", [1, 2, 3, 4, 5, 6, 7, 17, 18, 19])
+@pytest.mark.parametrize("n", [1, 5, 9])
+def test_every_partial_group_of_32_blocks_agrees_with_scalar(isa, qtype, blocks, n, restore_isa):
+    rows, cols = 19, 32 * blocks
+    rng = np.random.default_rng(zlib.crc32(f"{isa} {qtype.name} {blocks} {n}".encode()))
+    weights = random_weights(qtype, rows, cols, rng)
+    x = rng.standard_normal((n, cols)).astype(np.float32)
+    _core.force_isa("scalar")
+    scalar = _core.matmul(int(qtype), weights, rows, cols, x, 2)
+    _core.force_isa(isa)
+    simd = _core.matmul(int(qtype), weights, rows, cols, x, 2)
+    magnitude = np.abs(as_quantized(qtype, x)) @ np.abs(dequantized(qtype, weights, rows, cols)).T
+    assert (np.abs(simd - scalar) <= 2 * FLOAT_RELATIVE * magnitude + 1e-30).all(), (
+        f"{isa} {qtype.name} {blocks} blocks n={n}: max difference {np.abs(simd - scalar).max():.3g}")
+
+
+GUARD_PAGE_SCRIPT = """
+import ctypes, mmap, sys
+import numpy as np
+from ggufsm import _core
+from ggufsm.reference.quant_blocks import KERNEL_TYPES, random_weights
+page = mmap.PAGESIZE
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_core.force_isa(sys.argv[1])
+rng = np.random.default_rng(0)
+for qtype in KERNEL_TYPES:
+    shapes = ((3, 768), (2, 2304), (1, 256)) if qtype.name.endswith("_K") else ((3, 576), (2, 2400), (1, 96), (1, 32))
+    for rows, cols in shapes:
+        weights = random_weights(qtype, rows, cols, rng)
+        size = -(-weights.nbytes // page) * page
+        area = mmap.mmap(-1, size + page)
+        base = ctypes.addressof(ctypes.c_char.from_buffer(area))
+        assert libc.mprotect(base + size, page, 0) == 0, ctypes.get_errno()
+        # The weights end exactly where the inaccessible page begins.
+        view = np.frombuffer(area, dtype=np.uint8, count=weights.nbytes, offset=size - weights.nbytes)
+        view[:] = weights.reshape(-1).view(np.uint8)
+        x = rng.standard_normal((5, cols)).astype(np.float32)
+        y = _core.matmul(int(qtype), view, rows, cols, x, 2)
+        expected = _core.matmul(int(qtype), weights, rows, cols, x, 2)
+        assert np.array_equal(y, expected), qtype.name
+        del view
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs mprotect through ctypes")
+@pytest.mark.parametrize("isa", _core.supported_isas())
+def test_no_kernel_reads_past_the_last_weight_byte(isa):
+    # Weights that end at an inaccessible page: a read past the end is a crash, seen here as a
+    # failed child rather than a dead test run. (Software prefetches past the end are allowed:
+    # they never fault.)
+    result = subprocess.run([sys.executable, "-c", GUARD_PAGE_SCRIPT, isa], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", (result.returncode, result.stderr[-2000:])
+
+
 def test_forcing_an_unknown_isa_names_the_choices():
     with pytest.raises(InvalidInput, match="scalar, avx2 or avx512"):
         _core.force_isa("neon")

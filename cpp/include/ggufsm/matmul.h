@@ -49,9 +49,12 @@ ActivationFormat activation_format_for(TensorType weight_type);
 // calls, so a session can hold one per format and never reallocate.
 //
 // Layout per activation row, 64-byte aligned:
-//   Q8_32: qs int8 [cols], ds float [cols/32][2]: the block's scale d and s = d * sum of its qs
-//          (for the mins of Q4_1/Q5_1 and the offsets of Q4_0/Q5_0), side by side so one load
-//          fetches both
+//   Q8_32: qs int8 in groups of four 32-blocks (128 bytes): the first halves (elements 0..15)
+//          of the group's four blocks, then their second halves (16..31), so one 512-bit load
+//          meets the low nibbles of four weight blocks and the next the high ones (see
+//          q8_32_half); the last group is zero-padded. ds float [blocks rounded up to 4][2]:
+//          the block's scale d and s = d * sum of its qs (for the mins of Q4_1/Q5_1 and the
+//          offsets of Q4_0/Q5_0), side by side so one load fetches both; zero in the padding.
 //   Q8_K:  qs int8 [cols], d float [cols/256], bsums int16 [cols/16] (sum of each 16 qs)
 //   F32:   the floats as they are
 class QuantizedActivations {
@@ -71,6 +74,8 @@ public:
     int64_t block() const { return block_; }
     // Row i's parts (see the layout above).
     const int8_t* qs(int64_t i) const { return reinterpret_cast<const int8_t*>(base_ + i * row_stride_); }
+    // Q8_32: the 16 codes of half h (0: elements 0..15, 1: 16..31) of block b of row i.
+    const int8_t* q8_32_half(int64_t i, int64_t b, int h) const { return qs(i) + (b >> 2) * 128 + h * 64 + (b & 3) * 16; }
     const float* ds(int64_t i) const { return reinterpret_cast<const float*>(base_ + i * row_stride_ + d_offset_); }  // Q8_32
     const float* d(int64_t i) const { return reinterpret_cast<const float*>(base_ + i * row_stride_ + d_offset_); }   // Q8_K
     const int16_t* bsums(int64_t i) const { return reinterpret_cast<const int16_t*>(base_ + i * row_stride_ + sums_offset_); }
