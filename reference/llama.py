@@ -340,6 +340,8 @@ def cached_attention(cache: KvCache, layer_index: int, q: np.ndarray, k: np.ndar
     """
     cache.k[layer_index][:, positions, :] = k.transpose(1, 0, 2)  # [n_head_kv, n_tok, hd], rounded to float16
     cache.v[layer_index][:, positions, :] = v.transpose(1, 0, 2)
+    # The query meets the half cache as a half, as in llama.cpp (and the fused attention).
+    q = q.astype(np.float16).astype(np.float32)
     n_seen, n_group = int(positions[-1]) + 1, q.shape[1] // k.shape[1]
     keys = np.repeat(cache.k[layer_index][:, :n_seen].astype(np.float32), n_group, axis=0)  # [n_head, n_seen, hd]
     values = np.repeat(cache.v[layer_index][:, :n_seen].astype(np.float32), n_group, axis=0)  # [n_head, n_seen, hd]

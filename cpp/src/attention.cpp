@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "attention_kernels.h"
@@ -59,6 +60,26 @@ int64_t segments(int64_t units, int64_t longest, int64_t threads) {
     return best;
 }
 
+// The query heads of KV head kvh at token t, as the kernels read them. Over a
+// half cache they are rounded to halves first: llama.cpp's product of an f16
+// cache with an f32 query converts the query to f16 (its vec_dot_type), and
+// the reference mirrors llama.cpp's arithmetic where it can. Measured effect
+// (docs/fidelity.md): teacher-forced agreement with llama.cpp 459 -> 463 of 480
+// on SmolLM2 (llama.cpp's own f16/f32-cache noise floor: 464), 235 -> 230 of
+// 240 on Gemma 3: both moves are near ties flipping, within that noise.
+template <typename T>
+const float* query_group(const float* q, int64_t t, int64_t kvh, int64_t n_head, int64_t group, int64_t hd,
+                         std::vector<float>& rounded) {
+    const float* src = q + (t * n_head + kvh * group) * hd;
+    if constexpr (std::is_same_v<T, float>) {
+        return src;
+    } else {
+        rounded.resize(size_t(group * hd));
+        for (int64_t i = 0; i < group * hd; ++i) rounded[size_t(i)] = fp16_to_fp32(fp32_to_fp16(src[i]));
+        return rounded.data();
+    }
+}
+
 template <typename T>
 void attention_any(const float* q, const T* k_cache, const T* v_cache, float* out, int64_t n_tok, int64_t start_pos,
                    int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t hd, float scale, int64_t sliding_window,
@@ -88,12 +109,12 @@ void attention_any(const float* q, const T* k_cache, const T* v_cache, float* ou
 
     if (n_seg == 1) {
         pool.parallel_for(units, [&](int64_t begin, int64_t end, int) {
-            std::vector<float> m(static_cast<size_t>(group)), l(static_cast<size_t>(group));
+            std::vector<float> m(static_cast<size_t>(group)), l(static_cast<size_t>(group)), rounded;
             for (int64_t unit = begin; unit < end; ++unit) {
                 const int64_t t = unit / n_head_kv, kvh = unit % n_head_kv;
                 const auto [first, stop] = range(t);
                 float* o = out + (t * n_head + kvh * group) * hd;
-                attend(q + (t * n_head + kvh * group) * hd, group, k_cache + kvh * n_ctx * hd, v_cache + kvh * n_ctx * hd, hd,
+                attend(query_group<T>(q, t, kvh, n_head, group, hd, rounded), group, k_cache + kvh * n_ctx * hd, v_cache + kvh * n_ctx * hd, hd,
                        first, stop, scale, o, m.data(), l.data());
                 for (int64_t g = 0; g < group; ++g) {
                     const float inverse = 1.0f / l[size_t(g)];
@@ -109,6 +130,7 @@ void attention_any(const float* q, const T* k_cache, const T* v_cache, float* ou
     const int64_t stride = group * (hd + 2);
     std::vector<float> partial(size_t(units * n_seg * stride));
     pool.parallel_for(units * n_seg, [&](int64_t begin, int64_t end, int) {
+        std::vector<float> rounded;
         for (int64_t job = begin; job < end; ++job) {
             const int64_t unit = job / n_seg, seg = job % n_seg, t = unit / n_head_kv, kvh = unit % n_head_kv;
             const auto [first, stop] = range(t);
@@ -122,8 +144,8 @@ void attention_any(const float* q, const T* k_cache, const T* v_cache, float* ou
                 std::fill(m, m + group, -std::numeric_limits<float>::infinity());
                 continue;
             }
-            attend(q + (t * n_head + kvh * group) * hd, group, k_cache + kvh * n_ctx * hd, v_cache + kvh * n_ctx * hd, hd, lo,
-                   hi, scale, o, m, l);
+            attend(query_group<T>(q, t, kvh, n_head, group, hd, rounded), group, k_cache + kvh * n_ctx * hd,
+                   v_cache + kvh * n_ctx * hd, hd, lo, hi, scale, o, m, l);
         }
     });
     for (int64_t unit = 0; unit < units; ++unit) {

@@ -15,6 +15,14 @@ from ggufsm.spec.errors import ContextOverflow, InvalidInput, InvalidModel, Mode
 TOKENS = [5, 17, 3, 88, 42, 0, 95, 11, 64, 7]
 
 
+def assert_same_logits(ours, expected):
+    """Equal up to 1e-4 of the logit range. Not exactly equal: a batched product sums in another
+    order than a single token's, and a query, key or value that lands next to a float16 rounding
+    boundary (the cache and the query are halves) can round to either neighbour (seen: 1.4e-4 on
+    logits spanning 3.5)."""
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-4 * float(np.ptp(expected)))
+
+
 def load(tmp_path, spec: TinyLlamaSpec | None = None, tensors=None, name="tiny.gguf"):
     return load_reference_model(read_tensors(write_tiny_llama(tmp_path / name, spec, tensors)))
 
@@ -28,7 +36,7 @@ def test_batched_prefill_equals_token_by_token_decode(tiny_model):
     batched = tiny_model.new_session(32).prefill(TOKENS, 0, all_logits=True)  # [n_tok, n_vocab]
     session = tiny_model.new_session(32)
     stepped = np.stack([session.decode(token, pos) for pos, token in enumerate(TOKENS)])
-    np.testing.assert_allclose(batched, stepped, rtol=0, atol=1e-4)
+    assert_same_logits(batched, stepped)
 
 
 def test_prefill_in_chunks_equals_one_prefill(tiny_model):
@@ -36,7 +44,7 @@ def test_prefill_in_chunks_equals_one_prefill(tiny_model):
     session = tiny_model.new_session(32)
     session.prefill(TOKENS[:4], 0)
     session.prefill(TOKENS[4:7], 4)
-    np.testing.assert_allclose(session.prefill(TOKENS[7:], 7), whole, rtol=0, atol=1e-4)
+    assert_same_logits(session.prefill(TOKENS[7:], 7), whole)
 
 
 def test_prefill_writes_only_its_own_cache_positions(tiny_model):
@@ -59,7 +67,7 @@ def test_sessions_over_one_model_do_not_share_a_cache(tiny_model):
     first.prefill(TOKENS[:5])
     second.prefill(TOKENS[5:])
     alone = tiny_model.new_session(16).prefill(TOKENS[:6])
-    np.testing.assert_allclose(first.decode(TOKENS[5], 5), alone, rtol=0, atol=1e-4)
+    assert_same_logits(first.decode(TOKENS[5], 5), alone)
 
 
 def test_missing_output_weight_means_tied_to_token_embedding(tmp_path):

@@ -68,8 +68,8 @@ def test_attention_is_causal_grouped_query_softmax_over_the_cache(half, window, 
     q, k_cache, v_cache = inputs(rng_for(half, window, n_threads, start_pos, n_tok), n_tok, n_head, n_head_kv, hd, n_ctx)
     scale = hd ** -0.5
     out = _core.attention(q, k_cache, v_cache, start_pos, scale, window, n_threads, half=half)
-    if half:
-        k_cache, v_cache = rounded_to_half(k_cache), rounded_to_half(v_cache)
+    if half:  # a half cache holds halves, and the query meets it as a half (as in llama.cpp)
+        q, k_cache, v_cache = rounded_to_half(q), rounded_to_half(k_cache), rounded_to_half(v_cache)
     close(out, attention_reference(q, k_cache, v_cache, start_pos, scale, window))
 
 
@@ -93,7 +93,8 @@ def test_attention_on_model_shapes_equals_the_reference(shape):
     q, k_cache, v_cache = inputs(rng_for(shape), s["n_tok"], s["n_head"], s["n_head_kv"], s["hd"], s["n_ctx"], spread=2.0)
     scale = s["hd"] ** -0.5
     out = _core.attention(q, k_cache, v_cache, s["start_pos"], scale, s["window"], 2, half=True)
-    reference = attention_reference(q, rounded_to_half(k_cache), rounded_to_half(v_cache), s["start_pos"], scale, s["window"])
+    reference = attention_reference(rounded_to_half(q), rounded_to_half(k_cache), rounded_to_half(v_cache), s["start_pos"],
+                                    scale, s["window"])
     close(out, reference, tolerance=2e-5)
 
 
