@@ -244,7 +244,8 @@ double matvec_seconds_py(uint32_t type, const std::vector<py::buffer>& weights, 
 // job ran, jobs concatenated, and per item the index of the thread that last
 // ran it. An item equal to `fail_at` throws InvalidInput from inside its chunk.
 std::pair<py::array_t<int32_t>, py::array_t<int32_t>> parallel_for_items(const std::vector<int64_t>& sizes, int n_threads,
-                                                                           int pause_us, int chunk_busy_us, int64_t fail_at) {
+                                                                           int pause_us, int chunk_busy_us, int64_t fail_at,
+                                                                           int chunks_per_thread) {
     ThreadPool& pool = pool_for(n_threads);
     int64_t total = 0;
     for (int64_t n : sizes) total += std::max<int64_t>(n, 0);
@@ -263,7 +264,7 @@ std::pair<py::array_t<int32_t>, py::array_t<int32_t>> parallel_for_items(const s
                 runs[i].fetch_add(1);
                 ran_on[i].store(thread_index);
             }
-        });
+        }, chunks_per_thread);
         for (size_t i = 0; i < runs.size(); ++i) {
             *count_out++ = runs[i].load();
             *thread_out++ = ran_on[i].load();
@@ -313,7 +314,8 @@ void kernels(py::module_& m) {
         return parallel_for_overhead_seconds(n, calls, repeats, pool);
     }, py::arg("n"), py::arg("calls") = 1000, py::arg("repeats") = 5, py::arg("n_threads") = 0);
     m.def("parallel_for_items", &parallel_for_items, py::arg("sizes"), py::arg("n_threads"), py::arg("pause_us") = 0,
-          py::arg("chunk_busy_us") = 0, py::arg("fail_at") = -1);
+          py::arg("chunk_busy_us") = 0, py::arg("fail_at") = -1,
+          py::arg("chunks_per_thread") = int(ThreadPool::kDefaultChunksPerThread));
     m.def("matvec_seconds", &matvec_seconds_py, py::arg("ggml_type"), py::arg("weights"), py::arg("rows"), py::arg("cols"),
           py::arg("x"), py::arg("repeats") = 5, py::arg("n_threads") = 0);
 }

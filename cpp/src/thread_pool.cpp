@@ -20,9 +20,6 @@ namespace {
 // gaps between the matmuls of one forward pass, short enough not to burn a
 // core that another process wants once the pass is over.
 constexpr auto kSpinTime = std::chrono::microseconds(200);
-// Chunks per thread: enough for a running thread to absorb a descheduled
-// one's share, few enough that claiming costs nothing.
-constexpr int64_t kChunksPerThread = 4;
 // The claim word's 16-bit fields: chunk counts stay below half their range,
 // so the few claims that overshoot a finished job (one per thread) never
 // carry into the count.
@@ -94,7 +91,7 @@ void ThreadPool::worker_loop(int thread_index) {
     }
 }
 
-void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {
+void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int chunks_per_thread) {
     if (n <= 0) return;
     if (n_threads_ == 1 || n == 1) {
         fn(0, n, 0);
@@ -106,7 +103,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     job_n_ = n;
     first_error_ = nullptr;
     done_.store(0, std::memory_order_relaxed);
-    const int64_t chunks = std::min({n, kChunksPerThread * n_threads_, kMaxChunks});
+    const int64_t chunks = std::min({n, std::max<int64_t>(1, chunks_per_thread) * n_threads_, kMaxChunks});
     const uint64_t generation = generation_.load(std::memory_order_relaxed) + 1;
     claim_.store(static_cast<uint64_t>(chunks) << 16, std::memory_order_release);
     generation_.store(generation);

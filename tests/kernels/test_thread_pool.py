@@ -9,13 +9,14 @@ from ggufsm import _core
 from ggufsm.spec.errors import InvalidInput
 
 
+@pytest.mark.parametrize("chunks_per_thread", [1, 4])  # matmul's split, and the default
 @pytest.mark.parametrize("n_threads", [1, 2, 3, 5])
-def test_back_to_back_jobs_run_every_item_exactly_once(n_threads):
+def test_back_to_back_jobs_run_every_item_exactly_once(n_threads, chunks_per_thread):
     # Sizes that change the chunk count from job to job (1 item, fewer items
     # than threads, many chunks), as a decode step's matmuls and norms do.
     rng = np.random.default_rng(n_threads)
     sizes = [int(s) for s in rng.choice([1, 2, 3, 7, 16, 96, 1000], size=3000)]
-    counts, threads = _core.parallel_for_items(sizes, n_threads)
+    counts, threads = _core.parallel_for_items(sizes, n_threads, chunks_per_thread=chunks_per_thread)
     assert counts.size == sum(sizes)
     assert (counts == 1).all(), f"items run {sorted(set(counts.tolist()))} times"
     assert ((threads >= 0) & (threads < n_threads)).all()
@@ -29,11 +30,13 @@ def test_jobs_after_the_workers_fell_asleep_run_every_item_exactly_once(n_thread
     assert (counts == 1).all()
 
 
+@pytest.mark.parametrize("chunks_per_thread", [1, 4])
 @pytest.mark.parametrize("pause_us", [0, 2000])
-def test_workers_take_chunks_of_a_long_job_whether_spinning_or_asleep(pause_us):
-    # Eight 1 ms chunks per job: the caller alone would need 8 ms, long enough
-    # for a worker to wake and claim some even on a busy machine.
-    counts, threads = _core.parallel_for_items([8] * 5, 2, pause_us=pause_us, chunk_busy_us=1000)
+def test_workers_take_chunks_of_a_long_job_whether_spinning_or_asleep(pause_us, chunks_per_thread):
+    # 1 ms chunks (2 or 8 per job): the caller alone would need them all, long
+    # enough for a worker to wake and claim one even on a busy machine.
+    counts, threads = _core.parallel_for_items([8] * 5, 2, pause_us=pause_us, chunk_busy_us=1000,
+                                               chunks_per_thread=chunks_per_thread)
     assert (counts == 1).all()
     assert (threads == 1).any(), "the worker never ran a chunk"
 

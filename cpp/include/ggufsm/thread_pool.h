@@ -27,13 +27,22 @@ public:
     // Threads that run chunks, the calling thread included.
     int size() const { return n_threads_; }
 
-    // fn(begin, end, thread_index) over [0, n) in contiguous chunks (a few
-    // per thread, never more than n); each thread may run several chunks, one
-    // after another, and thread_index (0 = the caller, < size()) says which
-    // thread runs it, so per-thread scratch can be indexed by it. Blocks until
-    // every chunk has returned; the first exception thrown by a chunk is
-    // rethrown here. Calls from several threads at once are serialized.
-    void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn);
+    // Chunks per thread unless the caller says otherwise: enough for a
+    // running thread to absorb a slower one's share where items cost unevenly
+    // (a causal attention's later tokens see more positions), few enough that
+    // claiming costs nothing.
+    static constexpr int kDefaultChunksPerThread = 4;
+
+    // fn(begin, end, thread_index) over [0, n) in contiguous chunks
+    // (chunks_per_thread per thread, never more than n); each thread may run
+    // several chunks, one after another, and thread_index (0 = the caller,
+    // < size()) says which thread runs it, so per-thread scratch can be
+    // indexed by it. A thread that is not running leaves its chunks to the
+    // others, whatever the count. Blocks until every chunk has returned; the
+    // first exception thrown by a chunk is rethrown here. Calls from several
+    // threads at once are serialized.
+    void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn,
+                      int chunks_per_thread = kDefaultChunksPerThread);
 
 private:
     void worker_loop(int thread_index);
