@@ -308,6 +308,17 @@ void kernels(py::module_& m) {
         py::gil_scoped_release release;
         return read_bandwidth_gbs(bytes, repeats, pool);
     }, py::arg("bytes"), py::arg("repeats") = 5, py::arg("n_threads") = 0);
+    py::class_<ReadBandwidthProbe>(m, "ReadBandwidthProbe", "a buffer whose streaming sum measures the read bandwidth, on demand")
+        .def(py::init([](size_t bytes) {
+            ThreadPool& pool = pool_for(0);
+            py::gil_scoped_release release;
+            return std::make_unique<ReadBandwidthProbe>(bytes, pool);
+        }), py::arg("bytes"))
+        .def("best_gbs", [](const ReadBandwidthProbe& probe, int repeats, int n_threads) {
+            ThreadPool& pool = pool_for(n_threads);
+            py::gil_scoped_release release;
+            return probe.best_gbs(repeats, pool);
+        }, py::arg("repeats") = 1, py::arg("n_threads") = 0);
     m.def("parallel_for_overhead_seconds", [](int64_t n, int calls, int repeats, int n_threads) {
         ThreadPool& pool = pool_for(n_threads);
         py::gil_scoped_release release;

@@ -15,19 +15,24 @@ double now_seconds() {
 }
 }  // namespace
 
-double read_bandwidth_gbs(size_t bytes, int repeats, ThreadPool& pool) {
-    const size_t words = bytes / 8;
-    if (words < 1024 || repeats < 1) throw Error(code::InvalidInput, "read_bandwidth_gbs: need >= 8 KiB and >= 1 repeat");
-    std::unique_ptr<uint64_t[]> buffer(new uint64_t[words]);
+ReadBandwidthProbe::ReadBandwidthProbe(size_t bytes, ThreadPool& pool) : words_(bytes / 8) {
+    if (words_ < 1024) throw Error(code::InvalidInput, "ReadBandwidthProbe: need >= 8 KiB");
+    buffer_.reset(new uint64_t[words_]);
     // Touch every page first (per thread, so pages land near the reader).
-    pool.parallel_for(static_cast<int64_t>(words), [&](int64_t b, int64_t e, int) {
+    uint64_t* buffer = buffer_.get();
+    pool.parallel_for(static_cast<int64_t>(words_), [&](int64_t b, int64_t e, int) {
         for (int64_t i = b; i < e; ++i) buffer[i] = static_cast<uint64_t>(i);
     });
+}
+
+double ReadBandwidthProbe::best_gbs(int repeats, ThreadPool& pool) const {
+    if (repeats < 1) throw Error(code::InvalidInput, "ReadBandwidthProbe: need >= 1 repeat");
+    const uint64_t* buffer = buffer_.get();
     std::vector<uint64_t> sums(pool.size() * 8);
     double best = 0;
     for (int r = 0; r < repeats; ++r) {
         const double start = now_seconds();
-        pool.parallel_for(static_cast<int64_t>(words), [&](int64_t b, int64_t e, int t) {
+        pool.parallel_for(static_cast<int64_t>(words_), [&](int64_t b, int64_t e, int t) {
             // Integer sums vectorize at any ISA level (no float reassociation needed).
             uint64_t acc[8] = {};
             int64_t i = b;
@@ -38,11 +43,15 @@ double read_bandwidth_gbs(size_t bytes, int repeats, ThreadPool& pool) {
             std::memcpy(&sums[t * 8], acc, sizeof acc);
         });
         const double seconds = now_seconds() - start;
-        best = std::max(best, static_cast<double>(words * 8) / seconds / 1e9);
+        best = std::max(best, static_cast<double>(words_ * 8) / seconds / 1e9);
     }
     volatile uint64_t sink = 0;
     for (uint64_t s : sums) sink = sink + s;
     return best;
+}
+
+double read_bandwidth_gbs(size_t bytes, int repeats, ThreadPool& pool) {
+    return ReadBandwidthProbe(bytes, pool).best_gbs(repeats, pool);
 }
 
 double matvec_seconds(const std::vector<WeightView>& weights, const float* x, int repeats, ThreadPool& pool) {

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "ggufsm/matmul.h"
@@ -11,9 +12,23 @@
 
 namespace ggufsm {
 
-// Best-of-`repeats` GB/s (1e9 bytes/s) of a streaming sum over a buffer of
-// `bytes` bytes (choose it much larger than the last-level cache), split over
-// the pool's threads.
+// A buffer of `bytes` bytes (choose it much larger than the last-level
+// cache), allocated and touched once, whose streaming sum measures the read
+// bandwidth as often as asked: the kernel benchmark samples it between the
+// timings of each cell, so that a cell and its bandwidth share their moment
+// on a machine whose memory bandwidth drifts (a VM beside other tenants).
+class ReadBandwidthProbe {
+public:
+    ReadBandwidthProbe(size_t bytes, ThreadPool& pool);
+    // Best-of-`repeats` GB/s (1e9 bytes/s) of the sum, split over the pool's threads.
+    double best_gbs(int repeats, ThreadPool& pool) const;
+
+private:
+    std::unique_ptr<uint64_t[]> buffer_;
+    size_t words_;
+};
+
+// A probe of `bytes` bytes, used once.
 double read_bandwidth_gbs(size_t bytes, int repeats, ThreadPool& pool);
 
 // Best-of-`repeats` seconds per mat-vec y = W x, cycling through the weight
