@@ -5,10 +5,13 @@ cache, so each cell times y = W x while cycling through copies of W that
 together exceed the last-level cache (at least --stream-mib). The figure is
 GB/s of weight bytes streamed (1 GB = 1e9 bytes), best of --repeat, timed in
 C++ so no Python call overhead is in it. The read bandwidth is a streaming
-integer sum over a 512 MiB buffer at the same thread count, sampled between
-the cell's own timings (best of as many): this machine's memory bandwidth
-drifts by a fifth from minute to minute (a VM beside other tenants), and a
-ratio of two figures taken minutes apart drifted with it. Activations are
+integer sum over a 512 MiB buffer at the same thread count. A cell's share
+of it is the median, over --repeat rounds, of the cell's GB/s divided by the
+sum's measured right after it: this machine's memory bandwidth drifts from
+25 to 43 GB/s within minutes (a VM beside other tenants), so a ratio of two
+figures taken minutes apart, or of two best-ofs, moved with whichever moment
+was luckiest (the same build read 59% and 87% of "the" bandwidth). Paired
+samples share their moment; the median drops the odd one. Activations are
 quantized once per cell, outside the timing, as a forward pass does.
 
 numpy backs arrays of 4 MiB and more with transparent huge pages (THP is
@@ -50,8 +53,9 @@ class Cell:
     rows: int
     cols: int
     weight_bytes: int
-    gbs: dict[int, float]  # threads -> GB/s
-    read_gbs: dict[int, float]  # threads -> read bandwidth sampled between this cell's timings
+    gbs: dict[int, float]  # threads -> GB/s, best of the rounds
+    read_gbs: dict[int, float]  # threads -> read bandwidth, median of the samples paired with the rounds
+    share: dict[int, float]  # threads -> median over rounds of (GB/s / the read bandwidth sampled after it)
 
 
 def register_bench(bench_commands) -> None:
@@ -102,16 +106,21 @@ def measure(qtype, label, rows, cols, threads, repeat, stream_bytes, probe) -> C
     weights = random_weights(qtype, rows, cols, rng)
     copies = [weights] + [weights.copy() for _ in range(max(0, -(-stream_bytes // weights.nbytes) - 1))]
     x = rng.standard_normal(cols).astype(np.float32)
-    gbs, read_gbs = {}, {}
+    gbs, read_gbs, share = {}, {}, {}
     for t in threads:
-        # One timing of the cell (every copy once), then one of the sum, `repeat` times; best of each.
-        seconds = read = 0.0
+        # Rounds of one timing of the cell (every copy once) and one of the sum right after it.
+        cell_samples, read_samples = [], []
         for _ in range(repeat):
-            once = _core.matvec_seconds(int(qtype), copies, rows, cols, x, 1, t)
-            seconds = once if not seconds else min(seconds, once)
-            read = max(read, probe.best_gbs(1, t))
-        gbs[t], read_gbs[t] = weights.nbytes / seconds / 1e9, read
-    return Cell(qtype.name, label, rows, cols, weights.nbytes, gbs, read_gbs)
+            cell_samples.append(weights.nbytes / _core.matvec_seconds(int(qtype), copies, rows, cols, x, 1, t) / 1e9)
+            read_samples.append(probe.best_gbs(1, t))
+        gbs[t], read_gbs[t] = max(cell_samples), float(np.median(read_samples))
+        share[t] = paired_share(cell_samples, read_samples)
+    return Cell(qtype.name, label, rows, cols, weights.nbytes, gbs, read_gbs, share)
+
+
+def paired_share(cell_gbs: list[float], read_gbs: list[float]) -> float:
+    """Median over rounds of a cell's GB/s over the read bandwidth sampled beside it."""
+    return float(np.median(np.asarray(cell_gbs) / np.asarray(read_gbs)))
 
 
 def render_markdown(cells, bandwidth, handoff, threads, isa, command, load) -> str:
@@ -122,17 +131,18 @@ def render_markdown(cells, bandwidth, handoff, threads, isa, command, load) -> s
         "",
         "Read bandwidth (streaming sum over 512 MiB) before the cells: "
         + ", ".join(f"{bandwidth[t]:.1f} GB/s at {t} thread{'s' if t > 1 else ''}" for t in threads)
-        + f"; each cell's share is of the bandwidth sampled between its own timings (column 'read {most}T').",
+        + f"; each cell's share is the median of its rounds' GB/s over the bandwidth sampled right after"
+        f" each (column 'read {most}T': their median).",
         "",
         f"Thread pool handoff (an empty job over {HANDOFF_ITEMS} items, 2000 calls back to back): "
         + ", ".join(f"{handoff[t] * 1e6:.2f} us at {t} thread{'s' if t > 1 else ''}" for t in threads) + " per call.",
         "",
         "| type | matrix [rows x cols] | MiB | " + " | ".join(f"GB/s {t}T" for t in threads)
-        + f" | read {most}T | {most}T / read bandwidth |",
+        + f" | read {most}T | {most}T / read bandwidth (median of pairs) |",
         "| --- | --- | ---: | " + " | ".join("---:" for _ in threads) + " | ---: | ---: |",
     ]
     for c in cells:
-        share = c.gbs[most] / c.read_gbs[most]
+        share = c.share[most]
         flag = " (below target)" if c.qtype in TARGET_TYPES and share < TARGET else ""
         lines.append(f"| {c.qtype} | {c.matrix} [{c.rows} x {c.cols}] | {c.weight_bytes / 2**20:.1f} | "
                      + " | ".join(f"{c.gbs[t]:.1f}" for t in threads) + f" | {c.read_gbs[most]:.1f} | {share:.0%}{flag} |")
