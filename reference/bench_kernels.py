@@ -6,7 +6,7 @@ together exceed the last-level cache (at least --stream-mib). The figure is
 GB/s of weight bytes streamed (1 GB = 1e9 bytes), best of --repeat, timed in
 C++ so no Python call overhead is in it. The read bandwidth is a streaming
 integer sum over a 512 MiB buffer at the same thread count. A cell's share
-of it is the median, over --repeat rounds, of the cell's GB/s divided by the
+of it is the median, over --repeat passes, of the cell's GB/s divided by the
 sum's measured right after it: this machine's memory bandwidth drifts from
 25 to 43 GB/s within minutes (a VM beside other tenants), so a ratio of two
 figures taken minutes apart, or of two best-ofs, moved with whichever moment
@@ -63,7 +63,8 @@ def register_bench(bench_commands) -> None:
     parser.add_argument("--types", default=",".join(TARGET_TYPES),
                         help="comma-separated ggml types, or 'all' (default: %(default)s)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
-    parser.add_argument("--repeat", type=int, default=5, help="timings per cell; the best is kept (default 5)")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="passes over all cells, one timing of each per pass (default 5)")
     parser.add_argument("--stream-mib", type=int, default=256,
                         help="least total size of the weight copies each cell cycles through (default 256)")
     parser.add_argument("--isa", default=None, help="force a kernel variant (scalar, avx2, avx512)")
@@ -83,8 +84,8 @@ def run(args) -> int:
     probe = _core.ReadBandwidthProbe(BANDWIDTH_BUFFER)
     bandwidth = {t: probe.best_gbs(args.repeat, t) for t in threads}
     handoff = {t: _core.parallel_for_overhead_seconds(HANDOFF_ITEMS, 2000, args.repeat, t) for t in threads}
-    cells = [measure(GGMLQuantizationType[name], label, rows, cols, threads, args.repeat, args.stream_mib << 20, probe)
-             for name in names for label, rows, cols in SHAPES if fits(GGMLQuantizationType[name], cols)]
+    cells = measure_all([(GGMLQuantizationType[name], label, rows, cols) for name in names for label, rows, cols in SHAPES
+                         if fits(GGMLQuantizationType[name], cols)], threads, args.repeat, args.stream_mib << 20, probe)
     command = " ".join(["ggufsm", "bench", "kernels"] + sys.argv[3:])
     table = render_markdown(cells, bandwidth, handoff, threads, _core.active_isa(), command,
                             (load_before, os.getloadavg()[0]))
@@ -98,24 +99,34 @@ def fits(qtype: GGMLQuantizationType, cols: int) -> bool:
     return cols % GGML_QUANT_SIZES[qtype][0] == 0
 
 
-def measure(qtype, label, rows, cols, threads, repeat, stream_bytes, probe) -> Cell:
+def measure_all(matrices, threads, repeat, stream_bytes, probe) -> list[Cell]:
+    """`repeat` passes over every matrix, one round per thread count each: a round times the
+    mat-vec over every copy once, then the read bandwidth right after it. Passes rather than one
+    cell's rounds back to back, so that each cell's samples spread over the whole run and a burst
+    of bandwidth (here they last about half a second) lands in one of them, not in all."""
     from ggufsm import _core
     from ggufsm.reference.quant_blocks import random_weights
 
     rng = np.random.default_rng(0)
-    weights = random_weights(qtype, rows, cols, rng)
-    copies = [weights] + [weights.copy() for _ in range(max(0, -(-stream_bytes // weights.nbytes) - 1))]
-    x = rng.standard_normal(cols).astype(np.float32)
-    gbs, read_gbs, share = {}, {}, {}
-    for t in threads:
-        # Rounds of one timing of the cell (every copy once) and one of the sum right after it.
-        cell_samples, read_samples = [], []
-        for _ in range(repeat):
-            cell_samples.append(weights.nbytes / _core.matvec_seconds(int(qtype), copies, rows, cols, x, 1, t) / 1e9)
-            read_samples.append(probe.best_gbs(1, t))
-        gbs[t], read_gbs[t] = max(cell_samples), float(np.median(read_samples))
-        share[t] = paired_share(cell_samples, read_samples)
-    return Cell(qtype.name, label, rows, cols, weights.nbytes, gbs, read_gbs, share)
+    bases = [(random_weights(qtype, rows, cols, rng), rng.standard_normal(cols).astype(np.float32))
+             for qtype, _, rows, cols in matrices]
+    samples = [{t: ([], []) for t in threads} for _ in matrices]  # per cell, per thread count: (GB/s, read GB/s)
+    for _ in range(repeat):
+        for (qtype, _, rows, cols), (weights, x), cell_samples in zip(matrices, bases, samples):
+            # Fresh copies each pass: only one cell's stream (stream_bytes) is resident at a time.
+            copies = [weights] + [weights.copy() for _ in range(max(0, -(-stream_bytes // weights.nbytes) - 1))]
+            for t in threads:
+                seconds = _core.matvec_seconds(int(qtype), copies, rows, cols, x, 1, t)
+                cell_samples[t][0].append(weights.nbytes / seconds / 1e9)
+                cell_samples[t][1].append(probe.best_gbs(1, t))
+            del copies
+    cells = []
+    for (qtype, label, rows, cols), (weights, _), cell_samples in zip(matrices, bases, samples):
+        gbs = {t: max(cell_samples[t][0]) for t in threads}
+        read_gbs = {t: float(np.median(cell_samples[t][1])) for t in threads}
+        share = {t: paired_share(*cell_samples[t]) for t in threads}
+        cells.append(Cell(qtype.name, label, rows, cols, weights.nbytes, gbs, read_gbs, share))
+    return cells
 
 
 def paired_share(cell_gbs: list[float], read_gbs: list[float]) -> float:
