@@ -14,14 +14,8 @@ import pytest
 from ggufsm import _core
 from ggufsm.spec.errors import InvalidInput
 
-VARIANTS = [isa for isa in _core.supported_isas() if isa != "scalar"]
+from simd_variants import SIMD_VARIANTS, only_with_simd
 
-
-@pytest.fixture
-def restore_isa():
-    before = _core.active_isa()
-    yield
-    _core.force_isa(before)
 
 
 def rng_for(*key) -> np.random.Generator:
@@ -98,8 +92,8 @@ def test_attention_on_model_shapes_equals_the_reference(shape):
     close(out, reference, tolerance=2e-5)
 
 
-@pytest.mark.skipif(not VARIANTS, reason="this CPU runs only the scalar kernels")
-@pytest.mark.parametrize("isa", VARIANTS)
+@only_with_simd
+@pytest.mark.parametrize("isa", SIMD_VARIANTS)
 @pytest.mark.parametrize("half", [False, True], ids=["f32", "f16"])
 @pytest.mark.parametrize("shape", SHAPES, ids=list(SHAPES))
 def test_variant_agrees_with_scalar(isa, half, shape, restore_isa):

@@ -15,15 +15,8 @@ from ggufsm.reference.quant_blocks import KERNEL_TYPES, random_weights
 from ggufsm.spec.errors import InvalidInput
 
 from matmul_contract import FLOAT_RELATIVE, as_quantized, dequantized
+from simd_variants import SIMD_VARIANTS, only_with_simd
 
-VARIANTS = [isa for isa in _core.supported_isas() if isa != "scalar"]
-
-
-@pytest.fixture
-def restore_isa():
-    before = _core.active_isa()
-    yield
-    _core.force_isa(before)
 
 
 def test_scalar_is_always_supported_and_listed_first():
@@ -31,8 +24,8 @@ def test_scalar_is_always_supported_and_listed_first():
     assert _core.active_isa() in _core.supported_isas()
 
 
-@pytest.mark.skipif(not VARIANTS, reason="this CPU runs only the scalar kernels")
-@pytest.mark.parametrize("isa", VARIANTS)
+@only_with_simd
+@pytest.mark.parametrize("isa", SIMD_VARIANTS)
 @pytest.mark.parametrize("qtype", KERNEL_TYPES, ids=lambda t: t.name)
 # Odd column counts for the float types reach the SIMD tails; 2304 = 9 k-quant blocks; 2400 = 75
 # 32-blocks reaches every tail of the kernels that take blocks four, two and one at a time.
@@ -57,8 +50,8 @@ def test_variant_agrees_with_scalar(isa, qtype, n, restore_isa):
 THIRTY_TWO_BLOCK_TYPES = [t for t in KERNEL_TYPES if t.name in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")]
 
 
-@pytest.mark.skipif(not VARIANTS, reason="this CPU runs only the scalar kernels")
-@pytest.mark.parametrize("isa", VARIANTS)
+@only_with_simd
+@pytest.mark.parametrize("isa", SIMD_VARIANTS)
 @pytest.mark.parametrize("qtype", THIRTY_TWO_BLOCK_TYPES, ids=lambda t: t.name)
 # The SIMD kernels take 32-blocks in groups of four (AVX-512) or pairs (AVX2) against activations
 # grouped by four: 1..7 blocks and 17, 18, 19 (SmolLM2's 576 columns are 18) reach every partial

@@ -8,6 +8,8 @@ import pytest
 from ggufsm import _core
 from ggufsm.spec.errors import InvalidInput
 
+from simd_variants import SIMD_VARIANTS, only_with_simd
+
 RNG = np.random.default_rng(2024)
 
 
@@ -87,7 +89,6 @@ def test_swiglu_and_geglu_gate_the_up_projection():
     close(_core.geglu(gate, up), _core.gelu(gate).astype(np.float64) * up, rtol=1e-6)
 
 
-VARIANTS = [isa for isa in _core.supported_isas() if isa != "scalar"]
 ACTIVATIONS = {
     "silu": lambda x, up: _core.silu(x),
     "gelu": lambda x, up: _core.gelu(x),
@@ -96,8 +97,8 @@ ACTIVATIONS = {
 }
 
 
-@pytest.mark.skipif(not VARIANTS, reason="this CPU runs only the scalar kernels")
-@pytest.mark.parametrize("isa", VARIANTS)
+@only_with_simd
+@pytest.mark.parametrize("isa", SIMD_VARIANTS)
 @pytest.mark.parametrize("name", ACTIVATIONS, ids=list(ACTIVATIONS))
 def test_simd_activations_agree_with_the_scalar_ones(isa, name):
     # 16-lane bodies and a scalar tail of 7; values from deep in both saturated ends through zero.
