@@ -20,9 +20,11 @@ equal to the fused forward. `activations="f32"` turns the rounding off.
 docs/fidelity.md measures both against llama.cpp.
 
 The KV cache holds IEEE halves, as the fused forward's and llama.cpp's do: keys
-and values are rounded to float16 (nearest even) when stored, and attention
-reads them back exactly, so the fused forward is tested equal to this one with
-the same rounding rather than against a float32 cache it does not keep.
+and values are rounded to float16 (nearest even) when stored, the query is
+rounded the same way before it meets them (llama.cpp converts it to the cache's
+type), and attention reads them back exactly, so the fused forward is tested
+equal to this one with the same rounding rather than against a float32 cache
+it does not keep.
 """
 
 from __future__ import annotations
