@@ -201,12 +201,20 @@ void dot_q8_0x4(const uint8_t* row, const QuantizedActivations& x, int64_t i, in
     for (int k = 0; k < NR; ++k) out[k] = hsum512(acc[k]);
 }
 
+// Activation rows per pass over a weight row in a prefill: eight, not the
+// shared kernels' four, so a step's weight unpacking (two gathers, nibble
+// split, fifth bits, scale conversion) is shared by twice the rows; 32 zmm
+// registers hold the eight accumulators and offset terms. Side by side, 2
+// threads, [2048 x 640] x 512 rows through _core.matmul (three alternated
+// runs, GOP/s): Q5_0 175 -> 184, Q4_1 165 -> 177.
+constexpr int kWideRows = 8;
+
 KernelTable make_wide_table() {
     KernelTable t = make_table();
-    t.rows[2] = rows_n<dot_32x4<BlockQ4_0, 8, false, kRowsAtOnce>, dot_32x4<BlockQ4_0, 8, false, 1>>;
-    t.rows[3] = rows_n<dot_32x4<BlockQ4_1, 0, true, kRowsAtOnce>, dot_32x4<BlockQ4_1, 0, true, 1>>;
-    t.rows[6] = rows_n<dot_32x4<BlockQ5_0, 16, false, kRowsAtOnce>, dot_32x4<BlockQ5_0, 16, false, 1>>;
-    t.rows[7] = rows_n<dot_32x4<BlockQ5_1, 0, true, kRowsAtOnce>, dot_32x4<BlockQ5_1, 0, true, 1>>;
+    t.rows[2] = rows_n<dot_32x4<BlockQ4_0, 8, false, kWideRows>, dot_32x4<BlockQ4_0, 8, false, 1>, kWideRows>;
+    t.rows[3] = rows_n<dot_32x4<BlockQ4_1, 0, true, kWideRows>, dot_32x4<BlockQ4_1, 0, true, 1>, kWideRows>;
+    t.rows[6] = rows_n<dot_32x4<BlockQ5_0, 16, false, kWideRows>, dot_32x4<BlockQ5_0, 16, false, 1>, kWideRows>;
+    t.rows[7] = rows_n<dot_32x4<BlockQ5_1, 0, true, kWideRows>, dot_32x4<BlockQ5_1, 0, true, 1>, kWideRows>;
     t.rows[8] = rows_n<dot_q8_0x4<kRowsAtOnce>, dot_q8_0x4<1>>;
     return t;
 }
