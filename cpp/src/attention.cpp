@@ -68,14 +68,14 @@ int64_t segments(int64_t units, int64_t longest, int64_t threads) {
 // on SmolLM2 (llama.cpp's own f16/f32-cache noise floor: 464), 235 -> 230 of
 // 240 on Gemma 3: both moves are near ties flipping, within that noise.
 template <typename T>
-const float* query_group(const float* q, int64_t t, int64_t kvh, int64_t n_head, int64_t group, int64_t hd,
-                         std::vector<float>& rounded) {
+const float* query_group(const kernels::AttentionKernels& k, const float* q, int64_t t, int64_t kvh, int64_t n_head,
+                         int64_t group, int64_t hd, std::vector<float>& rounded) {
     const float* src = q + (t * n_head + kvh * group) * hd;
     if constexpr (std::is_same_v<T, float>) {
         return src;
     } else {
         rounded.resize(size_t(group * hd));
-        for (int64_t i = 0; i < group * hd; ++i) rounded[size_t(i)] = fp16_to_fp32(fp32_to_fp16(src[i]));
+        k.round_to_half(src, rounded.data(), group * hd);
         return rounded.data();
     }
 }
@@ -98,7 +98,8 @@ void attention_any(const float* q, const T* k_cache, const T* v_cache, float* ou
                                             std::to_string(n_ctx));
     }
     if (n_tok == 0 || hd <= 0) return;
-    const kernels::AttendFn<T> attend = pick(kernels_for(hd), k_cache);
+    const kernels::AttentionKernels& isa_kernels = kernels_for(hd);
+    const kernels::AttendFn<T> attend = pick(isa_kernels, k_cache);
     const int64_t group = n_head / n_head_kv, units = n_tok * n_head_kv;
     auto range = [&](int64_t t) {  // the positions token t attends: [first, pos + 1)
         const int64_t pos = start_pos + t;
@@ -114,7 +115,7 @@ void attention_any(const float* q, const T* k_cache, const T* v_cache, float* ou
                 const int64_t t = unit / n_head_kv, kvh = unit % n_head_kv;
                 const auto [first, stop] = range(t);
                 float* o = out + (t * n_head + kvh * group) * hd;
-                attend(query_group<T>(q, t, kvh, n_head, group, hd, rounded), group, k_cache + kvh * n_ctx * hd, v_cache + kvh * n_ctx * hd, hd,
+                attend(query_group<T>(isa_kernels, q, t, kvh, n_head, group, hd, rounded), group, k_cache + kvh * n_ctx * hd, v_cache + kvh * n_ctx * hd, hd,
                        first, stop, scale, o, m.data(), l.data());
                 for (int64_t g = 0; g < group; ++g) {
                     const float inverse = 1.0f / l[size_t(g)];
@@ -144,7 +145,7 @@ void attention_any(const float* q, const T* k_cache, const T* v_cache, float* ou
                 std::fill(m, m + group, -std::numeric_limits<float>::infinity());
                 continue;
             }
-            attend(query_group<T>(q, t, kvh, n_head, group, hd, rounded), group, k_cache + kvh * n_ctx * hd,
+            attend(query_group<T>(isa_kernels, q, t, kvh, n_head, group, hd, rounded), group, k_cache + kvh * n_ctx * hd,
                    v_cache + kvh * n_ctx * hd, hd, lo, hi, scale, o, m, l);
         }
     });

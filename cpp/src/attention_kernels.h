@@ -16,10 +16,14 @@ template <typename T>
 using AttendFn = void (*)(const float* q, int64_t group, const T* k_tiles, const T* v_rows, int64_t hd, int64_t begin,
                           int64_t end, float scale, float* o, float* m, float* l);
 
+// dst [n] = src [n] rounded to the nearest half (ties to even), as floats.
+using RoundToHalfFn = void (*)(const float* src, float* dst, int64_t n);
+
 struct AttentionKernels {
     AttendFn<float> f32 = nullptr;
     AttendFn<uint16_t> f16 = nullptr;
     int64_t hd_multiple = 1;  // the kernels need hd % hd_multiple == 0; otherwise the scalar ones run
+    RoundToHalfFn round_to_half = nullptr;  // any n
 };
 
 const AttentionKernels& scalar_attention();

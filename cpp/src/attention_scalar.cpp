@@ -52,10 +52,14 @@ void attend(const float* q, int64_t group, const T* k_tiles, const T* v_rows, in
     }
 }
 
+void round_to_half(const float* src, float* dst, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(fp32_to_fp16(src[i]));
+}
+
 }  // namespace
 
 const AttentionKernels& scalar_attention() {
-    static const AttentionKernels kernels{&attend<float>, &attend<uint16_t>, 1};
+    static const AttentionKernels kernels{&attend<float>, &attend<uint16_t>, 1, &round_to_half};
     return kernels;
 }
 
