@@ -43,12 +43,25 @@ def register(subparsers) -> None:
     serve.add_argument("--impl", required=True, metavar="python:MODULE:FACTORY")
     serve.set_defaults(handler=_serve)
 
+    # The reference runtime over the protocol: the kit serves it like any Python adapter, so the
+    # kit depends on the runtime and never the other way round.
+    serve_reference = subparsers.add_parser(
+        "serve-stdio", help="serve the reference runtime over the JSON-lines conformance protocol (stdin/stdout)")
+    serve_reference.set_defaults(handler=_serve_reference)
+
 
 def _serve(args) -> int:
     from ggufsm.conformance.adapter import load_factory
     from ggufsm.conformance.protocol import serve_stdio
 
     return serve_stdio(load_factory(args.impl))
+
+
+def _serve_reference(args) -> int:
+    from ggufsm.conformance.adapters.reference import make_adapter
+    from ggufsm.conformance.protocol import serve_stdio
+
+    return serve_stdio(make_adapter)
 
 
 def _cases(args) -> int:

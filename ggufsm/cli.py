@@ -11,13 +11,12 @@ from ggufsm.spec.errors import GgufsmError
 # Modules that contribute subcommands: each has register(subparsers).
 COMMAND_MODULES = [
     "ggufsm.spec.cli",
-    "ggufsm.reference.cli_bench",
-    "ggufsm.reference.cli_models",
-    "ggufsm.reference.cli_tokenize",
-    "ggufsm.reference.cli_generate",
+    "ggufsm.reference.cli.bench",
+    "ggufsm.reference.cli.models",
+    "ggufsm.reference.cli.tokenize",
+    "ggufsm.reference.cli.generate",
     "ggufsm.conformance.cli",
-    "ggufsm.reference.cli_serve",
-    "ggufsm.reference.cli_inspect",
+    "ggufsm.reference.cli.inspect",
 ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ggufsm.cli import main
 from ggufsm.conformance.fixtures.tiny_models import write_tiny_llama
-from ggufsm.reference.bench_parse import SECTION, write_section
+from ggufsm.reference.bench.parse import SECTION, write_section
 
 
 def test_bench_parse_prints_both_readers_and_their_ratio(capsys, tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ggufsm.conformance.fixtures.tiny_models import write_tiny_llama
-from ggufsm.reference.gguf_file import open_gguf
+from ggufsm.reference.model.gguf_file import open_gguf
 from ggufsm.spec.errors import InvalidInput, InvalidModel, InvalidState, ModelUnavailable
 
 

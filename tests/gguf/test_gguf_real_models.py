@@ -7,7 +7,7 @@ import gguf
 import numpy as np
 import pytest
 
-from ggufsm.reference.gguf_file import open_gguf
+from ggufsm.reference.model.gguf_file import open_gguf
 
 pytestmark = pytest.mark.real_model
 

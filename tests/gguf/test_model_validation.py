@@ -10,7 +10,7 @@ import pytest
 
 from ggufsm.conformance.fixtures import corrupt
 from ggufsm.conformance.fixtures.tiny_models import write_tiny_llama
-from ggufsm.reference.gguf_file import open_gguf
+from ggufsm.reference.model.gguf_file import open_gguf
 from ggufsm.spec.errors import InvalidModel, UnsupportedModel
 
 INTEGER_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 10: "<Q", 11: "<q"}  # GGUF value type -> struct

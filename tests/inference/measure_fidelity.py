@@ -89,7 +89,7 @@ class GgufsmForward:
     def load(cls, path: Path, n_ctx: int, engine: str, activations: str = "q8") -> "GgufsmForward":
         """engine "fused" or "numpy"; activations "q8" or "f32" for the numpy reference."""
         from ggufsm.reference.architectures import load_reference_model, load_tensors
-        from ggufsm.reference.weights import read_tensors
+        from ggufsm.reference.architectures.weights import read_tensors
 
         tensors = read_tensors(path)
         if engine == "numpy":

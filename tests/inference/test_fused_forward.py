@@ -1,9 +1,9 @@
-"""The fused C++ forward (reference/fused.py over ggufsm._core) equals the numpy reference on tiny synthetic models.
+"""The fused C++ forward (reference/architectures/fused.py over ggufsm._core) equals the numpy reference on tiny synthetic models.
 
 Tolerances. With float32 matrices both forwards compute in float32 with
 float32 activations, so they agree to float32 summation noise (1e-4). With
 quantized matrices both round every activation to 8 bits per block by the same
-rule (cpp/include/ggufsm/matmul.h; reference/llama.py round_activations), but
+rule (cpp/include/ggufsm/matmul.h; reference/architectures/llama.py round_activations), but
 a value that float32 summation order puts on the other side of a rounding
 boundary moves by a whole step (amax/127), and a few layers amplify that: the
 numpy reference differs from *itself* by up to 0.6 % of the logit range
@@ -29,7 +29,7 @@ from tiny_llama import (
 )
 
 from ggufsm.reference.architectures import load_tensors
-from ggufsm.reference.weights import read_tensors
+from ggufsm.reference.architectures.weights import read_tensors
 from ggufsm.spec.errors import ContextOverflow, InvalidInput, InvalidModel, ModelNotLoaded, UnsupportedModel
 
 TOKENS = [5, 17, 3, 88, 42, 0, 95, 11, 64, 7, 30, 2]

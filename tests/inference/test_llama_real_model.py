@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ggufsm.reference.architectures import load_reference_model
-from ggufsm.reference.weights import read_tensors
+from ggufsm.reference.architectures.weights import read_tensors
 
 pytestmark = pytest.mark.real_model
 

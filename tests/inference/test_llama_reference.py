@@ -1,4 +1,4 @@
-"""The numpy reference forward (ggufsm.reference.llama) on tiny synthetic models."""
+"""The numpy reference forward (ggufsm.reference.architectures.llama) on tiny synthetic models."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from gguf import GGMLQuantizationType
 from tiny_llama import TinyLlamaSpec, tiny_llama_tensors, write_tiny_llama
 
 from ggufsm.reference.architectures import load_reference_model
-from ggufsm.reference.llama import RopeStyle, rope
-from ggufsm.reference.weights import read_tensors
+from ggufsm.reference.architectures.llama import RopeStyle, rope
+from ggufsm.reference.architectures.weights import read_tensors
 from ggufsm.spec.errors import ContextOverflow, InvalidInput, InvalidModel, ModelNotLoaded, UnsupportedModel
 
 TOKENS = [5, 17, 3, 88, 42, 0, 95, 11, 64, 7]

@@ -6,7 +6,7 @@ import pytest
 
 from ggufsm import _core
 from ggufsm.cli import main
-from ggufsm.reference.bench_kernels import SHAPES, paired_share
+from ggufsm.reference.bench.kernels import SHAPES, paired_share
 from ggufsm.spec.errors import InvalidInput
 
 

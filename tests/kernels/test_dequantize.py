@@ -10,7 +10,7 @@ from gguf.quants import dequantize as oracle_dequantize
 from hypothesis import given, settings, strategies as st
 
 from ggufsm import _core
-from ggufsm.reference.quant_blocks import KERNEL_TYPES
+from ggufsm.reference.bench.quant_blocks import KERNEL_TYPES
 from ggufsm.spec.errors import InvalidInput, InvalidModel, UnsupportedModel
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ggufsm import _core
-from ggufsm.reference.quant_blocks import KERNEL_TYPES, random_weights
+from ggufsm.reference.bench.quant_blocks import KERNEL_TYPES, random_weights
 from ggufsm.spec.errors import InvalidInput
 
 from matmul_contract import FLOAT_RELATIVE, as_quantized, dequantized
@@ -77,7 +77,7 @@ GUARD_PAGE_SCRIPT = """
 import ctypes, mmap, sys
 import numpy as np
 from ggufsm import _core
-from ggufsm.reference.quant_blocks import KERNEL_TYPES, random_weights
+from ggufsm.reference.bench.quant_blocks import KERNEL_TYPES, random_weights
 page = mmap.PAGESIZE
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]

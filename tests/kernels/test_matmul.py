@@ -7,7 +7,7 @@ import pytest
 from gguf.constants import GGMLQuantizationType
 
 from ggufsm import _core
-from ggufsm.reference.quant_blocks import KERNEL_TYPES, random_weights
+from ggufsm.reference.bench.quant_blocks import KERNEL_TYPES, random_weights
 from ggufsm.spec.errors import InvalidInput, InvalidModel, UnsupportedModel
 
 from matmul_contract import FLOAT_RELATIVE, activation_block, as_quantized, dequantized, reference_and_bound

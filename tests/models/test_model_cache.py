@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ggufsm.reference import models
-from ggufsm.reference.models import RegistryEntry, WheelPart
+from ggufsm.reference.model import registry as models
+from ggufsm.reference.model.registry import RegistryEntry, WheelPart
 from ggufsm.spec.errors import ModelUnavailable
 
 

@@ -22,7 +22,7 @@ VARIANTS = {"special": {"add_bos": True, "special": True}, "plain": {"add_bos": 
 def record() -> dict:
     import llama_cpp
 
-    from ggufsm.reference import models
+    from ggufsm.reference.model import registry as models
 
     sys.path.insert(0, str(HERE))
     from corpus import CORPUS

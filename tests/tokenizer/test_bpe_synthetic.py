@@ -7,8 +7,8 @@ from vocabularies import BYTE_TO_CHAR, CONTROL, bpe_metadata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ggufsm.reference.tokenizer import tokenizer_from_metadata
-from ggufsm.reference.tokenizer_bpe import BpeTokenizer
+from ggufsm.reference.tokenizers.tokenizer import tokenizer_from_metadata
+from ggufsm.reference.tokenizers.bpe import BpeTokenizer
 from ggufsm.spec.errors import InvalidInput, InvalidModel, UnsupportedModel
 
 

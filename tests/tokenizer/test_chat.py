@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from ggufsm.reference.chat import GEMMA_TEMPLATE, render_chat, render_chat_for
+from ggufsm.reference.tokenizers.chat import GEMMA_TEMPLATE, render_chat, render_chat_for
 from ggufsm.spec.errors import InvalidInput, InvalidModel
 
 CONVERSATION = [

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ggufsm.cli import main
-from ggufsm.reference import models
+from ggufsm.reference.model import registry as models
 
 TEXT = "Hello world, it's 2024! 日本 <|im_end|>"
 

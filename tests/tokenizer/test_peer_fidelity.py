@@ -10,7 +10,7 @@ from corpus import CORPUS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ggufsm.reference import models
+from ggufsm.reference.model import registry as models
 
 llama_cpp = pytest.importorskip("llama_cpp")
 pytestmark = [pytest.mark.peer, pytest.mark.real_model]

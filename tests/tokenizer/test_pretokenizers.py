@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ggufsm.reference.pretokenizers import PRETOKENIZERS, pretokenizer_for
+from ggufsm.reference.tokenizers.pretokenizers import PRETOKENIZERS, pretokenizer_for
 from ggufsm.spec.errors import UnsupportedModel
 
 

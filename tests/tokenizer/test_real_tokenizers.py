@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from record_golden import GOLDEN_PATH, VARIANTS
 
-from ggufsm.reference.tokenizer_spm import SPACE, SpmTokenizer
+from ggufsm.reference.tokenizers.spm import SPACE, SpmTokenizer
 
 GOLDEN = json.loads(GOLDEN_PATH.read_text(encoding="utf-8"))
 

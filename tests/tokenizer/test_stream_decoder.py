@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from vocabularies import BYTE_TO_CHAR, bpe_metadata, spm_metadata
 
-from ggufsm.reference.tokenizer import tokenizer_from_metadata
+from ggufsm.reference.tokenizers.tokenizer import tokenizer_from_metadata
 
 BPE = tokenizer_from_metadata(bpe_metadata())
 SPM = tokenizer_from_metadata(spm_metadata(add_space_prefix=True))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ggufsm.reference.tokenizer_bpe import BYTE_TO_CHAR
+from ggufsm.reference.tokenizers.bpe import BYTE_TO_CHAR
 
 # Token types as gguf.TokenType numbers them.
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6

@@ -8,7 +8,7 @@
 // scaled by sqrt(n_embd), per-head RMSNorm of q and k before RoPE, RMSNorm of
 // the attention and feed-forward outputs before they join the residual, GELU
 // instead of SiLU, and 5 of every 6 layers attending a sliding window with
-// their own RoPE base. reference/llama.py and reference/gemma3.py are the
+// their own RoPE base. reference/architectures/llama.py and reference/architectures/gemma3.py are the
 // readable numpy versions, tested equal to this one.
 //
 // LlamaModel holds views into the caller's tensor bytes (zero copy: the Python
@@ -140,7 +140,7 @@ private:
     // Per layer, attention.h's layout over n_ctx rounded up to the key tile:
     // k [n_head_kv][n_ctx/16][hd][16], v [n_head_kv][n_ctx][hd].
     // IEEE halves (llama.cpp's default): half the memory, and half the bytes a long decode
-    // step streams; reference/llama.py rounds the same way.
+    // step streams; reference/architectures/llama.py rounds the same way.
     using KvElement = uint16_t;
     int64_t kv_ctx_;  // n_ctx rounded up to kKeyTile
     std::vector<KvElement> k_cache_, v_cache_;

@@ -42,7 +42,7 @@ def add_options(parser) -> None:
 
 
 def run(args) -> int:
-    from ggufsm.reference.models import resolve
+    from ggufsm.reference.model.registry import resolve
 
     model_path = resolve(args.model, pull=True)
     runners = [name for name in RUNNERS if name == "ggufsm" or _peer_installed()]
@@ -70,7 +70,7 @@ def _best_of(runner: str, model_path: Path, threads: int, repeat: int) -> dict:
 
 
 def _measure_in_child(runner: str, model_path: Path, threads: int) -> dict:
-    command = [sys.executable, "-m", "ggufsm.reference.bench_runtime", runner, str(model_path), str(threads)]
+    command = [sys.executable, "-m", "ggufsm.reference.bench.runtime", runner, str(model_path), str(threads)]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         raise RuntimeError(f"{runner} benchmark child failed ({completed.returncode}): {completed.stderr[-2000:]}")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ggufsm.reference.tokenizer import KEY_PREFIX, Tokenizer
+from ggufsm.reference.tokenizers.tokenizer import KEY_PREFIX, Tokenizer
 from ggufsm.spec.errors import InvalidModel
 
 SPACE = "\u2581"  # ▁

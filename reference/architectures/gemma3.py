@@ -1,6 +1,6 @@
 """The gemma3 forward pass in numpy (Gemma-3-270M), readable top to bottom.
 
-Gemma 3 is the llama block (reference/llama.py) with these differences, each
+Gemma 3 is the llama block (reference/architectures/llama.py) with these differences, each
 as llama.cpp runs a GGUF file converted from Hugging Face:
   - the token embedding is multiplied by sqrt(n_embd);
   - q and k get a per-head RMSNorm (weights [hd], shared by the heads) before RoPE;
@@ -17,7 +17,7 @@ as llama.cpp runs a GGUF file converted from Hugging Face:
 Hugging Face's RMSNorm multiplies by (1 + w); the GGUF converter already
 stored w + 1, so the norms here multiply by the stored weight as llama does.
 
-Shapes use the names of reference/llama.py.
+Shapes use the names of reference/architectures/llama.py.
 """
 
 from __future__ import annotations

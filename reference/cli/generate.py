@@ -61,7 +61,7 @@ def _sampling_of(args) -> dict:
 
 def _open_runtime(args, *, pull: bool = True) -> "Runtime":
     # Imported here so that `ggufsm --help` does not load the C++ core and numpy.
-    from ggufsm.reference.models import resolve
+    from ggufsm.reference.model.registry import resolve
     from ggufsm.reference.runtime import Runtime, RuntimeConfig
 
     runtime = Runtime()
@@ -89,7 +89,7 @@ def _generate(args) -> int:
 
 
 def runtime_chat_prompt(runtime: "Runtime", messages: list[dict]) -> str:
-    from ggufsm.reference.chat import render_chat_for
+    from ggufsm.reference.tokenizers.chat import render_chat_for
 
     return render_chat_for(runtime._model, messages)
 
@@ -118,7 +118,7 @@ def _chat(args) -> int:
 
 def _demo(args) -> int:
     """Walk one handle through its lifecycle on a real model, printing each state it enters."""
-    from ggufsm.reference.models import resolve
+    from ggufsm.reference.model.registry import resolve
     from ggufsm.reference.runtime import Runtime
 
     def step(title: str, action):

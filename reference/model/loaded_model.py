@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ggufsm.reference import architectures, shared_files
-from ggufsm.reference.gguf_file import GgufFile
+from ggufsm.reference import architectures
+from ggufsm.reference.model import shared_files
+from ggufsm.reference.model.gguf_file import GgufFile
 from ggufsm.spec.errors import InvalidInput
 
 
@@ -30,7 +31,7 @@ class LoadedModel:
         return self.file.gguf
 
     @property
-    def tokenizer(self) -> Any:   # ggufsm.reference.tokenizer.Tokenizer
+    def tokenizer(self) -> Any:   # ggufsm.reference.tokenizers.tokenizer.Tokenizer
         return self.file.tokenizer
 
     def close(self) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from gguf import TokenType
 
-from ggufsm.reference.gguf_file import open_gguf
+from ggufsm.reference.model.gguf_file import open_gguf
 from ggufsm.spec.errors import InvalidInput, InvalidModel, UnsupportedModel
 
 KEY_PREFIX = "tokenizer.ggml."
@@ -304,10 +304,10 @@ def tokenizer_from_metadata(metadata: Mapping[str, Any]) -> Tokenizer:
     if model is None:
         raise InvalidModel(f"{KEY_PREFIX}model is missing: the file does not say which tokenizer it uses")
     if model == "gpt2":
-        from ggufsm.reference.tokenizer_bpe import BpeTokenizer
+        from ggufsm.reference.tokenizers.bpe import BpeTokenizer
         return BpeTokenizer(metadata)
     if model == "llama":
-        from ggufsm.reference.tokenizer_spm import SpmTokenizer
+        from ggufsm.reference.tokenizers.spm import SpmTokenizer
         return SpmTokenizer(metadata)
     raise UnsupportedModel(f"{KEY_PREFIX}model = {model!r} is not supported (supported: 'gpt2', 'llama')")
 

@@ -22,8 +22,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     # Imported here so that `ggufsm --help` does not load numpy and gguf.
-    from ggufsm.reference.gguf_file import open_gguf
-    from ggufsm.reference.models import resolve
+    from ggufsm.reference.model.gguf_file import open_gguf
+    from ggufsm.reference.model.registry import resolve
 
     path = resolve(args.model)
     with open_gguf(path) as model:

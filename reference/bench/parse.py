@@ -29,7 +29,7 @@ def register_bench(bench_commands) -> None:
 
 
 def run(args) -> int:
-    from ggufsm.reference.models import resolve
+    from ggufsm.reference.model.registry import resolve
 
     rows = [measure(resolve(name, pull=True), args.repeat) for name in args.models]
     command = " ".join(["ggufsm bench parse", *args.models, f"--repeat {args.repeat}"])
@@ -53,7 +53,7 @@ def measure(path: Path, repeat: int) -> dict:
     import gguf
 
     from ggufsm import _core
-    from ggufsm.reference.gguf_file import open_gguf
+    from ggufsm.reference.model.gguf_file import open_gguf
 
     warm_page_cache(path)
 

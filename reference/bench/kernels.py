@@ -74,7 +74,7 @@ def register_bench(bench_commands) -> None:
 
 def run(args) -> int:
     from ggufsm import _core
-    from ggufsm.reference.quant_blocks import KERNEL_TYPES
+    from ggufsm.reference.bench.quant_blocks import KERNEL_TYPES
 
     if args.isa:
         _core.force_isa(args.isa)
@@ -105,7 +105,7 @@ def measure_all(matrices, threads, repeat, stream_bytes, probe) -> list[Cell]:
     cell's rounds back to back, so that each cell's samples spread over the whole run and a burst
     of bandwidth (here they last about half a second) lands in one of them, not in all."""
     from ggufsm import _core
-    from ggufsm.reference.quant_blocks import random_weights
+    from ggufsm.reference.bench.quant_blocks import random_weights
 
     rng = np.random.default_rng(0)
     bases = [(random_weights(qtype, rows, cols, rng), rng.standard_normal(cols).astype(np.float32))

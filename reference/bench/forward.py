@@ -65,11 +65,11 @@ class GgufsmUnderTest(ForwardUnderTest):
 
 
 def load_forward(name: str, path: Path, n_threads: int) -> ForwardUnderTest:
-    """"fused" and "numpy" are ggufsm's two engines (reference/architectures.py), "llama.cpp" the peer."""
+    """"fused" and "numpy" are ggufsm's two engines (reference/architectures/registry.py), "llama.cpp" the peer."""
     if name == "llama.cpp":
         return LlamaCppUnderTest(path, n_threads)
     from ggufsm.reference.architectures import ENGINES, load_tensors
-    from ggufsm.reference.weights import read_tensors
+    from ggufsm.reference.architectures.weights import read_tensors
 
     if name not in ENGINES:
         raise SystemExit(f"unknown forward {name!r}; one of {', '.join(ENGINES)}, llama.cpp")
@@ -102,7 +102,7 @@ def register_bench(bench_commands) -> None:
 
 
 def run(args) -> int:
-    from ggufsm.reference.models import resolve
+    from ggufsm.reference.model.registry import resolve
 
     path = resolve(args.model, pull=True)
     names = args.forwards.split(",") + (["llama.cpp"] if _peer_installed() else [])
@@ -134,7 +134,7 @@ def render(path: Path, args, best: dict[str, dict[str, float]]) -> str:
 
 
 def _n_vocab(path: Path) -> int:
-    from ggufsm.reference.weights import read_tensors
+    from ggufsm.reference.architectures.weights import read_tensors
 
     return read_tensors(path).tensors["token_embd.weight"].shape[0]
 

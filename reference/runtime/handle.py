@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator, Sequence
 
-from ggufsm.reference.loaded_model import LoadedModel, build_loaded_model
+from ggufsm.reference.model.loaded_model import LoadedModel, build_loaded_model
 from ggufsm.reference.sampling import Sampler, SamplingConfig
 from ggufsm.spec import load_spec
 from ggufsm.spec.errors import GgufsmError, error_class
@@ -302,7 +302,7 @@ class Runtime:
 
     def chat(self, messages: list[dict], max_tokens: int = 256, **options) -> Generation:
         """Apply the model's chat template (tokenizer.chat_template) to messages, then generate."""
-        from ggufsm.reference.chat import render_chat_for
+        from ggufsm.reference.tokenizers.chat import render_chat_for
 
         model = self._model
         prompt = render_chat_for(model, messages) if model is not None else ""

@@ -23,8 +23,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from ggufsm.reference.gguf_file import GgufFile, open_gguf
-from ggufsm.reference.tokenizer import tokenizer_from_metadata
+from ggufsm.reference.model.gguf_file import GgufFile, open_gguf
+from ggufsm.reference.tokenizers.tokenizer import tokenizer_from_metadata
 
 FileIdentity = tuple[int, int, int, int]   # st_dev, st_ino, st_size, st_mtime_ns
 

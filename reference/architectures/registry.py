@@ -50,7 +50,7 @@ def architecture_for(metadata: Mapping[str, Any]) -> Architecture:
 
 
 def load(gguf_file: Any, *, n_threads: int, engine: str = "fused") -> Any:
-    """The model the Runtime runs for an opened GGUF file (`ggufsm.reference.gguf_file.GgufFile`).
+    """The model the Runtime runs for an opened GGUF file (`ggufsm.reference.model.gguf_file.GgufFile`).
 
     engine "fused": the C++ forward over the file's memory map (n_threads
     workers, 0 = all cores); "numpy": the readable reference (numpy's own

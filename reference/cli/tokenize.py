@@ -17,8 +17,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     # Imported here so that `ggufsm --help` does not load numpy and gguf.
-    from ggufsm.reference.models import resolve
-    from ggufsm.reference.tokenizer import read_model_metadata, tokenizer_from_metadata
+    from ggufsm.reference.model.registry import resolve
+    from ggufsm.reference.tokenizers.tokenizer import read_model_metadata, tokenizer_from_metadata
 
     path = resolve(args.model)
     tokenizer = tokenizer_from_metadata(read_model_metadata(path))

@@ -8,7 +8,7 @@ dequantizers, the project's dequantization oracle. Shapes are in numpy order
 
 The reading goes through `gguf.GGUFReader` (about 2.5 s on SmolLM2); this is
 the reference path, where clarity beats load time. The fused C++ forward
-reads the same bytes zero-copy through `ggufsm.reference.gguf_file`.
+reads the same bytes zero-copy through `ggufsm.reference.model.gguf_file`.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class GgufTensors:
 
 
 def tensors_from_gguf_file(gguf_file: Any) -> GgufTensors:
-    """The same view over an opened `ggufsm.reference.gguf_file.GgufFile` (zero-copy bytes)."""
+    """The same view over an opened `ggufsm.reference.model.gguf_file.GgufFile` (zero-copy bytes)."""
     tensors = {}
     for name, info in gguf_file.tensors.items():
         shape = tuple(int(n) for n in reversed(tuple(info.shape)))  # TensorInfo.shape is GGUF order (ne0 first)

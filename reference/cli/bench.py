@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import importlib
 
-from ggufsm.reference import bench_runtime
+from ggufsm.reference.bench import runtime as bench_runtime
 
 # Modules that contribute benchmark subcommands: each has register_bench(subparsers).
 BENCH_MODULES: list[str] = [
-    "ggufsm.reference.bench_runtime",
-    "ggufsm.reference.bench_parse",
-    "ggufsm.reference.bench_kernels",
-    "ggufsm.reference.bench_forward",
+    "ggufsm.reference.bench.runtime",
+    "ggufsm.reference.bench.parse",
+    "ggufsm.reference.bench.kernels",
+    "ggufsm.reference.bench.forward",
 ]
 
 

@@ -13,8 +13,8 @@ import heapq
 from collections.abc import Mapping
 from typing import Any
 
-from ggufsm.reference.pretokenizers import pretokenizer_for
-from ggufsm.reference.tokenizer import KEY_PREFIX, Tokenizer
+from ggufsm.reference.tokenizers.pretokenizers import pretokenizer_for
+from ggufsm.reference.tokenizers.tokenizer import KEY_PREFIX, Tokenizer
 from ggufsm.spec.errors import InvalidModel
 
 WORD_CACHE_LIMIT = 1 << 16

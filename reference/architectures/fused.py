@@ -25,7 +25,7 @@ class FusedModel:
     """One model's weights in place and its thread pool; shared by any number of sessions."""
 
     def __init__(self, hp: Any, core_hparams: dict[str, Any], tensors: GgufTensors, n_threads: int):
-        self.hp = hp  # the architecture's hyperparameters (reference/llama.py, reference/gemma3.py)
+        self.hp = hp  # the architecture's hyperparameters (reference/architectures/llama.py, reference/architectures/gemma3.py)
         views = {name: (int(t.qtype), t.shape, t.data) for name, t in tensors.tensors.items()}
         self._core: _core.LlamaModel | None = _core.LlamaModel(core_hparams, views, n_threads)
         self._mapped = sum(t.data.nbytes for t in tensors.tensors.values())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ggufsm.reference import models
+from ggufsm.reference.model import registry as models
 
 
 def register(subparsers) -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks beside llama.cpp: parse, kernels, forward, runtime (`ggufsm bench`)."""

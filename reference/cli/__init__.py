@@ -1,0 +1,1 @@
+"""The runtime's `ggufsm` subcommands: generate, chat, demo, inspect, tokenize, models, bench."""

@@ -1,0 +1,1 @@
+"""Model bytes to a validated, installable model: the GGUF file, the registry of real models, the load."""
