@@ -50,7 +50,7 @@ DEFECT_KINDS: dict[str, str] = {
     "unused_transient": "a transient state is never used as a `via`",
 }
 
-REQUIRED_SECTIONS = ("initial_state", "states", "operations", "errors", "guards", "resident_data", "cells")
+REQUIRED_SECTIONS = ("initial_state", "states", "operations", "errors", "guards", "resident_data", "finish_reasons", "cells")
 
 
 @dataclass(frozen=True)

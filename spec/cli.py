@@ -34,6 +34,12 @@ def register(subparsers) -> None:
     _table_option(docs)
     docs.set_defaults(handler=_docs)
 
+    generate = commands.add_parser(
+        "generate", help="regenerate the table's Python vocabulary (spec/names.py, spec/errors.py); --check only compares")
+    generate.add_argument("--check", action="store_true", help="exit 1 if a generated module is stale; write nothing")
+    _table_option(generate)
+    generate.set_defaults(handler=_generate)
+
     version = commands.add_parser("version", help="print the table's spec version")
     _table_option(version)
     version.set_defaults(handler=_version)
@@ -115,6 +121,22 @@ def _docs(args) -> int:
     if spec is None:
         return 1
     for path in write_documents(spec, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+def _generate(args) -> int:
+    from ggufsm.spec import codegen
+
+    spec = _spec(args)
+    if spec is None:
+        return 1
+    if args.check:
+        stale = codegen.stale_files(spec)
+        for path in stale:
+            print(f"stale: {path} (run `ggufsm spec generate`)")
+        return 1 if stale else 0
+    for path in codegen.write_generated(spec):
         print(f"wrote {path}")
     return 0
 

@@ -1,29 +1,20 @@
-"""The error hierarchy, made from the table's `errors` section.
+# GENERATED from spec/lifecycle.yaml by `ggufsm spec generate`; do not edit.
+# tests/spec/test_codegen.py fails when this file is stale.
+"""The error hierarchy: GgufsmError and one subclass per error code of the table.
 
-One class per error code, all under :class:`GgufsmError`. The classes are
-created from the table when this module is imported, so the vocabulary is
-never typed twice; ``error_class(code)`` is how other code (and the C++
-binding layer) turns a code into its class.
+Every error carries ``code`` (an ``ErrorCode``), ``message`` (what was wrong and where) and
+``state_after`` (the handle's state once the error was recorded, None outside a runtime).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
-
-TABLE_PATH = Path(__file__).with_name("lifecycle.yaml")
+from ggufsm.spec.names import ErrorCode
 
 
 class GgufsmError(Exception):
-    """An operation failed with one of the table's named errors.
+    """An operation failed with one of the table's named errors."""
 
-    ``code`` is the table's error name, ``message`` says what was wrong and
-    where, and ``state_after`` is the handle's state once the error was
-    recorded (None when raised outside a runtime, e.g. by the GGUF parser).
-    """
-
-    code: str = "GgufsmError"
+    code: ErrorCode
     meaning: str = ""
 
     def __init__(self, message: str, *, state_after: str | None = None):
@@ -36,51 +27,105 @@ class GgufsmError(Exception):
         return f"{self.code}: {self.message}{suffix}"
 
     def to_dict(self) -> dict:
-        return {"code": self.code, "message": self.message, "state_after": self.state_after}
+        state_after = None if self.state_after is None else str(self.state_after)
+        return {"code": str(self.code), "message": self.message, "state_after": state_after}
 
 
-# Python base classes that let callers catch our errors the usual way too
-# (e.g. ``except ValueError``). Which standard family an error belongs to is a
-# Python concern, not something the language-neutral table says.
-_PYTHON_FAMILY: dict[str, tuple[type, ...]] = {
-    "InvalidSampling": (ValueError,),
-    "InvalidInput": (ValueError,),
-    "ContextOverflow": (ValueError,),
-    "InvalidModel": (ValueError,),
-    "UnsupportedModel": (ValueError,),
-    "ModelUnavailable": (OSError,),
-    "InvalidState": (RuntimeError,),
-    "ModelNotLoaded": (RuntimeError,),
-}
+class ModelNotLoaded(GgufsmError, RuntimeError):
+    """A generation or replace operation was called with no model installed."""
+
+    code = ErrorCode.ModelNotLoaded
+    meaning = 'A generation or replace operation was called with no model installed.'
 
 
-def _error_table() -> dict[str, dict]:
-    with TABLE_PATH.open(encoding="utf-8") as table_file:
-        return yaml.safe_load(table_file)["errors"]
+class ModelUnavailable(GgufsmError, OSError):
+    """The model path is missing, is a directory, or cannot be read."""
+
+    code = ErrorCode.ModelUnavailable
+    meaning = 'The model path is missing, is a directory, or cannot be read.'
 
 
-def _make_classes() -> dict[str, type[GgufsmError]]:
-    classes = {}
-    for code, entry in _error_table().items():
-        bases = (GgufsmError, *_PYTHON_FAMILY.get(code, ()))
-        namespace = {"code": code, "meaning": entry["meaning"], "__doc__": entry["meaning"], "__module__": __name__}
-        classes[code] = type(code, bases, namespace)
-    return classes
+class InvalidModel(GgufsmError, ValueError):
+    """The model bytes are not a well-formed GGUF file (the message names the field or tensor and the byte offset)."""
+
+    code = ErrorCode.InvalidModel
+    meaning = 'The model bytes are not a well-formed GGUF file (the message names the field or tensor and the byte offset).'
 
 
-ERROR_CLASSES: dict[str, type[GgufsmError]] = _make_classes()
-globals().update(ERROR_CLASSES)
-__all__ = ["GgufsmError", "ERROR_CLASSES", "error_class", *ERROR_CLASSES]
+class UnsupportedModel(GgufsmError, ValueError):
+    """The file is well-formed GGUF, but its architecture, tensor type or tokenizer is not one this runtime runs."""
+
+    code = ErrorCode.UnsupportedModel
+    meaning = 'The file is well-formed GGUF, but its architecture, tensor type or tokenizer is not one this runtime runs.'
+
+
+class ContextOverflow(GgufsmError, ValueError):
+    """The prompt, or the continuation, does not fit in the context window."""
+
+    code = ErrorCode.ContextOverflow
+    meaning = 'The prompt, or the continuation, does not fit in the context window.'
+
+
+class InvalidSampling(GgufsmError, ValueError):
+    """A sampling value is out of range (the message names the parameter, the value and the range)."""
+
+    code = ErrorCode.InvalidSampling
+    meaning = 'A sampling value is out of range (the message names the parameter, the value and the range).'
+
+
+class InvalidInput(GgufsmError, ValueError):
+    """An argument is malformed (wrong type, negative count, empty prompt, configuration out of range)."""
+
+    code = ErrorCode.InvalidInput
+    meaning = 'An argument is malformed (wrong type, negative count, empty prompt, configuration out of range).'
+
+
+class InvalidState(GgufsmError, RuntimeError):
+    """The operation is not allowed in the current state; nothing changed."""
+
+    code = ErrorCode.InvalidState
+    meaning = 'The operation is not allowed in the current state; nothing changed.'
+
+
+class Cancelled(GgufsmError):
+    """A running generate was cancelled; the tokens produced so far are kept."""
+
+    code = ErrorCode.Cancelled
+    meaning = 'A running generate was cancelled; the tokens produced so far are kept.'
+
+
+ERROR_CLASSES: dict[str, type[GgufsmError]] = {cls.code.value: cls for cls in (
+    ModelNotLoaded,
+    ModelUnavailable,
+    InvalidModel,
+    UnsupportedModel,
+    ContextOverflow,
+    InvalidSampling,
+    InvalidInput,
+    InvalidState,
+    Cancelled,
+)}
 
 
 def error_class(code: str) -> type[GgufsmError]:
     """The exception class for a table error code."""
     try:
-        return ERROR_CLASSES[code]
+        return ERROR_CLASSES[str(code)]
     except KeyError:
         raise KeyError(f"{code!r} is not an error code of the lifecycle table") from None
 
 
-def __getattr__(name: str):
-    # Lets type checkers and readers see that attributes come from the table.
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r} (not an error code in {TABLE_PATH.name})")
+__all__ = [
+    "GgufsmError",
+    "ERROR_CLASSES",
+    "error_class",
+    "ModelNotLoaded",
+    "ModelUnavailable",
+    "InvalidModel",
+    "UnsupportedModel",
+    "ContextOverflow",
+    "InvalidSampling",
+    "InvalidInput",
+    "InvalidState",
+    "Cancelled",
+]

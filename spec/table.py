@@ -131,6 +131,7 @@ class Spec:
     operations: Mapping[str, Operation]
     guards: Mapping[str, Guard]
     errors: Mapping[str, ErrorCode]
+    finish_reasons: Mapping[str, str]
     cells: Mapping[tuple[str, str], tuple[Branch, ...]] = field(repr=False)
 
     # ── look-ups ──
@@ -397,6 +398,7 @@ def build_spec(raw: Mapping) -> Spec:
         errors=MappingProxyType(
             {name: ErrorCode(name, (entry or {}).get("meaning", "")) for name, entry in raw["errors"].items()}
         ),
+        finish_reasons=MappingProxyType(dict(raw.get("finish_reasons") or {})),
         cells=MappingProxyType(cells),
     )
 
