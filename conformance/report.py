@@ -13,7 +13,7 @@ import re
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-from ggufsm.conformance.runner import FAIL, NOT_SUPPORTED, PASS, XFAIL, XPASS, RunResult
+from ggufsm.conformance.run.runner import FAIL, NOT_SUPPORTED, PASS, XFAIL, XPASS, RunResult
 
 ICONS = {PASS: "✅", FAIL: "❌", NOT_SUPPORTED: "➖", XFAIL: "⚠️", XPASS: "❗"}
 # Diagram colours: a transition is as good as its worst case.

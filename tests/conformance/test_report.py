@@ -10,7 +10,7 @@ import pytest
 
 from ggufsm.conformance.adapter import InProcessImplementation
 from ggufsm.conformance.report import COLOURS, coverage, write_reports
-from ggufsm.conformance.runner import FAIL, NOT_SUPPORTED, PASS, run_suite
+from ggufsm.conformance.run.runner import FAIL, NOT_SUPPORTED, PASS, run_suite
 from ggufsm.spec import load_spec
 
 import toy_runtime

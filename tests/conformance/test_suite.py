@@ -8,9 +8,9 @@ import json
 import pytest
 
 from ggufsm.conformance.adapter import InProcessImplementation, open_implementation
-from ggufsm.conformance.cases import plan_suite
+from ggufsm.conformance.plan.cases import CallWhileRunning, plan_suite
 from ggufsm.conformance.protocol import schema_problems
-from ggufsm.conformance.runner import FAIL, NOT_SUPPORTED, PASS, XFAIL, XPASS, run_suite
+from ggufsm.conformance.run.runner import FAIL, NOT_SUPPORTED, PASS, XFAIL, XPASS, run_suite
 from ggufsm.spec import load_spec
 
 import toy_runtime
@@ -70,7 +70,7 @@ def test_cases_a_cancel_must_land_in_run_a_generate_that_asks_for_the_whole_canc
     cancel_plans = [plan for plan in plans if dict(plan.conditions).get("cancelled") or plan.id == "Generating.cancel"]
     assert len(cancel_plans) >= 4
     for plan in cancel_plans:
-        generate = plan.running or plan.act
+        generate = plan.concurrency.running if isinstance(plan.concurrency, CallWhileRunning) else plan.call
         assert plan.path[0].action.args["n_ctx"] == inputs.cancel_n_ctx, plan.id
         assert generate.action.args["max_tokens"] == inputs.cancel_n_ctx, plan.id
     others = [plan for plan in plans if plan not in cancel_plans and plan.path and plan.path[0].action.op == "init_runtime"]
