@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ggufsm.spec.errors import GgufsmError
+from ggufsm.spec.names import ErrorCode
 
 # Error codes the protocol adds to the table's: an operation the implementation
 # lacks, a request it could not parse, and an unexpected failure inside it.
@@ -35,7 +36,8 @@ NOT_SUPPORTED = "NotSupported"
 PROTOCOL_ERROR = "ProtocolError"
 INTERNAL_ERROR = "InternalError"
 
-TokenCallback = Callable[[dict], None]
+TokenCallback = Callable[[dict[str, Any]], None]
+PARTIAL_VALUE = "partial_value"   # the attribute attach_partial_value sets on an error
 
 
 @dataclass(frozen=True)
@@ -203,16 +205,23 @@ class PythonAdapter(Adapter):
         try:
             value = method(**kwargs)
         except GgufsmError as error:
-            partial = getattr(error, "partial_value", None)
-            return Reply(False, value=partial, error=ErrorInfo(error.code, error.message, error.state_after),
-                         state=self._reported_state())
+            return Reply(False, value=getattr(error, PARTIAL_VALUE, None),
+                         error=ErrorInfo(error.code, error.message, error.state_after), state=self._reported_state())
         except TypeError as error:
             if _is_signature_error(error, method):
-                return Reply(False, error=ErrorInfo("InvalidInput", f"{op}: {error}"), state=self._reported_state())
+                return Reply(False, error=ErrorInfo(ErrorCode.InvalidInput, f"{op}: {error}"),
+                             state=self._reported_state())
             return _internal_error(self, error)
         except Exception as error:  # a bug in the implementation: reported as such, never a pass
             return _internal_error(self, error)
         return Reply(True, value=value, state=self._reported_state())
+
+
+def attach_partial_value(error: GgufsmError, value: Any) -> GgufsmError:
+    """`error`, carrying what the operation produced before it failed (a cancelled generate's
+    kept tokens): PythonAdapter sends it as the error reply's value."""
+    setattr(error, PARTIAL_VALUE, value)
+    return error
 
 
 def _internal_error(adapter: PythonAdapter, error: BaseException) -> Reply:

@@ -25,17 +25,14 @@ from __future__ import annotations
 import functools
 import threading
 
-from ggufsm.conformance.adapter import PythonAdapter
-from ggufsm.spec.errors import error_class
+from ggufsm.conformance.adapter import PythonAdapter, attach_partial_value
+from ggufsm.spec.errors import Cancelled, ContextOverflow, InvalidModel, ModelNotLoaded, ModelUnavailable
+from ggufsm.spec.names import FinishReason
 
 _SAMPLING_NAMES = {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
                    "repetition_penalty": "repeat_penalty", "seed": "seed"}
 _SAMPLE_NAMES = {"temperature": "temp", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
                  "repetition_penalty": "repeat_penalty"}
-
-
-def _raise(code: str, message: str):
-    raise error_class(code)(message)
 
 
 class LlamaCppPythonAdapter(PythonAdapter):
@@ -69,7 +66,7 @@ class LlamaCppPythonAdapter(PythonAdapter):
         try:
             llm = _RecordingLlama(model_path=str(path), verbose=False, **self._llama_settings())
         except ValueError as error:
-            _raise("ModelUnavailable" if "does not exist" in str(error) else "InvalidModel", str(error))
+            raise (ModelUnavailable if "does not exist" in str(error) else InvalidModel)(str(error))
         self._llm, self._pending_token = llm, None
         return {"n_ctx": llm.n_ctx(), "n_vocab": llm.n_vocab()}
 
@@ -99,23 +96,22 @@ class LlamaCppPythonAdapter(PythonAdapter):
                 finish_reason = chunk["choices"][0].get("finish_reason") or finish_reason
                 if self._cancel.is_set():
                     stream.close()
-                    finish_reason = "cancelled"
+                    finish_reason = FinishReason.cancelled
                     break
         except ValueError as error:
             if "exceed context window" in str(error):
-                _raise("ContextOverflow", str(error))
+                raise ContextOverflow(str(error))
             raise
         finally:
             self._generating.clear()
         tokens = list(llm.observed)
         self._pending_token = tokens[-1] if tokens else None
         self._request_sampling = {_SAMPLE_NAMES[name]: value for name, value in sampling.items() if name in _SAMPLE_NAMES}
-        if finish_reason == "cancelled":
-            error = error_class("Cancelled")(f"the stream was closed after {len(tokens)} token(s)")
-            error.partial_value = {"token_ids": tokens, "text": "", "finish_reason": "cancelled"}
-            raise error
+        if finish_reason == FinishReason.cancelled:
+            raise attach_partial_value(Cancelled(f"the stream was closed after {len(tokens)} token(s)"),
+                                       {"token_ids": tokens, "text": "", "finish_reason": FinishReason.cancelled})
         return {"token_ids": tokens, "text": llm.detokenize(tokens).decode("utf-8", "replace"),
-                "finish_reason": finish_reason or "length"}
+                "finish_reason": finish_reason or FinishReason.length}
 
     def op_generate_next_token(self) -> dict:
         llm = self._require_model()
@@ -142,7 +138,7 @@ class LlamaCppPythonAdapter(PythonAdapter):
     def _require_model(self):
         # With no Llama object there is nothing to call: the library's equivalent of "no model".
         if self._llm is None:
-            _raise("ModelNotLoaded", "no Llama object has been created")
+            raise ModelNotLoaded("no Llama object has been created")
         return self._llm
 
 

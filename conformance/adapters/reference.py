@@ -6,7 +6,11 @@ become JSON values. Nothing here decides an outcome; the Runtime does.
 
 from __future__ import annotations
 
-from ggufsm.conformance.adapter import PythonAdapter
+from typing import Any
+
+from ggufsm.conformance.adapter import PythonAdapter, TokenCallback, attach_partial_value
+from ggufsm.spec.errors import Cancelled
+from ggufsm.spec.names import FinishReason
 
 
 class ReferenceAdapter(PythonAdapter):
@@ -57,10 +61,9 @@ class ReferenceAdapter(PythonAdapter):
         try:
             generation = self.runtime.generate(prompt, max_tokens, on_token=forward, stop_at_eos=stop_at_eos,
                                                **(sampling or {}))
-        except Exception as error:
-            if getattr(error, "code", None) == "Cancelled":
-                error.partial_value = {"token_ids": produced, "text": "", "finish_reason": "cancelled"}
-            raise
+        except Cancelled as error:
+            raise attach_partial_value(error, {"token_ids": produced, "text": "",
+                                               "finish_reason": FinishReason.cancelled})
         return {"token_ids": generation.token_ids, "text": generation.text,
                 "finish_reason": generation.finish_reason, "prompt_tokens": len(generation.prompt_token_ids)}
 
