@@ -109,7 +109,7 @@ def step_to_json(step: Step) -> dict[str, Any]:
 
 
 def expected_to_json(expected: Expected) -> dict[str, Any]:
-    return {"error": expected.error, "state": expected.to, "model_resident": expected.model_resident,
+    return {"error": expected.error, "state": expected.to, Guard.model_resident: expected.model_resident,
             "resident": {"required": sorted(expected.required), "optional": sorted(expected.optional)},
             "finish_reason": expected.finish_reason}
 
@@ -172,7 +172,7 @@ def step_from_json(item: Mapping[str, Any], model_resident_before: bool) -> Step
 def expected_from_json(data: Mapping[str, Any]) -> Expected:
     error, finish = data["error"], data["finish_reason"]
     return Expected(State(data["state"]), ErrorCode(error) if error is not None else None,
-                    bool(data["model_resident"]),
+                    bool(data[Guard.model_resident]),
                     frozenset(map(ResidentDatum, data["resident"]["required"])),
                     frozenset(map(ResidentDatum, data["resident"]["optional"])),
                     FinishReason(finish) if finish is not None else None)
