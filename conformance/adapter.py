@@ -24,8 +24,9 @@ import shlex
 import sys
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ggufsm.spec.errors import GgufsmError
 from ggufsm.spec.names import ErrorCode
@@ -69,7 +70,7 @@ class Reply:
 
     def describe(self) -> str:
         state = f" [state {self.state}]" if self.state is not None else ""
-        if self.ok:
+        if self.ok or self.error is None:
             return f"ok{state}"
         return f"{self.error.code}: {self.error.message}{state}"
 
@@ -84,7 +85,7 @@ class Capabilities:
         return {"state": self.state, "diagnostics": self.diagnostics, "operations": sorted(self.operations)}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Capabilities":
+    def from_json(cls, data: dict) -> Capabilities:
         return cls(bool(data["state"]), bool(data["diagnostics"]), frozenset(data["operations"]))
 
 
@@ -154,10 +155,10 @@ class Implementation(ABC):
     def close(self) -> None:
         pass
 
-    def __enter__(self):
+    def __enter__(self) -> Implementation:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -194,7 +195,8 @@ class PythonAdapter(Adapter):
     def _reported_state(self) -> str | None:
         return self.current_state() if self.info.capabilities.state else None
 
-    def call(self, op, args=None, on_token=None, timeout=None) -> Reply:
+    def call(self, op: str, args: dict[str, Any] | None = None, on_token: TokenCallback | None = None,
+             timeout: float | None = None) -> Reply:
         method = getattr(self, f"op_{op}", None)
         if op not in self.info.capabilities.operations or method is None:
             return Reply(False, error=ErrorInfo(NOT_SUPPORTED, f"{self.name} has no operation {op!r}"),
@@ -228,7 +230,7 @@ def _internal_error(adapter: PythonAdapter, error: BaseException) -> Reply:
     return Reply(False, error=ErrorInfo(INTERNAL_ERROR, f"{type(error).__name__}: {error}"), state=adapter._reported_state())
 
 
-def _is_signature_error(error: TypeError, method) -> bool:
+def _is_signature_error(error: TypeError, method: Callable[..., Any]) -> bool:
     """True when the TypeError is about the call's arguments, not raised inside the method."""
     traceback = error.__traceback__
     return traceback is not None and traceback.tb_next is None
@@ -293,8 +295,8 @@ def _signal_name(number: int | None) -> str:
     import signal
 
     try:
-        return signal.Signals(number).name
-    except (ValueError, TypeError):
+        return signal.Signals(number).name if number is not None else "unknown"
+    except ValueError:
         return "unknown"
 
 
@@ -313,10 +315,12 @@ class RecordingAdapter(Adapter):
     def __init__(self, inner: Adapter):
         self.inner = inner
         self.info = inner.info
+        self.operation_timeout = inner.operation_timeout
         self.calls: list[CallRecord] = []
         self._lock = threading.Lock()
 
-    def call(self, op, args=None, on_token=None, timeout=None) -> Reply:
+    def call(self, op: str, args: dict[str, Any] | None = None, on_token: TokenCallback | None = None,
+             timeout: float | None = None) -> Reply:
         record = CallRecord(op, dict(args or {}))
         with self._lock:
             self.calls.append(record)
@@ -326,10 +330,6 @@ class RecordingAdapter(Adapter):
 
     def current_state(self) -> str | None:
         return self.inner.current_state()
-
-    @property
-    def operation_timeout(self) -> float | None:
-        return self.inner.operation_timeout
 
     def close(self) -> None:
         self.inner.close()

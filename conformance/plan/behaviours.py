@@ -9,9 +9,9 @@ table, not from a list here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 from ggufsm.spec.names import Operation
 

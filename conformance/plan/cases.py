@@ -28,16 +28,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Union
-
-from ggufsm.spec import Branch, Spec
-from ggufsm.spec.names import ErrorCode, Guard, Operation, State
+from typing import Any
 
 from ggufsm.conformance.plan.expected import expected_of
 from ggufsm.conformance.plan.paths import Node, Planner, Step, branch_guards, make_step, setup_steps
 from ggufsm.conformance.plan.recipes import INTERRUPTS, Action, SuiteInputs, realize, running_generate
+from ggufsm.spec import Branch, Spec
+from ggufsm.spec.names import ErrorCode, Guard, Operation, State
 
-Transition = tuple[State, Operation, State, Union[ErrorCode, None]]
+Transition = tuple[State, Operation, State, ErrorCode | None]
 
 
 class Trigger(str, Enum):
@@ -72,7 +71,7 @@ class CancelWhileCallRuns:
     send_cancel_at: Trigger = Trigger.first_token
 
 
-Concurrency = Union[CallWhileRunning, CancelWhileCallRuns]
+Concurrency = CallWhileRunning | CancelWhileCallRuns
 
 
 @dataclass(frozen=True)
@@ -168,7 +167,8 @@ def plan_suite(spec: Spec, inputs: SuiteInputs,
                 interrupted = any(dict(branch.conditions).get(guard) for guard in INTERRUPTS.values())
                 cancel_must_land = interrupted or (state in interruptible and op in INTERRUPTS)
                 chosen = cancel_planner if cancel_must_land else planner
-                plan = (_plan_transient(spec, chosen, branch) if entry.transient else _plan_stable(spec, chosen, branch))
+                plan_case = _plan_transient if entry.transient else _plan_stable
+                plan = plan_case(spec, chosen, branch)
                 if isinstance(plan, CasePlan):
                     plans.append(plan)
                 else:

@@ -10,13 +10,12 @@ JSON).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
-
-from ggufsm.spec import Branch, Outcome, Spec
-from ggufsm.spec.names import ErrorCode, FinishReason, ResidentDatum, State
 
 from ggufsm.conformance.plan.recipes import with_natural_values
+from ggufsm.spec import Branch, Outcome, Spec
+from ggufsm.spec.names import ErrorCode, FinishReason, ResidentDatum, State
 
 
 @dataclass(frozen=True)

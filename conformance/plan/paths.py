@@ -13,11 +13,10 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
-from ggufsm.spec import Spec
-from ggufsm.spec.names import ErrorCode, Guard, Operation, State
-
 from ggufsm.conformance.plan.expected import Expected, expected_of
 from ggufsm.conformance.plan.recipes import Action, SuiteInputs, realize, with_natural_values
+from ggufsm.spec import Spec
+from ggufsm.spec.names import ErrorCode, Guard, Operation, State
 
 
 @dataclass(frozen=True, order=True)

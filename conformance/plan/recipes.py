@@ -14,9 +14,10 @@ context), and whether a cancel is sent while it runs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from ggufsm.spec.names import FinishReason, Guard, Operation
 
@@ -39,7 +40,8 @@ RECIPES: Mapping[Guard, GuardRecipe] = MappingProxyType({
                                       "reached by a path that installs none (or frees it)"),
     Guard.model_readable: GuardRecipe(True, "an existing file", "a path that does not exist"),
     Guard.model_well_formed: GuardRecipe(True, "a well-formed GGUF file", "a corrupt GGUF file"),
-    Guard.model_supported: GuardRecipe(True, "the suite's model", "a well-formed GGUF file with an unknown architecture"),
+    Guard.model_supported: GuardRecipe(True, "the suite's model",
+                                       "a well-formed GGUF file with an unknown architecture"),
     Guard.sampling_valid: GuardRecipe(True, "temperature=0 (greedy)", "temperature=-1"),
     Guard.input_valid: GuardRecipe(True, "a short prompt, max_tokens >= 0", "max_tokens=-1"),
     Guard.prompt_fits: GuardRecipe(True, "a short prompt", "a prompt longer than the context (n_ctx)"),
@@ -94,8 +96,9 @@ class SuiteInputs:
         return {"n_ctx": self.n_ctx, "n_threads": self.n_threads}
 
     def describe(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in ("model", "alt_model", "corrupt_model", "unsupported_model",
-                                                        "missing_model", "n_ctx", "n_threads", "prompt", "cancel_n_ctx")}
+        names = ("model", "alt_model", "corrupt_model", "unsupported_model", "missing_model", "n_ctx", "n_threads",
+                 "prompt", "cancel_n_ctx")
+        return {name: getattr(self, name) for name in names}
 
 
 def overlong_prompt(n_ctx: int) -> str:

@@ -16,16 +16,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ggufsm.spec import Spec
-from ggufsm.spec.names import ErrorCode, FinishReason, Guard, Operation, ResidentDatum, State
-
 from ggufsm.conformance.plan.behaviours import BEHAVIOUR_RULES
 from ggufsm.conformance.plan.cases import (
-    CallWhileRunning, CancelWhileCallRuns, CasePlan, Concurrency, Trigger, plan_suite,
+    CallWhileRunning,
+    CancelWhileCallRuns,
+    CasePlan,
+    Concurrency,
+    Trigger,
+    plan_suite,
 )
 from ggufsm.conformance.plan.expected import Expected
 from ggufsm.conformance.plan.paths import Node, Step
 from ggufsm.conformance.plan.recipes import RECIPES, Action, SuiteInputs
+from ggufsm.spec import Spec
+from ggufsm.spec.names import ErrorCode, FinishReason, Guard, Operation, ResidentDatum, State
 
 FORMAT = "ggufsm-conformance-suite"
 FORMAT_VERSION = "1.0"

@@ -17,14 +17,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ggufsm.spec import Branch, Spec
-from ggufsm.spec.names import Guard, Operation, State
-
 from ggufsm.conformance.plan.expected import Expected, expected_of
 from ggufsm.conformance.plan.paths import Node
 from ggufsm.conformance.plan.recipes import (
-    INTERRUPTS, NATURAL_VALUES, Arrangement, SuiteInputs, fill_context, realize, with_natural_values,
+    INTERRUPTS,
+    NATURAL_VALUES,
+    Arrangement,
+    SuiteInputs,
+    fill_context,
+    realize,
+    with_natural_values,
 )
+from ggufsm.spec import Branch, Spec
+from ggufsm.spec.names import Guard, Operation, State
 
 NATURAL, FILL_CONTEXT = "natural", "fill_context"
 # Guards a walk does not choose: they follow from what the walk already did.
@@ -106,7 +111,8 @@ class WalkModel:
             self.configured = True
         if branch.outcome.lazy_init:
             self.configured = False
-        keeps_request = spec.operations[op].kind != "command" or (op == Operation.set_sampling and expected.error is None)
+        keeps_request = (spec.operations[op].kind != "command"
+                         or (op == Operation.set_sampling and expected.error is None))
         if choice == FILL_CONTEXT and expected.error is None:
             self.context_full = True   # the check held the generate to finish_reason "context"
         elif not keeps_request:

@@ -13,17 +13,21 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ggufsm.spec import Spec
-from ggufsm.spec.names import ErrorCode, Operation, State
-
 from ggufsm.conformance.adapter import Adapter, Reply, TokenCallback
 from ggufsm.conformance.plan.behaviours import (
-    BEHAVIOUR_RULES, CONCURRENT_GENERATES, CONTINUED_TOKENS, MEMORY_CYCLES, SEEDED, BehaviourRule,
+    BEHAVIOUR_RULES,
+    CONCURRENT_GENERATES,
+    CONTINUED_TOKENS,
+    MEMORY_CYCLES,
+    SEEDED,
+    BehaviourRule,
 )
 from ggufsm.conformance.plan.expected import natural_outcome
 from ggufsm.conformance.plan.recipes import GREEDY, SuiteInputs
 from ggufsm.conformance.run.case import BEHAVIOUR, Case, Opener
 from ggufsm.conformance.run.checks import CaseFailed, Unsupported
+from ggufsm.spec import Spec
+from ggufsm.spec.names import ErrorCode, Operation, State
 
 MEMORY_FLOOR_BYTES = 4 << 20
 
@@ -49,7 +53,8 @@ class Session:
     def error(self, op: str, args: Mapping[str, Any] | None, expected: str | None, why: str) -> None:
         reply = self.call(op, args)
         if reply.code != expected:
-            raise CaseFailed(self.rule, f"{why}: {op}({_brief(args)}) should fail with {expected}, got {reply.describe()}")
+            raise CaseFailed(self.rule, f"{why}: {op}({_brief(args)}) should fail with {expected}, "
+                                        f"got {reply.describe()}")
 
     def generate(self, prompt: str, max_tokens: int, sampling: Mapping[str, Any] = GREEDY) -> dict[str, Any]:
         return self.ok(Operation.generate, generate_args(prompt, max_tokens, sampling))
@@ -141,7 +146,8 @@ def request_cleanup(ctx: Context) -> list[str]:
     ctx.same_tokens(second, fresh, "a new generate must not see the previous request's tokens")
     for key in ("prompt_tokens", "finish_reason", "text"):
         if key in second and key in fresh and second[key] != fresh[key]:
-            raise CaseFailed(ctx.rule, f"{key} leaked from the previous request: {second[key]!r} vs fresh {fresh[key]!r}")
+            raise CaseFailed(ctx.rule, f"{key} leaked from the previous request: {second[key]!r} "
+                                       f"vs fresh {fresh[key]!r}")
     ctx.same_tokens(seeded, ctx.fresh_generate(inputs.prompt, inputs.generate_tokens, SEEDED),
                     "a seeded request after another must equal the same request on a fresh runtime")
     return []
@@ -153,7 +159,8 @@ def context_rejection_leaves_no_partial_state(ctx: Context) -> list[str]:
     session.generate("A request before the rejected one", inputs.generate_tokens)
     open_request = ctx.state_after(State.Ready, Operation.generate)
     session.error(Operation.generate, generate_args(inputs.long_prompt, inputs.generate_tokens),
-                  ctx.table_error(open_request, Operation.generate, prompt_fits=False), "a prompt longer than the context")
+                  ctx.table_error(open_request, Operation.generate, prompt_fits=False),
+                  "a prompt longer than the context")
     if session.continues():
         rejected = ctx.state_after(open_request, Operation.generate, prompt_fits=False)
         session.error(Operation.generate_next_token, {}, ctx.table_error(rejected, Operation.generate_next_token),

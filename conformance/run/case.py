@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ggufsm.conformance.adapter import (
-    Adapter, CallRecord, Implementation, ImplementationDied, ImplementationHung, RecordingAdapter, Reply, TokenCallback,
+    Adapter,
+    CallRecord,
+    Implementation,
+    ImplementationDied,
+    ImplementationHung,
+    RecordingAdapter,
+    Reply,
+    TokenCallback,
 )
 
 CELL, BEHAVIOUR, WALK = "cell", "behaviour", "walk"

@@ -8,23 +8,28 @@ makes the calls, arranges the overlap and holds the replies to the plan.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from ggufsm.spec.names import Operation
+from collections.abc import Callable, Iterable
 
 from ggufsm.conformance.adapter import Adapter, Reply
 from ggufsm.conformance.plan.cases import CallWhileRunning, CancelWhileCallRuns, CasePlan
+from ggufsm.conformance.run.case import CELL, Case
 from ggufsm.conformance.run.checks import (
-    CaseFailed, RaceLost, Unsupported, check_after, check_reply, require_supported, tokens_of,
+    CaseFailed,
+    RaceLost,
+    Unsupported,
+    check_after,
+    check_reply,
+    require_supported,
+    tokens_of,
 )
 from ggufsm.conformance.run.overlap import call_while_running, call_with_cancel_at_first_token, in_process
-from ggufsm.conformance.run.case import CELL, Case
+from ggufsm.spec.names import Operation
 
 
 def table_cases(plans: Iterable[CasePlan]) -> list[Case]:
     """The planned cases as runnable Cases."""
 
-    def runner_for(plan: CasePlan):
+    def runner_for(plan: CasePlan) -> Callable[[Adapter], list[str]]:
         return lambda adapter: run_plan(plan, adapter)
 
     return [Case(plan.id, CELL, plan.rule, [*plan.describe(), f"effect: {plan.effect}"], runner_for(plan),
@@ -78,7 +83,8 @@ def _check_cancel_answered(cancel_reply: Reply, rule: str, what: str) -> None:
     if cancel_reply.not_supported:
         raise Unsupported(Operation.cancel)
     if not cancel_reply.ok:
-        raise CaseFailed(rule, f"{what}: cancel() sent while the generate ran should answer, got {cancel_reply.describe()}")
+        raise CaseFailed(rule, f"{what}: cancel() sent while the generate ran should answer, "
+                               f"got {cancel_reply.describe()}")
 
 
 def _check_kept_tokens(reply: Reply, max_tokens: int, rule: str, what: str) -> None:

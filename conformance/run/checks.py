@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ggufsm.spec.names import Operation, ResidentDatum
-
 from ggufsm.conformance.adapter import INTERNAL_ERROR, Adapter, Reply
 from ggufsm.conformance.plan.expected import Expected
+from ggufsm.spec.names import Operation, ResidentDatum
 
 
 class CaseFailed(AssertionError):
@@ -87,7 +86,8 @@ def check_resident(adapter: Adapter, expected: Expected, rule: str, what: str) -
         return
     reply = adapter.call(Operation.diagnostics)
     if not reply.ok or not isinstance(reply.value, dict) or "resident" not in reply.value:
-        raise CaseFailed("resident_data", f"{what}: diagnostics did not answer with a resident list: {reply.describe()}")
+        raise CaseFailed("resident_data", f"{what}: diagnostics did not answer with a resident list: "
+                                          f"{reply.describe()}")
     present = set(reply.value["resident"])
     missing = sorted(expected.required - present)
     forbidden = sorted(present - expected.required - expected.optional)
@@ -113,7 +113,8 @@ def check_last_error(adapter: Adapter, expected: Expected, rule: str, what: str)
     recorded = reply.value.get("code") if isinstance(reply.value, dict) else None
     if ResidentDatum.last_error in expected.required and expected.error and recorded != expected.error:
         raise CaseFailed(f"{rule} + states.{expected.to}.resident",
-                         f"{what}: {expected.to} requires last_error = {expected.error}, the query answers {reply.value!r}")
+                         f"{what}: {expected.to} requires last_error = {expected.error}, "
+                         f"the query answers {reply.value!r}")
     allowed = expected.required | expected.optional
     if ResidentDatum.last_error not in allowed and reply.value is not None:
         raise CaseFailed(f"{rule} + states.{expected.to}.resident",

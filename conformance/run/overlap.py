@@ -10,8 +10,9 @@ only ends a call that would otherwise never answer.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ggufsm.conformance.adapter import Adapter, PythonAdapter, Reply
 from ggufsm.conformance.plan.cases import Trigger
@@ -96,8 +97,8 @@ def call_while_running(adapter: Adapter, running: Action, call: Action, send_at:
     A call or a running operation that never answers fails the case under `rule`."""
     limit = waiting_limit(adapter)
     call_outcome = _Outcome()
-    caller = threading.Thread(target=call_outcome.run, args=(lambda: adapter.call(call.op, dict(call.args), timeout=limit),),
-                              daemon=True)
+    caller = threading.Thread(target=call_outcome.run, daemon=True,
+                              args=(lambda: adapter.call(call.op, dict(call.args), timeout=limit),))
     sent: dict[str, bool] = {}
 
     def send_call() -> None:

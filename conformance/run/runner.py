@@ -17,10 +17,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ggufsm.spec import Spec, load_spec
-
 from ggufsm.conformance.adapter import (
-    Adapter, Implementation, ImplementationDied, ImplementationHung, ImplementationInfo, RecordingAdapter,
+    Adapter,
+    Implementation,
+    ImplementationDied,
+    ImplementationHung,
+    ImplementationInfo,
+    RecordingAdapter,
 )
 from ggufsm.conformance.plan.cases import Unreachable, plan_suite
 from ggufsm.conformance.plan.recipes import SuiteInputs
@@ -29,6 +32,7 @@ from ggufsm.conformance.run.case import CELL, Case, Opener, close_quietly
 from ggufsm.conformance.run.cells import table_cases
 from ggufsm.conformance.run.checks import CaseFailed, RaceLost, Unsupported
 from ggufsm.conformance.run.walk import walk_case
+from ggufsm.spec import Spec, load_spec
 
 PASS, FAIL, NOT_SUPPORTED, XFAIL, XPASS = "pass", "fail", "not_supported", "xfail", "xpass"
 RACE_ATTEMPTS = 3

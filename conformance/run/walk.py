@@ -14,15 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ggufsm.spec import Spec
-from ggufsm.spec.names import ErrorCode, Operation
-
 from ggufsm.conformance.adapter import Adapter, ImplementationDied, ImplementationHung, Reply
 from ggufsm.conformance.plan.recipes import Action, Arrangement, SuiteInputs
 from ggufsm.conformance.plan.walk_model import STEPS_PER_WALK, WalkModel, choices_for, reproduction, weighted
 from ggufsm.conformance.run.case import WALK, Case, Opener
 from ggufsm.conformance.run.checks import CaseFailed, Unsupported, check_after, check_reply
 from ggufsm.conformance.run.overlap import call_with_cancel_at_first_token
+from ggufsm.spec import Spec
+from ggufsm.spec.names import ErrorCode, Operation
 
 CANCEL = Action(Operation.cancel, {})
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import pytest
+import toy_runtime
 
 from ggufsm.conformance.adapter import InProcessImplementation, open_implementation
 from ggufsm.conformance.plan.cases import CallWhileRunning, plan_suite
 from ggufsm.conformance.protocol import schema_problems
 from ggufsm.conformance.run.runner import FAIL, NOT_SUPPORTED, PASS, XFAIL, XPASS, run_suite
 from ggufsm.spec import load_spec
-
-import toy_runtime
 
 WALKS = 30
 

@@ -11,7 +11,13 @@ import pytest
 from ggufsm.conformance.inputs import placeholder_inputs
 from ggufsm.conformance.plan.cases import Trigger, plan_suite
 from ggufsm.conformance.plan.suite_file import (
-    REGENERATE, SCHEMA_PATH, SUITE_PATH, plans_from_document, read_document, render, suite_document,
+    REGENERATE,
+    SCHEMA_PATH,
+    SUITE_PATH,
+    plans_from_document,
+    read_document,
+    render,
+    suite_document,
 )
 from ggufsm.spec import load_spec
 
