@@ -28,7 +28,8 @@ class Expected:
     finish_reason: FinishReason | None = None   # how the call's generate ends, where the recipe decides it
 
     def describe(self) -> str:
-        return f"{self.error} then state {self.to}" if self.error else f"success, state {self.to}"
+        ends = f" (finish_reason {self.finish_reason})" if self.finish_reason else ""
+        return f"{self.error}{ends} then state {self.to}" if self.error else f"success{ends}, state {self.to}"
 
 
 def resident_after(spec: Spec, model_resident_before: bool, to: str) -> bool:
