@@ -24,10 +24,12 @@ import shlex
 import sys
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ggufsm.spec.errors import GgufsmError
+from ggufsm.spec.names import ErrorCode
 
 # Error codes the protocol adds to the table's: an operation the implementation
 # lacks, a request it could not parse, and an unexpected failure inside it.
@@ -35,7 +37,8 @@ NOT_SUPPORTED = "NotSupported"
 PROTOCOL_ERROR = "ProtocolError"
 INTERNAL_ERROR = "InternalError"
 
-TokenCallback = Callable[[dict], None]
+TokenCallback = Callable[[dict[str, Any]], None]
+PARTIAL_VALUE = "partial_value"   # the attribute attach_partial_value sets on an error
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class Reply:
 
     def describe(self) -> str:
         state = f" [state {self.state}]" if self.state is not None else ""
-        if self.ok:
+        if self.ok or self.error is None:
             return f"ok{state}"
         return f"{self.error.code}: {self.error.message}{state}"
 
@@ -82,7 +85,7 @@ class Capabilities:
         return {"state": self.state, "diagnostics": self.diagnostics, "operations": sorted(self.operations)}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Capabilities":
+    def from_json(cls, data: dict) -> Capabilities:
         return cls(bool(data["state"]), bool(data["diagnostics"]), frozenset(data["operations"]))
 
 
@@ -152,10 +155,10 @@ class Implementation(ABC):
     def close(self) -> None:
         pass
 
-    def __enter__(self):
+    def __enter__(self) -> Implementation:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -192,7 +195,8 @@ class PythonAdapter(Adapter):
     def _reported_state(self) -> str | None:
         return self.current_state() if self.info.capabilities.state else None
 
-    def call(self, op, args=None, on_token=None, timeout=None) -> Reply:
+    def call(self, op: str, args: dict[str, Any] | None = None, on_token: TokenCallback | None = None,
+             timeout: float | None = None) -> Reply:
         method = getattr(self, f"op_{op}", None)
         if op not in self.info.capabilities.operations or method is None:
             return Reply(False, error=ErrorInfo(NOT_SUPPORTED, f"{self.name} has no operation {op!r}"),
@@ -203,23 +207,30 @@ class PythonAdapter(Adapter):
         try:
             value = method(**kwargs)
         except GgufsmError as error:
-            partial = getattr(error, "partial_value", None)
-            return Reply(False, value=partial, error=ErrorInfo(error.code, error.message, error.state_after),
-                         state=self._reported_state())
+            return Reply(False, value=getattr(error, PARTIAL_VALUE, None),
+                         error=ErrorInfo(error.code, error.message, error.state_after), state=self._reported_state())
         except TypeError as error:
             if _is_signature_error(error, method):
-                return Reply(False, error=ErrorInfo("InvalidInput", f"{op}: {error}"), state=self._reported_state())
+                return Reply(False, error=ErrorInfo(ErrorCode.InvalidInput, f"{op}: {error}"),
+                             state=self._reported_state())
             return _internal_error(self, error)
         except Exception as error:  # a bug in the implementation: reported as such, never a pass
             return _internal_error(self, error)
         return Reply(True, value=value, state=self._reported_state())
 
 
+def attach_partial_value(error: GgufsmError, value: Any) -> GgufsmError:
+    """`error`, carrying what the operation produced before it failed (a cancelled generate's
+    kept tokens): PythonAdapter sends it as the error reply's value."""
+    setattr(error, PARTIAL_VALUE, value)
+    return error
+
+
 def _internal_error(adapter: PythonAdapter, error: BaseException) -> Reply:
     return Reply(False, error=ErrorInfo(INTERNAL_ERROR, f"{type(error).__name__}: {error}"), state=adapter._reported_state())
 
 
-def _is_signature_error(error: TypeError, method) -> bool:
+def _is_signature_error(error: TypeError, method: Callable[..., Any]) -> bool:
     """True when the TypeError is about the call's arguments, not raised inside the method."""
     traceback = error.__traceback__
     return traceback is not None and traceback.tb_next is None
@@ -284,8 +295,8 @@ def _signal_name(number: int | None) -> str:
     import signal
 
     try:
-        return signal.Signals(number).name
-    except (ValueError, TypeError):
+        return signal.Signals(number).name if number is not None else "unknown"
+    except ValueError:
         return "unknown"
 
 
@@ -304,10 +315,12 @@ class RecordingAdapter(Adapter):
     def __init__(self, inner: Adapter):
         self.inner = inner
         self.info = inner.info
+        self.operation_timeout = inner.operation_timeout
         self.calls: list[CallRecord] = []
         self._lock = threading.Lock()
 
-    def call(self, op, args=None, on_token=None, timeout=None) -> Reply:
+    def call(self, op: str, args: dict[str, Any] | None = None, on_token: TokenCallback | None = None,
+             timeout: float | None = None) -> Reply:
         record = CallRecord(op, dict(args or {}))
         with self._lock:
             self.calls.append(record)
@@ -317,10 +330,6 @@ class RecordingAdapter(Adapter):
 
     def current_state(self) -> str | None:
         return self.inner.current_state()
-
-    @property
-    def operation_timeout(self) -> float | None:
-        return self.inner.operation_timeout
 
     def close(self) -> None:
         self.inner.close()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ggufsm.conformance.run.runner import CaseResult
 
 
-def register(subparsers) -> None:
+def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("conformance", help="the conformance kit: run the suite against any implementation")
     commands = parser.add_subparsers(dest="conformance_command", required=True, metavar="CONFORMANCE_COMMAND")
 
@@ -30,7 +35,8 @@ def register(subparsers) -> None:
     run.set_defaults(handler=_run)
 
     cases = commands.add_parser("cases", help="list the cases the table generates (model files shown as <placeholders>)")
-    cases.add_argument("--json", action="store_true", help="the cases as data: path, call, expected outcome")
+    cases.add_argument("--json", action="store_true",
+                       help="the suite as data (conformance/suite.json; docs/conformance/suite.md)")
     cases.add_argument("--cases", action="append", default=[], metavar="GLOB")
     cases.set_defaults(handler=_cases)
 
@@ -50,55 +56,54 @@ def register(subparsers) -> None:
     serve_reference.set_defaults(handler=_serve_reference)
 
 
-def _serve(args) -> int:
+def _serve(args: argparse.Namespace) -> int:
     from ggufsm.conformance.adapter import load_factory
     from ggufsm.conformance.protocol import serve_stdio
 
     return serve_stdio(load_factory(args.impl))
 
 
-def _serve_reference(args) -> int:
+def _serve_reference(args: argparse.Namespace) -> int:
     from ggufsm.conformance.adapters.reference import make_adapter
     from ggufsm.conformance.protocol import serve_stdio
 
     return serve_stdio(make_adapter)
 
 
-def _cases(args) -> int:
+def _cases(args: argparse.Namespace) -> int:
     import fnmatch
-    import json
 
-    from ggufsm.conformance.behaviour import BEHAVIOURS
-    from ggufsm.conformance.cases import plan_suite
-    from ggufsm.conformance.inputs import TINY_CANCEL_N_CTX
-    from ggufsm.conformance.recipes import SuiteInputs
+    from ggufsm.conformance.inputs import placeholder_inputs
+    from ggufsm.conformance.plan.behaviours import BEHAVIOUR_RULES
+    from ggufsm.conformance.plan.cases import plan_suite
+    from ggufsm.conformance.plan.suite_file import render, suite_document
     from ggufsm.spec import load_spec
 
-    placeholders = SuiteInputs(model="<model>", alt_model="<alt_model>", corrupt_model="<corrupt_model>",
-                               unsupported_model="<unsupported_model>", missing_model="<missing_model>",
-                               long_prompt="<long_prompt>", cancel_n_ctx=TINY_CANCEL_N_CTX)
-    plans, _ = plan_suite(load_spec(), placeholders)
+    spec, inputs = load_spec(), placeholder_inputs()
+    plans, _ = plan_suite(spec, inputs)
     chosen = [plan for plan in plans if not args.cases or any(fnmatch.fnmatchcase(plan.id, g) for g in args.cases)]
     if args.json:
-        print(json.dumps([plan.to_json() for plan in chosen], indent=1))
+        sys.stdout.write(render(suite_document(spec, inputs, chosen)))
         return 0
     for plan in chosen:
         print(f"{plan.id}    [{plan.rule}]")
         for line in plan.describe():
             print(f"    {line}")
-    for behaviour in BEHAVIOURS:
-        print(f"{behaviour.rule}\n    {behaviour.statement}")
-    print(f"{len(plans)} table cases, {len(BEHAVIOURS)} behavioural cases, and the random walks")
+    for rule in BEHAVIOUR_RULES:
+        print(f"{rule.id}\n    {rule.statement}")
+    print(f"{len(plans)} table cases, {len(BEHAVIOUR_RULES)} behavioural cases, and the random walks")
     return 0
 
 
-def _replay(args) -> int:
+def _replay(args: argparse.Namespace) -> int:
     """Each request after the previous answer; a cancel that follows a streaming generate is sent
     from another thread at its first token, as the walk did. Exit 1 if the implementation dies or hangs."""
     import json
-    import threading
 
     from ggufsm.conformance.adapter import ImplementationDied, ImplementationHung, open_implementation
+    from ggufsm.conformance.plan.recipes import Action
+    from ggufsm.conformance.run.overlap import call_with_cancel_at_first_token
+    from ggufsm.spec.names import Operation
 
     decoder = json.JSONDecoder()
     requests = [decoder.raw_decode(line.strip())[0] for line in args.file.read_text().splitlines()
@@ -109,31 +114,31 @@ def _replay(args) -> int:
         while index < len(requests):
             request = requests[index]
             arguments = dict(request.get("args") or {})
-            cancel_next = (arguments.pop("stream", False) and index + 1 < len(requests)
-                           and requests[index + 1]["op"] == "cancel")
-            on_token = None
-            if cancel_next:
-                def on_token(token, fired=[]):
-                    if not fired:
-                        fired.append(threading.Thread(target=lambda: print(
-                            f"  cancel -> {adapter.call('cancel').describe()}")))
-                        fired[0].start()
-                        fired[0].join()
+            cancel_next = bool(arguments.pop("stream", False) and index + 1 < len(requests)
+                               and requests[index + 1]["op"] == Operation.cancel)
+            shown = f"{request['op']}({json.dumps(arguments)[:120]})"
             try:
-                reply = adapter.call(request["op"], arguments, on_token=on_token)
+                if cancel_next:
+                    cancel = Action(Operation.cancel, requests[index + 1].get("args") or {})
+                    reply, cancel_reply = call_with_cancel_at_first_token(
+                        adapter, Action(Operation(request["op"]), arguments), cancel)
+                else:
+                    reply, cancel_reply = adapter.call(request["op"], arguments), None
             except (ImplementationDied, ImplementationHung) as ended:
-                print(f"{request['op']}({json.dumps(arguments)[:120]}) -> {ended}")
+                print(f"{shown} -> {ended}")
                 return 1
-            print(f"{request['op']}({json.dumps(arguments)[:120]}) -> {reply.describe()}")
+            print(f"{shown} -> {reply.describe()}")
+            if cancel_next:
+                print(f"  cancel -> {cancel_reply.describe() if cancel_reply else 'no answer while it ran'}")
             index += 2 if cancel_next else 1
     return 0
 
 
-def _run(args) -> int:
+def _run(args: argparse.Namespace) -> int:
     from ggufsm.conformance.adapter import open_implementation
     from ggufsm.conformance.inputs import prepare_inputs
-    from ggufsm.conformance.report import write_reports, summary_line
-    from ggufsm.conformance.runner import read_expect_fail, run_suite
+    from ggufsm.conformance.report import summary_line, write_reports
+    from ggufsm.conformance.run.runner import read_expect_fail, run_suite
 
     expect_fail = read_expect_fail(args.expect_fail)
     runs = []
@@ -142,7 +147,7 @@ def _run(args) -> int:
         for impl in args.impl:
             with open_implementation(impl, isolate=not args.in_process, timeout=args.timeout) as implementation:
                 print(f"== {impl}", file=sys.stderr)
-                progress = None if args.quiet else _printer()
+                progress = None if args.quiet else _show_result
                 runs.append(run_suite(implementation, inputs, case_globs=args.cases, expect_fail=expect_fail,
                                       walk_examples=args.walk_examples, progress=progress))
                 print(summary_line(runs[-1]))
@@ -152,10 +157,10 @@ def _run(args) -> int:
     return 0 if all(run.ok for run in runs) else 1
 
 
-def _printer():
-    def show(result) -> None:
-        line = f"{result.status.upper():>13}  {result.id}  ({result.seconds * 1000:.0f} ms)"
-        if result.status not in ("pass", "xfail"):
-            line += f"\n               {result.message.splitlines()[0] if result.message else ''}"
-        print(line, file=sys.stderr)
-    return show
+def _show_result(result: CaseResult) -> None:
+    from ggufsm.conformance.run.runner import PASS, XFAIL
+
+    line = f"{result.status.upper():>13}  {result.id}  ({result.seconds * 1000:.0f} ms)"
+    if result.status not in (PASS, XFAIL):
+        line += f"\n               {result.message.splitlines()[0] if result.message else ''}"
+    print(line, file=sys.stderr)

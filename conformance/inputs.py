@@ -5,6 +5,8 @@ two tiny synthetic llamas with different weights (the model and the one a
 replace installs), a corrupt variant and one with an architecture no runtime
 knows. ``--model`` swaps in a real model for the first; ``--inputs FILE``
 names every file (for runtimes that need models of their own).
+``placeholder_inputs`` are the default run's inputs with every file a
+placeholder: what the suite as data (``conformance/suite.json``) is planned with.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-from ggufsm.conformance.recipes import SuiteInputs
+from ggufsm.conformance.plan.recipes import SuiteInputs
+from ggufsm.conformance.plan.suite_file import placeholder
 
 # The tiny models' training context: it holds the suite's n_ctx (128) and the cancel cases' context.
 TINY_N_CTX = 4096
@@ -41,6 +44,15 @@ def prepare_inputs(workdir: Path, *, model: Path | None = None, inputs_file: Pat
         # A real model makes each token cost enough already: its cancel cases keep the suite's context.
         cancel_n_ctx=0 if model else TINY_CANCEL_N_CTX,
     )
+
+
+def placeholder_inputs() -> SuiteInputs:
+    """The default run's values, with `<model>`, `<alt_model>`, ... and `<long_prompt>` for what a
+    harness supplies."""
+    return SuiteInputs(model=placeholder("model"), alt_model=placeholder("alt_model"),
+                       corrupt_model=placeholder("corrupt_model"), unsupported_model=placeholder("unsupported_model"),
+                       missing_model=placeholder("missing_model"), long_prompt=placeholder("long_prompt"),
+                       cancel_n_ctx=TINY_CANCEL_N_CTX)
 
 
 def inputs_from_file(path: Path) -> SuiteInputs:

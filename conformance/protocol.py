@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import os
 import threading
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 from ggufsm.conformance.adapter import PROTOCOL_ERROR, Adapter, ErrorInfo, Reply
 
@@ -33,12 +34,12 @@ HARNESS_OPERATIONS = (HELLO, FRESH, SHUTDOWN)
 
 
 @lru_cache(maxsize=1)
-def schema() -> dict:
+def schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
-@lru_cache(maxsize=None)
-def _validator(definition: str | None):
+@cache
+def _validator(definition: str | None) -> Any:
     import jsonschema
 
     root = schema()
@@ -55,12 +56,15 @@ def schema_problems(message: Any, definition: str | None = None) -> list[str]:
 # ─── messages ────────────────────────────────────────────────────────────────
 
 
-def request(request_id, op: str, args: dict | None = None) -> dict:
+RequestId = int | str | None
+
+
+def request(request_id: RequestId, op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"id": request_id, "op": op, "args": dict(args or {})}
 
 
-def response(request_id, reply: Reply) -> dict:
-    message = {"id": request_id, "ok": reply.ok, "state": reply.state}
+def response(request_id: RequestId, reply: Reply) -> dict[str, Any]:
+    message: dict[str, Any] = {"id": request_id, "ok": reply.ok, "state": reply.state}
     if reply.value is not None or reply.ok:
         message["value"] = reply.value
     if reply.error is not None:
@@ -68,7 +72,7 @@ def response(request_id, reply: Reply) -> dict:
     return message
 
 
-def reply_of(message: dict) -> Reply:
+def reply_of(message: dict[str, Any]) -> Reply:
     error = message.get("error")
     return Reply(
         ok=bool(message["ok"]),
@@ -78,15 +82,15 @@ def reply_of(message: dict) -> Reply:
     )
 
 
-def token_event(request_id, token: dict) -> dict:
+def token_event(request_id: RequestId, token: dict[str, Any]) -> dict[str, Any]:
     return {"id": request_id, "event": "token", "value": token}
 
 
-def encode(message: dict) -> str:
+def encode(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=_json_default) + "\n"
 
 
-def _json_default(value):
+def _json_default(value: Any) -> Any:
     # numpy scalars and other number-likes an adapter may hand back
     for convert in (int, float):
         try:
@@ -171,7 +175,7 @@ class Server:
             self._adapter = self._open_adapter()
         return self._adapter
 
-    def _run(self, request_id, op: str, args: dict) -> None:
+    def _run(self, request_id: RequestId, op: str, args: dict[str, Any]) -> None:
         stream = bool(args.pop("stream", False))
         on_token = (lambda token: self._write(token_event(request_id, token))) if stream else None
         try:

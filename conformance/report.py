@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from ggufsm.conformance.runner import FAIL, NOT_SUPPORTED, PASS, XFAIL, XPASS, RunResult
+from ggufsm.conformance.run.runner import FAIL, NOT_SUPPORTED, PASS, XFAIL, XPASS, RunResult
+from ggufsm.spec import Branch, Spec
 
 ICONS = {PASS: "✅", FAIL: "❌", NOT_SUPPORTED: "➖", XFAIL: "⚠️", XPASS: "❗"}
 # Diagram colours: a transition is as good as its worst case.
@@ -21,9 +24,13 @@ COLOURS = {PASS: "#2e7d32", XPASS: "#2e7d32", NOT_SUPPORTED: "#9e9e9e", XFAIL: "
 SEVERITY = (PASS, XPASS, NOT_SUPPORTED, XFAIL, FAIL)
 
 
-def worst(statuses) -> str | None:
-    statuses = list(statuses)
-    return max(statuses, key=SEVERITY.index) if statuses else None
+def worst(statuses: Iterable[str]) -> str | None:
+    found = list(statuses)
+    return max(found, key=SEVERITY.index) if found else None
+
+
+def _icon(status: str | None) -> str:
+    return ICONS[status] if status is not None else " "
 
 
 def slug(text: str) -> str:
@@ -45,21 +52,21 @@ def branch_statuses(run: RunResult) -> dict[str, str]:
     for result in run.results:
         if result.kind == "cell":
             statuses.setdefault(result.rule, []).append(result.status)
-    return {rule: worst(found) for rule, found in statuses.items()}
+    return {rule: SEVERITY[max(SEVERITY.index(status) for status in found)] for rule, found in statuses.items()}
 
 
-def coverage(run: RunResult, spec) -> dict:
+def coverage(run: RunResult, spec: Spec) -> dict[str, dict[str, int]]:
     by_branch = branch_statuses(run)
     branches = list(spec.all_branches())
-    cells: dict[tuple[str, str], list[str]] = {}
-    transitions: dict[tuple, list[str]] = {}
+    cells: dict[tuple[str, str], list[str | None]] = {}
+    transitions: dict[tuple[str, str, str, str | None], list[str | None]] = {}
     for branch in branches:
         status = by_branch.get(branch.source)
         cells.setdefault((branch.state, branch.operation), []).append(status)
         key = (branch.state, branch.operation, branch.outcome.to, branch.outcome.error)
         transitions.setdefault(key, []).append(status)
 
-    def measure(groups) -> dict:
+    def measure(groups: Iterable[list[str | None]]) -> dict[str, int]:
         groups = list(groups)
         return {"total": len(groups),
                 "with_a_case": sum(all(status not in (None, NOT_SUPPORTED) for status in group) for group in groups),
@@ -72,7 +79,7 @@ def coverage(run: RunResult, spec) -> dict:
 # ─── JSON and JUnit ──────────────────────────────────────────────────────────
 
 
-def run_json(run: RunResult, spec) -> dict:
+def run_json(run: RunResult, spec: Spec) -> dict[str, Any]:
     return {"implementation": run.implementation, "info": run.info, "spec_version": run.spec_version,
             "inputs": run.inputs, "seconds": round(run.seconds, 3), "ok": run.ok, "counts": run.counts(),
             "coverage": coverage(run, spec), "cases": [result.to_json() for result in run.results]}
@@ -109,7 +116,7 @@ def _percent(part: int, whole: int) -> str:
     return f"{part}/{whole} ({100 * part / whole:.0f}%)" if whole else "0/0"
 
 
-def run_markdown(run: RunResult, spec, diagram: str | None) -> list[str]:
+def run_markdown(run: RunResult, spec: Spec, diagram: str | None) -> list[str]:
     counts, cover = run.counts(), coverage(run, spec)
     info = run.info
     lines = [f"## {run.implementation}", "",
@@ -138,7 +145,7 @@ def run_markdown(run: RunResult, spec, diagram: str | None) -> list[str]:
     return lines
 
 
-def _matrix(run: RunResult, spec) -> list[str]:
+def _matrix(run: RunResult, spec: Spec) -> list[str]:
     """State × operation, each cell the worst result of its cases."""
     by_cell: dict[str, list[str]] = {}
     for result in run.results:
@@ -147,7 +154,7 @@ def _matrix(run: RunResult, spec) -> list[str]:
     operations = list(spec.operations)
     lines = ["| state | " + " | ".join(operations) + " |", "| --- " * (len(operations) + 1) + "|"]
     for state in spec.states:
-        row = [ICONS.get(worst(by_cell.get(f"{state}.{op}", [])), " ") for op in operations]
+        row = [_icon(worst(by_cell.get(f"{state}.{op}", []))) for op in operations]
         lines.append(f"| {state} | " + " | ".join(row) + " |")
     return [*lines, ""]
 
@@ -166,23 +173,23 @@ def comparison_markdown(runs: list[RunResult]) -> list[str]:
         lines += ["", "Cases whose results differ:", "", "| case | " + " | ".join(f"`{name}`" for name in names) + " |",
                   "| --- " * (len(names) + 1) + "|"]
         for case in differing:
-            lines.append(f"| `{case}` | " + " | ".join(ICONS.get(table.get(case), " ") for table in statuses) + " |")
+            lines.append(f"| `{case}` | " + " | ".join(_icon(table.get(case)) for table in statuses) + " |")
     return [*lines, ""]
 
 
 # ─── the coloured diagram ────────────────────────────────────────────────────
 
 
-def diagram_svg(run: RunResult, spec) -> bytes:
+def diagram_svg(run: RunResult, spec: Spec) -> bytes:
     """The table's state diagram (drawn by ggufsm.spec.render) with each transition coloured by the
     worst result among the cases of the branches it stands for."""
     from ggufsm.spec import render
 
     by_branch = branch_statuses(run)
 
-    def colour_of(branches) -> str | None:
+    def colour_of(branches: Iterable[Branch]) -> str | None:
         status = worst(by_branch[branch.source] for branch in branches if branch.source in by_branch)
-        return COLOURS.get(status)
+        return COLOURS[status] if status is not None else None
 
     graph = render.dot_graph(spec, colour_of=colour_of)
     graph.attr(label=f"{run.implementation}: conformance to spec {spec.version}\n"

@@ -24,18 +24,17 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from ggufsm.conformance.adapter import PythonAdapter
-from ggufsm.spec.errors import error_class
+from ggufsm.conformance.adapter import PythonAdapter, TokenCallback, attach_partial_value
+from ggufsm.spec.errors import Cancelled, ContextOverflow, InvalidModel, ModelNotLoaded, ModelUnavailable
+from ggufsm.spec.names import FinishReason
 
 _SAMPLING_NAMES = {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
                    "repetition_penalty": "repeat_penalty", "seed": "seed"}
 _SAMPLE_NAMES = {"temperature": "temp", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
                  "repetition_penalty": "repeat_penalty"}
-
-
-def _raise(code: str, message: str):
-    raise error_class(code)(message)
 
 
 class LlamaCppPythonAdapter(PythonAdapter):
@@ -62,22 +61,23 @@ class LlamaCppPythonAdapter(PythonAdapter):
 
     # ── commands ──
 
-    def op_init_runtime(self, n_ctx=None, n_threads=0) -> None:
+    def op_init_runtime(self, n_ctx: int | None = None, n_threads: int = 0) -> None:
         self._settings = {"n_ctx": n_ctx, "n_threads": n_threads or None}
 
-    def op_load_model(self, path) -> dict:
+    def op_load_model(self, path: str) -> dict[str, Any]:
         try:
             llm = _RecordingLlama(model_path=str(path), verbose=False, **self._llama_settings())
         except ValueError as error:
-            _raise("ModelUnavailable" if "does not exist" in str(error) else "InvalidModel", str(error))
+            raise (ModelUnavailable if "does not exist" in str(error) else InvalidModel)(str(error))
         self._llm, self._pending_token = llm, None
         return {"n_ctx": llm.n_ctx(), "n_vocab": llm.n_vocab()}
 
-    def _llama_settings(self) -> dict:
+    def _llama_settings(self) -> dict[str, Any]:
         settings = {key: value for key, value in self._settings.items() if value is not None}
         return settings
 
-    def op_generate(self, prompt, max_tokens=16, stop_at_eos=True, sampling=None, on_token=None) -> dict:
+    def op_generate(self, prompt: str | list[int], max_tokens: int = 16, stop_at_eos: bool = True,
+                    sampling: dict[str, Any] | None = None, on_token: TokenCallback | None = None) -> dict[str, Any]:
         llm = self._require_model()
         sampling = dict(sampling or {})
         arguments = {_SAMPLING_NAMES[name]: value for name, value in sampling.items()}
@@ -99,25 +99,24 @@ class LlamaCppPythonAdapter(PythonAdapter):
                 finish_reason = chunk["choices"][0].get("finish_reason") or finish_reason
                 if self._cancel.is_set():
                     stream.close()
-                    finish_reason = "cancelled"
+                    finish_reason = FinishReason.cancelled
                     break
         except ValueError as error:
             if "exceed context window" in str(error):
-                _raise("ContextOverflow", str(error))
+                raise ContextOverflow(str(error))
             raise
         finally:
             self._generating.clear()
         tokens = list(llm.observed)
         self._pending_token = tokens[-1] if tokens else None
         self._request_sampling = {_SAMPLE_NAMES[name]: value for name, value in sampling.items() if name in _SAMPLE_NAMES}
-        if finish_reason == "cancelled":
-            error = error_class("Cancelled")(f"the stream was closed after {len(tokens)} token(s)")
-            error.partial_value = {"token_ids": tokens, "text": "", "finish_reason": "cancelled"}
-            raise error
+        if finish_reason == FinishReason.cancelled:
+            raise attach_partial_value(Cancelled(f"the stream was closed after {len(tokens)} token(s)"),
+                                       {"token_ids": tokens, "text": "", "finish_reason": FinishReason.cancelled})
         return {"token_ids": tokens, "text": llm.detokenize(tokens).decode("utf-8", "replace"),
-                "finish_reason": finish_reason or "length"}
+                "finish_reason": finish_reason or FinishReason.length}
 
-    def op_generate_next_token(self) -> dict:
+    def op_generate_next_token(self) -> dict[str, Any]:
         llm = self._require_model()
         if self._pending_token is not None:
             llm.eval([self._pending_token])
@@ -133,40 +132,40 @@ class LlamaCppPythonAdapter(PythonAdapter):
         if self._llm is not None:
             self._llm.close()
 
-    def op_cancel(self) -> dict:
+    def op_cancel(self) -> dict[str, bool]:
         running = self._generating.is_set()
         if running:
             self._cancel.set()
         return {"was_running": running}
 
-    def _require_model(self):
+    def _require_model(self) -> Any:
         # With no Llama object there is nothing to call: the library's equivalent of "no model".
         if self._llm is None:
-            _raise("ModelNotLoaded", "no Llama object has been created")
+            raise ModelNotLoaded("no Llama object has been created")
         return self._llm
 
 
-def _ban(token: int):
+def _ban(token: int) -> Callable[[Any, Any], Any]:
     import numpy as np
 
-    def processor(input_ids, scores):
+    def processor(input_ids: Any, scores: Any) -> Any:
         scores[token] = -np.inf
         return scores
     return processor
 
 
 @functools.lru_cache(maxsize=1)
-def _recording_llama_class():
+def _recording_llama_class() -> type:
     from llama_cpp import Llama
 
     class RecordingLlama(Llama):
         """Llama, observing the token ids its generator yields (create_completion streams text only)."""
 
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
             self.observed: list[int] = []
             super().__init__(*args, **kwargs)
 
-        def generate(self, *args, **kwargs):
+        def generate(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
             for token in super().generate(*args, **kwargs):
                 self.observed.append(int(token))
                 yield token
@@ -174,7 +173,7 @@ def _recording_llama_class():
     return RecordingLlama
 
 
-def _RecordingLlama(**kwargs):
+def _RecordingLlama(**kwargs: Any) -> Any:
     return _recording_llama_class()(**kwargs)
 
 

@@ -6,7 +6,11 @@ become JSON values. Nothing here decides an outcome; the Runtime does.
 
 from __future__ import annotations
 
-from ggufsm.conformance.adapter import PythonAdapter
+from typing import Any
+
+from ggufsm.conformance.adapter import PythonAdapter, TokenCallback, attach_partial_value
+from ggufsm.spec.errors import Cancelled
+from ggufsm.spec.names import FinishReason
 
 
 class ReferenceAdapter(PythonAdapter):
@@ -34,22 +38,23 @@ class ReferenceAdapter(PythonAdapter):
 
     # ── commands ──
 
-    def op_init_runtime(self, **settings) -> None:
+    def op_init_runtime(self, **settings: Any) -> None:
         self.runtime.init_runtime(**settings)
 
-    def op_load_model(self, path) -> dict:
+    def op_load_model(self, path: str) -> dict[str, Any]:
         return self.runtime.load_model(path)
 
-    def op_replace_model(self, path) -> dict:
+    def op_replace_model(self, path: str) -> dict[str, Any]:
         return self.runtime.replace_model(path)
 
-    def op_set_sampling(self, **parameters) -> None:
+    def op_set_sampling(self, **parameters: Any) -> None:
         self.runtime.set_sampling(**parameters)
 
-    def op_generate(self, prompt, max_tokens=16, stop_at_eos=True, sampling=None, on_token=None) -> dict:
+    def op_generate(self, prompt: str | list[int], max_tokens: int = 16, stop_at_eos: bool = True,
+                    sampling: dict[str, Any] | None = None, on_token: TokenCallback | None = None) -> dict[str, Any]:
         produced: list[int] = []
 
-        def forward(event) -> None:
+        def forward(event: Any) -> None:
             produced.append(event.token_id)
             if on_token is not None:
                 on_token({"token_id": event.token_id, "text": event.text, "index": event.index})
@@ -57,14 +62,13 @@ class ReferenceAdapter(PythonAdapter):
         try:
             generation = self.runtime.generate(prompt, max_tokens, on_token=forward, stop_at_eos=stop_at_eos,
                                                **(sampling or {}))
-        except Exception as error:
-            if getattr(error, "code", None) == "Cancelled":
-                error.partial_value = {"token_ids": produced, "text": "", "finish_reason": "cancelled"}
-            raise
+        except Cancelled as error:
+            raise attach_partial_value(error, {"token_ids": produced, "text": "",
+                                               "finish_reason": FinishReason.cancelled})
         return {"token_ids": generation.token_ids, "text": generation.text,
                 "finish_reason": generation.finish_reason, "prompt_tokens": len(generation.prompt_token_ids)}
 
-    def op_generate_next_token(self) -> dict:
+    def op_generate_next_token(self) -> dict[str, Any]:
         event = self.runtime.generate_next_token()
         return {"token_id": event.token_id, "text": event.text, "index": event.index}
 
@@ -76,17 +80,17 @@ class ReferenceAdapter(PythonAdapter):
 
     # ── control and queries (answered without waiting) ──
 
-    def op_cancel(self) -> dict:
+    def op_cancel(self) -> dict[str, bool]:
         return {"was_running": self.runtime.cancel()}
 
     def op_state(self) -> str:
         return self.runtime.state
 
-    def op_last_error(self) -> dict | None:
+    def op_last_error(self) -> dict[str, str] | None:
         error = self.runtime.last_error
         return {"code": error.code, "message": error.message} if error is not None else None
 
-    def op_diagnostics(self) -> dict:
+    def op_diagnostics(self) -> dict[str, Any]:
         return self.runtime.diagnostics()
 
 

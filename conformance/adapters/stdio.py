@@ -19,10 +19,19 @@ import signal
 import subprocess
 import threading
 import time
+from typing import Any
 
 from ggufsm.conformance.adapter import (
-    PROTOCOL_ERROR, Adapter, Capabilities, ErrorInfo, Implementation, ImplementationDied, ImplementationHung,
-    ImplementationInfo, Reply, TokenCallback,
+    PROTOCOL_ERROR,
+    Adapter,
+    Capabilities,
+    ErrorInfo,
+    Implementation,
+    ImplementationDied,
+    ImplementationHung,
+    ImplementationInfo,
+    Reply,
+    TokenCallback,
 )
 from ggufsm.conformance.protocol import FRESH, HELLO, PROTOCOL_VERSION, SHUTDOWN, encode, reply_of, schema_problems
 
@@ -40,6 +49,8 @@ class _Child:
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1,
                                         start_new_session=True)
+        assert self.process.stdin and self.process.stdout and self.process.stderr   # all three are pipes
+        self._stdin, self._stdout, self._stderr = self.process.stdin, self.process.stdout, self.process.stderr
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES_KEPT)
         self.protocol_problems: list[str] = []
         self._pending: dict[object, queue.Queue] = {}
@@ -59,8 +70,8 @@ class _Child:
             self._pending[request_id] = answers
         try:
             with self._write_lock:
-                self.process.stdin.write(encode({"id": request_id, "op": op, "args": args}))
-                self.process.stdin.flush()
+                self._stdin.write(encode({"id": request_id, "op": op, "args": args}))
+                self._stdin.flush()
         except (BrokenPipeError, OSError, ValueError):
             answers.put(_DIED)
         return request_id, answers
@@ -108,7 +119,7 @@ class _Child:
         self.process.wait()
 
     def _route_stdout(self) -> None:
-        for line in self.process.stdout:
+        for line in self._stdout:
             if not line.strip():
                 continue
             try:
@@ -129,7 +140,7 @@ class _Child:
                 answers.put(_DIED)
 
     def _drain_stderr(self) -> None:
-        for line in self.process.stderr:
+        for line in self._stderr:
             self.stderr_tail.append(line)
 
 
@@ -148,6 +159,7 @@ class SubprocessImplementation(Implementation):
     def info(self) -> ImplementationInfo:
         if self._info is None:
             self._ensure_child()
+        assert self._info is not None, "the child's hello gives the implementation's info"
         return self._info
 
     def open(self) -> Adapter:
@@ -183,7 +195,8 @@ class SubprocessImplementation(Implementation):
         self._info = _info_of(hello, self.label)
         return self._child
 
-    def _request(self, child: _Child, op: str, args: dict, on_token, timeout: float) -> Reply:
+    def _request(self, child: _Child, op: str, args: dict[str, Any], on_token: TokenCallback | None,
+                 timeout: float) -> Reply:
         try:
             return child.request(op, args, on_token, timeout)
         except ImplementationHung:
@@ -212,8 +225,10 @@ class SubprocessAdapter(Adapter):
         self._implementation = implementation
         self._child = child
         self.info = implementation.info
+        self.operation_timeout = implementation.timeout
 
-    def call(self, op, args=None, on_token=None, timeout=None) -> Reply:
+    def call(self, op: str, args: dict[str, Any] | None = None, on_token: TokenCallback | None = None,
+             timeout: float | None = None) -> Reply:
         args = dict(args or {})
         if on_token is not None:
             args["stream"] = True
@@ -223,10 +238,6 @@ class SubprocessAdapter(Adapter):
             return Reply(False, error=ErrorInfo(PROTOCOL_ERROR, "the implementation broke the protocol schema: "
                                                 + " | ".join(problems)), state=reply.state)
         return reply
-
-    @property
-    def operation_timeout(self) -> float:
-        return self._implementation.timeout
 
     def current_state(self) -> str | None:
         if not self.info.capabilities.state:

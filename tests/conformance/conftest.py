@@ -15,7 +15,7 @@ if str(HERE) not in sys.path:
 
 from toy_inputs import toy_suite_inputs  # noqa: E402
 
-from ggufsm.conformance.recipes import SuiteInputs  # noqa: E402
+from ggufsm.conformance.plan.recipes import SuiteInputs  # noqa: E402
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ import json
 import subprocess
 import sys
 
+import broken_reference
 import pytest
 
-import broken_reference
 from ggufsm.conformance.adapter import InProcessImplementation, open_implementation
 from ggufsm.conformance.protocol import schema_problems
-from ggufsm.conformance.runner import FAIL, PASS, run_suite
+from ggufsm.conformance.run.runner import FAIL, PASS, run_suite
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ def test_failures_exit_one_unless_expected_and_several_implementations_are_compa
 
 
 def test_replay_sends_a_walk_reproduction_to_a_fresh_runtime(toy_on_child_path, toy_inputs, tmp_path):
-    from ggufsm.conformance.walk import reproduction
+    from ggufsm.conformance.plan.walk_model import reproduction
 
     steps = [{"op": "load_model", "args": {"path": toy_inputs.model}},
              {"op": "generate", "args": {"prompt": "a b", "max_tokens": 30, "stop_at_eos": False},
@@ -75,13 +75,14 @@ def test_replay_sends_a_walk_reproduction_to_a_fresh_runtime(toy_on_child_path, 
 def test_cases_lists_the_generated_suite_as_data():
     done = subprocess.run([sys.executable, "-m", "ggufsm", "conformance", "cases", "--json"],
                           capture_output=True, text=True, timeout=60, check=True)
-    cases = json.loads(done.stdout)
+    cases = json.loads(done.stdout)["cases"]
     from ggufsm.spec import load_spec
 
     assert len(cases) == len(list(load_spec().all_branches()))
     generating_free = next(case for case in cases if case["id"] == "Generating.free")
-    assert generating_free["while_running"]["op"] == "generate"
-    assert generating_free["call"]["expect"] == {"error": None, "state": "Freed"}
+    assert generating_free["concurrency"]["running"]["op"] == "generate"
+    assert generating_free["concurrency"]["call_waits"] is True
+    assert (generating_free["call"]["expect"]["error"], generating_free["call"]["expect"]["state"]) == (None, "Freed")
 
 
 def test_replay_reports_an_implementation_that_dies_with_its_signal_and_exits_one(toy_on_child_path, toy_inputs,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ggufsm.conformance.adapter import open_implementation
-from ggufsm.conformance.recipes import SuiteInputs
-from ggufsm.conformance.runner import FAIL, NOT_SUPPORTED, PASS, run_suite
+from ggufsm.conformance.plan.recipes import SuiteInputs
+from ggufsm.conformance.run.runner import FAIL, NOT_SUPPORTED, PASS, run_suite
 
 pytestmark = [pytest.mark.peer, pytest.mark.real_model]
 llama_cpp = pytest.importorskip("llama_cpp")

@@ -11,7 +11,7 @@ import pytest
 
 from ggufsm.conformance.adapter import open_implementation
 from ggufsm.conformance.report import coverage
-from ggufsm.conformance.runner import PASS, run_suite
+from ggufsm.conformance.run.runner import PASS, run_suite
 from ggufsm.spec import load_spec
 
 REFERENCE = "python:ggufsm.conformance.adapters.reference:make_adapter"

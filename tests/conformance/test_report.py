@@ -7,13 +7,12 @@ import json
 import xml.etree.ElementTree as ElementTree
 
 import pytest
+import toy_runtime
 
 from ggufsm.conformance.adapter import InProcessImplementation
 from ggufsm.conformance.report import COLOURS, coverage, write_reports
-from ggufsm.conformance.runner import FAIL, NOT_SUPPORTED, PASS, run_suite
+from ggufsm.conformance.run.runner import FAIL, NOT_SUPPORTED, PASS, run_suite
 from ggufsm.spec import load_spec
-
-import toy_runtime
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import pytest
+import toy_runtime
 
 from ggufsm.conformance.adapter import InProcessImplementation, open_implementation
-from ggufsm.conformance.cases import plan_suite
+from ggufsm.conformance.plan.cases import CallWhileRunning, plan_suite
 from ggufsm.conformance.protocol import schema_problems
-from ggufsm.conformance.runner import FAIL, NOT_SUPPORTED, PASS, XFAIL, XPASS, run_suite
+from ggufsm.conformance.run.runner import FAIL, NOT_SUPPORTED, PASS, XFAIL, XPASS, run_suite
 from ggufsm.spec import load_spec
-
-import toy_runtime
 
 WALKS = 30
 
@@ -70,7 +68,7 @@ def test_cases_a_cancel_must_land_in_run_a_generate_that_asks_for_the_whole_canc
     cancel_plans = [plan for plan in plans if dict(plan.conditions).get("cancelled") or plan.id == "Generating.cancel"]
     assert len(cancel_plans) >= 4
     for plan in cancel_plans:
-        generate = plan.running or plan.act
+        generate = plan.concurrency.running if isinstance(plan.concurrency, CallWhileRunning) else plan.call
         assert plan.path[0].action.args["n_ctx"] == inputs.cancel_n_ctx, plan.id
         assert generate.action.args["max_tokens"] == inputs.cancel_n_ctx, plan.id
     others = [plan for plan in plans if plan not in cancel_plans and plan.path and plan.path[0].action.op == "init_runtime"]
@@ -161,3 +159,22 @@ def test_a_crashing_implementation_fails_the_case_with_its_signal_and_the_run_go
     assert results["Initialized.free"].signal == 6
     assert results["Ready.generate[input_valid=true,sampling_valid=true,prompt_fits=true,cancelled=false]"].status == PASS
     assert sum(result.status == PASS for result in run.results) > 10
+
+
+def test_a_generate_that_reports_length_when_the_context_filled_is_caught_by_its_finish_reason(toy_inputs):
+    run = run_suite(in_process("make_length_when_the_context_fills"), toy_inputs, walk_examples=0,
+                    case_globs=["ContinuationReady.generate_next_token*"])
+    results = by_id(run)
+    failed = results["ContinuationReady.generate_next_token[context_left=false]"]
+    assert failed.status == FAIL
+    assert "finish_reason context" in failed.message and "'length'" in failed.message
+    assert results["ContinuationReady.generate_next_token[context_left=true]"].status == PASS
+
+
+def test_a_failed_replace_that_drops_the_model_is_caught_where_the_model_should_stay(toy_inputs):
+    run = run_suite(in_process("make_failed_replace_drops_the_model"), toy_inputs, walk_examples=0,
+                    case_globs=["Ready.replace_model*", "Initialized.load_model*"])
+    results = by_id(run)
+    failed = results["Ready.replace_model[model_readable=false]"]
+    assert failed.status == FAIL and "holds no model where the one installed before should still be" in failed.message
+    assert results["Initialized.load_model[model_readable=false]"].status == PASS   # there was no model to keep

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from toy_runtime import write_toy_model
 
-from ggufsm.conformance.recipes import SuiteInputs
+from ggufsm.conformance.plan.recipes import SuiteInputs
 
 
 def toy_suite_inputs(directory: Path) -> SuiteInputs:

@@ -362,3 +362,31 @@ def make_without_replace() -> ToyAdapter:
 
 def make_silent_reset_keeps_request() -> ToyAdapter:
     return SilentResetKeepsRequest()
+
+
+class LengthWhenTheContextFills(ToyAdapter):
+    """A generate stopped by a full context reports finish_reason "length", as if max_tokens were reached."""
+
+    name = "toy-length-when-the-context-fills"
+
+    def _generate_loop(self, max_tokens, stop_at_eos, on_token) -> str:
+        reason = super()._generate_loop(max_tokens, stop_at_eos, on_token)
+        return "length" if reason == "context" else reason
+
+
+class FailedReplaceDropsTheModel(ToyAdapter):
+    """A failed replace_model reports the right error and state, but the previous model is gone."""
+
+    name = "toy-failed-replace-drops-the-model"
+
+    def _fail_load(self, code, message):
+        self.rt.model = None
+        super()._fail_load(code, message)
+
+
+def make_length_when_the_context_fills() -> ToyAdapter:
+    return LengthWhenTheContextFills()
+
+
+def make_failed_replace_drops_the_model() -> ToyAdapter:
+    return FailedReplaceDropsTheModel()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from gguf import GGMLQuantizationType
 
 from ggufsm.cli import main
 from ggufsm.conformance.fixtures.corrupt import write_corrupt
@@ -15,7 +16,8 @@ from ggufsm.conformance.fixtures.tiny_models import write_tiny_llama
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return write_tiny_llama(tmp_path_factory.mktemp("inspect") / "tiny.gguf", n_ctx=256, quant="Q8_0")
+    return write_tiny_llama(tmp_path_factory.mktemp("inspect") / "tiny.gguf", n_ctx=256,
+                            matrix_type=GGMLQuantizationType.Q8_0)
 
 
 def inspect_json(capsys, model: str) -> dict:

@@ -17,7 +17,8 @@ from ggufsm.spec.errors import InvalidInput, InvalidModel, InvalidState, ModelUn
 
 @pytest.fixture(scope="module")
 def tiny_path(tmp_path_factory):
-    return write_tiny_llama(tmp_path_factory.mktemp("gguf") / "tiny.gguf", seed=5, quant="Q8_0")
+    return write_tiny_llama(tmp_path_factory.mktemp("gguf") / "tiny.gguf", seed=5,
+                            matrix_type=gguf.GGMLQuantizationType.Q8_0)
 
 
 def reader_metadata(reader: gguf.GGUFReader) -> dict:

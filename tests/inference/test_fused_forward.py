@@ -18,7 +18,8 @@ import threading
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as T
-from tiny_llama import (
+
+from ggufsm.conformance.fixtures.tiny_models import (
     GEMMA3_Q4_K_M_TYPES,
     TinyGemma3Spec,
     TinyLlamaSpec,
@@ -27,12 +28,12 @@ from tiny_llama import (
     write_tiny_gemma3,
     write_tiny_llama,
 )
-
 from ggufsm.reference.architectures import load_tensors
 from ggufsm.reference.architectures.weights import read_tensors
 from ggufsm.spec.errors import ContextOverflow, InvalidInput, InvalidModel, ModelNotLoaded, UnsupportedModel
 
 TOKENS = [5, 17, 3, 88, 42, 0, 95, 11, 64, 7, 30, 2]
+N_VOCAB = TinyLlamaSpec().n_vocab  # the tiny model's vocabulary size: the first id outside it
 EXACT = 1e-4
 # Unquantized weights: the engines differ by float32 summation order, and where a key or value
 # lies within that noise of a float16 rounding boundary the two caches round it to neighbouring
@@ -221,7 +222,7 @@ def test_model_reads_the_file_bytes_in_place(tmp_path):
 # ---------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("bad_call, error, message", [
-    (lambda s: s.prefill([1, 96, 2]), InvalidInput, "token id 96 at index 1"),
+    (lambda s: s.prefill([1, N_VOCAB, 2]), InvalidInput, f"token id {N_VOCAB} at index 1"),
     (lambda s: s.prefill([-1]), InvalidInput, "token id -1 at index 0"),
     (lambda s: s.prefill([2**63]), InvalidInput, "outside the vocabulary"),
     (lambda s: s.prefill([1.5]), InvalidInput, "must be integers"),
@@ -243,7 +244,7 @@ def test_a_rejected_call_evaluates_nothing(tmp_path):
     with pytest.raises(InvalidInput):
         session.prefill([4, 500], 3)
     np.testing.assert_array_equal(session.decode(TOKENS[3], 3), fused.new_session(16).prefill(TOKENS[:4]))
-    assert first.shape == (96,)
+    assert first.shape == (N_VOCAB,)
 
 
 def fused_from(tmp_path, spec=None, tensors=None):

@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType
-from tiny_llama import TinyLlamaSpec, tiny_llama_tensors, write_tiny_llama
 
+from ggufsm.conformance.fixtures.tiny_models import TinyLlamaSpec, tiny_llama_tensors, write_tiny_llama
 from ggufsm.reference.architectures import load_reference_model
 from ggufsm.reference.architectures.llama import RopeStyle, rope
 from ggufsm.reference.architectures.weights import read_tensors
 from ggufsm.spec.errors import ContextOverflow, InvalidInput, InvalidModel, ModelNotLoaded, UnsupportedModel
 
 TOKENS = [5, 17, 3, 88, 42, 0, 95, 11, 64, 7]
+N_VOCAB = TinyLlamaSpec().n_vocab  # the tiny model's vocabulary size: the first id outside it
 
 
 def assert_same_logits(ours, expected):
@@ -114,7 +115,7 @@ def test_rope_leaves_dimensions_past_n_rot_alone(style):
 
 
 @pytest.mark.parametrize("bad_call, error, message", [
-    (lambda s: s.prefill([1, 96, 2]), InvalidInput, "token id 96 at index 1"),
+    (lambda s: s.prefill([1, N_VOCAB, 2]), InvalidInput, f"token id {N_VOCAB} at index 1"),
     (lambda s: s.prefill([-1]), InvalidInput, "token id -1 at index 0"),
     (lambda s: s.prefill([]), InvalidInput, "no tokens"),
     (lambda s: s.decode(1, -1), InvalidInput, "start position -1 is negative"),

@@ -12,34 +12,31 @@ from __future__ import annotations
 
 import fnmatch
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any
 
 from ggufsm.conformance.adapter import (
-    Adapter, Implementation, ImplementationDied, ImplementationHung, ImplementationInfo, RecordingAdapter,
+    Adapter,
+    Implementation,
+    ImplementationDied,
+    ImplementationHung,
+    ImplementationInfo,
+    RecordingAdapter,
 )
-from ggufsm.conformance.checks import CaseFailed, RaceLost, Unsupported
-from ggufsm.conformance.recipes import SuiteInputs
+from ggufsm.conformance.plan.cases import Unreachable, plan_suite
+from ggufsm.conformance.plan.recipes import SuiteInputs
+from ggufsm.conformance.run.behaviours import behaviour_cases
+from ggufsm.conformance.run.case import CELL, Case, Opener, close_quietly
+from ggufsm.conformance.run.cells import table_cases
+from ggufsm.conformance.run.checks import CaseFailed, RaceLost, Unsupported
+from ggufsm.conformance.run.walk import walk_case
+from ggufsm.spec import Spec, load_spec
 
 PASS, FAIL, NOT_SUPPORTED, XFAIL, XPASS = "pass", "fail", "not_supported", "xfail", "xpass"
 RACE_ATTEMPTS = 3
 CALLS_KEPT = 200    # the last calls of a case, in its record (a walk makes thousands)
-
-
-@dataclass
-class Case:
-    """One runnable check. `run` gets a fresh adapter and returns notes; it raises to fail."""
-
-    id: str
-    kind: str                   # "cell", "behaviour" or "walk"
-    rule: str                   # the table branch or behavioural rule it proves
-    description: list[str]
-    run: Callable[[Adapter], list[str]]
-    cell: str | None = None
-    conditions: dict = field(default_factory=dict)
-    transitions: tuple = ()
-    fresh_adapter: bool = True  # False: the case opens its own runtimes (behaviour cases comparing two)
 
 
 @dataclass
@@ -50,11 +47,11 @@ class CaseResult:
     status: str
     message: str = ""
     cell: str | None = None
-    conditions: dict = field(default_factory=dict)
-    transitions: list = field(default_factory=list)
-    description: list = field(default_factory=list)
-    calls: list = field(default_factory=list)
-    notes: list = field(default_factory=list)
+    conditions: dict[str, bool] = field(default_factory=dict)
+    transitions: list[list[Any]] = field(default_factory=list)
+    description: list[str] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     signal: int | None = None
     seconds: float = 0.0
     expected_to_fail: bool = False
@@ -63,17 +60,17 @@ class CaseResult:
     def counts_as_failure(self) -> bool:
         return self.status in (FAIL, NOT_SUPPORTED)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
 @dataclass
 class RunResult:
     implementation: str
-    info: dict
-    inputs: dict
+    info: dict[str, Any]
+    inputs: dict[str, Any]
     results: list[CaseResult]
-    unreachable: list[dict]
+    unreachable: list[Unreachable]
     seconds: float
     spec_version: str
 
@@ -92,7 +89,7 @@ def read_expect_fail(path: Path | None) -> list[str]:
     """Case-id globs, one a line; '#' starts a comment."""
     if path is None:
         return []
-    patterns = []
+    patterns: list[str] = []
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         pattern = line.split("#", 1)[0].strip()
         if pattern:
@@ -110,9 +107,9 @@ def run_case(case: Case, implementation: Implementation) -> CaseResult:
                         transitions=[list(transition) for transition in case.transitions], description=case.description)
     started = time.perf_counter()
     for attempt in range(1, RACE_ATTEMPTS + 1):
-        recorder = None
+        recorder: Adapter | None = None
         try:
-            adapter = implementation.open() if case.fresh_adapter else _Opener(implementation)
+            adapter = implementation.open() if case.fresh_adapter else Opener(implementation)
             recorder = RecordingAdapter(adapter) if case.fresh_adapter else adapter
             result.notes = list(case.run(recorder) or [])
             result.status = PASS
@@ -133,53 +130,17 @@ def run_case(case: Case, implementation: Implementation) -> CaseResult:
         finally:
             if recorder is not None:
                 result.calls = [asdict(call) for call in getattr(recorder, "calls", [])[-CALLS_KEPT:]]
-                _close_quietly(recorder)
+                close_quietly(recorder)
         break
     result.seconds = time.perf_counter() - started
     return result
 
 
-class _Opener(Adapter):
-    """Handed to cases that open their own runtimes: `open()` gives a fresh recorded adapter."""
-
-    def __init__(self, implementation: Implementation):
-        self.implementation = implementation
-        self.info = implementation.info
-        self.calls = []
-        self._opened: list[RecordingAdapter] = []
-
-    def open(self) -> RecordingAdapter:
-        adapter = RecordingAdapter(self.implementation.open())
-        adapter.calls = self.calls   # one log across the runtimes, in order
-        self._opened.append(adapter)
-        return adapter
-
-    def call(self, op, args=None, on_token=None, timeout=None):
-        raise TypeError("open() a runtime first")
-
-    def pid(self) -> int | None:
-        return getattr(self.implementation, "pid", lambda: None)() or self.info.pid
-
-    def close(self) -> None:
-        for adapter in self._opened:
-            _close_quietly(adapter)
-
-
-def _close_quietly(adapter: Adapter) -> None:
-    try:
-        adapter.close()
-    except (ImplementationDied, ImplementationHung):
-        pass
-
-
-def build_cases(spec, inputs: SuiteInputs, info: ImplementationInfo, *, walk_examples: int = 40) -> tuple[list[Case], list[dict]]:
+def build_cases(spec: Spec, inputs: SuiteInputs, info: ImplementationInfo, *,
+                walk_examples: int = 40) -> tuple[list[Case], list[Unreachable]]:
     """The whole suite for an implementation: table cells, behaviours, random walk."""
-    from ggufsm.conformance.behaviour import behaviour_cases
-    from ggufsm.conformance.cases import table_cases
-    from ggufsm.conformance.walk import walk_case
-
-    cells, unreachable = table_cases(spec, inputs, info.capabilities.operations)
-    cases = [*cells, *behaviour_cases(spec, inputs)]
+    plans, unreachable = plan_suite(spec, inputs, info.capabilities.operations)
+    cases = [*table_cases(plans), *behaviour_cases(spec, inputs)]
     if walk_examples:
         cases.append(walk_case(spec, inputs, examples=walk_examples))
     return cases, unreachable
@@ -188,8 +149,6 @@ def build_cases(spec, inputs: SuiteInputs, info: ImplementationInfo, *, walk_exa
 def run_suite(implementation: Implementation, inputs: SuiteInputs, *, case_globs: Iterable[str] = (),
               expect_fail: Iterable[str] = (), walk_examples: int = 40,
               progress: Callable[[CaseResult], None] | None = None) -> RunResult:
-    from ggufsm.spec import load_spec
-
     spec = load_spec()
     started = time.perf_counter()
     info = implementation.info
@@ -207,9 +166,9 @@ def run_suite(implementation: Implementation, inputs: SuiteInputs, *, case_globs
         if progress is not None:
             progress(result)
     for missing in unreachable:
-        if globs and not _matches(missing["id"], globs):
+        if globs and not _matches(missing.id, globs):
             continue
-        result = CaseResult(missing["id"], "cell", missing["rule"], NOT_SUPPORTED, missing["why"], cell=missing["cell"])
+        result = CaseResult(missing.id, CELL, missing.rule, NOT_SUPPORTED, missing.why, cell=missing.cell)
         if _matches(result.id, expected_failures):
             result.expected_to_fail, result.status = True, XFAIL
         results.append(result)

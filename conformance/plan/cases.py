@@ -1,0 +1,272 @@
+"""The table-derived suite: one case for every branch of every (state, operation) cell.
+
+Nothing here lists a state, an operation or an outcome: the planner walks the
+table. For each branch it
+
+1. picks the guard values the branch needs (natural values for the rest) and
+   turns them into concrete calls with the recipes (``plan.recipes``);
+2. reaches the branch's state by a shortest path from a fresh runtime
+   (``plan.paths``), followed by the recipe's set-up calls (a generate that
+   fills the context);
+3. states the call and the outcome it must have (``plan.expected``).
+
+Transient states (Loading, Generating) cannot be stood in: their cells are
+checked by concurrency (:class:`CallWhileRunning`): start the operation that
+enters the state, make the call while it runs, and expect it to wait and then
+apply in the state the running operation left (or, for queries and cancel,
+to answer at once). A branch that needs a cancel to land in a running
+generate is a :class:`CancelWhileCallRuns`.
+
+The cases that prove what a cancel does to a running generate are planned with
+the cancel inputs (``SuiteInputs.cancel_inputs``): a longer context and a
+generate that asks for all of it, so it still runs when a cancel sent at its
+first token arrives, even over a pipe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from ggufsm.conformance.plan.expected import expected_of
+from ggufsm.conformance.plan.paths import Node, Planner, Step, branch_guards, make_step, setup_steps
+from ggufsm.conformance.plan.recipes import INTERRUPTS, Action, SuiteInputs, realize, running_generate
+from ggufsm.spec import Branch, Spec
+from ggufsm.spec.names import ErrorCode, Guard, Operation, State
+
+Transition = tuple[State, Operation, State, ErrorCode | None]
+
+
+class Trigger(str, Enum):
+    """When the second of two overlapping calls is sent."""
+
+    first_token = "first_token"            # at the first token event of the running generate
+    state_observed = "state_observed"      # once the state query answers the transient state
+
+    def __str__(self) -> str:
+        return self.value
+
+    def describe(self, state: str) -> str:
+        return "at its first token" if self == Trigger.first_token else f"once the state query answers {state}"
+
+
+@dataclass(frozen=True)
+class CallWhileRunning:
+    """A transient state's cell: `running` enters the state, and the case's call is sent while it runs.
+    If `call_waits`, the call must wait for `running` and then apply in the state it leaves (the
+    call's step starts there); otherwise it answers at once, in the transient state."""
+
+    running: Step
+    send_call_at: Trigger
+    call_waits: bool
+
+
+@dataclass(frozen=True)
+class CancelWhileCallRuns:
+    """A branch where a cancel lands in the case's own generate: `cancel` is sent at its first token."""
+
+    cancel: Step
+    send_cancel_at: Trigger = Trigger.first_token
+
+
+Concurrency = CallWhileRunning | CancelWhileCallRuns
+
+
+@dataclass(frozen=True)
+class CasePlan:
+    id: str
+    state: State
+    op: Operation
+    conditions: tuple[tuple[Guard, bool], ...]
+    rule: str                       # the table branch it checks, e.g. "cells.Ready.generate.cases[2]"
+    effect: str
+    path: tuple[Step, ...]          # from a fresh runtime to the cell's state (a stable one: where `running` starts)
+    call: Step
+    concurrency: Concurrency | None = None
+
+    @property
+    def cell(self) -> str:
+        return f"{self.state}.{self.op}"
+
+    @property
+    def operations(self) -> frozenset[Operation]:
+        """Every operation the case calls."""
+        steps = [*self.path, self.call, *self._concurrent_steps()]
+        return frozenset(step.action.op for step in steps)
+
+    @property
+    def transitions(self) -> tuple[Transition, ...]:
+        """The table transitions this case exercises: the call's, and where calls overlap, the other
+        call's too; a call that waits also exercises its own cell's (state, operation, same state)."""
+        exercised = tuple(step.transition for step in (self.call, *self._concurrent_steps()))
+        if isinstance(self.concurrency, CallWhileRunning) and self.concurrency.call_waits:
+            return ((self.state, self.op, self.state, None), *exercised)
+        return exercised
+
+    def _concurrent_steps(self) -> tuple[Step, ...]:
+        if isinstance(self.concurrency, CallWhileRunning):
+            return (self.concurrency.running,)
+        if isinstance(self.concurrency, CancelWhileCallRuns):
+            return (self.concurrency.cancel,)
+        return ()
+
+    def describe(self) -> list[str]:
+        lines = [f"{step.start.state}: {step.action.op}({_args_text(step.action)}) → {step.expected.describe()}"
+                 for step in self.path]
+        concurrency = self.concurrency
+        if isinstance(concurrency, CallWhileRunning):
+            running = concurrency.running.action
+            lines.append(f"run {running.op}({_args_text(running)}) → {concurrency.running.expected.describe()}; "
+                         f"{concurrency.send_call_at.describe(self.state)}, "
+                         + ("waiting for it:" if concurrency.call_waits else "answered at once:"))
+        call = f"{self.state}: {self.op}({_args_text(self.call.action)})"
+        if isinstance(concurrency, CancelWhileCallRuns):
+            call += (f" [{concurrency.cancel.action.op}() from another thread, "
+                     f"{concurrency.send_cancel_at.describe(concurrency.cancel.start.state)}]")
+        lines.append(f"{call} → expect {self.call.expected.describe()}")
+        return lines
+
+
+def _args_text(action: Action) -> str:
+    return ", ".join(f"{key}={_short(value)}" for key, value in action.args.items())
+
+
+def _short(value: Any, limit: int = 48) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 12]}…<{len(text)} chars>"
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    """A branch no case can reach with the implementation's operations, and why."""
+
+    id: str
+    cell: str
+    rule: str
+    why: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"id": self.id, "cell": self.cell, "rule": self.rule, "why": self.why}
+
+
+def plan_suite(spec: Spec, inputs: SuiteInputs,
+               operations: Iterable[str] | None = None) -> tuple[list[CasePlan], list[Unreachable]]:
+    """Every branch's case, and the branches no case can reach with these operations (with why)."""
+    planner = Planner(spec, inputs, operations)
+    cancel_planner = Planner(spec, inputs.cancel_inputs(), operations)
+    interruptible = _interruptible_states(spec)
+    plans: list[CasePlan] = []
+    unreachable: list[Unreachable] = []
+    for state, entry in spec.states.items():
+        for op in spec.operations:
+            for branch in spec.branches(state, op):
+                # Cases that prove what a cancel does to a running generate: the generate must still be
+                # running when the cancel arrives, even over a pipe, so they are planned with the cancel inputs.
+                interrupted = any(dict(branch.conditions).get(guard) for guard in INTERRUPTS.values())
+                cancel_must_land = interrupted or (state in interruptible and op in INTERRUPTS)
+                chosen = cancel_planner if cancel_must_land else planner
+                plan_case = _plan_transient if entry.transient else _plan_stable
+                plan = plan_case(spec, chosen, branch)
+                if isinstance(plan, CasePlan):
+                    plans.append(plan)
+                else:
+                    unreachable.append(Unreachable(case_id(branch), f"{state}.{op}", branch.source, plan))
+    return plans, unreachable
+
+
+def _interruptible_states(spec: Spec) -> set[str]:
+    """The transient states of the commands an interrupt can land in (a cancel in Generating)."""
+    interrupt_guards = set(INTERRUPTS.values())
+    return {branch.outcome.via for branch in spec.all_branches()
+            if branch.outcome.via and interrupt_guards & set(dict(branch.conditions))}
+
+
+def case_id(branch: Branch) -> str:
+    conditions = ",".join(f"{name}={'true' if value else 'false'}" for name, value in branch.conditions)
+    return f"{branch.state}.{branch.operation}" + (f"[{conditions}]" if conditions else "")
+
+
+def _new_plan(branch: Branch, path: tuple[Step, ...], call: Step, concurrency: Concurrency | None = None) -> CasePlan:
+    return CasePlan(case_id(branch), State(branch.state), Operation(branch.operation),
+                    tuple((Guard(name), value) for name, value in branch.conditions), branch.source,
+                    branch.outcome.effect, path, call, concurrency)
+
+
+def _plan_stable(spec: Spec, planner: Planner, branch: Branch) -> CasePlan | str:
+    wanted = dict(branch.conditions).get(Guard.model_resident)
+    for resident in (False, True):
+        if wanted is not None and wanted != resident:
+            continue
+        node = Node(State(branch.state), resident)
+        path = planner.path_to(node)
+        if path is None:
+            continue
+        guards = branch_guards(spec, node, branch.operation, branch.conditions)
+        assert guards is not None
+        arrangement = realize(branch.operation, guards, planner.inputs)
+        setup = setup_steps(spec, node, arrangement.setup)
+        start = setup[-1].end if setup else node
+        if start != node:
+            continue
+        call = make_step(spec, start, arrangement.action, guards)
+        assert call.rule == branch.source, (call.rule, branch.source)
+        concurrency = _cancel_during(spec, branch, call) if arrangement.cancel_at_first_token else None
+        return _new_plan(branch, (*path, *setup), call, concurrency)
+    return f"no path from {planner.start.state} reaches {branch.state} with the implementation's operations"
+
+
+def _cancel_during(spec: Spec, branch: Branch, call: Step) -> CancelWhileCallRuns:
+    """The cancel sent at the first token of the case's generate: a call made in the state it runs via."""
+    via = branch.outcome.via
+    assert via is not None
+    [cancel_op] = [op for op, guard in INTERRUPTS.items() if dict(branch.conditions).get(guard)]
+    node = Node(State(via), call.start.model_resident)
+    cancel_branch = spec.branch(via, cancel_op, {})
+    return CancelWhileCallRuns(Step(Action(cancel_op, {}), node, expected_of(spec, cancel_branch, node.model_resident),
+                                    cancel_branch.source))
+
+
+def _plan_transient(spec: Spec, planner: Planner, branch: Branch) -> CasePlan | str:
+    """Find an operation that runs via the branch's state from a reachable node; the call is made meanwhile."""
+    state, op = branch.state, branch.operation
+    interrupt = INTERRUPTS.get(Operation(op))
+    for node in planner.reachable():
+        for running_op in spec.commands:
+            if running_op not in planner.operations:
+                continue
+            conditions = ((interrupt, True),) if interrupt in spec.guards_for(node.state, running_op) else ()
+            guards = branch_guards(spec, node, running_op, conditions)
+            if guards is None:
+                continue
+            outcome = spec.outcome(node.state, running_op, guards)
+            if outcome.via != state or (outcome.lazy_init and planner.explicit_init):
+                continue
+            arrangement = realize(running_op, guards, planner.inputs)
+            if arrangement.setup:
+                continue
+            action = arrangement.action
+            if running_op == Operation.generate:
+                action = running_generate(planner.inputs, cancelled=bool(conditions))
+            running = make_step(spec, node, action, guards)
+            path = planner.path_to(node)
+            assert path is not None
+            return _new_plan(branch, path, *_concurrent_call(spec, planner, branch, running))
+    return f"no reachable operation runs via {state} with the implementation's operations"
+
+
+def _concurrent_call(spec: Spec, planner: Planner, branch: Branch, running: Step) -> tuple[Step, CallWhileRunning]:
+    """The call made while `running` runs: a serialized one applies in the state `running` leaves;
+    the others (queries, cancel) answer in the transient state itself."""
+    trigger = Trigger.first_token if running.action.op == Operation.generate else Trigger.state_observed
+    if branch.outcome.serialized:
+        left = running.end
+        guards = branch_guards(spec, left, branch.operation, ())
+        assert guards is not None
+        call = make_step(spec, left, realize(branch.operation, guards, planner.inputs).action, guards)
+        return call, CallWhileRunning(running, trigger, call_waits=True)
+    transient = Node(State(branch.state), running.start.model_resident)
+    call = Step(realize(branch.operation, {}, planner.inputs).action, transient,
+                expected_of(spec, branch, transient.model_resident), branch.source)
+    return call, CallWhileRunning(running, trigger, call_waits=False)

@@ -1,0 +1,190 @@
+"""Recipes: how each guard value of the table is produced with concrete inputs.
+
+The table says *when* an outcome applies (guard values); a conformance case
+must make those guards hold on a real implementation. Each guard has a recipe
+per value: a missing path makes ``model_readable`` false, ``temperature=-1``
+makes ``sampling_valid`` false, and so on. ``model_resident`` has no call of
+its own: it is a property of how the state was reached, so the planner picks
+a path that leaves the model resident or not.
+
+``realize`` turns an operation and guard values into an :class:`Arrangement`:
+the call, the calls that must come before it (a generate that fills the
+context), and whether a cancel is sent while it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+from ggufsm.spec.names import FinishReason, Guard, Operation
+
+
+@dataclass(frozen=True)
+class GuardRecipe:
+    """How a guard is made true or false, and the value it takes when a case does not ask for one."""
+
+    natural: bool
+    when_true: str
+    when_false: str
+
+    def describe(self, value: bool) -> str:
+        return self.when_true if value else self.when_false
+
+
+RECIPES: Mapping[Guard, GuardRecipe] = MappingProxyType({
+    Guard.config_valid: GuardRecipe(True, "init_runtime(n_ctx=<suite n_ctx>)", "init_runtime(n_ctx=-1)"),
+    Guard.model_resident: GuardRecipe(True, "reached by a path that leaves a model installed",
+                                      "reached by a path that installs none (or frees it)"),
+    Guard.model_readable: GuardRecipe(True, "an existing file", "a path that does not exist"),
+    Guard.model_well_formed: GuardRecipe(True, "a well-formed GGUF file", "a corrupt GGUF file"),
+    Guard.model_supported: GuardRecipe(True, "the suite's model",
+                                       "a well-formed GGUF file with an unknown architecture"),
+    Guard.sampling_valid: GuardRecipe(True, "temperature=0 (greedy)", "temperature=-1"),
+    Guard.input_valid: GuardRecipe(True, "a short prompt, max_tokens >= 0", "max_tokens=-1"),
+    Guard.prompt_fits: GuardRecipe(True, "a short prompt", "a prompt longer than the context (n_ctx)"),
+    Guard.context_left: GuardRecipe(True, "a request with room left", "a generate that filled the whole context first"),
+    Guard.cancelled: GuardRecipe(False, "cancel() from another thread at the first token of a generate that asks "
+                                        "for the whole cancel_n_ctx context", "no cancel"),
+})
+
+NATURAL_VALUES: Mapping[Guard, bool] = MappingProxyType({guard: recipe.natural for guard, recipe in RECIPES.items()})
+
+# Controls that, sent while a command runs, make one of its guards true.
+INTERRUPTS: Mapping[Operation, Guard] = MappingProxyType({Operation.cancel: Guard.cancelled})
+
+GREEDY: Mapping[str, float] = MappingProxyType({"temperature": 0.0})
+INVALID_SAMPLING: Mapping[str, float] = MappingProxyType({"temperature": -1.0})
+
+
+@dataclass(frozen=True)
+class SuiteInputs:
+    """The files and values the recipes use; made once per run (see conformance.inputs)."""
+
+    model: str                 # a model every implementation should run
+    alt_model: str             # a different model (replace_model installs it)
+    corrupt_model: str         # malformed GGUF bytes
+    unsupported_model: str     # well-formed GGUF with an architecture no runtime runs
+    missing_model: str         # a path that does not exist
+    n_ctx: int = 128
+    n_threads: int = 1
+    prompt: str = "Once upon a time"
+    long_prompt: str = ""      # more tokens than n_ctx
+    generate_tokens: int = 4
+    long_generation: int = 64  # a generate that runs while another call waits (fits in n_ctx after the prompt)
+    fill_tokens: int = 4096    # asks for more tokens than the suite's context holds, so the context fills
+    # The context of the cases whose cancel must land while a generate runs (0: n_ctx). Their generate
+    # asks for the whole context, so it lasts long enough for a cancel to cross a pipe; a cancel that
+    # lands costs only the tokens made meanwhile. A tiny model needs a long one (conformance.inputs).
+    cancel_n_ctx: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.long_prompt:
+            object.__setattr__(self, "long_prompt", overlong_prompt(self.n_ctx))
+
+    def cancel_inputs(self) -> SuiteInputs:
+        """The inputs of the cases a cancel must land in: the same files, the cancel context, and a
+        generate that asks for all of it (it ends when cancelled, or when the context is full)."""
+        n_ctx = self.cancel_n_ctx or self.n_ctx
+        long_prompt = overlong_prompt(n_ctx) if self.long_prompt == overlong_prompt(self.n_ctx) else self.long_prompt
+        return replace(self, n_ctx=n_ctx, cancel_n_ctx=n_ctx, long_prompt=long_prompt, long_generation=n_ctx)
+
+    @property
+    def init_args(self) -> dict[str, Any]:
+        return {"n_ctx": self.n_ctx, "n_threads": self.n_threads}
+
+    def describe(self) -> dict[str, Any]:
+        names = ("model", "alt_model", "corrupt_model", "unsupported_model", "missing_model", "n_ctx", "n_threads",
+                 "prompt", "cancel_n_ctx")
+        return {name: getattr(self, name) for name in names}
+
+
+def overlong_prompt(n_ctx: int) -> str:
+    """A prompt of more tokens than n_ctx: distinct words, so no tokenizer merges them into fewer."""
+    return " ".join(f"word{index} and" for index in range(n_ctx * 4))
+
+
+@dataclass(frozen=True)
+class Action:
+    """One operation with its arguments (the protocol's), and how a generate with them ends when it runs."""
+
+    op: Operation
+    args: Mapping[str, Any] = field(default_factory=dict)
+    ends: FinishReason | None = None
+
+
+@dataclass(frozen=True)
+class Arrangement:
+    """What makes a branch's guards hold: calls made first, the call, and a cancel sent while it runs."""
+
+    action: Action
+    setup: tuple[Action, ...] = ()
+    cancel_at_first_token: bool = False
+
+    @property
+    def plain(self) -> bool:
+        """One call on its own: nothing before it, nothing beside it."""
+        return not (self.setup or self.cancel_at_first_token)
+
+
+def with_natural_values(needed: frozenset[str] | set[str], chosen: Mapping[str, bool]) -> dict[str, bool]:
+    """A full guard assignment for the names in `needed`: the chosen values, natural ones elsewhere."""
+    return {name: chosen.get(name, NATURAL_VALUES[Guard(name)]) for name in needed}
+
+
+def realize(op: str, guards: Mapping[str, bool], inputs: SuiteInputs) -> Arrangement:
+    """The calls that make `guards` hold for `op` (guards it does not name take natural values)."""
+
+    def value(guard: Guard) -> bool:
+        return guards.get(guard, NATURAL_VALUES[guard])
+
+    operation = Operation(op)
+    if operation == Operation.init_runtime:
+        args = inputs.init_args if value(Guard.config_valid) else {**inputs.init_args, "n_ctx": -1}
+        return Arrangement(Action(operation, args))
+    if operation in (Operation.load_model, Operation.replace_model):
+        return Arrangement(Action(operation, {"path": _model_path(operation, value, inputs)}))
+    if operation == Operation.set_sampling:
+        return Arrangement(Action(operation, dict(GREEDY if value(Guard.sampling_valid) else INVALID_SAMPLING)))
+    if operation == Operation.generate:
+        return _generate(value, inputs)
+    if operation == Operation.generate_next_token:
+        return Arrangement(Action(operation, {}), setup=() if value(Guard.context_left) else (fill_context(inputs),))
+    return Arrangement(Action(operation, {}))
+
+
+def _generate(value: Any, inputs: SuiteInputs) -> Arrangement:
+    if value(Guard.cancelled):
+        return Arrangement(running_generate(inputs, cancelled=True), cancel_at_first_token=True)
+    return Arrangement(Action(Operation.generate, {
+        "prompt": inputs.prompt if value(Guard.prompt_fits) else inputs.long_prompt,
+        "max_tokens": inputs.generate_tokens if value(Guard.input_valid) else -1,
+        "stop_at_eos": False,
+        "sampling": dict(GREEDY if value(Guard.sampling_valid) else INVALID_SAMPLING),
+    }, ends=FinishReason.length))
+
+
+def _model_path(op: Operation, value: Any, inputs: SuiteInputs) -> str:
+    if not value(Guard.model_readable):
+        return inputs.missing_model
+    if not value(Guard.model_well_formed):
+        return inputs.corrupt_model
+    if not value(Guard.model_supported):
+        return inputs.unsupported_model
+    return inputs.alt_model if op == Operation.replace_model else inputs.model
+
+
+def fill_context(inputs: SuiteInputs) -> Action:
+    """The generate that fills the context before a context_left=false case."""
+    return Action(Operation.generate, {"prompt": inputs.prompt, "max_tokens": inputs.fill_tokens, "stop_at_eos": False,
+                                       "sampling": dict(GREEDY)}, ends=FinishReason.context)
+
+
+def running_generate(inputs: SuiteInputs, *, cancelled: bool = False) -> Action:
+    """A generate that runs long enough for another call to arrive while it runs (Generating cells,
+    and the cancel cases, whose inputs make it ask for the whole cancel context)."""
+    return Action(Operation.generate, {"prompt": inputs.prompt, "max_tokens": inputs.long_generation,
+                                       "stop_at_eos": False, "sampling": dict(GREEDY)},
+                  ends=FinishReason.cancelled if cancelled else FinishReason.length)

@@ -1,0 +1,182 @@
+"""The suite as data: the planned cases as one JSON document, for harnesses in any language.
+
+As the WebAssembly spec ships its test suite as ``.wast`` files, the kit
+ships ``conformance/suite.json``: ``ggufsm conformance cases --json``, planned
+with every operation, the model files as placeholders. Its shape is
+``conformance/suite.schema.json``; docs/conformance/suite.md says how a
+harness runs it. ``plans_from_document`` reads it back into the very plans
+the Python runner executes (a test holds the two equal), so nothing a case
+checks is missing from the file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ggufsm.conformance.plan.behaviours import BEHAVIOUR_RULES
+from ggufsm.conformance.plan.cases import (
+    CallWhileRunning,
+    CancelWhileCallRuns,
+    CasePlan,
+    Concurrency,
+    Trigger,
+    plan_suite,
+)
+from ggufsm.conformance.plan.expected import Expected
+from ggufsm.conformance.plan.paths import Node, Step
+from ggufsm.conformance.plan.recipes import RECIPES, Action, SuiteInputs
+from ggufsm.spec import Spec
+from ggufsm.spec.names import ErrorCode, FinishReason, Guard, Operation, ResidentDatum, State
+
+FORMAT = "ggufsm-conformance-suite"
+FORMAT_VERSION = "1.0"
+SUITE_PATH = Path(__file__).resolve().parent.parent / "suite.json"
+SCHEMA_PATH = SUITE_PATH.with_name("suite.schema.json")
+REGENERATE = "ggufsm conformance cases --json > conformance/suite.json"
+
+# What each placeholder of the suite's inputs stands for.
+PLACEHOLDERS: Mapping[str, str] = {
+    "model": "a model the implementation runs (the kit's default: a tiny synthetic llama, seed 1)",
+    "alt_model": "a different model the implementation runs (replace_model installs it; the kit's: seed 2)",
+    "corrupt_model": "a file that is not well-formed GGUF (the kit's: the model with a bad magic)",
+    "unsupported_model": "well-formed GGUF whose architecture no runtime runs",
+    "missing_model": "a path where no file exists",
+    "long_prompt": "a prompt of more tokens than the n_ctx the case's init_runtime gives "
+                   "(the kit's: 4 x n_ctx distinct words, 'word0 and word1 and ...')",
+}
+
+
+def placeholder(name: str) -> str:
+    return f"<{name}>"
+
+
+# ─── writing ─────────────────────────────────────────────────────────────────
+
+
+def suite_document(spec: Spec, inputs: SuiteInputs, plans: Sequence[CasePlan] | None = None) -> dict[str, Any]:
+    """The document for `plans` (default: every case of the table, planned with every operation)."""
+    if plans is None:
+        plans = plan_suite(spec, inputs)[0]
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "spec_version": spec.version,
+        "generated_by": REGENERATE.split(" >")[0],
+        "inputs": {
+            "placeholders": {placeholder(name): meaning for name, meaning in PLACEHOLDERS.items()},
+            "values": {name: getattr(inputs, name) for name in ("n_ctx", "n_threads", "prompt", "generate_tokens",
+                                                                  "long_generation", "fill_tokens", "cancel_n_ctx")},
+        },
+        "recipes": {guard: {"natural": recipe.natural, "true": recipe.when_true, "false": recipe.when_false}
+                    for guard, recipe in RECIPES.items()},
+        "cases": [case_to_json(plan) for plan in plans],
+        "behaviours": [{"id": rule.id, "needs": list(rule.needs), "statement": rule.statement}
+                       for rule in BEHAVIOUR_RULES],
+    }
+
+
+def render(document: Mapping[str, Any]) -> str:
+    """Stable text for diffs and readers: keys in the order written, each step of a case on one
+    line, and any value that fits in INLINE_WIDTH characters on one line."""
+    return _render(document, 0) + "\n"
+
+
+INLINE_WIDTH = 100
+
+
+def _render(value: Any, depth: int) -> str:
+    compact = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    is_step = isinstance(value, Mapping) and "expect" in value
+    if not isinstance(value, (Mapping, list)) or is_step or len(compact) <= INLINE_WIDTH or not value:
+        return compact
+    inner = " " * (depth + 1)
+    if isinstance(value, list):
+        items = [inner + _render(item, depth + 1) for item in value]
+        return "[\n" + ",\n".join(items) + "\n" + " " * depth + "]"
+    items = [f"{inner}{json.dumps(key, ensure_ascii=False)}: {_render(item, depth + 1)}" for key, item in value.items()]
+    return "{\n" + ",\n".join(items) + "\n" + " " * depth + "}"
+
+
+def case_to_json(plan: CasePlan) -> dict[str, Any]:
+    return {"id": plan.id, "cell": plan.cell, "state": plan.state, "op": plan.op,
+            "conditions": dict(plan.conditions), "rule": plan.rule, "effect": plan.effect,
+            "path": [step_to_json(step) for step in plan.path], "call": step_to_json(plan.call),
+            "concurrency": _concurrency_to_json(plan.concurrency)}
+
+
+def step_to_json(step: Step) -> dict[str, Any]:
+    return {"op": step.action.op, "args": dict(step.action.args), "from": step.start.state,
+            "expect": expected_to_json(step.expected), "rule": step.rule}
+
+
+def expected_to_json(expected: Expected) -> dict[str, Any]:
+    return {"error": expected.error, "state": expected.to, Guard.model_resident: expected.model_resident,
+            "resident": {"required": sorted(expected.required), "optional": sorted(expected.optional)},
+            "finish_reason": expected.finish_reason}
+
+
+def _concurrency_to_json(concurrency: Concurrency | None) -> dict[str, Any] | None:
+    if isinstance(concurrency, CallWhileRunning):
+        return {"kind": "call_while_running", "running": step_to_json(concurrency.running),
+                "send_call_at": concurrency.send_call_at, "call_waits": concurrency.call_waits}
+    if isinstance(concurrency, CancelWhileCallRuns):
+        return {"kind": "cancel_while_call_runs", "cancel": step_to_json(concurrency.cancel),
+                "send_cancel_at": concurrency.send_cancel_at}
+    return None
+
+
+# ─── reading ─────────────────────────────────────────────────────────────────
+
+
+def read_document(path: Path = SUITE_PATH) -> dict[str, Any]:
+    document = json.loads(Path(path).read_text(encoding="utf-8"))
+    if document.get("format") != FORMAT or str(document.get("format_version", "")).split(".")[0] != "1":
+        raise ValueError(f"{path}: not a {FORMAT} document of version 1.x")
+    return document
+
+
+def plans_from_document(document: Mapping[str, Any]) -> list[CasePlan]:
+    return [case_from_json(case) for case in document["cases"]]
+
+
+def case_from_json(case: Mapping[str, Any]) -> CasePlan:
+    """A case back as a plan. Nodes are rebuilt by following the steps: a path starts from a fresh
+    runtime with no model, and each step starts where the one before it ended."""
+    path: list[Step] = []
+    model_resident = False
+    for item in case["path"]:
+        path.append(step_from_json(item, model_resident))
+        model_resident = path[-1].expected.model_resident
+    data = case["concurrency"]
+    concurrency: Concurrency | None = None
+    if data is not None and data["kind"] == "call_while_running":
+        running = step_from_json(data["running"], model_resident)
+        call_waits = bool(data["call_waits"])
+        call = step_from_json(case["call"], running.expected.model_resident if call_waits else model_resident)
+        concurrency = CallWhileRunning(running, Trigger(data["send_call_at"]), call_waits)
+    else:
+        call = step_from_json(case["call"], model_resident)
+    if data is not None and data["kind"] == "cancel_while_call_runs":
+        concurrency = CancelWhileCallRuns(step_from_json(data["cancel"], model_resident),
+                                          Trigger(data["send_cancel_at"]))
+    return CasePlan(case["id"], State(case["state"]), Operation(case["op"]),
+                    tuple((Guard(name), bool(value)) for name, value in case["conditions"].items()),
+                    case["rule"], case["effect"], tuple(path), call, concurrency)
+
+
+def step_from_json(item: Mapping[str, Any], model_resident_before: bool) -> Step:
+    expected = expected_from_json(item["expect"])
+    action = Action(Operation(item["op"]), dict(item["args"]), ends=expected.finish_reason)
+    return Step(action, Node(State(item["from"]), model_resident_before), expected, item["rule"])
+
+
+def expected_from_json(data: Mapping[str, Any]) -> Expected:
+    error, finish = data["error"], data["finish_reason"]
+    return Expected(State(data["state"]), ErrorCode(error) if error is not None else None,
+                    bool(data[Guard.model_resident]),
+                    frozenset(map(ResidentDatum, data["resident"]["required"])),
+                    frozenset(map(ResidentDatum, data["resident"]["optional"])),
+                    FinishReason(finish) if finish is not None else None)

@@ -1,0 +1,135 @@
+"""The random walk's table side: the choices it draws, and what it knows of the runtime it drives.
+
+A walk is a sequence of operations, each with a recipe choice: natural
+inputs, or one guard turned the other way (a missing file, a corrupt model,
+temperature=-1, ...: the choices come from the guards the operation's cells
+use), or a generate that fills the context. :class:`WalkModel` tracks what
+the table needs to predict the next outcome (the node, and what the table
+cannot see: whether the walk configured the context, whether it is full) and
+gives each call its expected outcome. ``run.walk`` drives an implementation
+with it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ggufsm.conformance.plan.expected import Expected, expected_of
+from ggufsm.conformance.plan.paths import Node
+from ggufsm.conformance.plan.recipes import (
+    INTERRUPTS,
+    NATURAL_VALUES,
+    Arrangement,
+    SuiteInputs,
+    fill_context,
+    realize,
+    with_natural_values,
+)
+from ggufsm.spec import Branch, Spec
+from ggufsm.spec.names import Guard, Operation, State
+
+NATURAL, FILL_CONTEXT = "natural", "fill_context"
+# Guards a walk does not choose: they follow from what the walk already did.
+DERIVED_GUARDS = (Guard.model_resident, Guard.context_left)
+STEPS_PER_WALK = 25
+NATURAL_WEIGHT = 3
+
+
+def guard_choice(guard: Guard, value: bool) -> str:
+    return f"{guard}={'true' if value else 'false'}"
+
+
+# Choices that depend on the context size the walk configured (not a lazily initialised default).
+NEEDS_CONFIGURED_CONTEXT = (guard_choice(Guard.prompt_fits, False), FILL_CONTEXT)
+
+
+def choices_for(spec: Spec, op: str, operations: Iterable[str]) -> list[str]:
+    """"natural", then one choice per guard value the op's cells can be given by a recipe."""
+    available = set(operations)
+    derived = set(DERIVED_GUARDS) | {guard for control, guard in INTERRUPTS.items() if control not in available}
+    guards = sorted({guard for state in spec.states for guard in spec.guards_for(state, op)} - derived)
+    choices = [NATURAL] + [guard_choice(Guard(guard), not NATURAL_VALUES[Guard(guard)]) for guard in guards]
+    if op == Operation.generate:
+        choices.append(FILL_CONTEXT)
+    return choices
+
+
+def weighted(choices: list[str]) -> list[str]:
+    """Natural inputs most of the time, so walks get past the first error into the deeper states."""
+    return [NATURAL] * NATURAL_WEIGHT * max(1, len(choices) - 1) + choices[1:]
+
+
+def chosen_guards(choice: str) -> dict[str, bool]:
+    if choice in (NATURAL, FILL_CONTEXT):
+        return {}
+    guard, value = choice.split("=")
+    return {Guard(guard): value == "true"}
+
+
+@dataclass
+class WalkModel:
+    """What the walk knows of the runtime it drives."""
+
+    node: Node
+    configured: bool = False      # init_runtime gave the suite's n_ctx (not a lazy default)
+    context_full: bool = False
+
+    @classmethod
+    def fresh(cls, spec: Spec) -> WalkModel:
+        return cls(Node(State(spec.initial_state), False))
+
+    def effective(self, choice: str) -> str:
+        return NATURAL if choice in NEEDS_CONFIGURED_CONTEXT and not self.configured else choice
+
+    def arrange(self, op: str, choice: str, inputs: SuiteInputs) -> Arrangement:
+        """The call for `choice` (already `effective`). Guards the walk does not choose are what they
+        are; a recipe's set-up calls are not made (a full context is reached by filling it)."""
+        if choice == FILL_CONTEXT:
+            return Arrangement(fill_context(inputs))
+        arrangement = realize(op, chosen_guards(choice), inputs)
+        return Arrangement(arrangement.action, cancel_at_first_token=arrangement.cancel_at_first_token)
+
+    def expect(self, spec: Spec, op: str, choice: str, arrangement: Arrangement,
+               cancel_landed: bool) -> tuple[Branch, Expected]:
+        """The branch the call takes and its expected outcome, once it is known whether a cancel landed."""
+        chosen = chosen_guards(choice) | {Guard.model_resident: self.node.model_resident,
+                                          Guard.context_left: not self.context_full}
+        guards = with_natural_values(spec.guards_for(self.node.state, op), chosen)
+        for guard in INTERRUPTS.values():
+            if guard in guards:
+                guards[guard] = cancel_landed
+        branch = spec.branch(self.node.state, op, guards)
+        # A cancel that did not land leaves a generate whose end the recipe does not decide.
+        ends = arrangement.action.ends if cancel_landed or not arrangement.cancel_at_first_token else None
+        return branch, expected_of(spec, branch, self.node.model_resident, ends)
+
+    def advance(self, spec: Spec, op: str, choice: str, branch: Branch, expected: Expected) -> None:
+        if op == Operation.init_runtime and expected.error is None:
+            self.configured = True
+        if branch.outcome.lazy_init:
+            self.configured = False
+        keeps_request = (spec.operations[op].kind != "command"
+                         or (op == Operation.set_sampling and expected.error is None))
+        if choice == FILL_CONTEXT and expected.error is None:
+            self.context_full = True   # the check held the generate to finish_reason "context"
+        elif not keeps_request:
+            self.context_full = False
+        self.node = Node(expected.to, expected.model_resident)
+
+
+def reproduction(steps: list[dict[str, Any]]) -> str:
+    """The walk as protocol requests (docs/protocol.md), to send one at a time to a fresh runtime.
+    A cancelled generate streams, and its cancel is sent after the first token event."""
+    lines = [f"minimal sequence from a fresh runtime ({len(steps)} operations), as protocol requests "
+             "(send each after the previous answer):"]
+    for number, step in enumerate(steps, 1):
+        if step.get("cancel_at_first_token"):
+            lines.append(json.dumps({"id": number, "op": step["op"], "args": {**step["args"], "stream": True}}))
+            lines.append(json.dumps({"id": f"{number}-cancel", "op": Operation.cancel, "args": {}})
+                         + "   # sent after the first token event, while the generate runs")
+        else:
+            lines.append(json.dumps({"id": number, "op": step["op"], "args": step["args"]}))
+    return "\n".join(lines)
