@@ -201,13 +201,19 @@ def _operations_section(spec: Spec) -> list[str]:
 
 
 def _guards_section(spec: Spec) -> list[str]:
-    rows = [[name, guard.description] for name, guard in spec.guards.items()]
+    rows = [[str(position), name, guard.known.replace("_", " "), ", ".join(guard.needs) or "—", guard.description]
+            for position, (name, guard) in enumerate(spec.guards.items(), start=1)]
     return [
         "## Guards",
         "",
-        "Conditions an outcome depends on, computed before anything changes.",
+        "Conditions an outcome depends on, in the order the runtime evaluates them. The machine tries a cell's "
+        "branches in table order and a branch's guards in this order, stopping at the first that fails; a guard is "
+        "computed at most once per operation, and only when a branch still open names it. "
+        "*before*: known before the operation changes anything. *while running*: known in the operation's "
+        "transient `via` state, from what its work found; the operation leaves that state on these alone. "
+        "*Needs*: guards that must hold before this one can be computed.",
         "",
-        *_table(["Guard", "Holds when"], rows),
+        *_table(["#", "Guard", "Known", "Needs", "Holds when"], rows),
     ]
 
 
