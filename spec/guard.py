@@ -1,12 +1,13 @@
-"""The lifecycle machine: a ``transitions`` Machine built from the table, holding a handle's state.
+"""The lifecycle machine: a ``transitions`` Machine built from the table, driving each handle's state.
 
-The runtime's handle owns one :class:`LifecycleMachine`. Its model is the
-runtime's lifecycle object: the machine keeps the state in the model's
-``state`` attribute, and resolves every condition and callback **by name** on
-the model, as ``transitions`` does. The model implements one small function
-per table guard, named as the table names it, and the callbacks in
-:data:`CALLBACKS`. Which transition fires is decided by ``transitions``
-evaluating those conditions, never by code here.
+There is one :class:`LifecycleMachine` per table (:func:`lifecycle_machine`),
+and every runtime handle is a model it fires on: the model keeps its state in
+its ``state`` attribute, which the machine reads and writes, and the machine
+resolves every condition and callback **by name** on the model, as
+``transitions`` does. The model implements one small function per table
+guard, named as the table names it, and the callbacks in :data:`CALLBACKS`.
+Which transition fires is decided by ``transitions`` evaluating those
+conditions, never by code here.
 
 A cell becomes transitions (trigger: the operation; source: the cell's state):
 
@@ -147,16 +148,20 @@ class _RecordStep:
 
 
 class LifecycleMachine(Machine):
-    """The table's machine for one model (a runtime handle's lifecycle)."""
+    """The table's machine: one per table, firing on any model attached to it.
+
+    Each model holds its own state in its ``state`` attribute, which the
+    machine reads and writes; the machine holds no model (``transitions``
+    registers models only to bind convenience methods on them), so any number
+    of handles share it, and a dropped handle is freed at once. Firing takes
+    the model: ``machine.fire(model, operation, decision)``.
+    """
 
     transition_cls = GuardedTransition
 
-    def __init__(self, spec: Spec, model: Any):
-        missing = [name for name in (*spec.guards, *CALLBACKS) if not callable(getattr(model, name, None))]
-        if missing:
-            raise TypeError(f"{type(model).__name__} cannot be the lifecycle's model: it has no {', '.join(missing)}")
+    def __init__(self, spec: Spec):
         super().__init__(
-            model=model,
+            model=None,
             states=[{"name": state, "on_enter": [KEEP_ALLOWED]} for state in spec.states],
             initial=spec.initial_state,
             transitions=machine_transitions(spec),
@@ -167,11 +172,30 @@ class LifecycleMachine(Machine):
         )
         self.spec = spec
 
+    def attach(self, model: Any) -> None:
+        """Check the model resolves every guard and callback by name, and put it in the initial state."""
+        missing = [name for name in (*self.spec.guards, *CALLBACKS) if not callable(getattr(model, name, None))]
+        if missing:
+            raise TypeError(f"{type(model).__name__} cannot be the lifecycle's model: it has no {', '.join(missing)}")
+        self.set_state(self.initial, model=model)
+
+    def fire(self, model: Any, operation: str, decision: Decision) -> Step:
+        """Trigger the operation on the model; the step the transition that fired took."""
+        decision.step = None
+        if not self.events[operation].trigger(model, decision):
+            raise SpecError(f"{getattr(model, STATE_ATTRIBUTE)}.{operation}: no transition of the table's machine fired")
+        assert decision.step is not None
+        return decision.step
+
 
 @functools.lru_cache(maxsize=8)
+def lifecycle_machine(spec: Spec) -> LifecycleMachine:
+    """The machine of a table, built once."""
+    return LifecycleMachine(spec)
+
+
 def machine_transitions(spec: Spec) -> tuple[dict, ...]:
-    """The table's cells as ``transitions`` transition dicts (see the module docstring); built once per
-    Spec and shared by every handle's machine, so nothing in them is mutable."""
+    """The table's cells as ``transitions`` transition dicts (see the module docstring)."""
     order = MappingProxyType({name: position for position, name in enumerate(spec.guards)})
     late = {name for name, guard in spec.guards.items() if guard.while_running}
     transitions: list[dict] = []
@@ -282,7 +306,8 @@ class MachineOracle:
     def __init__(self, spec: Spec):
         self.spec = spec
         self.model = _GivenGuards(spec)
-        self.machine = LifecycleMachine(spec, self.model)
+        self.machine = lifecycle_machine(spec)
+        self.machine.attach(self.model)
         self._lock = threading.Lock()  # one model, so one question at a time
 
     def walk(self, state: str, operation: str, guards: Mapping[str, object] | None = None) -> Walk:
@@ -292,10 +317,7 @@ class MachineOracle:
             self.model.given, self.model.question, self.model.asked = dict(guards or {}), f"{state}.{operation}", []
             decision, steps = Decision(), []
             while not steps or steps[-1].kind is not StepKind.FINISH:
-                if not self.machine.events[operation].trigger(self.model, decision):
-                    raise SpecError(f"{state}.{operation}: no transition fired for guards {dict(guards or {})}")
-                assert decision.step is not None
-                steps.append(decision.step)
+                steps.append(self.machine.fire(self.model, operation, decision))
             landed = getattr(self.model, STATE_ATTRIBUTE)
             if landed != steps[-1].to:
                 raise SpecError(f"{state}.{operation}: the machine is in {landed}, its step says {steps[-1].to}")
