@@ -128,23 +128,20 @@ class GuardCondition(Condition):
 
 
 class GuardedTransition(Transition):
-    """A transition whose conditions are evaluated in the table's guard order, true and false ones alike."""
+    """A transition of the table: its conditions evaluated in the table's guard order, true and false
+    ones alike, and the step it takes put on the Decision before any callback runs (so ``commit`` and
+    ``fail`` know which outcome they apply)."""
 
     condition_cls = GuardCondition
 
-    def __init__(self, *args, guard_order: Mapping[str, int], **kwargs):
+    def __init__(self, *args, step: Step, guard_order: Mapping[str, int], **kwargs):
         super().__init__(*args, **kwargs)
+        self.step = step
         self.conditions.sort(key=lambda condition: guard_order[condition.func])
 
-
-class _RecordStep:
-    """The first ``before`` callback of every transition: tells the Decision which step fired."""
-
-    def __init__(self, step: Step):
-        self.step = step
-
-    def __call__(self, decision: Decision) -> None:
-        decision.step = self.step
+    def execute(self, event_data) -> bool:
+        event_data.args[0].step = self.step
+        return super().execute(event_data)
 
 
 class LifecycleMachine(Machine):
@@ -237,7 +234,8 @@ def _transition(step: Step, conditions, callback: str, order: Mapping[str, int])
         "dest": None if step.to == step.source else step.to,
         "conditions": tuple(name for name, value in conditions if value),
         "unless": tuple(name for name, value in conditions if not value),
-        "before": (_RecordStep(step), callback),
+        "before": callback,
+        "step": step,
         "guard_order": order,
     }
 
