@@ -24,6 +24,7 @@ from ggufsm.reference.runtime.resident import Resident
 from ggufsm.reference.sampling import Sampler, SamplingConfig
 from ggufsm.spec.errors import GgufsmError
 from ggufsm.spec.guard import Decision
+from ggufsm.spec.names import State
 
 
 class Command(Decision):
@@ -87,8 +88,12 @@ class SetSampling(Command):
         return self.config or current.with_overrides(**self.overrides)
 
     def commit(self, resident: Resident) -> None:
-        assert self.sampling is not None
+        assert self.sampling is not None and self.step is not None
         resident.sampling = self.sampling
+        if resident.request is not None:  # the open request samples its next token with the new settings
+            resident.request.sampler.reconfigure(self.sampling)
+        if self.step.source == State.RecoverableError:  # the retry succeeded: the table clears last_error
+            resident.last_error = None
 
 
 class Generate(Command):
