@@ -278,7 +278,8 @@ def _check_guard_use(guards: Mapping[str, Mapping], branch) -> Iterable[Defect]:
         entry = guards.get(guard)
         if entry is None:
             continue
-        needs = entry.get("needs") if isinstance(entry.get("needs"), list) else []
+        needs = entry.get("needs")
+        needs = needs if isinstance(needs, list) else []
         missing = [need for need in needs if when.get(need) is not True]
         if missing:
             yield Defect("missing_needed_guard", branch.source,
@@ -332,7 +333,7 @@ def _check_graph(raw: Mapping, resolved) -> Iterable[Defect]:
 
 
 def _check_usage(raw: Mapping, resolved) -> Iterable[Defect]:
-    used_errors, used_guards, used_vias = set(), set(), set()
+    used_errors, used_guards, used_vias = set[str](), set[str](), set[str]()
     for branches in resolved.values():
         for branch in branches:
             used_errors.add(branch.fields.get("error"))
@@ -366,7 +367,7 @@ def _check_transient_exits(raw: Mapping, resolved) -> Iterable[Defect]:
     for (via, operation), branches in exits.items():
         names = {name for branch in branches for name, _ in branch.conditions if name in late}
         for assignment in guard_assignments(names):
-            outcomes = {}
+            outcomes: dict[tuple, str] = {}
             for branch in branches:
                 if all(assignment[name] == value for name, value in branch.conditions if name in late):
                     outcomes.setdefault((branch.fields.get("to"), branch.fields.get("error")), branch.source)

@@ -51,7 +51,7 @@ import threading
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, cast
 
 from transitions import Machine
 from transitions.core import Condition, Transition
@@ -121,9 +121,10 @@ class GuardCondition(Condition):
 
     def check(self, event_data) -> bool:
         decision: Decision = event_data.args[0]
-        value = decision.values.get(self.func)
+        guard = cast(str, self.func)
+        value = decision.values.get(guard)
         if value is None:
-            value = decision.evaluate(self.func, event_data.machine.resolve_callable(self.func, event_data))
+            value = decision.evaluate(guard, event_data.machine.resolve_callable(guard, event_data))
         return value == self.target
 
 
@@ -137,7 +138,7 @@ class GuardedTransition(Transition):
     def __init__(self, *args, step: Step, guard_order: Mapping[str, int], **kwargs):
         super().__init__(*args, **kwargs)
         self.step = step
-        self.conditions.sort(key=lambda condition: guard_order[condition.func])
+        self.conditions.sort(key=lambda condition: guard_order[cast(str, condition.func)])
 
     def execute(self, event_data) -> bool:
         event_data.args[0].step = self.step
@@ -174,7 +175,7 @@ class LifecycleMachine(Machine):
         missing = [name for name in (*self.spec.guards, *CALLBACKS) if not callable(getattr(model, name, None))]
         if missing:
             raise TypeError(f"{type(model).__name__} cannot be the lifecycle's model: it has no {', '.join(missing)}")
-        self.set_state(self.initial, model=model)
+        self.set_state(self.spec.initial_state, model=model)
 
     def fire(self, model: Any, operation: str, decision: Decision) -> Step:
         """Trigger the operation on the model; the step the transition that fired took."""
@@ -313,7 +314,7 @@ class MachineOracle:
         with self._lock:
             self.machine.set_state(state, model=self.model)
             self.model.given, self.model.question, self.model.asked = dict(guards or {}), f"{state}.{operation}", []
-            decision, steps = Decision(), []
+            decision, steps = Decision(), list[Step]()
             while not steps or steps[-1].kind is not StepKind.FINISH:
                 steps.append(self.machine.fire(self.model, operation, decision))
             landed = getattr(self.model, STATE_ATTRIBUTE)

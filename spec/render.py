@@ -173,7 +173,7 @@ def allowed_text(spec: Spec, state: str) -> str:
     shown with where it leads when that is elsewhere. Waiting and refused
     operations are summed up after it.
     """
-    allowed, waiting, refused = [], [], {}
+    allowed, waiting, refused = list[str](), list[str](), dict[str, list[str]]()
     for operation in spec.commands:
         branches = spec.branches(state, operation)
         if all(b.outcome.serialized for b in branches):
@@ -218,7 +218,7 @@ def _guards_section(spec: Spec) -> list[str]:
 
 
 def _errors_section(spec: Spec) -> list[str]:
-    raised_in = {name: [] for name in spec.errors}
+    raised_in: dict[str, list[str]] = {name: [] for name in spec.errors}
     for branch in spec.all_branches():
         if branch.outcome.error:
             cell = f"{branch.state}.{branch.operation}"

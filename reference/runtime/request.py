@@ -43,10 +43,10 @@ def prompt_token_ids(prompt: str | Sequence[int], max_tokens: int, tokenizer) ->
             raise InvalidInput("the prompt is empty")
         ids = tokenizer.encode(prompt)
     elif isinstance(prompt, Sequence) and all(is_int(token) for token in prompt):
-        bad = [token for token in prompt if not 0 <= token < tokenizer.vocab_size]
+        ids = [int(token) for token in prompt]
+        bad = [token for token in ids if not 0 <= token < tokenizer.vocab_size]
         if bad:
             raise InvalidInput(f"token id(s) {bad[:5]} outside the vocabulary [0, {tokenizer.vocab_size})")
-        ids = [int(token) for token in prompt]
     else:
         raise InvalidInput(f"prompt must be text or a sequence of token ids, not {type(prompt).__name__}")
     if not ids:
@@ -142,6 +142,7 @@ class Request:
         }
 
     def generation(self) -> Generation:
+        assert self.finish_reason is not None, "a request's generation is read once it has ended"
         text = "".join(self.text_parts) + self.stream_decoder.flush()
         n_generated = len(self.generated_token_ids)
         return Generation(
