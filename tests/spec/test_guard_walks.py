@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from transitions import MachineError
 
 from ggufsm.spec import load_spec
 from ggufsm.spec.errors import InvalidModel, InvalidSampling
@@ -71,6 +72,15 @@ def test_transient_states_are_left_only_by_the_operation_that_entered_them_or_a_
             operation = transition["trigger"]
             entered_by_it = any(b.outcome.via == transition["source"] for b in SPEC.all_branches() if b.operation == operation)
             assert entered_by_it or SPEC.operations[operation].kind == "control", transition
+
+
+def test_a_command_is_never_fired_in_a_transient_state_it_did_not_enter():
+    with pytest.raises(MachineError, match="generate from state Loading"):
+        machine_oracle().walk("Loading", "generate", {})
+
+
+def test_the_machine_registers_no_hook_its_lean_trigger_path_would_skip():
+    assert machine_oracle().machine._hooks_the_lean_path_skips() == []
 
 
 def test_queries_are_no_events_of_the_machine():
