@@ -73,6 +73,12 @@ class Sampler:
         self.config = config.validated()
         self._rng = np.random.default_rng(config.seed)
 
+    def reconfigure(self, config: SamplingConfig) -> None:
+        """New settings from the next token on; the draws go on from where they were unless the seed changed."""
+        if config.seed != self.config.seed:
+            self._rng = np.random.default_rng(config.seed)
+        self.config = config.validated()
+
     def sample(self, logits: np.ndarray, recent_tokens: Sequence[int]) -> int:
         """logits: (n_vocab,) float32 of the last position; recent_tokens: the request's tokens so far."""
         scores = apply_repetition_penalty(logits, recent_tokens, self.config)

@@ -12,13 +12,19 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from ggufsm.spec.table import (
+    GUARD_FIELDS,
+    GUARD_KNOWN,
     LAZY_INIT_STATE,
     OPERATION_KINDS,
     SAME,
+    WHILE_RUNNING,
     SpecError,
     cell_source,
     flatten_cell,
+    combine,
     guard_assignments,
+    guard_entries,
+    guard_names,
     is_lazy,
     raw_cell,
     resolve_cell,
@@ -48,6 +54,15 @@ DEFECT_KINDS: dict[str, str] = {
     "unused_error": "an error is never raised by any cell",
     "unused_guard": "a guard is never named by any cell",
     "unused_transient": "a transient state is never used as a `via`",
+    "malformed_guard": f"a `guards` entry is not a mapping of {', '.join(GUARD_FIELDS)} with a known of "
+                       f"{' or '.join(GUARD_KNOWN)}, or its name repeats",
+    "misordered_needs": "a guard needs a guard that is not listed before it",
+    "missing_needed_guard": "a branch names a guard without naming the guards it needs as true",
+    "late_guard_outside_via": f"a {WHILE_RUNNING} guard is named by a branch that does not run `via` a transient state",
+    "via_undecided": "the guards known before an operation do not decide which transient state it runs in",
+    "exit_depends_on_origin": "leaving a transient state, an operation's outcome depends on where it started, "
+                              f"not only on its {WHILE_RUNNING} guards",
+    "conditional_lazy_init": "a lazy_init branch names guards (lazy init borrows the whole Initialized cell)",
 }
 
 REQUIRED_SECTIONS = ("initial_state", "states", "operations", "errors", "guards", "resident_data", "finish_reasons", "cells")
@@ -74,6 +89,7 @@ def check_table(raw: Mapping) -> list[Defect]:
     if not isinstance(raw.get("states"), Mapping) or not isinstance(raw.get("operations"), Mapping):
         return defects
     defects += _check_declarations(raw)
+    defects += _check_guards(raw)
     defects += _check_cell_keys(raw)
     resolved = {}
     for state in raw["states"]:
@@ -84,6 +100,7 @@ def check_table(raw: Mapping) -> list[Defect]:
                 resolved[(state, operation)] = branches
     defects += _check_graph(raw, resolved)
     defects += _check_usage(raw, resolved)
+    defects += _check_transient_exits(raw, resolved)
     return defects
 
 
@@ -104,6 +121,41 @@ def _check_declarations(raw: Mapping) -> Iterable[Defect]:
         kind = (entry or {}).get("kind")
         if kind not in OPERATION_KINDS:
             yield Defect("bad_operation_kind", f"operations.{name}", f"kind {kind!r} is not one of {OPERATION_KINDS}")
+
+
+def _check_guards(raw: Mapping) -> Iterable[Defect]:
+    section = raw.get("guards")
+    if not isinstance(section, list):
+        if section:
+            yield Defect("malformed_guard", "guards", "`guards` must be a list of entries, in evaluation order")
+        return
+    listed: list[str] = []
+    for index, entry in enumerate(section):
+        where = f"guards[{index}]"
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+            yield Defect("malformed_guard", where, "each entry must be a mapping with a `name`")
+            continue
+        name, where = entry["name"], f"guards.{entry['name']}"
+        unknown = [key for key in entry if key not in GUARD_FIELDS]
+        if unknown:
+            yield Defect("malformed_guard", where, f"unknown field(s) {', '.join(map(str, unknown))} "
+                                                   f"(allowed: {', '.join(GUARD_FIELDS)})")
+        if entry.get("known") not in GUARD_KNOWN:
+            yield Defect("malformed_guard", where, f"known: {entry.get('known')!r} is not one of {', '.join(GUARD_KNOWN)}")
+        if name in listed:
+            yield Defect("malformed_guard", where, "the name is listed twice")
+        needs = entry.get("needs") or []
+        if not isinstance(needs, list) or not all(isinstance(need, str) for need in needs):
+            yield Defect("malformed_guard", where, "`needs` must be a list of guard names")
+            needs = []
+        for need in needs:
+            if need not in listed:
+                yield Defect("misordered_needs", where, f"needs {need!r}, which is not a guard listed before it")
+        listed.append(name)
+
+
+def _guard_table(raw: Mapping) -> dict[str, Mapping]:
+    return {entry["name"]: entry for entry in guard_entries(raw) if isinstance(entry.get("name"), str)}
 
 
 def _check_cell_keys(raw: Mapping) -> Iterable[Defect]:
@@ -137,10 +189,26 @@ def _check_cell(raw: Mapping, state: str, operation: str):
     if problems:
         return defects, None
     try:
-        return defects, resolve_cell(raw, state, operation)
+        resolved = resolve_cell(raw, state, operation)
     except SpecError as error:
         kind = "lazy_init_cycle" if "lazy_init" in str(error) else "malformed_cell"
         return [*defects, Defect(kind, where, str(error))], None
+    return [*defects, *_check_via_decided(raw, where, resolved)], resolved
+
+
+def _check_via_decided(raw: Mapping, where: str, branches) -> Iterable[Defect]:
+    """Two branches that run via different transient states must differ in a guard known before the operation."""
+    late = {name for name, entry in _guard_table(raw).items() if entry.get("known") == WHILE_RUNNING}
+    via_branches = [branch for branch in branches if branch.fields.get("via") is not None]
+    for index, first in enumerate(via_branches):
+        for second in via_branches[index + 1:]:
+            if first.fields["via"] == second.fields["via"]:
+                continue
+            early = lambda branch: tuple((g, v) for g, v in branch.conditions if g not in late)  # noqa: E731
+            if combine(early(first), early(second)) is not None:
+                yield Defect("via_undecided", where, f"{first.source} runs via {first.fields['via']} and "
+                             f"{second.source} via {second.fields['via']} on the same guards known before")
+                return
 
 
 def _check_coverage(where: str, branches) -> Iterable[Defect]:
@@ -174,14 +242,17 @@ def _check_coverage(where: str, branches) -> Iterable[Defect]:
 
 
 def _check_names(raw: Mapping, state: str, branch) -> Iterable[Defect]:
-    states, fields = raw["states"], branch.fields
+    states, fields, guards = raw["states"], branch.fields, _guard_table(raw)
     for guard, _ in branch.conditions:
-        if guard not in (raw.get("guards") or {}):
+        if guard not in guards:
             yield Defect("unknown_guard", branch.source, f"{guard!r} is not a guard")
     if is_lazy(fields):
         if state == LAZY_INIT_STATE:
             yield Defect("lazy_init_cycle", branch.source, f"lazy_init in {LAZY_INIT_STATE} borrows from itself")
+        if branch.conditions:
+            yield Defect("conditional_lazy_init", branch.source, "a lazy_init branch must name no guards")
         return
+    yield from _check_guard_use(guards, branch)
     to = fields.get("to")
     if to is None:
         yield Defect("malformed_cell", branch.source, "the outcome has no `to` (use `to: same` to stay)")
@@ -198,6 +269,25 @@ def _check_names(raw: Mapping, state: str, branch) -> Iterable[Defect]:
         yield Defect("via_not_transient", branch.source, f"via: {via!r} is {what}")
     if fields.get("serialized") and not _transient(raw, state):
         yield Defect("misplaced_serialized", branch.source, f"{state} is stable; only calls in transient states wait")
+
+
+def _check_guard_use(guards: Mapping[str, Mapping], branch) -> Iterable[Defect]:
+    """A guard is named with the guards it needs, and a while_running guard only where the operation runs via."""
+    when = dict(branch.conditions)
+    for guard in when:
+        entry = guards.get(guard)
+        if entry is None:
+            continue
+        needs = entry.get("needs")
+        needs = needs if isinstance(needs, list) else []
+        missing = [need for need in needs if when.get(need) is not True]
+        if missing:
+            yield Defect("missing_needed_guard", branch.source,
+                         f"{guard} is computed only once {', '.join(missing)} held; the branch must name "
+                         + ", ".join(f"{need}: true" for need in missing))
+        if entry.get("known") == WHILE_RUNNING and branch.fields.get("via") is None:
+            yield Defect("late_guard_outside_via", branch.source,
+                         f"{guard} is known only while the operation runs in its `via` state, and this branch has none")
 
 
 def _transient(raw: Mapping, state: str) -> bool:
@@ -243,7 +333,7 @@ def _check_graph(raw: Mapping, resolved) -> Iterable[Defect]:
 
 
 def _check_usage(raw: Mapping, resolved) -> Iterable[Defect]:
-    used_errors, used_guards, used_vias = set(), set(), set()
+    used_errors, used_guards, used_vias = set[str](), set[str](), set[str]()
     for branches in resolved.values():
         for branch in branches:
             used_errors.add(branch.fields.get("error"))
@@ -252,12 +342,45 @@ def _check_usage(raw: Mapping, resolved) -> Iterable[Defect]:
     for error in raw.get("errors") or {}:
         if error not in used_errors:
             yield Defect("unused_error", f"errors.{error}", "no cell raises it")
-    for guard in raw.get("guards") or {}:
+    for guard in guard_names(raw):
         if guard not in used_guards:
             yield Defect("unused_guard", f"guards.{guard}", "no cell names it")
     for state in raw["states"]:
         if _transient(raw, state) and state not in used_vias:
             yield Defect("unused_transient", f"states.{state}", "no outcome passes `via` it")
+
+
+def _check_transient_exits(raw: Mapping, resolved) -> Iterable[Defect]:
+    """For each transient state and operation, the while_running guards alone decide where it ends.
+
+    The machine leaves a transient state by the operation's exit transitions,
+    which know nothing of where the operation started: a transient state is
+    one state, so what follows it can depend only on what was learned in it.
+    """
+    late = {name for name, entry in _guard_table(raw).items() if entry.get("known") == WHILE_RUNNING}
+    exits: dict[tuple[str, str], list] = {}
+    for (_, operation), branches in resolved.items():
+        for branch in branches:
+            via = branch.fields.get("via")
+            if via is not None:
+                exits.setdefault((via, operation), []).append(branch)
+    for (via, operation), branches in exits.items():
+        names = {name for branch in branches for name, _ in branch.conditions if name in late}
+        for assignment in guard_assignments(names):
+            outcomes: dict[tuple, str] = {}
+            for branch in branches:
+                if all(assignment[name] == value for name, value in branch.conditions if name in late):
+                    outcomes.setdefault((branch.fields.get("to"), branch.fields.get("error")), branch.source)
+            if len(outcomes) > 1:
+                (first, one), (second, other) = list(outcomes.items())[:2]
+                yield Defect("exit_depends_on_origin", f"states.{via}.{operation}",
+                             f"on {_compact(assignment)} {one} ends {_ending(first)} but {other} ends {_ending(second)}")
+                break
+
+
+def _ending(outcome) -> str:
+    to, error = outcome
+    return f"in {to} with {error}" if error else f"in {to}"
 
 
 def _compact(assignment: Mapping[str, bool]) -> str:

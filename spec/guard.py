@@ -1,110 +1,388 @@
-"""The lifecycle guard: a ``transitions`` Machine built from the table.
+"""The lifecycle machine: a ``transitions`` Machine built from the table, driving each handle's state.
 
-Every flattened branch of every cell becomes one transition: the operation is
-the trigger, the cell's state the source, the outcome's state the dest, and
-the branch's guard values its ``conditions`` (must be true) and ``unless``
-(must be false). Which branch applies is decided by ``transitions`` firing the
-trigger, not by code here; the transition that fired records its branch so
-the caller also gets the error, via, lazy_init and serialized flags.
+There is one :class:`LifecycleMachine` per table (:func:`lifecycle_machine`),
+and every runtime handle is a model it fires on: the model keeps its state in
+its ``state`` attribute, which the machine reads and writes, and the machine
+resolves every condition and callback **by name** on the model, as
+``transitions`` does. The model implements one small function per table
+guard, named as the table names it, and the callbacks in :data:`CALLBACKS`.
+Which transition fires is decided by ``transitions`` evaluating those
+conditions, never by code here.
 
-The machine answers questions; it does not hold a handle's state. The runtime
-keeps its own state and asks ``guard.outcome(state, operation, guards)``
-before every operation (``Spec.outcome`` answers the same from the table
-directly; tests hold the two to agree).
+A cell becomes transitions (trigger: the operation; source: the cell's state):
+
+- a branch without ``via``: one transition to its state (an internal transition,
+  ``dest=None``, when it stays), its guards as ``conditions`` (must be true)
+  and ``unless`` (must be false). Before the state changes it calls
+  ``commit``, or ``fail`` when the branch names an error.
+- a branch ``via`` a transient state T: an *entry* transition to T on its
+  guards known ``before`` (calling ``start``), and an *exit* transition from T
+  on its guards known ``while_running`` (calling ``commit`` or ``fail``). The
+  runtime fires the operation once to enter T, does the operation's work
+  there, and fires it again to leave. The checker proves the exit depends on
+  nothing but those guards.
+- a ``lazy_init`` cell: one transition to Initialized calling ``initialize``;
+  the runtime fires the operation again and the Initialized cell applies.
+- ``serialized`` cells and queries are not transitions. A command that arrives
+  while another runs waits on the handle's lock, and is fired once that one
+  has left its transient state; a query reads the model and changes nothing.
+
+Entering a state (a real change, not an internal transition) calls
+``keep_allowed``, which drops the resident data the new state does not allow.
+
+Guards are lazy. A cell's transitions are tried in table order and a
+transition's guards in the order of the table's ``guards`` list, stopping at
+the first that fails; each guard is computed at most once per operation, its
+value kept in the operation's :class:`Decision` (the trigger's one argument,
+passed on to every guard and callback). A guard's ``needs`` are always named
+true and listed before it (the checker proves both), so a guard is computed
+only after the guards it needs have held: a malformed prompt is never
+measured, and a refused load never enters Loading, where the file is read.
+
+A named error raised inside a guard function makes the guard false, and its
+message the reason: the table's branch for that value then applies like any
+other (its error, its target state, last_error recorded by ``fail``).
+
+The machine's events and transitions are subclasses (as ``transitions``' own
+extensions make theirs) that run a trigger without the hooks this machine
+never registers and without the library's per-step logging: its generic path
+made about 110 Python calls per trigger, half the cost of a
+generate_next_token's two triggers (``ggufsm bench guard``). The machine
+refuses to build if a hook the lean path would skip is ever registered.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
-from typing import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, cast
 
-from transitions import Machine
+from transitions import Machine, MachineError
+from transitions.core import Condition, Event, EventData, Transition
 
-from ggufsm.spec.table import Branch, Outcome, Spec, SpecError, load_spec
+from ggufsm.spec.errors import GgufsmError
+from ggufsm.spec.table import LAZY_INIT_STATE, Branch, Spec, SpecError
 
-
-class _GuardValue:
-    """A transition condition: the value of one guard in the trigger's ``guards`` argument."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def __call__(self, *, guards: Mapping[str, bool], fired: list) -> bool | None:
-        # An unknown value equals neither True nor False, so the transition
-        # cannot fire on it: only fully decided branches fire.
-        return bool(guards[self.name]) if self.name in guards else None
+# The model's attribute the machine keeps the state in.
+STATE_ATTRIBUTE = "state"
 
 
-class _RecordBranch:
-    """An ``after`` callback: tells the caller which branch's transition fired."""
-
-    def __init__(self, branch: Branch):
-        self.branch = branch
-
-    def __call__(self, *, guards: Mapping[str, bool], fired: list) -> None:
-        fired.append(self.branch)
+class StepKind(str, Enum):
+    LAZY_INIT = "lazy_init"  # initialised with the defaults: fire the operation again
+    ENTER = "enter"          # entered the transient state: do the work, then fire again to leave
+    FINISH = "finish"        # the operation's outcome: where it ends, and its error if any
 
 
-class _Cursor:
-    """The machine's one model: where the question being asked starts."""
+# The callbacks the model implements, each called with the operation's Decision.
+INITIALIZE = "initialize"      # lazy init: configure the runtime with the defaults
+START = "start"                # entering a transient state: make what the work needs resident
+COMMIT = "commit"              # a successful outcome, before the state changes
+FAIL = "fail"                  # an outcome with an error, before the state changes
+KEEP_ALLOWED = "keep_allowed"  # a state was entered: drop the resident data it does not allow
+CALLBACKS = (INITIALIZE, START, COMMIT, FAIL, KEEP_ALLOWED)
 
 
-class LifecycleGuard:
-    """Answers, for a state, an operation and the guard values, the table's outcome."""
+@dataclass(frozen=True)
+class Step:
+    """What one fired transition did."""
 
-    # The table has an operation named "state"; the model keeps its state elsewhere.
-    MODEL_ATTRIBUTE = "lifecycle_state"
+    kind: StepKind
+    operation: str
+    source: str              # the state the transition left
+    to: str                  # the state it entered (the transient state for ENTER)
+    error: str | None = None
+
+
+class Decision:
+    """One operation's way through the machine: the guard values computed so far (each at most
+    once), the reasons the failing ones gave, and the step the machine took last."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, bool] = {}
+        self.reasons: list[str] = []
+        self.raised: dict[str, GgufsmError] = {}  # guard -> the named error its function raised
+        self.step: Step | None = None
+
+    def holds(self, condition: bool, reason: str) -> bool:
+        """For guard functions: the condition, keeping the reason when it does not hold."""
+        if not condition:
+            self.reasons.append(reason)
+        return condition
+
+    def evaluate(self, guard: str, function: Callable[[Decision], object]) -> bool:
+        try:
+            value = bool(function(self))
+        except GgufsmError as error:
+            value = False
+            self.reasons.append(error.message)
+            self.raised[guard] = error
+        self.values[guard] = value
+        return value
+
+
+class GuardCondition(Condition):
+    """A condition naming a table guard: resolved by name on the model, computed once per operation."""
+
+    def check(self, event_data) -> bool:
+        decision: Decision = event_data.args[0]
+        guard = cast(str, self.func)
+        value = decision.values.get(guard)
+        if value is None:
+            value = decision.evaluate(guard, event_data.machine.resolve_callable(guard, event_data))
+        return value == self.target
+
+
+class GuardedTransition(Transition):
+    """A transition of the table: its conditions evaluated in the table's guard order, true and false
+    ones alike, and the step it takes put on the Decision before any callback runs (so ``commit`` and
+    ``fail`` know which outcome they apply)."""
+
+    condition_cls = GuardCondition
+
+    def __init__(self, *args, step: Step, guard_order: Mapping[str, int], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.step = step
+        self.conditions.sort(key=lambda condition: guard_order[cast(str, condition.func)])
+
+    def execute(self, event_data) -> bool:
+        """The library's execute, less the hooks this machine never registers (prepare, after, exit,
+        final, the machine-wide ones) and its per-step logging: conditions, ``before``, the state
+        change and the new state's ``on_enter``, as ``transitions`` runs them."""
+        event_data.args[0].step = self.step
+        for condition in self.conditions:
+            if not condition.check(event_data):
+                return False
+        machine = event_data.machine
+        machine.callbacks(self.before, event_data)
+        if self.dest is not None:
+            machine.set_state(self.dest, event_data.model)
+            event_data.update(self.dest)
+            machine.callbacks(machine.get_state(self.dest).on_enter, event_data)
+        return True
+
+
+class TableEvent(Event):
+    """An operation of the table: the library's trigger, less the queue, the machine-wide hooks this
+    machine never registers and the per-step logging. The transitions from the model's state are tried
+    in order until one executes; a trigger with none from that state raises MachineError."""
+
+    def trigger(self, model, *args, **kwargs) -> bool:
+        event_data = EventData(None, self, self.machine, model, args, kwargs)
+        state = event_data.state = self.machine.get_model_state(model)
+        transitions = self.transitions.get(state.name)
+        if transitions is None:
+            raise MachineError(f"Can't trigger event {self.name} from state {state.name}!")
+        for transition in transitions:
+            event_data.transition = transition
+            if transition.execute(event_data):
+                event_data.result = True
+                return True
+        return False
+
+
+class LifecycleMachine(Machine):
+    """The table's machine: one per table, firing on any model attached to it.
+
+    Each model holds its own state in its ``state`` attribute, which the
+    machine reads and writes; the machine holds no model (``transitions``
+    registers models only to bind convenience methods on them), so any number
+    of handles share it, and a dropped handle is freed at once. Firing takes
+    the model: ``machine.fire(model, operation, decision)``.
+    """
+
+    transition_cls = GuardedTransition
+    event_cls = TableEvent
 
     def __init__(self, spec: Spec):
-        self.spec = spec
-        self._cursor = _Cursor()
-        self._lock = threading.Lock()  # one cursor, so one question at a time
-        self.machine = Machine(
-            model=self._cursor,
-            states=list(spec.states),
+        super().__init__(
+            model=None,
+            states=[{"name": state, "on_enter": [KEEP_ALLOWED]} for state in spec.states],
             initial=spec.initial_state,
-            transitions=[_transition(branch) for branch in spec.all_branches()],
-            model_attribute=self.MODEL_ATTRIBUTE,
+            transitions=machine_transitions(spec),
+            model_attribute=STATE_ATTRIBUTE,
             auto_transitions=False,
             send_event=False,
             ignore_invalid_triggers=False,
         )
+        self.spec = spec
+        skipped = self._hooks_the_lean_path_skips()
+        if skipped:
+            raise SpecError(f"the table's machine runs a lean trigger path that would skip {', '.join(skipped)}")
 
-    def branch(self, state: str, operation: str, guards: Mapping[str, bool] | None = None) -> Branch:
-        guards = dict(guards or {})
-        self.spec.branches(state, operation)  # UnknownName before the machine sees a bad name
-        fired: list[Branch] = []
-        with self._lock:
-            self.machine.set_state(state, model=self._cursor)
-            moved = self._cursor.trigger(operation, guards=guards, fired=fired)
-            landed = getattr(self._cursor, self.MODEL_ATTRIBUTE)
-        if not moved:
-            missing = self.spec.undecided_guards(state, operation, guards)
-            if missing:
-                raise KeyError(f"{state}.{operation} needs guard value(s) for: {', '.join(sorted(missing))}")
-        if not moved or len(fired) != 1:
-            raise SpecError(f"{state}.{operation}: no transition fired for guards {guards}")
-        if landed != fired[0].outcome.to:
-            raise SpecError(f"{state}.{operation}: the machine landed in {landed}, the branch says {fired[0].outcome.to}")
-        return fired[0]
+    def _hooks_the_lean_path_skips(self) -> list[str]:
+        hooks = [name for name in ("prepare_event", "before_state_change", "after_state_change", "finalize_event",
+                                   "on_exception", "on_final") if getattr(self, name)]
+        hooks += [f"{state.name}.on_exit" for state in self.states.values() if state.on_exit or state.final]
+        hooks += [f"{event.name} prepare/after" for event in self.events.values()
+                  for transitions in event.transitions.values() for transition in transitions
+                  if transition.prepare or transition.after]
+        return hooks
 
-    def outcome(self, state: str, operation: str, guards: Mapping[str, bool] | None = None) -> Outcome:
-        return self.branch(state, operation, guards).outcome
+    def attach(self, model: Any) -> None:
+        """Check the model resolves every guard and callback by name, and put it in the initial state."""
+        missing = [name for name in (*self.spec.guards, *CALLBACKS) if not callable(getattr(model, name, None))]
+        if missing:
+            raise TypeError(f"{type(model).__name__} cannot be the lifecycle's model: it has no {', '.join(missing)}")
+        self.set_state(self.spec.initial_state, model=model)
+
+    def fire(self, model: Any, operation: str, decision: Decision) -> Step:
+        """Trigger the operation on the model; the step the transition that fired took."""
+        decision.step = None
+        if not self.events[operation].trigger(model, decision):
+            raise SpecError(f"{getattr(model, STATE_ATTRIBUTE)}.{operation}: no transition of the table's machine fired")
+        assert decision.step is not None
+        return decision.step
 
 
-def _transition(branch: Branch) -> dict:
+@functools.lru_cache(maxsize=8)
+def lifecycle_machine(spec: Spec) -> LifecycleMachine:
+    """The machine of a table, built once."""
+    return LifecycleMachine(spec)
+
+
+def machine_transitions(spec: Spec) -> tuple[dict, ...]:
+    """The table's cells as ``transitions`` transition dicts (see the module docstring)."""
+    order = MappingProxyType({name: position for position, name in enumerate(spec.guards)})
+    late = {name for name, guard in spec.guards.items() if guard.while_running}
+    transitions: list[dict] = []
+    exits: dict[tuple, dict] = {}
+    for state in spec.states:
+        for operation in spec.commands:
+            branches = [branch for branch in spec.branches(state, operation) if not branch.outcome.serialized]
+            if any(branch.outcome.lazy_init for branch in branches):
+                step = Step(StepKind.LAZY_INIT, operation, state, LAZY_INIT_STATE)
+                transitions.append(_transition(step, (), INITIALIZE, order))
+                continue
+            entries: set[tuple] = set()
+            for branch in branches:
+                outcome = branch.outcome
+                if outcome.via is None:
+                    step = Step(StepKind.FINISH, operation, state, outcome.to, outcome.error)
+                    transitions.append(_transition(step, branch.conditions, _finish_callback(step), order))
+                    continue
+                before = tuple((name, value) for name, value in branch.conditions if name not in late)
+                if before not in entries:
+                    entries.add(before)
+                    step = Step(StepKind.ENTER, operation, state, outcome.via)
+                    transitions.append(_transition(step, before, START, order))
+                running = tuple((name, value) for name, value in branch.conditions if name in late)
+                step = Step(StepKind.FINISH, operation, outcome.via, outcome.to, outcome.error)
+                exits.setdefault((outcome.via, operation, running),
+                                 _transition(step, running, _finish_callback(step), order))
+    return (*transitions, *exits.values())
+
+
+def _finish_callback(step: Step) -> str:
+    return FAIL if step.error else COMMIT
+
+
+def _transition(step: Step, conditions, callback: str, order: Mapping[str, int]) -> dict:
     return {
-        "trigger": branch.operation,
-        "source": branch.state,
-        "dest": branch.outcome.to,
-        "conditions": [_GuardValue(name) for name, value in branch.conditions if value],
-        "unless": [_GuardValue(name) for name, value in branch.conditions if not value],
-        "after": [_RecordBranch(branch)],
+        "trigger": step.operation,
+        "source": step.source,
+        "dest": None if step.to == step.source else step.to,
+        "conditions": tuple(name for name, value in conditions if value),
+        "unless": tuple(name for name, value in conditions if not value),
+        "before": callback,
+        "step": step,
+        "guard_order": order,
     }
 
 
+# ─── asking the machine questions (tests, docs) ──────────────────────────────
+
+
+class _GivenGuards:
+    """A model whose guards answer from given values (an exception given is raised), and whose callbacks
+    do nothing; it notes which guards were asked, and in which state."""
+
+    def __init__(self, spec: Spec):
+        self.given: Mapping[str, object] = {}
+        self.question = ""
+        self.asked: list[tuple[str, str]] = []
+        for name in spec.guards:
+            setattr(self, name, self._answer(name))
+        for name in CALLBACKS:
+            setattr(self, name, lambda decision: None)
+
+    def _answer(self, name: str) -> Callable[[Decision], bool]:
+        def answer(decision: Decision) -> bool:
+            self.asked.append((name, getattr(self, STATE_ATTRIBUTE)))
+            if name not in self.given:
+                raise KeyError(f"{self.question} needs guard value(s) for: {name}")
+            value = self.given[name]
+            if isinstance(value, BaseException):
+                raise value
+            return bool(value)
+        return answer
+
+
+@dataclass(frozen=True)
+class Walk:
+    """Where the machine took one operation, step by step, and the guards it asked on the way."""
+
+    steps: tuple[Step, ...]
+    asked: tuple[tuple[str, str], ...]  # (guard, the state the machine was in when it asked)
+    decision: Decision
+
+    @property
+    def to(self) -> str:
+        return self.steps[-1].to
+
+    @property
+    def error(self) -> str | None:
+        return self.steps[-1].error
+
+    @property
+    def via(self) -> str | None:
+        return next((step.to for step in self.steps if step.kind is StepKind.ENTER), None)
+
+    @property
+    def lazy_init(self) -> bool:
+        return self.steps[0].kind is StepKind.LAZY_INIT
+
+
+class MachineOracle:
+    """The machine asked what an operation does from a state with given guard values.
+
+    It fires the operation as the runtime does (again after a lazy init, and
+    again to leave a transient state), with guards that answer from the given
+    values; a value it needs but was not given raises KeyError naming the guard.
+    """
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.model = _GivenGuards(spec)
+        self.machine = lifecycle_machine(spec)
+        self.machine.attach(self.model)
+        self._lock = threading.Lock()  # one model, so one question at a time
+
+    def walk(self, state: str, operation: str, guards: Mapping[str, object] | None = None) -> Walk:
+        self.spec.branches(state, operation)  # UnknownName before the machine sees a bad name
+        with self._lock:
+            self.machine.set_state(state, model=self.model)
+            self.model.given, self.model.question, self.model.asked = dict(guards or {}), f"{state}.{operation}", []
+            decision, steps = Decision(), list[Step]()
+            while not steps or steps[-1].kind is not StepKind.FINISH:
+                steps.append(self.machine.fire(self.model, operation, decision))
+            landed = getattr(self.model, STATE_ATTRIBUTE)
+            if landed != steps[-1].to:
+                raise SpecError(f"{state}.{operation}: the machine is in {landed}, its step says {steps[-1].to}")
+            return Walk(tuple(steps), tuple(self.model.asked), decision)
+
+
 @functools.lru_cache(maxsize=1)
-def lifecycle_guard() -> LifecycleGuard:
-    """The guard for the packaged table (built once)."""
-    return LifecycleGuard(load_spec())
+def machine_oracle() -> MachineOracle:
+    """The oracle for the packaged table (built once)."""
+    from ggufsm.spec.table import load_spec
+
+    return MachineOracle(load_spec())
+
+
+def branch_walks_like(branch: Branch, walk: Walk) -> bool:
+    """The machine's walk ends as the table's branch says: same state, error, via and lazy init."""
+    outcome = branch.outcome
+    return (walk.to, walk.error, walk.via, walk.lazy_init) == (outcome.to, outcome.error, outcome.via, outcome.lazy_init)

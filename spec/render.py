@@ -173,7 +173,7 @@ def allowed_text(spec: Spec, state: str) -> str:
     shown with where it leads when that is elsewhere. Waiting and refused
     operations are summed up after it.
     """
-    allowed, waiting, refused = [], [], {}
+    allowed, waiting, refused = list[str](), list[str](), dict[str, list[str]]()
     for operation in spec.commands:
         branches = spec.branches(state, operation)
         if all(b.outcome.serialized for b in branches):
@@ -201,18 +201,24 @@ def _operations_section(spec: Spec) -> list[str]:
 
 
 def _guards_section(spec: Spec) -> list[str]:
-    rows = [[name, guard.description] for name, guard in spec.guards.items()]
+    rows = [[str(position), name, guard.known.replace("_", " "), ", ".join(guard.needs) or "—", guard.description]
+            for position, (name, guard) in enumerate(spec.guards.items(), start=1)]
     return [
         "## Guards",
         "",
-        "Conditions an outcome depends on, computed before anything changes.",
+        "Conditions an outcome depends on, in the order the runtime evaluates them. The machine tries a cell's "
+        "branches in table order and a branch's guards in this order, stopping at the first that fails; a guard is "
+        "computed at most once per operation, and only when a branch still open names it. "
+        "*before*: known before the operation changes anything. *while running*: known in the operation's "
+        "transient `via` state, from what its work found; the operation leaves that state on these alone. "
+        "*Needs*: guards that must hold before this one can be computed.",
         "",
-        *_table(["Guard", "Holds when"], rows),
+        *_table(["#", "Guard", "Known", "Needs", "Holds when"], rows),
     ]
 
 
 def _errors_section(spec: Spec) -> list[str]:
-    raised_in = {name: [] for name in spec.errors}
+    raised_in: dict[str, list[str]] = {name: [] for name in spec.errors}
     for branch in spec.all_branches():
         if branch.outcome.error:
             cell = f"{branch.state}.{branch.operation}"

@@ -31,6 +31,11 @@ SAME = "same"
 OUTCOME_FIELDS = ("to", "error", "via", "effect", "lazy_init", "serialized")
 BRANCH_FIELDS = (*OUTCOME_FIELDS, "when", "cases")
 OPERATION_KINDS = ("command", "control", "query")
+# When a guard's value can be known: before the operation changes anything, or
+# only while it runs in its transient `via` state (from what its work found).
+BEFORE, WHILE_RUNNING = "before", "while_running"
+GUARD_KNOWN = (BEFORE, WHILE_RUNNING)
+GUARD_FIELDS = ("name", "known", "needs", "description")
 
 
 class SpecError(ValueError):
@@ -78,6 +83,12 @@ class Operation:
 class Guard:
     name: str
     description: str
+    known: str = BEFORE  # one of GUARD_KNOWN
+    needs: tuple[str, ...] = ()  # guards that must hold before this one can be computed
+
+    @property
+    def while_running(self) -> bool:
+        return self.known == WHILE_RUNNING
 
 
 @dataclass(frozen=True)
@@ -340,6 +351,18 @@ def resolve_cell(raw: Mapping, state: str, operation: str, _borrowing: tuple = (
     return resolved
 
 
+def guard_entries(raw: Mapping) -> list[Mapping]:
+    """The `guards` section's entries, in order; whatever is not a mapping is left out (the checker reports it)."""
+    section = raw.get("guards")
+    if not isinstance(section, list):
+        return []
+    return [entry for entry in section if isinstance(entry, Mapping)]
+
+
+def guard_names(raw: Mapping) -> list[str]:
+    return [entry["name"] for entry in guard_entries(raw) if isinstance(entry.get("name"), str)]
+
+
 def guard_assignments(guards) -> Iterator[dict[str, bool]]:
     """Every assignment of true/false to the given guards (sorted, so the order is stable)."""
     names = sorted(guards)
@@ -394,12 +417,21 @@ def build_spec(raw: Mapping) -> Spec:
         resident_data=MappingProxyType(dict(raw.get("resident_data") or {})),
         states=MappingProxyType(states),
         operations=MappingProxyType(operations),
-        guards=MappingProxyType({name: Guard(name, text) for name, text in (raw.get("guards") or {}).items()}),
+        guards=MappingProxyType({entry["name"]: _guard(entry) for entry in guard_entries(raw)}),
         errors=MappingProxyType(
             {name: ErrorCode(name, (entry or {}).get("meaning", "")) for name, entry in raw["errors"].items()}
         ),
         finish_reasons=MappingProxyType(dict(raw.get("finish_reasons") or {})),
         cells=MappingProxyType(cells),
+    )
+
+
+def _guard(entry: Mapping) -> Guard:
+    return Guard(
+        name=entry["name"],
+        description=str(entry.get("description", "")),
+        known=entry.get("known", BEFORE),
+        needs=tuple(entry.get("needs") or ()),
     )
 
 

@@ -13,6 +13,7 @@ BENCH_MODULES: list[str] = [
     "ggufsm.reference.bench.parse",
     "ggufsm.reference.bench.kernels",
     "ggufsm.reference.bench.forward",
+    "ggufsm.reference.bench.guard",
 ]
 
 

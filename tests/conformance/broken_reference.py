@@ -14,8 +14,9 @@ import numpy as np
 from ggufsm.conformance.adapters.reference import ReferenceAdapter
 from ggufsm.reference.runtime import Runtime
 from ggufsm.spec.errors import GgufsmError
+from ggufsm.spec.names import ErrorCode, State
 
-LOAD_ERRORS = ("ModelUnavailable", "InvalidModel", "UnsupportedModel")
+LOAD_ERRORS = (ErrorCode.ModelUnavailable, ErrorCode.InvalidModel, ErrorCode.UnsupportedModel)
 
 
 class ResetKeepsRequestRuntime(Runtime):
@@ -23,9 +24,10 @@ class ResetKeepsRequestRuntime(Runtime):
     generate can still be continued after the reset (the bug of a runtime that never clears its KV)."""
 
     def reset(self) -> None:
-        with self._command("reset") as call:
-            call.decide({"model_resident": self._model_resident})
-            self._last_error = None
+        if self.state == State.Uninitialized:
+            return super().reset()  # the lazy init is right
+        with self._lifecycle.lock:  # the bug: past the machine, so nothing else changes
+            self._lifecycle.resident.last_error = None
 
 
 class ReadyAfterFailedLoadRuntime(Runtime):
@@ -37,7 +39,7 @@ class ReadyAfterFailedLoadRuntime(Runtime):
             return super()._install(operation, source)
         except GgufsmError as error:
             if error.code in LOAD_ERRORS:
-                self._state = "Ready"
+                self._lifecycle.state = State.Ready  # the bug: the state written by hand, past the machine
             raise
 
 

@@ -122,7 +122,39 @@ def _with_unused_error(raw):
 
 
 def _with_unused_guard(raw):
-    raw["guards"]["moon_full"] = "never consulted"
+    raw["guards"].append({"name": "moon_full", "known": "before", "description": "never consulted"})
+
+
+def guard_entry(raw, name) -> dict:
+    return next(entry for entry in raw["guards"] if entry["name"] == name)
+
+
+def _with_unknown_guard_timing(raw):
+    guard_entry(raw, "config_valid")["known"] = "sometimes"
+
+
+def _with_a_guard_needing_a_later_one(raw):
+    guard_entry(raw, "input_valid")["needs"] = ["prompt_fits"]
+
+
+def _with_a_need_the_cells_do_not_name(raw):
+    guard_entry(raw, "sampling_valid")["needs"] = ["input_valid"]
+
+
+def _with_a_late_guard_decided_before_running(raw):
+    guard_entry(raw, "config_valid")["known"] = "while_running"
+
+
+def _with_two_transient_states_on_the_same_guards(raw):
+    raw["cells"]["Ready"]["replace_model"]["cases"][3]["via"] = "Generating"
+
+
+def _with_a_load_whose_end_depends_on_where_it_started(raw):
+    raw["cells"]["Freed"]["load_model"]["cases"][3]["to"] = "Initialized"
+
+
+def _with_a_guarded_lazy_init(raw):
+    raw["cells"]["Uninitialized"]["reset"] = {"lazy_init": True, "when": {"model_resident": False}}
 
 
 def _with_unused_transient(raw):
@@ -153,6 +185,13 @@ MUTATIONS = {
     "unused_error": (_with_unused_error, "errors.OutOfCheese"),
     "unused_guard": (_with_unused_guard, "guards.moon_full"),
     "unused_transient": (_with_unused_transient, "states.Warming"),
+    "malformed_guard": (_with_unknown_guard_timing, "guards.config_valid"),
+    "misordered_needs": (_with_a_guard_needing_a_later_one, "guards.input_valid"),
+    "missing_needed_guard": (_with_a_need_the_cells_do_not_name, "cells.Ready.set_sampling.cases[0]"),
+    "late_guard_outside_via": (_with_a_late_guard_decided_before_running, "cells.Uninitialized.init_runtime.cases[0]"),
+    "via_undecided": (_with_two_transient_states_on_the_same_guards, "cells.Ready.replace_model"),
+    "exit_depends_on_origin": (_with_a_load_whose_end_depends_on_where_it_started, "states.Loading.load_model"),
+    "conditional_lazy_init": (_with_a_guarded_lazy_init, "cells.Uninitialized.reset"),
 }
 
 
@@ -205,6 +244,19 @@ def test_an_ambiguity_names_the_guard_assignment_and_both_branches():
     (defect,) = [d for d in check_table(raw) if d.kind == "ambiguous_cell"]
     assert "¬sampling_valid" in defect.message
     assert "cases[0]" in defect.message and "cases[1]" in defect.message
+
+
+def test_the_old_guards_mapping_is_reported_as_malformed():
+    raw = fresh_table()
+    raw["guards"] = {entry["name"]: entry["description"] for entry in raw["guards"]}
+    assert ("malformed_guard", "guards") in reported(raw)
+
+
+def test_a_transient_exit_that_depends_on_the_origin_names_both_branches():
+    raw = fresh_table()
+    _with_a_load_whose_end_depends_on_where_it_started(raw)
+    (defect,) = [d for d in check_table(raw) if d.kind == "exit_depends_on_origin"]
+    assert "cells.Freed.load_model.cases[3]" in defect.message and "in Initialized" in defect.message
 
 
 def test_every_defect_is_reported_in_one_run():

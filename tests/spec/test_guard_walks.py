@@ -1,9 +1,11 @@
-"""The transitions Machine agrees with the table, and the table keeps the rules it claims.
+"""The machine built from the table decides like the table, lazily, and the table keeps the rules it claims.
 
-The guard machine and ``Spec.outcome`` are both derived from lifecycle.yaml,
-so their agreement checks the machine's construction (flattening, `same`,
-lazy init, conditions/unless) cell by cell along random operation sequences.
-The properties below are the seed's rules, checked on every cell.
+The runtime's transitions are fired on a ``transitions`` Machine built from
+lifecycle.yaml (spec/guard.py). Here that machine is asked with given guard
+values (``MachineOracle``) and held to ``Spec.outcome``, read from the table
+directly, cell by cell and along random operation sequences; then the ways it
+is lazy: which guards it asks, in which order, in which state. The properties
+after that are the seed's rules, checked on every cell.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from transitions import MachineError
 
 from ggufsm.spec import load_spec
-from ggufsm.spec.guard import LifecycleGuard, lifecycle_guard
+from ggufsm.spec.errors import InvalidModel, InvalidSampling
+from ggufsm.spec.guard import MachineOracle, StepKind, branch_walks_like, machine_oracle, machine_transitions
 from ggufsm.spec.table import LAZY_INIT_STATE, guard_assignments
 
 SPEC = load_spec()
 REFUSALS = {"InvalidState", "ModelNotLoaded"}
 ERROR_LANDINGS = {"RecoverableError", "ContinuationReady"}
+LATE = {name for name, guard in SPEC.guards.items() if guard.while_running}
 
 
 def every_cell_assignment():
@@ -29,47 +34,154 @@ def every_cell_assignment():
 
 
 ALL = list(every_cell_assignment())
+# What the machine fires: commands and controls that do not wait behind a running operation.
+FIRED = [(state, operation, guards) for state, operation, guards in ALL
+         if not SPEC.operations[operation].is_query and not SPEC.branch(state, operation, guards).outcome.serialized]
 
 guard_values = st.fixed_dictionaries({name: st.booleans() for name in SPEC.guards})
 steps = st.lists(
-    st.tuples(st.sampled_from(list(SPEC.operations)), guard_values, st.booleans()), min_size=1, max_size=40
+    st.tuples(st.sampled_from(list(SPEC.commands)), guard_values), min_size=1, max_size=40
 )
 
 
 # ─── the machine against the table ───────────────────────────────────────────
 
 
+def test_the_machine_ends_every_cell_where_the_table_says():
+    oracle = MachineOracle(SPEC)
+    for state, operation, guards in FIRED:
+        walk = oracle.walk(state, operation, guards)
+        assert branch_walks_like(SPEC.branch(state, operation, guards), walk), (state, operation, guards, walk)
+
+
 @settings(max_examples=300, deadline=None)
-@given(start=st.sampled_from(list(SPEC.states)), walk=steps)
-def test_the_machine_and_the_table_agree_along_random_walks(start, walk):
-    guard = lifecycle_guard()
-    state = start
-    for operation, guards, stop_in_transient in walk:
-        from_machine = guard.branch(state, operation, guards)
-        from_table = SPEC.branch(state, operation, guards)
-        assert from_machine == from_table, (state, operation, guards)
-        outcome = from_table.outcome
-        # Sometimes look at the handle while the operation runs, so the walk
-        # also exercises the transient states' cells (every call there waits).
-        state = outcome.via if outcome.via and stop_in_transient else outcome.to
+@given(walk=steps)
+def test_the_machine_and_the_table_agree_along_random_walks_from_the_initial_state(walk):
+    oracle, state = machine_oracle(), SPEC.initial_state
+    for operation, guards in walk:
+        outcome = SPEC.outcome(state, operation, guards)
+        path = oracle.walk(state, operation, guards)
+        assert (path.to, path.error, path.via) == (outcome.to, outcome.error, outcome.via), (state, operation, guards)
+        state = path.to
 
 
-def test_the_machine_answers_every_cell_like_the_table():
-    guard = LifecycleGuard(SPEC)
-    for state, operation, guards in ALL:
-        assert guard.branch(state, operation, guards) == SPEC.branch(state, operation, guards)
+def test_transient_states_are_left_only_by_the_operation_that_entered_them_or_a_control():
+    # A command arriving while another runs waits on the handle's lock: it is never fired in a transient state.
+    for transition in machine_transitions(SPEC):
+        if SPEC.states[transition["source"]].transient:
+            operation = transition["trigger"]
+            entered_by_it = any(b.outcome.via == transition["source"] for b in SPEC.all_branches() if b.operation == operation)
+            assert entered_by_it or SPEC.operations[operation].kind == "control", transition
 
 
-def test_the_machine_has_one_transition_per_branch():
-    guard = lifecycle_guard()
-    transitions = [t for event in guard.machine.events.values() for ts in event.transitions.values() for t in ts]
-    assert len(transitions) == sum(1 for _ in SPEC.all_branches())
-    assert set(guard.machine.states) == set(SPEC.states)
+def test_a_command_is_never_fired_in_a_transient_state_it_did_not_enter():
+    with pytest.raises(MachineError, match="generate from state Loading"):
+        machine_oracle().walk("Loading", "generate", {})
+
+
+def test_the_machine_registers_no_hook_its_lean_trigger_path_would_skip():
+    assert machine_oracle().machine._hooks_the_lean_path_skips() == []
+
+
+def test_queries_are_no_events_of_the_machine():
+    assert not set(SPEC.queries) & set(machine_oracle().machine.events)
+
+
+def test_a_lazy_init_is_a_step_to_initialized_then_the_initialized_cell():
+    walk = machine_oracle().walk(SPEC.initial_state, "generate", {})
+    assert [step.kind for step in walk.steps] == [StepKind.LAZY_INIT, StepKind.FINISH]
+    assert walk.steps[0].to == LAZY_INIT_STATE and (walk.to, walk.error) == (LAZY_INIT_STATE, "ModelNotLoaded")
+
+
+def test_an_operation_via_a_transient_state_enters_it_then_leaves_it():
+    walk = machine_oracle().walk("Ready", "generate", {"input_valid": True, "sampling_valid": True,
+                                                       "prompt_fits": True, "cancelled": True})
+    assert [(step.kind, step.source, step.to) for step in walk.steps] == [
+        (StepKind.ENTER, "Ready", "Generating"), (StepKind.FINISH, "Generating", "ContinuationReady")]
+    assert walk.error == "Cancelled"
 
 
 def test_the_machine_names_missing_guards_like_the_table():
     with pytest.raises(KeyError, match="prompt_fits"):
-        lifecycle_guard().outcome("Ready", "generate", {"input_valid": True, "sampling_valid": True, "cancelled": False})
+        machine_oracle().walk("Ready", "generate", {"input_valid": True, "sampling_valid": True, "cancelled": False})
+
+
+def test_the_machine_decides_on_partial_guards_like_the_table():
+    oracle = machine_oracle()
+    for state, operation, guards in FIRED:
+        for dropped in guards:
+            partial = {name: value for name, value in guards.items() if name != dropped}
+            try:
+                expected = SPEC.branch(state, operation, partial)
+            except KeyError:
+                with pytest.raises(KeyError, match=dropped):
+                    oracle.walk(state, operation, partial)
+            else:
+                assert branch_walks_like(expected, oracle.walk(state, operation, partial)), (state, operation, partial)
+
+
+# ─── lazy guards ─────────────────────────────────────────────────────────────
+
+
+def test_each_guard_is_computed_at_most_once_per_operation():
+    oracle = machine_oracle()
+    for state, operation, guards in FIRED:
+        asked = [name for name, _ in oracle.walk(state, operation, guards).asked]
+        assert len(asked) == len(set(asked)), (state, operation, guards, asked)
+
+
+def test_guards_known_while_running_are_asked_only_in_the_transient_state():
+    oracle = machine_oracle()
+    for state, operation, guards in FIRED:
+        for name, asked_in in oracle.walk(state, operation, guards).asked:
+            assert SPEC.states[asked_in].transient == (name in LATE), (state, operation, name, asked_in)
+
+
+def test_a_guard_is_asked_only_after_the_guards_it_needs_held():
+    oracle = machine_oracle()
+    for state, operation, guards in FIRED:
+        walk = oracle.walk(state, operation, guards)
+        asked = [name for name, _ in walk.asked]
+        for position, name in enumerate(asked):
+            for need in SPEC.guards[name].needs:
+                assert need in asked[:position] and walk.decision.values[need], (state, operation, name)
+
+
+def test_a_refused_load_never_reaches_the_guards_that_read_the_file():
+    walk = machine_oracle().walk("RecoverableError", "load_model", {"model_resident": True})
+    assert walk.error == "InvalidState" and [name for name, _ in walk.asked] == ["model_resident"]
+
+
+def test_a_malformed_prompt_is_never_measured():
+    walk = machine_oracle().walk("Ready", "generate", {"input_valid": False})
+    assert walk.error == "InvalidInput" and [name for name, _ in walk.asked] == ["input_valid"]
+
+
+def test_every_transition_checks_its_guards_in_the_tables_order():
+    order = list(SPEC.guards)
+    machine = machine_oracle().machine
+    for event in machine.events.values():
+        for transitions in event.transitions.values():
+            for transition in transitions:
+                names = [condition.func for condition in transition.conditions]
+                assert names == sorted(names, key=order.index)
+
+
+# ─── named errors inside guards ──────────────────────────────────────────────
+
+
+def test_a_named_error_raised_inside_a_guard_makes_it_false_and_the_tables_outcome_follows():
+    oracle = machine_oracle()
+    failing = InvalidSampling("temperature=-1 is out of range")
+    walk = oracle.walk("Ready", "generate", {"input_valid": True, "sampling_valid": failing})
+    assert (walk.to, walk.error) == (SPEC.outcome("Ready", "generate", {"input_valid": True, "sampling_valid": False}).to,
+                                     "InvalidSampling")
+    assert walk.decision.reasons == [failing.message] and walk.decision.raised == {"sampling_valid": failing}
+
+
+def test_a_named_error_raised_while_running_takes_the_exit_the_table_gives_a_false_guard():
+    walk = machine_oracle().walk("Freed", "load_model", {"model_readable": True, "model_well_formed": InvalidModel("bad magic")})
+    assert (walk.via, walk.to, walk.error) == ("Loading", "RecoverableError", "InvalidModel")
 
 
 # ─── the rules the table claims ──────────────────────────────────────────────
@@ -188,18 +300,3 @@ def test_transient_states_are_only_entered_via():
     for branch in SPEC.all_branches():
         if branch.outcome.to != branch.state:
             assert not SPEC.states[branch.outcome.to].transient, branch.source
-
-
-
-def test_the_machine_decides_on_partial_guards_like_the_table():
-    guard = lifecycle_guard()
-    for state, operation, guards in ALL:
-        for dropped in guards:
-            partial = {name: value for name, value in guards.items() if name != dropped}
-            try:
-                expected = SPEC.branch(state, operation, partial)
-            except KeyError:
-                with pytest.raises(KeyError, match=dropped):
-                    guard.branch(state, operation, partial)
-            else:
-                assert guard.branch(state, operation, partial) == expected

@@ -29,7 +29,7 @@ def test_names_come_in_table_order(spec):
     assert list(spec.states) == list(raw["states"])
     assert list(spec.operations) == list(raw["operations"])
     assert list(spec.errors) == list(raw["errors"])
-    assert list(spec.guards) == list(raw["guards"])
+    assert list(spec.guards) == [entry["name"] for entry in raw["guards"]]
 
 
 def test_the_error_classes_are_the_tables_errors(spec):
@@ -140,3 +140,11 @@ def test_only_the_guards_on_the_way_to_the_decision_need_values(spec):
     with pytest.raises(KeyError, match="model_well_formed") as caught:
         spec.outcome("Freed", "load_model", {"model_readable": True})
     assert "model_readable" not in str(caught.value)
+
+
+def test_guards_come_in_evaluation_order_with_when_they_are_known_and_what_they_need(spec):
+    assert list(spec.guards).index("input_valid") < list(spec.guards).index("prompt_fits")
+    assert spec.guards["prompt_fits"].needs == ("input_valid",)
+    assert spec.guards["model_supported"].needs == ("model_readable", "model_well_formed")
+    late = {name for name, guard in spec.guards.items() if guard.while_running}
+    assert late == {"model_readable", "model_well_formed", "model_supported", "cancelled"}

@@ -1,0 +1,177 @@
+"""One class per command: its arguments, its work in a transient state, and what it changes.
+
+A command is the :class:`~ggufsm.spec.guard.Decision` the machine carries
+through one operation, so its guards read their inputs from it and leave what
+they found on it (the prompt's token ids, the validated sampling). The
+lifecycle calls its hooks when the machine says so:
+
+- ``start``: the operation entered its transient state; make resident what the work needs,
+- ``run``: the work done in that state,
+- ``commit``: the table's outcome is a success; apply it,
+- ``fail``: the table's outcome is an error; undo what ``start`` made.
+
+Nothing here decides an outcome: which hook runs is the machine's choice.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+from ggufsm.reference.runtime.config import RuntimeConfig
+from ggufsm.reference.runtime.loading import Load, load_off_to_the_side
+from ggufsm.reference.runtime.request import Generation, Request, TokenEvent
+from ggufsm.reference.runtime.resident import Resident
+from ggufsm.reference.sampling import Sampler, SamplingConfig
+from ggufsm.spec.errors import GgufsmError
+from ggufsm.spec.guard import Decision
+from ggufsm.spec.names import State
+
+
+class Command(Decision):
+    def __init__(self) -> None:
+        super().__init__()
+        self.error: GgufsmError | None = None   # the table's error, once ``fail`` recorded it
+        self.cause: BaseException | None = None  # what made it (a guard's named error, a failed callback)
+
+    def start(self, resident: Resident) -> None:
+        pass
+
+    def run(self, resident: Resident) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no work to run in a transient state")
+
+    def commit(self, resident: Resident) -> None:
+        pass
+
+    def fail(self, resident: Resident) -> None:
+        pass
+
+
+class InitRuntime(Command):
+    def __init__(self, config: RuntimeConfig):
+        super().__init__()
+        self.config = config
+
+    def commit(self, resident: Resident) -> None:
+        resident.config = self.config
+
+
+class InstallModel(Command):
+    """load_model and replace_model: the bytes are loaded off to the side while Loading; installed on success."""
+
+    def __init__(self, source):
+        super().__init__()
+        self.source = source
+        self.load = Load()
+        self.summary: dict = {}  # the installed model's, read while the handle is still this command's
+
+    def run(self, resident: Resident) -> None:
+        assert resident.config is not None  # every state a load starts from holds the configuration
+        self.load = load_off_to_the_side(self.source, resident.config)
+
+    def commit(self, resident: Resident) -> None:
+        assert self.load.model is not None
+        resident.install(self.load.model, self.load.session)
+        resident.timings["load_s"] = self.load.seconds
+        self.summary = dict(self.load.model.summary)
+
+    def fail(self, resident: Resident) -> None:
+        self.load.discard()
+
+
+class SetSampling(Command):
+    def __init__(self, config: SamplingConfig | None, overrides: Mapping[str, object]):
+        super().__init__()
+        self.config, self.overrides = config, dict(overrides)
+        self.sampling: SamplingConfig | None = None  # the validated configuration (sampling_valid)
+
+    def candidate(self, current: SamplingConfig) -> SamplingConfig:
+        return self.config or current.with_overrides(**self.overrides)
+
+    def commit(self, resident: Resident) -> None:
+        assert self.sampling is not None and self.step is not None
+        resident.sampling = self.sampling
+        if resident.request is not None:  # the open request samples its next token with the new settings
+            resident.request.sampler.reconfigure(self.sampling)
+        if self.step.source == State.RecoverableError:  # the retry succeeded: the table clears last_error
+            resident.last_error = None
+
+
+class Generate(Command):
+    """A new request: checked before it exists, evaluated while Generating."""
+
+    def __init__(self, prompt: str | Sequence[int], max_tokens: int, overrides: Mapping[str, object],
+                 on_token: Callable[[TokenEvent], None] | None, stop_at_eos: bool):
+        super().__init__()
+        self.prompt, self.max_tokens, self.overrides = prompt, max_tokens, dict(overrides)
+        self.on_token, self.stop_at_eos = on_token, stop_at_eos
+        self.prompt_ids: list[int] = []              # input_valid
+        self.sampling: SamplingConfig | None = None  # sampling_valid
+        self.request: Request | None = None
+        self.generation: Generation | None = None
+
+    def candidate(self, current: SamplingConfig) -> SamplingConfig:
+        return current.with_overrides(**self.overrides)
+
+    def start(self, resident: Resident) -> None:
+        assert resident.model is not None and self.sampling is not None
+        resident.request = None
+        resident.counters["requests"] += 1
+        self.request = Request(self.prompt_ids, Sampler(self.sampling), resident.model.tokenizer.stream_decoder(),
+                               resident.timings)
+        resident.request = resident.running = self.request
+
+    def run(self, resident: Resident) -> None:
+        assert self.request is not None and resident.model is not None
+        end_ids = set(resident.model.tokenizer.eot_ids) if self.stop_at_eos else set()
+        self.request.prefill(resident.session)
+        self.request.run(resident.session, self.max_tokens, self.on_token, end_ids)
+        self.cause = self.request.callback_error
+
+    def commit(self, resident: Resident) -> None:
+        assert self.request is not None
+        self.generation = self.request.generation()
+        resident.running = None
+
+    def fail(self, resident: Resident) -> None:
+        resident.running = None
+
+
+class GenerateNextToken(Command):
+    def __init__(self) -> None:
+        super().__init__()
+        self.event: TokenEvent | None = None
+
+    def start(self, resident: Resident) -> None:
+        resident.running = resident.request
+
+    def run(self, resident: Resident) -> None:
+        assert resident.request is not None
+        self.event = resident.request.next_token(resident.session)
+
+    def commit(self, resident: Resident) -> None:
+        resident.running = None
+
+    def fail(self, resident: Resident) -> None:
+        resident.running = None
+
+
+class Reset(Command):
+    def commit(self, resident: Resident) -> None:
+        resident.request = None
+        resident.last_error = None
+
+
+class Free(Command):
+    """Entering Freed releases everything it does not allow; there is nothing else to do."""
+
+
+class Cancel(Command):
+    """Stops the request the caller saw running, and only that one: a generate that started since is not touched."""
+
+    def __init__(self, seen_running: Request | None):
+        super().__init__()
+        self.seen_running = seen_running
+
+    def commit(self, resident: Resident) -> None:
+        if self.seen_running is not None:
+            self.seen_running.cancel()

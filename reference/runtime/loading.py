@@ -1,0 +1,51 @@
+"""A load, off to the side: the model and its session built from the bytes before anything is installed."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from ggufsm.reference.model.loaded_model import LoadedModel, build_loaded_model
+from ggufsm.reference.runtime.config import RuntimeConfig
+from ggufsm.reference.runtime.resident import release
+from ggufsm.spec.errors import GgufsmError, ModelUnavailable
+
+SOURCE_TYPES = (str, os.PathLike, bytes, bytearray, memoryview)
+
+
+@dataclass
+class Load:
+    """What one load found: the built model and session, or the named error of its first problem."""
+
+    model: LoadedModel | None = None
+    session: object | None = None
+    failure: GgufsmError | None = None
+    seconds: float = 0.0
+
+    @property
+    def failure_message(self) -> str:
+        return self.failure.message if self.failure is not None else ""
+
+    def discard(self) -> None:
+        release(self.model, self.session)
+        self.model = self.session = None
+
+
+def load_off_to_the_side(source, config: RuntimeConfig) -> Load:
+    """Parse, validate and build everything a model needs; install nothing."""
+    started = time.perf_counter()
+    load = Load()
+    try:
+        if not isinstance(source, SOURCE_TYPES):
+            raise ModelUnavailable(f"the model source must be a path or bytes, not {type(source).__name__}")
+        load.model = build_loaded_model(source, n_threads=config.thread_count())
+        load.session = load.model.weights.new_session(config.context_for(load.model.weights.n_ctx_train))
+    except GgufsmError as error:
+        load.discard()
+        load.failure = error
+    except BaseException:
+        load.discard()
+        raise
+    load.seconds = time.perf_counter() - started
+    return load
