@@ -70,6 +70,15 @@ def tiny_llama_tensors(spec: TinyLlamaSpec) -> dict[str, np.ndarray]:
     return tensors
 
 
+def add_tiny_vocabulary(writer: gguf.GGUFWriter, n_vocab: int) -> None:
+    """A SentencePiece-kind vocabulary of n_vocab placeholder pieces: enough for the C++ core's validation
+    (a known tokenizer kind whose vocabulary matches the embedding); the forward tests feed token ids."""
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list([f"<t{i}>" for i in range(n_vocab)])
+    writer.add_token_scores([0.0] * n_vocab)
+    writer.add_token_types([gguf.TokenType.NORMAL] * n_vocab)
+
+
 def write_tiny_llama(path: Path, spec: TinyLlamaSpec | None = None, tensors: dict[str, np.ndarray] | None = None) -> Path:
     """Write the model to `path`; matrices in spec.matrix_type, vectors in F32."""
     spec = spec or TinyLlamaSpec()
@@ -88,6 +97,7 @@ def write_tiny_llama(path: Path, spec: TinyLlamaSpec | None = None, tensors: dic
     writer.add_rope_dimension_count(spec.head_dim)
     writer.add_layer_norm_rms_eps(spec.rms_eps)
     writer.add_vocab_size(spec.n_vocab)
+    add_tiny_vocabulary(writer, spec.n_vocab)
     for name, values in tensors.items():
         if values.ndim == 2 and spec.matrix_type != GGMLQuantizationType.F32:
             writer.add_tensor(name, quantize(values, spec.matrix_type), raw_dtype=spec.matrix_type)
@@ -198,6 +208,7 @@ def write_tiny_gemma3(path: Path, spec: TinyGemma3Spec | None = None, tensors: d
     writer.add_sliding_window(spec.sliding_window)
     if spec.final_logit_softcap:
         writer.add_final_logit_softcapping(spec.final_logit_softcap)
+    add_tiny_vocabulary(writer, spec.n_vocab)
     for name, values in tensors.items():
         qtype = next((t for suffix, t in spec.type_overrides.items() if name.endswith(suffix)), spec.matrix_type)
         if values.ndim != 2 or qtype == GGMLQuantizationType.F32:
