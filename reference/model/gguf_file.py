@@ -31,6 +31,7 @@ from ggufsm.spec.errors import InvalidInput, InvalidState, ModelUnavailable
 
 BytesLike = bytes | bytearray | memoryview
 T = TypeVar("T")
+_DERIVED = "_ggufsm_derived"  # the attribute of a _core.GgufModel that holds what Python derives from it
 
 
 class TensorInfo(NamedTuple):
@@ -68,12 +69,15 @@ class GgufFile:
 
     def shared(self, name: str, build: Callable[[], T]) -> T:
         """What Python derives from this file, built once per core object and shared by every open of the file."""
-        attribute = f"_ggufsm_{name}"
-        value = getattr(self.core, attribute, None)
-        if value is None:
-            value = build()
-            setattr(self.core, attribute, value)
-        return value
+        derived = getattr(self.core, _DERIVED, None)
+        if derived is None:
+            # One attribute named by a constant: a name string made per call would be kept alive by the
+            # interpreter's attribute caches, and each such survivor pins a 1 MiB allocator arena.
+            derived = {}
+            setattr(self.core, _DERIVED, derived)
+        if name not in derived:
+            derived[name] = build()
+        return derived[name]
 
     def tensor_data(self, name: str) -> np.ndarray:
         """The tensor's bytes as a read-only uint8 array [n_bytes] over the mapping (no copy)."""
