@@ -383,10 +383,12 @@ class Runtime:
                 return False, "the prompt is empty"
             checked["prompt_ids"] = tokenizer.encode(prompt)
         elif isinstance(prompt, Sequence) and all(_is_int(token) for token in prompt):
-            bad = [token for token in prompt if not 0 <= token < tokenizer.vocab_size]
-            if not prompt or bad:
-                return False, (f"token id(s) {bad[:5]} outside the vocabulary [0, {tokenizer.vocab_size})" if bad
-                               else "the prompt has no tokens")
+            if not prompt:
+                return False, "the prompt has no tokens"
+            try:
+                self._model.check_token_ids(prompt)  # the C++ core's one rule for token ids
+            except GgufsmError as error:
+                return False, error.message
             checked["prompt_ids"] = [int(token) for token in prompt]
         else:
             return False, f"prompt must be text or a sequence of token ids, not {type(prompt).__name__}"
