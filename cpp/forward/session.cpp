@@ -2,9 +2,8 @@
 #include <cmath>
 #include <string>
 
-#include "forward/forward.h"
-
 #include "errors.h"
+#include "forward/forward.h"
 #include "kernels/quant.h"
 
 namespace ggufsm {
@@ -30,8 +29,6 @@ void add_into(float* x, const float* y, int64_t n) {
 }
 
 }  // namespace
-
-// ---------------------------------------------------------------- session
 
 LlamaSession::LlamaSession(std::shared_ptr<const LlamaModel> model, int64_t n_ctx, int64_t n_batch)
     : model_(std::move(model)), hp_(model_->hparams()), n_ctx_(n_ctx), n_batch_(std::min(n_batch, n_ctx)), kv_ctx_(0) {
