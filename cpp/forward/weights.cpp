@@ -39,12 +39,8 @@ void check_hparams(const LlamaHparams& hp) {
     }
 }
 
+// The validation has resolved and checked these (equal key and value widths included).
 LlamaHparams forward_hparams(const gguf::HyperParameters& h) {
-    if (h.head_dim_v != h.head_dim_k) {
-        throw Error(code::UnsupportedModel, h.architecture + ".attention.value_length " + std::to_string(h.head_dim_v) +
-                                                " differs from key_length " + std::to_string(h.head_dim_k) +
-                                                "; the forward runs equal key and value widths");
-    }
     LlamaHparams hp;
     hp.n_vocab = int64_t(h.n_vocab);
     hp.n_embd = int64_t(h.n_embd);

@@ -126,7 +126,8 @@ std::string known_architectures();
 // The file's architecture, hyperparameters, tensors (presence and shape),
 // tensor types (ones the kernels run) and tokenizer (a known kind whose
 // vocabulary matches the embedding). Throws ggufsm::Error: UnsupportedModel
-// for an unknown architecture, tokenizer kind, tensor type or RoPE scaling;
+// for an unknown architecture, tokenizer kind, tensor type, RoPE scaling,
+// unequal key and value widths, or a tensor the declaration does not name;
 // InvalidModel for a missing or inconsistent hyperparameter, tensor or
 // vocabulary. Every message names the key or tensor and a byte offset.
 HyperParameters validate_model(const File& file, const Architecture** architecture = nullptr);

@@ -136,6 +136,14 @@ void read_hyperparameters(const File& file, const Architecture& architecture, HP
                 (rot ? "" : " (rope.dimension_count absent: the head size)") +
                 " must be even and at most the head size " + std::to_string(hp.head_dim_k));
     }
+    if (hp.head_dim_v != hp.head_dim_k) {
+        // The forward (and every attention kernel) runs equal key and value widths.
+        const MetadataEntry* value_length = file.find(prefix + "attention.value_length");
+        const MetadataEntry* key_length = file.find(prefix + "attention.key_length");
+        unsupported(entry_where(value_length ? *value_length : key_length ? *key_length : *head_count) + ": value width " +
+                    std::to_string(hp.head_dim_v) + " differs from the key width " + std::to_string(hp.head_dim_k) +
+                    "; this runtime runs equal widths");
+    }
 }
 
 void check_tensor(const File& file, const TensorRule& rule, const std::string& name, const HP& hp,

@@ -76,7 +76,7 @@ class GgufFile:
             derived = {}
             setattr(self.core, _DERIVED, derived)
         if name not in derived:
-            derived[name] = build()
+            derived.setdefault(name, build())  # two threads may both build: the first stored is kept
         return derived[name]
 
     def tensor_data(self, name: str) -> np.ndarray:

@@ -352,3 +352,21 @@ def test_the_model_checks_token_ids_by_the_rule_its_sessions_apply(tmp_path, tok
     with pytest.raises(InvalidInput, match=message):
         fused.new_session(16).prefill(tokens)
     fused.check_token_ids(np.array([0, 95], np.uint8))
+
+
+def test_a_value_width_unlike_the_key_width_is_unsupported_naming_the_entry(tmp_path):
+    import struct
+
+    from ggufsm.conformance.fixtures import corrupt
+
+    path = write_tiny_gemma3(tmp_path / "g.gguf", TinyGemma3Spec())
+    site = corrupt.read_layout(path).kv("gemma3.attention.value_length")
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, site.value, 32)
+    with pytest.raises(UnsupportedModel, match=r"'gemma3.attention.value_length' \(entry at offset \d+\): value width 32"):
+        load_tensors(read_tensors(write_bytes(tmp_path / "v.gguf", data)), engine="fused")
+
+
+def write_bytes(path, data):
+    path.write_bytes(bytes(data))
+    return path
