@@ -7,7 +7,7 @@ import dataclasses
 import inspect
 
 import pytest
-from tiny_llama import TinyGemma3Spec, TinyLlamaSpec, write_tiny_gemma3, write_tiny_llama
+from ggufsm.conformance.fixtures.tiny_models import TinyGemma3Spec, TinyLlamaSpec, write_tiny_gemma3, write_tiny_llama
 
 from ggufsm import _core
 from ggufsm.reference.architectures import ORACLES, gemma3, llama, load_reference_model

@@ -341,7 +341,7 @@ def test_the_sampler_never_writes_into_the_logits(tiny_llama):
 # ---------------------------------------------------------------- token ids: one rule
 
 @pytest.mark.parametrize("tokens, message", [
-    ([1, 96, 2], "token id 96 at index 1 is outside the vocabulary"),
+    ([1, N_VOCAB, 2], f"token id {N_VOCAB} at index 1 is outside the vocabulary"),
     ([2**63], "outside the vocabulary"),
     ([True], "must be integers"),
     ([1.0], "must be integers"),
@@ -352,7 +352,7 @@ def test_the_model_checks_token_ids_by_the_rule_its_sessions_apply(tmp_path, tok
         fused.check_token_ids(tokens)
     with pytest.raises(InvalidInput, match=message):
         fused.new_session(16).prefill(tokens)
-    fused.check_token_ids(np.array([0, 95], np.uint8))
+    fused.check_token_ids(np.array([0, N_VOCAB - 1], np.uint16))
 
 
 def test_a_value_width_unlike_the_key_width_is_unsupported_naming_the_entry(tmp_path):
