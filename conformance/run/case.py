@@ -9,6 +9,7 @@ from typing import Any
 from ggufsm.conformance.adapter import (
     Adapter,
     CallRecord,
+    Gate,
     Implementation,
     ImplementationDied,
     ImplementationHung,
@@ -52,8 +53,21 @@ class Opener(Adapter):
         self._opened.append(adapter)
         return adapter
 
+    def open_handle(self) -> RecordingAdapter:
+        """Another runtime beside the one opened last (the implementation's handles)."""
+        from ggufsm.conformance.run.checks import Unsupported
+
+        try:
+            inner = self.implementation.open_handle()
+        except NotImplementedError as error:
+            raise Unsupported("open_handle", str(error)) from None
+        adapter = RecordingAdapter(inner, handle_label=f"handle-{len(self._opened)}")
+        adapter.calls = self.calls
+        self._opened.append(adapter)
+        return adapter
+
     def call(self, op: str, args: dict[str, Any] | None = None, on_token: TokenCallback | None = None,
-             timeout: float | None = None) -> Reply:
+             timeout: float | None = None, gate: Gate | None = None) -> Reply:
         raise TypeError("open() a runtime first")
 
     def close(self) -> None:
