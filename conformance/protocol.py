@@ -157,7 +157,8 @@ class HandleDispatcher:
         self._lane: queue.Queue = queue.Queue()
         self._running: set[threading.Thread] = set()
         self._lock = threading.Lock()
-        threading.Thread(target=self._serve_lane, daemon=True, name=f"ggufsm-lane-{key or 'default'}").start()
+        self._lane_thread = threading.Thread(target=self._serve_lane, daemon=True, name=f"ggufsm-lane-{key or 'default'}")
+        self._lane_thread.start()
 
     def admit(self, op: str) -> Reply | None:
         """None to run the request, or the reply refusing it unrun. The place for a bound on pending
@@ -204,7 +205,8 @@ class HandleDispatcher:
             self.adapter.call(Operation.cancel, {})
         self.server.resume_all()
         self.wait()
-        self._lane.put(None)
+        self._lane.put(None)   # the lane answers what it was given first
+        self._lane_thread.join()
         self.adapter.close()
 
     def wait(self) -> None:

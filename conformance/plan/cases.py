@@ -35,6 +35,7 @@ from ggufsm.conformance.plan.expected import expected_of
 from ggufsm.conformance.plan.paths import Node, Planner, Step, branch_guards, make_step, setup_steps
 from ggufsm.conformance.plan.recipes import (
     INTERRUPTS,
+    NATURAL_VALUES,
     PROBE_SAMPLING,
     Action,
     Arrangement,
@@ -214,30 +215,37 @@ def plan_suite(spec: Spec, inputs: SuiteInputs,
                     unreachable.append(Unreachable(case_id(branch), f"{state}.{op}", branch.source, plan))
                     continue
                 plans.append(plan)
-                for label, vary in variants.get(branch.source, ()):
-                    variant = _plan_stable(spec, chosen, branch, vary, label)
-                    if isinstance(variant, CasePlan):
-                        plans.append(variant)
+                for variant in variants.get(branch.source, ()):
+                    planned = _plan_stable(spec, chosen, branch, variant)
+                    if isinstance(planned, CasePlan):
+                        plans.append(planned)
     return plans, unreachable
 
 
-Vary = Callable[[Arrangement], Arrangement]
+@dataclass(frozen=True)
+class Variant:
+    """One variant of a branch's case: its label, and how its call differs from the natural one (the
+    guard it tests is made by the edge value alone, every other argument natural)."""
+
+    label: str
+    guard: Guard | None
+    vary: Callable[[Arrangement], Arrangement]
 
 
-def _variants(spec: Spec, planner: Planner) -> dict[str, list[tuple[str, Vary]]]:
+def _variants(spec: Spec, planner: Planner) -> dict[str, list[Variant]]:
     """The variants of each branch, by its source: every edge value of the table's ranges in the
     representative cell of its guard and operation, and the end-of-generation requests."""
     inputs = planner.inputs
-    found: dict[str, list[tuple[str, Vary]]] = {}
+    found: dict[str, list[Variant]] = {}
     for edge in edge_values(spec, n_ctx=inputs.n_ctx, n_vocab=inputs.n_vocab):
         branch = _representative_branch(spec, planner, edge)
         if branch is not None:
-            found.setdefault(branch.source, []).append((edge.label, _with_edge(edge)))
+            found.setdefault(branch.source, []).append(Variant(edge.label, edge.guard, _with_edge(edge)))
     if inputs.eos_prompt is not None:
         natural = _representative_branch(spec, planner, None)
         if natural is not None:
-            found.setdefault(natural.source, []).extend([("eos", _ending_at_eos(inputs, stop=True)),
-                                                         ("past_eos", _ending_at_eos(inputs, stop=False))])
+            found.setdefault(natural.source, []).extend([Variant("eos", None, _ending_at_eos(inputs, stop=True)),
+                                                         Variant("past_eos", None, _ending_at_eos(inputs, stop=False))])
     return found
 
 
@@ -266,13 +274,11 @@ def _representative_branch(spec: Spec, planner: Planner, edge: EdgeValue | None)
 
 
 def _otherwise_natural(when: dict[str, bool], guard: str) -> bool:
-    from ggufsm.conformance.plan.recipes import NATURAL_VALUES
-
     return all(value == NATURAL_VALUES[Guard(name)] for name, value in when.items()
                if name != guard and name != Guard.model_resident)
 
 
-def _with_edge(edge: EdgeValue) -> Vary:
+def _with_edge(edge: EdgeValue) -> Callable[[Arrangement], Arrangement]:
     def vary(arrangement: Arrangement) -> Arrangement:
         action = arrangement.action
         ends = edge.ends if action.op == Operation.generate else action.ends
@@ -280,7 +286,7 @@ def _with_edge(edge: EdgeValue) -> Vary:
     return vary
 
 
-def _ending_at_eos(inputs: SuiteInputs, *, stop: bool) -> Vary:
+def _ending_at_eos(inputs: SuiteInputs, *, stop: bool) -> Callable[[Arrangement], Arrangement]:
     """A generate of the prompt that reaches an end-of-generation token: with stop_at_eos it ends
     there ("stop"); without, it goes on to max_tokens ("length")."""
     def vary(arrangement: Arrangement) -> Arrangement:
@@ -311,8 +317,7 @@ def _new_plan(branch: Branch, path: tuple[Step, ...], call: Step, concurrency: C
                     branch.outcome.effect, path, call, concurrency, variant, probes)
 
 
-def _plan_stable(spec: Spec, planner: Planner, branch: Branch, vary: Vary | None = None,
-                 variant: str = "") -> CasePlan | str:
+def _plan_stable(spec: Spec, planner: Planner, branch: Branch, variant: Variant | None = None) -> CasePlan | str:
     wanted = dict(branch.conditions).get(Guard.model_resident)
     for resident in (False, True):
         if wanted is not None and wanted != resident:
@@ -323,12 +328,14 @@ def _plan_stable(spec: Spec, planner: Planner, branch: Branch, vary: Vary | None
             continue
         guards = branch_guards(spec, node, branch.operation, branch.conditions)
         assert guards is not None
-        arrangement = realize(branch.operation, guards, planner.inputs)
-        probes = () if vary is not None else _probes(spec, branch, node, planner)
+        if variant is None:
+            arrangement = realize(branch.operation, guards, planner.inputs)
+        else:   # the edge value alone makes its guard what the branch says: every other argument natural
+            natural = {**guards, variant.guard: NATURAL_VALUES[variant.guard]} if variant.guard else guards
+            arrangement = variant.vary(realize(branch.operation, natural, planner.inputs))
+        probes = () if variant is not None else _probes(spec, branch, node, planner)
         if Probe.sampling_reaches_open_request in probes or Probe.sampling_applies_to_next_request in probes:
             arrangement = replace(arrangement, action=replace(arrangement.action, args=dict(PROBE_SAMPLING)))
-        if vary is not None:
-            arrangement = vary(arrangement)
         before = planner.trace_at(node)
         setup = setup_steps(spec, node, arrangement.setup, before)
         start = setup[-1].end if setup else node
@@ -337,7 +344,7 @@ def _plan_stable(spec: Spec, planner: Planner, branch: Branch, vary: Vary | None
         call = make_step(spec, start, arrangement.action, guards, setup[-1].after if setup else before)
         assert call.rule == branch.source, (call.rule, branch.source)
         concurrency = _cancel_during(spec, branch, call) if arrangement.cancel_at_first_token else None
-        return _new_plan(branch, (*path, *setup), call, concurrency, variant, probes)
+        return _new_plan(branch, (*path, *setup), call, concurrency, variant.label if variant else "", probes)
     return f"no path from {planner.start.state} reaches {branch.state} with the implementation's operations"
 
 

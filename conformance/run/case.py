@@ -35,6 +35,7 @@ class Case:
     conditions: dict[str, bool] = field(default_factory=dict)
     transitions: tuple[Any, ...] = ()
     fresh_adapter: bool = True  # False: the case opens its own runtimes (behaviour cases comparing two)
+    measures: dict[str, Any] = field(default_factory=dict)   # what the run measured (the walk's triple coverage)
 
 
 class Opener(Adapter):

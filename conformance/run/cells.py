@@ -162,6 +162,9 @@ def _run_call_while_running(run: CaseRun, concurrency: CallWhileRunning) -> None
     run.notes += overlapped.notes
     if overlapped.call.not_supported:
         raise Unsupported(plan.op)
+    if not concurrency.call_waits and overlapped.held and not overlapped.answered_while_held:
+        raise CaseFailed(plan.rule, f"{what}: {plan.op} did not answer while {running.action.op} was held "
+                                    f"in {plan.state}; it must answer at once")
     if overlapped.held and overlapped.state_while_held not in (None, plan.state):
         raise CaseFailed(f"states.{plan.state}", f"{what}: while {running.action.op} was held, the state query "
                                                  f"answered {overlapped.state_while_held!r}, not {plan.state}")
@@ -185,9 +188,6 @@ def _run_call_while_running(run: CaseRun, concurrency: CallWhileRunning) -> None
                            running.action.args["max_tokens"], plan.rule, what)
     run.tracker.follow(running.action, running.expected, running_reply, overlapped.running_tokens)
     if not concurrency.call_waits:
-        if overlapped.held and not overlapped.answered_while_held:
-            raise CaseFailed(plan.rule, f"{what}: {plan.op} did not answer while {running.action.op} was held "
-                                        "in the transient state; it must answer at once")
         _check_answer_in_transient(plan, overlapped.call, running.expected.to, what)
         return
     if overlapped.answered_while_held:

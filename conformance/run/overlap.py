@@ -95,14 +95,28 @@ class Call:
         return self._reply
 
 
+def _holding(gate: Gate) -> Callable[[dict[str, Any]], None]:
+    def hold(token: dict[str, Any]) -> None:
+        gate.hold()
+    return hold
+
+
 def held(adapter: Adapter, running: Action, trigger: Trigger, state: str, rule: str) -> tuple[Call, Gate | None, list[str]]:
     """Start `running` and return once it is held at the trigger (paused, or, without pauses, at its
     first token / once the state query answers `state`), or once it has ended."""
     signal = threading.Event()   # set when the operation pauses, sends a token, or ends
     gate = Gate(after_tokens=1, on_pause=signal.set) if adapter.capabilities.pause else None
     first_token = running.op == Operation.generate and (gate is not None or trigger == Trigger.first_token)
-    call = Call(adapter, running, gate=gate, on_token=(lambda token: signal.set()) if first_token else None,
-                timeout=waiting_limit(adapter), on_done=signal.set)
+    on_token = (lambda token: signal.set()) if first_token else None
+    if gate is None and first_token and in_process(adapter):
+        # An in-process generate that cannot pause runs our token callback on its own thread: holding
+        # that callback holds the generate, as a pause would.
+        gate = Gate(after_tokens=1, on_pause=signal.set)
+        on_token = _holding(gate)
+        call = Call(adapter, running, on_token=on_token, timeout=waiting_limit(adapter), on_done=signal.set)
+    else:
+        call = Call(adapter, running, gate=gate, on_token=on_token, timeout=waiting_limit(adapter),
+                    on_done=signal.set)
     notes: list[str] = []
     if gate is not None:
         while not (gate.paused.is_set() or call.done.is_set()):

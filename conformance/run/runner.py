@@ -59,6 +59,7 @@ class CaseResult:
     signal: int | None = None
     seconds: float = 0.0
     expected_to_fail: bool = False
+    measures: dict[str, Any] = field(default_factory=dict)
 
     @property
     def counts_as_failure(self) -> bool:
@@ -130,6 +131,7 @@ def run_case(case: Case, implementation: Implementation, replay: str = "") -> Ca
             calls = list(getattr(recorder, "calls", []))
             result.calls = [asdict(call) for call in calls[-CALLS_KEPT:]]
             close_quietly(recorder)
+    result.measures = dict(case.measures)
     if result.status == FAIL:
         result.message += reproduction_text(case, result, implementation.label, replay)
     result.seconds = time.perf_counter() - started
