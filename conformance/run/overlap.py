@@ -40,7 +40,7 @@ from ggufsm.spec.names import Operation
 # How long a command that must wait is watched, while the operation it waits for is held, for an
 # answer it must not give. Only a wrong implementation can answer in it.
 WATCH_S = 0.05
-ANSWER_LIMIT_S = 20.0        # a query or cancel that has not answered by then never will: the case fails
+ANSWER_LIMIT_S = 10.0        # a query or cancel that has not answered by then never will: the case fails
 DEFAULT_OPERATION_S = 60.0   # one operation's limit where the adapter sets none
 
 
