@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import toy_runtime
 from ggufsm.conformance.adapter import InProcessImplementation
 from ggufsm.conformance.plan.paths import Planner
 from ggufsm.conformance.plan.walk_model import FILL_CONTEXT, route_to, walk_triples
 from ggufsm.conformance.report import coverage, run_markdown
-from ggufsm.conformance.run.runner import PASS, run_suite
+from ggufsm.conformance.run.runner import FAIL, PASS, run_suite
 from ggufsm.spec import load_spec
 from ggufsm.spec.names import Guard, Operation, State
 
@@ -51,3 +53,25 @@ def test_the_walk_takes_every_triple_and_the_report_shows_its_coverage(toy_input
     assert f"walk triple coverage: {total}/{total}" in walk.notes
     assert coverage(run, spec)["walk triples"]["passing"] == total
     assert any(line.startswith("Walk triples:") for line in run_markdown(run, spec, None))
+
+
+class GarbledTokens(toy_runtime.ToyAdapter):
+    """Answers every generate with token_ids that are not a list: a reply the kit cannot read."""
+
+    name = "toy-garbled-token-ids"
+
+    def op_generate(self, *args, **kwargs) -> dict:
+        return {**super().op_generate(*args, **kwargs), "token_ids": 7}
+
+
+def test_a_walk_meeting_a_reply_it_cannot_read_fails_with_its_shrunk_sequence_and_the_replay_command(toy_inputs):
+    run = run_suite(InProcessImplementation(GarbledTokens, GarbledTokens.name), toy_inputs, walk_examples=5,
+                    case_globs=["walk.*"])
+    [walk] = run.results
+    assert walk.status == FAIL
+    assert "the reply could not be judged: TypeError" in walk.message
+    sequence = walk.message.split("minimal sequence from a fresh runtime")[1].splitlines()[1:]
+    requests = [line for line in sequence if line.startswith("{")]
+    assert [json.loads(line)["op"] for line in requests][-1] == Operation.generate
+    assert len(requests) <= 3
+    assert f"ggufsm conformance replay --impl {GarbledTokens.name} walk.jsonl" in walk.message
