@@ -65,7 +65,7 @@ class ReferenceAdapter(PythonAdapter):
                                                **(sampling or {}))
         except Cancelled as error:
             raise attach_partial_value(error, {"token_ids": produced, "text": "",
-                                               "finish_reason": FinishReason.cancelled})
+                                               "finish_reason": FinishReason.cancelled}) from None
         return {"token_ids": generation.token_ids, "text": generation.text,
                 "finish_reason": generation.finish_reason, "prompt_tokens": len(generation.prompt_token_ids)}
 
