@@ -8,8 +8,8 @@ verdict changed between runs. Run from the worktree:
 
     .venv/bin/python tests/conformance/verdict_stability.py --runs 10 --hogs 2
 
-It exits 1 if any verdict flipped. ``--only GLOB`` keeps the implementations
-whose label matches.
+It exits 1 if any verdict flipped. ``--only GLOB`` (repeatable) keeps the
+implementations whose label matches.
 """
 
 from __future__ import annotations
@@ -53,27 +53,32 @@ def hog() -> None:
         pass
 
 
-def implementations(workdir: Path) -> list[tuple[str, Callable[[], Implementation], SuiteInputs, int]]:
-    """(label, opener, inputs, walk examples) for every implementation the kit's tests judge."""
+Found = tuple[str, Callable[[], Implementation], SuiteInputs, int, list[str]]
+
+
+def implementations(workdir: Path) -> list[Found]:
+    """(label, opener, inputs, walk examples, case globs) for every implementation the kit's tests
+    judge; a wrong toy of test_power.py runs the case that must catch it."""
     real = prepare_inputs(workdir / "real")
     (workdir / "toy").mkdir()
     toy = toy_suite_inputs(workdir / "toy")
-    found: list[tuple[str, Callable[[], Implementation], SuiteInputs, int]] = [
-        ("reference-in-process", lambda: open_implementation(REFERENCE, isolate=False), real, 40),
-        ("reference-serve-stdio", lambda: open_implementation(SERVE_STDIO, isolate=True), real, 40),
-        ("toy", lambda: InProcessImplementation(toy_runtime.make_adapter, "toy"), toy, 10),
+    found: list[Found] = [
+        ("reference-in-process", lambda: open_implementation(REFERENCE, isolate=False), real, 40, []),
+        ("reference-serve-stdio", lambda: open_implementation(SERVE_STDIO, isolate=True), real, 40, []),
+        ("toy", lambda: InProcessImplementation(toy_runtime.make_adapter, "toy"), toy, 10, []),
     ]
     for control in controls.CONTROLS:
-        found.append((control.name, functools.partial(InProcessImplementation, control, control.name), toy, 10))
-    for variant in sorted(CAUGHT):
+        found.append((control.name, functools.partial(InProcessImplementation, control, control.name), toy, 10, []))
+    for variant, (case, _) in sorted(CAUGHT.items()):
         factory = functools.partial(toy_runtime.make_variant, variant)
-        found.append((variant, functools.partial(InProcessImplementation, factory, variant), toy, 10))
+        glob = case.replace("[", "[[]") if "*" not in case else case
+        found.append((variant, functools.partial(InProcessImplementation, factory, variant), toy, 0, [glob]))
     for name in WRONG_TOYS:
         found.append((f"toy-{name}", functools.partial(InProcessImplementation, getattr(toy_runtime, name), name),
-                      toy, 10))
+                      toy, 10, []))
     for name in BROKEN:
         found.append((f"broken-{name}", functools.partial(InProcessImplementation, getattr(broken_reference, name),
-                                                          name), real, 10))
+                                                          name), real, 10, []))
     return found
 
 
@@ -81,7 +86,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--hogs", type=int, default=2, help="busy processes beside the suite")
-    parser.add_argument("--only", default="*", help="implementation labels to keep (glob)")
+    parser.add_argument("--only", action="append", help="implementation labels to keep (glob; repeatable)")
     options = parser.parse_args()
     hogs = [multiprocessing.Process(target=hog, daemon=True) for _ in range(options.hogs)]
     for process in hogs:
@@ -89,15 +94,15 @@ def main() -> int:
     flipped = 0
     try:
         with tempfile.TemporaryDirectory() as workdir:
-            for label, opener, inputs, walks in implementations(Path(workdir)):
-                if not fnmatch.fnmatchcase(label, options.only):
+            for label, opener, inputs, walks, globs in implementations(Path(workdir)):
+                if not any(fnmatch.fnmatchcase(label, glob) for glob in options.only or ["*"]):
                     continue
                 verdicts: dict[str, list[str]] = defaultdict(list)
                 messages: dict[str, set[str]] = defaultdict(set)
                 started = time.perf_counter()
                 for _ in range(options.runs):
                     with opener() as implementation:
-                        run = run_suite(implementation, inputs, walk_examples=walks)
+                        run = run_suite(implementation, inputs, walk_examples=walks, case_globs=globs)
                     for result in run.results:
                         verdicts[result.id].append(result.status)
                         if result.status != "pass":
