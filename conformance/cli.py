@@ -37,16 +37,18 @@ def register(subparsers: Any) -> None:
     cases = commands.add_parser("cases", help="list the cases the table generates (model files shown as <placeholders>)")
     cases.add_argument("--json", action="store_true",
                        help="the suite as data (conformance/suite.json; docs/conformance/suite.md)")
-    cases.add_argument("--cases", action="append", default=[], metavar="GLOB")
+    cases.add_argument("--cases", action="append", default=[], metavar="GLOB",
+                       help="list only cases whose id matches (repeatable; default: every case)")
     cases.set_defaults(handler=_cases)
 
     replay = commands.add_parser("replay", help="send a reproduction (protocol requests, one a line) to a fresh runtime")
     replay.add_argument("file", type=Path, help="requests as printed by a failing random walk")
-    replay.add_argument("--impl", required=True, metavar="IMPL")
+    replay.add_argument("--impl", required=True, metavar="IMPL",
+                        help='python:MODULE:FACTORY, or a command speaking the protocol (e.g. "ggufsm serve-stdio")')
     replay.set_defaults(handler=_replay)
 
     serve = commands.add_parser("serve", help="serve a python:MODULE:FACTORY adapter over the protocol (stdin/stdout)")
-    serve.add_argument("--impl", required=True, metavar="python:MODULE:FACTORY")
+    serve.add_argument("--impl", required=True, metavar="python:MODULE:FACTORY", help="the adapter factory to serve")
     serve.set_defaults(handler=_serve)
 
     # The reference runtime over the protocol: the kit serves it like any Python adapter, so the
