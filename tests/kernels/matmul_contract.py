@@ -1,4 +1,4 @@
-"""The numeric contract of ggufsm._core.matmul (cpp/include/ggufsm/matmul.h), as a function."""
+"""The numeric contract of ggufsm._core.kernels.matmul (cpp/kernels/matmul.h), as a function."""
 
 from __future__ import annotations
 
