@@ -2,6 +2,10 @@
 
 Ctrl-C is the terminal's interrupt character, so the line discipline turns it
 into SIGINT for the program's process group, exactly as on a real terminal.
+The program starts with SIGINT and SIGQUIT at their default actions, as an
+interactive shell starts a job: a test run in the background of a
+non-interactive shell inherits them ignored (POSIX), and Python keeps an
+ignored SIGINT ignored, so Ctrl-C would do nothing.
 Tests wait for what the program prints (`expect`), never for an amount of
 time; the deadline of `expect` is only a safety net against a hung program.
 """
@@ -25,6 +29,8 @@ class Terminal:
         if pid == 0:  # the child: the session leader with the pty as its controlling terminal
             if cwd:
                 os.chdir(cwd)
+            for number in (signal.SIGINT, signal.SIGQUIT):
+                signal.signal(number, signal.SIG_DFL)
             os.execve(sys.executable, [sys.executable, "-m", "ggufsm", *args], env or dict(os.environ))
         self.pid, self.fd = pid, fd
         self.screen = b""        # everything printed so far
