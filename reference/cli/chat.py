@@ -98,7 +98,7 @@ class PromptLines:
         self.stream = stream = stream or sys.stdin
         self.fd = stream.fileno() if stream.isatty() else None
 
-    def __enter__(self) -> "PromptLines":
+    def __enter__(self) -> PromptLines:
         if self.fd is not None:
             self._wakeup_read, self._wakeup_write = os.pipe()
             for fd in (self._wakeup_read, self._wakeup_write):

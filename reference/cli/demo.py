@@ -67,7 +67,7 @@ def run(args) -> int:
     return 0
 
 
-def _stream_to_stdout(runtime: "Runtime", prompt: str, max_tokens: int) -> str:
+def _stream_to_stdout(runtime: Runtime, prompt: str, max_tokens: int) -> str:
     for event in runtime.generate_stream(prompt, max_tokens):
         sys.stdout.write(event.text)
         sys.stdout.flush()

@@ -71,7 +71,7 @@ def sampling_of(args: argparse.Namespace) -> dict:
             "repetition_penalty": args.repeat_penalty, "repeat_last_n": args.repeat_last_n, "seed": args.seed}
 
 
-def open_runtime(args: argparse.Namespace) -> "Runtime":
+def open_runtime(args: argparse.Namespace) -> Runtime:
     """A runtime with the model of `args` loaded and its sampling set."""
     # Imported here so that `ggufsm --help` does not load the C++ core.
     from ggufsm.reference.runtime import Runtime
@@ -95,7 +95,7 @@ def add_chat_template_option(parser: argparse.ArgumentParser) -> None:
                              "tokenizer.chat_template, else its architecture's known format)")
 
 
-def chat_template(args: argparse.Namespace, runtime: "Runtime") -> "ChatTemplate":
+def chat_template(args: argparse.Namespace, runtime: Runtime) -> ChatTemplate:
     """The template chat prompts are made with; says on stderr when it is not the file's own."""
     from ggufsm.reference.tokenizers.chat import architecture_of, chat_template_for, given_template
 
@@ -115,7 +115,7 @@ def chat_template(args: argparse.Namespace, runtime: "Runtime") -> "ChatTemplate
     return template
 
 
-def report_unusual_finish(runtime: "Runtime") -> None:
+def report_unusual_finish(runtime: Runtime) -> None:
     """A one-line notice on stderr when the last generation stopped for another reason than
     its end-of-generation token or its token budget."""
     from ggufsm.spec.names import FinishReason

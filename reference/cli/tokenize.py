@@ -30,7 +30,7 @@ def run(args) -> int:
         print(json.dumps({"model": str(path), "text": args.text, "ids": ids, "pieces": pieces,
                           "count": len(ids)}, ensure_ascii=False))
         return 0
-    for token_id, piece in zip(ids, pieces):
+    for token_id, piece in zip(ids, pieces, strict=True):
         print(f"{token_id:>7}  {piece!r}")
     print(f"{len(ids)} tokens")
     return 0

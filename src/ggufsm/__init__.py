@@ -21,7 +21,8 @@ GgufsmError        every named error; ggufsm.errors has one class per table code
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version as _distribution_version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _distribution_version
 from typing import TYPE_CHECKING
 
 from ggufsm.spec import errors
