@@ -62,3 +62,22 @@ def test_an_interrupt_anywhere_in_a_command_exits_130_without_a_traceback(monkey
     monkeypatch.setattr(inspect, "run", interrupted)
     assert cli.main(["inspect", "-m", "whatever.gguf"]) == 130
     assert capsys.readouterr().err == "\nggufsm: interrupted\n"
+
+
+def test_ctrl_c_in_conformance_run_stops_it_and_writes_the_partial_report(terminal, tmp_path):
+    import json
+    import sys
+
+    report = tmp_path / "report"
+    session = terminal("conformance", "run", "--impl", f"{sys.executable} -m ggufsm serve-stdio",
+                       "--walk-examples", "0", "--report-dir", str(report))
+    session.expect(r"\n\s+PASS  \S+")      # a case has run (its progress line)
+    session.send(CTRL_C)
+    assert session.wait() == 130
+    assert "Traceback" not in session.text and "KeyboardInterrupt" not in session.text
+    session.expect(r"stopped early: interrupted")
+    session.expect(r"wrote \S+results\.json \(partial\)")
+    [run] = json.loads((report / "results.json").read_text())
+    assert run["stopped"] == "interrupted" and run["ok"] is False
+    assert 1 <= len(run["cases"]) < 100
+    assert "Partial" in (report / "summary.md").read_text()
