@@ -41,8 +41,12 @@ from toy_inputs import toy_suite_inputs  # noqa: E402
 
 REFERENCE = "python:ggufsm.conformance.adapters.reference:make_adapter"
 SERVE_STDIO = f"{shlex.quote(sys.executable)} -m ggufsm serve-stdio"
-BROKEN = ("make_reset_keeps_request", "make_ready_after_failed_load", "make_silent_reset_keeps_request",
-          "make_leaks_on_free", "make_leaks_five_percent")
+# broken reference -> the cases that must catch it (test_broken_reference.py)
+BROKEN = {"make_reset_keeps_request": ["*.reset*", "behaviour.reset*", "walk.*"],
+          "make_ready_after_failed_load": ["Initialized.load_model*", "walk.*"],
+          "make_silent_reset_keeps_request": ["behaviour.reset*"],
+          "make_leaks_on_free": ["behaviour.free_returns_memory"],
+          "make_leaks_five_percent": ["behaviour.free_returns_memory"]}
 WRONG_TOYS = ("make_reset_keeps_request", "make_ready_after_failed_load", "make_without_replace",
               "make_silent_reset_keeps_request", "make_length_when_the_context_fills",
               "make_failed_replace_drops_the_model")
@@ -58,7 +62,7 @@ Found = tuple[str, Callable[[], Implementation], SuiteInputs, int, list[str]]
 
 def implementations(workdir: Path) -> list[Found]:
     """(label, opener, inputs, walk examples, case globs) for every implementation the kit's tests
-    judge; a wrong toy of test_power.py runs the case that must catch it."""
+    judge; a wrong toy of test_power.py and a broken reference run the cases that must catch them."""
     real = prepare_inputs(workdir / "real")
     (workdir / "toy").mkdir()
     toy = toy_suite_inputs(workdir / "toy")
@@ -76,9 +80,9 @@ def implementations(workdir: Path) -> list[Found]:
     for name in WRONG_TOYS:
         found.append((f"toy-{name}", functools.partial(InProcessImplementation, getattr(toy_runtime, name), name),
                       toy, 10, []))
-    for name in BROKEN:
+    for name, globs in BROKEN.items():
         found.append((f"broken-{name}", functools.partial(InProcessImplementation, getattr(broken_reference, name),
-                                                          name), real, 10, []))
+                                                          name), real, 10, globs))
     return found
 
 
