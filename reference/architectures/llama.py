@@ -1,7 +1,11 @@
 """The llama forward pass in numpy, readable top to bottom.
 
-This is the reference: the fused C++ forward (`ggufsm._core`, forward_llama)
-is tested equal to it. Architecture `llama` as SmolLM2 uses it: token
+This is the reference: the fused C++ forward (`ggufsm._core`, cpp/forward/)
+is tested equal to it. It never feeds the fused forward: both read the same
+hyperparameters, which the C++ core validates and resolves from the file by
+the architecture's declaration (cpp/gguf/architectures.cpp), and the tensor
+names below are tested equal to that declaration
+(tests/inference/test_declarations.py). Architecture `llama` as SmolLM2 uses it: token
 embedding, RMSNorm, RoPE (normal style: rotate adjacent pairs), grouped-query
 attention over a KV cache, SwiGLU feed-forward, output projection (tied to the
 token embedding when the file has no `output.weight`).
@@ -14,7 +18,7 @@ Shapes are written beside every array. Names used in them:
 
 Weights are dequantized to float32 once at load. Before each product with a
 quantized matrix the activations are rounded to 8 bits per block, as the fused
-kernels (cpp/include/ggufsm/matmul.h) and llama.cpp do: SmolLM2's logits move
+kernels (cpp/kernels/matmul.h) and llama.cpp do: SmolLM2's logits move
 by tenths under that rounding, so a float32 reference could not be tested
 equal to the fused forward. `activations="f32"` turns the rounding off.
 docs/fidelity.md measures both against llama.cpp.
@@ -29,15 +33,14 @@ it does not keep.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from ggufsm.spec.errors import ContextOverflow, InvalidInput, InvalidModel, ModelNotLoaded, UnsupportedModel
+from ggufsm.spec.errors import ContextOverflow, InvalidInput, ModelNotLoaded, UnsupportedModel
 
 from .weights import GgufTensors
 
@@ -64,62 +67,35 @@ class LlamaHparams:
     rms_eps: float
     n_ctx_train: int
     rope_style: RopeStyle = RopeStyle.NORMAL
+    attn_scale: float = 0.0  # multiplies q.k: 1/sqrt(head_dim)
 
     @property
     def n_group(self) -> int:
         """Query heads that share one key/value head."""
         return self.n_head // self.n_head_kv
 
-
-def hparams_from_metadata(metadata: Mapping[str, Any], n_vocab: int) -> LlamaHparams:
-    """Hyperparameters of a llama-architecture model from its GGUF metadata.
-
-    `n_vocab` comes from the token embedding's shape: the metadata's
-    `llama.vocab_size` is optional and the tensor is what the forward uses.
-    """
-    arch = metadata.get("general.architecture")
-    if arch != "llama":
-        raise UnsupportedModel(f"general.architecture is {arch!r}; the llama forward runs 'llama'")
-
-    def required(key: str) -> Any:
-        if f"llama.{key}" not in metadata:
-            raise InvalidModel(f"metadata key 'llama.{key}' is missing")
-        return metadata[f"llama.{key}"]
-
-    scaling = metadata.get("llama.rope.scaling.type", "none")
-    if scaling != "none":
-        raise UnsupportedModel(f"llama.rope.scaling.type is {scaling!r}; only unscaled RoPE is implemented")
-    n_embd = int(required("embedding_length"))
-    n_head = int(required("attention.head_count"))
-    n_head_kv = int(metadata.get("llama.attention.head_count_kv", n_head))
-    if n_head <= 0 or n_head_kv <= 0 or n_head % n_head_kv != 0:
-        raise InvalidModel(f"llama.attention.head_count {n_head} is not a positive multiple of head_count_kv {n_head_kv}")
-    head_dim = int(metadata.get("llama.attention.key_length", n_embd // n_head))
-    n_rot = int(metadata.get("llama.rope.dimension_count", head_dim))
-    if n_rot % 2 or not 0 < n_rot <= head_dim:
-        raise InvalidModel(f"llama.rope.dimension_count {n_rot} must be even and in (0, head_dim {head_dim}]")
-    return LlamaHparams(
-        n_vocab=n_vocab,
-        n_embd=n_embd,
-        n_layer=int(required("block_count")),
-        n_head=n_head,
-        n_head_kv=n_head_kv,
-        head_dim=head_dim,
-        n_ff=int(required("feed_forward_length")),
-        n_rot=n_rot,
-        rope_freq_base=float(metadata.get("llama.rope.freq_base", 10000.0)),
-        rms_eps=float(required("attention.layer_norm_rms_epsilon")),
-        n_ctx_train=int(required("context_length")),
-    )
+    @classmethod
+    def from_core(cls, hp: Mapping[str, Any]):
+        """This oracle's hyperparameters from the C++ core's validated ones (`GgufFile.hyperparameters`)."""
+        renamed = {"head_dim": "head_dim_k"}
+        values = {field.name: hp[renamed.get(field.name, field.name)] for field in fields(cls)}
+        values["rope_style"] = RopeStyle(values["rope_style"])
+        return cls(**values)
 
 
-def fused_hparams(hp: LlamaHparams) -> dict[str, Any]:
-    """The hyperparameters as the fused forward (`ggufsm._core.LlamaModel`) takes them."""
-    return {
-        "n_vocab": hp.n_vocab, "n_embd": hp.n_embd, "n_layer": hp.n_layer, "n_head": hp.n_head, "n_head_kv": hp.n_head_kv,
-        "head_dim": hp.head_dim, "n_ff": hp.n_ff, "n_rot": hp.n_rot, "rms_eps": hp.rms_eps,
-        "rope_freq_base": hp.rope_freq_base, "rope_neox": hp.rope_style is RopeStyle.NEOX, "ffn": "swiglu",
-    }
+def require_switches(hp: Mapping[str, Any], architecture: str, **implemented: Any) -> None:
+    """The declared switches (hyperparameters the files do not store) must be the ones this oracle's code computes."""
+    if hp["architecture"] != architecture:
+        raise UnsupportedModel(f"general.architecture is {hp['architecture']!r}; the {architecture} oracle runs {architecture!r}")
+    differing = {name: (hp[name], value) for name, value in implemented.items() if hp[name] != value}
+    if differing:
+        raise UnsupportedModel(f"the {architecture} declaration's switches {differing} (declared, implemented) differ from "
+                               "what this oracle computes")
+
+
+# The switches this file's forward computes (cpp/gguf/architectures.cpp declares them for `llama`).
+LLAMA_SWITCHES = {"rope_style": "normal", "ffn": "swiglu", "qk_norm": False, "post_norms": False, "embd_scale": 1.0,
+                  "swa_period": 0}
 
 
 # ----------------------------------------------------------------------------
@@ -183,66 +159,41 @@ class LlamaWeights:
     output: Linear  # [n_vocab, n_embd]; its weight is the token_embd array when tied
 
 
+# Field -> the GGUF name of its tensor in block i ("blk.{i}.<name>.weight").
 LAYER_TENSORS = {
     "attn_norm": "attn_norm", "wq": "attn_q", "wk": "attn_k", "wv": "attn_v", "wo": "attn_output",
     "ffn_norm": "ffn_norm", "w_gate": "ffn_gate", "w_up": "ffn_up", "w_down": "ffn_down",
 }
-_KNOWN_TENSOR = re.compile(r"^(token_embd|output_norm|output|blk\.\d+\.(%s))\.weight$" % "|".join(LAYER_TENSORS.values()))
+MODEL_TENSORS = ("token_embd", "output_norm", "output")  # "output" optional: tied to token_embd when absent
 
 
-def expected_shapes(hp: LlamaHparams) -> dict[str, tuple[int, ...]]:
-    """Numpy shape of each per-layer tensor, by its GGUF name suffix."""
-    q_width, kv_width = hp.n_head * hp.head_dim, hp.n_head_kv * hp.head_dim
-    return {
-        "attn_norm": (hp.n_embd,), "attn_q": (q_width, hp.n_embd), "attn_k": (kv_width, hp.n_embd),
-        "attn_v": (kv_width, hp.n_embd), "attn_output": (hp.n_embd, q_width), "ffn_norm": (hp.n_embd,),
-        "ffn_gate": (hp.n_ff, hp.n_embd), "ffn_up": (hp.n_ff, hp.n_embd), "ffn_down": (hp.n_embd, hp.n_ff),
-    }
-
-
-def checked_dense(tensors: GgufTensors, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """Tensor `name` in float32, after checking it is there with `shape`."""
-    if not tensors.has(name):
-        raise InvalidModel(f"tensor {name!r} is missing from the model")
-    actual = tensors.tensors[name].shape
-    if actual != shape:
-        raise InvalidModel(f"tensor {name!r} has shape {actual}, expected {shape}")
+def dense(tensors: GgufTensors, name: str) -> np.ndarray:
+    """Tensor `name` in float32 (the C++ validation has checked it is there, with its declared shape)."""
     return tensors.dense(name)
 
 
-def checked_linear(tensors: GgufTensors, name: str, shape: tuple[int, int], round_activations: bool) -> Linear:
-    block = activation_block(tensors.tensors[name].qtype) if tensors.has(name) and round_activations else 0
-    return Linear(checked_dense(tensors, name, shape), block)
+def linear(tensors: GgufTensors, name: str, round_activations: bool) -> Linear:
+    block = activation_block(tensors.tensors[name].qtype) if round_activations else 0
+    return Linear(dense(tensors, name), block)
 
 
-def refuse_unknown_tensors(tensors: GgufTensors, known: re.Pattern, architecture: str) -> None:
-    unknown = sorted(name for name in tensors.tensors if not known.match(name))
-    if unknown:
-        raise UnsupportedModel(f"the {architecture} forward does not use tensor(s) {unknown[:3]}; refusing rather than ignoring them")
-
-
-def embedding_rows(tensors: GgufTensors) -> int:
-    """n_vocab, from the token embedding's shape (the metadata's vocab_size is optional)."""
-    if not tensors.has("token_embd.weight") or len(tensors.tensors["token_embd.weight"].shape) != 2:
-        raise InvalidModel("tensor 'token_embd.weight' is missing or not a matrix")
-    return tensors.tensors["token_embd.weight"].shape[0]
+def layer_weights(tensors: GgufTensors, i: int, layer_tensors: Mapping[str, str], activations: str) -> dict[str, Any]:
+    """Block i's tensors by field: norms as float32 vectors, matrices as Linear."""
+    return {field: (dense(tensors, f"blk.{i}.{suffix}.weight") if field.endswith("norm")
+                    else linear(tensors, f"blk.{i}.{suffix}.weight", activations == "q8"))
+            for field, suffix in layer_tensors.items()}
 
 
 def load_llama(tensors: GgufTensors, activations: str = "q8") -> tuple[LlamaHparams, LlamaWeights]:
-    """Hyperparameters and float32 weights of a llama model; refuses tensors it would ignore.
+    """Hyperparameters and float32 weights of a llama model.
 
     activations: "q8" rounds activations as the fused kernels do, "f32" keeps them float32.
     """
-    refuse_unknown_tensors(tensors, _KNOWN_TENSOR, "llama")
-    hp = hparams_from_metadata(tensors.metadata, n_vocab=embedding_rows(tensors))
+    require_switches(tensors.hyperparameters, "llama", **LLAMA_SWITCHES)
+    hp = LlamaHparams.from_core(tensors.hyperparameters)
     weights = load_shared_weights(tensors, hp, activations)
-    shapes = expected_shapes(hp)
     for i in range(hp.n_layer):
-        weights.layers.append(LayerWeights(**{
-            field: (checked_dense(tensors, f"blk.{i}.{suffix}.weight", shapes[suffix]) if field.endswith("norm")
-                    else checked_linear(tensors, f"blk.{i}.{suffix}.weight", shapes[suffix], activations == "q8"))
-            for field, suffix in LAYER_TENSORS.items()
-        }))
+        weights.layers.append(LayerWeights(**layer_weights(tensors, i, LAYER_TENSORS, activations)))
     return hp, weights
 
 
@@ -250,13 +201,13 @@ def load_shared_weights(tensors: GgufTensors, hp: LlamaHparams, activations: str
     """Embedding, final norm and output projection; `layers` left empty for the architecture to fill."""
     if activations not in ("q8", "f32"):
         raise InvalidInput(f"activations is {activations!r}; one of 'q8', 'f32'")
-    token_embd = checked_dense(tensors, "token_embd.weight", (hp.n_vocab, hp.n_embd))
+    token_embd = dense(tensors, "token_embd.weight")
     if tensors.has("output.weight"):
-        output = checked_linear(tensors, "output.weight", (hp.n_vocab, hp.n_embd), activations == "q8")
+        output = linear(tensors, "output.weight", activations == "q8")
     else:
         block = activation_block(tensors.tensors["token_embd.weight"].qtype) if activations == "q8" else 0
         output = Linear(token_embd, block)
-    return LlamaWeights(token_embd, [], checked_dense(tensors, "output_norm.weight", (hp.n_embd,)), output)
+    return LlamaWeights(token_embd, [], dense(tensors, "output_norm.weight"), output)
 
 
 # ----------------------------------------------------------------------------
@@ -329,7 +280,7 @@ def attention(hp: LlamaHparams, layer: LayerWeights, cache: KvCache, layer_index
     v = layer.wv(x).reshape(n_tok, hp.n_head_kv, hp.head_dim)
     q = rope(q, positions, hp.n_rot, hp.rope_freq_base, hp.rope_style)
     k = rope(k, positions, hp.n_rot, hp.rope_freq_base, hp.rope_style)
-    mixed = cached_attention(cache, layer_index, q, k, v, positions, 1.0 / np.sqrt(hp.head_dim), window=0)
+    mixed = cached_attention(cache, layer_index, q, k, v, positions, hp.attn_scale, window=0)
     return layer.wo(mixed.reshape(n_tok, hp.n_head * hp.head_dim))  # [n_tok, n_embd]
 
 

@@ -1,14 +1,13 @@
-"""A GGUF file's metadata and tensors in the form the numpy reference forward needs.
+"""A validated GGUF file's tensors in the form the numpy oracle needs.
 
-`read_tensors(path)` gives the metadata as a plain dict (key -> Python value)
-and every tensor as raw bytes plus its quantization type; `dense(name)`
-dequantizes one tensor to float32 with the `gguf` package's numpy
-dequantizers, the project's dequantization oracle. Shapes are in numpy order
-(rows, cols): a GGUF tensor with ne = [576, 1536] is a [1536, 576] matrix.
-
-The reading goes through `gguf.GGUFReader` (about 2.5 s on SmolLM2); this is
-the reference path, where clarity beats load time. The fused C++ forward
-reads the same bytes zero-copy through `ggufsm.reference.model.gguf_file`.
+`read_tensors(path)` opens the file through the C++ core (parsed and
+validated: the architecture's declaration has checked every tensor's name and
+shape, and the hyperparameters are resolved) and gives every tensor as raw
+bytes plus its quantization type, zero-copy over the memory map;
+`dense(name)` dequantizes one tensor to float32 with the `gguf` package's
+numpy dequantizers, the project's dequantization oracle. Shapes are in numpy
+order (rows, cols): a GGUF tensor with ne = [576, 1536] is a [1536, 576]
+matrix.
 """
 
 from __future__ import annotations
@@ -18,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFReader
+from gguf import GGMLQuantizationType
 from gguf.quants import dequantize
 
-from ggufsm.spec.errors import InvalidModel, ModelUnavailable, UnsupportedModel
+from ggufsm.reference.model.gguf_file import GgufFile, open_gguf
+from ggufsm.spec.errors import InvalidModel, UnsupportedModel
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,14 @@ class RawTensor:
 
 @dataclass
 class GgufTensors:
+    file: GgufFile  # the validated file: the fused forward is built from it
     metadata: dict[str, Any]
     tensors: dict[str, RawTensor]
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """The C++ core's validated hyperparameters (cpp/gguf/architecture.h), the oracle's as well."""
+        return self.file.hyperparameters
 
     def has(self, name: str) -> bool:
         return name in self.tensors
@@ -53,27 +59,15 @@ class GgufTensors:
         return np.ascontiguousarray(values, dtype=np.float32).reshape(raw.shape)
 
 
-def tensors_from_gguf_file(gguf_file: Any) -> GgufTensors:
-    """The same view over an opened `ggufsm.reference.model.gguf_file.GgufFile` (zero-copy bytes)."""
+def tensors_from_gguf_file(gguf_file: GgufFile) -> GgufTensors:
+    """The tensors of an opened `ggufsm.reference.model.gguf_file.GgufFile` (zero-copy bytes)."""
     tensors = {}
     for name, info in gguf_file.tensors.items():
         shape = tuple(int(n) for n in reversed(tuple(info.shape)))  # TensorInfo.shape is GGUF order (ne0 first)
         tensors[name] = RawTensor(name, GGMLQuantizationType(int(info.type)), shape, gguf_file.tensor_data(name).reshape(-1))
-    return GgufTensors(dict(gguf_file.metadata), tensors)
+    return GgufTensors(gguf_file, dict(gguf_file.metadata), tensors)
 
 
 def read_tensors(path: str | Path) -> GgufTensors:
-    """Metadata and raw tensors of the GGUF file at `path`."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelUnavailable(f"no model file at {str(path)!r}")
-    try:
-        reader = GGUFReader(path)
-    except (ValueError, IndexError, KeyError) as error:
-        raise InvalidModel(f"{str(path)!r} is not a readable GGUF file: {error}") from error
-    metadata = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("GGUF.")}
-    tensors = {}
-    for tensor in reader.tensors:
-        shape = tuple(int(n) for n in reversed(tensor.shape.tolist()))
-        tensors[tensor.name] = RawTensor(tensor.name, tensor.tensor_type, shape, tensor.data.view(np.uint8).reshape(-1))
-    return GgufTensors(metadata, tensors)
+    """Metadata, hyperparameters and raw tensors of the GGUF file at `path`."""
+    return tensors_from_gguf_file(open_gguf(path))

@@ -73,21 +73,22 @@ def register_bench(bench_commands) -> None:
 
 
 def run(args) -> int:
-    from ggufsm import _core
+    from ggufsm._core import kernels
     from ggufsm.reference.bench.quant_blocks import KERNEL_TYPES
 
     if args.isa:
-        _core.force_isa(args.isa)
+        kernels.force_isa(args.isa)
     names = [t.name for t in KERNEL_TYPES] if args.types == "all" else [n.strip() for n in args.types.split(",")]
     threads = [int(t) for t in args.threads.split(",")]
+    pools = {t: kernels.ThreadPool(t) for t in threads}  # one per thread count for the whole run
     load_before = os.getloadavg()[0]
-    probe = _core.ReadBandwidthProbe(BANDWIDTH_BUFFER)
-    bandwidth = {t: probe.best_gbs(args.repeat, t) for t in threads}
-    handoff = {t: _core.parallel_for_overhead_seconds(HANDOFF_ITEMS, 2000, args.repeat, t) for t in threads}
+    probe = kernels.ReadBandwidthProbe(BANDWIDTH_BUFFER, pools[max(threads)])
+    bandwidth = {t: probe.best_gbs(args.repeat, pools[t]) for t in threads}
+    handoff = {t: kernels.parallel_for_overhead_seconds(HANDOFF_ITEMS, 2000, args.repeat, pools[t]) for t in threads}
     cells = measure_all([(GGMLQuantizationType[name], label, rows, cols) for name in names for label, rows, cols in SHAPES
-                         if fits(GGMLQuantizationType[name], cols)], threads, args.repeat, args.stream_mib << 20, probe)
+                         if fits(GGMLQuantizationType[name], cols)], pools, args.repeat, args.stream_mib << 20, probe)
     command = " ".join(["ggufsm", "bench", "kernels"] + sys.argv[3:])
-    table = render_markdown(cells, bandwidth, handoff, threads, _core.active_isa(), command,
+    table = render_markdown(cells, bandwidth, handoff, threads, kernels.active_isa(), command,
                             (load_before, os.getloadavg()[0]))
     print(table)
     if args.markdown:
@@ -99,13 +100,15 @@ def fits(qtype: GGMLQuantizationType, cols: int) -> bool:
     return cols % GGML_QUANT_SIZES[qtype][0] == 0
 
 
-def measure_all(matrices, threads, repeat, stream_bytes, probe) -> list[Cell]:
-    """`repeat` passes over every matrix, one round per thread count each: a round times the
-    mat-vec over every copy once, then the read bandwidth right after it. Passes rather than one
-    cell's rounds back to back, so that each cell's samples spread over the whole run and a burst
-    of bandwidth (here they last about half a second) lands in one of them, not in all."""
-    from ggufsm import _core
+def measure_all(matrices, pools, repeat, stream_bytes, probe) -> list[Cell]:
+    """`repeat` passes over every matrix, one round per thread count (pools: count -> its pool) each:
+    a round times the mat-vec over every copy once, then the read bandwidth right after it. Passes
+    rather than one cell's rounds back to back, so that each cell's samples spread over the whole run
+    and a burst of bandwidth (here they last about half a second) lands in one of them, not in all."""
+    from ggufsm._core import kernels
     from ggufsm.reference.bench.quant_blocks import random_weights
+
+    threads = list(pools)
 
     rng = np.random.default_rng(0)
     bases = [(random_weights(qtype, rows, cols, rng), rng.standard_normal(cols).astype(np.float32))
@@ -116,9 +119,9 @@ def measure_all(matrices, threads, repeat, stream_bytes, probe) -> list[Cell]:
             # Fresh copies each pass: only one cell's stream (stream_bytes) is resident at a time.
             copies = [weights] + [weights.copy() for _ in range(max(0, -(-stream_bytes // weights.nbytes) - 1))]
             for t in threads:
-                seconds = _core.matvec_seconds(int(qtype), copies, rows, cols, x, 1, t)
+                seconds = kernels.matvec_seconds(int(qtype), copies, rows, cols, x, 1, pools[t])
                 cell_samples[t][0].append(weights.nbytes / seconds / 1e9)
-                cell_samples[t][1].append(probe.best_gbs(1, t))
+                cell_samples[t][1].append(probe.best_gbs(1, pools[t]))
             del copies
     cells = []
     for (qtype, label, rows, cols), (weights, _), cell_samples in zip(matrices, bases, samples):

@@ -7,10 +7,13 @@ runtime cannot run raises `UnsupportedModel`, and a path that cannot be read
 raises `ModelUnavailable`; every message names the field or tensor and the
 byte offset.
 
-Opening the same file twice shares one memory map (the C++ core keeps weak
-references keyed by device, inode, mtime and size), so several handles on one
-model cost its pages once. Tensor data views keep the map alive after
-`close()`.
+Opening a file that is already open shares it: the C++ core keeps one cache
+of validated files, keyed by device, inode, mtime and size, and returns the
+same `_core.GgufModel` (the same map, parse and validated hyperparameters)
+while any holder keeps it. What Python derives from a file (its metadata
+dict, tensor infos, tokenizer) hangs off that core object (`shared`), so
+several handles on one model cost its pages and its Python objects once.
+Tensor data views keep the map alive after `close()`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple, TypeVar
 
 import numpy as np
 from gguf import GGMLQuantizationType
@@ -27,6 +30,8 @@ from ggufsm import _core
 from ggufsm.spec.errors import InvalidInput, InvalidState, ModelUnavailable
 
 BytesLike = bytes | bytearray | memoryview
+T = TypeVar("T")
+_DERIVED = "_ggufsm_derived"  # the attribute of a _core.GgufModel that holds what Python derives from it
 
 
 class TensorInfo(NamedTuple):
@@ -49,13 +54,30 @@ class GgufFile:
         self.data_offset: int = model.data_offset
         self.file_size: int = model.file_size
         self.architecture: str = model.architecture
-        self.metadata: dict[str, Any] = model.metadata()
-        self.hyperparameters: dict[str, Any] = model.hyperparameters()
-        self.tensors: OrderedDict[str, TensorInfo] = OrderedDict()
-        self._index: dict[str, int] = {}
-        for index, (name, type_id, shape, offset, nbytes) in enumerate(model.tensor_infos()):
-            self.tensors[name] = TensorInfo(name, GGMLQuantizationType(type_id), shape, offset, nbytes)
-            self._index[name] = index
+        self.metadata: dict[str, Any] = self.shared("metadata", model.metadata)
+        self.hyperparameters: dict[str, Any] = self.shared("hyperparameters", model.hyperparameters)
+        self.tensors: OrderedDict[str, TensorInfo]
+        self._index: dict[str, int]
+        self.tensors, self._index = self.shared("tensors", lambda: _tensor_table(model))
+
+    @property
+    def core(self) -> _core.GgufModel:
+        """The validated file in the C++ core, which the forward is built from; one per file while held."""
+        if self._model is None:
+            raise InvalidState(f"{self.source} is closed")
+        return self._model
+
+    def shared(self, name: str, build: Callable[[], T]) -> T:
+        """What Python derives from this file, built once per core object and shared by every open of the file."""
+        derived = getattr(self.core, _DERIVED, None)
+        if derived is None:
+            # One attribute named by a constant: a name string made per call would be kept alive by the
+            # interpreter's attribute caches, and each such survivor pins a 1 MiB allocator arena.
+            derived = {}
+            setattr(self.core, _DERIVED, derived)
+        if name not in derived:
+            derived.setdefault(name, build())  # two threads may both build: the first stored is kept
+        return derived[name]
 
     def tensor_data(self, name: str) -> np.ndarray:
         """The tensor's bytes as a read-only uint8 array [n_bytes] over the mapping (no copy)."""
@@ -70,7 +92,8 @@ class GgufFile:
         return self._model is None
 
     def close(self) -> None:
-        """Drop this file's hold on the bytes; views already handed out keep them alive."""
+        """Drop this file's hold on the bytes; views already handed out keep them alive, and so does a
+        forward built from `core` or another open of the same file."""
         self._model = None
 
     def __enter__(self) -> GgufFile:
@@ -82,6 +105,15 @@ class GgufFile:
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self.tensors)} tensors"
         return f"<GgufFile {self.source} {self.architecture} v{self.version} {state}>"
+
+
+def _tensor_table(model: _core.GgufModel) -> tuple[OrderedDict[str, TensorInfo], dict[str, int]]:
+    tensors: OrderedDict[str, TensorInfo] = OrderedDict()
+    index: dict[str, int] = {}
+    for position, (name, type_id, shape, offset, nbytes) in enumerate(model.tensor_infos()):
+        tensors[name] = TensorInfo(name, GGMLQuantizationType(type_id), shape, offset, nbytes)
+        index[name] = position
+    return tensors, index
 
 
 def open_gguf(source: str | os.PathLike | BytesLike) -> GgufFile:

@@ -1,10 +1,24 @@
 """Everything a load produces, built off to the side before anything is installed.
 
-`build_loaded_model` parses and validates the bytes and builds the tokenizer
-(or shares both with handles that loaded the same file, see shared_files.py),
-then the architecture's weights; the runtime adds the session (KV cache,
-scratch, logits). Only when all of that succeeded does the runtime install the
-result; any failure raises the table's named error and leaves nothing behind.
+`build_loaded_model` opens the file (parsed and validated in the C++ core,
+or shared with the handles that hold the same file: gguf_file.py), builds or
+shares its tokenizer, then the architecture's forward; the runtime adds the
+session (KV cache, scratch, logits). Only when all of that succeeded does the
+runtime install the result; any failure raises the table's named error and
+leaves nothing behind.
+
+Handles that load one file share it: llama.cpp splits a model (weights,
+vocabulary) from its contexts so that many contexts share one copy; here
+every Runtime is a handle of its own, so the sharing happens underneath, in
+the C++ core's one cache of open files. The first load of a file maps,
+validates and builds its tokenizer; later loads of the same file (same
+device, inode, size and modification time) while some handle still holds it
+take another reference; the last holder to let go drops the map. Each handle
+still builds its own forward (a thin set of views and a thread pool sized by
+its own config) and its own session. Measured on SmolLM2
+(tests/runtime/test_memory.py): without sharing, each extra handle added
+~35 MiB of RSS (its own map's pages and ~25 MiB of metadata and tokenizer
+objects); with it, only its session. Models given as bytes are never shared.
 """
 
 from __future__ import annotations
@@ -13,32 +27,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ggufsm import _core
 from ggufsm.reference import architectures
-from ggufsm.reference.model import shared_files
-from ggufsm.reference.model.gguf_file import GgufFile
+from ggufsm.reference.model.gguf_file import GgufFile, open_gguf
+from ggufsm.reference.tokenizers.tokenizer import tokenizer_from_metadata
 from ggufsm.spec.errors import InvalidInput
 
 
 @dataclass
 class LoadedModel:
-    source: str                   # the path, or "<bytes>" for an in-memory model
-    file: shared_files.SharedFile | None  # keeps the memory map alive while the weights point into it
-    weights: Any                  # the architecture's model (see architectures.py)
+    source: str                   # the path, or "<N bytes>" for an in-memory model
+    gguf: GgufFile | None         # the validated file; keeps the memory map alive while the weights point into it
+    weights: Any                  # the architecture's model (see architectures/registry.py)
     summary: dict = field(default_factory=dict)
 
     @property
-    def gguf(self) -> GgufFile:
-        return self.file.gguf
+    def file(self) -> _core.GgufModel | None:
+        """The validated file in the C++ core: the same object for every handle holding the same file."""
+        return self.gguf.core if self.gguf is not None else None
 
     @property
     def tokenizer(self) -> Any:   # ggufsm.reference.tokenizers.tokenizer.Tokenizer
-        return self.file.tokenizer
+        return shared_tokenizer(self.gguf)
+
+    def check_token_ids(self, tokens) -> None:
+        """InvalidInput unless every token is an integer id of this model's vocabulary: the C++ core's one
+        rule (cpp/forward/forward.h, check_token_ids), which every prefill and decode applies as well."""
+        self.weights.check_token_ids(tokens)
 
     def close(self) -> None:
         release = getattr(self.weights, "close", None)
         if release is not None:
             release()
-        self.file = None   # the last model holding the file closes it
+        self.gguf = None   # the last model holding the file closes it
+
+
+def shared_tokenizer(gguf: GgufFile) -> Any:
+    """The file's tokenizer, built once and shared by every handle on the file."""
+    return gguf.shared("tokenizer", lambda: tokenizer_from_metadata(gguf.metadata))
 
 
 def describe_source(source: str | Path | bytes | bytearray | memoryview) -> str:
@@ -50,14 +76,15 @@ def describe_source(source: str | Path | bytes | bytearray | memoryview) -> str:
 def build_loaded_model(source, *, n_threads: int) -> LoadedModel:
     if not isinstance(source, (str, Path, bytes, bytearray, memoryview)):
         raise InvalidInput(f"model source must be a path or bytes, not {type(source).__name__}")
-    file = shared_files.acquire(source)
-    gguf, tokenizer = file.gguf, file.tokenizer
+    gguf = open_gguf(source)
     try:
+        tokenizer = shared_tokenizer(gguf)
         weights = architectures.load(gguf, n_threads=n_threads)
     except BaseException:
         # The error (kept as last_error) holds this frame through its traceback: drop the file from it,
         # so that a failed load holds no map.
-        del file, gguf, tokenizer
+        gguf.close()
+        del gguf
         raise
     summary = {
         "source": describe_source(source),
@@ -69,7 +96,7 @@ def build_loaded_model(source, *, n_threads: int) -> LoadedModel:
         "n_ctx_train": weights.n_ctx_train,
         "tensor_types": _count_tensor_types(gguf),
     }
-    return LoadedModel(describe_source(source), file, weights, summary)
+    return LoadedModel(describe_source(source), gguf, weights, summary)
 
 
 def _count_tensor_types(gguf: GgufFile) -> dict[str, int]:

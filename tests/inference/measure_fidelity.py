@@ -96,20 +96,22 @@ class GgufsmForward:
             return cls(load_reference_model(tensors, activations=activations), n_ctx)
         return cls(load_tensors(tensors, n_threads=2, engine=engine), n_ctx)
 
+    # The fused session returns its one logits buffer, overwritten by its next call: kept logits are copies.
+
     def run(self, prompt: list[int], n: int) -> Run:
         session = self.model.new_session(self.n_ctx)
-        logits = [session.prefill(prompt, 0)]
+        logits = [np.array(session.prefill(prompt, 0))]
         tokens = [int(logits[-1].argmax())]
         for step in range(1, n):
-            logits.append(session.decode(tokens[-1], len(prompt) + step - 1))
+            logits.append(np.array(session.decode(tokens[-1], len(prompt) + step - 1)))
             tokens.append(int(logits[-1].argmax()))
         return Run(tokens, np.stack(logits))
 
     def logits_along(self, sequence: list[int], first: int) -> np.ndarray:
         """Logits [len(sequence) - first, n_vocab] at positions first.. of the sequence."""
         session = self.model.new_session(self.n_ctx)
-        logits = [session.prefill(sequence[: first + 1], 0)]
-        logits += [session.decode(token, pos) for pos, token in enumerate(sequence[first + 1 :], start=first + 1)]
+        logits = [np.array(session.prefill(sequence[: first + 1], 0))]
+        logits += [np.array(session.decode(token, pos)) for pos, token in enumerate(sequence[first + 1 :], start=first + 1)]
         return np.stack(logits)
 
 

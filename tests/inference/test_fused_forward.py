@@ -3,7 +3,7 @@
 Tolerances. With float32 matrices both forwards compute in float32 with
 float32 activations, so they agree to float32 summation noise (1e-4). With
 quantized matrices both round every activation to 8 bits per block by the same
-rule (cpp/include/ggufsm/matmul.h; reference/architectures/llama.py round_activations), but
+rule (cpp/kernels/matmul.h; reference/architectures/llama.py round_activations), but
 a value that float32 summation order puts on the other side of a rounding
 boundary moves by a whole step (amax/127), and a few layers amplify that: the
 numpy reference differs from *itself* by up to 0.6 % of the logit range
@@ -252,7 +252,7 @@ def fused_from(tmp_path, spec=None, tensors=None):
 
 
 def test_missing_layer_tensor_is_invalid_model_naming_it(tmp_path):
-    with pytest.raises(InvalidModel, match="'blk.1.ffn_up.weight' is missing"):
+    with pytest.raises(InvalidModel, match="missing tensor 'blk.1.ffn_up.weight'"):
         fused_from(tmp_path, TinyLlamaSpec(drop_tensors=("blk.1.ffn_up.weight",)))
 
 
@@ -260,7 +260,7 @@ def test_tensor_of_the_wrong_shape_is_invalid_model_naming_it(tmp_path):
     spec = TinyLlamaSpec(matrix_type=T.F32)
     tensors = tiny_llama_tensors(spec)
     tensors["blk.0.attn_k.weight"] = np.zeros((64, 64), np.float32)
-    with pytest.raises(InvalidModel, match=r"'blk.0.attn_k.weight' has shape \(64, 64\), expected \(32, 64\)"):
+    with pytest.raises(InvalidModel, match=r"'blk.0.attn_k.weight'.*shape \[64, 64\], but .* = \[64, 32\]"):
         fused_from(tmp_path, spec, tensors)
 
 
@@ -280,3 +280,94 @@ def test_gemma3_without_its_qk_norms_is_invalid_model(tmp_path):
 def test_unknown_engine_is_invalid_input(tmp_path):
     with pytest.raises(InvalidInput, match="engine is 'gpu'"):
         load_tensors(read_tensors(write_tiny_llama(tmp_path / "tiny.gguf")), engine="gpu")
+
+
+# ---------------------------------------------------------------- built from the C++ core's own file
+
+def test_the_fused_forward_built_from_the_parsed_file_equals_the_numpy_oracle(tmp_path):
+    """No hyperparameter crosses from Python: the C++ model takes the file the C++ core validated."""
+    from ggufsm import _core
+    from ggufsm.reference.architectures import load_reference_model
+    from ggufsm.reference.model.gguf_file import open_gguf
+
+    path = write_tiny_gemma3(tmp_path / "g.gguf", GEMMA3_SPECS["gemma3-F32"])
+    session = _core.LlamaSession(_core.LlamaModel(open_gguf(path).core, 2), 32)
+    reference = load_reference_model(read_tensors(path)).new_session(32)
+    assert_logits_close(session.prefill(TOKENS, 0), reference.prefill(TOKENS), quantized=False)
+
+
+def test_the_fused_model_takes_only_a_validated_file():
+    from ggufsm import _core
+
+    with pytest.raises(TypeError):
+        _core.LlamaModel({"n_vocab": 96, "n_embd": 64}, 1)
+
+
+# ---------------------------------------------------------------- logits held once
+
+def test_logits_are_the_sessions_own_buffer_not_a_copy_per_token(tiny_llama):
+    _, _, fused = tiny_llama
+    session = fused.new_session(32)
+    first = session.prefill(TOKENS[:3])
+    address = first.__array_interface__["data"][0]
+    for pos, token in enumerate(TOKENS[3:8], start=3):
+        logits = session.decode(token, pos)
+        assert logits.__array_interface__["data"][0] == address
+        assert not logits.flags.writeable and not logits.flags.owndata
+    np.testing.assert_array_equal(first, logits)  # one buffer: an earlier view shows the latest call's logits
+
+
+def test_a_logits_view_stays_readable_after_its_session_is_gone(tiny_llama):
+    _, _, fused = tiny_llama
+    session = fused.new_session(16)
+    logits = session.prefill(TOKENS[:4])
+    expected = logits.copy()
+    session.close()
+    del session
+    np.testing.assert_array_equal(logits, expected)
+
+
+def test_the_sampler_never_writes_into_the_logits(tiny_llama):
+    from ggufsm.reference.sampling import Sampler, SamplingConfig
+
+    _, _, fused = tiny_llama
+    logits = fused.new_session(16).prefill(TOKENS[:4])
+    before = logits.copy()
+    config = SamplingConfig(temperature=0.7, top_k=5, top_p=0.9, min_p=0.01, repetition_penalty=1.3, seed=3)
+    Sampler(config).sample(logits, TOKENS[:4])  # a write into a read-only array would raise
+    np.testing.assert_array_equal(logits, before)
+
+
+# ---------------------------------------------------------------- token ids: one rule
+
+@pytest.mark.parametrize("tokens, message", [
+    ([1, N_VOCAB, 2], f"token id {N_VOCAB} at index 1 is outside the vocabulary"),
+    ([2**63], "outside the vocabulary"),
+    ([True], "must be integers"),
+    ([1.0], "must be integers"),
+])
+def test_the_model_checks_token_ids_by_the_rule_its_sessions_apply(tmp_path, tokens, message):
+    fused = load_tensors(read_tensors(write_tiny_llama(tmp_path / "tiny.gguf")), engine="fused")
+    with pytest.raises(InvalidInput, match=message):
+        fused.check_token_ids(tokens)
+    with pytest.raises(InvalidInput, match=message):
+        fused.new_session(16).prefill(tokens)
+    fused.check_token_ids(np.array([0, N_VOCAB - 1], np.uint16))
+
+
+def test_a_value_width_unlike_the_key_width_is_unsupported_naming_the_entry(tmp_path):
+    import struct
+
+    from ggufsm.conformance.fixtures import corrupt
+
+    path = write_tiny_gemma3(tmp_path / "g.gguf", TinyGemma3Spec())
+    site = corrupt.read_layout(path).kv("gemma3.attention.value_length")
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, site.value, 32)
+    with pytest.raises(UnsupportedModel, match=r"'gemma3.attention.value_length' \(entry at offset \d+\): value width 32"):
+        load_tensors(read_tensors(write_bytes(tmp_path / "v.gguf", data)), engine="fused")
+
+
+def write_bytes(path, data):
+    path.write_bytes(bytes(data))
+    return path

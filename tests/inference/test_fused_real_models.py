@@ -74,7 +74,8 @@ def test_fused_hyperparameters_come_from_the_metadata(real):
         "smollm2": (30, 576, 9, 3, 64, 1536, 49152, 0),
         "gemma3": (18, 640, 4, 1, 256, 2048, 262144, 512),
     }[name]
-    assert (hp.n_layer, hp.n_embd, hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_ff, hp.n_vocab, getattr(hp, "sliding_window", 0)) == expected
+    assert (hp["n_layer"], hp["n_embd"], hp["n_head"], hp["n_head_kv"], hp["head_dim_k"], hp["n_ff"], hp["n_vocab"],
+            hp["sliding_window"]) == expected
 
 
 @pytest.mark.peer

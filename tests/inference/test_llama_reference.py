@@ -17,11 +17,12 @@ N_VOCAB = TinyLlamaSpec().n_vocab  # the tiny model's vocabulary size: the first
 
 
 def assert_same_logits(ours, expected):
-    """Equal up to 1e-4 of the logit range. Not exactly equal: a batched product sums in another
-    order than a single token's, and a query, key or value that lands next to a float16 rounding
-    boundary (the cache and the query are halves) can round to either neighbour (seen: 1.4e-4 on
-    logits spanning 3.5)."""
-    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-4 * float(np.ptp(expected)))
+    """Equal up to 1e-3 of the logit range. Not exactly equal: a batched product sums in another
+    order than a single token's, and a key, value or query that lands next to a float16 rounding
+    boundary (the cache and the query are halves) rounds to either neighbour. Measured over 100
+    seeds x (F32, Q8_0, Q4_1) tiny models: at most 2.0e-4 of the range; a wrong position, mask
+    or cache row moves logits by a sizeable part of it."""
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-3 * float(np.ptp(expected)))
 
 
 def load(tmp_path, spec: TinyLlamaSpec | None = None, tensors=None, name="tiny.gguf"):
@@ -30,7 +31,14 @@ def load(tmp_path, spec: TinyLlamaSpec | None = None, tensors=None, name="tiny.g
 
 @pytest.fixture(params=[GGMLQuantizationType.F32, GGMLQuantizationType.Q8_0, GGMLQuantizationType.Q4_1], ids=lambda t: t.name)
 def tiny_model(request, tmp_path):
-    return load(tmp_path, TinyLlamaSpec(matrix_type=request.param))
+    """The reference with float32 activations: these tests are about positions and the cache.
+    With the 8-bit activation rounding on (the default, the fused kernels' contract), a value
+    that float32 summation order puts next to a rounding step moves by a whole step and the
+    layers amplify it: batched and stepped logits then differ by up to 0.8 % of the range
+    (measured: 4 to 5 of 40 seeds per quantized type; a Q4_1 model of an earlier fixture writer
+    failed this way). The rounding is held to the fused kernels in test_fused_forward.py."""
+    spec = TinyLlamaSpec(matrix_type=request.param)
+    return load_reference_model(read_tensors(write_tiny_llama(tmp_path / "tiny.gguf", spec)), activations="f32")
 
 
 def test_batched_prefill_equals_token_by_token_decode(tiny_model):
@@ -60,7 +68,7 @@ def test_decode_at_an_earlier_position_overwrites_the_rest_of_the_sequence(tiny_
     session.prefill(TOKENS, 0)
     rewound = session.decode(99 % tiny_model.hp.n_vocab, 4)
     fresh = tiny_model.new_session(32).prefill(TOKENS[:4] + [99 % tiny_model.hp.n_vocab])
-    np.testing.assert_allclose(rewound, fresh, rtol=0, atol=1e-5)
+    assert_same_logits(rewound, fresh)
 
 
 def test_sessions_over_one_model_do_not_share_a_cache(tiny_model):
@@ -147,7 +155,7 @@ def test_tensor_of_the_wrong_shape_is_invalid_model(tmp_path):
     spec = TinyLlamaSpec(matrix_type=GGMLQuantizationType.F32)
     tensors = tiny_llama_tensors(spec)
     tensors["blk.0.attn_k.weight"] = np.zeros((64, 64), np.float32)
-    with pytest.raises(InvalidModel, match=r"blk.0.attn_k.weight.*\(64, 64\).*\(32, 64\)"):
+    with pytest.raises(InvalidModel, match=r"blk.0.attn_k.weight.*\[64, 64\].*\[64, 32\]"):
         load(tmp_path, spec, tensors)
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from ggufsm import _core
+from ggufsm._core import kernels
 
 
 @pytest.fixture
 def restore_isa():
     """Puts the dispatched kernel variant back after a test forces another."""
-    before = _core.active_isa()
+    before = kernels.active_isa()
     yield
-    _core.force_isa(before)
+    kernels.force_isa(before)

@@ -1,9 +1,9 @@
-"""The numeric contract of ggufsm._core.matmul (cpp/include/ggufsm/matmul.h), as a function."""
+"""The numeric contract of ggufsm._core.kernels.matmul (cpp/kernels/matmul.h), as a function."""
 
 from __future__ import annotations
 
 import numpy as np
-from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf.constants import GGMLQuantizationType
 from gguf.quants import dequantize
 
 FLOAT_TYPES = {GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16}

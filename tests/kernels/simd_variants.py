@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ggufsm import _core
+from ggufsm._core import kernels
 
-SIMD_VARIANTS = [isa for isa in _core.supported_isas() if isa != "scalar"]
+SIMD_VARIANTS = [isa for isa in kernels.supported_isas() if isa != "scalar"]
 only_with_simd = pytest.mark.skipif(not SIMD_VARIANTS, reason="this CPU runs only the scalar kernels")

@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 import pytest
 
-from ggufsm import _core
+from ggufsm._core import kernels
 from ggufsm.spec.errors import InvalidInput
 
 from simd_variants import SIMD_VARIANTS, only_with_simd
@@ -61,7 +61,7 @@ def test_attention_is_causal_grouped_query_softmax_over_the_cache(half, window, 
     n_head, n_head_kv, hd, n_ctx = 6, 2, 16, 32
     q, k_cache, v_cache = inputs(rng_for(half, window, n_threads, start_pos, n_tok), n_tok, n_head, n_head_kv, hd, n_ctx)
     scale = hd ** -0.5
-    out = _core.attention(q, k_cache, v_cache, start_pos, scale, window, n_threads, half=half)
+    out = kernels.attention(q, k_cache, v_cache, start_pos, scale, window, n_threads, half=half)
     if half:  # a half cache holds halves, and the query meets it as a half (as in llama.cpp)
         q, k_cache, v_cache = rounded_to_half(q), rounded_to_half(k_cache), rounded_to_half(v_cache)
     close(out, attention_reference(q, k_cache, v_cache, start_pos, scale, window))
@@ -86,7 +86,7 @@ def test_attention_on_model_shapes_equals_the_reference(shape):
     s = SHAPES[shape]
     q, k_cache, v_cache = inputs(rng_for(shape), s["n_tok"], s["n_head"], s["n_head_kv"], s["hd"], s["n_ctx"], spread=2.0)
     scale = s["hd"] ** -0.5
-    out = _core.attention(q, k_cache, v_cache, s["start_pos"], scale, s["window"], 2, half=True)
+    out = kernels.attention(q, k_cache, v_cache, s["start_pos"], scale, s["window"], 2, half=True)
     reference = attention_reference(rounded_to_half(q), rounded_to_half(k_cache), rounded_to_half(v_cache), s["start_pos"],
                                     scale, s["window"])
     close(out, reference, tolerance=2e-5)
@@ -100,10 +100,10 @@ def test_variant_agrees_with_scalar(isa, half, shape, restore_isa):
     s = SHAPES[shape]
     q, k_cache, v_cache = inputs(rng_for(isa, half, shape), s["n_tok"], s["n_head"], s["n_head_kv"], s["hd"], s["n_ctx"], spread=2.0)
     args = (q, k_cache, v_cache, s["start_pos"], s["hd"] ** -0.5, s["window"], 2)
-    _core.force_isa("scalar")
-    scalar = _core.attention(*args, half=half)
-    _core.force_isa(isa)
-    simd = _core.attention(*args, half=half)
+    kernels.force_isa("scalar")
+    scalar = kernels.attention(*args, half=half)
+    kernels.force_isa(isa)
+    simd = kernels.attention(*args, half=half)
     # Same cache, same online softmax in blocks of 64; only summation order and exp's last bits differ:
     # each is within 2e-5 of float64 (the test above), so they are within twice that of each other.
     np.testing.assert_allclose(simd, scalar, rtol=4e-5, atol=4e-5)
@@ -114,10 +114,10 @@ def test_attention_ignores_cache_positions_after_the_query():
     q = rng.standard_normal((2, 2, 16)).astype(np.float32)
     k_cache = rng.standard_normal((1, 40, 16)).astype(np.float32)
     v_cache = rng.standard_normal((1, 40, 16)).astype(np.float32)
-    before = _core.attention(q, k_cache, v_cache, 3, 0.3, half=True)
+    before = kernels.attention(q, k_cache, v_cache, 3, 0.3, half=True)
     k_cache[:, 5:] = np.nan
     v_cache[:, 5:] = np.inf
-    np.testing.assert_array_equal(_core.attention(q, k_cache, v_cache, 3, 0.3, half=True), before)
+    np.testing.assert_array_equal(kernels.attention(q, k_cache, v_cache, 3, 0.3, half=True), before)
 
 
 def test_a_half_cache_holds_values_rounded_to_nearest_even():
@@ -125,19 +125,19 @@ def test_a_half_cache_holds_values_rounded_to_nearest_even():
     values = np.array([1 + 2**-11, 1 + 3 * 2**-11], np.float32).reshape(1, 2, 1).repeat(16, axis=2)
     keys = np.zeros_like(values)
     q = np.zeros((1, 1, 16), np.float32)
-    alone = _core.attention(q, keys, values, 0, 1.0, half=True)  # position 0 sees only itself
+    alone = kernels.attention(q, keys, values, 0, 1.0, half=True)  # position 0 sees only itself
     np.testing.assert_array_equal(alone[0, 0], np.float32(1.0))
-    mean = _core.attention(q, keys, values, 1, 1.0, half=True)  # equal scores: the mean of both values
+    mean = kernels.attention(q, keys, values, 1, 1.0, half=True)  # equal scores: the mean of both values
     np.testing.assert_array_equal(mean[0, 0], np.float32((1.0 + (1 + 2**-9)) / 2))
 
 
 def test_attention_refuses_heads_that_do_not_group():
     cache = np.zeros((2, 4, 8), np.float32)
     with pytest.raises(InvalidInput, match="n_head 3 .* n_head_kv 2"):
-        _core.attention(np.zeros((1, 3, 8), np.float32), cache, cache, 0, 1.0)
+        kernels.attention(np.zeros((1, 3, 8), np.float32), cache, cache, 0, 1.0)
 
 
 def test_attention_refuses_positions_beyond_the_cache():
     cache = np.zeros((1, 4, 8), np.float32)
     with pytest.raises(InvalidInput, match="n_ctx 4"):
-        _core.attention(np.zeros((2, 1, 8), np.float32), cache, cache, 3, 1.0)
+        kernels.attention(np.zeros((2, 1, 8), np.float32), cache, cache, 3, 1.0)

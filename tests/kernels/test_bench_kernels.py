@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ggufsm import _core
+from ggufsm._core import kernels
 from ggufsm.cli import main
 from ggufsm.reference.bench.kernels import SHAPES, paired_share
 from ggufsm.spec.errors import InvalidInput
@@ -28,7 +28,7 @@ def test_the_share_pairs_each_round_with_the_bandwidth_beside_it_and_drops_an_od
 
 
 def test_the_probe_measures_again_on_demand_and_refuses_a_buffer_smaller_than_8_kib():
-    probe = _core.ReadBandwidthProbe(1 << 20)
+    probe = kernels.ReadBandwidthProbe(1 << 20)
     assert probe.best_gbs(1, 1) > 0 and probe.best_gbs(2, 2) > 0
     with pytest.raises(InvalidInput, match="8 KiB"):
-        _core.ReadBandwidthProbe(4096)
+        kernels.ReadBandwidthProbe(4096)

@@ -9,7 +9,7 @@ from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 from gguf.quants import dequantize as oracle_dequantize
 from hypothesis import given, settings, strategies as st
 
-from ggufsm import _core
+from ggufsm._core import kernels
 from ggufsm.reference.bench.quant_blocks import KERNEL_TYPES
 from ggufsm.spec.errors import InvalidInput, InvalidModel, UnsupportedModel
 
@@ -34,7 +34,7 @@ def test_random_blocks_dequantize_bit_exactly_like_gguf_py(qtype, data):
     n_blocks = data.draw(st.integers(1, 8), label="n_blocks")
     raw = data.draw(st.binary(min_size=n_blocks * block_bytes, max_size=n_blocks * block_bytes), label="bytes")
     blocks = np.frombuffer(raw, dtype=np.uint8)
-    ours = _core.dequantize(int(qtype), blocks, n_blocks * block_size)
+    ours = kernels.dequantize(int(qtype), blocks, n_blocks * block_size)
     with np.errstate(all="ignore"):  # random float16 scales include inf and NaN
         theirs = oracle_dequantize(blocks.reshape(1, -1), qtype)
     assert_bits_equal(ours, theirs, f"{qtype.name} x {n_blocks} blocks")
@@ -42,27 +42,27 @@ def test_random_blocks_dequantize_bit_exactly_like_gguf_py(qtype, data):
 
 def test_block_sizes_match_the_gguf_package():
     for qtype in KERNEL_TYPES:
-        assert (_core.block_size(int(qtype)), _core.block_bytes(int(qtype))) == GGML_QUANT_SIZES[qtype], qtype.name
-        assert _core.kernels_support(int(qtype))
-        assert _core.type_name(int(qtype)) == qtype.name
+        assert (kernels.block_size(int(qtype)), kernels.block_bytes(int(qtype))) == GGML_QUANT_SIZES[qtype], qtype.name
+        assert kernels.kernels_support(int(qtype))
+        assert kernels.type_name(int(qtype)) == qtype.name
 
 
 def test_a_partial_block_count_is_refused_by_name():
     with pytest.raises(InvalidInput, match="Q4_K"):
-        _core.dequantize(int(GGMLQuantizationType.Q4_K), np.zeros(144, np.uint8), 100)
+        kernels.dequantize(int(GGMLQuantizationType.Q4_K), np.zeros(144, np.uint8), 100)
     with pytest.raises(InvalidModel, match="Q8_0 blocks"):
-        _core.row_bytes(int(GGMLQuantizationType.Q8_0), 48)
+        kernels.row_bytes(int(GGMLQuantizationType.Q8_0), 48)
 
 
 def test_a_buffer_shorter_than_the_blocks_is_refused():
     with pytest.raises(InvalidInput, match="need 68"):
-        _core.dequantize(int(GGMLQuantizationType.Q8_0), np.zeros(67, np.uint8), 64)
+        kernels.dequantize(int(GGMLQuantizationType.Q8_0), np.zeros(67, np.uint8), 64)
 
 
 def test_an_unknown_type_is_unsupported():
-    assert not _core.kernels_support(int(GGMLQuantizationType.IQ2_XXS))
+    assert not kernels.kernels_support(int(GGMLQuantizationType.IQ2_XXS))
     with pytest.raises(UnsupportedModel, match="type#16|IQ2_XXS"):
-        _core.dequantize(int(GGMLQuantizationType.IQ2_XXS), np.zeros(66, np.uint8), 256)
+        kernels.dequantize(int(GGMLQuantizationType.IQ2_XXS), np.zeros(66, np.uint8), 256)
 
 
 @pytest.mark.real_model
@@ -73,7 +73,7 @@ def test_every_tensor_of_the_real_models_dequantizes_bit_exactly(model_path, req
     for tensor in reader.tensors:
         n = int(tensor.n_elements)
         raw = np.ascontiguousarray(tensor.data).view(np.uint8).ravel()
-        ours = _core.dequantize(int(tensor.tensor_type), raw, n)
+        ours = kernels.dequantize(int(tensor.tensor_type), raw, n)
         assert_bits_equal(ours, oracle_dequantize(raw.reshape(1, -1), tensor.tensor_type), tensor.name)
         seen_types.add(tensor.tensor_type.name)
     assert {"Q8_0", "F32"} <= seen_types

@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 import pytest
 
-from ggufsm import _core
+from ggufsm._core import kernels
 from ggufsm.reference.bench.quant_blocks import KERNEL_TYPES, random_weights
 from ggufsm.spec.errors import InvalidInput
 
@@ -20,8 +20,8 @@ from simd_variants import SIMD_VARIANTS, only_with_simd
 
 
 def test_scalar_is_always_supported_and_listed_first():
-    assert _core.supported_isas()[0] == "scalar"
-    assert _core.active_isa() in _core.supported_isas()
+    assert kernels.supported_isas()[0] == "scalar"
+    assert kernels.active_isa() in kernels.supported_isas()
 
 
 @only_with_simd
@@ -36,11 +36,11 @@ def test_variant_agrees_with_scalar(isa, qtype, n, restore_isa):
     rng = np.random.default_rng(zlib.crc32(f"{isa} {qtype.name} {n}".encode()))
     weights = random_weights(qtype, rows, cols, rng)
     x = rng.standard_normal((n, cols)).astype(np.float32)
-    _core.force_isa("scalar")
-    scalar = _core.matmul(int(qtype), weights, rows, cols, x, 2)
-    _core.force_isa(isa)
-    assert _core.active_isa() == isa
-    simd = _core.matmul(int(qtype), weights, rows, cols, x, 2)
+    kernels.force_isa("scalar")
+    scalar = kernels.matmul(int(qtype), weights, rows, cols, x, 2)
+    kernels.force_isa(isa)
+    assert kernels.active_isa() == isa
+    simd = kernels.matmul(int(qtype), weights, rows, cols, x, 2)
     # Same quantized codes, same integer dot products: only float summation order differs.
     magnitude = np.abs(as_quantized(qtype, x)) @ np.abs(dequantized(qtype, weights, rows, cols)).T
     assert (np.abs(simd - scalar) <= 2 * FLOAT_RELATIVE * magnitude + 1e-30).all(), (
@@ -64,10 +64,10 @@ def test_every_partial_group_of_32_blocks_agrees_with_scalar(isa, qtype, blocks,
     rng = np.random.default_rng(zlib.crc32(f"{isa} {qtype.name} {blocks} {n}".encode()))
     weights = random_weights(qtype, rows, cols, rng)
     x = rng.standard_normal((n, cols)).astype(np.float32)
-    _core.force_isa("scalar")
-    scalar = _core.matmul(int(qtype), weights, rows, cols, x, 2)
-    _core.force_isa(isa)
-    simd = _core.matmul(int(qtype), weights, rows, cols, x, 2)
+    kernels.force_isa("scalar")
+    scalar = kernels.matmul(int(qtype), weights, rows, cols, x, 2)
+    kernels.force_isa(isa)
+    simd = kernels.matmul(int(qtype), weights, rows, cols, x, 2)
     magnitude = np.abs(as_quantized(qtype, x)) @ np.abs(dequantized(qtype, weights, rows, cols)).T
     assert (np.abs(simd - scalar) <= 2 * FLOAT_RELATIVE * magnitude + 1e-30).all(), (
         f"{isa} {qtype.name} {blocks} blocks n={n}: max difference {np.abs(simd - scalar).max():.3g}")
@@ -76,12 +76,12 @@ def test_every_partial_group_of_32_blocks_agrees_with_scalar(isa, qtype, blocks,
 GUARD_PAGE_SCRIPT = """
 import ctypes, mmap, sys
 import numpy as np
-from ggufsm import _core
+from ggufsm._core import kernels
 from ggufsm.reference.bench.quant_blocks import KERNEL_TYPES, random_weights
 page = mmap.PAGESIZE
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-_core.force_isa(sys.argv[1])
+kernels.force_isa(sys.argv[1])
 rng = np.random.default_rng(0)
 for qtype in KERNEL_TYPES:
     shapes = ((3, 768), (2, 2304), (1, 256)) if qtype.name.endswith("_K") else ((3, 576), (2, 2400), (1, 96), (1, 32))
@@ -95,8 +95,8 @@ for qtype in KERNEL_TYPES:
         view = np.frombuffer(area, dtype=np.uint8, count=weights.nbytes, offset=size - weights.nbytes)
         view[:] = weights.reshape(-1).view(np.uint8)
         x = rng.standard_normal((5, cols)).astype(np.float32)
-        y = _core.matmul(int(qtype), view, rows, cols, x, 2)
-        expected = _core.matmul(int(qtype), weights, rows, cols, x, 2)
+        y = kernels.matmul(int(qtype), view, rows, cols, x, 2)
+        expected = kernels.matmul(int(qtype), weights, rows, cols, x, 2)
         assert np.array_equal(y, expected), qtype.name
         del view
 print("ok")
@@ -104,7 +104,7 @@ print("ok")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs mprotect through ctypes")
-@pytest.mark.parametrize("isa", _core.supported_isas())
+@pytest.mark.parametrize("isa", kernels.supported_isas())
 def test_no_kernel_reads_past_the_last_weight_byte(isa):
     # Weights that end at an inaccessible page: a read past the end is a crash, seen here as a
     # failed child rather than a dead test run. (Software prefetches past the end are allowed:
@@ -115,24 +115,49 @@ def test_no_kernel_reads_past_the_last_weight_byte(isa):
 
 def test_forcing_an_unknown_isa_names_the_choices():
     with pytest.raises(InvalidInput, match="scalar, avx2 or avx512"):
-        _core.force_isa("neon")
+        kernels.force_isa("neon")
 
 
 def run_with_env(isa: str) -> subprocess.CompletedProcess:
-    code = "from ggufsm import _core\nprint(_core.active_isa())"
+    code = "from ggufsm._core import kernels\nprint(kernels.active_isa())"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "GGUFSM_ISA": isa})
 
 
 def test_the_environment_chooses_the_variant():
-    for isa in _core.supported_isas():
+    for isa in kernels.supported_isas():
         result = run_with_env(isa)
         assert result.stdout.strip() == isa, result.stderr
 
 
 def test_a_bad_environment_value_is_an_invalid_input_on_use():
-    code = ("from ggufsm import _core\nfrom ggufsm.spec.errors import InvalidInput\n"
-            "try:\n    _core.active_isa()\nexcept InvalidInput as e:\n    print('InvalidInput', e)\n")
+    code = ("from ggufsm._core import kernels\nfrom ggufsm.spec.errors import InvalidInput\n"
+            "try:\n    kernels.active_isa()\nexcept InvalidInput as e:\n    print('InvalidInput', e)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**os.environ, "GGUFSM_ISA": "sse9"})
     assert result.stdout.startswith("InvalidInput") and "sse9" in result.stdout, result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------- one kernel set, chosen once
+
+@pytest.mark.parametrize("isa", kernels.supported_isas())
+def test_forcing_a_variant_swaps_the_whole_kernel_set(isa, restore_isa):
+    kernels.force_isa(isa)
+    owners = kernels.active_set()
+    assert set(owners.values()) <= {isa, "scalar"}
+    # Every dispatched concern (matmul, attention, activations) is in the one set.
+    assert {"matmul Q4_1", "matmul Q6_K", "attend f16", "round_to_half", "silu", "gelu"} <= set(owners)
+    if isa != "scalar":
+        assert all(owners[entry] == isa for entry in ("matmul Q4_1", "attend f16", "round_to_half", "silu", "gelu"))
+        assert owners["matmul Q2_K"] == "scalar"  # no SIMD kernel: the set keeps the scalar one
+
+
+def test_the_variant_is_chosen_once_at_first_use():
+    """A change of GGUFSM_ISA after the first use does not move the choice; only force_isa does."""
+    code = ("import os\nfrom ggufsm._core import kernels\n"
+            "first = kernels.active_isa()\nos.environ['GGUFSM_ISA'] = 'scalar'\n"
+            "print(first, kernels.active_isa())\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "GGUFSM_ISA"})
+    best = kernels.supported_isas()[-1]
+    assert result.stdout.split() == [best, best], result.stdout + result.stderr

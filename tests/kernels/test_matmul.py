@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from gguf.constants import GGMLQuantizationType
 
-from ggufsm import _core
+from ggufsm._core import kernels
 from ggufsm.reference.bench.quant_blocks import KERNEL_TYPES, random_weights
 from ggufsm.spec.errors import InvalidInput, InvalidModel, UnsupportedModel
 
@@ -21,7 +21,7 @@ def run_matmul(qtype, rows, cols, n, seed, n_threads=2):
     x = rng.standard_normal((n, cols)).astype(np.float32)
     # Outliers make some blocks' scales much larger than others'.
     x[:, rng.integers(0, cols, 3)] *= 20
-    return weights, x, _core.matmul(int(qtype), weights, rows, cols, x, n_threads)
+    return weights, x, kernels.matmul(int(qtype), weights, rows, cols, x, n_threads)
 
 
 @pytest.mark.parametrize("qtype", KERNEL_TYPES, ids=lambda t: t.name)
@@ -60,9 +60,9 @@ def test_a_one_dimensional_x_gives_a_one_dimensional_y():
     rng = np.random.default_rng(0)
     weights = random_weights(qtype, 4, 64, rng)
     x = rng.standard_normal(64).astype(np.float32)
-    y = _core.matmul(int(qtype), weights, 4, 64, x)
+    y = kernels.matmul(int(qtype), weights, 4, 64, x)
     assert y.shape == (4,)
-    np.testing.assert_array_equal(y, _core.matmul(int(qtype), weights, 4, 64, x[None, :])[0])
+    np.testing.assert_array_equal(y, kernels.matmul(int(qtype), weights, 4, 64, x[None, :])[0])
 
 
 @pytest.mark.parametrize("n_threads", [1, 2, 3, 5])
@@ -71,25 +71,25 @@ def test_the_thread_count_does_not_change_any_bit(n_threads):
     rng = np.random.default_rng(1)
     weights = random_weights(qtype, 100, 512, rng)
     x = rng.standard_normal((4, 512)).astype(np.float32)
-    one = _core.matmul(int(qtype), weights, 100, 512, x, 1)
-    np.testing.assert_array_equal(_core.matmul(int(qtype), weights, 100, 512, x, n_threads), one)
+    one = kernels.matmul(int(qtype), weights, 100, 512, x, 1)
+    np.testing.assert_array_equal(kernels.matmul(int(qtype), weights, 100, 512, x, n_threads), one)
 
 
 def test_cols_not_a_whole_number_of_blocks_is_an_invalid_model():
     with pytest.raises(InvalidModel, match="Q4_1 blocks"):
-        _core.matmul(int(GGMLQuantizationType.Q4_1), np.zeros(1000, np.uint8), 2, 48, np.zeros(48, np.float32))
+        kernels.matmul(int(GGMLQuantizationType.Q4_1), np.zeros(1000, np.uint8), 2, 48, np.zeros(48, np.float32))
 
 
 def test_a_short_weight_buffer_is_refused_with_the_sizes():
     with pytest.raises(InvalidInput, match="holds 39 bytes, need 40"):
-        _core.matmul(int(GGMLQuantizationType.Q4_1), np.zeros(39, np.uint8), 2, 32, np.zeros(32, np.float32))
+        kernels.matmul(int(GGMLQuantizationType.Q4_1), np.zeros(39, np.uint8), 2, 32, np.zeros(32, np.float32))
 
 
 def test_x_of_the_wrong_width_is_refused():
     with pytest.raises(InvalidInput, match="cols 32"):
-        _core.matmul(int(GGMLQuantizationType.Q8_0), np.zeros(68, np.uint8), 2, 32, np.zeros(64, np.float32))
+        kernels.matmul(int(GGMLQuantizationType.Q8_0), np.zeros(68, np.uint8), 2, 32, np.zeros(64, np.float32))
 
 
 def test_an_unsupported_weight_type_is_named():
     with pytest.raises(UnsupportedModel, match="IQ2_XXS|type#16"):
-        _core.matmul(int(GGMLQuantizationType.IQ2_XXS), np.zeros(66, np.uint8), 1, 256, np.zeros(256, np.float32))
+        kernels.matmul(int(GGMLQuantizationType.IQ2_XXS), np.zeros(66, np.uint8), 1, 256, np.zeros(256, np.float32))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ggufsm import _core
+from ggufsm._core import kernels
 from ggufsm.spec.errors import InvalidInput
 
 
@@ -16,7 +16,7 @@ def test_back_to_back_jobs_run_every_item_exactly_once(n_threads, chunks_per_thr
     # than threads, many chunks), as a decode step's matmuls and norms do.
     rng = np.random.default_rng(n_threads)
     sizes = [int(s) for s in rng.choice([1, 2, 3, 7, 16, 96, 1000], size=3000)]
-    counts, threads = _core.parallel_for_items(sizes, n_threads, chunks_per_thread=chunks_per_thread)
+    counts, threads = kernels.parallel_for_items(sizes, n_threads, chunks_per_thread=chunks_per_thread)
     assert counts.size == sum(sizes)
     assert (counts == 1).all(), f"items run {sorted(set(counts.tolist()))} times"
     assert ((threads >= 0) & (threads < n_threads)).all()
@@ -26,7 +26,7 @@ def test_back_to_back_jobs_run_every_item_exactly_once(n_threads, chunks_per_thr
 def test_jobs_after_the_workers_fell_asleep_run_every_item_exactly_once(n_threads):
     # 2 ms between jobs: longer than a worker spins, so each job wakes sleepers.
     sizes = [64, 5, 200, 2, 64] * 4
-    counts, _ = _core.parallel_for_items(sizes, n_threads, pause_us=2000)
+    counts, _ = kernels.parallel_for_items(sizes, n_threads, pause_us=2000)
     assert (counts == 1).all()
 
 
@@ -35,7 +35,7 @@ def test_jobs_after_the_workers_fell_asleep_run_every_item_exactly_once(n_thread
 def test_workers_take_chunks_of_a_long_job_whether_spinning_or_asleep(pause_us, chunks_per_thread):
     # 1 ms chunks (2 or 8 per job): the caller alone would need them all, long
     # enough for a worker to wake and claim one even on a busy machine.
-    counts, threads = _core.parallel_for_items([8] * 5, 2, pause_us=pause_us, chunk_busy_us=1000,
+    counts, threads = kernels.parallel_for_items([8] * 5, 2, pause_us=pause_us, chunk_busy_us=1000,
                                                chunks_per_thread=chunks_per_thread)
     assert (counts == 1).all()
     assert (threads == 1).any(), "the worker never ran a chunk"
@@ -44,11 +44,11 @@ def test_workers_take_chunks_of_a_long_job_whether_spinning_or_asleep(pause_us, 
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
 def test_an_error_inside_a_chunk_reaches_the_caller_and_the_pool_keeps_working(n_threads):
     with pytest.raises(InvalidInput, match="item 37 failed on purpose"):
-        _core.parallel_for_items([100], n_threads, fail_at=37)
-    counts, _ = _core.parallel_for_items([100, 3, 100], n_threads)
+        kernels.parallel_for_items([100], n_threads, fail_at=37)
+    counts, _ = kernels.parallel_for_items([100, 3, 100], n_threads)
     assert (counts == 1).all()
 
 
 def test_empty_and_negative_jobs_run_nothing():
-    counts, _ = _core.parallel_for_items([0, -5, 0], 2)
+    counts, _ = kernels.parallel_for_items([0, -5, 0], 2)
     assert counts.size == 0

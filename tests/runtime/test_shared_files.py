@@ -1,4 +1,7 @@
-"""Handles that load one file share its map and tokenizer; the last one to let go releases it."""
+"""Handles that load one file share its map and tokenizer; the last one to let go releases it.
+
+The sharing is the C++ core's one cache of open files (cpp/gguf/model.h): the same file gives the same
+`_core.GgufModel`, and what Python derives from it (metadata, tokenizer) hangs off that object."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import os
 import shutil
 import weakref
 
+from ggufsm import _core
 from ggufsm.reference.runtime import Runtime
 
 
@@ -67,3 +71,12 @@ def test_models_given_as_bytes_are_never_shared(tiny_model):
     data = tiny_model.read_bytes()
     first, second = loaded(data), loaded(data)
     assert first._model.file is not second._model.file
+
+
+def test_the_shared_file_is_the_cpp_cores_one_object_for_that_file(tiny_model):
+    first, second = loaded(tiny_model), loaded(tiny_model)
+    assert _core.open_gguf_path(str(tiny_model)) is first._model.file
+    assert first._model.tokenizer is second._model.tokenizer
+    assert first._model.gguf.metadata is second._model.gguf.metadata
+    first.free()
+    second.free()

@@ -1,0 +1,144 @@
+// The fused forward (forward/forward.h) for Python: LlamaModel(file,
+// n_threads) over a validated file (GgufModel, kept alive by the model), and
+// LlamaSession(model, n_ctx, n_batch) whose prefill/decode return the
+// session's own logits as a read-only array, valid until its next call. The
+// GIL is released while the forward runs.
+#include <pybind11/numpy.h>
+
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "bindings.h"
+#include "errors.h"
+#include "forward/forward.h"
+
+namespace py = pybind11;
+
+namespace ggufsm::bind {
+
+namespace {
+
+[[noreturn]] void not_integers(const std::string& what) {
+    throw Error(code::InvalidInput, "token ids must be integers, got " + what);
+}
+
+// Token ids from Python: a sequence of ints (not bools) or an integer numpy
+// array. What is an integer is decided here; what is a valid id, by
+// check_token_ids. An int past int64 is outside every vocabulary.
+std::vector<int64_t> token_ids(py::handle tokens, int64_t n_vocab) {
+    auto outside = [&](const std::string& id, size_t index) {
+        throw Error(code::InvalidInput, "token id " + id + " at index " + std::to_string(index) +
+                                            " is outside the vocabulary [0, " + std::to_string(n_vocab) + ")");
+    };
+    std::vector<int64_t> ids;
+    if (py::isinstance<py::array>(tokens)) {
+        const auto array = py::reinterpret_borrow<py::array>(tokens);
+        const char kind = array.dtype().kind();
+        if (array.size() > 0 && kind != 'i' && kind != 'u') not_integers(py::str(array.dtype()).cast<std::string>() + " values");
+        if (kind == 'u' && array.itemsize() == 8) {
+            const auto wide = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>::ensure(array);
+            for (py::ssize_t i = 0; i < wide.size(); ++i)
+                if (wide.data()[i] > uint64_t(std::numeric_limits<int64_t>::max())) outside(std::to_string(wide.data()[i]), size_t(i));
+        }
+        const auto ints = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(array);
+        ids.assign(ints.data(), ints.data() + ints.size());
+        return ids;
+    }
+    if (!py::isinstance<py::sequence>(tokens) || py::isinstance<py::str>(tokens) || py::isinstance<py::bytes>(tokens)) {
+        not_integers("a " + std::string(Py_TYPE(tokens.ptr())->tp_name));
+    }
+    const auto sequence = py::reinterpret_borrow<py::sequence>(tokens);
+    ids.reserve(sequence.size());
+    for (size_t i = 0; i < sequence.size(); ++i) {
+        const py::object item = sequence[i];
+        if (PyBool_Check(item.ptr()) || !PyIndex_Check(item.ptr())) {
+            not_integers(std::string(Py_TYPE(item.ptr())->tp_name) + " " + py::repr(item).cast<std::string>() + " at index " +
+                         std::to_string(i));
+        }
+        const py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(item.ptr()));
+        if (!index) throw py::error_already_set();
+        int overflow = 0;
+        const long long id = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+        if (overflow) outside(py::str(index).cast<std::string>(), i);
+        ids.push_back(id);
+    }
+    return ids;
+}
+
+// A read-only float32 view [n_vocab] of the session's logits buffer; the
+// capsule shares its ownership, so the view stays valid after the session is
+// gone (it shows the values of the session's last call).
+py::array logits_view(const LlamaSession& session, int64_t n_vocab) {
+    auto* owner = new std::shared_ptr<float[]>(session.logits());
+    py::capsule base(owner, [](void* pointer) { delete static_cast<std::shared_ptr<float[]>*>(pointer); });
+    py::array view(py::dtype::of<float>(), {static_cast<py::ssize_t>(n_vocab)}, {static_cast<py::ssize_t>(sizeof(float))},
+                   owner->get(), base);
+    py::detail::array_proxy(view.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+    return view;
+}
+
+py::array run(LlamaSession& session, const std::vector<int64_t>& tokens, int64_t start_pos) {
+    {
+        py::gil_scoped_release release;
+        session.prefill(tokens.data(), int64_t(tokens.size()), start_pos);
+    }
+    return logits_view(session, int64_t(session.logits_bytes() / sizeof(float)));
+}
+
+int64_t vocabulary(const LlamaSession& session) { return int64_t(session.logits_bytes() / sizeof(float)); }
+
+}  // namespace
+
+void forward(py::module_& m) {
+    py::class_<LlamaModel, std::shared_ptr<LlamaModel>>(
+        m, "LlamaModel", "The llama-family fused forward over a validated file: its weights in place and a thread pool.")
+        .def(py::init([](std::shared_ptr<gguf::Model> file, int n_threads) {
+                 return std::make_shared<LlamaModel>(std::move(file), n_threads);
+             }),
+             py::arg("file"), py::arg("n_threads"))
+        .def_property_readonly("n_threads", [](const LlamaModel& model) { return model.pool().size(); })
+        .def_property_readonly("n_vocab", [](const LlamaModel& model) { return model.hparams().n_vocab; })
+        .def_property_readonly("n_ctx_train", [](const LlamaModel& model) { return model.file().hp.n_ctx_train; })
+        .def_property_readonly("weights_mapped", [](const LlamaModel& model) {
+            size_t bytes = 0;
+            for (const gguf::TensorInfo& info : model.file().file->tensors) bytes += info.n_bytes;
+            return bytes;
+        }, "bytes of tensor data the weights read in place from the file")
+        .def(
+            "check_token_ids",
+            [](const LlamaModel& model, py::handle tokens) {
+                const std::vector<int64_t> ids = token_ids(tokens, model.hparams().n_vocab);
+                check_token_ids(ids.data(), int64_t(ids.size()), model.hparams().n_vocab);
+            },
+            py::arg("tokens"),
+            "InvalidInput unless every token is an integer in [0, n_vocab): the one rule the forward and the runtime's guard apply");
+
+    py::class_<LlamaSession>(m, "LlamaSession", "One sequence over a LlamaModel: KV cache (f16), scratch, logits.")
+        .def(py::init([](std::shared_ptr<LlamaModel> model, int64_t n_ctx, int64_t n_batch) {
+                 return std::make_unique<LlamaSession>(std::move(model), n_ctx, n_batch);
+             }),
+             py::arg("model"), py::arg("n_ctx"), py::arg("n_batch") = 512)
+        .def(
+            "prefill",
+            [](LlamaSession& s, py::handle tokens, int64_t start_pos) { return run(s, token_ids(tokens, vocabulary(s)), start_pos); },
+            py::arg("tokens"), py::arg("start_pos"),
+            "Logits [n_vocab] of the last of tokens [n] at start_pos..: a read-only view of the session's buffer, valid until its next call")
+        .def(
+            "decode",
+            [](LlamaSession& s, py::handle token, int64_t pos) {
+                return run(s, token_ids(py::make_tuple(token), vocabulary(s)), pos);
+            },
+            py::arg("token"), py::arg("pos"), "Logits [n_vocab] after one token at pos (as prefill)")
+        .def_property_readonly("n_ctx", &LlamaSession::n_ctx)
+        .def_property_readonly("n_batch", &LlamaSession::n_batch)
+        .def_property_readonly("nbytes", [](const LlamaSession& s) {
+            py::dict d;
+            d["kv_cache"] = s.kv_bytes();
+            d["scratch"] = s.scratch_bytes();
+            d["logits"] = s.logits_bytes();
+            return d;
+        });
+}
+
+}  // namespace ggufsm::bind

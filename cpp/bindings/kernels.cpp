@@ -1,0 +1,373 @@
+// ggufsm._core.kernels: the kernels one by one for the tests and the kernel
+// benchmark (dequantize, matmul, the ops, attention), the kernel-set choice
+// (which ISA runs, force_isa), thread pools and the measurements of
+// bench/measure.h. Not used by the product path. Thin: checks shapes and
+// buffer sizes, releases the GIL, calls into the core.
+//
+// Every function that runs on threads takes `threads`: a ThreadPool the
+// caller keeps (benchmarks, so that no thread is created per call) or a
+// thread count (a pool made for this call alone; 0: one per core). No pool
+// outlives its owner.
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "bench/measure.h"
+#include "bindings.h"
+#include "errors.h"
+#include "kernels/attention.h"
+#include "kernels/kernel_set.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+#include "kernels/quant.h"
+#include "runtime/cpu_features.h"
+#include "runtime/thread_pool.h"
+
+namespace py = pybind11;
+
+namespace ggufsm::bind {
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using Int32Array = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+
+using Threads = std::variant<int, std::shared_ptr<ThreadPool>>;
+
+// The caller's pool, or one made for this call.
+std::shared_ptr<ThreadPool> pool_of(const Threads& threads) {
+    if (const auto* pool = std::get_if<std::shared_ptr<ThreadPool>>(&threads)) return *pool;
+    return std::make_shared<ThreadPool>(std::get<int>(threads));
+}
+
+struct Bytes {
+    const void* data;
+    size_t size;
+};
+
+Bytes bytes_of(const py::buffer& buffer, const char* what) {
+    py::buffer_info info = buffer.request();
+    if (info.ndim > 0) {
+        ssize_t expected = info.itemsize;
+        for (ssize_t k = info.ndim - 1; k >= 0; --k) {
+            if (info.strides[k] != expected) throw Error(code::InvalidInput, std::string(what) + " must be C-contiguous");
+            expected *= info.shape[k];
+        }
+    }
+    return Bytes{info.ptr, static_cast<size_t>(info.size * info.itemsize)};
+}
+
+void need_bytes(const Bytes& b, size_t needed, const std::string& what) {
+    if (b.size < needed) {
+        throw Error(code::InvalidInput, what + ": buffer holds " + std::to_string(b.size) + " bytes, need " + std::to_string(needed));
+    }
+}
+
+WeightView weight_view(uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols) {
+    const Bytes b = bytes_of(weight, "weight");
+    WeightView w = make_weight_view(type, b.data, rows, cols);
+    need_bytes(b, w.row_bytes * static_cast<size_t>(rows), std::string(type_name(type)) + " weight [" + std::to_string(rows) + ", " +
+                                                               std::to_string(cols) + "]");
+    return w;
+}
+
+// x as [n, cols]: a 1-D x is one row.
+int64_t rows_of(const FloatArray& x, int64_t cols, const char* what) {
+    const int64_t last = x.ndim() == 0 ? 0 : x.shape(x.ndim() - 1);
+    if (x.ndim() < 1 || x.ndim() > 2 || last != cols) {
+        throw Error(code::InvalidInput, std::string(what) + " must be [cols] or [n, cols] with cols " + std::to_string(cols) +
+                                            ", got last dimension " + std::to_string(last));
+    }
+    return x.ndim() == 1 ? 1 : x.shape(0);
+}
+
+py::array_t<float> dequantize(uint32_t type, const py::buffer& data, int64_t n) {
+    if (!kernels_support(type)) throw Error(code::UnsupportedModel, std::string("type ") + type_name(type) + " is not supported");
+    const TensorType t = static_cast<TensorType>(type);
+    if (n < 0 || n % block_size(t) != 0) {
+        throw Error(code::InvalidInput, "n " + std::to_string(n) + " is not a whole number of " + type_name(type) + " blocks of " +
+                                            std::to_string(block_size(t)));
+    }
+    const Bytes b = bytes_of(data, "data");
+    need_bytes(b, static_cast<size_t>(n / block_size(t)) * block_bytes(t), std::string("dequantize ") + type_name(type));
+    py::array_t<float> out(n);
+    float* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        dequantize_row(t, b.data, dst, n);
+    }
+    return out;
+}
+
+py::array_t<float> matmul_py(uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols, const FloatArray& x, const Threads& threads) {
+    const WeightView w = weight_view(type, weight, rows, cols);
+    const int64_t n = rows_of(x, cols, "x");
+    py::array_t<float> y = x.ndim() == 1 ? py::array_t<float>(rows) : py::array_t<float>({n, rows});
+    const float* src = x.data();
+    float* dst = y.mutable_data();
+    const std::shared_ptr<ThreadPool> owned = pool_of(threads);
+    ThreadPool& pool = *owned;
+    {
+        py::gil_scoped_release release;
+        matmul(w, src, n, dst, pool);
+    }
+    return y;
+}
+
+py::array_t<float> copy_of(const FloatArray& x) {
+    py::array_t<float> out(std::vector<ssize_t>(x.shape(), x.shape() + x.ndim()));
+    std::memcpy(out.mutable_data(), x.data(), static_cast<size_t>(x.size()) * 4);
+    return out;
+}
+
+py::array_t<float> rmsnorm_py(const FloatArray& x, const std::optional<FloatArray>& weight, float eps) {
+    const int64_t dim = x.ndim() == 0 ? 0 : x.shape(x.ndim() - 1);
+    const int64_t n = rows_of(x, dim, "x");
+    if (weight && (weight->ndim() != 1 || weight->shape(0) != dim)) {
+        throw Error(code::InvalidInput, "rmsnorm weight must be [" + std::to_string(dim) + "]");
+    }
+    py::array_t<float> out = copy_of(x);
+    float* dst = out.mutable_data();
+    const float* w = weight ? weight->data() : nullptr;
+    py::gil_scoped_release release;
+    rmsnorm(dst, w, dst, n, dim, eps);
+    return out;
+}
+
+py::array_t<float> rope_py(const FloatArray& x, int64_t n_rot, const Int32Array& positions, float freq_base, bool neox) {
+    if (x.ndim() != 3 || positions.ndim() != 1 || positions.shape(0) != x.shape(0)) {
+        throw Error(code::InvalidInput, "rope: x must be [n_tok, n_head, head_dim] and positions [n_tok]");
+    }
+    py::array_t<float> out = copy_of(x);
+    float* dst = out.mutable_data();
+    const int32_t* pos = positions.data();
+    const int64_t n_tok = x.shape(0), n_head = x.shape(1), hd = x.shape(2);
+    py::gil_scoped_release release;
+    rope(dst, n_tok, n_head, hd, n_rot, pos, freq_base, neox);
+    return out;
+}
+
+template <void (*Op)(float*, int64_t)>
+py::array_t<float> elementwise(const FloatArray& x) {
+    py::array_t<float> out = copy_of(x);
+    float* dst = out.mutable_data();
+    const int64_t n = out.size();
+    py::gil_scoped_release release;
+    Op(dst, n);
+    return out;
+}
+
+py::array_t<float> softmax_rows(const FloatArray& x) {
+    py::array_t<float> out = copy_of(x);
+    float* dst = out.mutable_data();
+    const int64_t dim = x.ndim() == 0 ? 1 : x.shape(x.ndim() - 1);
+    const int64_t n = dim == 0 ? 0 : out.size() / dim;
+    py::gil_scoped_release release;
+    for (int64_t r = 0; r < n; ++r) softmax(dst + r * dim, dim);
+    return out;
+}
+
+template <void (*Op)(const float*, const float*, float*, int64_t)>
+py::array_t<float> gated(const FloatArray& gate, const FloatArray& up) {
+    if (gate.size() != up.size()) throw Error(code::InvalidInput, "gate and up must have the same size");
+    py::array_t<float> out = copy_of(gate);
+    float* dst = out.mutable_data();
+    const float* u = up.data();
+    const int64_t n = out.size();
+    py::gil_scoped_release release;
+    Op(dst, u, dst, n);
+    return out;
+}
+
+// Caches come in as [n_head_kv, n_ctx, hd] float32 and are stored position by
+// position into the kernel's layout (attention.h), as halves when half is true
+// (rounded to nearest even), n_ctx padded to the key tile.
+template <typename T>
+void attention_over(const float* q, const float* k, const float* v, float* out, int64_t n_tok, int64_t start_pos, int64_t n_ctx,
+                    int64_t n_head, int64_t n_head_kv, int64_t hd, float scale, int64_t sliding_window, ThreadPool& pool) {
+    const int64_t padded = round_up_to_key_tile(n_ctx);
+    std::vector<T> k_cache(kv_layer_elements(n_head_kv, padded, hd)), v_cache(k_cache.size());
+    for (int64_t h = 0; h < n_head_kv; ++h) {
+        for (int64_t p = 0; p < n_ctx; ++p) {
+            const size_t at = size_t((h * n_ctx + p) * hd);
+            store_kv(k + at, v + at, k_cache.data(), v_cache.data(), padded, hd, h, p);
+        }
+    }
+    if (start_pos + n_tok > n_ctx) {
+        throw Error(code::InvalidInput, "attention: positions [" + std::to_string(start_pos) + ", " + std::to_string(start_pos + n_tok) +
+                                            ") do not fit the cache of n_ctx " + std::to_string(n_ctx));
+    }
+    attention(q, k_cache.data(), v_cache.data(), out, n_tok, start_pos, padded, n_head, n_head_kv, hd, scale, sliding_window, pool);
+}
+
+py::array_t<float> attention_py(const FloatArray& q, const FloatArray& k_cache, const FloatArray& v_cache, int64_t start_pos,
+                                float scale, int64_t sliding_window, const Threads& threads, bool half) {
+    if (q.ndim() != 3 || k_cache.ndim() != 3 || v_cache.ndim() != 3) {
+        throw Error(code::InvalidInput, "attention: q must be [n_tok, n_head, hd], caches [n_head_kv, n_ctx, hd]");
+    }
+    const int64_t n_tok = q.shape(0), n_head = q.shape(1), hd = q.shape(2);
+    const int64_t n_head_kv = k_cache.shape(0), n_ctx = k_cache.shape(1);
+    for (const FloatArray* c : {&k_cache, &v_cache}) {
+        if (c->shape(0) != n_head_kv || c->shape(1) != n_ctx || c->shape(2) != hd) {
+            throw Error(code::InvalidInput, "attention: k_cache and v_cache must both be [n_head_kv, n_ctx, " + std::to_string(hd) + "]");
+        }
+    }
+    py::array_t<float> out({n_tok, n_head, hd});
+    float* dst = out.mutable_data();
+    const float *qp = q.data(), *kp = k_cache.data(), *vp = v_cache.data();
+    const std::shared_ptr<ThreadPool> owned = pool_of(threads);
+    ThreadPool& pool = *owned;
+    py::gil_scoped_release release;
+    if (half) {
+        attention_over<uint16_t>(qp, kp, vp, dst, n_tok, start_pos, n_ctx, n_head, n_head_kv, hd, scale, sliding_window, pool);
+    } else {
+        attention_over<float>(qp, kp, vp, dst, n_tok, start_pos, n_ctx, n_head, n_head_kv, hd, scale, sliding_window, pool);
+    }
+    return out;
+}
+
+double matvec_seconds_py(uint32_t type, const std::vector<py::buffer>& weights, int64_t rows, int64_t cols, const FloatArray& x,
+                         int repeats, const Threads& threads) {
+    std::vector<WeightView> views;
+    for (const py::buffer& w : weights) views.push_back(weight_view(type, w, rows, cols));
+    rows_of(x, cols, "x");
+    const float* src = x.data();
+    const std::shared_ptr<ThreadPool> owned = pool_of(threads);
+    ThreadPool& pool = *owned;
+    py::gil_scoped_release release;
+    return matvec_seconds(views, src, repeats, pool);
+}
+
+// For the pool's tests: runs one parallel_for per entry of `sizes`, back to
+// back (pausing `pause_us` between jobs, so idle workers fall asleep; each
+// chunk busy for `chunk_busy_us`), and returns how many times each item of each
+// job ran, jobs concatenated, and per item the index of the thread that last
+// ran it. An item equal to `fail_at` throws InvalidInput from inside its chunk.
+std::pair<py::array_t<int32_t>, py::array_t<int32_t>> parallel_for_items(const std::vector<int64_t>& sizes, const Threads& threads,
+                                                                           int pause_us, int chunk_busy_us, int64_t fail_at,
+                                                                           int chunks_per_thread) {
+    const std::shared_ptr<ThreadPool> owned = pool_of(threads);
+    ThreadPool& pool = *owned;
+    int64_t total = 0;
+    for (int64_t n : sizes) total += std::max<int64_t>(n, 0);
+    py::array_t<int32_t> counts(total), ran_by(total);
+    int32_t* count_out = counts.mutable_data();
+    int32_t* thread_out = ran_by.mutable_data();
+    py::gil_scoped_release release;
+    for (int64_t n : sizes) {
+        std::vector<std::atomic<int32_t>> runs(static_cast<size_t>(std::max<int64_t>(n, 0)));
+        std::vector<std::atomic<int32_t>> ran_on(runs.size());
+        pool.parallel_for(n, [&](int64_t begin, int64_t end, int thread_index) {
+            const auto busy_until = std::chrono::steady_clock::now() + std::chrono::microseconds(chunk_busy_us);
+            while (std::chrono::steady_clock::now() < busy_until) {}
+            for (int64_t i = begin; i < end; ++i) {
+                if (i == fail_at) throw Error(code::InvalidInput, "item " + std::to_string(i) + " failed on purpose");
+                runs[i].fetch_add(1);
+                ran_on[i].store(thread_index);
+            }
+        }, chunks_per_thread);
+        for (size_t i = 0; i < runs.size(); ++i) {
+            *count_out++ = runs[i].load();
+            *thread_out++ = ran_on[i].load();
+        }
+        if (pause_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
+    }
+    return {counts, ran_by};
+}
+
+// Entry -> the variant whose kernel fills it in the active set: the set's own
+// ISA, or "scalar" where the set keeps the scalar kernel.
+py::dict active_set() {
+    const kernels::KernelSet& set = kernels::active();
+    const kernels::KernelSet& scalar = kernels::scalar_set();
+    auto owner = [&](bool same_as_scalar) { return same_as_scalar ? "scalar" : isa_name(set.isa); };
+    py::dict entries;
+    for (uint32_t id = 0; id < uint32_t(kernels::kTypeSlots); ++id) {
+        if (set.matmul_rows[id]) entries[py::str(std::string("matmul ") + type_name(id))] = owner(set.matmul_rows[id] == scalar.matmul_rows[id]);
+    }
+    entries["attend f32"] = owner(set.attend_f32 == scalar.attend_f32);
+    entries["attend f16"] = owner(set.attend_f16 == scalar.attend_f16);
+    entries["round_to_half"] = owner(set.round_to_half == scalar.round_to_half);
+    entries["silu"] = owner(set.silu == scalar.silu);
+    entries["gelu"] = owner(set.gelu == scalar.gelu);
+    return entries;
+}
+
+}  // namespace
+
+void kernels(py::module_& m) {
+    py::class_<ThreadPool, std::shared_ptr<ThreadPool>>(m, "ThreadPool", "persistent worker threads, for a caller that makes many calls")
+        .def(py::init<int>(), py::arg("n_threads") = 0, "n_threads = 0: one per core")
+        .def_property_readonly("size", &ThreadPool::size, "threads that run chunks, the calling one included");
+
+    // ---- type table and the kernels
+    m.def("kernels_support", &kernels_support, py::arg("ggml_type"), "True if the kernels handle this ggml type id");
+    m.def("type_name", &type_name, py::arg("ggml_type"));
+    m.def("block_size", [](uint32_t t) { return block_size(static_cast<TensorType>(t)); }, py::arg("ggml_type"));
+    m.def("block_bytes", [](uint32_t t) { return block_bytes(static_cast<TensorType>(t)); }, py::arg("ggml_type"));
+    m.def("row_bytes", [](uint32_t t, int64_t cols) { return row_bytes(static_cast<TensorType>(t), cols); }, py::arg("ggml_type"),
+          py::arg("cols"));
+    m.def("dequantize", &dequantize, py::arg("ggml_type"), py::arg("data"), py::arg("n"),
+          "The first n elements encoded in data, as float32 (exact)");
+    m.def("matmul", &matmul_py, py::arg("ggml_type"), py::arg("weight"), py::arg("rows"), py::arg("cols"), py::arg("x"),
+          py::arg("threads") = 0, "y[n, rows] = x[n, cols] . W^T (the numeric contract is in matmul.h)");
+    m.def("rmsnorm", &rmsnorm_py, py::arg("x"), py::arg("weight") = py::none(), py::arg("eps") = 1e-5f);
+    m.def("rope", &rope_py, py::arg("x"), py::arg("n_rot"), py::arg("positions"), py::arg("freq_base"), py::arg("neox"));
+    m.def("softmax", &softmax_rows, py::arg("x"), "softmax over the last axis");
+    m.def("silu", &elementwise<silu>, py::arg("x"));
+    m.def("gelu", &elementwise<gelu>, py::arg("x"));
+    m.def("swiglu", &gated<swiglu>, py::arg("gate"), py::arg("up"));
+    m.def("geglu", &gated<geglu>, py::arg("gate"), py::arg("up"));
+    m.def("attention", &attention_py, py::arg("q"), py::arg("k_cache"), py::arg("v_cache"), py::arg("start_pos"),
+          py::arg("scale"), py::arg("sliding_window") = 0, py::arg("threads") = 0, py::arg("half") = false);
+
+    // ---- the kernel set (kernels/kernel_set.h)
+    m.def("supported_isas", [] {
+        std::vector<std::string> names;
+        for (Isa isa : supported_isas()) names.emplace_back(isa_name(isa));
+        return names;
+    }, "kernel variants this CPU runs, scalar first");
+    m.def("active_isa", [] { return std::string(isa_name(kernels::active().isa)); },
+          "the variant whose kernel set runs (chosen once: the best the CPU runs, or GGUFSM_ISA)");
+    m.def("force_isa", [](const std::string& name) { kernels::force(parse_isa(name)); }, py::arg("isa"),
+          "swap in the whole kernel set of `isa`");
+    m.def("active_set", &active_set, "entry of the active kernel set -> the variant whose kernel it is");
+
+    // ---- thread pool and measurements (bench/measure.h)
+    m.def("read_bandwidth_gbs", [](size_t bytes, int repeats, const Threads& threads) {
+        const std::shared_ptr<ThreadPool> pool = pool_of(threads);
+        py::gil_scoped_release release;
+        return read_bandwidth_gbs(bytes, repeats, *pool);
+    }, py::arg("bytes"), py::arg("repeats") = 5, py::arg("threads") = 0);
+    py::class_<ReadBandwidthProbe>(m, "ReadBandwidthProbe", "a buffer whose streaming sum measures the read bandwidth, on demand")
+        .def(py::init([](size_t bytes, const Threads& threads) {
+            const std::shared_ptr<ThreadPool> pool = pool_of(threads);
+            py::gil_scoped_release release;
+            return std::make_unique<ReadBandwidthProbe>(bytes, *pool);
+        }), py::arg("bytes"), py::arg("threads") = 0, "`threads` first touch the pages (so they land near the readers)")
+        .def("best_gbs", [](const ReadBandwidthProbe& probe, int repeats, const Threads& threads) {
+            const std::shared_ptr<ThreadPool> pool = pool_of(threads);
+            py::gil_scoped_release release;
+            return probe.best_gbs(repeats, *pool);
+        }, py::arg("repeats") = 1, py::arg("threads") = 0);
+    m.def("parallel_for_overhead_seconds", [](int64_t n, int calls, int repeats, const Threads& threads) {
+        const std::shared_ptr<ThreadPool> pool = pool_of(threads);
+        py::gil_scoped_release release;
+        return parallel_for_overhead_seconds(n, calls, repeats, *pool);
+    }, py::arg("n"), py::arg("calls") = 1000, py::arg("repeats") = 5, py::arg("threads") = 0);
+    m.def("parallel_for_items", &parallel_for_items, py::arg("sizes"), py::arg("threads"), py::arg("pause_us") = 0,
+          py::arg("chunk_busy_us") = 0, py::arg("fail_at") = -1,
+          py::arg("chunks_per_thread") = int(ThreadPool::kDefaultChunksPerThread));
+    m.def("matvec_seconds", &matvec_seconds_py, py::arg("ggml_type"), py::arg("weights"), py::arg("rows"), py::arg("cols"),
+          py::arg("x"), py::arg("repeats") = 5, py::arg("threads") = 0);
+}
+
+}  // namespace ggufsm::bind

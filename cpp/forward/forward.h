@@ -1,0 +1,160 @@
+// The fused forward of the llama family: one C++ call per prefill (batched,
+// in chunks of n_batch tokens) or decode step.
+//
+// Two architectures run through it. `llama` (SmolLM2) is the plain block:
+//   x += wo . attention(rope(wq . norm(x)), rope(wk . norm(x)), wv . norm(x))
+//   x += w_down . (silu(w_gate . norm(x)) * (w_up . norm(x)))
+// `gemma3` is the same block with switches, each declared once in
+// gguf/architectures.cpp and resolved into gguf::HyperParameters: the
+// embedding scaled by sqrt(n_embd), per-head RMSNorm of q and k before RoPE,
+// RMSNorm of the attention and feed-forward outputs before they join the
+// residual, GELU instead of SiLU, and 5 of every 6 layers attending a sliding
+// window with their own RoPE base. reference/architectures/llama.py and
+// gemma3.py are the readable numpy versions, tested equal to this one.
+//
+// LlamaModel is built from a validated file (gguf/model.h) and holds views
+// into its memory map (zero copy; the model keeps the file alive) and the
+// thread pool. LlamaSession owns what one sequence needs: KV cache, scratch,
+// logits. All arithmetic is in the kernels (kernels/); this file only
+// orchestrates them.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "gguf/model.h"
+#include "kernels/attention.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+#include "runtime/thread_pool.h"
+
+namespace ggufsm {
+
+// The hyperparameters in the forward's own types, from gguf::HyperParameters.
+struct LlamaHparams {
+    int64_t n_vocab = 0, n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0;
+    int64_t head_dim = 0, n_ff = 0, n_rot = 0;  // n_rot: leading dims of each head that RoPE turns
+    float rms_eps = 1e-5f;
+    float rope_freq_base = 10000.0f;        // global-attention layers
+    float rope_freq_base_local = 10000.0f;  // sliding-window layers
+    bool rope_neox = false;                 // pairs (i, i + n_rot/2) instead of (2i, 2i+1)
+    float attn_scale = 0.0f;                // multiplies q.k
+    float embd_scale = 1.0f;                // multiplies the token embedding
+    int64_t sliding_window = 0;             // positions a sliding layer attends; 0: no sliding layers
+    int64_t swa_period = 0;                 // layer i slides unless (i + 1) % swa_period == 0; 0: none slide
+    gguf::FeedForward ffn = gguf::FeedForward::SwiGLU;
+    float final_logit_softcap = 0.0f;       // logits = cap * tanh(logits / cap); 0: none
+
+    bool layer_slides(int64_t layer) const {
+        return sliding_window > 0 && swa_period > 0 && (layer + 1) % swa_period != 0;
+    }
+};
+
+struct LlamaLayer {
+    const float* attn_norm = nullptr;       // [n_embd]
+    WeightView wq, wk, wv;                  // [n_head*hd, n_embd], [n_head_kv*hd, n_embd] x2
+    const float* q_norm = nullptr;          // [hd] (qk_norm)
+    const float* k_norm = nullptr;          // [hd] (qk_norm)
+    WeightView wo;                          // [n_embd, n_head*hd]
+    const float* post_attn_norm = nullptr;  // [n_embd] (post_norms)
+    const float* ffn_norm = nullptr;        // [n_embd]
+    WeightView w_gate, w_up;                // [n_ff, n_embd] x2
+    WeightView w_down;                      // [n_embd, n_ff]
+    const float* post_ffn_norm = nullptr;   // [n_embd] (post_norms)
+};
+
+struct LlamaWeights {
+    WeightView token_embd;               // [n_vocab, n_embd]
+    std::vector<LlamaLayer> layers;      // [n_layer]
+    const float* output_norm = nullptr;  // [n_embd]
+    WeightView output;                   // [n_vocab, n_embd]; token_embd when the file has no output.weight
+};
+
+// The declared tensors of a validated model, each where the forward uses it
+// (its TensorRole). The validation already checked names and shapes and
+// refused any tensor the declaration does not name; this checks what the
+// forward itself needs: norms in F32 and matrix types the kernels run
+// (UnsupportedModel naming the tensor).
+LlamaWeights llama_weights(const gguf::Model& model, const LlamaHparams& hp);
+
+// The one rule for token ids: each in [0, n_vocab). Throws InvalidInput
+// naming the first id outside and its index.
+void check_token_ids(const int64_t* tokens, int64_t n, int64_t n_vocab);
+
+class LlamaModel {
+public:
+    // InvalidModel or UnsupportedModel for hyperparameters the forward cannot
+    // run (naming the first), InvalidInput for n_threads < 0 (0: all cores).
+    LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads);
+    const LlamaHparams& hparams() const { return hp_; }
+    const LlamaWeights& weights() const { return weights_; }
+    const gguf::Model& file() const { return *file_; }
+    ThreadPool& pool() const { return *pool_; }
+
+private:
+    std::shared_ptr<const gguf::Model> file_;  // the bytes weights_ points into
+    LlamaHparams hp_;
+    LlamaWeights weights_;
+    std::unique_ptr<ThreadPool> pool_;
+};
+
+class LlamaSession {
+public:
+    // Throws InvalidInput unless n_ctx and n_batch are positive.
+    LlamaSession(std::shared_ptr<const LlamaModel> model, int64_t n_ctx, int64_t n_batch);
+
+    // Tokens [n] at positions start_pos..start_pos+n-1, in chunks of n_batch;
+    // leaves the logits [n_vocab] of the last in logits(). Calls from several
+    // threads are serialized (one sequence cannot interleave). Throws
+    // InvalidInput for an empty call, a negative start or a token id outside
+    // [0, n_vocab) (check_token_ids), ContextOverflow past n_ctx; nothing is
+    // evaluated then and logits() keeps the previous call's.
+    void prefill(const int64_t* tokens, int64_t n, int64_t start_pos);
+    void decode(int64_t token, int64_t pos) { prefill(&token, 1, pos); }
+
+    // The logits [n_vocab] of the last evaluated token: one buffer for the
+    // session's life, overwritten by every prefill and decode. Shared, so a
+    // view handed out (Python's read-only array) outlives the session safely.
+    const std::shared_ptr<float[]>& logits() const { return logits_; }
+
+    int64_t n_ctx() const { return n_ctx_; }
+    int64_t n_batch() const { return n_batch_; }
+    size_t kv_bytes() const;
+    size_t scratch_bytes() const;
+    size_t logits_bytes() const { return size_t(hp_.n_vocab) * sizeof(float); }
+
+private:
+    void check(const int64_t* tokens, int64_t n, int64_t start_pos) const;
+    void run_chunk(const int64_t* tokens, int64_t n, int64_t start_pos, bool want_logits);
+    void embed(const int64_t* tokens, int64_t n);
+    void attention_block(int64_t layer, int64_t n);
+    void feed_forward_block(int64_t layer, int64_t n);
+    void output_logits(int64_t n);
+    // y_i = x . W_i^T for each (W_i, y_i), quantizing x once per activation format.
+    void project(const float* x, int64_t n, std::initializer_list<std::pair<const WeightView*, float*>> outputs);
+
+    std::mutex running_;
+    std::shared_ptr<const LlamaModel> model_;
+    const LlamaHparams& hp_;
+    int64_t n_ctx_, n_batch_;
+    // Per layer, attention.h's layout over n_ctx rounded up to the key tile:
+    // k [n_head_kv][n_ctx/16][hd][16], v [n_head_kv][n_ctx][hd].
+    // IEEE halves (llama.cpp's default): half the memory, and half the bytes a long decode
+    // step streams; reference/architectures/llama.py rounds the same way.
+    using KvElement = uint16_t;
+    int64_t kv_ctx_;  // n_ctx rounded up to kKeyTile
+    std::vector<KvElement> k_cache_, v_cache_;
+    std::vector<int32_t> positions_;        // [n_batch]
+    std::vector<float> x_;                  // [n_batch][n_embd] residual stream
+    std::vector<float> xb_;                 // [n_batch][n_embd] normed input, then a block's output
+    std::vector<float> q_;                  // [n_batch][n_head][hd]
+    std::vector<float> k_, v_;              // [n_batch][n_head_kv][hd]
+    std::vector<float> att_;                // [n_batch][n_head][hd] attention mix, before wo
+    std::vector<float> gate_, up_;          // [n_batch][n_ff]
+    std::shared_ptr<float[]> logits_;       // [n_vocab]
+    std::array<QuantizedActivations, 3> activations_;  // one per ActivationFormat
+};
+
+}  // namespace ggufsm

@@ -1,0 +1,143 @@
+// LlamaModel: the forward's hyperparameters and weights, taken from a
+// validated model by its architecture's declaration (gguf/architectures.cpp).
+#include <cmath>
+#include <string>
+
+#include "errors.h"
+#include "forward/forward.h"
+
+namespace ggufsm {
+
+namespace {
+
+std::string str(int64_t v) { return std::to_string(v); }
+
+std::string tensor_where(const gguf::TensorInfo& info) {
+    return "tensor '" + std::string(info.name) + "' (info at offset " + std::to_string(info.info_offset) + ")";
+}
+
+// What the forward needs beyond what the validation checked.
+void check_hparams(const LlamaHparams& hp) {
+    auto positive = [](int64_t v, const char* name) {
+        if (v <= 0) throw Error(code::InvalidModel, std::string(name) + " is " + str(v) + ", must be positive");
+    };
+    positive(hp.n_vocab, "n_vocab");
+    positive(hp.n_embd, "embedding_length");
+    positive(hp.n_layer, "block_count");
+    positive(hp.n_head, "attention.head_count");
+    positive(hp.n_head_kv, "attention.head_count_kv");
+    positive(hp.head_dim, "attention.key_length");
+    positive(hp.n_ff, "feed_forward_length");
+    if (hp.n_head % hp.n_head_kv != 0) {
+        throw Error(code::InvalidModel, "attention.head_count " + str(hp.n_head) + " is not a multiple of head_count_kv " + str(hp.n_head_kv));
+    }
+    if (hp.n_rot <= 0 || hp.n_rot % 2 || hp.n_rot > hp.head_dim) {
+        throw Error(code::InvalidModel, "rope.dimension_count " + str(hp.n_rot) + " must be even and in (0, head_dim " + str(hp.head_dim) + "]");
+    }
+    if (!(hp.rms_eps > 0) || !(hp.rope_freq_base > 0) || !(hp.rope_freq_base_local > 0)) {
+        throw Error(code::InvalidModel, "layer_norm_rms_epsilon and rope.freq_base must be positive as float32");
+    }
+}
+
+// The validation has resolved and checked these (equal key and value widths included).
+LlamaHparams forward_hparams(const gguf::HyperParameters& h) {
+    LlamaHparams hp;
+    hp.n_vocab = int64_t(h.n_vocab);
+    hp.n_embd = int64_t(h.n_embd);
+    hp.n_layer = int64_t(h.n_layer);
+    hp.n_head = int64_t(h.n_head);
+    hp.n_head_kv = int64_t(h.n_head_kv);
+    hp.head_dim = int64_t(h.head_dim_k);
+    hp.n_ff = int64_t(h.n_ff);
+    hp.n_rot = int64_t(h.n_rot);
+    hp.rms_eps = float(h.rms_eps);
+    hp.rope_freq_base = float(h.rope_freq_base);
+    hp.rope_freq_base_local = float(h.rope_freq_base_local);
+    hp.rope_neox = h.rope_style == gguf::RopeStyle::Neox;
+    hp.attn_scale = float(h.attn_scale);
+    hp.embd_scale = float(h.embd_scale);
+    hp.sliding_window = int64_t(h.sliding_window);
+    hp.swa_period = int64_t(h.swa_period);
+    hp.ffn = h.ffn;
+    hp.final_logit_softcap = float(h.final_logit_softcap);
+    check_hparams(hp);
+    return hp;
+}
+
+const float* norm_vector(const gguf::File& file, const gguf::TensorInfo& info) {
+    if (info.type != uint32_t(TensorType::F32)) {
+        throw Error(code::UnsupportedModel, tensor_where(info) + " has type " + type_name(info.type) + "; norms must be F32");
+    }
+    return reinterpret_cast<const float*>(file.data() + info.offset);
+}
+
+// A matrix [ne[1] rows, ne[0] cols] in place.
+WeightView matrix(const gguf::File& file, const gguf::TensorInfo& info) {
+    try {
+        return make_weight_view(info.type, file.data() + info.offset, int64_t(info.ne[1]), int64_t(info.ne[0]));
+    } catch (const Error& e) {
+        throw Error(e.code(), tensor_where(info) + ": " + e.what());
+    }
+}
+
+// Puts tensor `info` where its role says, in the model-wide weights or in `layer`.
+void place(const gguf::File& file, const gguf::TensorInfo& info, gguf::TensorRole role, LlamaWeights& w, LlamaLayer& layer) {
+    using R = gguf::TensorRole;
+    switch (role) {
+        case R::TokenEmbd: w.token_embd = matrix(file, info); break;
+        case R::OutputNorm: w.output_norm = norm_vector(file, info); break;
+        case R::Output: w.output = matrix(file, info); break;
+        case R::AttnNorm: layer.attn_norm = norm_vector(file, info); break;
+        case R::AttnQ: layer.wq = matrix(file, info); break;
+        case R::AttnK: layer.wk = matrix(file, info); break;
+        case R::AttnV: layer.wv = matrix(file, info); break;
+        case R::AttnQNorm: layer.q_norm = norm_vector(file, info); break;
+        case R::AttnKNorm: layer.k_norm = norm_vector(file, info); break;
+        case R::AttnOutput: layer.wo = matrix(file, info); break;
+        case R::PostAttnNorm: layer.post_attn_norm = norm_vector(file, info); break;
+        case R::FfnNorm: layer.ffn_norm = norm_vector(file, info); break;
+        case R::FfnGate: layer.w_gate = matrix(file, info); break;
+        case R::FfnUp: layer.w_up = matrix(file, info); break;
+        case R::FfnDown: layer.w_down = matrix(file, info); break;
+        case R::PostFfnNorm: layer.post_ffn_norm = norm_vector(file, info); break;
+    }
+}
+
+}  // namespace
+
+LlamaWeights llama_weights(const gguf::Model& model, const LlamaHparams& hp) {
+    const gguf::File& file = *model.file;
+    LlamaWeights w;
+    w.layers.resize(size_t(hp.n_layer));
+    LlamaLayer unused_layer;
+    for (const gguf::TensorRule& rule : model.architecture->tensors) {
+        for (int64_t i = 0; i < (rule.per_layer ? hp.n_layer : 1); ++i) {
+            const std::string name = rule.per_layer ? "blk." + str(i) + "." + rule.name : rule.name;
+            const gguf::TensorInfo* info = file.find_tensor(name);
+            if (info == nullptr) {
+                if (rule.optional) continue;
+                throw Error(code::InvalidModel, "tensor '" + name + "' is missing from the model");
+            }
+            place(file, *info, rule.role, w, rule.per_layer ? w.layers[size_t(i)] : unused_layer);
+        }
+    }
+    if (!w.output.data) w.output = w.token_embd;  // tied: the file has no output.weight
+    return w;
+}
+
+void check_token_ids(const int64_t* tokens, int64_t n, int64_t n_vocab) {
+    for (int64_t i = 0; i < n; ++i) {
+        if (tokens[i] < 0 || tokens[i] >= n_vocab) {
+            throw Error(code::InvalidInput, "token id " + str(tokens[i]) + " at index " + str(i) + " is outside the vocabulary [0, " +
+                                                str(n_vocab) + ")");
+        }
+    }
+}
+
+LlamaModel::LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads)
+    : file_(std::move(file)), hp_(forward_hparams(file_->hp)), weights_(llama_weights(*file_, hp_)) {
+    if (n_threads < 0) throw Error(code::InvalidInput, "n_threads is " + str(n_threads) + ", must be >= 0 (0: all cores)");
+    pool_ = std::make_unique<ThreadPool>(n_threads);
+}
+
+}  // namespace ggufsm

@@ -1,0 +1,84 @@
+// Model files opened, identified and memory-mapped read-only. The cache that
+// shares one mapping (and one parsed model) between opens of one file is in
+// open.cpp.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <tuple>
+
+#include "errors.h"
+#include "gguf/gguf.h"
+
+namespace ggufsm::gguf {
+
+namespace {
+
+class FileMapping final : public ByteSource {
+public:
+    FileMapping(std::string path, void* base, uint64_t size) : path_(std::move(path)), base_(base) {
+        data_ = static_cast<const uint8_t*>(base);
+        size_ = size;
+    }
+    ~FileMapping() override {
+        if (base_ != nullptr) munmap(base_, size_);
+    }
+    std::string describe() const override { return path_; }
+
+private:
+    std::string path_;
+    void* base_;  // nullptr for an empty file (mmap refuses length 0)
+};
+
+[[noreturn]] void unavailable(const std::string& path, const std::string& why) {
+    throw Error(code::ModelUnavailable, why + ": " + path);
+}
+
+std::string reason() { return std::string(" (") + std::strerror(errno) + ")"; }
+
+}  // namespace
+
+bool FileIdentity::operator<(const FileIdentity& other) const {
+    return std::tie(device, inode, mtime_s, mtime_ns, size) <
+           std::tie(other.device, other.inode, other.mtime_s, other.mtime_ns, other.size);
+}
+
+OpenedFile::OpenedFile(const std::string& path) : path_(path) {
+    if (path.empty()) throw Error(code::ModelUnavailable, "no model file: the path is empty");
+    struct stat status {};
+    if (stat(path.c_str(), &status) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR) unavailable(path, "no model file at this path");
+        unavailable(path, "cannot stat the model file" + reason());
+    }
+    if (S_ISDIR(status.st_mode)) unavailable(path, "the model path is a directory, not a GGUF file");
+    if (!S_ISREG(status.st_mode)) unavailable(path, "the model path is not a regular file");
+    fd_ = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) unavailable(path, "cannot open the model file for reading" + reason());
+    if (fstat(fd_, &status) != 0) {
+        const std::string why = "cannot stat the model file" + reason();
+        close(fd_);
+        unavailable(path, why);
+    }
+    identity_ = FileIdentity{static_cast<uint64_t>(status.st_dev), static_cast<uint64_t>(status.st_ino),
+                             static_cast<int64_t>(status.st_mtim.tv_sec), static_cast<int64_t>(status.st_mtim.tv_nsec),
+                             static_cast<int64_t>(status.st_size)};
+}
+
+OpenedFile::~OpenedFile() {
+    if (fd_ >= 0) close(fd_);
+}
+
+std::shared_ptr<const ByteSource> OpenedFile::map() const {
+    const auto size = static_cast<uint64_t>(identity_.size);
+    void* base = nullptr;
+    if (size > 0) {
+        base = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd_, 0);
+        if (base == MAP_FAILED) unavailable(path_, "cannot memory-map the model file" + reason());
+    }
+    return std::make_shared<FileMapping>(path_, base, size);
+}
+
+}  // namespace ggufsm::gguf

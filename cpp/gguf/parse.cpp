@@ -1,0 +1,447 @@
+// GGUF container parse and validate: header, metadata, tensor infos, layout.
+//
+// Every length, count and offset read from the file is checked against the
+// bytes that are really left before it is used, and every size computed from
+// them uses checked arithmetic, so counts can never make us read out of
+// bounds or reserve more memory than the file could describe.
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <unordered_set>
+
+#include "errors.h"
+#include "gguf/gguf.h"
+
+namespace ggufsm::gguf {
+
+namespace {
+
+constexpr uint32_t kMagic = 0x46554747;  // "GGUF" read as little-endian u32
+constexpr uint64_t kHeaderBytes = 24;
+constexpr uint64_t kDefaultAlignment = 32;
+// Smallest possible records, used to bound counts by the bytes left:
+// a kv is key length u64 + empty key + type u32 + a 1-byte value;
+// a tensor info is name length u64 + a 1-byte name + n_dims u32 + one dim u64 + type u32 + offset u64.
+constexpr uint64_t kMinMetadataEntryBytes = 8 + 4 + 1;
+constexpr uint64_t kMinTensorInfoBytes = 8 + 1 + 4 + 8 + 4 + 8;
+// Arrays of arrays nest; a bound keeps a crafted file from exhausting the stack.
+constexpr int kMaxArrayDepth = 16;
+
+std::string quoted(std::string_view text) {
+    std::string out = "'";
+    out.append(text.substr(0, 200));
+    if (text.size() > 200) out += "...";
+    return out + "'";
+}
+
+[[noreturn]] void invalid(const std::string& message) { throw Error(code::InvalidModel, message); }
+[[noreturn]] void unsupported(const std::string& message) { throw Error(code::UnsupportedModel, message); }
+
+bool checked_mul(uint64_t a, uint64_t b, uint64_t* out) { return !__builtin_mul_overflow(a, b, out); }
+bool checked_add(uint64_t a, uint64_t b, uint64_t* out) { return !__builtin_add_overflow(a, b, out); }
+
+// Strict UTF-8 (RFC 3629: no overlongs, no surrogates, at most U+10FFFF),
+// exactly what Python's strict decoder accepts. Returns the index of the
+// first bad byte, or npos.
+size_t utf8_error_at(const uint8_t* text, size_t length) {
+    size_t i = 0;
+    while (i < length) {
+        // ASCII runs are the common case; skip 8 bytes at a time.
+        while (i + 8 <= length) {
+            uint64_t chunk;
+            std::memcpy(&chunk, text + i, 8);
+            if (chunk & 0x8080808080808080ull) break;
+            i += 8;
+        }
+        if (i >= length) break;
+        const uint8_t lead = text[i];
+        if (lead < 0x80) { ++i; continue; }
+        size_t extra;
+        uint8_t low = 0x80, high = 0xBF;  // allowed range of the first continuation byte
+        if (lead >= 0xC2 && lead <= 0xDF) extra = 1;
+        else if (lead == 0xE0) { extra = 2; low = 0xA0; }
+        else if (lead >= 0xE1 && lead <= 0xEC) extra = 2;
+        else if (lead == 0xED) { extra = 2; high = 0x9F; }
+        else if (lead >= 0xEE && lead <= 0xEF) extra = 2;
+        else if (lead == 0xF0) { extra = 3; low = 0x90; }
+        else if (lead >= 0xF1 && lead <= 0xF3) extra = 3;
+        else if (lead == 0xF4) { extra = 3; high = 0x8F; }
+        else return i;
+        if (extra >= length - i) return i;  // truncated sequence
+        if (text[i + 1] < low || text[i + 1] > high) return i;
+        for (size_t k = 2; k <= extra; ++k)
+            if ((text[i + k] & 0xC0) != 0x80) return i;
+        i += extra + 1;
+    }
+    return std::string::npos;
+}
+
+// A bounds-checked cursor over the file. `what` callables build the field's
+// description only when a check fails, so the happy path allocates nothing.
+class Cursor {
+public:
+    Cursor(const uint8_t* base, uint64_t size) : base_(base), size_(size) {}
+
+    uint64_t position() const { return position_; }
+    uint64_t remaining() const { return size_ - position_; }
+
+    template <class What>
+    void need(uint64_t n, const What& what) const {
+        if (n > remaining()) {
+            invalid(what() + " at offset " + std::to_string(position_) + " needs " + std::to_string(n) +
+                    " bytes but the file ends after " + std::to_string(remaining()) + " (file size " +
+                    std::to_string(size_) + ")");
+        }
+    }
+    template <class What>
+    void skip(uint64_t n, const What& what) {
+        need(n, what);
+        position_ += n;
+    }
+    template <class T, class What>
+    T read(const What& what) {
+        need(sizeof(T), what);
+        T value;
+        std::memcpy(&value, base_ + position_, sizeof(T));
+        position_ += sizeof(T);
+        return value;
+    }
+    // A string: u64 length, then that many UTF-8 bytes.
+    template <class What>
+    std::string_view read_string(const What& what) {
+        const uint64_t start = position_;
+        const auto length = read<uint64_t>([&] { return what() + ": string length"; });
+        if (length > remaining()) {
+            invalid(what() + " at offset " + std::to_string(start) + ": string length " + std::to_string(length) +
+                    " runs past the end of the file (" + std::to_string(remaining()) + " bytes left, file size " +
+                    std::to_string(size_) + ")");
+        }
+        const uint8_t* text = base_ + position_;
+        if (const size_t bad = utf8_error_at(text, length); bad != std::string::npos) {
+            invalid(what() + " at offset " + std::to_string(start) + ": invalid UTF-8 at byte offset " +
+                    std::to_string(position_ + bad));
+        }
+        position_ += length;
+        return {reinterpret_cast<const char*>(text), static_cast<size_t>(length)};
+    }
+
+private:
+    const uint8_t* base_;
+    uint64_t size_;
+    uint64_t position_ = 0;
+};
+
+// Builds a field's description for an error message, only when one is raised.
+using Describe = std::function<std::string()>;
+
+class Parser {
+public:
+    Parser(File& file) : file_(file), cursor_(file.data(), file.file_size()) {}
+
+    void run() {
+        read_header();
+        read_metadata();
+        read_tensor_infos();
+        read_alignment();
+        place_tensor_data();
+    }
+
+private:
+    File& file_;
+    Cursor cursor_;
+    uint64_t tensor_count_ = 0;
+    uint64_t kv_count_ = 0;
+
+    void read_header() {
+        const uint64_t size = file_.file_size();
+        if (size < 4) invalid("the file is " + std::to_string(size) + " bytes: too short for the GGUF magic at offset 0");
+        uint32_t magic;
+        std::memcpy(&magic, file_.data(), 4);
+        if (magic != kMagic) {
+            char found[64];
+            std::snprintf(found, sizeof found, "%02x %02x %02x %02x", file_.data()[0], file_.data()[1],
+                          file_.data()[2], file_.data()[3]);
+            invalid(std::string("bad magic at offset 0: expected 'GGUF' (47 47 55 46), found ") + found);
+        }
+        cursor_.skip(4, [] { return std::string("magic"); });
+        const auto version = cursor_.read<uint32_t>([] { return std::string("header field 'version'"); });
+        if (version != 2 && version != 3) {
+            if (__builtin_bswap32(version) == 2 || __builtin_bswap32(version) == 3)
+                unsupported("version field at offset 4 reads as big-endian GGUF (version " +
+                            std::to_string(__builtin_bswap32(version)) + "); this runtime reads little-endian files");
+            unsupported("GGUF version " + std::to_string(version) +
+                        " at offset 4 is not supported (this runtime reads versions 2 and 3)");
+        }
+        file_.version = version;
+        tensor_count_ = cursor_.read<uint64_t>([] { return std::string("header field 'tensor_count'"); });
+        kv_count_ = cursor_.read<uint64_t>([] { return std::string("header field 'kv_count'"); });
+        check_count("kv_count", 16, kv_count_, kMinMetadataEntryBytes);
+        check_count("tensor_count", 8, tensor_count_, kMinTensorInfoBytes);
+        uint64_t needed = kv_count_ * kMinMetadataEntryBytes + tensor_count_ * kMinTensorInfoBytes;  // both bounded above
+        if (needed > cursor_.remaining())
+            invalid("header counts at offset 8: " + std::to_string(tensor_count_) + " tensors and " +
+                    std::to_string(kv_count_) + " metadata entries need at least " + std::to_string(needed) +
+                    " bytes but only " + std::to_string(cursor_.remaining()) + " follow the header");
+    }
+
+    void check_count(const char* field, uint64_t offset, uint64_t count, uint64_t min_bytes) {
+        if (count > cursor_.remaining() / min_bytes)
+            invalid(std::string("header field '") + field + "' at offset " + std::to_string(offset) + " is " +
+                    std::to_string(count) + ": impossible, each needs at least " + std::to_string(min_bytes) +
+                    " bytes and only " + std::to_string(cursor_.remaining()) + " follow the header");
+    }
+
+    void read_metadata() {
+        file_.metadata.reserve(kv_count_);  // bounded by the file size (check_count)
+        std::unordered_set<std::string_view> keys;
+        keys.reserve(kv_count_);
+        for (uint64_t index = 0; index < kv_count_; ++index) {
+            const uint64_t entry_offset = cursor_.position();
+            const std::string_view key =
+                cursor_.read_string([&] { return "key of metadata entry #" + std::to_string(index); });
+            const Describe where = [&] { return "metadata " + quoted(key) + " (entry at offset " + std::to_string(entry_offset) + ")"; };
+            const uint64_t type_offset = cursor_.position();
+            const auto raw_type = cursor_.read<uint32_t>([&] { return where() + ": value type"; });
+            if (raw_type >= kValueTypeCount)
+                invalid(where() + ": unknown value type " + std::to_string(raw_type) + " at offset " +
+                        std::to_string(type_offset));
+            const Value value = read_value(static_cast<ValueType>(raw_type), 0, where);
+            if (!keys.insert(key).second) invalid(where() + ": duplicate key");
+            file_.metadata.push_back({key, entry_offset, value});
+        }
+    }
+
+    Value read_value(ValueType type, int depth, const Describe& where) {
+        Value value{type, cursor_.position(), 0, ValueType::UINT8, 0};
+        if (type == ValueType::STRING) {
+            cursor_.read_string([&] { return where() + ": string value"; });
+        } else if (type == ValueType::ARRAY) {
+            read_array(value, depth, where);
+        } else {
+            cursor_.skip(value_type_size(type), [&] { return where() + ": " + value_type_name(type) + " value"; });
+        }
+        value.byte_size = cursor_.position() - value.offset;
+        return value;
+    }
+
+    void read_array(Value& value, int depth, const Describe& where) {
+        if (depth >= kMaxArrayDepth)
+            unsupported(where() + ": arrays nested deeper than " + std::to_string(kMaxArrayDepth) + " at offset " +
+                        std::to_string(value.offset));
+        const auto raw_element = cursor_.read<uint32_t>([&] { return where() + ": array element type"; });
+        if (raw_element >= kValueTypeCount)
+            invalid(where() + ": unknown array element type " + std::to_string(raw_element) + " at offset " +
+                    std::to_string(value.offset));
+        value.element_type = static_cast<ValueType>(raw_element);
+        const uint64_t count_offset = cursor_.position();
+        value.count = cursor_.read<uint64_t>([&] { return where() + ": array length"; });
+        const uint32_t fixed = value_type_size(value.element_type);
+        const uint64_t min_element = fixed ? fixed : value.element_type == ValueType::STRING ? 8 : 12;
+        if (value.count > cursor_.remaining() / min_element)
+            invalid(where() + ": array length " + std::to_string(value.count) + " at offset " +
+                    std::to_string(count_offset) + " needs at least " + std::to_string(min_element) + " bytes per " +
+                    value_type_name(value.element_type) + " but only " + std::to_string(cursor_.remaining()) +
+                    " bytes are left");
+        if (fixed) {
+            cursor_.skip(value.count * fixed, [&] { return where() + ": array data"; });  // product bounded above
+            return;
+        }
+        for (uint64_t i = 0; i < value.count; ++i) {
+            auto element_where = [&] { return where() + ", element " + std::to_string(i); };
+            if (value.element_type == ValueType::STRING) {
+                cursor_.read_string(element_where);
+            } else {
+                // Nested arrays recurse: a type-erased description keeps the
+                // recursion from instantiating a new template per level.
+                Value element{ValueType::ARRAY, cursor_.position(), 0, ValueType::UINT8, 0};
+                read_array(element, depth + 1, element_where);
+            }
+        }
+    }
+
+    void read_tensor_infos() {
+        file_.tensors.reserve(tensor_count_);  // bounded by the file size (check_count)
+        for (uint64_t index = 0; index < tensor_count_; ++index) {
+            TensorInfo info{};
+            info.info_offset = cursor_.position();
+            info.name = cursor_.read_string([&] { return "name of tensor info #" + std::to_string(index); });
+            auto where = [&] { return "tensor " + quoted(info.name) + " (info at offset " + std::to_string(info.info_offset) + ")"; };
+            if (info.name.empty()) invalid(where() + ": empty tensor name");
+            const uint64_t dims_offset = cursor_.position();
+            info.n_dims = cursor_.read<uint32_t>([&] { return where() + ": n_dims"; });
+            if (info.n_dims < 1 || info.n_dims > 4)
+                invalid(where() + ": n_dims " + std::to_string(info.n_dims) + " at offset " + std::to_string(dims_offset) +
+                        " is outside 1..4");
+            info.n_elements = 1;
+            for (uint32_t d = 0; d < 4; ++d) info.ne[d] = 1;
+            for (uint32_t d = 0; d < info.n_dims; ++d) {
+                const uint64_t dim_offset = cursor_.position();
+                info.ne[d] = cursor_.read<uint64_t>([&] { return where() + ": dimension " + std::to_string(d); });
+                if (info.ne[d] == 0)
+                    invalid(where() + ": dimension " + std::to_string(d) + " at offset " + std::to_string(dim_offset) + " is 0");
+                if (!checked_mul(info.n_elements, info.ne[d], &info.n_elements) || info.n_elements > INT64_MAX)
+                    invalid(where() + ": element count overflows at dimension " + std::to_string(d) + " (offset " +
+                            std::to_string(dim_offset) + ")");
+            }
+            const uint64_t type_offset = cursor_.position();
+            info.type = cursor_.read<uint32_t>([&] { return where() + ": type"; });
+            const TensorTypeTraits* traits = tensor_type_traits(info.type);
+            if (traits == nullptr)
+                unsupported(where() + ": tensor type " + std::to_string(info.type) + " at offset " +
+                            std::to_string(type_offset) + " is not a ggml type this runtime knows");
+            if (info.ne[0] % traits->block_size != 0)
+                invalid(where() + ": row length ne[0]=" + std::to_string(info.ne[0]) + " (offset " +
+                        std::to_string(dims_offset + 4) + ") is not a multiple of the " + traits->name +
+                        " block size " + std::to_string(traits->block_size));
+            if (!checked_mul(info.n_elements / traits->block_size, traits->type_size, &info.n_bytes))
+                invalid(where() + ": data size overflows (" + std::to_string(info.n_elements) + " elements of " +
+                        traits->name + ")");
+            info.offset = cursor_.read<uint64_t>([&] { return where() + ": data offset"; });  // relative for now
+            file_.tensors.push_back(info);
+        }
+    }
+
+    void read_alignment() {
+        const MetadataEntry* entry = file_.find("general.alignment");
+        if (entry == nullptr) return;
+        const std::string where = "metadata 'general.alignment' (entry at offset " + std::to_string(entry->offset) + ")";
+        if (entry->value.type != ValueType::UINT32)
+            invalid(where + ": type is " + value_type_name(entry->value.type) + ", expected UINT32");
+        const uint32_t alignment = file_.read_u32(entry->value.offset);
+        if (alignment == 0 || (alignment & (alignment - 1)) != 0)
+            invalid(where + ": alignment " + std::to_string(alignment) + " is not a non-zero power of two");
+        file_.alignment = alignment;
+    }
+
+    void place_tensor_data() {
+        const uint64_t end_of_infos = cursor_.position();
+        const uint64_t padding = (file_.alignment - end_of_infos % file_.alignment) % file_.alignment;
+        file_.data_offset = end_of_infos + padding;  // no overflow: end_of_infos <= file size < 2^63
+        const uint64_t size = file_.file_size();
+        std::unordered_set<std::string_view> names;
+        names.reserve(file_.tensors.size());
+        for (TensorInfo& info : file_.tensors) {
+            auto where = [&] { return "tensor " + quoted(info.name) + " (info at offset " + std::to_string(info.info_offset) + ")"; };
+            if (!names.insert(info.name).second) {
+                const TensorInfo* first = file_.find_tensor(info.name);
+                invalid(where() + ": duplicate tensor name (first at info offset " + std::to_string(first->info_offset) + ")");
+            }
+            const uint64_t relative = info.offset;
+            if (relative % file_.alignment != 0)
+                invalid(where() + ": data offset " + std::to_string(relative) + " is not a multiple of the alignment " +
+                        std::to_string(file_.alignment));
+            uint64_t end = 0;
+            if (!checked_add(file_.data_offset, relative, &info.offset) || !checked_add(info.offset, info.n_bytes, &end) ||
+                end > size)
+                invalid(where() + ": data at offset " + std::to_string(file_.data_offset) + " + " + std::to_string(relative) +
+                        " (" + std::to_string(info.n_bytes) + " bytes) runs past the end of the file (size " +
+                        std::to_string(size) + ")");
+        }
+        check_no_overlap();
+    }
+
+    void check_no_overlap() const {
+        std::vector<const TensorInfo*> by_offset;
+        by_offset.reserve(file_.tensors.size());
+        for (const TensorInfo& info : file_.tensors) by_offset.push_back(&info);
+        std::sort(by_offset.begin(), by_offset.end(),
+                  [](const TensorInfo* a, const TensorInfo* b) { return a->offset < b->offset; });
+        for (size_t i = 1; i < by_offset.size(); ++i) {
+            const TensorInfo& previous = *by_offset[i - 1];
+            const TensorInfo& next = *by_offset[i];
+            if (next.offset < previous.offset + previous.n_bytes)
+                invalid("tensor " + quoted(next.name) + " (info at offset " + std::to_string(next.info_offset) +
+                        "): data at offset " + std::to_string(next.offset) + " overlaps tensor " + quoted(previous.name) +
+                        " (data at offset " + std::to_string(previous.offset) + ", " + std::to_string(previous.n_bytes) +
+                        " bytes)");
+        }
+    }
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------- File
+
+const MetadataEntry* File::find(std::string_view key) const {
+    for (const MetadataEntry& entry : metadata)
+        if (entry.key == key) return &entry;
+    return nullptr;
+}
+
+const TensorInfo* File::find_tensor(std::string_view name) const {
+    for (const TensorInfo& info : tensors)
+        if (info.name == name) return &info;
+    return nullptr;
+}
+
+uint64_t File::read_u64(uint64_t offset) const {
+    uint64_t value;
+    std::memcpy(&value, data() + offset, 8);
+    return value;
+}
+
+uint32_t File::read_u32(uint64_t offset) const {
+    uint32_t value;
+    std::memcpy(&value, data() + offset, 4);
+    return value;
+}
+
+std::string_view File::read_string(uint64_t offset) const {
+    return {reinterpret_cast<const char*>(data() + offset + 8), static_cast<size_t>(read_u64(offset))};
+}
+
+std::string_view File::string_value(const Value& value) const { return read_string(value.offset); }
+
+int64_t File::integer_value(const Value& value) const {
+    const uint8_t* p = data() + value.offset;
+    switch (value.type) {
+        case ValueType::UINT8: return *p;
+        case ValueType::INT8: return static_cast<int8_t>(*p);
+        case ValueType::UINT16: { uint16_t v; std::memcpy(&v, p, 2); return v; }
+        case ValueType::INT16: { int16_t v; std::memcpy(&v, p, 2); return v; }
+        case ValueType::UINT32: { uint32_t v; std::memcpy(&v, p, 4); return v; }
+        case ValueType::INT32: { int32_t v; std::memcpy(&v, p, 4); return v; }
+        case ValueType::UINT64: { uint64_t v; std::memcpy(&v, p, 8); return v > INT64_MAX ? INT64_MAX : static_cast<int64_t>(v); }
+        case ValueType::INT64: { int64_t v; std::memcpy(&v, p, 8); return v; }
+        default: return 0;
+    }
+}
+
+double File::float_value(const Value& value) const {
+    if (value.type == ValueType::FLOAT32) {
+        float v;
+        std::memcpy(&v, data() + value.offset, 4);
+        return v;
+    }
+    if (value.type == ValueType::FLOAT64) {
+        double v;
+        std::memcpy(&v, data() + value.offset, 8);
+        return v;
+    }
+    return static_cast<double>(integer_value(value));
+}
+
+bool File::bool_value(const Value& value) const { return data()[value.offset] != 0; }
+
+namespace detail {
+uint64_t element_extent(const File& file, ValueType type, uint64_t offset) {
+    if (const uint32_t fixed = value_type_size(type)) return fixed;
+    if (type == ValueType::STRING) return 8 + file.read_u64(offset);
+    const auto element_type = static_cast<ValueType>(file.read_u32(offset));
+    const uint64_t count = file.read_u64(offset + 4);
+    if (const uint32_t fixed = value_type_size(element_type)) return 12 + count * fixed;
+    uint64_t extent = 12;
+    for (uint64_t i = 0; i < count; ++i) extent += element_extent(file, element_type, offset + extent);
+    return extent;
+}
+}  // namespace detail
+
+std::shared_ptr<const File> parse(std::shared_ptr<const ByteSource> bytes) {
+    auto file = std::make_shared<File>(std::move(bytes));
+    Parser(*file).run();
+    return file;
+}
+
+}  // namespace ggufsm::gguf

@@ -1,0 +1,193 @@
+// attention(): validation, the split of (token, KV head, segment) units over
+// the pool, the ISA choice, and the combination of segment partials.
+#include "kernels/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "errors.h"
+#include "kernels/kernel_set.h"
+#include "kernels/quant.h"
+
+namespace ggufsm {
+
+namespace {
+
+// The active set's kernels, or the scalar set's for a head size they do not take.
+const kernels::KernelSet& kernels_for(int64_t hd) {
+    const kernels::KernelSet& active = kernels::active();
+    return hd % active.attend_hd_multiple == 0 ? active : kernels::scalar_set();
+}
+
+kernels::AttendFn<float> pick(const kernels::KernelSet& k, const float*) { return k.attend_f32; }
+kernels::AttendFn<uint16_t> pick(const kernels::KernelSet& k, const uint16_t*) { return k.attend_f16; }
+
+template <typename T>
+void store_kv_any(const float* k, const float* v, T* k_cache, T* v_cache, int64_t n_ctx, int64_t hd, int64_t kv_head,
+                  int64_t pos, T (*convert)(float)) {
+    T* tile = k_cache + (kv_head * n_ctx + pos / kKeyTile * kKeyTile) * hd + pos % kKeyTile;
+    T* row = v_cache + (kv_head * n_ctx + pos) * hd;
+    for (int64_t d = 0; d < hd; ++d) {
+        tile[d * kKeyTile] = convert(k[d]);
+        row[d] = convert(v[d]);
+    }
+}
+
+// Fewest positions worth a segment of their own (not tuned): a shorter one
+// would spend a fair share of its time writing and combining its partial.
+constexpr int64_t kMinSegment = 4 * kernels::kBlock;
+
+// Segments per unit: the count s that minimizes the busiest thread's share,
+// ceil(units * s / threads) jobs of 1/s unit each; the fewest on a tie. A
+// SmolLM2 decode step (3 units, 2 threads) takes 2 (6 jobs, 3 each, not 2 and
+// 1); a prefill's hundreds of units keep 1.
+int64_t segments(int64_t units, int64_t longest, int64_t threads) {
+    int64_t best = 1;
+    double best_share = double((units + threads - 1) / threads);
+    for (int64_t s = 2; s <= longest / kMinSegment && s <= 8; ++s) {
+        const double share = double((units * s + threads - 1) / threads) / double(s);
+        if (share < best_share - 1e-9) best = s, best_share = share;
+    }
+    return best;
+}
+
+// The query heads of KV head kvh at token t, as the kernels read them. Over a
+// half cache they are rounded to halves first: llama.cpp's product of an f16
+// cache with an f32 query converts the query to f16 (its vec_dot_type), and
+// the reference mirrors llama.cpp's arithmetic where it can. Its effect on
+// the agreement with llama.cpp is within llama.cpp's own noise
+// (docs/fidelity.md).
+template <typename T>
+const float* query_group(const kernels::KernelSet& k, const float* q, int64_t t, int64_t kvh, int64_t n_head,
+                         int64_t group, int64_t hd, std::vector<float>& rounded) {
+    const float* src = q + (t * n_head + kvh * group) * hd;
+    if constexpr (std::is_same_v<T, float>) {
+        return src;
+    } else {
+        rounded.resize(size_t(group * hd));
+        k.round_to_half(src, rounded.data(), group * hd);
+        return rounded.data();
+    }
+}
+
+template <typename T>
+void attention_any(const float* q, const T* k_cache, const T* v_cache, float* out, int64_t n_tok, int64_t start_pos,
+                   int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t hd, float scale, int64_t sliding_window,
+                   ThreadPool& pool) {
+    if (n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv != 0) {
+        throw Error(code::InvalidInput, "attention: n_head " + std::to_string(n_head) + " is not a positive multiple of n_head_kv " +
+                                            std::to_string(n_head_kv));
+    }
+    if (n_ctx % kKeyTile != 0) {
+        throw Error(code::InvalidInput, "attention: n_ctx " + std::to_string(n_ctx) + " is not a multiple of the key tile " +
+                                            std::to_string(kKeyTile));
+    }
+    if (start_pos < 0 || n_tok < 0 || start_pos + n_tok > n_ctx) {
+        throw Error(code::InvalidInput, "attention: positions [" + std::to_string(start_pos) + ", " +
+                                            std::to_string(start_pos + n_tok) + ") do not fit the cache of n_ctx " +
+                                            std::to_string(n_ctx));
+    }
+    if (n_tok == 0 || hd <= 0) return;
+    const kernels::KernelSet& isa_kernels = kernels_for(hd);
+    const kernels::AttendFn<T> attend = pick(isa_kernels, k_cache);
+    const int64_t group = n_head / n_head_kv, units = n_tok * n_head_kv;
+    auto range = [&](int64_t t) {  // the positions token t attends: [first, pos + 1)
+        const int64_t pos = start_pos + t;
+        return std::pair<int64_t, int64_t>{sliding_window > 0 ? std::max<int64_t>(0, pos - sliding_window + 1) : 0, pos + 1};
+    };
+    const int64_t longest = range(n_tok - 1).second - range(n_tok - 1).first;
+    const int64_t n_seg = segments(units, longest, pool.size());
+
+    if (n_seg == 1) {
+        pool.parallel_for(units, [&](int64_t begin, int64_t end, int) {
+            std::vector<float> m(static_cast<size_t>(group)), l(static_cast<size_t>(group)), rounded;
+            for (int64_t unit = begin; unit < end; ++unit) {
+                const int64_t t = unit / n_head_kv, kvh = unit % n_head_kv;
+                const auto [first, stop] = range(t);
+                float* o = out + (t * n_head + kvh * group) * hd;
+                attend(query_group<T>(isa_kernels, q, t, kvh, n_head, group, hd, rounded), group, k_cache + kvh * n_ctx * hd, v_cache + kvh * n_ctx * hd, hd,
+                       first, stop, scale, o, m.data(), l.data());
+                for (int64_t g = 0; g < group; ++g) {
+                    const float inverse = 1.0f / l[size_t(g)];
+                    for (int64_t d = 0; d < hd; ++d) o[g * hd + d] *= inverse;
+                }
+            }
+        });
+        return;
+    }
+
+    // Segments: each unit's positions cut into n_seg pieces of whole blocks;
+    // partial [unit][seg] = (o [group][hd], m [group], l [group]).
+    const int64_t stride = group * (hd + 2);
+    std::vector<float> partial(size_t(units * n_seg * stride));
+    pool.parallel_for(units * n_seg, [&](int64_t begin, int64_t end, int) {
+        std::vector<float> rounded;
+        for (int64_t job = begin; job < end; ++job) {
+            const int64_t unit = job / n_seg, seg = job % n_seg, t = unit / n_head_kv, kvh = unit % n_head_kv;
+            const auto [first, stop] = range(t);
+            const int64_t piece = (stop - first + n_seg - 1) / n_seg;
+            const int64_t length = (piece + kernels::kBlock - 1) / kernels::kBlock * kernels::kBlock;
+            const int64_t lo = first + seg * length, hi = std::min(stop, lo + length);
+            float* o = &partial[size_t(job * stride)];
+            float *m = o + group * hd, *l = m + group;
+            if (lo >= hi) {
+                std::fill(o, o + stride, 0.0f);
+                std::fill(m, m + group, -std::numeric_limits<float>::infinity());
+                continue;
+            }
+            attend(query_group<T>(isa_kernels, q, t, kvh, n_head, group, hd, rounded), group, k_cache + kvh * n_ctx * hd,
+                   v_cache + kvh * n_ctx * hd, hd, lo, hi, scale, o, m, l);
+        }
+    });
+    for (int64_t unit = 0; unit < units; ++unit) {
+        const int64_t t = unit / n_head_kv, kvh = unit % n_head_kv;
+        for (int64_t g = 0; g < group; ++g) {
+            float m_max = -std::numeric_limits<float>::infinity();
+            for (int64_t seg = 0; seg < n_seg; ++seg) m_max = std::max(m_max, partial[size_t((unit * n_seg + seg) * stride + group * hd + g)]);
+            float* o = out + (t * n_head + kvh * group + g) * hd;
+            std::fill(o, o + hd, 0.0f);
+            float l_sum = 0;
+            for (int64_t seg = 0; seg < n_seg; ++seg) {
+                const float* p = &partial[size_t((unit * n_seg + seg) * stride)];
+                const float weight = std::exp(p[group * hd + g] - m_max);
+                if (weight == 0.0f) continue;
+                l_sum += weight * p[group * hd + group + g];
+                for (int64_t d = 0; d < hd; ++d) o[d] += weight * p[g * hd + d];
+            }
+            const float inverse = 1.0f / l_sum;
+            for (int64_t d = 0; d < hd; ++d) o[d] *= inverse;
+        }
+    }
+}
+
+float keep(float x) { return x; }
+
+}  // namespace
+
+void store_kv(const float* k, const float* v, float* k_cache, float* v_cache, int64_t n_ctx, int64_t hd, int64_t kv_head,
+              int64_t pos) {
+    store_kv_any<float>(k, v, k_cache, v_cache, n_ctx, hd, kv_head, pos, &keep);
+}
+
+void store_kv(const float* k, const float* v, uint16_t* k_cache, uint16_t* v_cache, int64_t n_ctx, int64_t hd,
+              int64_t kv_head, int64_t pos) {
+    store_kv_any<uint16_t>(k, v, k_cache, v_cache, n_ctx, hd, kv_head, pos, &fp32_to_fp16);
+}
+
+void attention(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t n_tok, int64_t start_pos,
+               int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t hd, float scale, int64_t sliding_window,
+               ThreadPool& pool) {
+    attention_any(q, k_cache, v_cache, out, n_tok, start_pos, n_ctx, n_head, n_head_kv, hd, scale, sliding_window, pool);
+}
+
+void attention(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, float* out, int64_t n_tok,
+               int64_t start_pos, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t hd, float scale,
+               int64_t sliding_window, ThreadPool& pool) {
+    attention_any(q, k_cache, v_cache, out, n_tok, start_pos, n_ctx, n_head, n_head_kv, hd, scale, sliding_window, pool);
+}
+
+}  // namespace ggufsm

@@ -1,0 +1,57 @@
+// Causal grouped-query attention over a KV cache, and the cache's layout.
+//
+// The cache of one layer holds, per KV head, the keys in tiles of 16
+// positions stored transposed, [n_ctx / 16][hd][16], and the values in rows,
+// [n_ctx][hd]. Transposed keys let a kernel score 16 positions with one
+// fused multiply-add per dimension (q[d] broadcast times 16 keys' dim d), no
+// horizontal sums; value rows are what the weighted sum over positions reads.
+// The element type is float or IEEE half (uint16_t bits, as llama.cpp keeps
+// its cache: half the memory, and half the bytes a long decode step streams).
+// Halves are rounded to nearest even on store (fp32_to_fp16), once, by one
+// scalar routine, so every ISA variant reads identical caches.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "runtime/thread_pool.h"
+
+namespace ggufsm {
+
+// Positions per transposed key tile; a cache's n_ctx must be a multiple of it.
+constexpr int64_t kKeyTile = 16;
+
+inline int64_t round_up_to_key_tile(int64_t n) { return (n + kKeyTile - 1) / kKeyTile * kKeyTile; }
+
+// Elements of one layer's K (or V) cache: n_head_kv * n_ctx * hd.
+inline size_t kv_layer_elements(int64_t n_head_kv, int64_t n_ctx, int64_t hd) { return size_t(n_head_kv * n_ctx * hd); }
+
+// Writes the key k [hd] and value v [hd] of KV head `kv_head` at position pos
+// into one layer's caches (float: copied; uint16_t: rounded to half).
+void store_kv(const float* k, const float* v, float* k_cache, float* v_cache, int64_t n_ctx, int64_t hd, int64_t kv_head,
+              int64_t pos);
+void store_kv(const float* k, const float* v, uint16_t* k_cache, uint16_t* v_cache, int64_t n_ctx, int64_t hd,
+              int64_t kv_head, int64_t pos);
+
+// Query token t sits at position start_pos + t and attends the cached
+// positions p <= start_pos + t, and with sliding_window w > 0 only those with
+// start_pos + t - p < w (llama.cpp's standard SWA). Head h reads KV head
+// h / (n_head / n_head_kv). The cache must already hold positions up to
+// start_pos + n_tok - 1.
+//   q, out: [n_tok][n_head][hd];  k_cache, v_cache: one layer, laid out as above
+// out = softmax(scale * q.k) . v per (token, head), by an online softmax over
+// blocks of 64 positions (flash attention's rescaling), so no score row is
+// ever materialized. The pool splits (token, KV head) units, each running
+// the KV head's query heads together so that they share every key and value
+// load; when the units do not spread evenly over the threads (a decode step:
+// as few units as KV heads) and positions are many, each unit's positions are
+// split into segments whose partial softmaxes are then combined.
+// Throws InvalidInput if n_head % n_head_kv != 0, n_ctx is not a multiple of
+// kKeyTile, or start_pos + n_tok > n_ctx.
+void attention(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t n_tok, int64_t start_pos,
+               int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t hd, float scale, int64_t sliding_window,
+               ThreadPool& pool);
+void attention(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, float* out, int64_t n_tok,
+               int64_t start_pos, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t hd, float scale,
+               int64_t sliding_window, ThreadPool& pool);
+
+}  // namespace ggufsm

@@ -1,0 +1,188 @@
+// matmul(): validation, activation quantization (one scalar implementation,
+// so every ISA variant sees bit-identical codes), and the split of weight rows
+// over the thread pool.
+#include "kernels/matmul.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "errors.h"
+#include "kernels/kernel_set.h"
+
+namespace ggufsm {
+
+namespace {
+
+constexpr size_t kAlign = 64;
+
+size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+// Rows handed out per chunk: a multiple of 16 so two threads never write the
+// same cache line of y.
+constexpr int64_t kRowTile = 16;
+
+// Scale and codes of one block: d = amax / 127, q = nearest-even(x * 127 / amax).
+float quantize_block(const float* x, int n, int8_t* q) {
+    float amax = 0;
+    for (int k = 0; k < n; ++k) amax = std::max(amax, std::fabs(x[k]));
+    if (amax == 0 || !std::isfinite(amax)) {
+        std::memset(q, 0, n);
+        return amax == 0 ? 0.0f : amax;  // non-finite input stays visible in the result
+    }
+    const float inverse = 127.0f / amax;
+    for (int k = 0; k < n; ++k) q[k] = static_cast<int8_t>(std::nearbyint(x[k] * inverse));
+    return amax / 127.0f;
+}
+
+const char* format_name(ActivationFormat f) {
+    switch (f) {
+        case ActivationFormat::F32: return "F32";
+        case ActivationFormat::Q8_32: return "Q8_32";
+        case ActivationFormat::Q8_K: return "Q8_K";
+    }
+    return "?";
+}
+
+}  // namespace
+
+WeightView make_weight_view(uint32_t ggml_type, const void* data, int64_t rows, int64_t cols) {
+    if (!kernels_support(ggml_type)) {
+        throw Error(code::UnsupportedModel, std::string("weight type ") + type_name(ggml_type) + " is not supported by the kernels");
+    }
+    if (rows <= 0 || cols <= 0) {
+        throw Error(code::InvalidModel, "weight shape [" + std::to_string(rows) + ", " + std::to_string(cols) + "] must be positive");
+    }
+    if (!data) throw Error(code::InvalidInput, "weight data pointer is null");
+    const TensorType type = static_cast<TensorType>(ggml_type);
+    return WeightView{type, data, rows, cols, row_bytes(type, cols)};
+}
+
+ActivationFormat activation_format_for(TensorType weight_type) {
+    switch (weight_type) {
+        case TensorType::F32:
+        case TensorType::F16:
+        case TensorType::BF16: return ActivationFormat::F32;
+        case TensorType::Q4_0:
+        case TensorType::Q4_1:
+        case TensorType::Q5_0:
+        case TensorType::Q5_1:
+        case TensorType::Q8_0: return ActivationFormat::Q8_32;
+        case TensorType::Q2_K:
+        case TensorType::Q3_K:
+        case TensorType::Q4_K:
+        case TensorType::Q5_K:
+        case TensorType::Q6_K: return ActivationFormat::Q8_K;
+    }
+    throw Error(code::UnsupportedModel, std::string("weight type ") + type_name(static_cast<uint32_t>(weight_type)) +
+                                            " is not supported by the kernels");
+}
+
+QuantizedActivations::QuantizedActivations() = default;
+QuantizedActivations::~QuantizedActivations() = default;
+QuantizedActivations::QuantizedActivations(QuantizedActivations&&) noexcept = default;
+QuantizedActivations& QuantizedActivations::operator=(QuantizedActivations&&) noexcept = default;
+
+void QuantizedActivations::reserve(size_t bytes) {
+    if (bytes + kAlign <= capacity_) return;
+    storage_.reset(new uint8_t[bytes + kAlign]);
+    capacity_ = bytes + kAlign;
+    const uintptr_t p = reinterpret_cast<uintptr_t>(storage_.get());
+    base_ = storage_.get() + (round_up(p, kAlign) - p);
+}
+
+void QuantizedActivations::quantize(const float* x, int64_t n, int64_t cols, TensorType for_weight, ThreadPool& pool) {
+    const ActivationFormat format = activation_format_for(for_weight);
+    const int64_t block = format == ActivationFormat::Q8_32 ? QK32 : format == ActivationFormat::Q8_K ? QK_K : 1;
+    if (n < 0 || cols <= 0 || cols % block != 0) {
+        throw Error(code::InvalidInput, "cannot quantize activations [" + std::to_string(n) + ", " + std::to_string(cols) +
+                                            "] for " + type_name(static_cast<uint32_t>(for_weight)) + " weights: cols must be a positive multiple of " +
+                                            std::to_string(block));
+    }
+    format_ = format;
+    n_ = n;
+    cols_ = cols;
+    block_ = block;
+    const int64_t n_blocks = cols / block;
+    if (format == ActivationFormat::F32) {
+        row_stride_ = round_up(static_cast<size_t>(cols) * 4, kAlign);
+        d_offset_ = sums_offset_ = 0;
+    } else if (format == ActivationFormat::Q8_32) {
+        const size_t groups = static_cast<size_t>(n_blocks + 3) / 4;  // of four blocks (matmul.h)
+        d_offset_ = groups * 128;
+        sums_offset_ = d_offset_ + round_up(groups * 8 * 4, kAlign);
+        row_stride_ = sums_offset_;
+    } else {
+        d_offset_ = round_up(static_cast<size_t>(cols), kAlign);
+        const size_t scale_floats = n_blocks;
+        sums_offset_ = d_offset_ + round_up(scale_floats * 4, kAlign);
+        const size_t sums_bytes = (cols / 16) * 2;
+        row_stride_ = sums_offset_ + round_up(sums_bytes, kAlign);
+    }
+    reserve(row_stride_ * static_cast<size_t>(std::max<int64_t>(n, 1)));
+    pool.parallel_for(n, [&](int64_t begin, int64_t end, int) {
+        for (int64_t i = begin; i < end; ++i) {
+            const float* xi = x + i * cols;
+            if (format == ActivationFormat::F32) {
+                std::memcpy(base_ + i * row_stride_, xi, cols * 4);
+                continue;
+            }
+            int8_t* q = const_cast<int8_t*>(qs(i));
+            if (format == ActivationFormat::Q8_32) {
+                float* ds_pairs = const_cast<float*>(ds(i));
+                int8_t codes[QK32];
+                const int64_t padded = (n_blocks + 3) / 4 * 4;
+                for (int64_t b = 0; b < padded; ++b) {
+                    const float scale = b < n_blocks ? quantize_block(xi + b * QK32, QK32, codes) : 0.0f;
+                    if (b >= n_blocks) std::memset(codes, 0, QK32);
+                    int sum = 0;
+                    for (int k = 0; k < QK32; ++k) sum += codes[k];
+                    std::memcpy(const_cast<int8_t*>(q8_32_half(i, b, 0)), codes, 16);
+                    std::memcpy(const_cast<int8_t*>(q8_32_half(i, b, 1)), codes + 16, 16);
+                    ds_pairs[2 * b] = scale;
+                    ds_pairs[2 * b + 1] = scale * static_cast<float>(sum);
+                }
+            } else {
+                float* dd = const_cast<float*>(d(i));
+                for (int64_t b = 0; b < n_blocks; ++b) dd[b] = quantize_block(xi + b * QK_K, QK_K, q + b * QK_K);
+                int16_t* bs = const_cast<int16_t*>(bsums(i));
+                for (int64_t g = 0; g < cols / 16; ++g) {
+                    int sum = 0;
+                    for (int k = 0; k < 16; ++k) sum += q[g * 16 + k];
+                    bs[g] = static_cast<int16_t>(sum);
+                }
+            }
+        }
+    });
+}
+
+void matmul(const WeightView& w, const QuantizedActivations& x, float* y, ThreadPool& pool) {
+    const ActivationFormat wanted = activation_format_for(w.type);
+    if (x.format() != wanted || x.cols() != w.cols) {
+        throw Error(code::InvalidInput, std::string("activations quantized as ") + format_name(x.format()) + " with " +
+                                            std::to_string(x.cols()) + " cols do not fit " + type_name(static_cast<uint32_t>(w.type)) +
+                                            " weights [" + std::to_string(w.rows) + ", " + std::to_string(w.cols) + "], which need " +
+                                            format_name(wanted) + " with " + std::to_string(w.cols) + " cols");
+    }
+    if (x.n() == 0) return;
+    const uint32_t id = static_cast<uint32_t>(w.type);
+    const kernels::MatmulRowsFn fn = kernels::active().matmul_rows[id];
+    const int64_t tiles = (w.rows + kRowTile - 1) / kRowTile;
+    // One chunk per thread: every row costs the same, and each chunk start
+    // restarts a weight stream whose first pages wait out the memory latency
+    // (the hardware prefetchers start over at every 4 KiB page and need a
+    // few misses to ramp up); small matrices gained most (docs/benchmarks.md,
+    // "Kernel history").
+    pool.parallel_for(
+        tiles, [&](int64_t begin, int64_t end, int) { fn(w, x, y, begin * kRowTile, std::min(end * kRowTile, w.rows)); },
+        1);
+}
+
+void matmul(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool& pool) {
+    QuantizedActivations q;
+    q.quantize(x, n, w.cols, w.type, pool);
+    matmul(w, q, y, pool);
+}
+
+}  // namespace ggufsm

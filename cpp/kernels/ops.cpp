@@ -1,0 +1,77 @@
+// Float32 transformer ops. Reductions (norms, softmax sums) accumulate in
+// double, as ggml does, so long rows lose nothing to summation order.
+#include "kernels/ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+#include "kernels/kernel_set.h"
+
+namespace ggufsm {
+
+void rmsnorm(const float* x, const float* weight, float* out, int64_t n_rows, int64_t dim, float eps) {
+    for (int64_t r = 0; r < n_rows; ++r) {
+        const float* xr = x + r * dim;
+        float* outr = out + r * dim;
+        double sum = 0;
+        for (int64_t i = 0; i < dim; ++i) sum += static_cast<double>(xr[i]) * xr[i];
+        const float scale = static_cast<float>(1.0 / std::sqrt(sum / static_cast<double>(dim) + eps));
+        if (weight) {
+            for (int64_t i = 0; i < dim; ++i) outr[i] = xr[i] * scale * weight[i];
+        } else {
+            for (int64_t i = 0; i < dim; ++i) outr[i] = xr[i] * scale;
+        }
+    }
+}
+
+void rope(float* x, int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t n_rot, const int32_t* positions,
+          float freq_base, bool neox) {
+    if (n_rot <= 0 || n_rot % 2 != 0 || n_rot > head_dim) {
+        throw Error(code::InvalidInput, "rope: n_rot " + std::to_string(n_rot) + " must be even and in (0, head_dim " +
+                                            std::to_string(head_dim) + "]");
+    }
+    const int64_t half = n_rot / 2;
+    std::vector<double> inv_freq(half);
+    for (int64_t i = 0; i < half; ++i) inv_freq[i] = std::pow(static_cast<double>(freq_base), -2.0 * i / n_rot);
+    std::vector<float> cos_t(half), sin_t(half);
+    for (int64_t t = 0; t < n_tok; ++t) {
+        for (int64_t i = 0; i < half; ++i) {
+            const double theta = positions[t] * inv_freq[i];
+            cos_t[i] = static_cast<float>(std::cos(theta));
+            sin_t[i] = static_cast<float>(std::sin(theta));
+        }
+        for (int64_t h = 0; h < n_head; ++h) {
+            float* v = x + (t * n_head + h) * head_dim;
+            for (int64_t i = 0; i < half; ++i) {
+                const int64_t a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+                const float x0 = v[a], x1 = v[b];
+                v[a] = x0 * cos_t[i] - x1 * sin_t[i];
+                v[b] = x0 * sin_t[i] + x1 * cos_t[i];
+            }
+        }
+    }
+}
+
+void softmax(float* x, int64_t n) {
+    if (n <= 0) return;
+    const float max = *std::max_element(x, x + n);
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        x[i] = std::exp(x[i] - max);
+        sum += x[i];
+    }
+    const float inverse = static_cast<float>(1.0 / sum);
+    for (int64_t i = 0; i < n; ++i) x[i] *= inverse;
+}
+
+// The activations run the active kernel set's (kernel_set.h); the scalar
+// reference is kernels/scalar/activations.cpp.
+void silu(float* x, int64_t n) { kernels::active().silu(x, nullptr, x, n); }
+void gelu(float* x, int64_t n) { kernels::active().gelu(x, nullptr, x, n); }
+void swiglu(const float* gate, const float* up, float* out, int64_t n) { kernels::active().silu(gate, up, out, n); }
+void geglu(const float* gate, const float* up, float* out, int64_t n) { kernels::active().gelu(gate, up, out, n); }
+
+}  // namespace ggufsm

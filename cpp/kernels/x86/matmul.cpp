@@ -1,0 +1,377 @@
+// The x86 matmul kernels, written once over 256-bit vectors and compiled per
+// ISA variant: AVX2 + FMA + F16C (u8 x s8 products through maddubs/madd) and
+// AVX-512 (the same code where AVX512-VNNI turns each u8 x s8 dot into one
+// vpdpbusd, and AVX512-BW expands bit masks). On the 2-core Zen 4 this was
+// tuned on, 512-bit ops issue as two 256-bit halves, so wider vectors buy only
+// fewer instructions; the gain from the AVX-512 variant is VNNI (and its own
+// four-block 32-block kernels, kernels/x86/avx512/matmul_32x4.cpp, which
+// replace the pairs below in its set). The 32-block kernels read Q8_32
+// activations in their grouped layout (matmul.h).
+// Semantics are those of kernels/scalar/matmul.cpp; only float summation order differs.
+#include <cstring>
+
+#include "kernels/quant.h"
+#include "kernels/x86/matmul_rows.h"
+
+namespace ggufsm::kernels::GGUFSM_ISA {
+namespace {
+
+inline float half(uint16_t h) { return _cvtsh_ss(h); }
+
+// acc (8 x int32) += sums of 4 adjacent u8 * s8 products; u <= 128 and
+// |s| <= 127 keep the AVX2 path's int16 pair sums (maddubs) from saturating.
+inline __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) {
+#ifdef GGUFSM_VNNI
+    return _mm256_dpbusd_epi32(acc, u, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
+inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// 16 packed bytes -> 32 codes: low nibbles first (elements 0..15), then high (16..31).
+inline __m256i nibbles_32(const uint8_t* p) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+    return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+// 32 bits -> 32 bytes, 0x10 where the bit is set (the fifth bit of a Q5 code).
+inline __m256i fifth_bits_32(uint32_t bits) {
+#ifdef GGUFSM_VNNI
+    return _mm256_maskz_mov_epi8(bits, _mm256_set1_epi8(0x10));
+#else
+    // Byte k takes byte k/8 of bits, then tests bit k%8 of it.
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(static_cast<int>(bits)),
+        _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0x0000000000000000));
+    const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
+    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10));
+#endif
+}
+
+// ---- float weights ----
+
+float dot_f32(const uint8_t* row, const QuantizedActivations& x, int64_t i, int64_t cols) {
+    const float* w = reinterpret_cast<const float*>(row);
+    const float* a = x.f32(i);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 16 <= cols; j += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j), _mm256_loadu_ps(a + j), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j + 8), _mm256_loadu_ps(a + j + 8), acc1);
+    }
+    float tail = 0;
+    for (; j < cols; ++j) tail += w[j] * a[j];
+    return hsum(_mm256_add_ps(acc0, acc1)) + tail;
+}
+
+inline __m256 load8_f16(const uint8_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+inline __m256 load8_bf16(const uint8_t* p) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+template <bool Bf16>
+float dot_half(const uint8_t* row, const QuantizedActivations& x, int64_t i, int64_t cols) {
+    const float* a = x.f32(i);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 16 <= cols; j += 16) {
+        const __m256 w0 = Bf16 ? load8_bf16(row + 2 * j) : load8_f16(row + 2 * j);
+        const __m256 w1 = Bf16 ? load8_bf16(row + 2 * j + 16) : load8_f16(row + 2 * j + 16);
+        acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a + j), acc0);
+        acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(a + j + 8), acc1);
+    }
+    float tail = 0;
+    for (; j < cols; ++j) {
+        uint16_t h;
+        std::memcpy(&h, row + 2 * j, 2);
+        tail += (Bf16 ? bf16_to_fp32(h) : half(h)) * a[j];
+    }
+    return hsum(_mm256_add_ps(acc0, acc1)) + tail;
+}
+
+// ---- 32-blocks against Q8_32 activations ----
+
+// Every quantized kernel takes NR activation rows at once (i .. i+NR-1):
+// the weight block is loaded and unpacked once and dotted with each of them,
+// which is what makes prefill (many rows) cheaper per row than decode.
+
+inline __m256i load_codes(const int8_t* p) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(p)); }
+
+// The 32 codes of block b of activation row i in element order (its two halves
+// lie 64 bytes apart in the grouped Q8_32 layout, matmul.h).
+inline __m256i load_block_codes(const QuantizedActivations& x, int64_t i, int64_t b) {
+    const __m128i lo = _mm_load_si128(reinterpret_cast<const __m128i*>(x.q8_32_half(i, b, 0)));
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), _mm_load_si128(reinterpret_cast<const __m128i*>(x.q8_32_half(i, b, 1))), 1);
+}
+
+// Q4_0/Q5_0 (Offset 8/16: w = d_w * (code - Offset)) and Q4_1/Q5_1 (w = d_w * code + m_w):
+//   sum_b d_w d_a sum(code*a) + (m_w, or -Offset d_w) * s_a.
+// Blocks b, b + 1 (b even) in one step, as the grouped Q8_32 layout lays
+// their activations out: the pair's first halves side by side, then their
+// second halves. Low nibbles of both blocks meet the first, high nibbles the
+// second, so lanes 0..3 of the sum are block b's and 4..7 block b + 1's: one
+// conversion and FMA per pair. Single: block b alone (the row's last; its
+// partner's activations are the zero padding, and its weights are not read).
+// Pairs beat one block per step on either layout (docs/benchmarks.md,
+// "Kernel history").
+template <typename Block, bool Mins, int NR, bool Single>
+inline void step_32x2(const Block* w, const QuantizedActivations& x, int64_t i, int64_t b, __m256* acc, __m128* extra) {
+    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].qs));
+    const __m256i packed = Single ? _mm256_zextsi128_si256(q0)
+                                  : _mm256_inserti128_si256(_mm256_castsi128_si256(q0), _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b + 1].qs)), 1);
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    __m256i lo = _mm256_and_si256(packed, nibble);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
+    if constexpr (sizeof(Block) == sizeof(BlockQ5_0) || sizeof(Block) == sizeof(BlockQ5_1)) {
+        uint32_t h0, h1 = 0;
+        std::memcpy(&h0, w[b].qh, 4);
+        if (!Single) std::memcpy(&h1, w[b + 1].qh, 4);
+        lo = _mm256_or_si256(lo, fifth_bits_32((h0 & 0xFFFF) | (h1 << 16)));
+        hi = _mm256_or_si256(hi, fifth_bits_32((h0 >> 16) | (h1 & 0xFFFF0000u)));
+    }
+    // [d0, m0, d1, m1] (or [d0, d0, d1, d1]) as floats; zero for a missing partner.
+    uint64_t halves;
+    if constexpr (Mins) {
+        uint32_t h0, h1 = 0;
+        std::memcpy(&h0, &w[b], 4);
+        if (!Single) std::memcpy(&h1, &w[b + 1], 4);
+        halves = h0 | (static_cast<uint64_t>(h1) << 32);
+    } else {
+        const uint64_t d0 = w[b].d, d1 = Single ? 0 : w[b + 1].d;
+        halves = d0 | (d0 << 16) | (d1 << 32) | (d1 << 48);
+    }
+    const __m128 wscales = _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<long long>(halves)));
+    const __m256i spread = _mm256_set_epi32(2, 2, 2, 2, 0, 0, 0, 0);
+    for (int k = 0; k < NR; ++k) {
+        const int8_t* a = x.q8_32_half(i + k, b, 0);
+        __m256i p = dot_u8s8(_mm256_setzero_si256(), lo, load_codes(a));
+        p = dot_u8s8(p, hi, load_codes(a + 64));
+        const __m128 scales = _mm_mul_ps(wscales, _mm_loadu_ps(x.ds(i + k) + 2 * b));
+        acc[k] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(_mm256_castps128_ps256(scales), spread), _mm256_cvtepi32_ps(p), acc[k]);
+        extra[k] = _mm_add_ps(extra[k], scales);
+    }
+}
+
+template <typename Block, int Offset, bool Mins, int NR>
+void dot_32(const uint8_t* row, const QuantizedActivations& x, int64_t i, int64_t cols, float* out) {
+    const Block* w = reinterpret_cast<const Block*>(row);
+    const int64_t blocks = cols / QK32;
+    __m256 acc[NR];
+    __m128 extra[NR];  // lanes 1 and 3 sum m_w * s_a (or d_w * s_a)
+    for (int k = 0; k < NR; ++k) {
+        acc[k] = _mm256_setzero_ps();
+        extra[k] = _mm_setzero_ps();
+    }
+    int64_t b = 0;
+    for (; b + 2 <= blocks; b += 2) step_32x2<Block, Mins, NR, false>(w, x, i, b, acc, extra);
+    if (b < blocks) step_32x2<Block, Mins, NR, true>(w, x, i, b, acc, extra);
+    for (int k = 0; k < NR; ++k) {
+        const float e = _mm_cvtss_f32(_mm_movehdup_ps(extra[k])) + _mm_cvtss_f32(_mm_shuffle_ps(extra[k], extra[k], 3));
+        out[k] = Mins ? hsum(acc[k]) + e : hsum(acc[k]) - Offset * e;
+    }
+}
+
+// Signed codes: |w| * (a with w's sign) keeps the product exact in u8 x s8.
+template <int NR>
+void dot_q8_0(const uint8_t* row, const QuantizedActivations& x, int64_t i, int64_t cols, float* out) {
+    const BlockQ8_0* w = reinterpret_cast<const BlockQ8_0*>(row);
+    __m256 acc[NR];
+    for (int k = 0; k < NR; ++k) acc[k] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < cols / QK32; ++b) {
+        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
+        const __m256i magnitude = _mm256_sign_epi8(q, q);
+        const float dw = half(w[b].d);
+        for (int k = 0; k < NR; ++k) {
+            const __m256i a = load_block_codes(x, i + k, b);
+            const __m256i p = dot_u8s8(_mm256_setzero_si256(), magnitude, _mm256_sign_epi8(a, q));
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x.ds(i + k)[2 * b]), _mm256_cvtepi32_ps(p), acc[k]);
+        }
+    }
+    for (int k = 0; k < NR; ++k) out[k] = hsum(acc[k]);
+}
+
+// ---- k-quants against Q8_K activations ----
+
+// acc (8 x int32) += pairwise sums of the int16 products p * scale.
+inline __m256i add_scaled(__m256i acc, __m256i products16, __m256i scales16) {
+#ifdef GGUFSM_VNNI
+    return _mm256_dpwssd_epi32(acc, products16, scales16);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(products16, scales16));
+#endif
+}
+
+// int16 products of adjacent u8 codes and s8 activations, summed in pairs
+// (codes <= 63 and |a| <= 127 cannot saturate).
+inline __m256i products16(__m256i codes, const int8_t* a) { return _mm256_maddubs_epi16(codes, load_codes(a)); }
+
+// A vector whose every 16-bit lane is lane k of v (v holds the same 8 words in both halves).
+inline __m256i broadcast_word(__m256i v, int k) {
+    return _mm256_shuffle_epi8(v, _mm256_set1_epi16(static_cast<int16_t>(((2 * k + 1) << 8) | (2 * k))));
+}
+
+inline __m256i load_bsums(const QuantizedActivations& x, int64_t i, int64_t b) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums(i) + b * 16));
+}
+
+template <typename Block, int NR>
+void dot_q45_k(const uint8_t* row, const QuantizedActivations& x, int64_t i, int64_t cols, float* out) {
+    constexpr bool kHasQh = sizeof(Block) == sizeof(BlockQ5_K);
+    const Block* w = reinterpret_cast<const Block*>(row);
+    const __m256i low_nibble = _mm256_set1_epi8(0x0F);
+    __m256 acc[NR];
+    for (int k = 0; k < NR; ++k) acc[k] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < cols / QK_K; ++b) {
+        // The eight 6-bit scales and mins (k_scale_min), unpacked in a vector:
+        // the scalar shifts it replaces were on every super-block's critical
+        // path. With A, B, C the three 32-bit words of scales[12], byte-wise
+        //   sc0..3 = A & 63, m0..3 = B & 63, sc4..7 = (C & 15) | (A >> 6) << 4,
+        //   m4..7 = (C >> 4) | (B >> 6) << 4.
+        const __m128i head = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&w[b]));  // [d|dmin, A, B, C]
+        const __m128i low = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(head, _MM_SHUFFLE(3, 3, 2, 1)), _mm_set_epi32(4, 0, 0, 0)),
+                                          _mm_set_epi32(0x0F0F0F0F, 0x0F0F0F0F, 0x3F3F3F3F, 0x3F3F3F3F));
+        const __m128i top = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(head, _MM_SHUFFLE(2, 1, 0, 0)), 2),
+                                          _mm_set_epi32(0x30303030, 0x30303030, 0, 0));
+        // [sc0..3, sc4..7, m0..3, m4..7]
+        const __m128i unpacked = _mm_shuffle_epi32(_mm_or_si128(low, top), _MM_SHUFFLE(3, 1, 2, 0));
+        const __m256i mins32 = _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(unpacked, unpacked));
+#ifdef GGUFSM_VNNI
+        alignas(32) int32_t scale32[8];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(scale32), _mm256_cvtepu8_epi32(unpacked));
+#else
+        const __m256i scales16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(unpacked));
+#endif
+        __m256i qh;
+        if constexpr (kHasQh) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qh));
+        __m256i scaled[NR], scaled2[NR];
+        for (int k = 0; k < NR; ++k) scaled[k] = scaled2[k] = _mm256_setzero_si256();
+        for (int j = 0; j < 4; ++j) {
+            const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * j));
+            __m256i lo = _mm256_and_si256(raw, low_nibble);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low_nibble);
+            if constexpr (kHasQh) {
+                const __m256i bit = _mm256_set1_epi8(1);
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * j), bit), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * j + 1), bit), 4));
+            }
+#ifdef GGUFSM_VNNI
+            // One vpdpbusd per 32 codes, then the int32 sums (|sum| <= 4 * 15 * 127,
+            // so the low 16 bits are the whole value and the high 16 its sign) times
+            // the sub-block scale in one vpdpwssd against [scale, 0] words; the
+            // scale comes by a broadcast load, which costs no ALU op; low and high
+            // nibbles in two chains (one chain waits out the latency). Replaces
+            // maddubs + vpdpwssd + a shuffle per 32 codes (docs/benchmarks.md,
+            // "Kernel history").
+            const __m256i sc_lo32 = _mm256_set1_epi32(scale32[2 * j]), sc_hi32 = _mm256_set1_epi32(scale32[2 * j + 1]);
+            for (int k = 0; k < NR; ++k) {
+                const int8_t* a = x.qs(i + k) + b * QK_K + 64 * j;
+                scaled[k] = _mm256_dpwssd_epi32(scaled[k], _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, load_codes(a)), sc_lo32);
+                scaled2[k] = _mm256_dpwssd_epi32(scaled2[k], _mm256_dpbusd_epi32(_mm256_setzero_si256(), hi, load_codes(a + 32)), sc_hi32);
+            }
+#else
+            const __m256i sc_lo16 = broadcast_word(scales16, 2 * j), sc_hi16 = broadcast_word(scales16, 2 * j + 1);
+            for (int k = 0; k < NR; ++k) {
+                const int8_t* a = x.qs(i + k) + b * QK_K + 64 * j;
+                scaled[k] = add_scaled(scaled[k], products16(lo, a), sc_lo16);
+                scaled[k] = add_scaled(scaled[k], products16(hi, a + 32), sc_hi16);
+            }
+#endif
+        }
+        const float d = half(w[b].d), dmin = half(w[b].dmin);
+        for (int k = 0; k < NR; ++k) {
+            scaled[k] = _mm256_add_epi32(scaled[k], scaled2[k]);
+            // Sum of the activation codes over each 32-element sub-block, from the 16-element sums.
+            const __m256i sub_sums = _mm256_madd_epi16(load_bsums(x, i + k, b), _mm256_set1_epi16(1));
+            const __m256i mins = _mm256_mullo_epi32(mins32, sub_sums);
+            const float da = x.d(i + k)[b];
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(scaled[k]), acc[k]);
+            acc[k] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(mins), acc[k]);
+        }
+    }
+    for (int k = 0; k < NR; ++k) out[k] = hsum(acc[k]);
+}
+
+// Codes are 6-bit unsigned (0..63) with offset 32: sum(sc*(q-32)*a) =
+// sum(sc*q*a) - 32 * sum(sc * bsum).
+template <int NR>
+void dot_q6_k(const uint8_t* row, const QuantizedActivations& x, int64_t i, int64_t cols, float* out) {
+    const BlockQ6_K* w = reinterpret_cast<const BlockQ6_K*>(row);
+    const __m256i low_nibble = _mm256_set1_epi8(0x0F), two_bits = _mm256_set1_epi8(0x03);
+    __m256 acc[NR];
+    for (int k = 0; k < NR; ++k) acc[k] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < cols / QK_K; ++b) {
+        const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales)));
+        __m256i scaled[NR];
+        for (int k = 0; k < NR; ++k) {
+            // -32 * sum(sc * bsum)
+            scaled[k] = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                         _mm256_slli_epi32(_mm256_madd_epi16(load_bsums(x, i + k, b), scales16), 5));
+        }
+        for (int j = 0; j < 2; ++j) {
+            // Scales 8j..8j+7 in both 128-bit halves; each 32 codes span two 16-element sub-blocks.
+            const __m256i half_scales = j == 0 ? _mm256_permute2x128_si256(scales16, scales16, 0x00)
+                                               : _mm256_permute2x128_si256(scales16, scales16, 0x11);
+            const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].ql + 64 * j));
+            const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].ql + 64 * j + 32));
+            const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qh + 32 * j));
+            const __m256i codes[4] = {
+                _mm256_or_si256(_mm256_and_si256(ql0, low_nibble), _mm256_slli_epi16(_mm256_and_si256(qh, two_bits), 4)),
+                _mm256_or_si256(_mm256_and_si256(ql1, low_nibble),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), two_bits), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low_nibble),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), two_bits), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low_nibble),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), two_bits), 4)),
+            };
+            for (int t = 0; t < 4; ++t) {
+                const __m256i pair = _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(((4 * t + 3) << 8) | (4 * t + 2))),
+                                                      _mm_set1_epi16(static_cast<int16_t>(((4 * t + 1) << 8) | (4 * t))));
+                const __m256i scales = _mm256_shuffle_epi8(half_scales, pair);
+                for (int k = 0; k < NR; ++k) {
+                    const int8_t* a = x.qs(i + k) + b * QK_K + 128 * j + 32 * t;
+                    scaled[k] = add_scaled(scaled[k], products16(codes[t], a), scales);
+                }
+            }
+        }
+        const float d = half(w[b].d);
+        for (int k = 0; k < NR; ++k) {
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * x.d(i + k)[b]), _mm256_cvtepi32_ps(scaled[k]), acc[k]);
+        }
+    }
+    for (int k = 0; k < NR; ++k) out[k] = hsum(acc[k]);
+}
+
+template <float (*Dot)(const uint8_t*, const QuantizedActivations&, int64_t, int64_t)>
+void rows(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    drive_rows(w, x, y, row_begin, row_end, Dot);
+}
+
+}  // namespace
+
+void fill_matmul(KernelSet& set) {
+    set.matmul_rows[0] = rows<dot_f32>;
+    set.matmul_rows[1] = rows<dot_half<false>>;
+    set.matmul_rows[30] = rows<dot_half<true>>;
+    set.matmul_rows[2] = rows_n<dot_32<BlockQ4_0, 8, false, kRowsAtOnce>, dot_32<BlockQ4_0, 8, false, 1>>;
+    set.matmul_rows[3] = rows_n<dot_32<BlockQ4_1, 0, true, kRowsAtOnce>, dot_32<BlockQ4_1, 0, true, 1>>;
+    set.matmul_rows[6] = rows_n<dot_32<BlockQ5_0, 16, false, kRowsAtOnce>, dot_32<BlockQ5_0, 16, false, 1>>;
+    set.matmul_rows[7] = rows_n<dot_32<BlockQ5_1, 0, true, kRowsAtOnce>, dot_32<BlockQ5_1, 0, true, 1>>;
+    set.matmul_rows[8] = rows_n<dot_q8_0<kRowsAtOnce>, dot_q8_0<1>>;
+    set.matmul_rows[12] = rows_n<dot_q45_k<BlockQ4_K, kRowsAtOnce>, dot_q45_k<BlockQ4_K, 1>>;
+    set.matmul_rows[13] = rows_n<dot_q45_k<BlockQ5_K, kRowsAtOnce>, dot_q45_k<BlockQ5_K, 1>>;
+    set.matmul_rows[14] = rows_n<dot_q6_k<kRowsAtOnce>, dot_q6_k<1>>;
+}
+
+}  // namespace ggufsm::kernels::GGUFSM_ISA

@@ -1,0 +1,121 @@
+#include "runtime/thread_pool.h"
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+
+#include "errors.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define GGUFSM_PAUSE() _mm_pause()
+#else
+#define GGUFSM_PAUSE() std::this_thread::yield()
+#endif
+
+namespace ggufsm {
+
+namespace {
+// How long an idle worker spins before it sleeps: long enough to bridge the
+// gaps between the matmuls of one forward pass, short enough not to burn a
+// core that another process wants once the pass is over.
+constexpr auto kSpinTime = std::chrono::microseconds(200);
+// The claim word's 16-bit fields: chunk counts stay below half their range,
+// so the few claims that overshoot a finished job (one per thread) never
+// carry into the count.
+constexpr int64_t kMaxChunks = 0x7FFF;
+}  // namespace
+
+ThreadPool::ThreadPool(int n_threads) {
+    if (n_threads < 0) {
+        throw Error(code::InvalidInput, "thread count must be >= 0 (0 = all cores), got " + std::to_string(n_threads));
+    }
+    if (n_threads == 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    n_threads_ = n_threads;
+    workers_.reserve(n_threads - 1);
+    for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+}
+
+ThreadPool::~ThreadPool() {
+    stopping_.store(true);
+    generation_.fetch_add(1);
+    { std::lock_guard<std::mutex> lock(sleep_mutex_); }
+    work_ready_.notify_all();
+    for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::run_chunks(int thread_index) {
+    int64_t ran = 0;
+    for (;;) {
+        const uint64_t word = claim_.fetch_add(1, std::memory_order_acq_rel);
+        const int64_t chunk = static_cast<int64_t>(word & 0xFFFF), chunks = static_cast<int64_t>((word >> 16) & 0xFFFF);
+        if (chunk >= chunks) break;
+        // job_ and job_n_ are this word's job: they change only after every chunk of it is done.
+        const int64_t begin = job_n_ * chunk / chunks, end = job_n_ * (chunk + 1) / chunks;
+        try {
+            if (begin < end) (*job_)(begin, end, thread_index);
+        } catch (...) {
+            std::lock_guard<std::mutex> lock(error_mutex_);
+            if (!first_error_) first_error_ = std::current_exception();
+        }
+        ++ran;
+    }
+    if (ran > 0) done_.fetch_add(ran, std::memory_order_acq_rel);
+}
+
+void ThreadPool::worker_loop(int thread_index) {
+    uint64_t seen = 0;
+    for (;;) {
+        uint64_t now = generation_.load(std::memory_order_acquire);
+        const auto spin_until = std::chrono::steady_clock::now() + kSpinTime;
+        for (int spin = 1; now == seen; ++spin) {
+            GGUFSM_PAUSE();
+            now = generation_.load(std::memory_order_acquire);
+            if (spin % 64 == 0 && std::chrono::steady_clock::now() > spin_until) break;
+        }
+        if (now == seen) {
+            // Announce the sleep before the last look at generation_; parallel_for
+            // bumps generation_ before it looks at sleepers_ (both seq_cst), so
+            // one of the two always sees the other.
+            sleepers_.fetch_add(1);
+            {
+                std::unique_lock<std::mutex> lock(sleep_mutex_);
+                work_ready_.wait(lock, [&] { return generation_.load() != seen; });
+            }
+            sleepers_.fetch_sub(1);
+            now = generation_.load(std::memory_order_acquire);
+        }
+        seen = now;
+        if (stopping_.load()) return;
+        run_chunks(thread_index);
+    }
+}
+
+void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int chunks_per_thread) {
+    if (n <= 0) return;
+    if (n_threads_ == 1 || n == 1) {
+        fn(0, n, 0);
+        return;
+    }
+    std::lock_guard<std::mutex> call_lock(call_mutex_);
+    // The previous job is fully done, so no thread reads these until the claim word below publishes them.
+    job_ = &fn;
+    job_n_ = n;
+    first_error_ = nullptr;
+    done_.store(0, std::memory_order_relaxed);
+    const int64_t chunks = std::min({n, std::max<int64_t>(1, chunks_per_thread) * n_threads_, kMaxChunks});
+    const uint64_t generation = generation_.load(std::memory_order_relaxed) + 1;
+    claim_.store(static_cast<uint64_t>(chunks) << 16, std::memory_order_release);
+    generation_.store(generation);
+    if (sleepers_.load() > 0) {
+        // A worker between its last look at generation_ and its wait holds the mutex.
+        { std::lock_guard<std::mutex> lock(sleep_mutex_); }
+        work_ready_.notify_all();
+    }
+    run_chunks(0);
+    while (done_.load(std::memory_order_acquire) != chunks) GGUFSM_PAUSE();
+    job_ = nullptr;
+    if (first_error_) std::rethrow_exception(first_error_);
+}
+
+}  // namespace ggufsm
