@@ -9,7 +9,8 @@ against the unmodified reference as a control, then mutmut on the lifecycle
 code ([tool.mutmut] in pyproject.toml) with the suite as its test, and writes
 the report. It measures whatever suite the working tree holds.
 
-    --mutant NAME [--json]     one mutant: the cases that fail against it
+    --mutant NAME [--json]     one mutant: the first case that fails against it (--all-failures: every one)
+    --jobs N                   N mutants at once, each in a child process
     --skip-mutmut              the hand-written mutants only (the report says mutmut was not run)
     --results FILE             also keep the raw results as JSON; --from-results FILE re-renders from them
 """
@@ -36,17 +37,19 @@ CONTROL = "reference"            # the unmodified reference runtime, run like a 
 MUTANT_TIME_LIMIT_S = 900        # one mutant's whole suite; only a suite that hangs comes near it
 
 
-def one(name: str) -> Verdict:
+def one(name: str, *, all_failures: bool = False) -> Verdict:
+    """The suite against one mutant (or the control, always in full): its first failing case, or all of them."""
     if name == CONTROL:
         from ggufsm.conformance.adapters.reference import make_adapter
 
         return run_against(make_adapter, CONTROL)
-    return run_against(BY_NAME[name], name)
+    return run_against(BY_NAME[name], name, stop_at_first_failure=not all_failures)
 
 
-def in_child(name: str) -> Verdict:
+def in_child(name: str, *, all_failures: bool = False) -> Verdict:
     """One mutant's suite in a process of its own (mutants keep process-wide state; a hang stays contained)."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--mutant", name, "--json"]
+    command = [sys.executable, str(Path(__file__).resolve()), "--mutant", name, "--json",
+               *(["--all-failures"] if all_failures else [])]
     started = time.perf_counter()
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=MUTANT_TIME_LIMIT_S)
@@ -60,20 +63,30 @@ def in_child(name: str) -> Verdict:
     return Verdict.from_json(json.loads(done.stdout.splitlines()[-1]))
 
 
-def measure_mutants(log=sys.stderr) -> dict[str, Verdict]:
-    verdicts: dict[str, Verdict] = {}
-    for name in [CONTROL, *BY_NAME]:
-        verdict = verdicts[name] = in_child(name)
-        outcome = (verdict.problem or f"{len(verdict.failures)} failing case(s)") if name != CONTROL else \
-            f"{verdict.cases_run} cases, {len(verdict.failures)} failing"
-        print(f"{name:40s} {outcome}  ({verdict.seconds:.1f} s)", file=log, flush=True)
-    return verdicts
+def measure_mutants(names: list[str], *, jobs: int = 1, all_failures: bool = False,
+                    log=sys.stderr) -> dict[str, Verdict]:
+    """The control and each mutant, ``jobs`` child processes at a time; verdicts in the order named."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def measure(name: str) -> Verdict:
+        verdict = in_child(name, all_failures=all_failures)
+        outcome = (verdict.problem or ("killed by " + verdict.failures[0].case if verdict.failures else "NOT killed")) \
+            if name != CONTROL else f"{verdict.cases_run} cases, {len(verdict.failures)} failing"
+        print(f"{name:40s} {outcome}  ({verdict.cases_run} cases, {verdict.seconds:.1f} s)", file=log, flush=True)
+        return verdict
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return dict(zip(names, pool.map(measure, names)))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mutant", metavar="NAME", help=f"one mutant (or {CONTROL!r}): run the suite against it")
     parser.add_argument("--json", action="store_true", help="with --mutant: print the verdict as JSON")
+    parser.add_argument("--all-failures", action="store_true",
+                        help="run each mutant's whole suite and list every failing case (default: stop at the first)")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants measured at once, each in its own process")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="measure these mutants only (with the control)")
     parser.add_argument("--skip-mutmut", action="store_true")
     parser.add_argument("--max-children", type=int, default=2, help="mutmut's parallel workers (default 2)")
     parser.add_argument("--output", type=Path, default=REPORT)
@@ -82,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.mutant:
-        verdict = one(args.mutant)
+        verdict = one(args.mutant, all_failures=args.all_failures)
         if args.json:
             print(json.dumps(verdict.to_json()))
         else:
@@ -95,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_results:
         results = report.Results.from_json(json.loads(args.from_results.read_text(encoding="utf-8")))
     else:
-        verdicts = measure_mutants()
+        verdicts = measure_mutants([CONTROL, *(args.only or BY_NAME)], jobs=args.jobs, all_failures=args.all_failures)
         mutmut = None if args.skip_mutmut else mutmut_run.run(max_children=args.max_children)
         results = report.Results.collect(verdicts, mutmut, control=CONTROL)
     if args.results:

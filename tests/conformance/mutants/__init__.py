@@ -10,11 +10,15 @@ the table), ``observable`` how it can be seen.
 
 from __future__ import annotations
 
-from mutants import boundaries, concurrency, determinism, effects, errors, handles, memory, outputs, reporting
+from mutants import (boundaries, concurrency, derived, determinism, effects, errors, handles, memory, outputs,
+                     reporting)
 from mutants.base import Mutant
 
 ALL: tuple[type[Mutant], ...] = (
     *effects.MUTANTS, *outputs.MUTANTS, *boundaries.MUTANTS, *determinism.MUTANTS, *handles.MUTANTS,
     *concurrency.MUTANTS, *memory.MUTANTS, *reporting.MUTANTS, *errors.MUTANTS,
 )
-BY_NAME: dict[str, type[Mutant]] = {mutant.__name__: mutant for mutant in ALL}
+# Generated from the table (derived.py): every range's edges, every operation's effects, every must-wait cell.
+DERIVED: tuple[type[Mutant], ...] = derived.MUTANTS
+BY_NAME: dict[str, type[Mutant]] = {mutant.__name__: mutant for mutant in (*ALL, *DERIVED)}
+assert len(BY_NAME) == len(ALL) + len(DERIVED), "two mutants share a name"

@@ -6,7 +6,9 @@ name with the running function's ``__module__``. This repository maps its
 rooms onto one import package (``spec/`` is ``ggufsm.spec``, ...), so mutmut
 runs in a staging directory (``build/mutmut/``) where the package is laid
 out as it is imported: ``src/ggufsm/{spec,reference,conformance}`` plus the
-built C++ core. The configuration is the repository's own
+built C++ core, each directory copied from where ``[tool.scikit-build]
+wheel.packages`` says it lives (so the staging follows any layout the
+project's packaging follows). The configuration is the repository's own
 ``[tool.mutmut]`` (pyproject.toml, copied with the rest); its paths are the
 staging directory's. The staged tests are ``suite_cases.py`` (one test per
 case of the suite) and a conftest that puts the staged package in front of
@@ -26,7 +28,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 STAGING = REPO / "build" / "mutmut"
-ROOMS = {"spec": "spec", "reference": "reference", "conformance": "conformance"}   # repo dir -> ggufsm.<name>
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 STAGED_CONFTEST = '''"""Import the staged (mutated) package, never the editable install of the working tree."""
@@ -76,6 +77,14 @@ class MutmutResult:
         return cls(data["statuses"], data["diffs"], data["seconds"], data.get("config", {}))
 
 
+def wheel_packages() -> dict[str, str]:
+    """The import package's directories (``ggufsm/spec``) and where they live in the repository (``spec``)."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    return project["tool"]["scikit-build"]["wheel"]["packages"]
+
+
 def mutmut_config() -> dict:
     import tomllib
 
@@ -87,9 +96,9 @@ def stage(staging: Path = STAGING) -> None:
     if staging.exists():
         shutil.rmtree(staging)
     package = staging / "src" / "ggufsm"
-    shutil.copytree(REPO / "ggufsm", package, ignore=IGNORED)
-    for room, name in ROOMS.items():
-        shutil.copytree(REPO / room, package / name, ignore=IGNORED)
+    # Outer packages first, so a room is copied into the package face that contains it.
+    for target, source in sorted(wheel_packages().items(), key=lambda item: item[0].count("/")):
+        shutil.copytree(REPO / source, staging / "src" / target, ignore=IGNORED, dirs_exist_ok=True)
     core = importlib.util.find_spec("ggufsm._core")
     if core is None or core.origin is None:
         raise RuntimeError("ggufsm._core is not built: install the package first (pip install -e .)")
