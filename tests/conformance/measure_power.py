@@ -91,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=2, help="mutmut's parallel workers (default 2)")
     parser.add_argument("--output", type=Path, default=REPORT)
     parser.add_argument("--results", type=Path, help="write the raw results here (JSON)")
-    parser.add_argument("--from-results", type=Path, help="render the report from raw results; run nothing")
+    parser.add_argument("--skip-mutants", action="store_true", help="mutmut only (with --results, to merge later)")
+    parser.add_argument("--from-results", type=Path, nargs="+",
+                        help="render the report from raw results (several: the mutants' from one, mutmut's from "
+                             "another); run nothing")
     args = parser.parse_args(argv)
 
     if args.mutant:
@@ -106,9 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.from_results:
-        results = report.Results.from_json(json.loads(args.from_results.read_text(encoding="utf-8")))
+        results = report.Results.merged([report.Results.from_json(json.loads(path.read_text(encoding="utf-8")))
+                                         for path in args.from_results])
     else:
-        verdicts = measure_mutants([CONTROL, *(args.only or BY_NAME)], jobs=args.jobs, all_failures=args.all_failures)
+        names = [CONTROL] if args.skip_mutants else [CONTROL, *(args.only or BY_NAME)]
+        verdicts = measure_mutants(names, jobs=args.jobs, all_failures=args.all_failures)
         mutmut = None if args.skip_mutmut else mutmut_run.run(max_children=args.max_children)
         results = report.Results.collect(verdicts, mutmut, control=CONTROL)
     if args.results:

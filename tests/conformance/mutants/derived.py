@@ -5,7 +5,8 @@ thought of. These are generated from ``spec/lifecycle.yaml`` itself, so the
 list of rules they break is the table's, complete by construction:
 
 - **edges** (``ranges``): for every bound of every numeric value a guard
-  checks (``config_valid``, ``sampling_valid``), one runtime that refuses the
+  checks (``config_valid``, ``sampling_valid``, ``input_valid``'s
+  ``max_tokens``), one runtime that refuses the
   last value inside the bound and one that accepts the first value outside
   it (the value "just past", by the range's ``step``); and for every nullable
   value, one that refuses null;
@@ -31,7 +32,7 @@ from ggufsm.reference.runtime.commands import Command, InstallModel
 from ggufsm.reference.runtime.config import RuntimeConfig
 from ggufsm.reference.sampling import SamplingConfig
 from ggufsm.spec import load_spec
-from ggufsm.spec.errors import error_class
+from ggufsm.spec.errors import InvalidInput, error_class
 from ggufsm.spec.names import ErrorCode, Guard, ResidentDatum, State
 from ggufsm.spec.ranges import in_range, range_text
 from ggufsm.spec.table import Branch, Interval, ValueRange
@@ -68,7 +69,7 @@ class Flip:
 
 def edge_flips() -> Iterator[tuple[str, Flip]]:
     """(mutant name, flip) for every bound of every numeric range, and every nullable value."""
-    for guard in (Guard.config_valid, Guard.sampling_valid):
+    for guard in (Guard.config_valid, Guard.sampling_valid, Guard.input_valid):
         for name, value_range in SPEC.ranges[guard].values.items():
             if value_range.range is None:
                 continue
@@ -119,6 +120,17 @@ def _edge_lifecycle(flip: Flip) -> type[MutantLifecycle]:
             return True
 
         return type("EdgeLifecycle", (MutantLifecycle,), {"sampling_valid": sampling_valid})
+
+    if flip.guard == Guard.input_valid:   # a generate's numeric argument (max_tokens), read off the command
+        def input_valid(self, command) -> bool:
+            value_range, value = SPEC.ranges[Guard.input_valid].values[flip.name], getattr(command, flip.name)
+            if flip.judge(value_range, value) != in_range(value_range, value):
+                if not flip.accepts:
+                    raise InvalidInput(f"{flip.name}={value!r} is out of range: expected {range_text(value_range)}")
+                setattr(command, flip.name, _clamped(value_range, value))   # accepted, and used as the nearest
+            return MutantLifecycle.input_valid(self, command)
+
+        return type("EdgeLifecycle", (MutantLifecycle,), {"input_valid": input_valid})
 
     def config_valid(self, command) -> bool:
         config: RuntimeConfig = command.config

@@ -8,8 +8,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from mutants import BY_NAME, equivalence
+from mutants import BY_NAME, DERIVED, equivalence
 from mutants.base import PROTOCOL
+from mutants.escapes import NOT_YET_KILLED
 from mutants.kill import Verdict
 from mutants.mutmut_run import CAUGHT, MutmutResult
 
@@ -41,9 +42,24 @@ class Results:
                    {name: Verdict.from_json(v) for name, v in data["mutants"].items()},
                    MutmutResult.from_json(data["mutmut"]) if data["mutmut"] else None, data["tree"], data["when"])
 
+    @classmethod
+    def merged(cls, parts: list[Results]) -> Results:
+        """Every part's mutant verdicts (a later part's replace an earlier's), the control and tree of the part
+        with the most, mutmut's from the last part that ran it."""
+        main = max(parts, key=lambda part: len(part.mutants))
+        mutmut = next((part.mutmut for part in reversed(parts) if part.mutmut is not None), None)
+        verdicts = {name: verdict for part in parts for name, verdict in part.mutants.items()}
+        ordered = {name: verdicts[name] for name in BY_NAME if name in verdicts}
+        return cls(main.control, ordered, mutmut, main.tree, main.when)
+
     @property
     def killed(self) -> list[str]:
         return [name for name, verdict in self.mutants.items() if verdict.killed]
+
+    def tally(self, derived: bool) -> tuple[int, int]:
+        """(killed, measured) among the authored mutants, or among those derived from the table."""
+        names = [name for name in self.mutants if (BY_NAME[name] in DERIVED) == derived]
+        return sum(self.mutants[name].killed for name in names), len(names)
 
     def headline(self) -> str:
         line = f"hand-written mutants killed {len(self.killed)}/{len(self.mutants)}"
@@ -81,7 +97,9 @@ def _header(results: Results) -> list[str]:
         "as `ggufsm conformance run --in-process` runs it, one pass.",
         "",
         f"- **Hand-written mutants killed: {len(results.killed)}/{len(results.mutants)} "
-        f"({_percent(len(results.killed), len(results.mutants))})**",
+        f"({_percent(len(results.killed), len(results.mutants))})**: "
+        + ", ".join(f"{what} {k}/{n} ({_percent(k, n)})" for what, (k, n) in
+                    (("authored one by one", results.tally(False)), ("derived from the table", results.tally(True)))),
         *([f"- **mutmut, lifecycle code: {results.headline().split('; ')[1]} "
            f"({_percent(equivalence.score(results.mutmut).killed, equivalence.score(results.mutmut).eligible)})**"]
           if results.mutmut else ["- mutmut: not run (`--skip-mutmut`)"]),
@@ -99,7 +117,13 @@ def _hand_written(results: Results) -> list[str]:
         "## Hand-written mutants",
         "",
         "`tests/conformance/mutants/`: each is the reference runtime with one part swapped, breaking one "
-        "rule of the table (`spec/lifecycle.yaml`, looked up there) or of the seed. "
+        "rule of the table (`spec/lifecycle.yaml`, looked up there) or of the seed. Most are authored one by one "
+        "(one module per kind); `derived.py` generates the rest from the table itself, so their list of rules "
+        "is the table's: one refusing the last value inside and one accepting the first value outside every "
+        "bound of every numeric range (and one refusing null where null is in range), one per effect an "
+        "operation has on some branch (leaving that datum as it was), one per must-wait cell (refusing at "
+        "once instead of waiting). A mutant's suite stops at its first failing case (`--all-failures` lists "
+        "them all). "
         "`tests/conformance/test_mutants.py` runs the suite against each and expects it killed (the ones "
         "this suite cannot kill yet are marked expected to fail, strictly, so a kill shows). "
         f"\"Observable\" says how the deviation can be seen: `{PROTOCOL}` through one handle as the protocol "
@@ -124,7 +148,8 @@ def _hand_written(results: Results) -> list[str]:
         lines += ["", f"### Not killed ({len(escaped)})", ""]
         for name in escaped:
             mutant = BY_NAME[name]
-            lines.append(f"- `{name}`: {mutant.summary()} Rule: {mutant.breaks}. Observable: {mutant.observable}. "
+            lines.append(f"- `{name}`: {mutant.summary()} Rule: `{mutant.breaks.ref}`. **Missing check: "
+                         f"{NOT_YET_KILLED.get(name, 'not analysed yet')}.** Observable: {mutant.observable}. "
                          f"Passed {results.mutants[name].cases_run} cases in {results.mutants[name].seconds:.0f} s"
                          + (f"; {results.mutants[name].problem}" if results.mutants[name].problem else "") + ".")
     return lines + [""]
@@ -150,18 +175,20 @@ def _mutmut(mutmut: MutmutResult | None) -> list[str]:
         "## mutmut on the lifecycle code",
         "",
         f"mutmut {score.version} mutates `{'`, `'.join(config.get('source_paths', []))}` (the staging "
-        "directory's paths for `reference/runtime/` and `spec/guard.py`; see `[tool.mutmut]` in pyproject.toml "
+        "directory's paths for the lifecycle files of `reference/runtime/`; see `[tool.mutmut]` in pyproject.toml "
         "and `tests/conformance/mutants/mutmut_run.py`). Its test command is the suite against the reference, "
         "one pytest test per case (`tests/conformance/mutants/suite_cases.py`): for each mutant, mutmut runs "
         "the cases that reach the mutated function and stops at the first that fails.",
         "",
-        f"- mutants: {len(mutmut.statuses)} ({', '.join(f'{status} {n}' for status, n in counts.most_common())}); "
-        f"run in {mutmut.seconds / 60:.0f} min",
-        f"- caught ({', '.join(CAUGHT)}): {score.killed}",
-        f"- not eligible: {score.unreached} reached by no case of the suite, {len(score.equivalent)} equivalent "
-        "(the rules below)",
-        f"- **surviving-eligible: {score.killed}/{score.eligible} killed "
-        f"({_percent(score.killed, score.eligible)})**; {len(score.survivors)} survive",
+        f"- generated: {len(mutmut.statuses)}; run in {mutmut.seconds / 60:.0f} min "
+        f"({', '.join(f'{status} {n}' for status, n in counts.most_common())})",
+        f"- killed: {counts.get('killed', 0)}; timed out: {counts.get('timeout', 0)}; crashed: "
+        f"{counts.get('segfault', 0)} (all three count as caught: {score.killed})",
+        f"- survived: {counts.get('survived', 0) + counts.get('suspicious', 0)}",
+        f"- not eligible: {score.unreached + len(score.equivalent) + score.not_run} ({score.unreached} reached by "
+        f"no case of the suite, {len(score.equivalent)} equivalent by the rules below, {score.not_run} not run)",
+        f"- **eligible: {score.killed}/{score.eligible} killed ({_percent(score.killed, score.eligible)})**; "
+        f"{len(score.survivors)} survive",
         "",
         "### What is not eligible",
         "",
