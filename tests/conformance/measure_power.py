@@ -76,7 +76,7 @@ def measure_mutants(names: list[str], *, jobs: int = 1, all_failures: bool = Fal
         return verdict
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return dict(zip(names, pool.map(measure, names)))
+        return dict(zip(names, pool.map(measure, names), strict=True))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,8 +10,7 @@ the table), ``observable`` how it can be seen.
 
 from __future__ import annotations
 
-from mutants import (boundaries, concurrency, derived, determinism, effects, errors, handles, memory, outputs,
-                     reporting)
+from mutants import boundaries, concurrency, derived, determinism, effects, errors, handles, memory, outputs, reporting
 from mutants.base import Mutant
 
 ALL: tuple[type[Mutant], ...] = (

@@ -15,8 +15,9 @@ should be able to catch it through the protocol.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import suppress
-from typing import Callable, ClassVar, Sequence
+from typing import ClassVar
 
 from ggufsm.conformance.adapters.reference import ReferenceAdapter
 from ggufsm.reference.runtime import Runtime, RuntimeConfig

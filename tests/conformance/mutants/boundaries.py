@@ -7,8 +7,8 @@ runtime.request); each mutant moves one edge of one value, or drops its check.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, replace
-from typing import Callable
 
 from ggufsm.reference.runtime.config import is_int
 from ggufsm.reference.runtime.lifecycle import Lifecycle

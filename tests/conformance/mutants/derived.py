@@ -25,8 +25,9 @@ Names say what is broken: ``TopPLowerEdgeAcceptsOutside``,
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Iterator
+from typing import Any
 
 from ggufsm.reference.runtime.commands import Command, InstallModel
 from ggufsm.reference.runtime.config import RuntimeConfig

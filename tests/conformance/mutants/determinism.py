@@ -4,7 +4,6 @@ a continuation that is not the longer generate, seeded runs that do not repeat, 
 from __future__ import annotations
 
 import numpy as np
-
 from ggufsm.reference.runtime.commands import Generate, GenerateNextToken
 from ggufsm.reference.runtime.resident import Resident
 

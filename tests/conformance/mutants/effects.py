@@ -11,7 +11,6 @@ import os
 from types import SimpleNamespace
 
 import numpy as np
-
 from ggufsm.reference.runtime import RuntimeConfig
 from ggufsm.reference.runtime.commands import Generate, InitRuntime, InstallModel, Reset, SetSampling
 from ggufsm.reference.runtime.request import Request

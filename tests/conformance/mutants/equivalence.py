@@ -132,11 +132,11 @@ def not_eligible(diff: str) -> str:
         return ""
     if all(_TIMING.search(line) for line in removed):
         return TIMING
-    for old, new in zip(removed, added):
+    for old, new in zip(removed, added, strict=True):
         old_tokens, new_tokens = _tokens(old), _tokens(new)
         if old_tokens is None or new_tokens is None or len(old_tokens) != len(new_tokens):
             return ""
-        differing = [(a, b) for a, b in zip(old_tokens, new_tokens) if a != b]
+        differing = [(a, b) for a, b in zip(old_tokens, new_tokens, strict=True) if a != b]
         if not differing or not all(a[0] == tokenize.STRING and b[0] == tokenize.STRING and _is_message(a[1])
                                     for a, b in differing):
             return ""

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ggufsm.conformance.adapter import Adapter, InProcessImplementation
 from ggufsm.conformance.inputs import prepare_inputs

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from ggufsm.reference.runtime.commands import InstallModel
 from ggufsm.reference.runtime.resident import Resident
 from ggufsm.spec.names import ResidentDatum

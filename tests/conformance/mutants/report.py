@@ -12,7 +12,7 @@ from mutants import BY_NAME, DERIVED, equivalence
 from mutants.base import PROTOCOL
 from mutants.escapes import NOT_YET_KILLED
 from mutants.kill import Verdict
-from mutants.mutmut_run import CAUGHT, MutmutResult
+from mutants.mutmut_run import MutmutResult
 
 REPO = Path(__file__).resolve().parents[3]
 COMMAND = ".venv/bin/python tests/conformance/measure_power.py"
