@@ -25,6 +25,10 @@ SHARED_RNG = ("an unseeded handle drawing between a seeded handle's draws: handl
               "both handles seeded alike, and a runtime whose seeded requests each build a generator passes; a "
               "generator shared only with unseeded requests shows when the second handle is unseeded (the first's "
               "seeded continuation must not change)")
+IN_PROCESS_HANG = ("a bound on in-process queries: a state query that waits for the running command deadlocks the "
+                   "in-process run (the generate is held in its token callback until the query answers), so the "
+                   "suite never finishes instead of failing the case; the answer limit the runner puts on "
+                   "out-of-process calls would turn it into a failure")
 
 # name -> the kind of check the suite lacks to kill it
 NOT_YET_KILLED: dict[str, str] = {
@@ -34,4 +38,5 @@ NOT_YET_KILLED: dict[str, str] = {
     "FailedReplaceResizesContext": CONFIG_AFTER_FAILED_REPLACE,
     "ContinuationOverflowsOneEarly": CONTEXT_LEFT_EDGE,
     "SharedRngAcrossHandles": SHARED_RNG,
+    "QueriesWaitForCommand": IN_PROCESS_HANG,
 }

@@ -222,8 +222,10 @@ def _mutmut(mutmut: MutmutResult | None) -> list[str]:
         lines.append("")
     if score.equivalent:
         lines += [f"Equivalent mutants ({len(score.equivalent)}):", ""]
-        lines += [f"- `{name}` ({why}): `{equivalence.changed_line(mutmut.diffs.get(name, ''))}`"
-                  for name, why in sorted(score.equivalent.items())]
+        for name, why in sorted(score.equivalent.items()):
+            diff = mutmut.diffs.get(name, "")
+            note = equivalence.review_note(name, diff)
+            lines.append(f"- `{name}` ({why}): `{equivalence.changed_line(diff)}`" + (f": {note}" if note else ""))
         lines.append("")
     lines += [f"### Survivors ({len(score.survivors)})", ""]
     if not score.survivors:
