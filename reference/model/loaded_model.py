@@ -50,6 +50,10 @@ class LoadedModel:
     def tokenizer(self) -> Any:   # ggufsm.reference.tokenizers.tokenizer.Tokenizer
         return shared_tokenizer(self.gguf)
 
+    def file_changed(self) -> str:
+        """Why the model's file can no longer be trusted (changed on disk after it was loaded), or ""."""
+        return self.gguf.core.changed() if self.gguf is not None else ""
+
     def check_token_ids(self, tokens) -> None:
         """InvalidInput unless every token is an integer id of this model's vocabulary: the C++ core's one
         rule (cpp/forward/forward.h, check_token_ids), which every prefill and decode applies as well."""
