@@ -145,6 +145,15 @@ private:
     // y_i = x . W_i^T for each (W_i, y_i), quantizing x once per activation format.
     void project(const float* x, int64_t n, std::initializer_list<std::pair<const WeightView*, float*>> outputs);
 
+    // Declared first, so destroyed last: once the buffers below are freed, hands the allocator's free
+    // pages back to the system (glibc keeps freed heap memory otherwise; 100 dropped handles left
+    // RSS 26% above where it started).
+    struct ReturnMemoryOnDestroy {
+        ReturnMemoryOnDestroy() = default;
+        ReturnMemoryOnDestroy(const ReturnMemoryOnDestroy&) = delete;
+        ReturnMemoryOnDestroy& operator=(const ReturnMemoryOnDestroy&) = delete;
+        ~ReturnMemoryOnDestroy();
+    } return_memory_;
     std::mutex running_;
     std::shared_ptr<const LlamaModel> model_;
     const LlamaHparams& hp_;

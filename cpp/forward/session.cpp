@@ -4,6 +4,10 @@
 
 #include "errors.h"
 #include "forward/forward.h"
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include "kernels/quant.h"
 
 namespace ggufsm {
@@ -49,6 +53,12 @@ LlamaSession::LlamaSession(std::shared_ptr<const LlamaModel> model, int64_t n_ct
     gate_.resize(size_t(n_batch_ * hp_.n_ff));
     up_.resize(gate_.size());
     logits_ = std::shared_ptr<float[]>(new float[size_t(hp_.n_vocab)]());
+}
+
+LlamaSession::ReturnMemoryOnDestroy::~ReturnMemoryOnDestroy() {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
 }
 
 size_t LlamaSession::kv_bytes() const { return (k_cache_.size() + v_cache_.size()) * sizeof(KvElement); }

@@ -57,7 +57,7 @@ def test_a_file_changed_during_a_generate_is_model_unavailable_for_that_handle(t
     runtime = loaded(path)
     bystander = loaded(tiny_model)
     damage = (lambda: truncate(path, 4096)) if change == "truncate" else (lambda: overwrite_in_place(path, other_bytes))
-    with pytest.raises(ModelUnavailable, match="changed after it was loaded") as raised:
+    with pytest.raises(ModelUnavailable, match="changed after it was loaded"):
         runtime.generate("Hello there", 32, temperature=0.0, stop_at_eos=False, on_token=change_at_first_token(damage))
     # The table has no generate outcome for this yet (branch rel-native-table proposes model_intact ->
     # RecoverableError): the lifecycle puts the handle back in the state the generate started from.

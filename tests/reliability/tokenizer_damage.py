@@ -4,7 +4,7 @@ tokenizer makes): `inspect` used to accept these while `load_model` refused them
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 from unittest import mock
 
 from ggufsm.conformance.fixtures import tiny_models
