@@ -21,7 +21,7 @@ INSTALLED := $(VENV)/.ggufsm-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BUILD_INPUTS := pyproject.toml CMakeLists.txt $(shell find cpp -type f 2>/dev/null)
 
-.PHONY: setup system-packages demo models test clean-venv
+.PHONY: setup system-packages demo models test clean-venv fuzz-ci fuzz test-sanitize
 
 setup: $(INSTALLED)
 
@@ -65,3 +65,33 @@ test: setup models
 
 clean-venv:
 	rm -rf $(VENV)
+
+# ─── reliability (docs/reliability.md) ──
+# The loader's fuzz target (tests/fuzz) with atheris: 60 s in CI, FUZZ_SECONDS when run by hand.
+# New inputs go to a scratch copy of the corpus, so the committed one stays small.
+FUZZ_SECONDS ?= 600
+FUZZ_SCRATCH := build/fuzz
+fuzz-ci: setup
+	$(MAKE) fuzz FUZZ_SECONDS=60
+
+fuzz: setup
+	$(VENV_PYTHON) -m pip install --quiet --disable-pip-version-check "atheris>=2.3"
+	rm -rf $(FUZZ_SCRATCH) && mkdir -p $(FUZZ_SCRATCH)/corpus && cp tests/fuzz/corpus/* $(FUZZ_SCRATCH)/corpus/
+	cd tests/fuzz && ../../$(VENV_PYTHON) fuzz_loader.py ../../$(FUZZ_SCRATCH)/corpus \
+	  -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -artifact_prefix=../../$(FUZZ_SCRATCH)/ -print_final_stats=1
+
+# The C++ core built with ASAN and UBSAN in its own venv and build directory (never the main .venv),
+# then the container, kernel and fuzz-corpus tests on it. Python is not built with ASAN, so its
+# runtime is preloaded; leak checking is off (the interpreter keeps its objects at exit).
+SANITIZE_VENV := .venv-sanitize
+SANITIZE_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+test-sanitize: system-packages
+	[ -x $(SANITIZE_VENV)/bin/python ] || $(PYTHON) -m venv $(SANITIZE_VENV)
+	$(SANITIZE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check ".[test]" \
+	  -C build-dir=build/sanitize -C cmake.build-type=RelWithDebInfo \
+	  -C cmake.define.CMAKE_CXX_FLAGS="$(SANITIZE_FLAGS)" \
+	  -C cmake.define.CMAKE_MODULE_LINKER_FLAGS="$(SANITIZE_FLAGS)" \
+	  -C cmake.define.CMAKE_SHARED_LINKER_FLAGS="$(SANITIZE_FLAGS)"
+	cd build && LD_PRELOAD="$$(g++ -print-file-name=libasan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ../$(SANITIZE_VENV)/bin/python -m pytest -q -p no:cacheprovider --rootdir=.. ../tests/gguf ../tests/kernels ../tests/fuzz

@@ -262,7 +262,8 @@ def _token_index(tokens: Sequence[str]) -> dict[str, int]:
         seen: dict[str, int] = {}
         for i, token in enumerate(tokens):
             if token in seen:
-                raise InvalidModel(f"{KEY_PREFIX}tokens: {token!r} appears twice, at ids {seen[token]} and {i}")
+                # Ids, not the token's text: a load error never quotes vocabulary text.
+                raise InvalidModel(f"{KEY_PREFIX}tokens: token {i} repeats token {seen[token]}")
             seen[token] = i
     return index
 
@@ -293,7 +294,7 @@ def _byte_token_value(text: str, token_id: int) -> bytes:
             return bytes([int(text[3:5], 16)])
         except ValueError:
             pass
-    raise InvalidModel(f"{KEY_PREFIX}tokens[{token_id}] = {text!r} is typed BYTE but is not spelled <0xNN>")
+    raise InvalidModel(f"{KEY_PREFIX}tokens[{token_id}] is typed BYTE but is not spelled <0xNN>")
 
 
 # ---------------------------------------------------------------------- factory
