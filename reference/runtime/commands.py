@@ -24,7 +24,7 @@ from ggufsm.reference.runtime.path_policy import ModelRoots
 from ggufsm.reference.runtime.request import Generation, Request, TokenEvent
 from ggufsm.reference.runtime.resident import Resident
 from ggufsm.reference.sampling import Sampler, SamplingConfig
-from ggufsm.spec.errors import GgufsmError
+from ggufsm.spec.errors import GgufsmError, ModelUnavailable
 from ggufsm.spec.guard import Decision
 from ggufsm.spec.names import State
 
@@ -83,7 +83,12 @@ class InstallModel(Command):
 
     def run(self, resident: Resident) -> None:
         assert resident.config is not None  # every state a load starts from holds the configuration
-        self.load = load_off_to_the_side(self.source, resident.config, self.roots)
+        try:
+            source = self.roots.admit(self.source) if self.roots is not None else self.source
+        except ModelUnavailable as refused:   # outside the model roots: the file is not readable to this handle
+            self.load = Load(failure=refused)
+            return
+        self.load = load_off_to_the_side(source, resident.config)
 
     def commit(self, resident: Resident) -> None:
         assert self.load.model is not None

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from ggufsm.reference.model.finite_weights import check_finite_weights
 from ggufsm.reference.model.loaded_model import LoadedModel, build_loaded_model
 from ggufsm.reference.runtime.config import RuntimeConfig
-from ggufsm.reference.runtime.path_policy import ModelRoots
 from ggufsm.reference.runtime.resident import release
 from ggufsm.spec.errors import GgufsmError, ModelUnavailable
 
@@ -34,16 +33,13 @@ class Load:
         self.model = self.session = None
 
 
-def load_off_to_the_side(source, config: RuntimeConfig, roots: ModelRoots | None = None) -> Load:
-    """Parse, validate and build everything a model needs; install nothing. With roots, only a path
-    under one of them is opened (path_policy.py)."""
+def load_off_to_the_side(source, config: RuntimeConfig) -> Load:
+    """Parse, validate and build everything a model needs; install nothing."""
     started = time.perf_counter()
     load = Load()
     try:
         if not isinstance(source, SOURCE_TYPES):
             raise ModelUnavailable(f"the model source must be a path or bytes, not {type(source).__name__}")
-        if roots is not None:
-            source = roots.admit(source)
         load.model = build_loaded_model(source, n_threads=config.thread_count())
         weights_are_finite(load.model)
         load.session = load.model.weights.new_session(config.context_for(load.model.weights.n_ctx_train))
