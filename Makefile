@@ -19,7 +19,7 @@ INSTALLED := $(VENV)/.ggufsm-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BUILD_INPUTS := pyproject.toml CMakeLists.txt $(shell find cpp -type f 2>/dev/null)
 
-.PHONY: setup system-packages demo models test clean-venv
+.PHONY: setup system-packages demo models test clean-venv soak-ci fuzz-ci
 
 setup: $(INSTALLED)
 
@@ -60,6 +60,15 @@ models: setup
 test: setup models
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
+
+# Reliability (docs/reliability.md): a 60 s soak of random operations checked against the table, and
+# each atheris fuzz target (tests/fuzz/*_fuzz.py) for 60 s on a copy of its committed corpus.
+soak-ci: setup
+	$(VENV_PYTHON) -m ggufsm soak --seconds 60 --handles 4 --threads 4
+
+fuzz-ci: setup
+	$(VENV_PYTHON) -m pip install --quiet --disable-pip-version-check atheris
+	for target in tests/fuzz/*_fuzz.py; do $(VENV_PYTHON) tests/fuzz/run_fuzz.py $$target --seconds 60 || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV)

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "ggufsm.reference.cli.generate",
     "ggufsm.conformance.cli",
     "ggufsm.reference.cli.inspect",
+    "ggufsm.reference.cli.soak",
 ]
 
 
