@@ -68,7 +68,7 @@ def parse_line(line: bytes | str) -> Any | LineProblem:
 
 
 def _ends_line(line: bytes | str) -> bool:
-    return line.endswith(b"\n" if isinstance(line, bytes) else "\n")
+    return line.endswith(b"\n") if isinstance(line, bytes) else line.endswith("\n")
 
 
 def _skip_rest_of_line(stream: IO[bytes] | IO[str]) -> int:

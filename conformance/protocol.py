@@ -258,7 +258,7 @@ class HandleDispatcher:
 class Server:
     """Serves Python adapters over a pair of text streams: a default handle, and more on request."""
 
-    def __init__(self, open_adapter: Callable[[], Adapter], instream: IO[str], outstream: IO[str]):
+    def __init__(self, open_adapter: Callable[[], Adapter], instream: IO[bytes] | IO[str], outstream: IO[str]):
         from ggufsm.spec import load_spec
 
         operations = load_spec().operations

@@ -9,7 +9,7 @@ temperature, then a draw from the seeded generator. Temperature 0 is greedy
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -26,14 +26,14 @@ class SamplingConfig:
     repeat_last_n: int = 64
     seed: int | None = None
 
-    def validated(self) -> "SamplingConfig":
+    def validated(self) -> SamplingConfig:
         """Self, when every value is in range; otherwise InvalidSampling naming the first bad one."""
         for name, value, valid, expected in self._checks():
             if not valid:
                 raise InvalidSampling(f"{name}={value!r} is out of range: expected {expected}")
         return self
 
-    def with_overrides(self, **overrides) -> "SamplingConfig":
+    def with_overrides(self, **overrides) -> SamplingConfig:
         known = {field.name for field in fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:

@@ -35,7 +35,8 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from ggufsm.spec import load_spec
 from ggufsm.spec.errors import GgufsmError

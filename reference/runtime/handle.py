@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from ggufsm.reference.model.loaded_model import LoadedModel
 from ggufsm.reference.runtime.commands import (

@@ -57,4 +57,9 @@ def weights_are_finite(model: LoadedModel) -> None:
     """InvalidModel unless every weight is finite; checked once per file (shared with its other handles)."""
     gguf = model.gguf
     assert gguf is not None  # a model just built holds its file
-    gguf.shared("weights_finite", lambda: check_finite_weights(gguf) or True)
+
+    def checked() -> bool:
+        check_finite_weights(gguf)
+        return True
+
+    gguf.shared("weights_finite", checked)

@@ -193,7 +193,7 @@ class Tokenizer:
         decoder = self.stream_decoder(special=special)
         return "".join(decoder.push(token_id) for token_id in ids) + decoder.flush()
 
-    def stream_decoder(self, *, special: bool = False) -> "StreamDecoder":
+    def stream_decoder(self, *, special: bool = False) -> StreamDecoder:
         return StreamDecoder(self, special=special)
 
     def _strips_leading_space(self) -> bool:
@@ -270,7 +270,7 @@ def _token_list(metadata: Mapping[str, Any]) -> list[str]:
 
 
 def _token_index(tokens: Sequence[str]) -> dict[str, int]:
-    index = dict(zip(tokens, range(len(tokens))))
+    index = dict(zip(tokens, range(len(tokens)), strict=True))
     if len(index) != len(tokens):
         seen: dict[str, int] = {}
         for i, token in enumerate(tokens):
