@@ -155,11 +155,13 @@ def hello_value(adapter: Adapter) -> dict:
 
 # ─── the server ──────────────────────────────────────────────────────────────
 
-# Bounds on what a client can make the server hold: requests of one handle not yet answered (each
-# command waits on a thread of its own, each query in its handle's lane), and handles open at once.
-# Past either, the request is refused unrun with a Busy error. A client that waits for each answer
-# uses one; the bounds only stop a flood (1,000 pipelined requests once started 482 threads).
+# Bounds on what a client can make the server hold: commands of one handle not yet answered (each
+# waits on a thread of its own), queries and controls queued in its lane (no thread each; bounded
+# apart, so a cancel still gets through to a handle whose commands are at their bound), and handles
+# open at once. Past any, the request is refused unrun with a Busy error. A client that waits for
+# each answer uses one; the bounds only stop a flood (1,000 pipelined requests once started 482 threads).
 MAX_PENDING_PER_HANDLE = 16
+MAX_QUEUED_PER_LANE = 256
 MAX_HANDLES = 16
 # How often closing a handle cancels again while its commands finish: a command that was waiting for
 # the handle's lock starts after the first cancel, and is cancelled by the next.
@@ -175,7 +177,7 @@ class HandleDispatcher:
         self._lane: queue.Queue = queue.Queue()
         self._running: set[threading.Thread] = set()
         self._lock = threading.Lock()
-        self._pending = 0          # requests admitted and not yet answered (bounded: admit)
+        self._pending = {True: 0, False: 0}   # admitted and not yet answered: lane requests (True), commands
         self._closing = False      # set by close(): a command not started by then is not run
         self._lane_thread = threading.Thread(target=self._serve_lane, daemon=True, name=f"ggufsm-lane-{key or 'default'}")
         self._lane_thread.start()
@@ -183,11 +185,14 @@ class HandleDispatcher:
     def admit(self, op: str) -> Reply | None:
         """None to run the request (counted pending until answered), or the Busy reply refusing it unrun."""
         with self._lock:
-            if self._pending >= MAX_PENDING_PER_HANDLE:
-                return Reply(False, error=ErrorInfo(BUSY, f"{op} refused unrun: {self._pending} requests of this "
-                                                          f"handle are pending (at most {MAX_PENDING_PER_HANDLE}); "
+            inline = op in self.server.answered_inline
+            bound = MAX_QUEUED_PER_LANE if inline else MAX_PENDING_PER_HANDLE
+            if self._pending[inline] >= bound:
+                kind = "queries and controls" if inline else "commands"
+                return Reply(False, error=ErrorInfo(BUSY, f"{op} refused unrun: {self._pending[inline]} {kind} of this "
+                                                          f"handle are pending (at most {bound}); "
                                                           "send it again once one has answered"))
-            self._pending += 1
+            self._pending[inline] += 1
         return None
 
     def dispatch(self, request_id: RequestId, op: str, args: dict[str, Any], inline: bool) -> None:
@@ -221,7 +226,7 @@ class HandleDispatcher:
             reply = Reply(False, error=ErrorInfo(INTERNAL_ERROR, f"{type(error).__name__}: {error}"))
         self.server.forget_gate(request_id)
         with self._lock:
-            self._pending -= 1     # before the answer: a client that waits for it may send the next at once
+            self._pending[op in self.server.answered_inline] -= 1   # before the answer: a client that waits for it may send the next at once
         self.server.write(response(request_id, reply))
         with self._lock:
             self._running.discard(threading.current_thread())

@@ -52,9 +52,12 @@ def test_pending_requests_are_bounded_and_the_ones_over_the_bound_are_busy():
     assert {answer["id"] for answer in busy} == set(range(bound, sent))
     # one thread per pending command, the lane and the reader: never one per request sent
     assert threading.active_count() <= baseline + bound + 3
+    # queries and controls are bounded apart: they still answer while the commands are at their bound
+    piped.send(protocol.request("query", "state"))
+    assert piped.answers.answer("query")["value"] == "Ready"
     BlockingAdapter.release.set()
-    answers = piped.answers.wait_for(lambda seen: len(seen) == sent, "the answers of the admitted commands")
-    assert sorted(answer["id"] for answer in answers if answer["ok"]) == list(range(bound))
+    answers = piped.answers.wait_for(lambda seen: len(seen) == sent + 1, "the answers of the admitted commands")
+    assert sorted(answer["id"] for answer in answers if answer["ok"] and answer["id"] != "query") == list(range(bound))
     piped.end_input()
 
 
