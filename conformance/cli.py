@@ -74,20 +74,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _serve_reference(args: argparse.Namespace) -> int:
-    import functools
-
-    from ggufsm.conformance.adapters.reference import make_adapter
+    from ggufsm.conformance.adapters.reference import make_adapter, rooted_factory
     from ggufsm.conformance.protocol import serve_stdio
-    from ggufsm.reference.runtime.path_policy import ModelRoots
 
     if args.model_root is None:
         return serve_stdio(make_adapter)
     try:
-        roots = ModelRoots(args.model_root).roots
+        factory = rooted_factory(args.model_root)
     except ValueError as error:
         print(f"ggufsm serve-stdio: {error}", file=sys.stderr)
         return 2
-    return serve_stdio(functools.partial(make_adapter, model_roots=roots))
+    return serve_stdio(factory)
 
 
 def _cases(args: argparse.Namespace) -> int:

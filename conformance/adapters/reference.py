@@ -6,7 +6,7 @@ become JSON values. Nothing here decides an outcome; the Runtime does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ggufsm.conformance.adapter import PythonAdapter, TokenCallback, attach_partial_value
@@ -98,3 +98,12 @@ class ReferenceAdapter(PythonAdapter):
 
 def make_adapter(model_roots: Sequence[str] | None = None) -> ReferenceAdapter:
     return ReferenceAdapter(model_roots)
+
+
+def rooted_factory(model_roots: Sequence[str]) -> Callable[[], ReferenceAdapter]:
+    """A factory of adapters that load only from under model_roots (resolved once, here); ValueError
+    naming a root that is not a directory."""
+    from ggufsm.reference.runtime.path_policy import ModelRoots
+
+    roots = ModelRoots(model_roots).roots
+    return lambda: ReferenceAdapter(roots)
