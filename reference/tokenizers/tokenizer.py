@@ -93,6 +93,9 @@ class Tokenizer:
         user_defined = set(np.flatnonzero(self.token_types == TokenType.USER_DEFINED).tolist())
         self._user_defined_ids = [i for i in self._special_ids if i in user_defined]
         self._piece_cache: dict[int, bytes] = {}
+        # Checked now, not when a generated token is first decoded: a generate has no outcome for a bad vocabulary.
+        for token_id in np.flatnonzero(self.token_types == TokenType.BYTE).tolist():
+            _byte_token_value(self.tokens[token_id], token_id)
 
     # ------------------------------------------------------------------ queries
 

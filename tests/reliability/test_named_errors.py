@@ -127,6 +127,7 @@ def test_a_tokenizer_key_of_the_wrong_kind_is_invalid_model_not_a_type_error(tmp
     ("tokenizer.chat_template", 7, "expected a string"),
     ("tokenizer.ggml.merges", [1, 2], "merges\\[0\\] is int"),
     ("tokenizer.ggml.token_type", ["x"] * 300, "token_type holds values"),
+    ("tokenizer.ggml.token_type", [6] * 300, "typed BYTE but is not spelled"),   # found at load, not at decode
 ])
 def test_every_tokenizer_key_is_checked_for_its_kind(key, value, words):
     from ggufsm.conformance.fixtures.vocabulary import bpe_vocabulary
