@@ -225,8 +225,8 @@ class HandleDispatcher:
         except Exception as error:  # noqa: BLE001  the adapter itself failed: answer, never leave the request hanging
             reply = Reply(False, error=ErrorInfo(INTERNAL_ERROR, f"{type(error).__name__}: {error}"))
         self.server.forget_gate(request_id)
-        with self._lock:
-            self._pending[op in self.server.answered_inline] -= 1   # before the answer: a client that waits for it may send the next at once
+        with self._lock:   # no longer pending before the answer: a client that waits for it may send the next at once
+            self._pending[op in self.server.answered_inline] -= 1
         self.server.write(response(request_id, reply))
         with self._lock:
             self._running.discard(threading.current_thread())

@@ -33,10 +33,10 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 from ggufsm.spec import load_spec
 from ggufsm.spec.errors import GgufsmError

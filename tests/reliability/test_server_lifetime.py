@@ -16,12 +16,10 @@ import sys
 import threading
 
 import pytest
-
 from ggufsm.conformance import protocol
 from ggufsm.conformance.adapter import PythonAdapter
 from ggufsm.conformance.adapters.reference import ReferenceAdapter
 from ggufsm.spec.names import State
-
 from server_harness import HANG_GUARD_S, PipedServer
 
 LONG = 4000   # tokens a generate asks for: far more than it makes before the cancel lands
