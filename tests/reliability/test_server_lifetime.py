@@ -19,10 +19,17 @@ import pytest
 from ggufsm.conformance import protocol
 from ggufsm.conformance.adapter import PythonAdapter
 from ggufsm.conformance.adapters.reference import ReferenceAdapter
+from ggufsm.conformance.fixtures.tiny_models import write_tiny_llama
 from ggufsm.spec.names import State
 from server_harness import HANG_GUARD_S, PipedServer
 
 LONG = 4000   # tokens a generate asks for: far more than it makes before the cancel lands
+
+
+@pytest.fixture(scope="module")
+def long_context_model(tmp_path_factory):
+    """The tiny llama with a 4,096-token training context, so a generate of LONG tokens fits."""
+    return write_tiny_llama(tmp_path_factory.mktemp("long") / "tiny-llama-4096.gguf", seed=0, n_ctx=4096)
 
 
 class BlockingAdapter(PythonAdapter):
@@ -73,7 +80,7 @@ def streaming_generate(request_id: int) -> dict:
                                                      "sampling": {"temperature": 0}})
 
 
-def test_the_end_of_input_cancels_the_running_generate_and_frees_every_handle(tiny_model):
+def test_the_end_of_input_cancels_the_running_generate_and_frees_every_handle(long_context_model):
     adapters: list[ReferenceAdapter] = []
 
     def open_adapter() -> ReferenceAdapter:
@@ -82,7 +89,7 @@ def test_the_end_of_input_cancels_the_running_generate_and_frees_every_handle(ti
 
     piped = PipedServer(open_adapter)
     piped.send(protocol.request(1, "init_runtime", {"n_ctx": 4096, "n_threads": 1}),
-               protocol.request(2, "load_model", {"path": str(tiny_model)}),
+               protocol.request(2, "load_model", {"path": str(long_context_model)}),
                protocol.request(3, "open_handle"))
     assert piped.answers.answer(2)["ok"] and piped.answers.answer(3)["ok"]
     piped.send(streaming_generate(4), protocol.request(5, "generate", {"prompt": "again", "max_tokens": LONG}))
@@ -121,11 +128,11 @@ def read_until(process: subprocess.Popen, predicate) -> list[dict]:
 
 
 @pytest.mark.parametrize("ending", ["end of input", "SIGTERM"])
-def test_serve_stdio_cancels_frees_and_exits_when_its_client_goes(tiny_model, ending):
+def test_serve_stdio_cancels_frees_and_exits_when_its_client_goes(long_context_model, ending):
     process = serve_stdio_process()
     try:
         send(process, protocol.request(1, "init_runtime", {"n_ctx": 4096, "n_threads": 1}),
-             protocol.request(2, "load_model", {"path": str(tiny_model)}), streaming_generate(3))
+             protocol.request(2, "load_model", {"path": str(long_context_model)}), streaming_generate(3))
         assert read_until(process, lambda message: message.get("event") == "token")[-1]["id"] == 3
         if ending == "SIGTERM":
             process.send_signal(signal.SIGTERM)

@@ -10,10 +10,10 @@ so an input always does the same thing. Checked for every input:
 - every line read gets exactly one answer, and every message written is
   JSON that follows the protocol schema.
 
-Run it (opt-in, any length):
-    python tests/fuzz/protocol_fuzz.py tests/fuzz/corpus/protocol -max_total_time=600
-`make fuzz-ci` runs each target 60 s on a copy of its corpus; tests/fuzz/test_fuzz_corpus.py replays the
-committed corpus in the ordinary test run.
+Run it (opt-in, any length): `make fuzz-protocol FUZZ_SECONDS=600` (on a scratch copy of the corpus),
+or by hand: python tests/fuzz/fuzz_protocol.py <a copy of tests/fuzz/protocol_corpus> -max_total_time=600.
+`make fuzz-ci` runs it 60 s; tests/fuzz/test_protocol_corpus.py replays the committed corpus in the
+ordinary test run.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-CORPUS = Path(__file__).with_name("corpus") / "protocol"
+CORPUS = Path(__file__).with_name("protocol_corpus")
 
 
 class Collected:

@@ -1,10 +1,10 @@
-"""The fuzz targets' committed corpora replayed through their checks (no atheris needed): every input the
+"""The protocol fuzz target's committed corpus replayed through their checks (no atheris needed): every input the
 fuzzer found interesting stays a regression test."""
 
 from __future__ import annotations
 
 import pytest
-from protocol_fuzz import CORPUS, ProtocolTarget
+from fuzz_protocol import CORPUS, ProtocolTarget
 
 
 @pytest.fixture(scope="module")
