@@ -137,3 +137,19 @@ def test_every_tokenizer_key_is_checked_for_its_kind(key, value, words):
                 "tokenizer.ggml.token_type": types, "tokenizer.ggml.merges": merges, key: value}
     with pytest.raises(InvalidModel, match=words):
         tokenizer_from_metadata(metadata)
+
+
+def test_over_the_protocol_these_are_the_table_codes_not_internal_error(tiny_model, tmp_path):
+    from ggufsm.conformance.adapters.reference import ReferenceAdapter
+
+    tensors = tiny_llama_tensors(TinyLlamaSpec())
+    tensors["blk.0.attn_q.weight"].flat[0] = np.nan
+    nan_model = write_tiny_llama(tmp_path / "nan.gguf", tensors=tensors)
+    adapter = ReferenceAdapter()
+    assert adapter.call("init_runtime", {"bogus": 1}).code == "InvalidInput"
+    assert adapter.call("init_runtime", {"n_ctx": 64, "n_threads": 1}).ok
+    assert adapter.call("load_model", {"path": str(nan_model)}).code == "InvalidModel"
+    assert adapter.call("reset").ok and adapter.call("load_model", {"path": str(tiny_model)}).ok
+    for sampling in ({"temperature": 1e-310}, {"top_p": float("nan")}):
+        assert adapter.call("generate", {"prompt": "Once", "max_tokens": 2, "sampling": sampling}).code == "InvalidSampling"
+    assert adapter.call("generate", {"prompt": "Once \ud800", "max_tokens": 2}).code == "InvalidInput"
