@@ -21,7 +21,7 @@ INSTALLED := $(VENV)/.ggufsm-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BUILD_INPUTS := pyproject.toml CMakeLists.txt $(shell find cpp -type f 2>/dev/null)
 
-.PHONY: setup system-packages demo models test clean-venv fuzz-ci fuzz test-sanitize
+.PHONY: setup system-packages demo models test clean-venv soak-ci fuzz-ci fuzz fuzz-protocol test-sanitize lint
 
 setup: $(INSTALLED)
 
@@ -63,17 +63,27 @@ test: setup models
 	$(VENV_PYTHON) -m pytest $(if $(SLOW),--slow) $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
 
+# ─── reliability (docs/reliability.md) ──
+# A 60 s soak of random operations checked against the table; two atheris fuzz targets (tests/fuzz):
+# the loader and the protocol server's line handler, 60 s each in CI, FUZZ_SECONDS when run by hand,
+# each on a scratch copy of its corpus (new inputs never land in the committed one).
+FUZZ_SECONDS ?= 600
+soak-ci: setup
+	$(VENV_PYTHON) -m ggufsm soak --seconds 60 --handles 4 --threads 4
+
+fuzz-ci: setup
+	$(MAKE) fuzz fuzz-protocol FUZZ_SECONDS=60
+
+fuzz-protocol: setup
+	$(VENV_PYTHON) -m pip install --quiet --disable-pip-version-check "atheris>=2.3"
+	rm -rf build/fuzz-protocol && mkdir -p build/fuzz-protocol && cp -r tests/fuzz/protocol_corpus build/fuzz-protocol/corpus
+	$(VENV_PYTHON) tests/fuzz/fuzz_protocol.py build/fuzz-protocol/corpus -max_total_time=$(FUZZ_SECONDS) \
+	  -timeout=60 -rss_limit_mb=4096 -artifact_prefix=build/fuzz-protocol/ -print_final_stats=1
+
 clean-venv:
 	rm -rf $(VENV)
 
-# ─── reliability (docs/reliability.md) ──
-# The loader's fuzz target (tests/fuzz) with atheris: 60 s in CI, FUZZ_SECONDS when run by hand.
-# New inputs go to a scratch copy of the corpus, so the committed one stays small.
-FUZZ_SECONDS ?= 600
 FUZZ_SCRATCH := build/fuzz
-fuzz-ci: setup
-	$(MAKE) fuzz FUZZ_SECONDS=60
-
 fuzz: setup
 	$(VENV_PYTHON) -m pip install --quiet --disable-pip-version-check "atheris>=2.3"
 	rm -rf $(FUZZ_SCRATCH) && mkdir -p $(FUZZ_SCRATCH)/corpus && cp tests/fuzz/corpus/* $(FUZZ_SCRATCH)/corpus/
