@@ -51,6 +51,17 @@ def register(subparsers: Any) -> None:
     replay.add_argument("--in-process", action="store_true", help="run a python: implementation in this process")
     replay.set_defaults(handler=_replay)
 
+    report = commands.add_parser("report", help="re-render a run's reports (Markdown, JUnit, SVG) from its results.json alone")
+    report.add_argument("dir", type=Path, help="a --report-dir of an earlier run (its results.json)")
+    report.set_defaults(handler=_report)
+
+    compare = commands.add_parser("compare", help="the comparison page of several runs, from their stored results.json")
+    compare.add_argument("results", type=Path, nargs="+", metavar="RESULTS", help="results.json files (or their folders)")
+    compare.add_argument("--findings", type=Path, metavar="FILE", help="findings per implementation (YAML)")
+    compare.add_argument("--output", type=Path, metavar="FILE",
+                         help="write into FILE between its compare markers (default: print the page)")
+    compare.set_defaults(handler=_compare)
+
     serve = commands.add_parser("serve", help="serve a python:MODULE:FACTORY adapter over the protocol (stdin/stdout)")
     serve.add_argument("--impl", required=True, metavar="python:MODULE:FACTORY")
     serve.set_defaults(handler=_serve)
@@ -60,6 +71,20 @@ def register(subparsers: Any) -> None:
     serve_reference = subparsers.add_parser(
         "serve-stdio", help="serve the reference runtime over the JSON-lines conformance protocol (stdin/stdout)")
     serve_reference.set_defaults(handler=_serve_reference)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ggufsm.conformance.results_file import rerender
+
+    for path in rerender(args.dir):
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ggufsm.conformance.compare import main
+
+    return main(args.results, findings=args.findings, output=args.output)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -179,11 +204,14 @@ def _run(args: argparse.Namespace) -> int:
     from ggufsm.conformance.report import summary_line, write_reports
     from ggufsm.conformance.run.runner import read_expect_fail, run_suite
 
+    from ggufsm.conformance.provenance import for_run, load_average
+
     expect_fail = read_expect_fail(args.expect_fail)
-    runs = []
+    runs, provenance = [], []
     with tempfile.TemporaryDirectory(prefix="ggufsm-conformance-") as workdir:
         inputs = prepare_inputs(Path(workdir), model=args.model, inputs_file=args.inputs)
         for impl in args.impl:
+            load_before = load_average()
             with open_implementation(impl, isolate=not args.in_process, timeout=args.timeout) as implementation:
                 print(f"== {impl}", file=sys.stderr)
                 progress = None if args.quiet else _show_result
@@ -191,10 +219,19 @@ def _run(args: argparse.Namespace) -> int:
                                       walk_examples=args.walk_examples, progress=progress,
                                       replay=_replay_options(args)))
                 print(summary_line(runs[-1]))
+            # While the run's input files exist: their sizes and hashes are part of it.
+            provenance.append(for_run(impl, runs[-1], _run_options(args), load_before))
     if args.report_dir:
-        for path in write_reports(runs, args.report_dir):
+        for path in write_reports(runs, args.report_dir, provenance=provenance):
             print(f"wrote {path}", file=sys.stderr)
     return 0 if all(run.ok for run in runs) else 1
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options that shape a run's result, for its provenance."""
+    return {"timeout_s": args.timeout, "walk_examples": args.walk_examples, "cases": args.cases,
+            "in_process": args.in_process, "expect_fail": str(args.expect_fail) if args.expect_fail else None,
+            "command": " ".join(sys.argv)}
 
 
 def _replay_options(args: argparse.Namespace) -> str:
