@@ -116,8 +116,8 @@ def _counts(names: list[str], input_sets: list[str], by_key: dict[tuple[str, str
             lines.append(f"| {name} {run.record['info']['version']} | {input_set} | "
                          + " | ".join(str(counts.get(status, 0)) for status in STATUSES)
                          + f" | [summary]({_link(summary, base)}) · [results.json]({_link(run.folder / 'results.json', base)}) |")
-    lines += ["", "Counts are observed by the runner; versions are what each implementation reports of itself. "
-              "Each report's provenance block has the rest (artifact hashes, revision, machine).", ""]
+    lines += ["", ("Counts are observed by the runner; versions are what each implementation reports of itself. "
+                   "Each report's provenance block has the rest (artifact hashes, revision, machine)."), ""]
     return lines
 
 
@@ -158,8 +158,8 @@ def _replay_line(case: dict[str, Any]) -> str:
 
 
 def _diagrams(names: list[str], input_sets: list[str], by_key: dict[tuple[str, str], Run], base: Path) -> list[str]:
-    lines = ["### Diagrams", "", "Each transition of the table coloured by the worst result of its cases "
-             "(green passes, red fails, grey not supported).", "", "<table>",
+    lines = ["### Diagrams", "", ("Each transition of the table coloured by the worst result of its cases "
+                                  "(green passes, red fails, grey not supported)."), "", "<table>",
              "<tr><th></th>" + "".join(f"<th>{name}</th>" for name in names) + "</tr>"]
     for input_set in input_sets:
         cells = []
@@ -217,7 +217,7 @@ def read_findings(path: Path | None) -> dict[str, list[dict[str, Any]]]:
 
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of implementation name to findings")
+        raise TypeError(f"{path}: expected a mapping of implementation name to findings")
     return data
 
 

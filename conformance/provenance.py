@@ -234,6 +234,14 @@ def core_kernel_variant() -> str | None:
     return str(kernels.active_isa())
 
 
+# Variables that change what a peer does (GGML_NO_BACKTRACE: abort at once on an assert, ...).
+ENV_PREFIXES = ("GGML_", "GGUFSM_", "LLAMA_", "OMP_")
+
+
+def relevant_environment() -> dict[str, str]:
+    return {name: value for name, value in sorted(os.environ.items()) if name.startswith(ENV_PREFIXES)}
+
+
 def load_average() -> list[float]:
     return [round(value, 2) for value in os.getloadavg()]
 
@@ -280,6 +288,8 @@ def collect(*, impl: str, info: Mapping[str, Any], inputs: Mapping[str, Any], op
             "inputs": fact(dict(inputs), OBSERVED, "the suite inputs the cases used"),
             "options": fact(dict(options), OBSERVED, "the runner's options (timeouts, walk seeds and counts, globs)"),
             "skipped": fact(sorted(skipped), OBSERVED, "cases reported not supported or left out by --cases"),
+            "environment_variables": fact(relevant_environment(), OBSERVED,
+                                          f"the runner's variables starting {', '.join(ENV_PREFIXES)}"),
         },
     }
 
@@ -305,8 +315,8 @@ def _shown(entry: Any) -> str:
 def markdown(block: Mapping[str, Any]) -> list[str]:
     """The block as a Markdown section: facts marked observed / reported / estimated."""
     artifact, revision_facts, env = block["artifact"], block["revision"], block["environment"]
-    lines = ["### Provenance", "", "Each fact is *observed* (measured by the runner), *reported* (what the "
-             "implementation says of itself) or *estimated*.", "", "| fact | value |", "| --- | --- |"]
+    lines = ["### Provenance", "", ("Each fact is *observed* (measured by the runner), *reported* (what the "
+                                   "implementation says of itself) or *estimated*."), "", "| fact | value |", "| --- | --- |"]
     for name, entry in artifact["implementation"].items():
         lines.append(f"| implementation {name} | {_cell(_shown(entry))} |")
     for name, entry in artifact["packages"]["value"].items():
@@ -321,8 +331,8 @@ def markdown(block: Mapping[str, Any]) -> list[str]:
     assumptions = block["assumptions"]
     for name in ("options", "skipped"):
         lines.append(f"| {name} | {_cell(_shown(assumptions[name]))} |")
-    lines += ["", "The adapter's mapping notes (assumptions that could change the result) and the inputs are in "
-              "`results.json` under `provenance.assumptions`.", ""]
+    lines += ["", ("The adapter's mapping notes (assumptions that could change the result) and the inputs are in "
+                   "`results.json` under `provenance.assumptions`."), ""]
     return lines
 
 

@@ -26,7 +26,7 @@ def results_path(path: Path) -> Path:
 def load_records(path: Path) -> list[dict[str, Any]]:
     records = json.loads(results_path(path).read_text(encoding="utf-8"))
     if not isinstance(records, list):
-        raise ValueError(f"{results_path(path)}: expected a list of run records")
+        raise TypeError(f"{results_path(path)}: expected a list of run records")
     return records
 
 

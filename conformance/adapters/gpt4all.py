@@ -25,8 +25,9 @@ either and is answered NotSupported, never approximated.
 
 Errors: ``FileNotFoundError`` (the library's "Model file does not exist") is
 ModelUnavailable; ``RuntimeError("Unable to instantiate model: ...")`` is
-UnsupportedModel where the backend's message says "Unsupported" and
-InvalidModel otherwise; any other exception is reported as an unexpected
+UnsupportedModel where the backend says "Unsupported model architecture"
+and InvalidModel otherwise (its "Unsupported file format" is what it says of
+bytes that are not GGUF); any other exception is reported as an unexpected
 failure with the library's own type and message (that is how
 ``Exception: Model not loaded`` shows).
 """
@@ -85,7 +86,7 @@ class Gpt4AllAdapter(PythonAdapter):
         except FileNotFoundError as error:
             raise ModelUnavailable(str(error))
         except RuntimeError as error:
-            raise (UnsupportedModel if "Unsupported" in str(error) else InvalidModel)(str(error))
+            raise (UnsupportedModel if "Unsupported model architecture" in str(error) else InvalidModel)(str(error))
         self._model = model
         return {"n_ctx": settings.get("n_ctx")}
 
@@ -146,3 +147,49 @@ def _version() -> str:
 
 def make_adapter() -> Gpt4AllAdapter:
     return Gpt4AllAdapter()
+
+
+# ─── inputs its backend reads ────────────────────────────────────────────────
+#
+# The kit's tiny fixtures declare the pre-tokenizer "smollm", which GPT4All's older llama.cpp does not know
+# ("unknown pre-tokenizer type: 'smollm'"): it refuses them as it refuses SmolLM2. To judge its lifecycle
+# as well, `python -m ggufsm.conformance.adapters.gpt4all DIR` writes the same fixtures with that one value
+# rewritten in place to "refact" (a pre-tokenizer of the same length that it knows; the fixtures' text is
+# plain words, which both split alike) and an inputs file naming them, for `conformance run --inputs`.
+
+PRE_TOKENIZER_KEY = b"tokenizer.ggml.pre"
+KIT_PRE_TOKENIZER, KNOWN_PRE_TOKENIZER = b"smollm", b"refact"
+
+
+def rewrite_pre_tokenizer(path: Path) -> None:
+    """Rewrite the file's tokenizer.ggml.pre value from "smollm" to "refact", in place (same length)."""
+    data = bytearray(path.read_bytes())
+    key = data.find(PRE_TOKENIZER_KEY)
+    value = data.find(KIT_PRE_TOKENIZER, key)
+    if key < 0 or value < 0 or value - key > len(PRE_TOKENIZER_KEY) + 16:
+        raise ValueError(f"{path}: no tokenizer.ggml.pre = 'smollm' to rewrite")
+    data[value:value + len(KIT_PRE_TOKENIZER)] = KNOWN_PRE_TOKENIZER
+    path.write_bytes(bytes(data))
+
+
+def write_inputs(directory: Path) -> Path:
+    """The kit's default inputs in `directory`, its models' pre-tokenizer rewritten; returns the inputs file."""
+    import json
+
+    from ggufsm.conformance.inputs import prepare_inputs
+
+    inputs = prepare_inputs(directory)
+    for name in ("model", "alt_model", "unsupported_model"):
+        rewrite_pre_tokenizer(Path(getattr(inputs, name)))
+    described = inputs.describe()
+    for name in ("model", "alt_model", "corrupt_model", "unsupported_model", "missing_model"):
+        described[name] = Path(described[name]).name
+    target = directory / "inputs.json"
+    target.write_text(json.dumps(described, indent=1) + "\n", encoding="utf-8")
+    return target
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(write_inputs(Path(sys.argv[1])))

@@ -12,12 +12,12 @@ C caller would hold and calls what a C caller would call.
 | --- | --- |
 | init_runtime | ``llama_backend_init()``; n_ctx / n_threads kept for ``llama_context_params`` (llama.cpp checks them only when a context is made) |
 | load_model | ``llama_model_load_from_file`` then ``llama_init_from_model`` (n_batch = n_ctx, so a prompt that fits the context fits one batch); on success the previous context and model are freed (a caller with one model variable) |
-| set_sampling | a sampler chain (``llama_sampler_chain_init`` + penalties, top-k, top-p, min-p, temp, dist; greedy at temperature 0), kept for later generates: the C API's sampling object |
-| generate | ``llama_tokenize``, ``llama_memory_clear`` (a new request), ``llama_decode`` of the prompt, then ``llama_sampler_sample`` / ``llama_decode`` per token until max_tokens or an end-of-generation token (``llama_vocab_is_eog``); a generate's own sampling builds a chain for that request; ``stop_at_eos=False`` adds ``llama_sampler_init_logit_bias`` with -inf on every EOG token |
+| set_sampling | a new sampler chain (``llama_sampler_chain_init`` + penalties, top-k, top-p, min-p, temp, dist; greedy at temperature 0): the C API's sampling object. It replaces the open request's chain (the caller's one sampler pointer) and is used by later generates |
+| generate | ``llama_tokenize``, ``llama_memory_clear`` (a new request), ``llama_decode`` of the prompt, then ``llama_sampler_sample`` / ``llama_decode`` per token until max_tokens, an end-of-generation token (``llama_vocab_is_eog``: finish ``stop``) or ``llama_decode`` returning 1 for a generated token (no KV slot left: finish ``context``); a generate's own sampling builds a chain for that request; ``stop_at_eos=False`` adds ``llama_sampler_init_logit_bias`` with -inf on every EOG token |
 | generate_next_token | ``llama_decode`` of the last sampled token, then ``llama_sampler_sample`` |
 | reset | ``llama_memory_clear(llama_get_memory(ctx), true)`` and ``llama_sampler_reset`` |
-| free | ``llama_free(ctx)``, ``llama_model_free(model)``, the pointers set to NULL (what a C caller does; later calls find no model) |
-| cancel | a flag the token loop reads before each ``llama_decode``, and ``llama_set_abort_callback`` so a running prompt decode stops too |
+| free | ``llama_free(ctx)``, ``llama_model_free(model)`` (both accept NULL: ``delete``), the pointers set to NULL (what a C caller does; later calls find no model) |
+| cancel | a flag the token loop reads before each ``llama_decode``, and ``llama_set_abort_callback`` so a running prompt decode stops too; the flag is lowered when that generate returns |
 | replace_model, state, last_error, diagnostics | no counterpart in the C API: NotSupported |
 
 Errors, as llama.cpp gives them:
@@ -144,6 +144,9 @@ class LlamaCppCAdapter(PythonAdapter):
 
     def op_set_sampling(self, **settings: Any) -> None:
         self._chain_settings = dict(settings)
+        if self._request_chain is not None:   # the caller's one sampler pointer now points at the new chain
+            self._free_request_chain()
+            self._request_chain = self._chain(self._chain_settings, ban_eog=False)
 
     def op_generate(self, prompt: str | list[int], max_tokens: int = 16, stop_at_eos: bool = True,
                     sampling: dict[str, Any] | None = None, on_token: TokenCallback | None = None) -> dict[str, Any]:
@@ -164,8 +167,9 @@ class LlamaCppCAdapter(PythonAdapter):
                 if self._cancel.is_set():
                     finish = FinishReason.cancelled
                     break
-                if generated:
-                    self._decode([generated[-1]])
+                if generated and not self._decode_generated(generated[-1]):
+                    finish = FinishReason.context
+                    break
                 token = int(c.llama_sampler_sample(self._request_chain, ctx, -1))
                 if stop_at_eos and c.llama_vocab_is_eog(self._vocab, token):
                     finish = FinishReason.stop
@@ -173,11 +177,11 @@ class LlamaCppCAdapter(PythonAdapter):
                 generated.append(token)
                 if on_token is not None:
                     on_token({"token_id": token, "text": self._piece(token), "index": len(generated) - 1})
-        except Cancelled as cancelled:
+        except Cancelled:
             finish = FinishReason.cancelled
-            del cancelled
         finally:
             self._generating.clear()
+            self._cancel.clear()
         self._pending_token = generated[-1] if generated else None
         result = {"token_ids": generated, "text": "".join(self._piece(token) for token in generated),
                   "finish_reason": finish}
@@ -203,7 +207,6 @@ class LlamaCppCAdapter(PythonAdapter):
         self._pending_token = None
 
     def op_free(self) -> None:
-        self._require_context()
         self._release()
 
     def op_cancel(self) -> dict[str, bool]:
@@ -254,6 +257,14 @@ class LlamaCppCAdapter(PythonAdapter):
             buffer = ctypes.create_string_buffer(-size)
             size = self._c.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
         return buffer.raw[:max(size, 0)].decode("utf-8", "replace")
+
+    def _decode_generated(self, token: int) -> bool:
+        """Evaluate a generated token; False where llama_decode finds no KV slot for it (the context is full)."""
+        try:
+            self._decode([token])
+        except ContextOverflow:
+            return False
+        return True
 
     def _decode(self, tokens: list[int]) -> None:
         c = self._c

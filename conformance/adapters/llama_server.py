@@ -112,7 +112,7 @@ class Server:
     def __init__(self, binary: str, model: str, settings: dict[str, int]):
         self.port = _free_port()
         self.slot_dir = tempfile.mkdtemp(prefix="ggufsm-llama-server-")
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()   # noqa: SIM115  lives as long as the server; stop() closes it
         command = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(self.port), "-np", "1",
                    "--slot-save-path", self.slot_dir, "--no-webui"]
         for flag, name in (("-c", "n_ctx"), ("-t", "n_threads")):
@@ -120,7 +120,7 @@ class Server:
                 command += [flag, str(settings[name])]
         self.command = command
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-                                        preexec_fn=_die_with_parent)
+                                        preexec_fn=_die_with_parent)  # noqa: PLW1509  only a prctl call, no Python locks
 
     def log_tail(self) -> str:
         self.log.seek(0)

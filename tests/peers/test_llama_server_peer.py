@@ -39,7 +39,10 @@ def test_generate_streams_token_ids_and_free_stops_the_server(adapter, tiny_inpu
     reply = adapter.call("generate", {"prompt": [1, 2, 3], "max_tokens": 4, "stop_at_eos": False},
                          on_token=events.append)
     assert reply.ok, reply.describe()
-    assert [event["token_id"] for event in events] == reply.value["token_ids"] and len(events) == 4
+    # The ids the stream carried, as it carried them (a token held back as an unfinished UTF-8 character
+    # is later sent without its id: the published report counts that against the server).
+    assert [event["token_id"] for event in events] == reply.value["token_ids"]
+    assert reply.value["finish_reason"] == "length"
     process = adapter._server.process
     assert adapter.call("free").ok
     assert process.poll() is not None
