@@ -117,7 +117,8 @@ def implementation_facts(impl: str, info: Mapping[str, Any]) -> dict[str, Any]:
     if module is not None:
         facts["adapter"] = fact(module.__name__, OBSERVED, "the python: factory's module")
         facts["adapter_sha256"] = fact(sha256_of(Path(module.__file__ or "")), OBSERVED, "hashed")
-        extra: Callable[[], Mapping[str, Any]] | None = getattr(module, "provenance", None)
+        extra: Callable[[], Mapping[str, Any]] | None = getattr(module, "provenance", None) or _ADAPTER_FACTS.get(
+            module.__name__)
         if extra is not None:
             facts |= dict(extra())
     return facts
@@ -157,6 +158,15 @@ def git_revision(directory: Path) -> dict[str, Any]:
     status = _git("status", "--porcelain", "--untracked-files=no", cwd=directory)
     return {"git_commit": fact(commit, OBSERVED, f"git rev-parse HEAD in {directory.name}"),
             "git_dirty": fact(bool(status), OBSERVED, "git status --porcelain (tracked files)")}
+
+
+def source_revision(directory: str | None) -> dict[str, Any]:
+    """The commit of a peer's source checkout (GGUFSM_LLAMA_CPP_SOURCE), observed with git; nothing if unset."""
+    if not directory:
+        return {}
+    found = git_revision(Path(directory))
+    return {f"source_{name}": value for name, value in found.items()} | {
+        "source": fact(directory, OBSERVED, "the checkout the peer was built from (as the run was told)")}
 
 
 def revision() -> dict[str, Any]:
@@ -356,6 +366,18 @@ _ADAPTER_PACKAGES: dict[str, tuple[str, ...]] = {
     "ggufsm.conformance.adapters.llama_cpp_c": ("llama_cpp_python",),
     "ggufsm.conformance.adapters.gpt4all": ("gpt4all",),
     "ggufsm.conformance.adapters.llama_server": (),
+}
+
+
+def _llama_cpp_library_facts() -> Mapping[str, Any]:
+    from ggufsm.conformance.adapters.llama_cpp_c import provenance
+
+    return provenance()
+
+
+# Facts for adapters that do not say them themselves (the llama-cpp-python adapter drives the same library).
+_ADAPTER_FACTS: dict[str, Callable[[], Mapping[str, Any]]] = {
+    "ggufsm.conformance.adapters.llama_cpp_python": _llama_cpp_library_facts,
 }
 
 

@@ -322,3 +322,18 @@ def _build_commit(llama_cpp: Any) -> str:
 
 def make_adapter() -> LlamaCppCAdapter:
     return LlamaCppCAdapter()
+
+
+SOURCE_ENV = "GGUFSM_LLAMA_CPP_SOURCE"   # a checkout of the llama.cpp source the library was built from
+
+
+def provenance() -> dict[str, Any]:
+    """What the library says of itself (version, the CPU backend's variant), and the source revision."""
+    import llama_cpp
+
+    from ggufsm.conformance.provenance import REPORTED, fact, source_revision
+
+    facts = {"llama_version": fact(llama_cpp.llama_version().decode(), REPORTED, "llama_version()"),
+             "system_info": fact(llama_cpp.llama_print_system_info().decode().strip(), REPORTED,
+                                 "llama_print_system_info(): the CPU backend's compiled features")}
+    return facts | source_revision(os.environ.get(SOURCE_ENV))

@@ -17,7 +17,7 @@ HTTP client keeps (the server's address, the open request's tokens).
 | cancel | close the stream's connection (the server cancels a task whose client went away) |
 | generate_next_token | ``POST /completion`` of the open request's tokens (the prompt via ``POST /tokenize``, then every generated token) with ``n_predict: 1`` and ``cache_prompt: true`` (the server reuses the slot's KV cache): HTTP has no "one more token" on an open request |
 | reset | ``POST /slots/0?action=erase`` (the slot's KV cache and tokens) |
-| free | stop the server (SIGTERM, then SIGKILL): a single-model server releases its model only by exiting |
+| free | stop the server (SIGTERM, then SIGKILL): a single-model server releases its model only by exiting; with no server running, nothing to do |
 | set_sampling, replace_model, state, last_error, diagnostics | none: sampling is per request; a router server's ``/models/load`` spawns a second server process rather than replacing a model in place; ``/health`` and ``/slots`` say "ok" or "loading", not the lifecycle state: NotSupported |
 
 Errors: an HTTP error's ``error.type`` is mapped — ``exceed_context_size_error``
@@ -32,6 +32,7 @@ call after the adapter stopped it (free) is ModelNotLoaded.
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import http.client
 import json
@@ -61,7 +62,8 @@ from ggufsm.spec.names import FinishReason
 
 SERVER_ENV = "GGUFSM_LLAMA_SERVER"
 START_TIMEOUT = 60.0      # seconds a server may take to load its model
-CALL_TIMEOUT = 60.0       # seconds an HTTP call may wait for a byte
+CALL_TIMEOUT = 30.0       # seconds an HTTP call may wait for a byte (below the runner's own limit, so a
+                          # silent server is this call's failure with the server's log, not a hung runner)
 POLL_INTERVAL = 0.05      # /health polls while the server loads (the server has no "ready" event to wait on)
 LOG_TAIL = 2000
 _SAMPLING_NAMES = {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
@@ -101,9 +103,15 @@ def _free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the process that started it ends (Linux prctl)."""
+    """In the child before exec: SIGTERM when the thread that started it ends (Linux prctl). Servers are
+    started from the launcher's one thread, which lives as long as this process."""
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+# PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, and operations run on short-lived
+# threads: every server is started from this executor's one worker, which lives until the process ends.
+_LAUNCHER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-server-launcher")
 
 
 class Server:
@@ -119,8 +127,9 @@ class Server:
             if name in settings:
                 command += [flag, str(settings[name])]
         self.command = command
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-                                        preexec_fn=_die_with_parent)  # noqa: PLW1509  only a prctl call, no Python locks
+        self.process = _LAUNCHER.submit(
+            subprocess.Popen, command, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent).result()  # noqa: PLW1509  only a prctl call, no Python locks
 
     def log_tail(self) -> str:
         self.log.seek(0)
@@ -279,8 +288,9 @@ class LlamaServerAdapter(PythonAdapter):
         self._open_tokens = None
 
     def op_free(self) -> None:
-        server = self._require_server()
-        server.stop()
+        # Stopping a server that is not running is nothing to do (as free(NULL) is in C).
+        if self._server is not None and not self._stopped:
+            self._server.stop()
         self._stopped, self._open_tokens = True, None
 
     def op_cancel(self) -> dict[str, bool]:
@@ -351,3 +361,18 @@ class LlamaServerAdapter(PythonAdapter):
 
 def make_adapter() -> LlamaServerAdapter:
     return LlamaServerAdapter()
+
+
+def provenance() -> dict[str, Any]:
+    """The binary (path and sha256, observed), what it says of itself, and the source revision."""
+    from pathlib import Path
+
+    from ggufsm.conformance.adapters.llama_cpp_c import SOURCE_ENV
+    from ggufsm.conformance.provenance import OBSERVED, REPORTED, fact, sha256_of, source_revision
+
+    binary = server_binary()
+    done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    return {"binary": fact(binary, OBSERVED, f"${SERVER_ENV} or PATH"),
+            "binary_sha256": fact(sha256_of(Path(binary)), OBSERVED, "hashed"),
+            "server_version": fact((done.stdout + done.stderr).strip(), REPORTED, "llama-server --version"),
+            **source_revision(os.environ.get(SOURCE_ENV))}
