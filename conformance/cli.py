@@ -201,10 +201,9 @@ def _replay_file(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ggufsm.conformance.adapter import open_implementation
     from ggufsm.conformance.inputs import prepare_inputs
+    from ggufsm.conformance.provenance import for_run, load_average
     from ggufsm.conformance.report import summary_line, write_reports
     from ggufsm.conformance.run.runner import read_expect_fail, run_suite
-
-    from ggufsm.conformance.provenance import for_run, load_average
 
     expect_fail = read_expect_fail(args.expect_fail)
     runs, provenance = [], []

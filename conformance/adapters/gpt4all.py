@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the mapping table in the docstring is Markdown: one row a line)
 """GPT4All's Python API behind the adapter API (``python:ggufsm.conformance.adapters.gpt4all:make_adapter``).
 
 ``gpt4all`` 2.8.2 (PyPI) wraps its own backend, ``libllmodel`` over an older
@@ -84,9 +85,10 @@ class Gpt4AllAdapter(PythonAdapter):
             model = self._gpt4all.GPT4All(file.name, model_path=str(file.parent), allow_download=False,
                                           device="cpu", verbose=False, **settings)
         except FileNotFoundError as error:
-            raise ModelUnavailable(str(error))
+            raise ModelUnavailable(str(error)) from error
         except RuntimeError as error:
-            raise (UnsupportedModel if "Unsupported model architecture" in str(error) else InvalidModel)(str(error))
+            kind = UnsupportedModel if "Unsupported model architecture" in str(error) else InvalidModel
+            raise kind(str(error)) from error
         self._model = model
         return {"n_ctx": settings.get("n_ctx")}
 

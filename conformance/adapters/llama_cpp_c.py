@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the mapping table in the docstring is Markdown: one row a line)
 """llama.cpp's C API behind the adapter API (``python:ggufsm.conformance.adapters.llama_cpp_c:make_adapter``).
 
 It calls the C functions through the low-level ``llama_cpp`` module that
@@ -49,7 +50,7 @@ import os
 import threading
 from typing import Any
 
-from ggufsm.conformance.adapter import PythonAdapter, TokenCallback, attach_partial_value
+from ggufsm.conformance.adapter import INTERNAL_ERROR, PythonAdapter, TokenCallback, attach_partial_value
 from ggufsm.spec.errors import Cancelled, ContextOverflow, GgufsmError, InvalidInput, InvalidModel, ModelNotLoaded
 from ggufsm.spec.names import FinishReason
 
@@ -66,7 +67,7 @@ LLAMA_DEFAULT_SEED = 0xFFFFFFFF
 class DecodeFailed(GgufsmError):
     """llama_decode returned a code the API documents as an error with no table counterpart."""
 
-    code = "InternalError"
+    code = INTERNAL_ERROR  # type: ignore[assignment]
 
 
 class _Log:
@@ -330,7 +331,6 @@ SOURCE_ENV = "GGUFSM_LLAMA_CPP_SOURCE"   # a checkout of the llama.cpp source th
 def provenance() -> dict[str, Any]:
     """What the library says of itself (version, the CPU backend's variant), and the source revision."""
     import llama_cpp
-
     from ggufsm.conformance.provenance import REPORTED, fact, source_revision
 
     facts = {"llama_version": fact(llama_cpp.llama_version().decode(), REPORTED, "llama_version()"),

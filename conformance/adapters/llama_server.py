@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the mapping table in the docstring is Markdown: one row a line)
 """llama.cpp's ``llama-server`` behind the adapter API, over its HTTP API
 (``python:ggufsm.conformance.adapters.llama_server:make_adapter``).
 
@@ -314,7 +315,7 @@ class LlamaServerAdapter(PythonAdapter):
         try:
             return server.request(method, path, body)
         except (OSError, http.client.HTTPException) as error:
-            raise ServerFailed(server.died() or f"llama-server stopped answering: {error}")
+            raise ServerFailed(server.died() or f"llama-server stopped answering: {error}") from error
 
     def _raise_for(self, status: int, reply: Any) -> None:
         if status == 200:
@@ -344,7 +345,7 @@ class LlamaServerAdapter(PythonAdapter):
         except (OSError, http.client.HTTPException) as error:
             if self._cancel.is_set():
                 return
-            raise ServerFailed(server.died() or f"llama-server stopped answering: {error}")
+            raise ServerFailed(server.died() or f"llama-server stopped answering: {error}") from error
 
     def _close_stream(self) -> None:
         stream, self._stream = self._stream, None
