@@ -109,7 +109,7 @@ def render(runs: list[Run], findings: Mapping[str, list[dict[str, Any]]], base: 
              f"each entry shows one icon per input set ({', '.join(f'`{name}`' for name in input_sets)}). "
              + " · ".join(f"{ICONS[status]} {status}" for status in STATUSES), ""]
     lines += _counts(names, input_sets, by_key, base)
-    lines += _findings(names, findings, runs, base)
+    lines += _findings(names, findings, sorted(runs, key=lambda run: input_sets.index(run.input_set)), base)
     lines += _diagrams(names, input_sets, by_key, base)
     lines += _matrix(names, input_sets, by_key)
     return [*lines, END]
@@ -248,6 +248,14 @@ def splice(existing: str, block: str) -> str:
 
 
 def main(results: list[Path], *, findings: Path | None = None, output: Path | None = None) -> int:
+    try:
+        return _write(results, findings, output)
+    except StaleFinding as stale:
+        print(f"ggufsm conformance compare: {stale}", file=sys.stderr)
+        return 1
+
+
+def _write(results: list[Path], findings: Path | None, output: Path | None) -> int:
     if output is None:
         sys.stdout.write(page(results, findings=findings, base=Path.cwd()))
         return 0
