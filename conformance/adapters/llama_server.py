@@ -14,7 +14,7 @@ HTTP client keeps (the server's address, the open request's tokens).
 | --- | --- |
 | init_runtime | records ``-c`` (n_ctx) and ``-t`` (n_threads) for the next start: the server's configuration is its command line, checked when it starts |
 | load_model | start ``llama-server -m PATH --host 127.0.0.1 --port P -np 1 --slot-save-path DIR [-c N] [-t N]`` and poll ``GET /health`` (503 while it loads) until 200, or until the process exits: a failed load is the process's exit, classified from llama.cpp's own log line (below). The previous server is stopped after the new one answers (a client that switches servers) |
-| generate | ``POST /completion`` with ``stream: true``, ``return_tokens: true``, ``cache_prompt: false``, ``n_predict`` = max_tokens, ``ignore_eos`` = not stop_at_eos, and the sampling fields under the server's names; token ids from each event's ``tokens``; ``stop_type`` ``eos`` is stop and ``limit`` is length. Without sampling settings, greedy (``temperature: 0``, the server's own greedy switch) |
+| generate | ``POST /completion`` with ``stream: true``, ``return_tokens: true``, ``cache_prompt: false``, ``n_predict`` = max_tokens, ``ignore_eos`` = not stop_at_eos, and the sampling fields under the server's names; token ids from each event's ``tokens``; ``truncated`` (the context filled) is finish ``context``, else ``stop_type`` ``eos`` is stop and ``limit`` is length. Without sampling settings, greedy (``temperature: 0``, the server's own greedy switch) |
 | cancel | close the stream's connection (the server cancels a task whose client went away) |
 | generate_next_token | ``POST /completion`` of the open request's tokens (the prompt via ``POST /tokenize``, then every generated token) with ``n_predict: 1`` and ``cache_prompt: true`` (the server reuses the slot's KV cache): HTTP has no "one more token" on an open request |
 | reset | ``POST /slots/0?action=erase`` (the slot's KV cache and tokens) |
@@ -257,7 +257,9 @@ class LlamaServerAdapter(PythonAdapter):
                         on_token({"token_id": int(token), "text": event.get("content", ""), "index": len(tokens) - 1})
                 pieces.append(event.get("content", ""))
                 if event.get("stop"):
-                    finish = _FINISH.get(event.get("stop_type", ""), FinishReason.length)
+                    # `truncated`: the server stopped because the context was full (its own word for it)
+                    finish = FinishReason.context if event.get("truncated") else _FINISH.get(
+                        event.get("stop_type", ""), FinishReason.length)
                 if self._cancel.is_set():
                     finish = FinishReason.cancelled
                     break
