@@ -68,3 +68,18 @@ def test_a_report_is_rendered_again_from_its_results_json_alone(tmp_path):
     rerender(copy)
     assert (copy / "summary.md").read_text() == (source / "summary.md").read_text()
     assert (copy / "junit.xml").read_bytes() == (source / "junit.xml").read_bytes()
+
+
+def test_a_runs_provenance_hashes_its_model_files_and_keeps_self_reports_apart(tmp_path):
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF" + bytes(60))
+    block = provenance.collect(impl="ggufsm serve-stdio", info={"name": "ggufsm-reference", "version": "0.1.0"},
+                               inputs={"model": str(model), "missing_model": str(tmp_path / "absent.gguf")},
+                               options={"timeout_s": 60.0}, skipped=["Ready.state"], load_before=[1.0, 1.0, 1.0])
+    provenance.validate(block)
+    files = {entry["role"]: entry for entry in block["artifact"]["model_files"]}
+    assert files["model"]["sha256"] == {"value": provenance.sha256_of(model), "kind": "observed", "how": "hashed"}
+    assert files["missing_model"]["absent"]["value"] is True
+    assert block["artifact"]["implementation"]["version"]["kind"] == "reported"
+    assert block["environment"]["cores"]["kind"] == "observed"
+    assert block["assumptions"]["skipped"]["value"] == ["Ready.state"]
