@@ -133,6 +133,8 @@ class Server:
             preexec_fn=_die_with_parent).result()  # noqa: PLW1509  only a prctl call, no Python locks
 
     def log_tail(self) -> str:
+        if self.log.closed:
+            return "(no log: the adapter stopped this server)"
         self.log.seek(0)
         return self.log.read().decode("utf-8", "replace")[-LOG_TAIL:]
 
