@@ -221,10 +221,11 @@ def _run(args: argparse.Namespace) -> int:
     from ggufsm.conformance.inputs import prepare_inputs
     from ggufsm.conformance.provenance import for_run, load_average
     from ggufsm.conformance.report import summary_line, write_reports
-    from ggufsm.conformance.run.runner import SuiteStopped, read_expect_fail, run_suite
+    from ggufsm.conformance.run.runner import RunResult, SuiteStopped, read_expect_fail, run_suite
 
     expect_fail = read_expect_fail(args.expect_fail)
-    runs, provenance = [], []
+    runs: list[RunResult] = []
+    provenance: list[dict[str, Any]] = []
     # An implementation that cannot be tested gets one line saying why (--debug: the traceback) and
     # the others still run; Ctrl-C stops the run. Either way the cases that ran are reported.
     unusable: list[BaseException] = []

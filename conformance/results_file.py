@@ -36,7 +36,7 @@ def run_of(record: dict[str, Any]) -> RunResult:
     results = [CaseResult(**{key: value for key, value in case.items() if key in names}) for case in record["cases"]]
     return RunResult(implementation=record["implementation"], info=record["info"], inputs=record["inputs"],
                      results=results, unreachable=[], seconds=float(record["seconds"]),
-                     spec_version=record["spec_version"])
+                     spec_version=record["spec_version"], stopped=record.get("stopped"))
 
 
 def load_runs(path: Path) -> tuple[list[RunResult], list[dict[str, Any] | None]]:
