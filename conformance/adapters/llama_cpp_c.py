@@ -46,6 +46,7 @@ the runner then records SIGABRT, the abort, rather than a hang.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
 from typing import Any
@@ -71,7 +72,9 @@ class DecodeFailed(GgufsmError):
 
 
 class _Log:
-    """llama.cpp's log, which is where it says why a call returned NULL: the last error line is kept."""
+    """llama.cpp's log, which is where it says why a call returned NULL: the last error line is kept.
+    One for the process (`_log()`): llama.cpp keeps the callback's address for good, so the ctypes
+    callback must never be freed (a freed one is called by the next log line: a segfault)."""
 
     def __init__(self, llama_cpp: Any) -> None:
         self.last_error = ""
@@ -84,6 +87,11 @@ class _Log:
         llama_cpp.llama_log_set(self._callback, ctypes.c_void_p(0))
 
 
+@functools.lru_cache(maxsize=1)
+def _log(llama_cpp: Any) -> _Log:
+    return _Log(llama_cpp)
+
+
 class LlamaCppCAdapter(PythonAdapter):
     name = "llama.cpp-c-api"
 
@@ -92,7 +100,7 @@ class LlamaCppCAdapter(PythonAdapter):
 
         self._c = llama_cpp
         self.version = f"llama.cpp {_build_commit(llama_cpp)} via llama_cpp {llama_cpp.__version__}"
-        self._log = _Log(llama_cpp)
+        self._log = _log(llama_cpp)
         self._n_ctx: int | None = None
         self._n_threads = 0
         self._model: Any = None
