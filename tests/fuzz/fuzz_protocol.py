@@ -63,7 +63,7 @@ class ProtocolTarget:
                 args.pop(PAUSE, None), args.pop(PAUSE_AFTER, None)
             dispatcher._run(request_id, op, args)
 
-        self.protocol.HandleDispatcher.dispatch = dispatch_now  # type: ignore[method-assign]
+        self._dispatch_now = dispatch_now
 
     def __call__(self, data: bytes) -> None:
         protocol = self.protocol
@@ -75,7 +75,10 @@ class ProtocolTarget:
                 consumed[0] += 1
                 yield line
 
+        # Both patched for this input only: the test process goes on serving with the real ones.
+        threaded_dispatch = protocol.HandleDispatcher.dispatch
         protocol.request_lines = counted  # type: ignore[assignment]
+        protocol.HandleDispatcher.dispatch = self._dispatch_now  # type: ignore[method-assign]
         try:
             out = Collected()
             server = protocol.Server(self.open_adapter, io.BytesIO(data), out)  # type: ignore[arg-type]
@@ -83,6 +86,7 @@ class ProtocolTarget:
             server.serve()
         finally:
             protocol.request_lines = read_lines  # type: ignore[assignment]
+            protocol.HandleDispatcher.dispatch = threaded_dispatch  # type: ignore[method-assign]
         messages = [json.loads(line) for line in "".join(out.text).splitlines()]
         answers = [message for message in messages if "ok" in message]
         assert len(answers) == consumed[0], f"{consumed[0]} lines read, {len(answers)} answers"
