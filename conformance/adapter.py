@@ -26,19 +26,26 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ggufsm.spec.errors import GgufsmError
-from ggufsm.spec.names import ErrorCode
+from ggufsm.spec.names import ErrorCode, Operation
 
 # Error codes the protocol adds to the table's: an operation the implementation
-# lacks, a request it could not parse, and an unexpected failure inside it.
+# lacks, a request it could not parse, an unexpected failure inside it, and a
+# request refused unrun because its handle has too many pending (a server may
+# bound them; the client may send it again once an earlier request answered).
 NOT_SUPPORTED = "NotSupported"
 PROTOCOL_ERROR = "ProtocolError"
 INTERNAL_ERROR = "InternalError"
+BUSY = "Busy"
 
 TokenCallback = Callable[[dict[str, Any]], None]
 PARTIAL_VALUE = "partial_value"   # the attribute attach_partial_value sets on an error
+# Arguments that ask an operation to pause (protocol 1.1): a generate after that many token events,
+# a load or replace once it has started reading its model; a `resume` naming the request lets it go on.
+PAUSE_AFTER, PAUSE = "pause_after", "pause"
 
 
 @dataclass(frozen=True)
@@ -80,13 +87,116 @@ class Capabilities:
     state: bool                  # replies carry the lifecycle state
     diagnostics: bool            # the diagnostics query lists resident data
     operations: frozenset[str]   # the table operations it has
+    handles: bool = False        # several runtimes at once in one process (open_handle; protocol 1.1)
+    pause: bool = False          # honours pause_after / pause and resume (protocol 1.1)
+    structured_diagnostics: bool = False   # diagnostics also give model identity, request counters, ... (1.1)
+    memory: bool = False         # answers the `memory` harness operation (1.1)
 
     def to_json(self) -> dict:
-        return {"state": self.state, "diagnostics": self.diagnostics, "operations": sorted(self.operations)}
+        return {"state": self.state, "diagnostics": self.diagnostics, "operations": sorted(self.operations),
+                "handles": self.handles, "pause": self.pause, "structured_diagnostics": self.structured_diagnostics,
+                "memory": self.memory}
 
     @classmethod
     def from_json(cls, data: dict) -> Capabilities:
-        return cls(bool(data["state"]), bool(data["diagnostics"]), frozenset(data["operations"]))
+        return cls(bool(data["state"]), bool(data["diagnostics"]), frozenset(data["operations"]),
+                   bool(data.get("handles", False)), bool(data.get("pause", False)),
+                   bool(data.get("structured_diagnostics", False)), bool(data.get("memory", False)))
+
+
+@dataclass(frozen=True)
+class MemoryReading:
+    """The resident set of the process holding a runtime; `trimmed`: taken after the allocator returned
+    what it held free, so it counts what is in use (an untrimmed reading also counts freed memory an
+    allocator keeps, which hides a small leak until that is used up)."""
+
+    rss: int
+    trimmed: bool
+
+    def to_json(self) -> dict:
+        return {"rss": self.rss, "trimmed": self.trimmed}
+
+
+def process_memory(pid: int, *, trim: bool) -> MemoryReading | None:
+    """VmRSS of `pid` (None where /proc cannot say); `trim`: this process's own allocator first returns
+    the memory it holds free (glibc's malloc_trim)."""
+    trimmed = False
+    if trim and pid == os.getpid():
+        import ctypes
+
+        try:
+            ctypes.CDLL(None).malloc_trim(0)
+            trimmed = True
+        except (OSError, AttributeError):   # not glibc: the reading counts what the allocator holds free
+            trimmed = False
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return MemoryReading(int(line.split()[1]) * 1024, trimmed)
+    return None
+
+
+class Gate:
+    """Holds one operation where the caller asked (a generate after its Nth token event, a load once it
+    started reading), until `resume()`. The implementation's side calls `hold()` from the operation's
+    own thread; the caller waits on `paused` (or on the operation's answer, if it never pauses)."""
+
+    def __init__(self, after_tokens: int = 1, on_pause: Callable[[], None] | None = None):
+        self.after_tokens = after_tokens
+        self.paused = threading.Event()
+        self._resumed = threading.Event()
+        self._on_pause = on_pause
+        self._resume_hook: Callable[[], None] | None = None
+
+    def hold(self) -> None:
+        """(implementation side) Pause here until resumed; a gate holds once."""
+        if self.paused.is_set():
+            return
+        self.paused.set()
+        if self._on_pause is not None:
+            self._on_pause()
+        self._resumed.wait()
+
+    def mark_paused(self, resume_hook: Callable[[], None]) -> None:
+        """(client side, out of process) The implementation reported the pause; `resume_hook` lets it go on."""
+        self._resume_hook = resume_hook
+        self.paused.set()
+        if self._on_pause is not None:
+            self._on_pause()
+
+    def resume(self) -> None:
+        if self._resumed.is_set():
+            return
+        self._resumed.set()
+        hook, self._resume_hook = self._resume_hook, None
+        if hook is not None:
+            hook()
+
+    @property
+    def resumed(self) -> bool:
+        return self._resumed.is_set()
+
+
+def pause_args(op: str, gate: Gate) -> dict[str, Any]:
+    """The protocol arguments that ask `op` to pause at `gate`."""
+    return {PAUSE_AFTER: gate.after_tokens} if op == Operation.generate else {PAUSE: True}
+
+
+def held_path(path: str, gate: Gate) -> Any:
+    """`path` as a Path whose first use as a file system path holds at `gate`: a load given it pauses in
+    its transient state, once it has started reading its model (any implementation that opens or
+    stats the path through os.fspath)."""
+    from pathlib import Path
+
+    class HeldPath(type(Path())):  # type: ignore[misc]
+        def __fspath__(self) -> str:
+            gate.hold()
+            return str(self)
+
+    return HeldPath(path)
 
 
 @dataclass(frozen=True)
@@ -123,14 +233,20 @@ class Adapter(ABC):
 
     @abstractmethod
     def call(self, op: str, args: dict | None = None, on_token: TokenCallback | None = None,
-             timeout: float | None = None) -> Reply:
-        """Apply a table operation; on_token receives each generated token ({token_id, text, index})."""
+             timeout: float | None = None, gate: Gate | None = None) -> Reply:
+        """Apply a table operation; on_token receives each generated token ({token_id, text, index}).
+        With a gate (and the pause capability), a generate pauses after gate.after_tokens token events
+        and a load or replace once it started, until gate.resume()."""
 
     def close(self) -> None:
         """Release the runtime (the implementation process, if any, stays up for the next adapter)."""
 
     def current_state(self) -> str | None:
         """The state now, for implementations that report one (None otherwise)."""
+        return None
+
+    def memory(self) -> MemoryReading | None:
+        """The memory of the process that holds this runtime, where it can be measured."""
         return None
 
     @property
@@ -145,7 +261,11 @@ class Implementation(ABC):
 
     @abstractmethod
     def open(self) -> Adapter:
-        """A fresh runtime (Uninitialized)."""
+        """A fresh runtime (Uninitialized); every handle opened before is dropped."""
+
+    def open_handle(self) -> Adapter:
+        """Another runtime in the same process, beside those open (capability `handles`)."""
+        raise NotImplementedError(f"{self.label} has no handles")
 
     @property
     @abstractmethod
@@ -177,14 +297,24 @@ class PythonAdapter(Adapter):
 
     name = "python-adapter"
     version = "0"
+    # Each adapter object is one runtime: a second one in the same process is a second handle.
+    handles = True
+    # op_diagnostics answers the protocol 1.1 shape (model identity, request counters, last_error, ...).
+    structured_diagnostics = False
 
     def __init__(self) -> None:
         from ggufsm.spec import load_spec
 
         operations = frozenset(op for op in load_spec().operations if callable(getattr(self, f"op_{op}", None)))
+        diagnostics = callable(getattr(self, "op_diagnostics", None))
+        # Pausing is done here, for every Python adapter: in its on_token callback, in its model path.
         self.info = ImplementationInfo(self.name, self.version, Capabilities(
-            state=self.reports_state(), diagnostics=callable(getattr(self, "op_diagnostics", None)),
-            operations=operations), spec_version=self.spec_version(), pid=os.getpid())
+            state=self.reports_state(), diagnostics=diagnostics, operations=operations, handles=self.handles,
+            pause=True, structured_diagnostics=diagnostics and self.structured_diagnostics, memory=True),
+            spec_version=self.spec_version(), pid=os.getpid())
+
+    def memory(self) -> MemoryReading | None:
+        return process_memory(os.getpid(), trim=True)
 
     def reports_state(self) -> bool:
         return type(self).current_state is not Adapter.current_state
@@ -196,12 +326,17 @@ class PythonAdapter(Adapter):
         return self.current_state() if self.info.capabilities.state else None
 
     def call(self, op: str, args: dict[str, Any] | None = None, on_token: TokenCallback | None = None,
-             timeout: float | None = None) -> Reply:
+             timeout: float | None = None, gate: Gate | None = None) -> Reply:
         method = getattr(self, f"op_{op}", None)
         if op not in self.info.capabilities.operations or method is None:
             return Reply(False, error=ErrorInfo(NOT_SUPPORTED, f"{self.name} has no operation {op!r}"),
                          state=self._reported_state())
         kwargs = dict(args or {})
+        kwargs.pop(PAUSE_AFTER, None), kwargs.pop(PAUSE, None)   # the gate says how to pause
+        if gate is not None and "path" in kwargs and isinstance(kwargs["path"], str):
+            kwargs["path"] = held_path(kwargs["path"], gate)
+        if gate is not None and op == Operation.generate:
+            on_token = _pausing(on_token, gate)
         if on_token is not None:
             kwargs["on_token"] = on_token
         try:
@@ -217,6 +352,19 @@ class PythonAdapter(Adapter):
         except Exception as error:  # a bug in the implementation: reported as such, never a pass
             return _internal_error(self, error)
         return Reply(True, value=value, state=self._reported_state())
+
+
+def _pausing(on_token: TokenCallback | None, gate: Gate) -> TokenCallback:
+    """on_token, then the gate's hold once gate.after_tokens events have gone out."""
+    sent = [0]
+
+    def forward(token: dict[str, Any]) -> None:
+        if on_token is not None:
+            on_token(token)
+        sent[0] += 1
+        if sent[0] == gate.after_tokens:
+            gate.hold()
+    return forward
 
 
 def attach_partial_value(error: GgufsmError, value: Any) -> GgufsmError:
@@ -248,6 +396,9 @@ class InProcessImplementation(Implementation):
         adapter = self._factory()
         self._info = adapter.info
         return adapter
+
+    def open_handle(self) -> Adapter:
+        return self.open()
 
     @property
     def info(self) -> ImplementationInfo:
@@ -307,29 +458,36 @@ class CallRecord:
     op: str
     args: dict = field(default_factory=dict)
     reply: str = ""
+    handle: str | None = None      # which runtime, when a case opens several
 
 
 class RecordingAdapter(Adapter):
     """Wraps an adapter and keeps the calls made through it (in order), for failure reports."""
 
-    def __init__(self, inner: Adapter):
+    def __init__(self, inner: Adapter, handle_label: str | None = None):
         self.inner = inner
         self.info = inner.info
         self.operation_timeout = inner.operation_timeout
         self.calls: list[CallRecord] = []
+        self.handle_label = handle_label
         self._lock = threading.Lock()
 
     def call(self, op: str, args: dict[str, Any] | None = None, on_token: TokenCallback | None = None,
-             timeout: float | None = None) -> Reply:
-        record = CallRecord(op, dict(args or {}))
+             timeout: float | None = None, gate: Gate | None = None) -> Reply:
+        record = CallRecord(op, dict(args or {}), handle=self.handle_label)
+        if gate is not None:
+            record.args |= pause_args(op, gate)
         with self._lock:
             self.calls.append(record)
-        reply = self.inner.call(op, args, on_token=on_token, timeout=timeout)
+        reply = self.inner.call(op, args, on_token=on_token, timeout=timeout, gate=gate)
         record.reply = reply.describe()
         return reply
 
     def current_state(self) -> str | None:
         return self.inner.current_state()
+
+    def memory(self) -> MemoryReading | None:
+        return self.inner.memory()
 
     def close(self) -> None:
         self.inner.close()

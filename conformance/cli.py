@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -40,9 +41,14 @@ def register(subparsers: Any) -> None:
     cases.add_argument("--cases", action="append", default=[], metavar="GLOB")
     cases.set_defaults(handler=_cases)
 
-    replay = commands.add_parser("replay", help="send a reproduction (protocol requests, one a line) to a fresh runtime")
-    replay.add_argument("file", type=Path, help="requests as printed by a failing random walk")
+    replay = commands.add_parser("replay", help="make a failure's calls again on a fresh runtime: a walk's "
+                                                "reproduction (protocol requests, one a line) or a case by its id")
+    replay.add_argument("file", type=Path, nargs="?", help="requests as printed by a failing random walk")
+    replay.add_argument("--case", metavar="ID", help="a case of the suite, by its id (as a failure prints it)")
     replay.add_argument("--impl", required=True, metavar="IMPL")
+    replay.add_argument("--model", type=Path, help="as given to the run that failed")
+    replay.add_argument("--inputs", type=Path, metavar="FILE", help="as given to the run that failed")
+    replay.add_argument("--in-process", action="store_true", help="run a python: implementation in this process")
     replay.set_defaults(handler=_replay)
 
     serve = commands.add_parser("serve", help="serve a python:MODULE:FACTORY adapter over the protocol (stdin/stdout)")
@@ -96,10 +102,43 @@ def _cases(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    """Each request after the previous answer; a cancel that follows a streaming generate is sent
-    from another thread at its first token, as the walk did. Exit 1 if the implementation dies or hangs."""
-    import json
+    """A case by id: its calls, one by one with their replies, then its verdict. A file: each request
+    after the previous answer; a cancel that follows a streaming generate is sent while the generate
+    runs (held at its first token where the implementation pauses), as the walk did. Exit 1 if the
+    case fails or the implementation dies or hangs."""
+    if (args.file is None) == (args.case is None):
+        print("ggufsm conformance replay: give a reproduction FILE or --case ID (one of them)", file=sys.stderr)
+        return 2
+    if args.case is not None:
+        return _replay_case(args)
+    return _replay_file(args)
 
+
+def _replay_case(args: argparse.Namespace) -> int:
+    from ggufsm.conformance.adapter import open_implementation
+    from ggufsm.conformance.inputs import prepare_inputs
+    from ggufsm.conformance.plan.cases import plan_suite
+    from ggufsm.conformance.run.runner import build_cases, run_case
+    from ggufsm.spec import load_spec
+
+    with tempfile.TemporaryDirectory(prefix="ggufsm-replay-") as workdir:
+        inputs = prepare_inputs(Path(workdir), model=args.model, inputs_file=args.inputs)
+        with open_implementation(args.impl, isolate=not args.in_process) as implementation:
+            cases, _ = build_cases(load_spec(), inputs, implementation.info, walk_examples=0)
+            chosen = [case for case in cases if case.id == args.case]
+            if not chosen:
+                known = [plan.id for plan in plan_suite(load_spec(), inputs)[0]]
+                print(f"ggufsm conformance replay: no case {args.case!r} ({len(known)} cases; "
+                      "`ggufsm conformance cases` lists them)", file=sys.stderr)
+                return 2
+            result = run_case(chosen[0], implementation)
+    for call in result.calls:
+        print(f"{call['op']}({json.dumps(call['args'])[:160]}) -> {call['reply']}")
+    print(f"{result.id}: {result.status.upper()}" + (f"\n{result.message}" if result.message else ""))
+    return 0 if result.status == "pass" else 1
+
+
+def _replay_file(args: argparse.Namespace) -> int:
     from ggufsm.conformance.adapter import ImplementationDied, ImplementationHung, open_implementation
     from ggufsm.conformance.plan.recipes import Action
     from ggufsm.conformance.run.overlap import call_with_cancel_at_first_token
@@ -108,7 +147,7 @@ def _replay(args: argparse.Namespace) -> int:
     decoder = json.JSONDecoder()
     requests = [decoder.raw_decode(line.strip())[0] for line in args.file.read_text().splitlines()
                 if line.strip().startswith("{")]
-    with open_implementation(args.impl) as implementation:
+    with open_implementation(args.impl, isolate=not args.in_process) as implementation:
         adapter = implementation.open()
         index = 0
         while index < len(requests):
@@ -120,7 +159,7 @@ def _replay(args: argparse.Namespace) -> int:
             try:
                 if cancel_next:
                     cancel = Action(Operation.cancel, requests[index + 1].get("args") or {})
-                    reply, cancel_reply = call_with_cancel_at_first_token(
+                    reply, cancel_reply, _, _ = call_with_cancel_at_first_token(
                         adapter, Action(Operation(request["op"]), arguments), cancel)
                 else:
                     reply, cancel_reply = adapter.call(request["op"], arguments), None
@@ -149,12 +188,22 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"== {impl}", file=sys.stderr)
                 progress = None if args.quiet else _show_result
                 runs.append(run_suite(implementation, inputs, case_globs=args.cases, expect_fail=expect_fail,
-                                      walk_examples=args.walk_examples, progress=progress))
+                                      walk_examples=args.walk_examples, progress=progress,
+                                      replay=_replay_options(args)))
                 print(summary_line(runs[-1]))
     if args.report_dir:
         for path in write_reports(runs, args.report_dir):
             print(f"wrote {path}", file=sys.stderr)
     return 0 if all(run.ok for run in runs) else 1
+
+
+def _replay_options(args: argparse.Namespace) -> str:
+    """What a replay of this run's failures must be given too."""
+    import shlex
+
+    options = [("--model", args.model), ("--inputs", args.inputs)]
+    flags = "".join(f" {name} {shlex.quote(str(value))}" for name, value in options if value is not None)
+    return flags + (" --in-process" if args.in_process else "")
 
 
 def _show_result(result: CaseResult) -> None:

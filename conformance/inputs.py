@@ -1,9 +1,11 @@
 """The suite's inputs for a run: model files written into a work directory, or named in a JSON file.
 
 By default every model comes from the kit's fixtures (``conformance.fixtures``):
-two tiny synthetic llamas with different weights (the model and the one a
-replace installs), a corrupt variant and one with an architecture no runtime
-knows. ``--model`` swaps in a real model for the first; ``--inputs FILE``
+two tiny successor llamas (``fixtures.successor``: constructed weights, so
+greedy outputs are distinct and known, a known prompt reaches the
+end-of-generation token, seeded draws differ by seed; the model walks its
+token cycle with stride 1, the one a replace installs with stride 2), a
+corrupt variant and one with an architecture no runtime knows. ``--model`` swaps in a real model for the first; ``--inputs FILE``
 names every file (for runtimes that need models of their own).
 ``placeholder_inputs`` are the default run's inputs with every file a
 placeholder: what the suite as data (``conformance/suite.json``) is planned with.
@@ -29,30 +31,45 @@ TINY_CANCEL_N_CTX = 4096
 def prepare_inputs(workdir: Path, *, model: Path | None = None, inputs_file: Path | None = None) -> SuiteInputs:
     if inputs_file is not None:
         return inputs_from_file(inputs_file)
-    from ggufsm.conformance.fixtures import corrupt, tiny_models
+    from ggufsm.conformance.fixtures import corrupt, successor
 
     workdir.mkdir(parents=True, exist_ok=True)
-    tiny = tiny_models.write_tiny_llama(workdir / "tiny-llama.gguf", seed=1, n_ctx=TINY_N_CTX)
-    alt = tiny_models.write_tiny_llama(workdir / "tiny-llama-other.gguf", seed=2, n_ctx=TINY_N_CTX)
+    tiny = successor.write_successor_llama(workdir / "tiny-llama.gguf", stride=1, n_ctx=TINY_N_CTX)
+    alt = successor.write_successor_llama(workdir / "tiny-llama-other.gguf", stride=2, n_ctx=TINY_N_CTX)
     return SuiteInputs(
         model=str(model or tiny),
         alt_model=str(alt),
         corrupt_model=str(corrupt.write_corrupt(workdir / "corrupt.gguf", "bad_magic", source=tiny)),
-        unsupported_model=str(tiny_models.write_tiny_llama(workdir / "unknown-architecture.gguf", seed=3,
-                                                           n_ctx=TINY_N_CTX, architecture="no-such-architecture")),
+        unsupported_model=str(successor.write_successor_llama(workdir / "unknown-architecture.gguf", stride=3,
+                                                              n_ctx=TINY_N_CTX, architecture="no-such-architecture")),
         missing_model=str(workdir / "no-such-model.gguf"),
         # A real model makes each token cost enough already: its cancel cases keep the suite's context.
         cancel_n_ctx=0 if model else TINY_CANCEL_N_CTX,
+        # What the kit knows of its own model; a real one's vocabulary is read from its file.
+        eos_prompt=None if model else successor.eos_prompt(stride=1),
+        n_vocab=vocabulary_size(model) if model else successor.DEFAULT_N_VOCAB,
     )
+
+
+def vocabulary_size(path: Path) -> int | None:
+    """The number of tokens in a GGUF file's vocabulary (None if it names none)."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    tokens = reader.get_field("tokenizer.ggml.tokens")
+    return len(tokens.data) if tokens is not None else None
 
 
 def placeholder_inputs() -> SuiteInputs:
     """The default run's values, with `<model>`, `<alt_model>`, ... and `<long_prompt>` for what a
     harness supplies."""
+    from ggufsm.conformance.fixtures import successor
+
     return SuiteInputs(model=placeholder("model"), alt_model=placeholder("alt_model"),
                        corrupt_model=placeholder("corrupt_model"), unsupported_model=placeholder("unsupported_model"),
                        missing_model=placeholder("missing_model"), long_prompt=placeholder("long_prompt"),
-                       cancel_n_ctx=TINY_CANCEL_N_CTX)
+                       cancel_n_ctx=TINY_CANCEL_N_CTX, eos_prompt=placeholder("eos_prompt"),
+                       n_vocab=successor.DEFAULT_N_VOCAB)
 
 
 def inputs_from_file(path: Path) -> SuiteInputs:

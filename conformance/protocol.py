@@ -1,36 +1,55 @@
 """The JSON-lines protocol (version PROTOCOL_VERSION): messages, schema, and a server for Python adapters.
 
-One JSON object per line. The runner writes requests ``{"id", "op", "args"}``
-to the implementation's stdin; the implementation answers each with one
-response ``{"id", "ok", "value" | "error", "state"}`` on stdout, and a
-streaming generate (``"stream": true`` in its args) first sends token events
-``{"id", "event": "token", "value": {...}}``. docs/protocol.md is the prose;
-``protocol.schema.json`` (beside this file) is the contract.
+One JSON object per line. The runner writes requests ``{"id", "op", "args",
+"handle"}`` to the implementation's stdin; the implementation answers each with
+one response ``{"id", "ok", "value" | "error", "state"}`` on stdout, and
+sends events before it: ``token`` events of a streaming generate (``"stream":
+true``) and a ``paused`` event when an operation asked to pause has paused.
+docs/protocol.md is the prose; ``protocol.schema.json`` (beside this file) is
+the contract.
 
-The server reads requests on one thread and runs each command on its own
-thread, so queries and ``cancel`` are answered while a generate runs, and two
-commands on one handle reach the runtime concurrently: serializing them is
-the runtime's job, which is exactly what the suite checks.
+The server keeps one dispatcher per handle (the default one, and any opened
+with ``open_handle``). A dispatcher answers queries and ``cancel`` in order on
+its own lane thread, so they answer while a command of that handle runs, and
+runs each command on its own thread, so two commands on one handle reach the
+runtime concurrently: serializing them is the runtime's job, which is exactly
+what the suite checks. The reading thread only reads, dispatches and answers
+the harness operations, so ``resume`` and other handles are never stuck behind
+a runtime that blocks.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import queue
 import threading
 from collections.abc import Callable
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import IO, Any
 
-from ggufsm.conformance.adapter import PROTOCOL_ERROR, Adapter, ErrorInfo, Reply
+from ggufsm.conformance.adapter import (
+    PAUSE,
+    PAUSE_AFTER,
+    PROTOCOL_ERROR,
+    Adapter,
+    ErrorInfo,
+    Gate,
+    Reply,
+    process_memory,
+)
+from ggufsm.spec.names import Operation
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 SCHEMA_PATH = Path(__file__).with_name("protocol.schema.json")
 
 # Operations of the harness, not of the table.
 HELLO, FRESH, SHUTDOWN = "hello", "fresh", "shutdown"
-HARNESS_OPERATIONS = (HELLO, FRESH, SHUTDOWN)
+OPEN_HANDLE, CLOSE_HANDLE, RESUME, MEMORY = "open_handle", "close_handle", "resume", "memory"
+HARNESS_OPERATIONS = (HELLO, FRESH, SHUTDOWN, OPEN_HANDLE, CLOSE_HANDLE, RESUME, MEMORY)
+TOKEN_EVENT, PAUSED_EVENT = "token", "paused"
 
 
 @lru_cache(maxsize=1)
@@ -48,9 +67,16 @@ def _validator(definition: str | None) -> Any:
 
 
 def schema_problems(message: Any, definition: str | None = None) -> list[str]:
-    """Why a message breaks the schema (or one of its $defs, e.g. "hello_value"); [] when it conforms."""
+    """Why a message breaks the schema (or one of its $defs, e.g. "hello_value"); [] when it conforms.
+    A whole message is held to the definition its shape picks (event, request or response): the
+    same verdict as the root's oneOf, at a third of the cost (every message of a run is checked)."""
+    if definition is None and isinstance(message, dict):
+        definition = "event" if "event" in message else "request" if "op" in message else "response"
+    validator = _validator(definition)
+    if validator.is_valid(message):
+        return []
     return [f"{'/'.join(map(str, error.absolute_path)) or '<message>'}: {error.message}"
-            for error in _validator(definition).iter_errors(message)]
+            for error in validator.iter_errors(message)]
 
 
 # ─── messages ────────────────────────────────────────────────────────────────
@@ -59,8 +85,12 @@ def schema_problems(message: Any, definition: str | None = None) -> list[str]:
 RequestId = int | str | None
 
 
-def request(request_id: RequestId, op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"id": request_id, "op": op, "args": dict(args or {})}
+def request(request_id: RequestId, op: str, args: dict[str, Any] | None = None,
+            handle: str | None = None) -> dict[str, Any]:
+    message = {"id": request_id, "op": op, "args": dict(args or {})}
+    if handle is not None:
+        message["handle"] = handle
+    return message
 
 
 def response(request_id: RequestId, reply: Reply) -> dict[str, Any]:
@@ -83,7 +113,11 @@ def reply_of(message: dict[str, Any]) -> Reply:
 
 
 def token_event(request_id: RequestId, token: dict[str, Any]) -> dict[str, Any]:
-    return {"id": request_id, "event": "token", "value": token}
+    return {"id": request_id, "event": TOKEN_EVENT, "value": token}
+
+
+def paused_event(request_id: RequestId) -> dict[str, Any]:
+    return {"id": request_id, "event": PAUSED_EVENT}
 
 
 def encode(message: dict[str, Any]) -> str:
@@ -114,8 +148,76 @@ def hello_value(adapter: Adapter) -> dict:
 # ─── the server ──────────────────────────────────────────────────────────────
 
 
+class HandleDispatcher:
+    """One runtime handle of the server: its adapter, the lane its queries and controls answer on (in
+    order, never behind a running command), and its running commands (one thread each)."""
+
+    def __init__(self, adapter: Adapter, server: Server, key: str | None):
+        self.adapter, self.server, self.key = adapter, server, key
+        self._lane: queue.Queue = queue.Queue()
+        self._running: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+        self._lane_thread = threading.Thread(target=self._serve_lane, daemon=True, name=f"ggufsm-lane-{key or 'default'}")
+        self._lane_thread.start()
+
+    def admit(self, op: str) -> Reply | None:
+        """None to run the request, or the reply refusing it unrun. The place for a bound on pending
+        requests (an adapter.BUSY error reply); this server sets none."""
+        return None
+
+    def dispatch(self, request_id: RequestId, op: str, args: dict[str, Any], inline: bool) -> None:
+        refused = self.admit(op)
+        if refused is not None:
+            self.server.write(response(request_id, refused))
+            return
+        if inline:
+            self._lane.put((request_id, op, args))
+            return
+        thread = threading.Thread(target=self._run, args=(request_id, op, args), daemon=True, name=f"ggufsm-{op}")
+        with self._lock:
+            self._running.add(thread)
+        thread.start()
+
+    def _serve_lane(self) -> None:
+        while (item := self._lane.get()) is not None:
+            self._run(*item)
+
+    def _run(self, request_id: RequestId, op: str, args: dict[str, Any]) -> None:
+        stream = bool(args.pop("stream", False))
+        gate = self.server.gate_for(request_id, args)
+        streamed = stream or (gate is not None and op == Operation.generate)
+        on_token = (lambda token: self.server.write(token_event(request_id, token))) if streamed else None
+        try:
+            reply = self.adapter.call(op, args, on_token=on_token, gate=gate)
+        except Exception as error:  # noqa: BLE001  the adapter itself failed: answer, never leave the request hanging
+            reply = Reply(False, error=ErrorInfo("InternalError", f"{type(error).__name__}: {error}"))
+        self.server.forget_gate(request_id)
+        self.server.write(response(request_id, reply))
+        with self._lock:
+            self._running.discard(threading.current_thread())
+
+    def state(self) -> str | None:
+        return self.adapter.current_state() if self.adapter.capabilities.state else None
+
+    def close(self) -> None:
+        """Stop what runs (cancel, let every pause go), wait for it, drop the runtime."""
+        if Operation.cancel in self.adapter.capabilities.operations:
+            self.adapter.call(Operation.cancel, {})
+        self.server.resume_all()
+        self.wait()
+        self._lane.put(None)   # the lane answers what it was given first
+        self._lane_thread.join()
+        self.adapter.close()
+
+    def wait(self) -> None:
+        with self._lock:
+            running = list(self._running)
+        for thread in running:
+            thread.join()
+
+
 class Server:
-    """Serves one Python adapter at a time over a pair of text streams."""
+    """Serves Python adapters over a pair of text streams: a default handle, and more on request."""
 
     def __init__(self, open_adapter: Callable[[], Adapter], instream: IO[str], outstream: IO[str]):
         from ggufsm.spec import load_spec
@@ -125,9 +227,10 @@ class Server:
         self._open_adapter = open_adapter
         self._in, self._out = instream, outstream
         self._write_lock = threading.Lock()
-        self._adapter: Adapter | None = None
-        self._running: set[threading.Thread] = set()
-        self._running_lock = threading.Lock()
+        self._handles: dict[str | None, HandleDispatcher] = {}
+        self._handle_names = (f"h{number}" for number in itertools.count(1))
+        self._gates: dict[RequestId, Gate] = {}
+        self._gates_lock = threading.Lock()
 
     def serve(self) -> None:
         try:
@@ -135,78 +238,92 @@ class Server:
                 if line.strip() and not self._handle_line(line):
                     break
         finally:
-            self._wait_for_commands()
-            if self._adapter is not None:
-                self._adapter.close()
+            for dispatcher in list(self._handles.values()):
+                dispatcher.close()
 
     def _handle_line(self, line: str) -> bool:
         """Handle one request; False when the server should stop."""
         try:
             message = json.loads(line)
         except json.JSONDecodeError as error:
-            self._write(response(None, _protocol_error(f"not JSON: {error}")))
+            self.write(response(None, _protocol_error(f"not JSON: {error}")))
             return True
         problems = schema_problems(message, "request")
         if problems:
-            self._write(response(message.get("id") if isinstance(message, dict) else None,
-                                 _protocol_error("; ".join(problems))))
+            self.write(response(message.get("id") if isinstance(message, dict) else None,
+                                _protocol_error("; ".join(problems))))
             return True
         request_id, op, args = message["id"], message["op"], dict(message.get("args") or {})
+        key = message.get("handle")
         if op == SHUTDOWN:
-            self._write(response(request_id, Reply(True)))
+            self.write(response(request_id, Reply(True)))
             return False
-        if op == HELLO:
-            self._write(response(request_id, Reply(True, hello_value(self.adapter), state=self._state())))
-        elif op == FRESH:
-            self._replace_adapter()
-            self._write(response(request_id, Reply(True, state=self._state())))
-        elif op in self._answered_inline:
-            self._run(request_id, op, args)
-        else:
-            thread = threading.Thread(target=self._run, args=(request_id, op, args), name=f"ggufsm-{op}", daemon=True)
-            with self._running_lock:
-                self._running.add(thread)
-            thread.start()
+        if op in HARNESS_OPERATIONS:
+            self.write(response(request_id, self._harness(op, args, key)))
+            return True
+        dispatcher = self._handles.get(key) if key is not None else self._default()
+        if dispatcher is None:
+            self.write(response(request_id, _protocol_error(f"no open handle {key!r}")))
+            return True
+        dispatcher.dispatch(request_id, op, args, inline=op in self._answered_inline)
         return True
 
-    @property
-    def adapter(self) -> Adapter:
-        if self._adapter is None:
-            self._adapter = self._open_adapter()
-        return self._adapter
+    def _harness(self, op: str, args: dict[str, Any], key: str | None) -> Reply:
+        if op == HELLO:
+            return Reply(True, hello_value(self._default().adapter), state=self._default().state())
+        if op == FRESH:
+            for dispatcher in list(self._handles.values()):
+                dispatcher.close()
+            self._handles.clear()
+            return Reply(True, state=self._default().state())
+        if op == OPEN_HANDLE:
+            name = next(self._handle_names)
+            self._handles[name] = HandleDispatcher(self._open_adapter(), self, name)
+            return Reply(True, {"handle": name}, state=self._handles[name].state())
+        if op == CLOSE_HANDLE:
+            closing = args.get("handle")
+            if not isinstance(closing, str) or closing not in self._handles:
+                return _protocol_error(f"no open handle {closing!r}")
+            dispatcher = self._handles.pop(closing)
+            dispatcher.close()
+            return Reply(True)
+        if op == MEMORY:
+            reading = process_memory(os.getpid(), trim=True)
+            return Reply(True, reading.to_json() if reading is not None else None)
+        assert op == RESUME
+        with self._gates_lock:
+            gate = self._gates.get(args.get("request"))
+        if gate is None:
+            return Reply(True, {"was_paused": False})
+        gate.resume()
+        return Reply(True, {"was_paused": True})
 
-    def _run(self, request_id: RequestId, op: str, args: dict[str, Any]) -> None:
-        stream = bool(args.pop("stream", False))
-        on_token = (lambda token: self._write(token_event(request_id, token))) if stream else None
-        try:
-            reply = self.adapter.call(op, args, on_token=on_token)
-        except Exception as error:  # the adapter itself failed: answer, never leave the request hanging
-            reply = Reply(False, error=ErrorInfo("InternalError", f"{type(error).__name__}: {error}"))
-        self._write(response(request_id, reply))
-        with self._running_lock:
-            self._running.discard(threading.current_thread())
+    def _default(self) -> HandleDispatcher:
+        if None not in self._handles:
+            self._handles[None] = HandleDispatcher(self._open_adapter(), self, None)
+        return self._handles[None]
 
-    def _replace_adapter(self) -> None:
-        """A fresh runtime: stop what runs on the old one, wait for it, then drop it."""
-        if self._adapter is not None:
-            if "cancel" in self._adapter.capabilities.operations:
-                self._adapter.call("cancel", {})
-            self._wait_for_commands()
-            self._adapter.close()
-            self._adapter = None
-        self._adapter = self._open_adapter()
+    def gate_for(self, request_id: RequestId, args: dict[str, Any]) -> Gate | None:
+        """The gate a request asked for (pause_after, pause), taken out of its args."""
+        after, pause = args.pop(PAUSE_AFTER, None), bool(args.pop(PAUSE, False))
+        if not after and not pause:
+            return None
+        gate = Gate(int(after or 1), on_pause=lambda: self.write(paused_event(request_id)))
+        with self._gates_lock:
+            self._gates[request_id] = gate
+        return gate
 
-    def _wait_for_commands(self) -> None:
-        with self._running_lock:
-            running = list(self._running)
-        for thread in running:
-            thread.join()
+    def forget_gate(self, request_id: RequestId) -> None:
+        with self._gates_lock:
+            self._gates.pop(request_id, None)
 
-    def _state(self) -> str | None:
-        adapter = self._adapter
-        return adapter.current_state() if adapter is not None and adapter.capabilities.state else None
+    def resume_all(self) -> None:
+        with self._gates_lock:
+            gates = list(self._gates.values())
+        for gate in gates:
+            gate.resume()
 
-    def _write(self, message: dict) -> None:
+    def write(self, message: dict) -> None:
         with self._write_lock:
             self._out.write(encode(message))
             self._out.flush()

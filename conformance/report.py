@@ -72,8 +72,15 @@ def coverage(run: RunResult, spec: Spec) -> dict[str, dict[str, int]]:
                 "with_a_case": sum(all(status not in (None, NOT_SUPPORTED) for status in group) for group in groups),
                 "passing": sum(all(status in (PASS, XPASS) for status in group) for group in groups)}
 
-    return {"cells": measure(cells.values()), "branches": measure([[by_branch.get(b.source)] for b in branches]),
-            "transitions": measure(transitions.values())}
+    measured = {"cells": measure(cells.values()), "branches": measure([[by_branch.get(b.source)] for b in branches]),
+                "transitions": measure(transitions.values())}
+    walk = next((result for result in run.results if result.kind == "walk" and result.measures), None)
+    if walk is not None:
+        total = walk.measures["total"]
+        measured["walk triples"] = {"total": total, "with_a_case": walk.measures["taken"],
+                                    "passing": walk.measures["taken"] if walk.status in (PASS, XPASS) else 0,
+                                    "by_random_walks": walk.measures["by_random_walks"]}
+    return measured
 
 
 # ─── JSON and JUnit ──────────────────────────────────────────────────────────
@@ -130,6 +137,10 @@ def run_markdown(run: RunResult, spec: Spec, diagram: str | None) -> list[str]:
         lines.append(f"| {name} | {_percent(measured['with_a_case'], measured['total'])} | "
                      f"{_percent(measured['passing'], measured['total'])} |")
     lines.append("")
+    if "walk triples" in cover:
+        walked = cover["walk triples"]
+        lines += [f"Walk triples: the (state, operation, guard values) the table allows in a stable state; the random "
+                  f"walks took {walked['by_random_walks']} of {walked['total']}, a route of its own each of the rest.", ""]
     if diagram:
         lines += [f"![{run.implementation}: transitions coloured by result]({diagram})", "",
                   "Green: passes · red: fails · orange: expected to fail · grey: not supported.", ""]

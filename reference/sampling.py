@@ -8,7 +8,6 @@ temperature, then a draw from the seeded generator. Temperature 0 is greedy
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields, replace
 from typing import Sequence
 
@@ -42,21 +41,14 @@ class SamplingConfig:
         return replace(self, **{name: value for name, value in overrides.items() if value is not None})
 
     def _checks(self):
-        def is_real(value) -> bool:
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        """Each field against the range the table states for it (spec/lifecycle.yaml `ranges.sampling_valid`)."""
+        from ggufsm.spec.ranges import in_range, range_text
+        from ggufsm.spec import load_spec
+        from ggufsm.spec.names import Guard
 
-        def is_count(value) -> bool:
-            return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
-
-        yield "temperature", self.temperature, is_real(self.temperature) and 0 <= self.temperature <= 100, "a finite number in [0, 100] (0 = greedy)"
-        yield "top_k", self.top_k, is_count(self.top_k), "an integer >= 0 (0 = off)"
-        yield "top_p", self.top_p, is_real(self.top_p) and 0 < self.top_p <= 1, "a number in (0, 1] (1 = off)"
-        yield "min_p", self.min_p, is_real(self.min_p) and 0 <= self.min_p <= 1, "a number in [0, 1] (0 = off)"
-        yield ("repetition_penalty", self.repetition_penalty,
-               is_real(self.repetition_penalty) and 0 < self.repetition_penalty <= 10, "a number in (0, 10] (1 = off)")
-        yield "repeat_last_n", self.repeat_last_n, is_count(self.repeat_last_n), "an integer >= 0"
-        yield ("seed", self.seed, self.seed is None or (is_count(self.seed) and self.seed < 2**64),
-               "None or an integer in [0, 2**64)")
+        for name, value_range in load_spec().ranges[Guard.sampling_valid].values.items():
+            value = getattr(self, name)
+            yield name, value, in_range(value_range, value), range_text(value_range)
 
     @property
     def is_greedy(self) -> bool:

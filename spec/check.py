@@ -14,9 +14,14 @@ from typing import Iterable, Mapping
 from ggufsm.spec.table import (
     GUARD_FIELDS,
     GUARD_KNOWN,
+    KEPT,
+    LAZY_INIT_EFFECTS,
     LAZY_INIT_STATE,
     OPERATION_KINDS,
+    RANGE_FIELDS,
     SAME,
+    VALUE_FIELDS,
+    VALUE_TYPES,
     WHILE_RUNNING,
     SpecError,
     cell_source,
@@ -26,6 +31,7 @@ from ggufsm.spec.table import (
     guard_entries,
     guard_names,
     is_lazy,
+    parse_interval,
     raw_cell,
     resolve_cell,
 )
@@ -63,9 +69,20 @@ DEFECT_KINDS: dict[str, str] = {
     "exit_depends_on_origin": "leaving a transient state, an operation's outcome depends on where it started, "
                               f"not only on its {WHILE_RUNNING} guards",
     "conditional_lazy_init": "a lazy_init branch names guards (lazy init borrows the whole Initialized cell)",
+    "malformed_effects": f"`effects` (the vocabulary or an outcome's) is not a mapping of known fields to known values, "
+                         f"or a field has no `{KEPT}` value",
+    "unrecorded_error": "an error outcome ends in a state that can hold last_error without recording it (last_error: set), "
+                        "or a success says it sets one",
+    "effect_contradicts_state": "an outcome's effects leave data its state after forbids or requires away "
+                                "(a request opened where none may be, a model kept where none may be, ...)",
+    "malformed_range": f"a `ranges` entry is not a guard's arguments ({', '.join(RANGE_FIELDS)}) with values of "
+                       f"{', '.join(VALUE_FIELDS)}, a known type and well-written ranges",
 }
 
-REQUIRED_SECTIONS = ("initial_state", "states", "operations", "errors", "guards", "resident_data", "finish_reasons", "cells")
+REQUIRED_SECTIONS = ("initial_state", "states", "operations", "errors", "guards", "resident_data", "finish_reasons",
+                     "effects", "ranges", "cells")
+# The effect fields and values the checker reasons about; others are the table's to add (and only checked for form).
+REQUEST_OPENING = ("new", "extended")
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,8 @@ def check_table(raw: Mapping) -> list[Defect]:
         return defects
     defects += _check_declarations(raw)
     defects += _check_guards(raw)
+    defects += _check_effect_vocabulary(raw)
+    defects += _check_ranges(raw)
     defects += _check_cell_keys(raw)
     resolved = {}
     for state in raw["states"]:
@@ -269,6 +288,7 @@ def _check_names(raw: Mapping, state: str, branch) -> Iterable[Defect]:
         yield Defect("via_not_transient", branch.source, f"via: {via!r} is {what}")
     if fields.get("serialized") and not _transient(raw, state):
         yield Defect("misplaced_serialized", branch.source, f"{state} is stable; only calls in transient states wait")
+    yield from _check_effects(raw, state, branch)
 
 
 def _check_guard_use(guards: Mapping[str, Mapping], branch) -> Iterable[Defect]:
@@ -293,6 +313,151 @@ def _check_guard_use(guards: Mapping[str, Mapping], branch) -> Iterable[Defect]:
 def _transient(raw: Mapping, state: str) -> bool:
     entry = raw["states"].get(state)
     return isinstance(entry, Mapping) and bool(entry.get("transient"))
+
+
+# ─── effects ─────────────────────────────────────────────────────────────────
+
+
+def _effect_vocabulary(raw: Mapping) -> dict[str, Mapping]:
+    section = raw.get("effects")
+    if not isinstance(section, Mapping):
+        return {}
+    return {name: values for name, values in section.items() if isinstance(values, Mapping)}
+
+
+def _check_effect_vocabulary(raw: Mapping) -> Iterable[Defect]:
+    section = raw.get("effects")
+    if section is None:
+        return
+    if not isinstance(section, Mapping):
+        yield Defect("malformed_effects", "effects", "must map each effect field to its values and their meanings")
+        return
+    for name, values in section.items():
+        if not isinstance(values, Mapping) or not all(isinstance(value, str) for value in values):
+            yield Defect("malformed_effects", f"effects.{name}", "must map each value to what it means")
+        elif KEPT not in values:
+            yield Defect("malformed_effects", f"effects.{name}", f"has no `{KEPT}` value (an outcome that does not "
+                                                                f"name the field means {KEPT})")
+    for name, value in LAZY_INIT_EFFECTS.items():
+        if value not in (section.get(name) or {}):
+            yield Defect("malformed_effects", f"effects.{name}", f"a lazy init makes it {value!r}, which it lacks")
+
+
+def _check_effects(raw: Mapping, state: str, branch) -> Iterable[Defect]:
+    """The outcome's effects are known values, and agree with its error and the resident data of the states."""
+    named = branch.fields.get("effects") or {}
+    if not isinstance(named, Mapping):
+        yield Defect("malformed_effects", branch.source, "`effects` must map effect fields to values")
+        return
+    vocabulary = _effect_vocabulary(raw)
+    for name, value in named.items():
+        if name not in vocabulary:
+            yield Defect("malformed_effects", branch.source, f"{name!r} is not an effect field "
+                                                             f"({', '.join(vocabulary)})")
+        elif value not in vocabulary[name]:
+            yield Defect("malformed_effects", branch.source, f"{name}: {value!r} is not one of "
+                                                             f"{', '.join(vocabulary[name])}")
+    effects = {name: named.get(name, KEPT) for name in vocabulary}
+    to = state if branch.fields.get("to") == SAME else branch.fields.get("to")
+    if to not in raw["states"]:
+        return
+    allowed = _allowed(raw, to)
+    error = branch.fields.get("error")
+    if "last_error" in effects:
+        records = effects["last_error"] == "set"
+        if error and "last_error" in allowed and not records:
+            yield Defect("unrecorded_error", branch.source, f"{error} ends in {to}, which can hold last_error: "
+                                                            "the outcome must say last_error: set")
+        if records and not error:
+            yield Defect("unrecorded_error", branch.source, "a success has no error to record (last_error: set)")
+    if error:
+        for name in ("sampling", "config"):
+            if effects.get(name, KEPT) != KEPT:
+                yield Defect("effect_contradicts_state", branch.source, f"{error} is raised, yet {name} is "
+                                                                        f"{effects[name]} (a failed call keeps it)")
+    yield from _check_resident_effects(raw, state, to, branch, effects)
+
+
+def _check_resident_effects(raw: Mapping, state: str, to: str, branch, effects: Mapping[str, str]) -> Iterable[Defect]:
+    allowed, required = _allowed(raw, to), _required(raw, to)
+    where_from = _allowed(raw, state)
+    when = dict(branch.conditions)
+    request = effects.get("request", KEPT)
+    if request in REQUEST_OPENING and "request" not in allowed:
+        yield Defect("effect_contradicts_state", branch.source, f"request: {request} in {to}, which holds no request")
+    if request == "cleared" and "request" in required:
+        yield Defect("effect_contradicts_state", branch.source, f"request: cleared, yet {to} requires a request")
+    if request == KEPT and "request" in where_from and "request" not in allowed:
+        yield Defect("effect_contradicts_state", branch.source, f"the request is kept, yet {to} holds none "
+                                                                "(request: cleared)")
+    model = effects.get("model", KEPT)
+    if model == "installed" and "model" not in allowed:
+        yield Defect("effect_contradicts_state", branch.source, f"model: installed in {to}, which holds no model")
+    if model == "released" and "model" in required:
+        yield Defect("effect_contradicts_state", branch.source, f"model: released, yet {to} requires a model")
+    if model == KEPT and "model" in where_from and "model" not in allowed and when.get("model_resident") is not False:
+        yield Defect("effect_contradicts_state", branch.source, f"the model is kept, yet {to} holds none "
+                                                                "(model: released)")
+
+
+def _allowed(raw: Mapping, state: str) -> set[str]:
+    entry = raw["states"].get(state) or {}
+    return set(entry.get("required") or ()) | set(entry.get("optional") or ())
+
+
+def _required(raw: Mapping, state: str) -> set[str]:
+    return set((raw["states"].get(state) or {}).get("required") or ())
+
+
+# ─── ranges ──────────────────────────────────────────────────────────────────
+
+
+def _check_ranges(raw: Mapping) -> Iterable[Defect]:
+    section = raw.get("ranges")
+    if section is None:
+        return
+    if not isinstance(section, Mapping):
+        yield Defect("malformed_range", "ranges", "must map guards to the arguments they check")
+        return
+    guards = set(guard_names(raw))
+    for guard, entry in section.items():
+        where = f"ranges.{guard}"
+        if guard not in guards:
+            yield Defect("malformed_range", where, f"{guard!r} is not a guard")
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("values"), Mapping):
+            yield Defect("malformed_range", where, "needs `arguments_of` and `values`")
+            continue
+        unknown = [key for key in entry if key not in RANGE_FIELDS]
+        if unknown:
+            yield Defect("malformed_range", where, f"unknown field(s) {', '.join(map(str, unknown))}")
+        if entry.get("arguments_of") not in raw["operations"]:
+            yield Defect("malformed_range", where, f"arguments_of: {entry.get('arguments_of')!r} is not an operation")
+        for name, value in entry["values"].items():
+            yield from _check_value_range(f"{where}.values.{name}", value)
+
+
+def _check_value_range(where: str, value) -> Iterable[Defect]:
+    if not isinstance(value, Mapping):
+        yield Defect("malformed_range", where, "must be a mapping")
+        return
+    unknown = [key for key in value if key not in VALUE_FIELDS]
+    if unknown:
+        yield Defect("malformed_range", where, f"unknown field(s) {', '.join(map(str, unknown))}")
+    kind = value.get("type")
+    if kind not in VALUE_TYPES:
+        yield Defect("malformed_range", where, f"type {kind!r} is not one of {', '.join(VALUE_TYPES)}")
+    needed = ("length",) if kind == "prompt" else ("range",)
+    for key in needed:
+        if key not in value:
+            yield Defect("malformed_range", where, f"a {kind} needs `{key}`")
+    for key in ("range", "length", "token_ids"):
+        if key in value:
+            try:
+                parse_interval(value[key])
+            except SpecError as error:
+                yield Defect("malformed_range", where, str(error))
+    if kind == "number" and "step" not in value:
+        yield Defect("malformed_range", where, "a number needs a `step` (how far past an edge the invalid value is)")
 
 
 # ─── the whole graph ─────────────────────────────────────────────────────────

@@ -56,6 +56,10 @@ def names_module(spec: Spec) -> str:
          [(name, entry.meaning) for name, entry in spec.errors.items()]),
         ("FinishReason", "How a request's generation ended.", list(spec.finish_reasons.items())),
         ("ResidentDatum", "Data a handle may hold.", list(spec.resident_data.items())),
+        ("EffectField", "A field of an outcome's effects.",
+         [(name, ", ".join(values)) for name, values in spec.effect_fields.items()]),
+        *((effect_class(name), f"The values of the {name} effect.", list(values.items()))
+          for name, values in spec.effect_fields.items()),
     ]
     parts = [
         HEADER,
@@ -72,6 +76,11 @@ def names_module(spec: Spec) -> str:
         lines += ["", "    def __str__(self) -> str:", "        return self.value", ""]
         parts.append("\n" + "\n".join(lines))
     return "\n".join(parts)
+
+
+def effect_class(field: str) -> str:
+    """The enum of one effect field's values: last_error -> LastErrorEffect."""
+    return "".join(part.capitalize() for part in field.split("_")) + "Effect"
 
 
 def errors_module(spec: Spec) -> str:

@@ -1,13 +1,13 @@
 # GENERATED from spec/lifecycle.yaml by `ggufsm spec generate`; do not edit.
 # tests/spec/test_codegen.py fails when this file is stale.
 
-"""The table's vocabulary as enums (spec 1.0.0). Members compare equal to their names."""
+"""The table's vocabulary as enums (spec 1.1.0). Members compare equal to their names."""
 
 from __future__ import annotations
 
 from enum import Enum
 
-SPEC_VERSION = "1.0.0"
+SPEC_VERSION = "1.1.0"
 
 
 class State(str, Enum):
@@ -157,6 +157,92 @@ class ResidentDatum(str, Enum):
     """the current request's prompt tokens, generated tokens and KV position"""
     last_error = "last_error"
     """the error of the last failed operation"""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class EffectField(str, Enum):
+    """A field of an outcome's effects."""
+
+    last_error = "last_error"
+    """set, cleared, kept"""
+    request = "request"
+    """new, extended, kept, cleared"""
+    model = "model"
+    """installed, kept, released"""
+    sampling = "sampling"
+    """applied, kept"""
+    config = "config"
+    """applied, kept"""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class LastErrorEffect(str, Enum):
+    """The values of the last_error effect."""
+
+    set = "set"
+    """the error this operation raised is recorded (where the state after can hold one; elsewhere nothing is)"""
+    cleared = "cleared"
+    """no error is recorded afterwards"""
+    kept = "kept"
+    """the error recorded before, if any, stays"""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RequestEffect(str, Enum):
+    """The values of the request effect."""
+
+    new = "new"
+    """the previous request is dropped and a new one opened (its own tokens, output and request counters)"""
+    extended = "extended"
+    """one generated token is appended to the open request"""
+    kept = "kept"
+    """the open request, if any, stays as it was"""
+    cleared = "cleared"
+    """no request afterwards (its tokens, output and request counters dropped)"""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ModelEffect(str, Enum):
+    """The values of the model effect."""
+
+    installed = "installed"
+    """the operation's model is installed (the previous one, if any, released after it)"""
+    kept = "kept"
+    """the installed model, if any, stays (the same file)"""
+    released = "released"
+    """no model afterwards (model, tokenizer, KV cache, scratch and logits released)"""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class SamplingEffect(str, Enum):
+    """The values of the sampling effect."""
+
+    applied = "applied"
+    """the new settings apply from the next sampled token on, the open request's included"""
+    kept = "kept"
+    """the sampling settings stay as they were (a generate's own settings apply to that request only)"""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ConfigEffect(str, Enum):
+    """The values of the config effect."""
+
+    applied = "applied"
+    """the runtime configuration is the one given (by a lazy init, the default one)"""
+    kept = "kept"
+    """the configuration stays as it was"""
 
     def __str__(self) -> str:
         return self.value

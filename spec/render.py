@@ -106,6 +106,31 @@ def _decision_list(branches):
     return deciders
 
 
+# Short marks for the effects on diagram edges and in the matrix: + made or set, − dropped or cleared.
+EFFECT_MARKS = {
+    ("last_error", "set"): "+error", ("last_error", "cleared"): "−error",
+    ("request", "new"): "+request", ("request", "extended"): "+token", ("request", "cleared"): "−request",
+    ("model", "installed"): "+model", ("model", "released"): "−model",
+    ("sampling", "applied"): "sampling", ("config", "applied"): "config",
+}
+
+
+def effects_text(outcome: Outcome) -> str:
+    """The effects that change something, as `field: value` words (`last_error: cleared, request: cleared`)."""
+    return ", ".join(f"{name}: {value}" for name, value in outcome.changes().items())
+
+
+def effect_marks(spec: Spec, state: str, outcome: Outcome, *, implied_by_error: bool = False) -> str:
+    """Compact marks for a diagram label: `−error −request`. An error edge implies its +error, and
+    dropping what the state it starts from cannot hold drops nothing."""
+    required, optional = spec.resident(state)
+    held = required | optional
+    marks = [EFFECT_MARKS.get((name, value), f"{name}={value}") for name, value in outcome.changes().items()
+             if not (implied_by_error and name == "last_error" and value == "set")
+             and not (value in ("cleared", "released") and name in spec.resident_data and name not in held)]
+    return " ".join(marks)
+
+
 def _literal(guard: str, value: bool) -> str:
     return guard if value else f"¬{guard}"
 
@@ -130,6 +155,8 @@ def markdown(spec: Spec, diagram: str | None = None) -> str:
     lines += _states_section(spec)
     lines += _operations_section(spec)
     lines += _guards_section(spec)
+    lines += _effects_section(spec)
+    lines += _ranges_section(spec)
     lines += _errors_section(spec)
     lines += _matrix_section(spec)
     lines += _details_section(spec)
@@ -217,6 +244,39 @@ def _guards_section(spec: Spec) -> list[str]:
     ]
 
 
+def _effects_section(spec: Spec) -> list[str]:
+    rows = [[name, value, meaning] for name, values in spec.effect_fields.items() for value, meaning in values.items()]
+    marks = ", ".join(f"`{mark}` {name}: {value}" for (name, value), mark in EFFECT_MARKS.items())
+    return [
+        "## Effects",
+        "",
+        "What an outcome does beyond its target state, field by field (the *Effects* column of the cells below; a "
+        "field not written there is `kept`). The diagram marks them on its edges: " + marks + ".",
+        "",
+        *_table(["Field", "Value", "Means"], rows),
+    ]
+
+
+def _ranges_section(spec: Spec) -> list[str]:
+    rows = []
+    for guard, entry in spec.ranges.items():
+        for name, value in entry.values.items():
+            parts = [f"{key} {interval.text}" for key, interval in
+                     (("", value.range), ("length", value.length), ("token ids", value.token_ids)) if interval]
+            nullable = [f"null: {value.null_means}"] if value.nullable else []
+            rows.append([guard, f"{entry.arguments_of}.{name}", value.type, "; ".join(p.strip() for p in parts),
+                         "; ".join(filter(None, [value.meaning, *nullable]))])
+    return [
+        "## Ranges",
+        "",
+        ("The values each guard checks. A value outside its range makes the guard false; conformance tries every edge "
+         "and just past it (a number's step past). n_ctx and n_vocab are the handle's context size and the model's "
+         "vocabulary size. generate's `sampling` argument takes set_sampling's values, for that request only."),
+        "",
+        *_table(["Guard", "Argument", "Type", "Range", "Meaning"], rows),
+    ]
+
+
 def _errors_section(spec: Spec) -> list[str]:
     raised_in: dict[str, list[str]] = {name: [] for name in spec.errors}
     for branch in spec.all_branches():
@@ -248,8 +308,9 @@ def _details_section(spec: Spec) -> list[str]:
         rows = []
         for operation in spec.commands:
             for branch in spec.branches(name, operation):
-                rows.append([operation, conditions_text(branch) or "always", outcome_text(branch.outcome, name), branch.outcome.effect])
-        lines += _table(["Operation", "When", "Outcome", "Effect"], rows)
+                rows.append([operation, conditions_text(branch) or "always", outcome_text(branch.outcome, name),
+                             branch.outcome.effect, effects_text(branch.outcome) or "—"])
+        lines += _table(["Operation", "When", "Outcome", "Effect", "Effects"], rows)
     return lines
 
 
@@ -309,17 +370,19 @@ def picture(spec: Spec) -> Picture:
             for branch in spec.branches(state, operation):
                 outcome = branch.outcome
                 name = operation + (LAZY_MARK if outcome.lazy_init else "")
+                marks = effect_marks(spec, state, outcome)
+                marked = " ".join(filter(None, [name, marks]))
                 if outcome.via:
                     add(state, outcome.via, "enter", name)
                     if outcome.error:
-                        add(outcome.via, outcome.to, "error", outcome.error)
+                        add(outcome.via, outcome.to, "error", _marked(spec, state, outcome))
                     else:
-                        add(outcome.via, outcome.to, "normal", operation)
+                        add(outcome.via, outcome.to, "normal", " ".join(filter(None, [operation, marks])))
                 elif outcome.to != state:
                     if outcome.error:
-                        add(state, outcome.to, "error", outcome.error, name)
+                        add(state, outcome.to, "error", _marked(spec, state, outcome), name)
                     else:
-                        add(state, outcome.to, "normal", name)
+                        add(state, outcome.to, "normal", marked)
                 else:
                     key = "waits" if outcome.serialized else (f"✗ {outcome.error}" if outcome.error else "↻")
                     ops = staying[state].setdefault(key, [])
@@ -332,6 +395,12 @@ def picture(spec: Spec) -> Picture:
         nodes[state].note_branches = [staying_branches[(state, key)] for key, _ in ordered]
     title = f"ggufsm runtime lifecycle · spec {spec.version}"
     return Picture(title, spec.initial_state, list(nodes.values()), list(edges.values()))
+
+
+def _marked(spec: Spec, state: str, outcome: Outcome) -> str:
+    assert outcome.error is not None
+    marks = effect_marks(spec, state, outcome, implied_by_error=True)
+    return f"{outcome.error} {marks}" if marks else outcome.error
 
 
 def _note_order(item) -> tuple:
@@ -354,8 +423,9 @@ def _wrap(words: list[str], per_line: int) -> list[str]:
 def legend(spec: Spec) -> str:
     return (
         f"queries ({', '.join(spec.queries)}) answer in every state and are not drawn\n"
-        f"red dashed: error · grey dashed: into a transient state · {LAZY_MARK} initialises first · "
-        "↻ succeeds and stays · ✗ refused or rejected, stays"
+        f"red dashed: error (recorded as last_error) · grey dashed: into a transient state · {LAZY_MARK} initialises first · "
+        "↻ succeeds and stays · ✗ refused or rejected, stays\n"
+        "effects: +/− request, model, error made or dropped · +token: one more token · sampling, config: applied"
     )
 
 

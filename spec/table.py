@@ -28,7 +28,7 @@ TABLE_PATH = Path(__file__).with_name("lifecycle.yaml")
 # operation applies", so that state's name is part of the format.
 LAZY_INIT_STATE = "Initialized"
 SAME = "same"
-OUTCOME_FIELDS = ("to", "error", "via", "effect", "lazy_init", "serialized")
+OUTCOME_FIELDS = ("to", "error", "via", "effect", "effects", "lazy_init", "serialized")
 BRANCH_FIELDS = (*OUTCOME_FIELDS, "when", "cases")
 OPERATION_KINDS = ("command", "control", "query")
 # When a guard's value can be known: before the operation changes anything, or
@@ -36,6 +36,15 @@ OPERATION_KINDS = ("command", "control", "query")
 BEFORE, WHILE_RUNNING = "before", "while_running"
 GUARD_KNOWN = (BEFORE, WHILE_RUNNING)
 GUARD_FIELDS = ("name", "known", "needs", "description")
+# Every effect field has this value unless an outcome names another (the table's `effects` header).
+KEPT = "kept"
+# What a lazy init does to the configuration, whatever the borrowed Initialized cell does.
+LAZY_INIT_EFFECTS = {"config": "applied"}
+RANGE_FIELDS = ("arguments_of", "values")
+VALUE_FIELDS = ("type", "range", "step", "nullable", "null_means", "meaning", "length", "token_ids")
+VALUE_TYPES = ("integer", "number", "prompt")
+# Names a range bound may use instead of a number: resolved per handle and model.
+SYMBOLIC_BOUNDS = ("n_ctx", "n_vocab")
 
 
 class SpecError(ValueError):
@@ -107,6 +116,71 @@ class Outcome:
     lazy_init: bool = False
     serialized: bool = False
     effect: str = ""
+    # field -> value for every field of the table's `effects` (the ones an outcome does not name: "kept")
+    effects: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def changes(self) -> dict[str, str]:
+        """The effects that are not `kept`, in the table's field order."""
+        return {name: value for name, value in self.effects.items() if value != KEPT}
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One end of a range: a number, or a name resolved per handle and model (n_ctx, n_vocab)."""
+
+    value: int | float | str
+    closed: bool
+
+    @property
+    def symbolic(self) -> bool:
+        return isinstance(self.value, str)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A range as the table writes it: "[8, 1048576]", "(0, 1]", "[0, )", "[0, n_vocab)"."""
+
+    lower: Bound | None
+    upper: Bound | None
+    text: str
+
+    def resolve(self, names: Mapping[str, int]) -> Interval:
+        """The same range with named bounds replaced by their values (KeyError naming what is missing)."""
+        def number(bound: Bound | None) -> Bound | None:
+            if bound is None or not bound.symbolic:
+                return bound
+            return Bound(names[str(bound.value)], bound.closed)
+        return Interval(number(self.lower), number(self.upper), self.text)
+
+    def contains(self, value: float) -> bool:
+        lower, upper = self.lower, self.upper
+        if lower is not None and (value < lower.value or (value == lower.value and not lower.closed)):  # type: ignore[operator]
+            return False
+        return upper is None or value < upper.value or (value == upper.value and upper.closed)  # type: ignore[operator]
+
+
+@dataclass(frozen=True)
+class ValueRange:
+    """What one argument a guard checks may be."""
+
+    name: str
+    type: str                       # integer | number | prompt
+    range: Interval | None = None   # integer, number
+    step: float | None = None       # a number's "just past an edge"
+    nullable: bool = False
+    null_means: str = ""
+    meaning: str = ""
+    length: Interval | None = None      # prompt: its length (characters or token ids; in tokens once encoded)
+    token_ids: Interval | None = None   # prompt: the range of a token id
+
+
+@dataclass(frozen=True)
+class GuardRanges:
+    """The arguments one guard checks, and the operation whose arguments they are."""
+
+    guard: str
+    arguments_of: str
+    values: Mapping[str, ValueRange]
 
 
 @dataclass(frozen=True)
@@ -144,6 +218,8 @@ class Spec:
     errors: Mapping[str, ErrorCode]
     finish_reasons: Mapping[str, str]
     cells: Mapping[tuple[str, str], tuple[Branch, ...]] = field(repr=False)
+    effect_fields: Mapping[str, Mapping[str, str]] = field(default_factory=dict)   # field -> value -> meaning
+    ranges: Mapping[str, GuardRanges] = field(default_factory=dict)                # guard -> its arguments
 
     # ── look-ups ──
 
@@ -346,7 +422,9 @@ def resolve_cell(raw: Mapping, state: str, operation: str, _borrowing: tuple = (
             if conditions is None:
                 continue
             effect = f"initialised with the default configuration, then: {borrowed.fields.get('effect', '')}".rstrip(": ")
-            fields = {**borrowed.fields, "lazy_init": True, "effect": effect}
+            named = borrowed.fields.get("effects")
+            effects = {**(named if isinstance(named, Mapping) else {}), **LAZY_INIT_EFFECTS}
+            fields = {**borrowed.fields, "lazy_init": True, "effect": effect, "effects": effects}
             resolved.append(RawBranch(conditions, MappingProxyType(fields), f"{branch.source} -> {borrowed.source}"))
     return resolved
 
@@ -403,11 +481,12 @@ def build_spec(raw: Mapping) -> Spec:
     operations = {
         name: Operation(name, entry["kind"], entry.get("description", "")) for name, entry in raw["operations"].items()
     }
+    effect_fields = {name: MappingProxyType(dict(values)) for name, values in raw["effects"].items()}
     cells = {}
     for state in states:
         for operation in operations:
             cells[(state, operation)] = tuple(
-                Branch(state, operation, branch.conditions, _outcome(branch.fields), branch.source)
+                Branch(state, operation, branch.conditions, _outcome(branch.fields, effect_fields), branch.source)
                 for branch in resolve_cell(raw, state, operation)
             )
     return Spec(
@@ -423,6 +502,8 @@ def build_spec(raw: Mapping) -> Spec:
         ),
         finish_reasons=MappingProxyType(dict(raw.get("finish_reasons") or {})),
         cells=MappingProxyType(cells),
+        effect_fields=MappingProxyType(effect_fields),
+        ranges=MappingProxyType({guard: _guard_ranges(guard, entry) for guard, entry in raw["ranges"].items()}),
     )
 
 
@@ -435,7 +516,8 @@ def _guard(entry: Mapping) -> Guard:
     )
 
 
-def _outcome(fields: Mapping) -> Outcome:
+def _outcome(fields: Mapping, effect_fields: Mapping[str, Mapping[str, str]]) -> Outcome:
+    named = fields.get("effects") or {}
     return Outcome(
         to=fields["to"],
         error=fields.get("error"),
@@ -443,7 +525,51 @@ def _outcome(fields: Mapping) -> Outcome:
         lazy_init=bool(fields.get("lazy_init", False)),
         serialized=bool(fields.get("serialized", False)),
         effect=str(fields.get("effect", "")),
+        effects=MappingProxyType({name: str(named.get(name, KEPT)) for name in effect_fields}),
     )
+
+
+def parse_interval(text: str) -> Interval:
+    """ "[a, b]", "(a, b)", "[a, )" ...: SpecError saying what is wrong when it is not one."""
+    text = str(text).strip()
+    if len(text) < 3 or text[0] not in "[(" or text[-1] not in "])" or text.count(",") != 1:
+        raise SpecError(f"range {text!r} is not written [a, b], (a, b], [a, ) ...")
+    low, high = (part.strip() for part in text[1:-1].split(","))
+    lower = _bound(low, text[0] == "[", text) if low else None
+    upper = _bound(high, text[-1] == "]", text) if high else None
+    numeric = lower is not None and upper is not None and not (lower.symbolic or upper.symbolic)
+    if numeric and (lower.value > upper.value  # type: ignore[union-attr, operator]
+                    or (lower.value == upper.value and not (lower.closed and upper.closed))):  # type: ignore[union-attr]
+        raise SpecError(f"range {text!r} is empty")
+    return Interval(lower, upper, text)
+
+
+def _bound(text: str, closed: bool, whole: str) -> Bound:
+    if text in SYMBOLIC_BOUNDS:
+        return Bound(text, closed)
+    try:
+        return Bound(int(text), closed)
+    except ValueError:
+        pass
+    try:
+        return Bound(float(text), closed)
+    except ValueError:
+        raise SpecError(f"range {whole!r}: bound {text!r} is not a number or one of {', '.join(SYMBOLIC_BOUNDS)}") from None
+
+
+def _guard_ranges(guard: str, entry: Mapping) -> GuardRanges:
+    values = {}
+    for name, value in entry["values"].items():
+        values[name] = ValueRange(
+            name=name, type=value["type"],
+            range=parse_interval(value["range"]) if "range" in value else None,
+            step=float(value["step"]) if "step" in value else None,
+            nullable=bool(value.get("nullable", False)), null_means=str(value.get("null_means", "")),
+            meaning=str(value.get("meaning", "")),
+            length=parse_interval(value["length"]) if "length" in value else None,
+            token_ids=parse_interval(value["token_ids"]) if "token_ids" in value else None,
+        )
+    return GuardRanges(guard, entry["arguments_of"], MappingProxyType(values))
 
 
 def spec_from_table(raw: Mapping) -> Spec:

@@ -85,22 +85,17 @@ class LlamaCppPythonAdapter(PythonAdapter):
             arguments["logits_processor"] = self._llama_cpp.LogitsProcessorList([_ban(llm.token_eos())])
         self._cancel.clear()
         self._generating.set()
-        llm.observed = []
+        llm.observed, llm.on_token, llm.stop = [], on_token, self._cancel
         finish_reason = None
         try:
             stream = llm.create_completion(prompt, max_tokens=max_tokens, stream=True, **arguments)
-            seen = 0
             for chunk in stream:
-                for index in range(seen, len(llm.observed)):
-                    if on_token is not None:
-                        on_token({"token_id": llm.observed[index], "text": llm.detokenize([llm.observed[index]]).decode(
-                            "utf-8", "replace"), "index": index})
-                seen = len(llm.observed)
                 finish_reason = chunk["choices"][0].get("finish_reason") or finish_reason
                 if self._cancel.is_set():
-                    stream.close()
-                    finish_reason = FinishReason.cancelled
                     break
+            stream.close()
+            if self._cancel.is_set():
+                finish_reason = FinishReason.cancelled
         except ValueError as error:
             if "exceed context window" in str(error):
                 raise ContextOverflow(str(error))
@@ -159,16 +154,26 @@ def _recording_llama_class() -> type:
     from llama_cpp import Llama
 
     class RecordingLlama(Llama):
-        """Llama, observing the token ids its generator yields (create_completion streams text only)."""
+        """Llama, observing the token ids its generator yields (create_completion streams text only, and
+        holds text back while it may be part of a stop string or an unfinished UTF-8 character): each
+        token is reported as it is produced, and the generator stops at the next token once `stop` is
+        set (cancel: the library's own way to end a completion is to stop consuming its tokens)."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             self.observed: list[int] = []
+            self.on_token: TokenCallback | None = None
+            self.stop: threading.Event | None = None
             super().__init__(*args, **kwargs)
 
-        def generate(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        def generate(self, *args: Any, **kwargs: Any) -> Iterator[Any]:  # type: ignore[override]
             for token in super().generate(*args, **kwargs):
                 self.observed.append(int(token))
+                if self.on_token is not None:
+                    self.on_token({"token_id": int(token), "text": self.detokenize([token]).decode("utf-8", "replace"),
+                                   "index": len(self.observed) - 1})
                 yield token
+                if self.stop is not None and self.stop.is_set():
+                    return
 
     return RecordingLlama
 

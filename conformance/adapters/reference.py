@@ -15,6 +15,7 @@ from ggufsm.spec.names import FinishReason
 
 class ReferenceAdapter(PythonAdapter):
     name = "ggufsm-reference"
+    structured_diagnostics = True   # Runtime.diagnostics() is the protocol's structured shape
 
     def __init__(self) -> None:
         from ggufsm import __version__

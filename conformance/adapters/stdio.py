@@ -26,14 +26,33 @@ from ggufsm.conformance.adapter import (
     Adapter,
     Capabilities,
     ErrorInfo,
+    Gate,
     Implementation,
     ImplementationDied,
     ImplementationHung,
     ImplementationInfo,
+    MemoryReading,
     Reply,
     TokenCallback,
+    pause_args,
+    process_memory,
 )
-from ggufsm.conformance.protocol import FRESH, HELLO, PROTOCOL_VERSION, SHUTDOWN, encode, reply_of, schema_problems
+from ggufsm.conformance.protocol import (
+    CLOSE_HANDLE,
+    FRESH,
+    HELLO,
+    MEMORY,
+    OPEN_HANDLE,
+    PAUSED_EVENT,
+    PROTOCOL_VERSION,
+    RESUME,
+    SHUTDOWN,
+    TOKEN_EVENT,
+    encode,
+    reply_of,
+    schema_problems,
+)
+from ggufsm.spec.names import Operation
 
 _DIED = object()
 _STDERR_LINES_KEPT = 400
@@ -61,23 +80,27 @@ class _Child:
         threading.Thread(target=self._route_stdout, daemon=True, name="ggufsm-child-stdout").start()
         threading.Thread(target=self._drain_stderr, daemon=True, name="ggufsm-child-stderr").start()
 
-    def send(self, op: str, args: dict) -> tuple[int, queue.Queue]:
+    def send(self, op: str, args: dict, handle: str | None = None) -> tuple[int, queue.Queue]:
         request_id = next(self._ids)
         answers: queue.Queue = queue.Queue()
         with self._pending_lock:
             if self.dead:
                 answers.put(_DIED)
             self._pending[request_id] = answers
+        message: dict[str, Any] = {"id": request_id, "op": op, "args": args}
+        if handle is not None:
+            message["handle"] = handle
         try:
             with self._write_lock:
-                self._stdin.write(encode({"id": request_id, "op": op, "args": args}))
+                self._stdin.write(encode(message))
                 self._stdin.flush()
         except (BrokenPipeError, OSError, ValueError):
             answers.put(_DIED)
         return request_id, answers
 
-    def request(self, op: str, args: dict, on_token: TokenCallback | None, timeout: float) -> Reply:
-        request_id, answers = self.send(op, args)
+    def request(self, op: str, args: dict, on_token: TokenCallback | None, timeout: float,
+                handle: str | None = None, gate: Gate | None = None) -> Reply:
+        request_id, answers = self.send(op, args, handle)
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -87,14 +110,22 @@ class _Child:
                     raise ImplementationHung(f"no answer to {op} within {timeout:.0f} s") from None
                 if message is _DIED:
                     raise ImplementationDied(self.wait(), self.stderr_summary())
-                if "event" in message:
+                if message.get("event") == TOKEN_EVENT:
                     if on_token is not None:
                         on_token(message["value"])
+                    continue
+                if message.get("event") == PAUSED_EVENT:
+                    if gate is not None:
+                        gate.mark_paused(lambda: self._resume(request_id, timeout))
                     continue
                 return reply_of(message)
         finally:
             with self._pending_lock:
                 self._pending.pop(request_id, None)
+
+    def _resume(self, request_id: int, timeout: float) -> None:
+        """Let a paused request go on (its answer comes on the request's own queue, not here)."""
+        self.request(RESUME, {"request": request_id}, None, timeout)
 
     def stderr_summary(self, telling: int = 6, last: int = 3) -> str:
         """The lines of stderr that say why it died (assertions, errors), then its last lines; a native
@@ -169,6 +200,14 @@ class SubprocessImplementation(Implementation):
             raise ImplementationDied(None, f"fresh was refused: {reply.describe()}")
         return SubprocessAdapter(self, child)
 
+    def open_handle(self) -> Adapter:
+        """Another runtime in the same child, beside the open ones (dropped by the next `open`)."""
+        child = self._ensure_child()
+        reply = self._request(child, OPEN_HANDLE, {}, None, self.timeout)
+        if not reply.ok or not isinstance(reply.value, dict) or "handle" not in reply.value:
+            raise NotImplementedError(f"{self.label} opened no handle: {reply.describe()}")
+        return SubprocessAdapter(self, child, handle=str(reply.value["handle"]))
+
     def pid(self) -> int | None:
         return self._child.process.pid if self._child is not None else None
 
@@ -196,9 +235,9 @@ class SubprocessImplementation(Implementation):
         return self._child
 
     def _request(self, child: _Child, op: str, args: dict[str, Any], on_token: TokenCallback | None,
-                 timeout: float) -> Reply:
+                 timeout: float, handle: str | None = None, gate: Gate | None = None) -> Reply:
         try:
-            return child.request(op, args, on_token, timeout)
+            return child.request(op, args, on_token, timeout, handle, gate)
         except ImplementationHung:
             child.kill()  # a hung child cannot serve the next case
             raise
@@ -219,20 +258,26 @@ def _info_of(hello: Reply, label: str) -> ImplementationInfo:
 
 
 class SubprocessAdapter(Adapter):
-    """One fresh runtime inside the implementation's child process."""
+    """One runtime inside the implementation's child process: the default handle, or one it opened."""
 
-    def __init__(self, implementation: SubprocessImplementation, child: _Child):
+    def __init__(self, implementation: SubprocessImplementation, child: _Child, handle: str | None = None):
         self._implementation = implementation
         self._child = child
+        self.handle = handle
         self.info = implementation.info
         self.operation_timeout = implementation.timeout
 
     def call(self, op: str, args: dict[str, Any] | None = None, on_token: TokenCallback | None = None,
-             timeout: float | None = None) -> Reply:
+             timeout: float | None = None, gate: Gate | None = None) -> Reply:
         args = dict(args or {})
-        if on_token is not None:
+        if gate is not None and self.info.capabilities.pause:
+            args |= pause_args(op, gate)
+        else:
+            gate = None
+        if on_token is not None or (gate is not None and op == Operation.generate):
             args["stream"] = True
-        reply = self._implementation._request(self._child, op, args, on_token, timeout or self._implementation.timeout)
+        reply = self._implementation._request(self._child, op, args, on_token, timeout or self._implementation.timeout,
+                                              self.handle, gate)
         if self._child.protocol_problems:
             problems, self._child.protocol_problems[:] = list(self._child.protocol_problems), []
             return Reply(False, error=ErrorInfo(PROTOCOL_ERROR, "the implementation broke the protocol schema: "
@@ -242,8 +287,24 @@ class SubprocessAdapter(Adapter):
     def current_state(self) -> str | None:
         if not self.info.capabilities.state:
             return None
-        return self.call("state").value
+        return self.call(Operation.state).value
+
+    def close(self) -> None:
+        if self.handle is not None and not self._child.dead:
+            try:
+                self._implementation._request(self._child, CLOSE_HANDLE, {"handle": self.handle}, None,
+                                              self._implementation.timeout)
+            except (ImplementationDied, ImplementationHung):
+                pass
 
     @property
     def pid(self) -> int | None:
         return self.info.pid or self._child.process.pid
+
+    def memory(self) -> MemoryReading | None:
+        """The implementation's own reading (trimmed) where it answers `memory`, else /proc's."""
+        if self.info.capabilities.memory:
+            reply = self._implementation._request(self._child, MEMORY, {}, None, self._implementation.timeout)
+            if reply.ok and isinstance(reply.value, dict):
+                return MemoryReading(int(reply.value["rss"]), bool(reply.value.get("trimmed")))
+        return process_memory(self.pid, trim=False) if self.pid is not None else None

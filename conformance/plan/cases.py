@@ -25,16 +25,35 @@ first token arrives, even over a pipe.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
+from ggufsm.conformance.plan.boundaries import EdgeValue, edge_values
 from ggufsm.conformance.plan.expected import expected_of
 from ggufsm.conformance.plan.paths import Node, Planner, Step, branch_guards, make_step, setup_steps
-from ggufsm.conformance.plan.recipes import INTERRUPTS, Action, SuiteInputs, realize, running_generate
+from ggufsm.conformance.plan.recipes import (
+    INTERRUPTS,
+    NATURAL_VALUES,
+    PROBE_SAMPLING,
+    Action,
+    Arrangement,
+    SuiteInputs,
+    realize,
+    running_generate,
+)
 from ggufsm.spec import Branch, Spec
-from ggufsm.spec.names import ErrorCode, Guard, Operation, State
+from ggufsm.spec.names import (
+    EffectField,
+    ErrorCode,
+    FinishReason,
+    Guard,
+    Operation,
+    RequestEffect,
+    SamplingEffect,
+    State,
+)
 
 Transition = tuple[State, Operation, State, ErrorCode | None]
 
@@ -74,6 +93,23 @@ class CancelWhileCallRuns:
 Concurrency = CallWhileRunning | CancelWhileCallRuns
 
 
+class Probe(str, Enum):
+    """Calls made after a case's call, to see an effect that only outputs show."""
+
+    # One generate_next_token gives the greedy continuation of the open request (a longer greedy generate
+    # of the same prompt, made afterwards on the same handle, says what it is): the request and its KV
+    # state were kept, extended or, after a cancel, hold exactly the tokens the generate produced.
+    continues_request = "continues_request"
+    # The call set hot sampling with a greedy request open: the next tokens are not the greedy continuation.
+    sampling_reaches_open_request = "sampling_reaches_open_request"
+    # The call set sampling: a generate without sampling of its own equals one given the same settings
+    # (a load comes first where no model is installed).
+    sampling_applies_to_next_request = "sampling_applies_to_next_request"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class CasePlan:
     id: str
@@ -85,6 +121,8 @@ class CasePlan:
     path: tuple[Step, ...]          # from a fresh runtime to the cell's state (a stable one: where `running` starts)
     call: Step
     concurrency: Concurrency | None = None
+    variant: str = ""               # an edge value the call tries ("sampling.top_p=1.01"), or "eos", "past_eos"
+    probes: tuple[Probe, ...] = ()
 
     @property
     def cell(self) -> str:
@@ -126,6 +164,10 @@ class CasePlan:
             call += (f" [{concurrency.cancel.action.op}() from another thread, "
                      f"{concurrency.send_cancel_at.describe(concurrency.cancel.start.state)}]")
         lines.append(f"{call} → expect {self.call.expected.describe()}")
+        changes = self.call.expected.changes()
+        if changes:
+            lines.append("effects: " + ", ".join(f"{name} {value}" for name, value in changes.items()))
+        lines += [f"probe: {probe}" for probe in self.probes]
         return lines
 
 
@@ -159,6 +201,7 @@ def plan_suite(spec: Spec, inputs: SuiteInputs,
     interruptible = _interruptible_states(spec)
     plans: list[CasePlan] = []
     unreachable: list[Unreachable] = []
+    variants = _variants(spec, planner)
     for state, entry in spec.states.items():
         for op in spec.operations:
             for branch in spec.branches(state, op):
@@ -167,13 +210,91 @@ def plan_suite(spec: Spec, inputs: SuiteInputs,
                 interrupted = any(dict(branch.conditions).get(guard) for guard in INTERRUPTS.values())
                 cancel_must_land = interrupted or (state in interruptible and op in INTERRUPTS)
                 chosen = cancel_planner if cancel_must_land else planner
-                plan_case = _plan_transient if entry.transient else _plan_stable
-                plan = plan_case(spec, chosen, branch)
-                if isinstance(plan, CasePlan):
-                    plans.append(plan)
-                else:
+                plan = _plan_transient(spec, chosen, branch) if entry.transient else _plan_stable(spec, chosen, branch)
+                if not isinstance(plan, CasePlan):
                     unreachable.append(Unreachable(case_id(branch), f"{state}.{op}", branch.source, plan))
+                    continue
+                plans.append(plan)
+                for variant in variants.get(branch.source, ()):
+                    planned = _plan_stable(spec, chosen, branch, variant)
+                    if isinstance(planned, CasePlan):
+                        plans.append(planned)
     return plans, unreachable
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One variant of a branch's case: its label, and how its call differs from the natural one (the
+    guard it tests is made by the edge value alone, every other argument natural)."""
+
+    label: str
+    guard: Guard | None
+    vary: Callable[[Arrangement], Arrangement]
+
+
+def _variants(spec: Spec, planner: Planner) -> dict[str, list[Variant]]:
+    """The variants of each branch, by its source: every edge value of the table's ranges in the
+    representative cell of its guard and operation, and the end-of-generation requests."""
+    inputs = planner.inputs
+    found: dict[str, list[Variant]] = {}
+    for edge in edge_values(spec, n_ctx=inputs.n_ctx, n_vocab=inputs.n_vocab):
+        branch = _representative_branch(spec, planner, edge)
+        if branch is not None:
+            found.setdefault(branch.source, []).append(Variant(edge.label, edge.guard, _with_edge(edge)))
+    if inputs.eos_prompt is not None:
+        natural = _representative_branch(spec, planner, None)
+        if natural is not None:
+            found.setdefault(natural.source, []).extend([Variant("eos", None, _ending_at_eos(inputs, stop=True)),
+                                                         Variant("past_eos", None, _ending_at_eos(inputs, stop=False))])
+    return found
+
+
+def _representative_branch(spec: Spec, planner: Planner, edge: EdgeValue | None) -> Branch | None:
+    """The branch an edge value varies: in the first state (table order) a plain path reaches where the
+    operation decides on the guard, the branch where the guard is what the value makes it and every
+    other guard is natural. Without an edge: the first successful generate that runs."""
+    op = edge.operation if edge is not None else Operation.generate
+    for state, entry in spec.states.items():
+        if entry.transient or not any(planner.path_to(Node(State(state), resident)) is not None
+                                      for resident in (False, True)):
+            continue
+        for branch in spec.branches(state, op):
+            outcome = branch.outcome
+            if outcome.lazy_init and planner.explicit_init:
+                continue
+            when = dict(branch.conditions)
+            if edge is None:
+                if outcome.error is None and outcome.via is not None and not any(
+                        when.get(guard) for guard in INTERRUPTS.values()):
+                    return branch
+                continue
+            if edge.guard in when and when[edge.guard] == edge.in_range and _otherwise_natural(when, edge.guard):
+                return branch
+    return None
+
+
+def _otherwise_natural(when: dict[str, bool], guard: str) -> bool:
+    return all(value == NATURAL_VALUES[Guard(name)] for name, value in when.items()
+               if name != guard and name != Guard.model_resident)
+
+
+def _with_edge(edge: EdgeValue) -> Callable[[Arrangement], Arrangement]:
+    def vary(arrangement: Arrangement) -> Arrangement:
+        action = arrangement.action
+        ends = edge.ends if action.op == Operation.generate else action.ends
+        return replace(arrangement, action=replace(action, args=edge.apply(dict(action.args)), ends=ends))
+    return vary
+
+
+def _ending_at_eos(inputs: SuiteInputs, *, stop: bool) -> Callable[[Arrangement], Arrangement]:
+    """A generate of the prompt that reaches an end-of-generation token: with stop_at_eos it ends
+    there ("stop"); without, it goes on to max_tokens ("length")."""
+    def vary(arrangement: Arrangement) -> Arrangement:
+        args = {**arrangement.action.args, "prompt": inputs.eos_prompt, "max_tokens": inputs.eos_within,
+                "stop_at_eos": stop}
+        ends = FinishReason.stop if stop else FinishReason.length
+        return replace(arrangement, action=replace(arrangement.action, args=args, ends=ends))
+    return vary
 
 
 def _interruptible_states(spec: Spec) -> set[str]:
@@ -183,18 +304,20 @@ def _interruptible_states(spec: Spec) -> set[str]:
             if branch.outcome.via and interrupt_guards & set(dict(branch.conditions))}
 
 
-def case_id(branch: Branch) -> str:
+def case_id(branch: Branch, variant: str = "") -> str:
     conditions = ",".join(f"{name}={'true' if value else 'false'}" for name, value in branch.conditions)
-    return f"{branch.state}.{branch.operation}" + (f"[{conditions}]" if conditions else "")
+    return f"{branch.state}.{branch.operation}" + (f"[{conditions}]" if conditions else "") + \
+        (f"@{variant}" if variant else "")
 
 
-def _new_plan(branch: Branch, path: tuple[Step, ...], call: Step, concurrency: Concurrency | None = None) -> CasePlan:
-    return CasePlan(case_id(branch), State(branch.state), Operation(branch.operation),
+def _new_plan(branch: Branch, path: tuple[Step, ...], call: Step, concurrency: Concurrency | None = None,
+              variant: str = "", probes: tuple[Probe, ...] = ()) -> CasePlan:
+    return CasePlan(case_id(branch, variant), State(branch.state), Operation(branch.operation),
                     tuple((Guard(name), value) for name, value in branch.conditions), branch.source,
-                    branch.outcome.effect, path, call, concurrency)
+                    branch.outcome.effect, path, call, concurrency, variant, probes)
 
 
-def _plan_stable(spec: Spec, planner: Planner, branch: Branch) -> CasePlan | str:
+def _plan_stable(spec: Spec, planner: Planner, branch: Branch, variant: Variant | None = None) -> CasePlan | str:
     wanted = dict(branch.conditions).get(Guard.model_resident)
     for resident in (False, True):
         if wanted is not None and wanted != resident:
@@ -205,16 +328,42 @@ def _plan_stable(spec: Spec, planner: Planner, branch: Branch) -> CasePlan | str
             continue
         guards = branch_guards(spec, node, branch.operation, branch.conditions)
         assert guards is not None
-        arrangement = realize(branch.operation, guards, planner.inputs)
-        setup = setup_steps(spec, node, arrangement.setup)
+        if variant is None:
+            arrangement = realize(branch.operation, guards, planner.inputs)
+        else:   # the edge value alone makes its guard what the branch says: every other argument natural
+            natural = {**guards, variant.guard: NATURAL_VALUES[variant.guard]} if variant.guard else guards
+            arrangement = variant.vary(realize(branch.operation, natural, planner.inputs))
+        probes = () if variant is not None else _probes(spec, branch, node, planner)
+        if Probe.sampling_reaches_open_request in probes or Probe.sampling_applies_to_next_request in probes:
+            arrangement = replace(arrangement, action=replace(arrangement.action, args=dict(PROBE_SAMPLING)))
+        before = planner.trace_at(node)
+        setup = setup_steps(spec, node, arrangement.setup, before)
         start = setup[-1].end if setup else node
         if start != node:
             continue
-        call = make_step(spec, start, arrangement.action, guards)
+        call = make_step(spec, start, arrangement.action, guards, setup[-1].after if setup else before)
         assert call.rule == branch.source, (call.rule, branch.source)
         concurrency = _cancel_during(spec, branch, call) if arrangement.cancel_at_first_token else None
-        return _new_plan(branch, (*path, *setup), call, concurrency)
+        return _new_plan(branch, (*path, *setup), call, concurrency, variant.label if variant else "", probes)
     return f"no path from {planner.start.state} reaches {branch.state} with the implementation's operations"
+
+
+def _probes(spec: Spec, branch: Branch, node: Node, planner: Planner) -> tuple[Probe, ...]:
+    """The probes of a branch's case: where its effects show only in outputs, and the implementation
+    has the operations the probe makes."""
+    outcome = branch.outcome
+    if outcome.lazy_init or not {Operation.generate, Operation.generate_next_token} <= planner.operations:
+        return ()
+    effects = outcome.effects
+    if effects[EffectField.sampling] == SamplingEffect.applied and outcome.error is None:
+        if outcome.to == State.ContinuationReady:
+            return (Probe.sampling_reaches_open_request,)
+        if Operation.load_model in planner.operations or node.model_resident:
+            return (Probe.sampling_applies_to_next_request,)
+        return ()
+    if outcome.to == State.ContinuationReady and effects[EffectField.request] != RequestEffect.cleared:
+        return (Probe.continues_request,)
+    return ()
 
 
 def _cancel_during(spec: Spec, branch: Branch, call: Step) -> CancelWhileCallRuns:
@@ -249,10 +398,14 @@ def _plan_transient(spec: Spec, planner: Planner, branch: Branch) -> CasePlan | 
             action = arrangement.action
             if running_op == Operation.generate:
                 action = running_generate(planner.inputs, cancelled=bool(conditions))
-            running = make_step(spec, node, action, guards)
+            running = make_step(spec, node, action, guards, planner.trace_at(node))
             path = planner.path_to(node)
             assert path is not None
-            return _new_plan(branch, path, *_concurrent_call(spec, planner, branch, running))
+            call, concurrency = _concurrent_call(spec, planner, branch, running)
+            probes = (Probe.continues_request,) if (
+                concurrency.call_waits is False and running.expected.to == State.ContinuationReady
+                and Operation.generate_next_token in planner.operations) else ()
+            return _new_plan(branch, path, call, concurrency, probes=probes)
     return f"no reachable operation runs via {state} with the implementation's operations"
 
 
@@ -264,7 +417,7 @@ def _concurrent_call(spec: Spec, planner: Planner, branch: Branch, running: Step
         left = running.end
         guards = branch_guards(spec, left, branch.operation, ())
         assert guards is not None
-        call = make_step(spec, left, realize(branch.operation, guards, planner.inputs).action, guards)
+        call = make_step(spec, left, realize(branch.operation, guards, planner.inputs).action, guards, running.after)
         return call, CallWhileRunning(running, trigger, call_waits=True)
     transient = Node(State(branch.state), running.start.model_resident)
     call = Step(realize(branch.operation, {}, planner.inputs).action, transient,

@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
-from ggufsm.conformance.plan.expected import Expected, expected_of
+from ggufsm.conformance.plan.expected import Expected, Trace, expected_of
 from ggufsm.conformance.plan.recipes import Action, SuiteInputs, realize, with_natural_values
 from ggufsm.spec import Spec
 from ggufsm.spec.names import ErrorCode, Guard, Operation, State
@@ -42,6 +42,11 @@ class Step:
         return Node(self.expected.to, self.expected.model_resident)
 
     @property
+    def after(self) -> Trace:
+        assert self.expected.after is not None, "a step of a path ends in a stable state"
+        return self.expected.after
+
+    @property
     def transition(self) -> tuple[State, Operation, State, ErrorCode | None]:
         return (self.start.state, self.action.op, self.expected.to, self.expected.error)
 
@@ -58,22 +63,29 @@ def branch_guards(spec: Spec, node: Node, op: str, conditions: Iterable[tuple[st
     return with_natural_values(spec.guards_for(node.state, op), chosen)
 
 
-def make_step(spec: Spec, node: Node, action: Action, guards: Mapping[str, bool]) -> Step:
-    """`action` made from `node`, where `guards` hold."""
+def make_step(spec: Spec, node: Node, action: Action, guards: Mapping[str, bool], before: Trace) -> Step:
+    """`action` made from `node`, where `guards` hold, after calls that left `before`."""
+    assert before.model_resident == node.model_resident, (node, before)
     branch = spec.branch(node.state, action.op, guards)
-    expected = expected_of(spec, branch, node.model_resident, action.ends)
+    n_ctx = action.args.get("n_ctx") if action.op == Operation.init_runtime else None
+    expected = expected_of(spec, branch, before, action.ends, action.installs, n_ctx)
     # A generate the table stops before it runs does not end at all.
     return Step(replace(action, ends=expected.finish_reason), node, expected, branch.source)
 
 
-def setup_steps(spec: Spec, node: Node, actions: Iterable[Action]) -> tuple[Step, ...]:
+def path_trace(path: tuple[Step, ...]) -> Trace:
+    """What a path leaves (a fresh runtime: nothing)."""
+    return path[-1].after if path else Trace()
+
+
+def setup_steps(spec: Spec, node: Node, actions: Iterable[Action], before: Trace) -> tuple[Step, ...]:
     """The steps of a recipe's set-up calls (natural guard values), one after another from `node`."""
     steps: list[Step] = []
     for action in actions:
         here = steps[-1].end if steps else node
         guards = branch_guards(spec, here, action.op, ())
         assert guards is not None
-        steps.append(make_step(spec, here, action, guards))
+        steps.append(make_step(spec, here, action, guards, steps[-1].after if steps else before))
     return tuple(steps)
 
 
@@ -93,7 +105,7 @@ class Planner:
         implementation's default context size, which the recipes (a prompt longer than n_ctx) do not know."""
         return Operation.init_runtime in self.operations
 
-    def _moves(self, node: Node) -> Iterator[Step]:
+    def _moves(self, node: Node, before: Trace) -> Iterator[Step]:
         """Every plain step the table allows from a stable node (no concurrency, no set-up)."""
         for op in self.spec.commands:
             if op not in self.operations:
@@ -104,7 +116,7 @@ class Planner:
                     continue
                 arrangement = realize(op, guards, self.inputs)
                 if arrangement.plain:
-                    yield make_step(self.spec, node, arrangement.action, guards)
+                    yield make_step(self.spec, node, arrangement.action, guards, before)
 
     def _search(self) -> dict[Node, tuple[Step, ...]]:
         """Dijkstra on (steps, failed steps): shortest first, then the one with fewest errors."""
@@ -117,7 +129,7 @@ class Planner:
             if node in settled:
                 continue
             settled.add(node)
-            for step in self._moves(node):
+            for step in self._moves(node, path_trace(best[node])):
                 after = step.end
                 new_cost = (cost[0] + 1, cost[1] + (step.expected.error is not None))
                 known = best.get(after)
@@ -128,6 +140,10 @@ class Planner:
 
     def path_to(self, node: Node) -> tuple[Step, ...] | None:
         return self._paths.get(node)
+
+    def trace_at(self, node: Node) -> Trace:
+        """What the path to `node` leaves."""
+        return path_trace(self._paths[node])
 
     def reachable(self) -> list[Node]:
         """Reachable nodes, nearest first."""

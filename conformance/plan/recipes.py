@@ -57,6 +57,10 @@ INTERRUPTS: Mapping[Operation, Guard] = MappingProxyType({Operation.cancel: Guar
 
 GREEDY: Mapping[str, float] = MappingProxyType({"temperature": 0.0})
 INVALID_SAMPLING: Mapping[str, float] = MappingProxyType({"temperature": -1.0})
+# Sampling hot enough that any model's draws leave its greedy path at once (every candidate kept, the
+# logits divided by 50): probes set it to see whether settings reach a request.
+PROBE_SAMPLING: Mapping[str, float | int] = MappingProxyType(
+    {"temperature": 50.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "seed": 4242})
 
 
 @dataclass(frozen=True)
@@ -76,9 +80,16 @@ class SuiteInputs:
     long_generation: int = 64  # a generate that runs while another call waits (fits in n_ctx after the prompt)
     fill_tokens: int = 4096    # asks for more tokens than the suite's context holds, so the context fills
     # The context of the cases whose cancel must land while a generate runs (0: n_ctx). Their generate
-    # asks for the whole context, so it lasts long enough for a cancel to cross a pipe; a cancel that
-    # lands costs only the tokens made meanwhile. A tiny model needs a long one (conformance.inputs).
+    # asks for the whole context, so it lasts long enough for a cancel to cross a pipe when the
+    # implementation cannot pause (protocol `pause_after`); a cancel that lands costs only the tokens made
+    # meanwhile. A tiny model needs a long one (conformance.inputs).
     cancel_n_ctx: int = 0
+    # A prompt whose greedy continuation reaches an end-of-generation token within eos_within tokens (the
+    # kit's fixtures know one; None: the suite cannot ask for finish_reason "stop").
+    eos_prompt: str | list[int] | None = None
+    eos_within: int = 8
+    n_vocab: int | None = None        # the model's vocabulary size (None: the token-id edges are not tried)
+    probe_tokens: int = 4             # tokens a probe generates to see whether settings reached a request
 
     def __post_init__(self) -> None:
         if not self.long_prompt:
@@ -97,7 +108,7 @@ class SuiteInputs:
 
     def describe(self) -> dict[str, Any]:
         names = ("model", "alt_model", "corrupt_model", "unsupported_model", "missing_model", "n_ctx", "n_threads",
-                 "prompt", "cancel_n_ctx")
+                 "prompt", "cancel_n_ctx", "eos_prompt", "n_vocab")
         return {name: getattr(self, name) for name in names}
 
 
@@ -108,11 +119,13 @@ def overlong_prompt(n_ctx: int) -> str:
 
 @dataclass(frozen=True)
 class Action:
-    """One operation with its arguments (the protocol's), and how a generate with them ends when it runs."""
+    """One operation with its arguments (the protocol's), and how a generate with them ends when it runs;
+    a load or replace names which of the suite's inputs it installs."""
 
     op: Operation
     args: Mapping[str, Any] = field(default_factory=dict)
     ends: FinishReason | None = None
+    installs: str | None = None       # "model" or "alt_model": the SuiteInputs field of the file it loads
 
 
 @dataclass(frozen=True)
@@ -145,7 +158,8 @@ def realize(op: str, guards: Mapping[str, bool], inputs: SuiteInputs) -> Arrange
         args = inputs.init_args if value(Guard.config_valid) else {**inputs.init_args, "n_ctx": -1}
         return Arrangement(Action(operation, args))
     if operation in (Operation.load_model, Operation.replace_model):
-        return Arrangement(Action(operation, {"path": _model_path(operation, value, inputs)}))
+        name = _model_input(operation, value)
+        return Arrangement(Action(operation, {"path": getattr(inputs, name)}, installs=name))
     if operation == Operation.set_sampling:
         return Arrangement(Action(operation, dict(GREEDY if value(Guard.sampling_valid) else INVALID_SAMPLING)))
     if operation == Operation.generate:
@@ -166,14 +180,15 @@ def _generate(value: Any, inputs: SuiteInputs) -> Arrangement:
     }, ends=FinishReason.length))
 
 
-def _model_path(op: Operation, value: Any, inputs: SuiteInputs) -> str:
+def _model_input(op: Operation, value: Any) -> str:
+    """The SuiteInputs field of the file a load or replace is given."""
     if not value(Guard.model_readable):
-        return inputs.missing_model
+        return "missing_model"
     if not value(Guard.model_well_formed):
-        return inputs.corrupt_model
+        return "corrupt_model"
     if not value(Guard.model_supported):
-        return inputs.unsupported_model
-    return inputs.alt_model if op == Operation.replace_model else inputs.model
+        return "unsupported_model"
+    return "alt_model" if op == Operation.replace_model else "model"
 
 
 def fill_context(inputs: SuiteInputs) -> Action:

@@ -22,17 +22,18 @@ from ggufsm.conformance.plan.cases import (
     CancelWhileCallRuns,
     CasePlan,
     Concurrency,
+    Probe,
     Trigger,
     plan_suite,
 )
-from ggufsm.conformance.plan.expected import Expected
+from ggufsm.conformance.plan.expected import Expected, Trace
 from ggufsm.conformance.plan.paths import Node, Step
 from ggufsm.conformance.plan.recipes import RECIPES, Action, SuiteInputs
 from ggufsm.spec import Spec
 from ggufsm.spec.names import ErrorCode, FinishReason, Guard, Operation, ResidentDatum, State
 
 FORMAT = "ggufsm-conformance-suite"
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"
 SUITE_PATH = Path(__file__).resolve().parent.parent / "suite.json"
 SCHEMA_PATH = SUITE_PATH.with_name("suite.schema.json")
 REGENERATE = "ggufsm conformance cases --json > conformance/suite.json"
@@ -46,6 +47,8 @@ PLACEHOLDERS: Mapping[str, str] = {
     "missing_model": "a path where no file exists",
     "long_prompt": "a prompt of more tokens than the n_ctx the case's init_runtime gives "
                    "(the kit's: 4 x n_ctx distinct words, 'word0 and word1 and ...')",
+    "eos_prompt": "a prompt (text or token ids) whose greedy continuation reaches an end-of-generation token "
+                  "within eos_within tokens (the kit's: one token of the successor model, 3 tokens before it)",
 }
 
 
@@ -68,10 +71,12 @@ def suite_document(spec: Spec, inputs: SuiteInputs, plans: Sequence[CasePlan] | 
         "inputs": {
             "placeholders": {placeholder(name): meaning for name, meaning in PLACEHOLDERS.items()},
             "values": {name: getattr(inputs, name) for name in ("n_ctx", "n_threads", "prompt", "generate_tokens",
-                                                                  "long_generation", "fill_tokens", "cancel_n_ctx")},
+                                                                  "long_generation", "fill_tokens", "cancel_n_ctx",
+                                                                  "eos_within", "n_vocab", "probe_tokens")},
         },
         "recipes": {guard: {"natural": recipe.natural, "true": recipe.when_true, "false": recipe.when_false}
                     for guard, recipe in RECIPES.items()},
+        "probes": {probe.value: _PROBE_MEANINGS[probe] for probe in Probe},
         "cases": [case_to_json(plan) for plan in plans],
         "behaviours": [{"id": rule.id, "needs": list(rule.needs), "statement": rule.statement}
                        for rule in BEHAVIOUR_RULES],
@@ -100,22 +105,38 @@ def _render(value: Any, depth: int) -> str:
     return "{\n" + ",\n".join(items) + "\n" + " " * depth + "}"
 
 
+_PROBE_MEANINGS: Mapping[Probe, str] = {
+    Probe.continues_request: "after the call: generate_next_token, then a greedy generate of the open request's prompt "
+                             "for its tokens + 1; the latter starts with the request's tokens and ends with the former",
+    Probe.sampling_reaches_open_request: "after the call (hot sampling set with a greedy request open): probe_tokens x "
+                                         "generate_next_token, then a greedy generate of the prompt for all the "
+                                         "tokens; the probed tokens must not be its greedy continuation",
+    Probe.sampling_applies_to_next_request: "after the call (sampling set): load the model if none is installed; a "
+                                            "generate with no sampling of its own equals one given the call's settings",
+}
+
+
 def case_to_json(plan: CasePlan) -> dict[str, Any]:
     return {"id": plan.id, "cell": plan.cell, "state": plan.state, "op": plan.op,
             "conditions": dict(plan.conditions), "rule": plan.rule, "effect": plan.effect,
+            "variant": plan.variant, "probes": [probe.value for probe in plan.probes],
             "path": [step_to_json(step) for step in plan.path], "call": step_to_json(plan.call),
             "concurrency": _concurrency_to_json(plan.concurrency)}
 
 
 def step_to_json(step: Step) -> dict[str, Any]:
     return {"op": step.action.op, "args": dict(step.action.args), "from": step.start.state,
-            "expect": expected_to_json(step.expected), "rule": step.rule}
+            "installs": step.action.installs, "expect": expected_to_json(step.expected), "rule": step.rule}
 
 
 def expected_to_json(expected: Expected) -> dict[str, Any]:
+    after = expected.after
     return {"error": expected.error, "state": expected.to, Guard.model_resident: expected.model_resident,
             "resident": {"required": sorted(expected.required), "optional": sorted(expected.optional)},
-            "finish_reason": expected.finish_reason}
+            "finish_reason": expected.finish_reason, "effects": expected.changes(),
+            "after": None if after is None or expected.resident is None else {
+                "resident": sorted(expected.resident), "last_error": after.last_error, "model": after.model,
+                "request": after.request, "n_ctx": after.n_ctx}}
 
 
 def _concurrency_to_json(concurrency: Concurrency | None) -> dict[str, Any] | None:
@@ -164,19 +185,30 @@ def case_from_json(case: Mapping[str, Any]) -> CasePlan:
                                           Trigger(data["send_cancel_at"]))
     return CasePlan(case["id"], State(case["state"]), Operation(case["op"]),
                     tuple((Guard(name), bool(value)) for name, value in case["conditions"].items()),
-                    case["rule"], case["effect"], tuple(path), call, concurrency)
+                    case["rule"], case["effect"], tuple(path), call, concurrency, case.get("variant", ""),
+                    tuple(Probe(probe) for probe in case.get("probes", ())))
 
 
 def step_from_json(item: Mapping[str, Any], model_resident_before: bool) -> Step:
     expected = expected_from_json(item["expect"])
-    action = Action(Operation(item["op"]), dict(item["args"]), ends=expected.finish_reason)
+    action = Action(Operation(item["op"]), dict(item["args"]), ends=expected.finish_reason,
+                    installs=item.get("installs"))
     return Step(action, Node(State(item["from"]), model_resident_before), expected, item["rule"])
 
 
 def expected_from_json(data: Mapping[str, Any]) -> Expected:
-    error, finish = data["error"], data["finish_reason"]
+    from types import MappingProxyType
+
+    from ggufsm.spec import load_spec
+
+    error, finish, after = data["error"], data["finish_reason"], data.get("after")
+    trace = None if after is None else Trace(ErrorCode(after["last_error"]) if after["last_error"] else None,
+                                             after["model"], bool(after["request"]), after["n_ctx"])
+    kept = {name: "kept" for name in load_spec().effect_fields}
     return Expected(State(data["state"]), ErrorCode(error) if error is not None else None,
                     bool(data[Guard.model_resident]),
                     frozenset(map(ResidentDatum, data["resident"]["required"])),
                     frozenset(map(ResidentDatum, data["resident"]["optional"])),
-                    FinishReason(finish) if finish is not None else None)
+                    FinishReason(finish) if finish is not None else None,
+                    None if after is None else frozenset(map(ResidentDatum, after["resident"])), trace,
+                    MappingProxyType({**kept, **data.get("effects", {})}))

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from ggufsm.conformance.plan.expected import Expected, expected_of
-from ggufsm.conformance.plan.paths import Node
+from ggufsm.conformance.plan.expected import Expected, Trace, expected_of
+from ggufsm.conformance.plan.paths import Node, Planner
 from ggufsm.conformance.plan.recipes import (
     INTERRUPTS,
     NATURAL_VALUES,
@@ -76,6 +76,7 @@ class WalkModel:
     node: Node
     configured: bool = False      # init_runtime gave the suite's n_ctx (not a lazy default)
     context_full: bool = False
+    trace: Trace = field(default_factory=Trace)   # what the effects so far left (last_error, model, request)
 
     @classmethod
     def fresh(cls, spec: Spec) -> WalkModel:
@@ -104,7 +105,9 @@ class WalkModel:
         branch = spec.branch(self.node.state, op, guards)
         # A cancel that did not land leaves a generate whose end the recipe does not decide.
         ends = arrangement.action.ends if cancel_landed or not arrangement.cancel_at_first_token else None
-        return branch, expected_of(spec, branch, self.node.model_resident, ends)
+        action = arrangement.action
+        n_ctx = action.args.get("n_ctx") if op == Operation.init_runtime else None
+        return branch, expected_of(spec, branch, self.trace, ends, action.installs, n_ctx)
 
     def advance(self, spec: Spec, op: str, choice: str, branch: Branch, expected: Expected) -> None:
         if op == Operation.init_runtime and expected.error is None:
@@ -118,6 +121,48 @@ class WalkModel:
         elif not keeps_request:
             self.context_full = False
         self.node = Node(expected.to, expected.model_resident)
+        assert expected.after is not None
+        self.trace = expected.after
+
+
+# ─── coverage ────────────────────────────────────────────────────────────────
+
+
+def walk_triples(spec: Spec, operations: Iterable[str]) -> list[str]:
+    """What the walk must cover: every (state, operation, guard values) the table allows in a stable
+    state, as the source of its branch, for the operations the implementation has (a branch that
+    needs a cancel to land needs cancel too)."""
+    available = set(operations)
+    needs = {guard: control for control, guard in INTERRUPTS.items()}
+    return [branch.source for branch in spec.all_branches()
+            if not spec.states[branch.state].transient and branch.operation in available
+            and all(needs[guard] in available for guard, value in branch.conditions if value and guard in needs)]
+
+
+def choice_for(branch: Branch) -> str:
+    """The walk choice that makes a branch's chosen guards hold (the derived ones follow from the walk)."""
+    chosen = [(guard, value) for guard, value in branch.conditions
+              if guard not in DERIVED_GUARDS and value != NATURAL_VALUES[Guard(guard)]]
+    return guard_choice(Guard(chosen[0][0]), chosen[0][1]) if chosen else NATURAL
+
+
+def route_to(spec: Spec, planner: Planner, branch: Branch) -> list[tuple[str, str]] | None:
+    """(operation, choice) from a fresh runtime to `branch` taken: the shortest path to its state
+    (with or without a model, as its conditions say), a generate that fills the context where it
+    needs none left, then the branch's own call. None if no path reaches it."""
+    wanted = dict(branch.conditions).get(Guard.model_resident)
+    for resident in (False, True):
+        if wanted is not None and wanted != resident:
+            continue
+        path = planner.path_to(Node(State(branch.state), resident))
+        if path is None:
+            continue
+        sources = {entry.source: entry for entry in spec.all_branches()}
+        route = [(step.action.op, choice_for(sources[step.rule])) for step in path]
+        if dict(branch.conditions).get(Guard.context_left) is False:
+            route.append((Operation.generate, FILL_CONTEXT))
+        return [*route, (branch.operation, choice_for(branch))]
+    return None
 
 
 def reproduction(steps: list[dict[str, Any]]) -> str:

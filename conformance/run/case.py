@@ -9,6 +9,7 @@ from typing import Any
 from ggufsm.conformance.adapter import (
     Adapter,
     CallRecord,
+    Gate,
     Implementation,
     ImplementationDied,
     ImplementationHung,
@@ -34,6 +35,7 @@ class Case:
     conditions: dict[str, bool] = field(default_factory=dict)
     transitions: tuple[Any, ...] = ()
     fresh_adapter: bool = True  # False: the case opens its own runtimes (behaviour cases comparing two)
+    measures: dict[str, Any] = field(default_factory=dict)   # what the run measured (the walk's triple coverage)
 
 
 class Opener(Adapter):
@@ -52,8 +54,21 @@ class Opener(Adapter):
         self._opened.append(adapter)
         return adapter
 
+    def open_handle(self) -> RecordingAdapter:
+        """Another runtime beside the one opened last (the implementation's handles)."""
+        from ggufsm.conformance.run.checks import Unsupported
+
+        try:
+            inner = self.implementation.open_handle()
+        except NotImplementedError as error:
+            raise Unsupported("open_handle", str(error)) from None
+        adapter = RecordingAdapter(inner, handle_label=f"handle-{len(self._opened)}")
+        adapter.calls = self.calls
+        self._opened.append(adapter)
+        return adapter
+
     def call(self, op: str, args: dict[str, Any] | None = None, on_token: TokenCallback | None = None,
-             timeout: float | None = None) -> Reply:
+             timeout: float | None = None, gate: Gate | None = None) -> Reply:
         raise TypeError("open() a runtime first")
 
     def close(self) -> None:

@@ -5,12 +5,16 @@ operation it needs: never a pass). An implementation that dies (abort,
 segfault) or hangs fails the case it was in, with the signal recorded; the
 next case starts a new process. Cases listed as expected to fail are
 "xfail" when they fail and "xpass" when they pass (reported, so the list
-can shrink).
+can shrink). Every case runs once: races are arranged (pauses), not retried.
+Every failure ends with its reproduction: the calls it made, as protocol
+requests, and the ``ggufsm conformance replay`` command that makes them again.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
+import shlex
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -28,15 +32,15 @@ from ggufsm.conformance.adapter import (
 from ggufsm.conformance.plan.cases import Unreachable, plan_suite
 from ggufsm.conformance.plan.recipes import SuiteInputs
 from ggufsm.conformance.run.behaviours import behaviour_cases
-from ggufsm.conformance.run.case import CELL, Case, Opener, close_quietly
+from ggufsm.conformance.run.case import CELL, WALK, Case, Opener, close_quietly
 from ggufsm.conformance.run.cells import table_cases
-from ggufsm.conformance.run.checks import CaseFailed, RaceLost, Unsupported
+from ggufsm.conformance.run.checks import CaseFailed, Unsupported
 from ggufsm.conformance.run.walk import walk_case
 from ggufsm.spec import Spec, load_spec
 
 PASS, FAIL, NOT_SUPPORTED, XFAIL, XPASS = "pass", "fail", "not_supported", "xfail", "xpass"
-RACE_ATTEMPTS = 3
 CALLS_KEPT = 200    # the last calls of a case, in its record (a walk makes thousands)
+REPRODUCTION_CALLS = 40   # the most calls a failure message prints as its reproduction
 
 
 @dataclass
@@ -55,6 +59,7 @@ class CaseResult:
     signal: int | None = None
     seconds: float = 0.0
     expected_to_fail: bool = False
+    measures: dict[str, Any] = field(default_factory=dict)
 
     @property
     def counts_as_failure(self) -> bool:
@@ -101,46 +106,64 @@ def _matches(case_id: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(case_id, pattern) for pattern in patterns)
 
 
-def run_case(case: Case, implementation: Implementation) -> CaseResult:
-    """Run one case (retrying a lost race), turning every way it can end into a result."""
+def run_case(case: Case, implementation: Implementation, replay: str = "") -> CaseResult:
+    """Run one case once, turning every way it can end into a result (a failure with its reproduction)."""
     result = CaseResult(case.id, case.kind, case.rule, PASS, cell=case.cell, conditions=dict(case.conditions),
                         transitions=[list(transition) for transition in case.transitions], description=case.description)
     started = time.perf_counter()
-    for attempt in range(1, RACE_ATTEMPTS + 1):
-        recorder: Adapter | None = None
-        try:
-            adapter = implementation.open() if case.fresh_adapter else Opener(implementation)
-            recorder = RecordingAdapter(adapter) if case.fresh_adapter else adapter
-            result.notes = list(case.run(recorder) or [])
-            result.status = PASS
-        except RaceLost as lost:
-            result.status, result.message = FAIL, f"inconclusive after {attempt} attempt(s): {lost}"
-            if attempt < RACE_ATTEMPTS:
-                continue
-        except Unsupported as unsupported:
-            result.status, result.message = NOT_SUPPORTED, str(unsupported)
-        except CaseFailed as failed:
-            result.status, result.message = FAIL, str(failed)
-        except ImplementationDied as died:
-            result.status, result.message, result.signal = FAIL, str(died), died.signal
-        except ImplementationHung as hung:
-            result.status, result.message = FAIL, f"the implementation hung: {hung}"
-        except Exception as error:  # a reply the kit could not interpret: the case fails, the run goes on
-            result.status, result.message = FAIL, f"the case could not be judged: {type(error).__name__}: {error}"
-        finally:
-            if recorder is not None:
-                result.calls = [asdict(call) for call in getattr(recorder, "calls", [])[-CALLS_KEPT:]]
-                close_quietly(recorder)
-        break
+    recorder: Adapter | None = None
+    try:
+        adapter = implementation.open() if case.fresh_adapter else Opener(implementation)
+        recorder = RecordingAdapter(adapter) if case.fresh_adapter else adapter
+        result.notes = list(case.run(recorder) or [])
+    except Unsupported as unsupported:
+        result.status, result.message = NOT_SUPPORTED, str(unsupported)
+    except CaseFailed as failed:
+        result.status, result.message = FAIL, str(failed)
+    except ImplementationDied as died:
+        result.status, result.message, result.signal = FAIL, str(died), died.signal
+    except ImplementationHung as hung:
+        result.status, result.message = FAIL, f"the implementation hung: {hung}"
+    except Exception as error:  # noqa: BLE001  a reply the kit could not interpret: the case fails, the run goes on
+        result.status, result.message = FAIL, f"the case could not be judged: {type(error).__name__}: {error}"
+    finally:
+        if recorder is not None:
+            calls = list(getattr(recorder, "calls", []))
+            result.calls = [asdict(call) for call in calls[-CALLS_KEPT:]]
+            close_quietly(recorder)
+    result.measures = dict(case.measures)
+    if result.status == FAIL:
+        result.message += reproduction_text(case, result, implementation.label, replay)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def reproduction_text(case: Case, result: CaseResult, label: str, replay: str) -> str:
+    """The failure's reproduction: a walk prints its own shrunk sequence; other cases, their calls as
+    protocol requests. Then the command that makes them again."""
+    command = f"ggufsm conformance replay --impl {shlex.quote(label)}{replay}"
+    if case.kind == WALK:
+        return (f"\nreplay: save the requests above as walk.jsonl, then: {command} walk.jsonl"
+                if "minimal sequence" in result.message else "")
+    lines = [json.dumps(_request_of(call), ensure_ascii=False) for call in result.calls[:REPRODUCTION_CALLS]]
+    more = len(result.calls) - len(lines)
+    shown = "\n".join(lines) + (f"\n... and {more} more" if more > 0 else "")
+    return (f"\nreproduction ({len(result.calls)} calls from a fresh runtime, as protocol requests):\n{shown}"
+            f"\nreplay: {command} --case {shlex.quote(case.id)}")
+
+
+def _request_of(call: dict[str, Any]) -> dict[str, Any]:
+    request: dict[str, Any] = {"op": call["op"], "args": call["args"]}
+    if call.get("handle"):
+        request["handle"] = call["handle"]
+    return request
 
 
 def build_cases(spec: Spec, inputs: SuiteInputs, info: ImplementationInfo, *,
                 walk_examples: int = 40) -> tuple[list[Case], list[Unreachable]]:
     """The whole suite for an implementation: table cells, behaviours, random walk."""
     plans, unreachable = plan_suite(spec, inputs, info.capabilities.operations)
-    cases = [*table_cases(plans), *behaviour_cases(spec, inputs)]
+    cases = [*table_cases(plans, inputs), *behaviour_cases(spec, inputs)]
     if walk_examples:
         cases.append(walk_case(spec, inputs, examples=walk_examples))
     return cases, unreachable
@@ -148,7 +171,9 @@ def build_cases(spec: Spec, inputs: SuiteInputs, info: ImplementationInfo, *,
 
 def run_suite(implementation: Implementation, inputs: SuiteInputs, *, case_globs: Iterable[str] = (),
               expect_fail: Iterable[str] = (), walk_examples: int = 40,
-              progress: Callable[[CaseResult], None] | None = None) -> RunResult:
+              progress: Callable[[CaseResult], None] | None = None, replay: str = "") -> RunResult:
+    """Every case (or those matching case_globs); `replay`: the options a replay of a failure needs
+    (e.g. " --model PATH"), appended to the command each failure prints."""
     spec = load_spec()
     started = time.perf_counter()
     info = implementation.info
@@ -158,7 +183,7 @@ def run_suite(implementation: Implementation, inputs: SuiteInputs, *, case_globs
     for case in cases:
         if globs and not _matches(case.id, globs):
             continue
-        result = run_case(case, implementation)
+        result = run_case(case, implementation, replay)
         if _matches(case.id, expected_failures):
             result.expected_to_fail = True
             result.status = XPASS if result.status == PASS else XFAIL

@@ -13,12 +13,14 @@ class RuntimeConfig:
     DEFAULT_MAX_CTX = 4096
 
     def problems(self) -> list[str]:
-        found = []
-        if self.n_ctx is not None and (not is_int(self.n_ctx) or not 8 <= self.n_ctx <= 1 << 20):
-            found.append(f"n_ctx={self.n_ctx!r} is out of range: expected None or an integer in [8, {1 << 20}]")
-        if not is_int(self.n_threads) or not 0 <= self.n_threads <= 1024:
-            found.append(f"n_threads={self.n_threads!r} is out of range: expected an integer in [0, 1024] (0 = all cores)")
-        return found
+        """Each value against the range the table states for it (`ranges.config_valid`)."""
+        from ggufsm.spec import load_spec
+        from ggufsm.spec.names import Guard
+        from ggufsm.spec.ranges import in_range, range_text
+
+        return [f"{name}={getattr(self, name)!r} is out of range: expected {range_text(value_range)}"
+                for name, value_range in load_spec().ranges[Guard.config_valid].values.items()
+                if not in_range(value_range, getattr(self, name))]
 
     def thread_count(self) -> int:
         return self.n_threads or os.cpu_count() or 1

@@ -1,8 +1,16 @@
-"""diagnostics(): a snapshot of one handle, read without waiting for a running command."""
+"""diagnostics(): a snapshot of one handle, read without waiting for a running command.
+
+Its shape is the conformance protocol's structured diagnostics (docs/protocol.md):
+resident data, the installed model's identity (file name and sha256, beside
+its summary), the open request's counters, last_error, sampling and config.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import weakref
 from dataclasses import asdict
+from pathlib import Path
 
 from ggufsm.reference.runtime.resident import Resident
 
@@ -19,7 +27,7 @@ def snapshot(resident: Resident, state: str, spec_version: str) -> dict:
         "resident": sorted(map(str, resident.present())),
         "config": asdict(config) if config else None,
         "sampling": asdict(resident.sampling),
-        "model": dict(model.summary) if model else None,
+        "model": {**model.summary, **_identity(resident, model)} if model else None,
         "context": {"n_ctx": session.n_ctx if session else None, "used": request.n_past if request else 0},
         "request": request.counters() if request else None,
         "counters": dict(resident.counters),
@@ -27,3 +35,19 @@ def snapshot(resident: Resident, state: str, spec_version: str) -> dict:
         "memory": {**memory, "total": sum(memory.values())},
         "last_error": resident.last_error.to_dict() if resident.last_error else None,
     }
+
+
+def _identity(resident: Resident, model) -> dict:
+    """The model's file name and sha256, hashed once per installed model (the handle keeps the last one,
+    weakly: a released model is not kept alive by it)."""
+    cached = resident.identity
+    if cached is not None and cached[0]() is model:
+        return cached[1]
+    path = model.gguf.path
+    if path is None:   # a model given as bytes has no file
+        identity = {"file": model.source, "sha256": None}
+    else:
+        with open(path, "rb") as file:
+            identity = {"file": Path(path).name, "sha256": hashlib.file_digest(file, "sha256").hexdigest()}
+    resident.identity = (weakref.ref(model), identity)
+    return identity

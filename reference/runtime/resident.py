@@ -7,6 +7,7 @@ may be; entering a state keeps only what it allows (:meth:`Resident.keep_only`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ggufsm.reference.model.loaded_model import LoadedModel
 from ggufsm.reference.runtime.config import RuntimeConfig
@@ -27,6 +28,7 @@ class Resident:
     last_error: GgufsmError | None = None
     counters: dict[str, int] = field(default_factory=lambda: {"operations": 0, "errors": 0, "requests": 0})
     timings: dict[str, float] = field(default_factory=dict)
+    identity: tuple[Any, dict] | None = None  # (weakref to the model, its file name and sha256): diagnostics' cache
 
     def present(self) -> set[ResidentDatum]:
         held = set()

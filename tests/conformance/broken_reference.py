@@ -58,6 +58,21 @@ class LeaksOnFreeRuntime(Runtime):
         return summary
 
 
+class LeaksFivePercentRuntime(Runtime):
+    """Each load keeps 5% of the memory the model and its session hold (diagnostics' memory total)
+    after free(): the smallest leak the memory rule must catch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._kept: list[np.ndarray] = []
+
+    def load_model(self, source) -> dict:
+        summary = super().load_model(source)
+        held = self.diagnostics()["memory"]["total"]
+        self._kept.append(np.ones(int(0.05 * held), np.uint8))   # touched, so resident
+        return summary
+
+
 class BrokenReferenceAdapter(ReferenceAdapter):
     runtime_class: type[Runtime] = Runtime
 
@@ -79,6 +94,11 @@ class ReadyAfterFailedLoad(BrokenReferenceAdapter):
 class LeaksOnFree(BrokenReferenceAdapter):
     name = "reference-leaks-on-free"
     runtime_class = LeaksOnFreeRuntime
+
+
+class LeaksFivePercent(BrokenReferenceAdapter):
+    name = "reference-leaks-five-percent"
+    runtime_class = LeaksFivePercentRuntime
 
 
 class SilentResetKeepsRequest(ResetKeepsRequest):
@@ -106,3 +126,7 @@ def make_silent_reset_keeps_request() -> SilentResetKeepsRequest:
 
 def make_leaks_on_free() -> LeaksOnFree:
     return LeaksOnFree()
+
+
+def make_leaks_five_percent() -> LeaksFivePercent:
+    return LeaksFivePercent()

@@ -33,7 +33,7 @@ def run_broken(factory_name: str, inputs, globs: list[str]) -> dict:
 def shrunk_sequence(message: str) -> list[dict]:
     """The protocol requests a failing walk prints after its 'minimal sequence' line."""
     lines = message.split("minimal sequence from a fresh runtime")[1].splitlines()[1:]
-    return [json.loads(line.split("   #")[0]) for line in lines]
+    return [json.loads(line.split("   #")[0]) for line in lines if line.startswith("{")]
 
 
 def test_a_reset_that_keeps_the_request_is_caught_by_its_cells_behaviour_and_walk(inputs):
@@ -78,9 +78,19 @@ def test_memory_that_free_never_returns_is_caught_in_the_runtime_process(toy_on_
     with open_implementation("python:broken_reference:make_leaks_on_free") as implementation:
         run = run_suite(implementation, inputs, case_globs=["behaviour.free_returns_memory"])
     [result] = run.results
-    assert result.status == FAIL and result.message.startswith("behaviour.free_returns_memory: RSS grew by")
+    assert result.status == FAIL and result.message.startswith("behaviour.free_returns_memory: memory grows by")
     with open_implementation("python:ggufsm.conformance.adapters.reference:make_adapter") as implementation:
         assert run_suite(implementation, inputs, case_globs=["behaviour.free_returns_memory"]).ok
+
+
+@pytest.mark.parametrize("isolate", [False, True], ids=["in-process", "over-the-protocol"])
+def test_a_leak_of_five_percent_of_a_loads_footprint_per_cycle_is_caught_on_the_tiny_model(toy_on_child_path, inputs,
+                                                                                          isolate):
+    impl = "python:broken_reference:make_leaks_five_percent"
+    with open_implementation(impl, isolate=isolate) as implementation:
+        run = run_suite(implementation, inputs, case_globs=["behaviour.free_returns_memory"])
+    [result] = run.results
+    assert result.status == FAIL and "of one load's footprint" in result.message
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

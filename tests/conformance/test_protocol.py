@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ggufsm.conformance import protocol
-from ggufsm.conformance.adapter import ImplementationDied, open_implementation
+from ggufsm.conformance.adapter import Gate, ImplementationDied, open_implementation
 from ggufsm.conformance.protocol import PROTOCOL_VERSION, schema_problems
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,22 +66,46 @@ def test_a_malformed_line_is_a_protocol_error_and_the_server_goes_on(toy_on_chil
         assert schema_problems(answer) == []
 
 
-def test_cancel_is_answered_while_a_generate_runs_and_stops_it(toy_on_child_path, toy_inputs):
+def test_a_generate_paused_after_its_first_token_is_cancelled_meanwhile_and_keeps_that_token(toy_on_child_path,
+                                                                                            toy_inputs):
     with open_implementation("python:toy_runtime:make_adapter") as implementation:
         adapter = implementation.open()
+        assert adapter.capabilities.pause
         assert adapter.call("init_runtime", {"n_ctx": 64}).ok
         assert adapter.call("load_model", {"path": toy_inputs.model}).ok
-        cancels = []
-
-        def on_token(token):
-            assert schema_problems(token, "token") == []
-            if not cancels:
-                cancels.append(adapter.call("cancel"))   # answered by the server's reader thread meanwhile
-
-        reply = adapter.call("generate", {"prompt": "a b", "max_tokens": 60, "stop_at_eos": False}, on_token=on_token)
-    assert cancels[0].ok and cancels[0].value == {"was_running": True}
+        gate, tokens, replies = Gate(after_tokens=1), [], []
+        generating = threading.Thread(target=lambda: replies.append(adapter.call(
+            "generate", {"prompt": "a b", "max_tokens": 60, "stop_at_eos": False}, on_token=tokens.append, gate=gate)))
+        generating.start()
+        gate.paused.wait(30)
+        assert adapter.call("state").value == "Generating"          # held: it cannot have ended
+        cancel = adapter.call("cancel")                              # answered on the handle's lane meanwhile
+        gate.resume()
+        generating.join(30)
+    assert cancel.ok and cancel.value == {"was_running": True}
+    [reply] = replies
     assert reply.code == "Cancelled" and reply.state == "ContinuationReady"
-    assert 1 <= len(reply.value["token_ids"]) < 60
+    assert reply.value["token_ids"] == [token["token_id"] for token in tokens] and len(tokens) == 1
+    assert all(schema_problems(token, "token") == [] for token in tokens)
+
+
+def test_handles_are_separate_runtimes_in_one_process(toy_on_child_path, toy_inputs):
+    with open_implementation("python:toy_runtime:make_adapter") as implementation:
+        first = implementation.open()
+        second = implementation.open_handle()
+        assert first.capabilities.handles and second.handle is not None
+        assert first.call("load_model", {"path": toy_inputs.missing_model}).code == "ModelUnavailable"
+        assert (first.call("state").value, second.call("state").value) == ("RecoverableError", "Uninitialized")
+        assert second.call("last_error").value is None
+        second.close()
+        assert implementation._request(implementation._child, "close_handle", {"handle": second.handle}, None,
+                                       10).code == "ProtocolError"   # already closed
+
+
+def test_memory_is_read_in_the_implementations_process_after_its_allocator_returned_free_memory(toy_on_child_path):
+    with open_implementation("python:toy_runtime:make_adapter") as implementation:
+        reading = implementation.open().memory()
+    assert reading is not None and reading.trimmed and reading.rss > 1 << 20
 
 
 def test_a_dying_implementation_is_reported_with_its_signal_and_replaced(toy_on_child_path):

@@ -30,10 +30,12 @@ def assert_conforms(run) -> None:
     failures = [f"{result.id}: {result.status}: {result.message}" for result in run.results if result.status != PASS]
     assert failures == [], "\n".join(failures)
     spec = load_spec()
-    assert len(run.results) == len(list(spec.all_branches())) + sum(r.kind == "behaviour" for r in run.results) + 1
+    cells = [result for result in run.results if result.kind == "cell"]
+    assert {result.rule for result in cells} == {branch.source for branch in spec.all_branches()}
+    assert len(run.results) == len(cells) + sum(r.kind == "behaviour" for r in run.results) + 1
     assert [result.id for result in run.results if result.kind == "walk"] == ["walk.table_oracle"]
     measured = coverage(run, spec)
-    for name in ("cells", "branches", "transitions"):
+    for name in ("cells", "branches", "transitions", "walk triples"):
         assert measured[name]["passing"] == measured[name]["total"] > 0, name
 
 

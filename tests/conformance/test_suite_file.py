@@ -45,12 +45,30 @@ def test_the_plans_the_runner_executes_read_back_from_the_file(document):
     assert plans_from_document(document) == plan_suite(load_spec(), placeholder_inputs())[0]
 
 
-def test_one_case_per_branch_each_naming_its_rule(document):
+def test_one_main_case_per_branch_each_naming_its_rule_and_variants_beside_it(document):
     spec = load_spec()
     cases = document["cases"]
-    assert [case["rule"] for case in cases] == [branch.source for branch in spec.all_branches()]
+    main = [case for case in cases if not case["variant"]]
+    assert [case["rule"] for case in main] == [branch.source for branch in spec.all_branches()]
     assert len({case["id"] for case in cases}) == len(cases)
+    assert all(case["id"].endswith("@" + case["variant"]) for case in cases if case["variant"])
     assert document["spec_version"] == spec.version
+
+
+def test_every_case_states_exactly_what_its_call_leaves(document):
+    spec = load_spec()
+    for case in document["cases"]:
+        expect = case["call"]["expect"]
+        if spec.states[case["state"]].transient and case["concurrency"]["call_waits"] is False:
+            assert expect["after"] is None, case["id"]   # answered in a transient state: no effects judged
+            continue
+        after = expect["after"]
+        required = set(spec.states[expect["state"]].required)
+        assert required <= set(after["resident"]) <= required | set(spec.states[expect["state"]].optional), case["id"]
+        assert ("last_error" in after["resident"]) == (after["last_error"] is not None), case["id"]
+        assert ("model" in after["resident"]) == (after["model"] is not None) == expect["model_resident"], case["id"]
+        assert ("request" in after["resident"]) == after["request"], case["id"]
+        assert set(expect["effects"]) <= set(spec.effect_fields), case["id"]
 
 
 def test_every_transient_cell_and_every_cancel_says_how_its_calls_overlap(document):
@@ -59,7 +77,7 @@ def test_every_transient_cell_and_every_cancel_says_how_its_calls_overlap(docume
         concurrency = case["concurrency"]
         if spec.states[case["state"]].transient:
             assert concurrency["kind"] == "call_while_running", case["id"]
-        elif case["conditions"].get("cancelled"):
+        elif case["conditions"].get("cancelled") and not case["variant"]:
             assert concurrency["kind"] == "cancel_while_call_runs", case["id"]
         else:
             assert concurrency is None, case["id"]
@@ -83,6 +101,8 @@ def test_model_files_and_the_long_prompt_are_placeholders_the_file_explains(docu
     placeholders = set(document["inputs"]["placeholders"])
     used = {value for case in document["cases"] for step in (*case["path"], case["call"], *_concurrent(case))
             for value in step["args"].values() if isinstance(value, str) and value.startswith("<")}
+    used |= {value for case in document["cases"] for step in (*case["path"], case["call"])
+             for value in step["args"].values() if isinstance(value, str) and value.startswith("<")}
     assert used == placeholders
 
 

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from toy_runtime import write_toy_model
+from toy_runtime import EOS, VOCAB, greedy_token, write_toy_model
 
 from ggufsm.conformance.plan.recipes import SuiteInputs
+
+EOS_WITHIN = 8
+
+
+def eos_prompt(model_seed: int, within: int = EOS_WITHIN) -> list[int]:
+    """A one-token prompt whose greedy continuation on the toy model reaches EOS within `within` tokens."""
+    for first in range(1, VOCAB):
+        tokens = [first]
+        for _ in range(within):
+            token = greedy_token(model_seed, tokens, len(tokens))
+            tokens.append(token)
+            if token == EOS:
+                return [first]
+    raise AssertionError(f"no one-token prompt of the toy model {model_seed} reaches EOS within {within} tokens")
 
 
 def toy_suite_inputs(directory: Path) -> SuiteInputs:
@@ -19,4 +33,7 @@ def toy_suite_inputs(directory: Path) -> SuiteInputs:
         missing_model=str(directory / "missing.gguf"),
         n_ctx=64,
         long_generation=40,
+        eos_prompt=eos_prompt(1),
+        eos_within=EOS_WITHIN,
+        n_vocab=VOCAB,
     )

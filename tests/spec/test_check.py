@@ -161,6 +161,22 @@ def _with_unused_transient(raw):
     add_state(raw, "Warming", transient=True, cell={"to": "same", "serialized": True})
 
 
+def _with_an_unknown_effect_value(raw):
+    raw["cells"]["Ready"]["reset"]["effects"] = {"last_error": "forgotten"}
+
+
+def _with_an_unrecorded_error(raw):
+    raw["cells"]["Ready"]["init_runtime"] = {"error": "InvalidState", "to": "same"}
+
+
+def _with_a_request_opened_where_none_may_be(raw):
+    raw["cells"]["Ready"]["reset"]["effects"] = {"last_error": "cleared", "request": "new"}
+
+
+def _with_a_range_that_is_empty(raw):
+    raw["ranges"]["sampling_valid"]["values"]["top_p"]["range"] = "(1, 0]"
+
+
 # kind -> (mutation, where the defect must be reported)
 MUTATIONS = {
     "missing_spec_version": (_without_spec_version, "spec_version"),
@@ -192,6 +208,10 @@ MUTATIONS = {
     "via_undecided": (_with_two_transient_states_on_the_same_guards, "cells.Ready.replace_model"),
     "exit_depends_on_origin": (_with_a_load_whose_end_depends_on_where_it_started, "states.Loading.load_model"),
     "conditional_lazy_init": (_with_a_guarded_lazy_init, "cells.Uninitialized.reset"),
+    "malformed_effects": (_with_an_unknown_effect_value, "cells.Ready.reset"),
+    "unrecorded_error": (_with_an_unrecorded_error, "cells.Ready.init_runtime"),
+    "effect_contradicts_state": (_with_a_request_opened_where_none_may_be, "cells.Ready.reset"),
+    "malformed_range": (_with_a_range_that_is_empty, "ranges.sampling_valid.values.top_p"),
 }
 
 

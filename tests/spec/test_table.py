@@ -42,8 +42,31 @@ def test_every_state_operation_pair_has_a_cell(spec):
 
 def test_an_outcome_is_a_resolved_outcome(spec):
     outcome = spec.outcome("Initialized", "load_model", LOAD_OK)
-    assert outcome == Outcome(to="Ready", via="Loading", effect=outcome.effect)
+    assert outcome == Outcome(to="Ready", via="Loading", effect=outcome.effect, effects=outcome.effects)
     assert isinstance(outcome, Outcome)
+
+
+def test_every_outcome_states_every_effect_field_and_kept_is_the_default(spec):
+    fields = list(spec.effect_fields)
+    assert all(list(branch.outcome.effects) == fields for branch in spec.all_branches())
+    assert spec.outcome("Initialized", "load_model", LOAD_OK).changes() == {"model": "installed"}
+    assert spec.outcome("ContinuationReady", "reset").changes() == {"last_error": "cleared", "request": "cleared"}
+    assert spec.outcome("Ready", "init_runtime").changes() == {"last_error": "set"}
+
+
+def test_a_lazy_init_applies_the_default_configuration_then_the_borrowed_effects(spec):
+    outcome = spec.outcome("Uninitialized", "reset")
+    assert outcome.lazy_init and outcome.changes() == {"last_error": "cleared", "config": "applied"}
+
+
+def test_ranges_are_parsed_intervals_with_named_bounds_resolved_per_model(spec):
+    sampling = spec.ranges["sampling_valid"]
+    assert sampling.arguments_of == "set_sampling"
+    top_p = sampling.values["top_p"].range
+    assert (top_p.contains(1.0), top_p.contains(0.0), top_p.contains(0.5), top_p.contains(1.01)) == (True, False, True, False)
+    assert sampling.values["top_k"].range.upper is None and sampling.values["seed"].nullable
+    token_ids = spec.ranges["input_valid"].values["prompt"].token_ids.resolve({"n_vocab": 320})
+    assert token_ids.contains(319) and not token_ids.contains(320) and not token_ids.contains(-1)
 
 
 def test_same_is_resolved_to_the_starting_state(spec):
@@ -90,7 +113,9 @@ def test_same_in_a_borrowed_cell_means_initialized(spec):
 def test_queries_answer_from_query_outcome_in_every_state(spec):
     for state in spec.states:
         for query in spec.queries:
-            assert spec.outcome(state, query) == Outcome(to=state, effect=read_table()["query_outcome"]["effect"])
+            outcome = spec.outcome(state, query)
+            assert outcome == Outcome(to=state, effect=read_table()["query_outcome"]["effect"], effects=outcome.effects)
+            assert outcome.changes() == {}
 
 
 def test_guards_for_names_exactly_the_deciding_guards(spec):
