@@ -43,9 +43,10 @@ def register_bench(bench_commands) -> None:
 
 
 def run(args) -> int:
-    from ggufsm import _core
     from ggufsm.reference.model.gguf_file import open_gguf
     from ggufsm.reference.model.registry import resolve
+
+    from ggufsm import _core
 
     path = resolve(args.model, pull=True)
     gguf_file = open_gguf(path)
@@ -62,7 +63,7 @@ def run(args) -> int:
         for k in counts:
             for way in ("batched", "one by one"):
                 sessions = [_core.LlamaSession(model, PROMPT + args.tokens) for _ in range(k)]
-                for s, seq in zip(sessions, tokens):
+                for s, seq in zip(sessions, tokens[:k], strict=True):
                     s.prefill(seq[:PROMPT], 0)
                 started = time.perf_counter()
                 for step in range(args.tokens):
@@ -70,7 +71,7 @@ def run(args) -> int:
                     if way == "batched":
                         batch.decode(sessions, [seq[pos] for seq in tokens[:k]], [pos] * k)
                     else:
-                        for s, seq in zip(sessions, tokens):
+                        for s, seq in zip(sessions, tokens[:k], strict=True):
                             s.decode(seq[pos], pos)
                 seconds = time.perf_counter() - started
                 figures.setdefault((way, k), []).append(k * args.tokens / seconds)
@@ -109,7 +110,7 @@ def render(path, args, counts, figures, latency, peer, load) -> str:
         row = (f"| {k} | {cell(figures[('batched', k)])} | {med(figures[('batched', k)]) / base:.2f}x | "
                f"{med(latency[('batched', k)]) / alone:.2f}x | {cell(figures[('one by one', k)])} |")
         if peer:
-            ours = [b / p for b, p in zip(figures[("batched", k)], figures[("llama.cpp", k)])]
+            ours = [b / p for b, p in zip(figures[("batched", k)], figures[("llama.cpp", k)], strict=True)]
             row += f" {cell(figures[('llama.cpp', k)])} | {med(ours):.2f}x ({min(ours):.2f}-{max(ours):.2f}x) |"
         lines.append(row)
     return "\n".join(lines)

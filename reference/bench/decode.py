@@ -70,10 +70,11 @@ def register_bench(bench_commands) -> None:
 
 
 def run(args) -> int:
-    from ggufsm import _core
     from ggufsm._core import kernels
     from ggufsm.reference.model.gguf_file import open_gguf
     from ggufsm.reference.model.registry import resolve
+
+    from ggufsm import _core
 
     path = resolve(args.model, pull=True)
     gguf_file = open_gguf(path)
@@ -141,9 +142,9 @@ def render(path, args, models, series, peer, per_token, load) -> str:
         lines.append(f"| llama.cpp (llama-bench tg) | | {median(peer.tok_s):.1f} ({span(peer.tok_s)}) | "
                      f"{median(peer.share):.0%} ({min(peer.share):.0%}-{max(peer.share):.0%}) |")
     base = series["in place"].tok_s
-    ratios = [h / b for h, b in zip(series["huge pages"].tok_s, base)]
+    ratios = [h / b for h, b in zip(series["huge pages"].tok_s, base, strict=True)]
     lines += ["", f"huge pages / in place, round by round: median {median(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f}x)"]
     if peer is not None:
-        vs = [b / p for b, p in zip(base, peer.tok_s)]
+        vs = [b / p for b, p in zip(base, peer.tok_s, strict=True)]
         lines.append(f"in place / llama.cpp, round by round: median {median(vs):.2f}x (range {min(vs):.2f}-{max(vs):.2f}x)")
     return "\n".join(lines)

@@ -73,11 +73,11 @@ def measure(types, threads, pools, repeat: int, n_rows: int) -> tuple[dict[str, 
                 gops, _checksum = kernels.int8_peak(isa, PEAK_ITERATIONS, 1, pools[t])
                 peaks[isa][t].append(gops)
             baseline[t].append(peaks[BASELINE_ISA][t][-1] if BASELINE_ISA in peaks else float("nan"))
-            for (qtype, _, rows, cols), (w, x), cell in zip(matrices, data, samples):
+            for (qtype, _, rows, cols), (w, x), cell in zip(matrices, data, samples, strict=True):
                 seconds = kernels.matmul_seconds(int(qtype), w, rows, cols, x, 1, pools[t])
                 cell[t].append(gop(rows, cols, n_rows) / seconds)
     cells = []
-    for (qtype, label, rows, cols), cell in zip(matrices, samples):
+    for (qtype, label, rows, cols), cell in zip(matrices, samples, strict=True):
         share = {t: float(np.median(np.asarray(cell[t]) / np.asarray(baseline[t]))) for t in threads}
         cells.append(PrefillCell(qtype.name, label, rows, cols, {t: max(cell[t]) for t in threads}, share))
     return {isa: {t: max(v) for t, v in by_t.items()} for isa, by_t in peaks.items()}, cells
@@ -86,8 +86,8 @@ def measure(types, threads, pools, repeat: int, n_rows: int) -> tuple[dict[str, 
 def render_markdown(peaks, cells, threads, n_rows: int) -> str:
     per_thread = lambda t: f"{t} thread{'s' if t > 1 else ''}"  # noqa: E731
     lines = [
-        f"Int8 peak (register-only dot-product loop on every thread at once, best of the passes; "
-        f"2 ops per u8 x s8 multiply-add): "
+        "Int8 peak (register-only dot-product loop on every thread at once, best of the passes; "
+        "2 ops per u8 x s8 multiply-add): "
         + "; ".join(f"`{isa}` " + ", ".join(f"{by_t[t]:.0f} GOP/s at {per_thread(t)}" for t in threads)
                     for isa, by_t in peaks.items()) + ".",
         "",

@@ -35,8 +35,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ggufsm import _core
 from ggufsm.spec.errors import GgufsmError
+
+from ggufsm import _core
 
 
 @dataclass

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from ggufsm import _core
 from ggufsm.conformance.fixtures.tiny_models import TinyLlamaSpec, write_tiny_gemma3, write_tiny_llama
 from ggufsm.reference.model.gguf_file import open_gguf
 from ggufsm.spec.errors import ContextOverflow, InvalidInput
+
+from ggufsm import _core
 
 PROMPTS = [[1, 2, 3, 4, 5], [7, 8, 9], [11, 12, 13, 14, 15, 16, 17], [20]]
 N_VOCAB = TinyLlamaSpec().n_vocab
@@ -30,14 +30,14 @@ def assert_batched_equals_alone(model, steps: int, n_ctx: int = 64):
     together = [_core.LlamaSession(model, n_ctx) for _ in PROMPTS]
     batch = _core.DecodeBatch(model)
     tokens, positions = [], [len(p) for p in PROMPTS]
-    for a, t, prompt in zip(alone, together, PROMPTS):
+    for a, t, prompt in zip(alone, together, PROMPTS, strict=True):
         logits = a.prefill(prompt, 0).copy()
         np.testing.assert_array_equal(t.prefill(prompt, 0), logits)
         tokens.append(int(np.argmax(logits)))
     for _ in range(steps):
-        expected = [a.decode(token, pos).copy() for a, token, pos in zip(alone, tokens, positions)]
+        expected = [a.decode(token, pos).copy() for a, token, pos in zip(alone, tokens, positions, strict=True)]
         batch.decode(together, tokens, positions)
-        for t, logits in zip(together, expected):
+        for t, logits in zip(together, expected, strict=True):
             np.testing.assert_array_equal(t.logits, logits)
         tokens = [int(np.argmax(logits)) for logits in expected]
         positions = [pos + 1 for pos in positions]
@@ -76,13 +76,13 @@ def bad_batch_leaves_every_session_untouched(model, bad_call, error, match):
     are unchanged and its next decode equals that of a twin that never saw the failed call."""
     sessions = [_core.LlamaSession(model, 16) for _ in range(3)]
     twins = [_core.LlamaSession(model, 16) for _ in range(3)]
-    for s, t in zip(sessions, twins):
+    for s, t in zip(sessions, twins, strict=True):
         s.prefill([1, 2], 0)
         t.prefill([1, 2], 0)
     before = [s.logits.copy() for s in sessions]
     with pytest.raises(error, match=match):
         bad_call(_core.DecodeBatch(model), sessions)
-    for s, t, logits in zip(sessions, twins, before):
+    for s, t, logits in zip(sessions, twins, before, strict=True):
         np.testing.assert_array_equal(s.logits, logits)
         np.testing.assert_array_equal(s.decode(4, 2).copy(), t.decode(4, 2))
 
