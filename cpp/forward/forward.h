@@ -13,10 +13,13 @@
 // gemma3.py are the readable numpy versions, tested equal to this one.
 //
 // LlamaModel is built from a validated file (gguf/model.h) and holds views
-// into its memory map (zero copy; the model keeps the file alive) and the
-// thread pool. LlamaSession owns what one sequence needs: KV cache, scratch,
-// logits. All arithmetic is in the kernels (kernels/); this file only
-// orchestrates them.
+// into its memory map (zero copy; the model keeps the file alive), or into one
+// huge-page copy of it (WeightPlacement), and the thread pool. LlamaSession
+// owns what one sequence needs: KV cache, scratch, logits. One forward pass
+// (forward/pass.cpp) runs rows that belong to one sequence (a prefill chunk)
+// or to several (DecodeBatch: one decode step of each of several sessions,
+// the weights read once for all). All arithmetic is in the kernels
+// (kernels/); these files only orchestrate them.
 #pragma once
 #include <array>
 #include <cstdint>

@@ -10,10 +10,11 @@ once. Where the CPU has AVX-VNNI or AVX512-VNNI, their vpdpbusd loops are
 measured too (chosen at run time); the share is always taken against the AVX2
 loop, the one every x86-64-v3 machine runs, and the VNNI peaks stand beside it.
 
-Pairing, as for the mat-vecs: each pass times the peak at a thread count and
-then every kernel cell at it, and a cell's share is the median over passes of
-its GOP/s over the AVX2 peak of the same pass, so a moment when the other
-tenants of the two cores take cycles lowers both alike.
+Pairing, as for the mat-vecs: in each pass, right before each kernel cell, the
+AVX2 peak loop runs at the same thread count, and a cell's share is the median
+over passes of its GOP/s over the peak sampled just before it, so a moment when
+the other tenants of the two cores take cycles lowers both alike. The reported
+peaks are the best samples.
 """
 
 from __future__ import annotations
@@ -65,20 +66,24 @@ def measure(types, threads, pools, repeat: int, n_rows: int) -> tuple[dict[str, 
     data = [(random_weights(q, rows, cols, rng), rng.standard_normal((n_rows, cols)).astype(np.float32))
             for q, _, rows, cols in matrices]
     peaks: dict[str, dict[int, list[float]]] = {isa: {t: [] for t in threads} for isa in isas}
-    samples = [{t: [] for t in threads} for _ in matrices]  # per cell, per thread count: GOP/s per pass
-    baseline: dict[int, list[float]] = {t: [] for t in threads}
+    samples: list[dict[int, list[float]]] = [{t: [] for t in threads} for _ in matrices]  # per cell and thread count: GOP/s per pass
+    baseline: dict[int, list[float]] = {t: [] for t in threads}  # the AVX2 peak sampled right before each cell, in cell order
     for _ in range(repeat):
         for t in threads:
             for isa in isas:
                 gops, _checksum = kernels.int8_peak(isa, PEAK_ITERATIONS, 1, pools[t])
                 peaks[isa][t].append(gops)
-            baseline[t].append(peaks[BASELINE_ISA][t][-1] if BASELINE_ISA in peaks else float("nan"))
             for (qtype, _, rows, cols), (w, x), cell in zip(matrices, data, samples, strict=True):
+                # The AVX2 peak again right before each cell: its share pairs it with the peak of its own moment.
+                if BASELINE_ISA in peaks:
+                    gops, _checksum = kernels.int8_peak(BASELINE_ISA, PEAK_ITERATIONS, 1, pools[t])
+                    peaks[BASELINE_ISA][t].append(gops)
+                baseline[t].append(peaks[BASELINE_ISA][t][-1] if BASELINE_ISA in peaks else float("nan"))
                 seconds = kernels.matmul_seconds(int(qtype), w, rows, cols, x, 1, pools[t])
                 cell[t].append(gop(rows, cols, n_rows) / seconds)
     cells = []
-    for (qtype, label, rows, cols), cell in zip(matrices, samples, strict=True):
-        share = {t: float(np.median(np.asarray(cell[t]) / np.asarray(baseline[t]))) for t in threads}
+    for index, ((qtype, label, rows, cols), cell) in enumerate(zip(matrices, samples, strict=True)):
+        share = {t: float(np.median(np.asarray(cell[t]) / np.asarray(baseline[t][index::len(matrices)]))) for t in threads}
         cells.append(PrefillCell(qtype.name, label, rows, cols, {t: max(cell[t]) for t in threads}, share))
     return {isa: {t: max(v) for t, v in by_t.items()} for isa, by_t in peaks.items()}, cells
 
