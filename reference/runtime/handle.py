@@ -63,6 +63,8 @@ class Runtime:
         self._lifecycle.perform(Operation.init_runtime, InitRuntime(config or RuntimeConfig(**settings)))
 
     def load_model(self, source) -> dict:
+        """Install a model: a GGUF path, its bytes, or a registry name ("smollm2", "gemma3": its cached
+        file, pulled with a progress bar when missing). Returns the model's summary."""
         return self._install(Operation.load_model, source)
 
     def replace_model(self, source) -> dict:
@@ -121,12 +123,15 @@ class Runtime:
 
     # ─── chat helper ──
 
-    def chat(self, messages: list[dict], max_tokens: int = 256, **options) -> Generation:
-        """Apply the model's chat template (tokenizer.chat_template) to messages, then generate."""
-        from ggufsm.reference.tokenizers.chat import render_chat_for
+    def chat(self, messages: list[dict], max_tokens: int = 256, *, chat_template: str | None = None,
+             **options) -> Generation:
+        """Apply a chat template to messages ({"role": ..., "content": ...}), then generate: the given
+        Jinja template, else the file's, else its architecture's known one (UnsupportedModel if none)."""
+        from ggufsm.reference.tokenizers.chat import given_template, render_chat_for
 
         model = self._model
-        prompt = render_chat_for(model, messages) if model is not None else ""
+        template = None if chat_template is None else given_template(chat_template)
+        prompt = render_chat_for(model, messages, template=template) if model is not None else ""
         return self.generate(prompt, max_tokens, **options)
 
     # ─── internals ──
