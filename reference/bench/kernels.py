@@ -127,7 +127,7 @@ def measure_all(matrices, pools, repeat, stream_bytes, probe) -> list[Cell]:
              for qtype, _, rows, cols in matrices]
     samples = [{t: ([], []) for t in threads} for _ in matrices]  # per cell, per thread count: (GB/s, read GB/s)
     for _ in range(repeat):
-        for (qtype, _, rows, cols), (weights, x), cell_samples in zip(matrices, bases, samples):
+        for (qtype, _, rows, cols), (weights, x), cell_samples in zip(matrices, bases, samples, strict=True):
             # Fresh copies each pass: only one cell's stream (stream_bytes) is resident at a time.
             copies = [weights] + [weights.copy() for _ in range(max(0, -(-stream_bytes // weights.nbytes) - 1))]
             for t in threads:
@@ -136,7 +136,7 @@ def measure_all(matrices, pools, repeat, stream_bytes, probe) -> list[Cell]:
                 cell_samples[t][1].append(probe.best_gbs(1, pools[t]))
             del copies
     cells = []
-    for (qtype, label, rows, cols), (weights, _), cell_samples in zip(matrices, bases, samples):
+    for (qtype, label, rows, cols), (weights, _), cell_samples in zip(matrices, bases, samples, strict=True):
         gbs = {t: max(cell_samples[t][0]) for t in threads}
         read_gbs = {t: float(np.median(cell_samples[t][1])) for t in threads}
         share = {t: paired_share(*cell_samples[t]) for t in threads}
