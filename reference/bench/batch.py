@@ -35,7 +35,7 @@ def register_bench(bench_commands) -> None:
     parser = bench_commands.add_parser("batch", help="aggregate decode of several handles batched as one pass, beside llama-batched-bench")
     parser.add_argument("-m", "--model", default="smollm2", help="registry name or GGUF path (default smollm2)")
     parser.add_argument("--handles", default="1,2,4,8", help="comma-separated handle counts (default %(default)s)")
-    parser.add_argument("-t", "--threads", type=int, default=2)
+    parser.add_argument("-t", "--threads", type=int, default=2, help="threads of the forward's pool")
     parser.add_argument("--repeat", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--tokens", type=int, default=32, help="decode steps per handle per run (default 32)")
     parser.add_argument("--peer", action="store_true", help=f"also run {LLAMA_BATCHED_BENCH} in each round")

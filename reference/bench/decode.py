@@ -61,7 +61,7 @@ def bytes_per_token(gguf_file, position: int) -> int:
 def register_bench(bench_commands) -> None:
     parser = bench_commands.add_parser("decode", help="decode tok/s x bytes per token beside the read bandwidth measured with it")
     parser.add_argument("-m", "--model", default="smollm2", help="registry name or GGUF path (default smollm2)")
-    parser.add_argument("-t", "--threads", type=int, default=2)
+    parser.add_argument("-t", "--threads", type=int, default=2, help="threads of the forward's pool")
     parser.add_argument("--repeat", type=int, default=5, help="rounds, each running every contender once (default 5)")
     parser.add_argument("--tokens", type=int, default=64, help="decode steps per run (default 64)")
     parser.add_argument("--start", type=int, default=16, help="position of the first decode step (default 16)")
