@@ -14,7 +14,9 @@ of the pass that gives it its token. With --peer, llama.cpp's own
 `llama-batched-bench -npp 16 -ntg TOKENS -npl HANDLES` on the same file runs in
 each round too (S_TG: its aggregate decode tok/s over the parallel sequences).
 Rounds interleave every contender, and each figure is the median of the rounds
-with their range beside it (a machine shared with other jobs moves them all).
+with their range beside it (a machine shared with other jobs moves them all);
+`batched / one by one` pairs the two ways of the same round, the figure least
+moved by the neighbours' load.
 """
 
 from __future__ import annotations
@@ -102,13 +104,15 @@ def render(path, args, counts, figures, latency, peer, load) -> str:
         f"{PROMPT}-token prompt; load average {load[0]:.2f} before / {load[1]:.2f} after. Median (range) over the rounds.",
         "",
         "| handles | batched: aggregate tok/s | batched / 1 handle | per-token latency / 1 handle alone | one by one: aggregate tok/s"
-        + (" | llama-batched-bench S_TG | batched / llama.cpp |" if peer else " |"),
-        "| ---: | ---: | ---: | ---: | ---: |" + (" ---: | ---: |" if peer else ""),
+        " | batched / one by one, same round" + (" | llama-batched-bench S_TG | batched / llama.cpp |" if peer else " |"),
+        "| ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: | ---: |" if peer else ""),
     ]
     base = med(figures[("batched", counts[0])]) if counts[0] == 1 else float("nan")
     for k in counts:
         row = (f"| {k} | {cell(figures[('batched', k)])} | {med(figures[('batched', k)]) / base:.2f}x | "
                f"{med(latency[('batched', k)]) / alone:.2f}x | {cell(figures[('one by one', k)])} |")
+        paired = [b / o for b, o in zip(figures[("batched", k)], figures[("one by one", k)], strict=True)]
+        row += f" {med(paired):.2f}x ({min(paired):.2f}-{max(paired):.2f}x) |"
         if peer:
             ours = [b / p for b, p in zip(figures[("batched", k)], figures[("llama.cpp", k)], strict=True)]
             row += f" {cell(figures[('llama.cpp', k)])} | {med(ours):.2f}x ({min(ours):.2f}-{max(ours):.2f}x) |"
