@@ -170,6 +170,7 @@ void forward(py::module_& m) {
             "tokens[i] at positions[i] in sessions[i], as one pass; each session's logits are then those its own decode() would "
             "leave (read them with session.logits). Every entry is checked before anything runs.")
         .def_property_readonly("scratch_bytes", &DecodeBatch::scratch_bytes);
+    m.def("shared_pool_count", &shared_pool_count, "worker pools alive in the process (one per thread count in use)");
 }
 
 }  // namespace ggufsm::bind

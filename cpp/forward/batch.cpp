@@ -39,11 +39,15 @@ void DecodeBatch::decode(LlamaSession* const* sessions, const int64_t* tokens, c
             throw Error(e.code(), "session " + std::to_string(i) + " of the batch: " + e.what());
         }
     }
+    // As a session's prefill: a file changed under the mapping is ModelUnavailable before the pass and after it.
+    const gguf::ByteSource& bytes = *model_->file().file->bytes();
+    bytes.check_intact();
     scratch_.reserve(model_->hparams(), n);
     std::vector<PassSegment> segments;
     segments.reserve(size_t(n));
     for (int64_t i = 0; i < n; ++i) segments.push_back(PassSegment{&sessions[i]->kv_, i, 1, positions[i], sessions[i]->logits_.get()});
     run_pass(*model_, scratch_, tokens, n, segments);
+    bytes.check_intact();
 }
 
 }  // namespace ggufsm

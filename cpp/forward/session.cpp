@@ -5,6 +5,10 @@
 #include "errors.h"
 #include "forward/forward.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 namespace ggufsm {
 
 namespace {
@@ -25,6 +29,12 @@ LlamaSession::LlamaSession(std::shared_ptr<const LlamaModel> model, int64_t n_ct
     logits_ = std::shared_ptr<float[]>(new float[size_t(hp_.n_vocab)]());
 }
 
+LlamaSession::ReturnMemoryOnDestroy::~ReturnMemoryOnDestroy() {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}
+
 size_t LlamaSession::kv_bytes() const { return (kv_.k.size() + kv_.v.size()) * sizeof(KvCache::Element); }
 
 size_t LlamaSession::scratch_bytes() const { return scratch_.bytes(hp_); }
@@ -42,11 +52,16 @@ void LlamaSession::check(const int64_t* tokens, int64_t n, int64_t start_pos) co
 void LlamaSession::prefill(const int64_t* tokens, int64_t n, int64_t start_pos) {
     std::lock_guard<std::mutex> lock(running_);
     check(tokens, n, start_pos);
+    // A file changed under the mapping (gguf/fault_guard.h) is ModelUnavailable before the forward,
+    // and after it too: a forward that ran over zero pages left garbage logits, never to be sampled.
+    const gguf::ByteSource& bytes = *model_->file().file->bytes();
+    bytes.check_intact();
     for (int64_t done = 0; done < n; done += n_batch_) {
         const int64_t m = std::min(n_batch_, n - done);
         const bool last = done + m == n;
         run_pass(*model_, scratch_, tokens + done, m, {PassSegment{&kv_, 0, m, start_pos + done, last ? logits_.get() : nullptr}});
     }
+    bytes.check_intact();
 }
 
 }  // namespace ggufsm

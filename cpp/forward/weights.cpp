@@ -7,8 +7,11 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "errors.h"
 #include "forward/forward.h"
@@ -166,7 +169,7 @@ void rebase(LlamaWeights& w, const uint8_t* from, size_t n, uint8_t* to) {
 LlamaModel::LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads, WeightPlacement placement)
     : file_(std::move(file)), hp_(forward_hparams(file_->hp)), weights_(llama_weights(*file_, hp_)) {
     if (n_threads < 0) throw Error(code::InvalidInput, "n_threads is " + str(n_threads) + ", must be >= 0 (0: all cores)");
-    pool_ = std::make_unique<ThreadPool>(n_threads);
+    pool_ = shared_pool(n_threads);
     if (placement == WeightPlacement::HugePages) {
         // The tensor data section as one span, copied once: the views keep their offsets within it.
         const gguf::File& f = *file_->file;
@@ -222,6 +225,37 @@ size_t LlamaModel::huge_page_bytes() const {
         }
     }
     return 0;
+}
+
+namespace {
+std::mutex pools_mutex;
+std::map<int, std::weak_ptr<ThreadPool>> pools;  // guarded by pools_mutex
+}  // namespace
+
+std::shared_ptr<ThreadPool> shared_pool(int n_threads) {
+    if (n_threads == 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    std::lock_guard<std::mutex> lock(pools_mutex);
+    std::weak_ptr<ThreadPool>& slot = pools[n_threads];
+    std::shared_ptr<ThreadPool> pool = slot.lock();
+    if (!pool) {
+        pool = std::make_shared<ThreadPool>(n_threads);
+        slot = pool;
+    }
+    return pool;
+}
+
+size_t shared_pool_count() {
+    std::lock_guard<std::mutex> lock(pools_mutex);
+    size_t alive = 0;
+    for (auto it = pools.begin(); it != pools.end();) {
+        if (it->second.expired()) {
+            it = pools.erase(it);
+        } else {
+            ++alive;
+            ++it;
+        }
+    }
+    return alive;
 }
 
 }  // namespace ggufsm
