@@ -44,7 +44,7 @@ def _cases():
 
 @pytest.mark.skipif(not os.environ.get(OPT_IN), reason=f"minutes: opt in with {OPT_IN}=1 "
                                                         "(or run tests/conformance/measure_power.py)")
-@pytest.mark.parametrize("mutant", _cases())
+@pytest.mark.parametrize("mutant", list(_cases()))
 def test_the_suite_kills_the_mutant(mutant) -> None:
     verdict = run_against(mutant, mutant.__name__, stop_at_first_failure=True)
     assert verdict.killed, (f"{mutant.__name__} passed all {verdict.cases_run} cases; it breaks {mutant.breaks} "
