@@ -53,6 +53,17 @@ def register(subparsers: Any) -> None:
     replay.add_argument("--in-process", action="store_true", help="run a python: implementation in this process")
     replay.set_defaults(handler=_replay)
 
+    report = commands.add_parser("report", help="re-render a run's reports (Markdown, JUnit, SVG) from its results.json alone")
+    report.add_argument("dir", type=Path, help="a --report-dir of an earlier run (its results.json)")
+    report.set_defaults(handler=_report)
+
+    compare = commands.add_parser("compare", help="the comparison page of several runs, from their stored results.json")
+    compare.add_argument("results", type=Path, nargs="+", metavar="RESULTS", help="results.json files (or their folders)")
+    compare.add_argument("--findings", type=Path, metavar="FILE", help="findings per implementation (YAML)")
+    compare.add_argument("--output", type=Path, metavar="FILE",
+                         help="write into FILE between its compare markers (default: print the page)")
+    compare.set_defaults(handler=_compare)
+
     serve = commands.add_parser("serve", help="serve a python:MODULE:FACTORY adapter over the protocol (stdin/stdout)")
     serve.add_argument("--impl", required=True, metavar="python:MODULE:FACTORY", help="the adapter factory to serve")
     serve.set_defaults(handler=_serve)
@@ -61,7 +72,25 @@ def register(subparsers: Any) -> None:
     # kit depends on the runtime and never the other way round.
     serve_reference = subparsers.add_parser(
         "serve-stdio", help="serve the reference runtime over the JSON-lines conformance protocol (stdin/stdout)")
+    serve_reference.add_argument(
+        "--model-root", action="append", default=None, metavar="DIR",
+        help="load models only from under DIR (repeatable); a path outside every root, after resolving "
+             "symlinks and relative paths, is refused with ModelUnavailable (default: any path)")
     serve_reference.set_defaults(handler=_serve_reference)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ggufsm.conformance.results_file import rerender
+
+    for path in rerender(args.dir):
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ggufsm.conformance.compare import main
+
+    return main(args.results, findings=args.findings, output=args.output)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -77,10 +106,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _serve_reference(args: argparse.Namespace) -> int:
-    from ggufsm.conformance.adapters.reference import make_adapter
+    from ggufsm.conformance.adapters.reference import make_adapter, rooted_factory
     from ggufsm.conformance.protocol import serve_stdio
 
-    return serve_stdio(make_adapter)
+    if args.model_root is None:
+        return serve_stdio(make_adapter)
+    try:
+        factory = rooted_factory(args.model_root)
+    except ValueError as error:
+        print(f"ggufsm serve-stdio: {error}", file=sys.stderr)
+        return 2
+    return serve_stdio(factory)
 
 
 def _cases(args: argparse.Namespace) -> int:
@@ -194,11 +230,13 @@ def _replay_file(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ggufsm.conformance.adapter import ImplementationUnusable, open_implementation
     from ggufsm.conformance.inputs import prepare_inputs
+    from ggufsm.conformance.provenance import for_run, load_average
     from ggufsm.conformance.report import summary_line, write_reports
-    from ggufsm.conformance.run.runner import SuiteStopped, read_expect_fail, run_suite
+    from ggufsm.conformance.run.runner import RunResult, SuiteStopped, read_expect_fail, run_suite
 
     expect_fail = read_expect_fail(args.expect_fail)
-    runs = []
+    runs: list[RunResult] = []
+    provenance: list[dict[str, Any]] = []
     # An implementation that cannot be tested gets one line saying why (--debug: the traceback) and
     # the others still run; Ctrl-C stops the run. Either way the cases that ran are reported.
     unusable: list[BaseException] = []
@@ -206,6 +244,7 @@ def _run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="ggufsm-conformance-") as workdir:
         inputs = prepare_inputs(Path(workdir), model=args.model, inputs_file=args.inputs)
         for impl in args.impl:
+            load_before, ran = load_average(), len(runs)
             try:
                 with open_implementation(impl, isolate=not args.in_process, timeout=args.timeout) as implementation:
                     print(f"== {impl}", file=sys.stderr)
@@ -224,8 +263,10 @@ def _run(args: argparse.Namespace) -> int:
                 unusable.append(stopped.cause)
             except ImplementationUnusable as error:
                 unusable.append(error)
+            # While the run's input files exist: their sizes and hashes are part of it.
+            provenance += [for_run(impl, run, _run_options(args), load_before) for run in runs[ran:]]
     if args.report_dir and runs:
-        for path in write_reports(runs, args.report_dir):
+        for path in write_reports(runs, args.report_dir, provenance=provenance):
             print(f"wrote {path}" + (" (partial)" if any(run.stopped for run in runs) else ""), file=sys.stderr)
     for cause in unusable:   # last, where the eye lands
         _diagnose(args, cause)
@@ -245,6 +286,13 @@ def _diagnose(args: argparse.Namespace, error: BaseException, command: str = "ru
 
         traceback.print_exception(error)
     print(f"ggufsm conformance {command}: {error}", file=sys.stderr)
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options that shape a run's result, for its provenance."""
+    return {"timeout_s": args.timeout, "walk_examples": args.walk_examples, "cases": args.cases,
+            "in_process": args.in_process, "expect_fail": str(args.expect_fail) if args.expect_fail else None,
+            "command": " ".join(sys.argv)}
 
 
 def _replay_options(args: argparse.Namespace) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +215,11 @@ def diagram_svg(run: RunResult, spec: Spec) -> bytes:
 # ─── writing ─────────────────────────────────────────────────────────────────
 
 
-def write_reports(runs: list[RunResult], report_dir: Path) -> list[Path]:
+def write_reports(runs: list[RunResult], report_dir: Path,
+                  provenance: Sequence[dict[str, Any] | None] | None = None) -> list[Path]:
+    """The reports of `runs`; `provenance`: each run's block (conformance/provenance.py), in its JSON record
+    and at the top of its Markdown section."""
+    from ggufsm.conformance.provenance import markdown as provenance_markdown
     from ggufsm.spec import load_spec
 
     spec = load_spec()
@@ -228,7 +232,9 @@ def write_reports(runs: list[RunResult], report_dir: Path) -> list[Path]:
         path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
         written.append(path)
 
-    write("results.json", json.dumps([run_json(run, spec) for run in runs], indent=1, default=str) + "\n")
+    blocks: list[dict[str, Any] | None] = list(provenance or [None] * len(runs))
+    records = [run_json(run, spec) | ({"provenance": block} if block else {}) for run, block in zip(runs, blocks, strict=True)]
+    write("results.json", json.dumps(records, indent=1, default=str) + "\n")
     write("junit.xml", junit_xml(runs))
     markdown = ["# ggufsm conformance report", "",
                 f"Spec {spec.version}. Produced by `ggufsm conformance run`; one JSON record per case in "
@@ -236,11 +242,12 @@ def write_reports(runs: list[RunResult], report_dir: Path) -> list[Path]:
     if len(runs) > 1:
         markdown += comparison_markdown(runs)
     names = [run.info["name"] for run in runs]
-    for run in runs:
+    for run, block in zip(runs, blocks, strict=True):
         # The implementation's own name when it tells them apart, else the --impl string.
         name = run.info["name"] if names.count(run.info["name"]) == 1 else run.implementation
         diagram = f"{slug(name)}.lifecycle.svg"
         write(diagram, diagram_svg(run, spec))
-        markdown += run_markdown(run, spec, diagram)
+        section = run_markdown(run, spec, diagram)
+        markdown += section[:2] + (provenance_markdown(block) if block else []) + section[2:]
     write("summary.md", "\n".join(markdown).rstrip() + "\n")
     return written
