@@ -20,8 +20,17 @@ def pytest_addoption(parser):
                      help="also run the tests marked slow (the exhaustive sweeps over the real models)")
 
 
+# pytest-timeout's net for a hung sweep. A sweep runs the numpy reference over a whole model:
+# on this shared machine at a load of 36 (7 % of a core for the run) the fused-against-numpy
+# sweeps passed 900 s of wall clock while still working, so theirs is wider.
+SLOW_TIMEOUT_S = 3600
+
+
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--slow"):
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
         return
     skip = pytest.mark.skip(reason="slow: an exhaustive sweep; `make test SLOW=1` or `pytest --slow` runs it")
     for item in items:

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-
 from ggufsm.reference.cli.options import add_model_option
 
 PREFILL_LENGTHS = (128, 512)
@@ -112,7 +111,8 @@ def run(args) -> int:
     n_vocab = _n_vocab(path)
     if max(DECODE_STARTS) + args.decode_tokens > N_CTX:
         raise SystemExit(f"--decode-tokens {args.decode_tokens} from position {max(DECODE_STARTS)} do not fit n_ctx {N_CTX}")
-    token_ids = np.random.default_rng(0).integers(3, n_vocab, size=max(max(PREFILL_LENGTHS), max(DECODE_STARTS)) + args.decode_tokens).tolist()
+    n_tokens = max(max(PREFILL_LENGTHS), max(DECODE_STARTS)) + args.decode_tokens
+    token_ids = np.random.default_rng(0).integers(3, n_vocab, size=n_tokens).tolist()
     best: dict[str, dict[str, float]] = {forward.name: {} for forward in forwards}
     for _ in range(args.repeat):
         for forward in forwards:  # interleaved, so that a load spike hits every forward alike

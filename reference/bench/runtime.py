@@ -136,7 +136,7 @@ def render_markdown(model_path: Path, threads: int, results: dict, command: str)
     rows += [(f"decode {DECODE_TOKENS} tokens (tok/s)", "decode_tok_s", False)]
     lines = [f"Model `{model_path.name}`, {threads} threads, {os.cpu_count()} cores. Command: `{command}`", "",
              "| measure | ggufsm | llama.cpp (llama-cpp-python) | ggufsm / llama.cpp |", "| --- | ---: | ---: | ---: |"]
-    for title, key, lower_better in rows:
+    for title, key, _lower_better in rows:
         peer_value = f"{peer[key]:.3f}" if peer else "not installed"
         ratio = f"{ours[key] / peer[key]:.2f}x" if peer else "-"
         lines.append(f"| {title} | {ours[key]:.3f} | {peer_value} | {ratio} |")

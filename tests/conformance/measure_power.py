@@ -12,7 +12,9 @@ the report. It measures whatever suite the working tree holds.
     --mutant NAME [--json]     one mutant: the first case that fails against it (--all-failures: every one)
     --jobs N                   N mutants at once, each in a child process
     --skip-mutmut              the hand-written mutants only (the report says mutmut was not run)
-    --results FILE             also keep the raw results as JSON; --from-results FILE re-renders from them
+    --skip-mutants             mutmut only (with the control)
+    --results FILE             also keep the raw results as JSON; --from-results FILE... re-renders from them
+                               (several files: the mutants' verdicts from one, mutmut's from another)
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from ggufsm.spec import load_spec
 from ggufsm.spec.table import KEPT
 from mutants import derived
 from mutants.base import PROTOCOL
-from mutants.escapes import NOT_YET_KILLED
+from mutants.escapes import HANGS, NOT_YET_KILLED
 from mutants.kill import run_against
 
 OPT_IN = "GGUFSM_POWER"
@@ -37,12 +37,14 @@ def _cases():
     for mutant in mutants.BY_NAME.values():
         reason = NOT_YET_KILLED.get(mutant.__name__)
         marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
+        if mutant.__name__ in HANGS:   # the in-process run never ends: nothing to wait for
+            marks = [pytest.mark.skip(reason=f"the suite hangs against it: {reason}")]
         yield pytest.param(mutant, id=mutant.__name__, marks=marks)
 
 
 @pytest.mark.skipif(not os.environ.get(OPT_IN), reason=f"minutes: opt in with {OPT_IN}=1 "
                                                         "(or run tests/conformance/measure_power.py)")
-@pytest.mark.parametrize("mutant", _cases())
+@pytest.mark.parametrize("mutant", list(_cases()))
 def test_the_suite_kills_the_mutant(mutant) -> None:
     verdict = run_against(mutant, mutant.__name__, stop_at_first_failure=True)
     assert verdict.killed, (f"{mutant.__name__} passed all {verdict.cases_run} cases; it breaks {mutant.breaks} "
@@ -51,6 +53,7 @@ def test_the_suite_kills_the_mutant(mutant) -> None:
 
 def test_the_expected_escapes_are_mutants() -> None:
     assert sorted(set(NOT_YET_KILLED) - set(mutants.BY_NAME)) == []
+    assert HANGS <= set(NOT_YET_KILLED)
 
 
 def test_every_mutant_says_what_it_breaks_and_how_it_can_be_seen() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ggufsm._core import kernels
 
 SIMD_VARIANTS = [isa for isa in kernels.supported_isas() if isa != "scalar"]

@@ -10,12 +10,9 @@ import zlib
 
 import numpy as np
 import pytest
-
 from ggufsm._core import kernels
 from ggufsm.spec.errors import InvalidInput
-
 from simd_variants import SIMD_VARIANTS, only_with_simd
-
 
 
 def rng_for(*key) -> np.random.Generator:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from ggufsm._core import kernels
 from ggufsm.spec.errors import InvalidInput
 

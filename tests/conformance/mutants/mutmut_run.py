@@ -37,8 +37,11 @@ from pathlib import Path
 
 STAGED = Path(__file__).resolve().parents[1] / "src" / "ggufsm"
 
-# The editable install's finder sits in front of sys.path and would serve the unmutated sources.
+# The editable install's finder sits in front of sys.path and would serve the unmutated sources, and its path
+# entry (the repository's src/) would find the unmutated package face: the staged src/ goes first instead.
 sys.meta_path[:] = [finder for finder in sys.meta_path if type(finder).__name__ != "ScikitBuildRedirectingFinder"]
+sys.path[:] = [str(STAGED.parent), *(entry for entry in sys.path
+                                     if not (Path(entry or ".") / "ggufsm" / "__init__.py").is_file())]
 # mutmut runs pytest several times in one process (and forks from it): drop ggufsm only if it is not the
 # staged copy, or two copies of its classes (GgufsmError...) would meet.
 loaded = sys.modules.get("ggufsm")
