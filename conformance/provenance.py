@@ -170,10 +170,9 @@ def source_revision(directory: str | None) -> dict[str, Any]:
 
 
 def revision() -> dict[str, Any]:
+    import ggufsm
     from ggufsm.spec import load_spec
     from ggufsm.spec.table import TABLE_PATH
-
-    import ggufsm
 
     spec = load_spec()
     package_root = Path(ggufsm.__file__).resolve().parent

@@ -8,8 +8,8 @@ temperature, then a draw from the seeded generator. Temperature 0 is greedy
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
 from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -42,9 +42,9 @@ class SamplingConfig:
 
     def _checks(self):
         """Each field against the range the table states for it (spec/lifecycle.yaml `ranges.sampling_valid`)."""
-        from ggufsm.spec.ranges import in_range, range_text
         from ggufsm.spec import load_spec
         from ggufsm.spec.names import Guard
+        from ggufsm.spec.ranges import in_range, range_text
 
         for name, value_range in load_spec().ranges[Guard.sampling_valid].values.items():
             value = getattr(self, name)

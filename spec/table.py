@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import functools
 import itertools
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from collections.abc import Iterator, Mapping
 
 import yaml
 

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from ggufsm.spec import errors
 
 import ggufsm
 from ggufsm import _core
+from ggufsm.spec import errors
 
 
 def test_core_extension_imports_and_reports_its_version():

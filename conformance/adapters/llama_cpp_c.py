@@ -339,6 +339,7 @@ SOURCE_ENV = "GGUFSM_LLAMA_CPP_SOURCE"   # a checkout of the llama.cpp source th
 def provenance() -> dict[str, Any]:
     """What the library says of itself (version, the CPU backend's variant), and the source revision."""
     import llama_cpp
+
     from ggufsm.conformance.provenance import REPORTED, fact, source_revision
 
     facts = {"llama_version": fact(llama_cpp.llama_version().decode(), REPORTED, "llama_version()"),

@@ -45,10 +45,9 @@ def register_bench(bench_commands) -> None:
 
 
 def run(args) -> int:
+    from ggufsm import _core
     from ggufsm.reference.model.gguf_file import open_gguf
     from ggufsm.reference.model.registry import resolve
-
-    from ggufsm import _core
 
     path = resolve(args.model, pull=True)
     gguf_file = open_gguf(path)

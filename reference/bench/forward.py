@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
 from ggufsm.reference.cli.options import add_model_option
 
 PREFILL_LENGTHS = (128, 512)

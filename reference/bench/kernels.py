@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
 from ggufsm.reference.bench import int8_peak
 from ggufsm.reference.bench.int8_peak import PREFILL_TYPES
 

@@ -51,9 +51,9 @@ def best_of(repeat: int, action) -> float:
 
 def measure(path: Path, repeat: int) -> dict:
     import gguf
-    from ggufsm.reference.model.gguf_file import open_gguf
 
     from ggufsm import _core
+    from ggufsm.reference.model.gguf_file import open_gguf
 
     warm_page_cache(path)
 

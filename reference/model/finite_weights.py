@@ -19,6 +19,7 @@ from __future__ import annotations
 import gguf
 import numpy as np
 from gguf import GGMLQuantizationType as T
+
 from ggufsm.spec.errors import InvalidModel
 
 # The exponent mask of each float width: a value is NaN or infinite iff (bits & mask) == mask.

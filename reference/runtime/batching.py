@@ -35,9 +35,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ggufsm.spec.errors import GgufsmError
-
 from ggufsm import _core
+from ggufsm.spec.errors import GgufsmError
 
 
 @dataclass

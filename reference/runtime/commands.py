@@ -15,8 +15,8 @@ Nothing here decides an outcome: which hook runs is the machine's choice.
 
 from __future__ import annotations
 
-from dataclasses import fields as dataclass_fields
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields as dataclass_fields
 
 from ggufsm.reference.runtime.config import RuntimeConfig
 from ggufsm.reference.runtime.loading import Load, load_off_to_the_side

@@ -20,9 +20,10 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
-from ggufsm.spec.errors import InvalidInput, InvalidModel, UnsupportedModel
 from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ggufsm.spec.errors import InvalidInput, InvalidModel, UnsupportedModel
 
 # Gemma's turn format, as llama.cpp's built-in "gemma" template (src/llama-chat.cpp) writes it:
 # the system text, trimmed, opens the first user turn; the assistant's role is "model".

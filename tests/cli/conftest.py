@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from ggufsm.conformance.fixtures.tiny_models import write_tiny_llama
 
 

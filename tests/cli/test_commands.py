@@ -8,11 +8,11 @@ import io
 import json
 
 import pytest
+
+from ggufsm import cli
 from ggufsm.reference.cli.options import DEFAULT_MODEL
 from ggufsm.reference.model import registry
 from ggufsm.reference.sampling import SamplingConfig
-
-from ggufsm import cli
 
 MODEL_COMMANDS = [["generate", "-p", "x"], ["chat"], ["demo"], ["inspect"], ["tokenize", "x"],
                   ["bench"], ["bench", "runtime"], ["bench", "forward"], ["bench", "guard"]]

@@ -52,9 +52,8 @@ def test_exit_at_the_chat_prompt_leaves_with_status_zero(terminal, tiny_model):
 
 def test_an_interrupt_anywhere_in_a_command_exits_130_without_a_traceback(monkeypatch, capsys):
     # Wherever Ctrl-C lands (starting up, loading a model), the dispatcher turns it into 130.
-    from ggufsm.reference.cli import inspect
-
     from ggufsm import cli
+    from ggufsm.reference.cli import inspect
 
     def interrupted(args):
         raise KeyboardInterrupt

@@ -20,12 +20,13 @@ import os
 
 import mutants
 import pytest
-from ggufsm.spec import load_spec
-from ggufsm.spec.table import KEPT
 from mutants import derived
 from mutants.base import PROTOCOL
 from mutants.escapes import HANGS, NOT_YET_KILLED
 from mutants.kill import run_against
+
+from ggufsm.spec import load_spec
+from ggufsm.spec.table import KEPT
 
 OPT_IN = "GGUFSM_POWER"
 # Effects no derived mutant undoes: an appended token cannot be put back without the KV cache's old content

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import toy_runtime
+
 from ggufsm.conformance.adapter import InProcessImplementation
 from ggufsm.conformance.plan.paths import Planner
 from ggufsm.conformance.plan.walk_model import FILL_CONTEXT, route_to, walk_triples

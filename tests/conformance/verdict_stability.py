@@ -32,12 +32,13 @@ sys.path.insert(0, str(HERE))
 import broken_reference  # noqa: E402
 import controls  # noqa: E402
 import toy_runtime  # noqa: E402
+from test_power import CAUGHT  # noqa: E402
+from toy_inputs import toy_suite_inputs  # noqa: E402
+
 from ggufsm.conformance.adapter import Implementation, InProcessImplementation, open_implementation  # noqa: E402
 from ggufsm.conformance.inputs import prepare_inputs  # noqa: E402
 from ggufsm.conformance.plan.recipes import SuiteInputs  # noqa: E402
 from ggufsm.conformance.run.runner import run_suite  # noqa: E402
-from test_power import CAUGHT  # noqa: E402
-from toy_inputs import toy_suite_inputs  # noqa: E402
 
 REFERENCE = "python:ggufsm.conformance.adapters.reference:make_adapter"
 SERVE_STDIO = f"{shlex.quote(sys.executable)} -m ggufsm serve-stdio"

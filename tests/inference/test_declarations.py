@@ -7,13 +7,13 @@ import dataclasses
 import inspect
 
 import pytest
+
+from ggufsm import _core
 from ggufsm.conformance.fixtures.tiny_models import TinyGemma3Spec, TinyLlamaSpec, write_tiny_gemma3, write_tiny_llama
 from ggufsm.reference.architectures import ORACLES, gemma3, llama, load_reference_model
 from ggufsm.reference.architectures.weights import read_tensors
 from ggufsm.reference.model.gguf_file import open_gguf
 from ggufsm.spec.errors import UnsupportedModel
-
-from ggufsm import _core
 
 DECLARATIONS = _core.architectures()
 ORACLE_MODULES = {"llama": llama, "gemma3": gemma3}

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from ggufsm import _core
 from ggufsm.conformance.fixtures.tiny_models import TinyLlamaSpec, write_tiny_gemma3, write_tiny_llama
 from ggufsm.reference.model.gguf_file import open_gguf
 from ggufsm.spec.errors import ContextOverflow, InvalidInput
-
-from ggufsm import _core
 
 PROMPTS = [[1, 2, 3, 4, 5], [7, 8, 9], [11, 12, 13, 14, 15, 16, 17], [20]]
 N_VOCAB = TinyLlamaSpec().n_vocab

@@ -18,6 +18,7 @@ import threading
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as T
+
 from ggufsm.conformance.fixtures.tiny_models import (
     GEMMA3_Q4_K_M_TYPES,
     TinyGemma3Spec,
@@ -285,10 +286,9 @@ def test_unknown_engine_is_invalid_input(tmp_path):
 
 def test_the_fused_forward_built_from_the_parsed_file_equals_the_numpy_oracle(tmp_path):
     """No hyperparameter crosses from Python: the C++ model takes the file the C++ core validated."""
+    from ggufsm import _core
     from ggufsm.reference.architectures import load_reference_model
     from ggufsm.reference.model.gguf_file import open_gguf
-
-    from ggufsm import _core
 
     path = write_tiny_gemma3(tmp_path / "g.gguf", GEMMA3_SPECS["gemma3-F32"])
     session = _core.LlamaSession(_core.LlamaModel(open_gguf(path).core, 2), 32)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ggufsm.reference.architectures import load_reference_model, load_tensors
 from ggufsm.reference.architectures.weights import read_tensors
 from ggufsm.reference.tokenizers.tokenizer import tokenizer_from_metadata

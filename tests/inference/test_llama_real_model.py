@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ggufsm.reference.architectures import load_reference_model
 from ggufsm.reference.architectures.weights import read_tensors
 

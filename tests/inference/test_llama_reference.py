@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType
+
 from ggufsm.conformance.fixtures.tiny_models import TinyLlamaSpec, tiny_llama_tensors, write_tiny_llama
 from ggufsm.reference.architectures import load_reference_model
 from ggufsm.reference.architectures.llama import RopeStyle, rope

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ggufsm.conformance.fixtures.tiny_models import write_tiny_gemma3, write_tiny_llama
-from ggufsm.reference.model.gguf_file import open_gguf
 
 from ggufsm import _core
+from ggufsm.conformance.fixtures.tiny_models import write_tiny_gemma3, write_tiny_llama
+from ggufsm.reference.model.gguf_file import open_gguf
 
 TOKENS = [5, 17, 3, 88, 42, 0, 7]
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ggufsm._core import kernels
+from ggufsm.cli import main
 from ggufsm.reference.bench.int8_peak import PREFILL_SHAPES
 from ggufsm.reference.bench.kernels import SHAPES, paired_share
 from ggufsm.spec.errors import InvalidInput
-
-from ggufsm.cli import main
 
 
 def test_every_shape_of_a_type_is_measured_with_its_paired_bandwidth_and_share(capsys):
@@ -78,6 +78,7 @@ def test_each_prefill_product_is_reported_beside_the_avx2_peak_of_its_pass(capsy
 
 def test_matmul_seconds_times_a_prefill_product_and_refuses_no_rows():
     from gguf import GGMLQuantizationType as T
+
     from ggufsm.reference.bench.quant_blocks import random_weights
 
     rng = np.random.default_rng(0)

@@ -7,11 +7,12 @@ import pytest
 from gguf import GGUFReader
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 from gguf.quants import dequantize as oracle_dequantize
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ggufsm._core import kernels
 from ggufsm.reference.bench.quant_blocks import KERNEL_TYPES
 from ggufsm.spec.errors import InvalidInput, InvalidModel, UnsupportedModel
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def assert_bits_equal(ours: np.ndarray, theirs: np.ndarray, where: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ggufsm._core import kernels
 from ggufsm.spec.errors import InvalidInput
 

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from ggufsm.conformance import compare, provenance
 from ggufsm.conformance.results_file import rerender
 

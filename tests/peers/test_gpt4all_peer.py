@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ggufsm.conformance.adapter import NOT_SUPPORTED
 from ggufsm.spec.names import ErrorCode
 

@@ -4,6 +4,7 @@ whose low-level `llama_cpp` module is the C API through ctypes)."""
 from __future__ import annotations
 
 import pytest
+
 from ggufsm.conformance.adapter import NOT_SUPPORTED
 from ggufsm.spec.names import ErrorCode
 

@@ -8,6 +8,7 @@ import shutil
 import signal
 
 import pytest
+
 from ggufsm.conformance.adapter import INTERNAL_ERROR, NOT_SUPPORTED
 from ggufsm.conformance.adapters.llama_server import SERVER_ENV
 from ggufsm.spec.names import ErrorCode

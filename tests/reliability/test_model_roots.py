@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+
 from ggufsm.conformance import protocol
 from ggufsm.reference.runtime import Runtime
 from ggufsm.spec.errors import ModelUnavailable

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gguf
 import numpy as np
 import pytest
+
 from ggufsm.conformance.fixtures.tiny_models import TinyLlamaSpec, tiny_llama_tensors, write_tiny_llama
 from ggufsm.reference.runtime import Runtime
 from ggufsm.reference.sampling import GREEDY, Sampler, SamplingConfig

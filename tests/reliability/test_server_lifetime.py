@@ -16,12 +16,13 @@ import sys
 import threading
 
 import pytest
+from server_harness import HANG_GUARD_S, PipedServer
+
 from ggufsm.conformance import protocol
 from ggufsm.conformance.adapter import PythonAdapter
 from ggufsm.conformance.adapters.reference import ReferenceAdapter
 from ggufsm.conformance.fixtures.tiny_models import write_tiny_llama
 from ggufsm.spec.names import State
-from server_harness import HANG_GUARD_S, PipedServer
 
 LONG = 4000   # tokens a generate asks for: far more than it makes before the cancel lands
 

@@ -14,10 +14,11 @@ import json
 import random
 
 import pytest
+from server_harness import Answers
+
 from ggufsm.conformance import protocol
 from ggufsm.conformance.adapters.reference import make_adapter
 from ggufsm.conformance.lines import LineProblem, parse_line, request_lines
-from server_harness import Answers
 
 LINE_LIMIT = 4096
 

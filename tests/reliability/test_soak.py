@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from ggufsm.cli import main
 from ggufsm.reference.cli.soak import Soak, SoakFiles
 from ggufsm.reference.runtime import Runtime
 from ggufsm.spec import load_spec
-
-from ggufsm.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,13 @@ from __future__ import annotations
 import time
 
 import pytest
+from tokenizer_damage import TOKENIZER_DAMAGE, write_damaged_tokenizer
 
 from ggufsm.conformance.fixtures import corrupt
 from ggufsm.conformance.fixtures.tiny_models import write_tiny_llama
 from ggufsm.reference.model.loaded_model import validate_model_file
 from ggufsm.reference.runtime import Runtime
 from ggufsm.spec.errors import GgufsmError, InvalidModel
-
-from tokenizer_damage import TOKENIZER_DAMAGE, write_damaged_tokenizer
 
 
 def outcome_of_load(path) -> str:

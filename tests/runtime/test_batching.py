@@ -11,12 +11,12 @@ import threading
 
 import numpy as np
 import pytest
+
+from ggufsm import _core
 from ggufsm.conformance.fixtures.tiny_models import TinyLlamaSpec, write_tiny_llama
 from ggufsm.reference.model.gguf_file import open_gguf
 from ggufsm.reference.runtime.batching import DecodeScheduler
 from ggufsm.spec.errors import ContextOverflow, InvalidInput
-
-from ggufsm import _core
 
 N_VOCAB = TinyLlamaSpec().n_vocab
 N_CTX = 32

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from vocabularies import spm_metadata
 
-from ggufsm.reference.tokenizers.tokenizer import tokenizer_from_metadata
 from ggufsm.reference.tokenizers.spm import SPACE, SpmTokenizer
+from ggufsm.reference.tokenizers.tokenizer import tokenizer_from_metadata
 from ggufsm.spec.errors import InvalidModel
 
 PIECES = {"▁": -1.0, "a": -2.0, "b": -2.0, "ab": -3.0, "ba": -1.5, "bb": -2.0, "▁a": -2.5, "<x>": 0.0}

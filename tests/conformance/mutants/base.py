@@ -36,7 +36,6 @@ from ggufsm.reference.runtime.resident import Resident
 from ggufsm.reference.sampling import SamplingConfig
 from ggufsm.spec import Spec, load_spec
 from ggufsm.spec.names import Operation
-
 from mutants.rules import Rule
 
 # How a mutant can be seen (Mutant.observable).

@@ -14,7 +14,6 @@ from ggufsm.reference.runtime.config import is_int
 from ggufsm.reference.runtime.lifecycle import Lifecycle
 from ggufsm.reference.sampling import SamplingConfig
 from ggufsm.spec.errors import InvalidInput
-
 from mutants.base import Mutant, MutantRuntime, lifecycle_with
 from mutants.rules import Rule, both, guard
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from ggufsm.reference.runtime.commands import Generate
 from ggufsm.spec.names import State
-
 from mutants.base import Mutant, MutantLifecycle, MutantRuntime, lifecycle_with, runtime_with
 from mutants.rules import SERIALIZED, both, cell
 

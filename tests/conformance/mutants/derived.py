@@ -37,7 +37,6 @@ from ggufsm.spec.errors import InvalidInput, error_class
 from ggufsm.spec.names import ErrorCode, Guard, ResidentDatum, State
 from ggufsm.spec.ranges import in_range, range_text
 from ggufsm.spec.table import Branch, Interval, ValueRange
-
 from mutants.base import Mutant, MutantLifecycle, MutantRuntime, runtime_with
 from mutants.rules import Rule, cell
 

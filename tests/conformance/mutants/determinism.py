@@ -4,9 +4,9 @@ a continuation that is not the longer generate, seeded runs that do not repeat, 
 from __future__ import annotations
 
 import numpy as np
+
 from ggufsm.reference.runtime.commands import Generate, GenerateNextToken
 from ggufsm.reference.runtime.resident import Resident
-
 from mutants.base import HANDLES, Mutant, runtime_with
 from mutants.rules import DETERMINISM, SEPARATE_HANDLES, both, cell
 

@@ -11,6 +11,7 @@ import os
 from types import SimpleNamespace
 
 import numpy as np
+
 from ggufsm.reference.runtime import RuntimeConfig
 from ggufsm.reference.runtime.commands import Generate, InitRuntime, InstallModel, Reset, SetSampling
 from ggufsm.reference.runtime.request import Request
@@ -18,7 +19,6 @@ from ggufsm.reference.runtime.resident import Resident, release
 from ggufsm.reference.sampling import Sampler, SamplingConfig
 from ggufsm.spec.errors import ModelUnavailable
 from ggufsm.spec.names import ErrorCode, ResidentDatum, State
-
 from mutants.base import DIAGNOSTICS, GenerateWithRequest, Mutant, MutantLifecycle, lifecycle_with, runtime_with
 from mutants.rules import FREE_RELEASES, REQUEST_CLEANUP, TRANSACTIONAL, both, cell
 

@@ -7,7 +7,6 @@ from ggufsm.reference.runtime.lifecycle import Lifecycle
 from ggufsm.reference.runtime.resident import Resident
 from ggufsm.spec.errors import InvalidModel, InvalidState, ModelUnavailable, UnsupportedModel
 from ggufsm.spec.names import ErrorCode, ResidentDatum, State
-
 from mutants.base import Mutant, MutantRuntime, lifecycle_with, runtime_with
 from mutants.rules import FREE_RELEASES, both, cell, resident, resident_datum
 

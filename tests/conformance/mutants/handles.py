@@ -6,7 +6,6 @@ from ggufsm.reference.runtime.commands import InstallModel
 from ggufsm.reference.runtime.resident import Resident
 from ggufsm.reference.sampling import SamplingConfig
 from ggufsm.spec.errors import GgufsmError
-
 from mutants.base import HANDLES, Mutant, MutantLifecycle, runtime_with
 from mutants.rules import SEPARATE_HANDLES
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+
 from ggufsm.reference.runtime.commands import InstallModel
 from ggufsm.reference.runtime.resident import Resident
 from ggufsm.spec.names import ResidentDatum
-
 from mutants.base import Mutant, MutantLifecycle, runtime_with
 from mutants.rules import FREE_RELEASES, both, cell
 

@@ -6,7 +6,6 @@ from ggufsm.reference.runtime.commands import Generate
 from ggufsm.reference.runtime.request import Request
 from ggufsm.reference.runtime.resident import Resident
 from ggufsm.spec.names import FinishReason
-
 from mutants.base import GenerateWithRequest, Mutant, lifecycle_with, runtime_with
 from mutants.rules import both, cell, finish_reason
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ggufsm.spec.errors import InvalidState
 from ggufsm.spec.names import State
-
 from mutants.base import Mutant, MutantRuntime, lifecycle_with
 from mutants.rules import LAZY_INIT, both, cell, state
 

@@ -19,6 +19,7 @@ import glob
 from pathlib import Path
 
 import pytest
+
 from ggufsm.conformance.adapter import InProcessImplementation
 from ggufsm.conformance.adapters.reference import make_adapter
 from ggufsm.conformance.inputs import prepare_inputs
