@@ -66,7 +66,8 @@ test: setup models
 # ─── reliability (docs/reliability.md) ──
 # A 60 s soak of random operations checked against the table; two atheris fuzz targets (tests/fuzz):
 # the loader and the protocol server's line handler, 60 s each in CI, FUZZ_SECONDS when run by hand,
-# each on a scratch copy of its corpus (new inputs never land in the committed one).
+# each on a scratch corpus (the loader's seed is written by tests/fuzz/make_corpus.py, the protocol's is a
+# copy of the committed one), so new inputs never land in the repository.
 FUZZ_SECONDS ?= 600
 soak-ci: setup
 	$(VENV_PYTHON) -m ggufsm soak --seconds 60 --handles 4 --threads 4
@@ -91,7 +92,7 @@ clean-venv:
 FUZZ_SCRATCH := build/fuzz
 fuzz: setup
 	$(VENV_PYTHON) -m pip install --quiet --disable-pip-version-check "atheris>=2.3"
-	rm -rf $(FUZZ_SCRATCH) && mkdir -p $(FUZZ_SCRATCH)/corpus && cp tests/fuzz/corpus/* $(FUZZ_SCRATCH)/corpus/
+	rm -rf $(FUZZ_SCRATCH) && $(VENV_PYTHON) tests/fuzz/make_corpus.py $(FUZZ_SCRATCH)/corpus
 	cd tests/fuzz && ../../$(VENV_PYTHON) fuzz_loader.py ../../$(FUZZ_SCRATCH)/corpus \
 	  -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -artifact_prefix=../../$(FUZZ_SCRATCH)/ -print_final_stats=1
 
