@@ -166,7 +166,7 @@ def _recording_llama_class() -> type:
             self.stop: threading.Event | None = None
             super().__init__(*args, **kwargs)
 
-        def generate(self, *args: Any, **kwargs: Any) -> Iterator[Any]:  # type: ignore[override]
+        def generate(self, *args: Any, **kwargs: Any) -> Iterator[Any]:  # type: ignore[override,unused-ignore]  # override only where llama_cpp is installed
             for token in super().generate(*args, **kwargs):
                 self.observed.append(int(token))
                 if self.on_token is not None:
