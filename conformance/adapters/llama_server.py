@@ -65,7 +65,7 @@ SERVER_ENV = "GGUFSM_LLAMA_SERVER"
 START_TIMEOUT = 60.0      # seconds a server may take to load its model
 CALL_TIMEOUT = 30.0       # seconds an HTTP call may wait for a byte (below the runner's own limit, so a
                           # silent server is this call's failure with the server's log, not a hung runner)
-POLL_INTERVAL = 0.05      # /health polls while the server loads (the server has no "ready" event to wait on)
+POLL_INTERVAL = 0.05      # between /health polls while the server loads (it has no "ready" event to wait on)
 LOG_TAIL = 2000
 _SAMPLING_NAMES = {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
                    "repetition_penalty": "repeat_penalty", "repeat_last_n": "repeat_last_n", "seed": "seed"}
@@ -157,7 +157,10 @@ class Server:
                 status = 0
             if status == 200:
                 return
-            time.sleep(POLL_INTERVAL)
+            try:  # the next poll, or at once if the server exits meanwhile
+                self.process.wait(timeout=POLL_INTERVAL)
+            except subprocess.TimeoutExpired:
+                pass
         self.stop()
         raise ServerFailed(f"llama-server did not become healthy in {START_TIMEOUT:.0f} s; its log ends:\n{self.log_tail()}")
 
