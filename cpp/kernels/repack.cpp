@@ -1,0 +1,129 @@
+// The Rows8 repack (kernels/repack.h): a permutation of each group's bytes,
+// scalar, run once at load.
+#include "kernels/repack.h"
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+
+namespace ggufsm {
+
+namespace {
+
+bool has_mins(TensorType t) { return t == TensorType::Q4_1 || t == TensorType::Q5_1; }
+bool has_qh(TensorType t) { return t == TensorType::Q5_0 || t == TensorType::Q5_1; }
+
+// Offsets of d, m, qh and qs inside one block of the file's layout (ggml-common.h).
+struct PlainOffsets {
+    size_t m, qh, qs;
+};
+PlainOffsets plain_offsets(TensorType t) {
+    switch (t) {
+        case TensorType::Q4_0: return {0, 0, offsetof(BlockQ4_0, qs)};
+        case TensorType::Q4_1: return {offsetof(BlockQ4_1, m), 0, offsetof(BlockQ4_1, qs)};
+        case TensorType::Q5_0: return {0, offsetof(BlockQ5_0, qh), offsetof(BlockQ5_0, qs)};
+        case TensorType::Q5_1: return {offsetof(BlockQ5_1, m), offsetof(BlockQ5_1, qh), offsetof(BlockQ5_1, qs)};
+        default: break;
+    }
+    throw Error(code::InvalidInput, std::string(type_name(uint32_t(t))) + " has no repacked layout");
+}
+
+// Offsets of m, qh and qs inside an x8 block (repack.h).
+struct X8Offsets {
+    size_t m, qh, qs;
+};
+X8Offsets x8_offsets(TensorType t) {
+    size_t at = 16;  // d [8]
+    const size_t m = at;
+    if (has_mins(t)) at += 16;
+    const size_t qh = at;
+    if (has_qh(t)) at += 32;
+    return {m, qh, at};
+}
+
+// One x8 block from the eight rows' block b (src: the group in the file's layout).
+void pack_block(TensorType t, const uint8_t* group, size_t row_bytes, int64_t b, uint8_t* out) {
+    const size_t bb = block_bytes(t);
+    const PlainOffsets po = plain_offsets(t);
+    const X8Offsets xo = x8_offsets(t);
+    std::memset(out, 0, rows8_block_bytes(t));
+    for (int r = 0; r < 8; ++r) {
+        const uint8_t* blk = group + size_t(r) * row_bytes + size_t(b) * bb;
+        std::memcpy(out + 2 * r, blk, 2);
+        if (has_mins(t)) std::memcpy(out + xo.m + 2 * r, blk + po.m, 2);
+        if (has_qh(t)) {
+            uint32_t high;
+            std::memcpy(&high, blk + po.qh, 4);
+            for (int k = 0; k < 4; ++k) {
+                uint8_t byte = 0;
+                for (int c = 0; c < 8; ++c) byte |= uint8_t(((high >> (4 * c + k)) & 1) << c);
+                out[xo.qh + 4 * r + k] = byte;
+            }
+        }
+        for (int j = 0; j < 4; ++j) std::memcpy(out + xo.qs + 32 * j + 4 * r, blk + po.qs + 4 * j, 4);
+    }
+}
+
+// Row r's block b (file layout, into out) from its x8 block.
+void unpack_block(TensorType t, const uint8_t* x8, int r, uint8_t* out) {
+    const PlainOffsets po = plain_offsets(t);
+    const X8Offsets xo = x8_offsets(t);
+    std::memcpy(out, x8 + 2 * r, 2);
+    if (has_mins(t)) std::memcpy(out + po.m, x8 + xo.m + 2 * r, 2);
+    if (has_qh(t)) {
+        uint32_t high = 0;
+        for (int k = 0; k < 4; ++k) {
+            const uint8_t byte = x8[xo.qh + 4 * r + k];
+            for (int c = 0; c < 8; ++c) high |= uint32_t((byte >> c) & 1) << (4 * c + k);
+        }
+        std::memcpy(out + po.qh, &high, 4);
+    }
+    for (int j = 0; j < 4; ++j) std::memcpy(out + po.qs + 4 * j, x8 + xo.qs + 32 * j + 4 * r, 4);
+}
+
+}  // namespace
+
+bool repackable_type(TensorType type) {
+    return type == TensorType::Q4_0 || type == TensorType::Q4_1 || type == TensorType::Q5_0 || type == TensorType::Q5_1;
+}
+
+bool repackable(const WeightView& w) {
+    return w.layout == WeightLayout::Rows && repackable_type(w.type) && w.rows > 0 && w.rows % kRows8 == 0;
+}
+
+size_t rows8_header_bytes(TensorType type) { return x8_offsets(type).qs; }
+size_t rows8_block_bytes(TensorType type) { return 8 * block_bytes(type); }
+
+WeightView repack_rows8(const WeightView& w, void* dst, ThreadPool& pool) {
+    if (!repackable(w)) {
+        throw Error(code::InvalidInput, std::string("cannot repack ") + type_name(uint32_t(w.type)) + " weights [" +
+                                            std::to_string(w.rows) + ", " + std::to_string(w.cols) +
+                                            "]: needs Q4_0/Q4_1/Q5_0/Q5_1 in the file's layout with rows a multiple of 8");
+    }
+    const size_t group_bytes = size_t(kRows8) * w.row_bytes;
+    const int64_t blocks = w.cols / QK32;
+    const uint8_t* src = static_cast<const uint8_t*>(w.data);
+    uint8_t* out = static_cast<uint8_t*>(dst);
+    pool.parallel_for(w.rows / kRows8, [&](int64_t begin, int64_t end, int) {
+        std::vector<uint8_t> group(group_bytes);  // the group read whole first: dst may be w.data
+        for (int64_t g = begin; g < end; ++g) {
+            std::memcpy(group.data(), src + size_t(g) * group_bytes, group_bytes);
+            uint8_t* to = out + size_t(g) * group_bytes;
+            for (int64_t b = 0; b < blocks; ++b) pack_block(w.type, group.data(), w.row_bytes, b, to + size_t(b) * rows8_block_bytes(w.type));
+        }
+    });
+    WeightView packed = w;
+    packed.data = dst;
+    packed.layout = WeightLayout::Rows8;
+    return packed;
+}
+
+void unpack_row8(const WeightView& w, int64_t r, uint8_t* dst) {
+    const size_t bb = block_bytes(w.type), xb = rows8_block_bytes(w.type);
+    const uint8_t* group = static_cast<const uint8_t*>(w.data) + size_t(r / kRows8) * size_t(kRows8) * w.row_bytes;
+    for (int64_t b = 0; b < w.cols / QK32; ++b) unpack_block(w.type, group + size_t(b) * xb, int(r % kRows8), dst + size_t(b) * bb);
+}
+
+}  // namespace ggufsm
