@@ -84,7 +84,7 @@ WeightView weight_view(uint32_t type, const py::buffer& weight, int64_t rows, in
 // The weights in the Rows8 layout (kernels/repack.h), held in `storage`:
 // what the model does at load, for the tests and the benchmark.
 WeightView repacked_view(const WeightView& w, std::vector<uint8_t>& storage, ThreadPool& pool) {
-    storage.resize(w.row_bytes * static_cast<size_t>(w.rows));
+    storage.resize(rows8_bytes(w));
     return repack_rows8(w, storage.data(), pool);
 }
 
@@ -353,7 +353,8 @@ void kernels(py::module_& m) {
           py::arg("ggml_type"), py::arg("rows"), "True when a [rows, cols] matrix of this type is repacked at load (kernels/repack.h)");
     m.def("repack", [](uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols, const Threads& threads) {
         const WeightView w = weight_view(type, weight, rows, cols);
-        py::array_t<uint8_t> out(static_cast<ssize_t>(w.row_bytes * static_cast<size_t>(rows)));
+        if (!repackable(w)) repack_rows8(w, nullptr, *pool_of(threads));  // raises the named error
+        py::array_t<uint8_t> out(static_cast<ssize_t>(rows8_bytes(w)));
         const std::shared_ptr<ThreadPool> owned = pool_of(threads);
         repack_rows8(w, out.mutable_data(), *owned);
         return out;

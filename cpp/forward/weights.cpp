@@ -234,28 +234,35 @@ void LlamaModel::repack_layers() {
     }
     if (todo.empty()) return;
     auto bytes_of = [](const WeightView& v) { return v.row_bytes * size_t(v.rows); };
-    if (copy_) {
-        for (WeightView* v : todo) {
+    // In the huge-page copy where the layout keeps the size; the rest (all of
+    // them in place, Q4_K's larger layout always) into one anonymous mapping.
+    std::vector<WeightView*> apart;
+    for (WeightView* v : todo) {
+        if (copy_ && rows8_bytes(*v) == bytes_of(*v)) {
             *v = repack_rows8(*v, const_cast<void*>(v->data), *pool_);
-            repacked_bytes_ += bytes_of(*v);
+            repacked_bytes_ += rows8_bytes(*v);
+        } else {
+            apart.push_back(v);
         }
-    } else {
+    }
+    if (!apart.empty()) {
         constexpr size_t kAlign = 64;
         size_t total = 0;
-        for (WeightView* v : todo) total += (bytes_of(*v) + kAlign - 1) / kAlign * kAlign;
+        for (WeightView* v : apart) total += (rows8_bytes(*v) + kAlign - 1) / kAlign * kAlign;
         void* raw = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (raw == MAP_FAILED) throw Error(code::ModelUnavailable, "cannot allocate " + std::to_string(total) + " bytes for the repacked weights");
         packed_ = static_cast<uint8_t*>(raw);
         packed_bytes_ = total;
         const long page = sysconf(_SC_PAGESIZE);
         size_t at = 0;
-        for (WeightView* v : todo) {
+        for (WeightView* v : apart) {
             const uint8_t* from = static_cast<const uint8_t*>(v->data);
-            const size_t n = bytes_of(*v);
+            const size_t n = bytes_of(*v), packed = rows8_bytes(*v);
             *v = repack_rows8(*v, packed_ + at, *pool_);
-            at += (n + kAlign - 1) / kAlign * kAlign;
-            repacked_bytes_ += n;
-            // The whole pages of the source inside this matrix: advice only.
+            at += (packed + kAlign - 1) / kAlign * kAlign;
+            repacked_bytes_ += packed;
+            // The whole pages of the file map inside this matrix: advice only (the huge-page copy's stay).
+            if (copy_) continue;
             const uintptr_t lo = (reinterpret_cast<uintptr_t>(from) + page - 1) / page * page;
             const uintptr_t hi = (reinterpret_cast<uintptr_t>(from) + n) / page * page;
             if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);

@@ -83,35 +83,85 @@ void unpack_block(TensorType t, const uint8_t* x8, int r, uint8_t* out) {
     for (int j = 0; j < 4; ++j) std::memcpy(out + po.qs + 4 * j, x8 + xo.qs + 32 * j + 4 * r, 4);
 }
 
+// ---- Q4_K ----
+constexpr size_t kQ4KScAt = 32, kQ4KMAt = 96, kQ4KQsAt = 160, kQ4KX8Bytes = 1184;
+
+void pack_q4_k(const uint8_t* group, size_t row_bytes, int64_t b, uint8_t* out) {
+    for (int r = 0; r < 8; ++r) {
+        BlockQ4_K blk;
+        std::memcpy(&blk, group + size_t(r) * row_bytes + size_t(b) * sizeof(BlockQ4_K), sizeof blk);
+        std::memcpy(out + 2 * r, &blk.d, 2);
+        std::memcpy(out + 16 + 2 * r, &blk.dmin, 2);
+        for (int sub = 0; sub < 8; ++sub) {
+            int sc, m;
+            k_scale_min(blk.scales, sub, sc, m);
+            out[kQ4KScAt + 8 * sub + r] = uint8_t(sc);
+            out[kQ4KMAt + 16 * (sub / 2) + 2 * r + sub % 2] = uint8_t(m);
+        }
+        for (int j = 0; j < 4; ++j)
+            for (int v = 0; v < 8; ++v) std::memcpy(out + kQ4KQsAt + 256 * j + 32 * v + 4 * r, blk.qs + 32 * j + 4 * v, 4);
+    }
+}
+
+void unpack_q4_k(const uint8_t* x8, int r, uint8_t* out) {
+    BlockQ4_K blk{};
+    std::memcpy(&blk.d, x8 + 2 * r, 2);
+    std::memcpy(&blk.dmin, x8 + 16 + 2 * r, 2);
+    for (int sub = 0; sub < 8; ++sub) {
+        const int sc = x8[kQ4KScAt + 8 * sub + r], m = x8[kQ4KMAt + 16 * (sub / 2) + 2 * r + sub % 2];
+        // The inverse of k_scale_min (quant.h).
+        if (sub < 4) {
+            blk.scales[sub] = uint8_t((blk.scales[sub] & 0xC0) | sc);
+            blk.scales[sub + 4] = uint8_t((blk.scales[sub + 4] & 0xC0) | m);
+        } else {
+            blk.scales[sub + 4] = uint8_t((sc & 0xF) | ((m & 0xF) << 4));
+            blk.scales[sub - 4] = uint8_t((blk.scales[sub - 4] & 0x3F) | ((sc >> 4) << 6));
+            blk.scales[sub] = uint8_t((blk.scales[sub] & 0x3F) | ((m >> 4) << 6));
+        }
+    }
+    for (int j = 0; j < 4; ++j)
+        for (int v = 0; v < 8; ++v) std::memcpy(blk.qs + 32 * j + 4 * v, x8 + kQ4KQsAt + 256 * j + 32 * v + 4 * r, 4);
+    std::memcpy(out, &blk, sizeof blk);
+}
+
 }  // namespace
 
 bool repackable_type(TensorType type) {
-    return type == TensorType::Q4_0 || type == TensorType::Q4_1 || type == TensorType::Q5_0 || type == TensorType::Q5_1;
+    return type == TensorType::Q4_0 || type == TensorType::Q4_1 || type == TensorType::Q5_0 || type == TensorType::Q5_1 ||
+           type == TensorType::Q4_K;
 }
 
 bool repackable(const WeightView& w) {
     return w.layout == WeightLayout::Rows && repackable_type(w.type) && w.rows > 0 && w.rows % kRows8 == 0;
 }
 
-size_t rows8_header_bytes(TensorType type) { return x8_offsets(type).qs; }
-size_t rows8_block_bytes(TensorType type) { return 8 * block_bytes(type); }
+size_t rows8_block_bytes(TensorType type) { return type == TensorType::Q4_K ? kQ4KX8Bytes : 8 * block_bytes(type); }
+size_t rows8_group_bytes(const WeightView& w) { return size_t(w.cols / block_size(w.type)) * rows8_block_bytes(w.type); }
+size_t rows8_bytes(const WeightView& w) { return size_t(w.rows / kRows8) * rows8_group_bytes(w); }
 
 WeightView repack_rows8(const WeightView& w, void* dst, ThreadPool& pool) {
     if (!repackable(w)) {
         throw Error(code::InvalidInput, std::string("cannot repack ") + type_name(uint32_t(w.type)) + " weights [" +
                                             std::to_string(w.rows) + ", " + std::to_string(w.cols) +
-                                            "]: needs Q4_0/Q4_1/Q5_0/Q5_1 in the file's layout with rows a multiple of 8");
+                                            "]: needs Q4_0/Q4_1/Q5_0/Q5_1/Q4_K in the file's layout with rows a multiple of 8");
     }
-    const size_t group_bytes = size_t(kRows8) * w.row_bytes;
-    const int64_t blocks = w.cols / QK32;
+    const size_t group_bytes = size_t(kRows8) * w.row_bytes, packed_group_bytes = rows8_group_bytes(w);
+    const size_t x8_bytes = rows8_block_bytes(w.type);
+    const int64_t blocks = w.cols / block_size(w.type);
     const uint8_t* src = static_cast<const uint8_t*>(w.data);
     uint8_t* out = static_cast<uint8_t*>(dst);
     pool.parallel_for(w.rows / kRows8, [&](int64_t begin, int64_t end, int) {
         std::vector<uint8_t> group(group_bytes);  // the group read whole first: dst may be w.data
         for (int64_t g = begin; g < end; ++g) {
             std::memcpy(group.data(), src + size_t(g) * group_bytes, group_bytes);
-            uint8_t* to = out + size_t(g) * group_bytes;
-            for (int64_t b = 0; b < blocks; ++b) pack_block(w.type, group.data(), w.row_bytes, b, to + size_t(b) * rows8_block_bytes(w.type));
+            uint8_t* to = out + size_t(g) * packed_group_bytes;
+            for (int64_t b = 0; b < blocks; ++b) {
+                if (w.type == TensorType::Q4_K) {
+                    pack_q4_k(group.data(), w.row_bytes, b, to + size_t(b) * x8_bytes);
+                } else {
+                    pack_block(w.type, group.data(), w.row_bytes, b, to + size_t(b) * x8_bytes);
+                }
+            }
         }
     });
     WeightView packed = w;
@@ -122,8 +172,14 @@ WeightView repack_rows8(const WeightView& w, void* dst, ThreadPool& pool) {
 
 void unpack_row8(const WeightView& w, int64_t r, uint8_t* dst) {
     const size_t bb = block_bytes(w.type), xb = rows8_block_bytes(w.type);
-    const uint8_t* group = static_cast<const uint8_t*>(w.data) + size_t(r / kRows8) * size_t(kRows8) * w.row_bytes;
-    for (int64_t b = 0; b < w.cols / QK32; ++b) unpack_block(w.type, group + size_t(b) * xb, int(r % kRows8), dst + size_t(b) * bb);
+    const uint8_t* group = static_cast<const uint8_t*>(w.data) + size_t(r / kRows8) * rows8_group_bytes(w);
+    for (int64_t b = 0; b < w.cols / block_size(w.type); ++b) {
+        if (w.type == TensorType::Q4_K) {
+            unpack_q4_k(group + size_t(b) * xb, int(r % kRows8), dst + size_t(b) * bb);
+        } else {
+            unpack_block(w.type, group + size_t(b) * xb, int(r % kRows8), dst + size_t(b) * bb);
+        }
+    }
 }
 
 }  // namespace ggufsm

@@ -13,6 +13,18 @@
 //   qs  uint8 [4][32]      Q4/Q5: vector j, byte 4r+k = row r's qs[4j+k]: its low
 //                          nibble is element 4j+k, its high nibble element 16+4j+k
 //
+// Q4_K (super-blocks of 256 in eight sub-blocks of 32) is laid out alike, per
+// super-block b, in 1184 bytes (the eight blocks' 1152 and 32 more: the 6-bit
+// scales and mins unpacked to bytes, so no vector has to unpack twelve bytes
+// per row):
+//
+//   d, dmin fp16 [8] each
+//   sc   uint8 [8][8]      sc[s][r]: row r's scale of sub-block s
+//   m    uint8 [4][8][2]   m[p][r][e]: row r's min of sub-block 2p+e
+//   qs   uint8 [4][8][32]  pair j, vector v, byte 4r+k = row r's qs[32j+4v+k]: its low
+//                          nibble is element 64j+4v+k (sub-block 2j), its high nibble
+//                          element 64j+32+4v+k (sub-block 2j+1)
+//
 // Read as 32-byte vectors, each 32-bit lane is one row: vector j's low nibbles
 // are the rows' elements 4j..4j+3 ("chunk" j), its high nibbles elements
 // 16+4j..16+4j+3 (chunk 4+j); chunk c is elements 4c..4c+3 of every row. One
@@ -30,22 +42,26 @@ namespace ggufsm {
 
 constexpr int64_t kRows8 = 8;
 
-// True when `type` has a Rows8 layout (Q4_0, Q4_1, Q5_0, Q5_1).
+// True when `type` has a Rows8 layout (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K).
 bool repackable_type(TensorType type);
 // True when w (in the file's layout) can be repacked: a repackable type and rows % 8 == 0.
 bool repackable(const WeightView& w);
 
-// Writes w (WeightLayout::Rows) repacked into dst (w.rows * w.row_bytes
-// bytes; dst may equal w.data: each group is read whole before it is
-// written). Returns the view of dst. InvalidInput if !repackable(w).
+// Bytes of w repacked (w.rows * w.row_bytes for the 32-block types, 32 more
+// per eight rows and super-block for Q4_K), and of one group of eight rows.
+size_t rows8_bytes(const WeightView& w);
+size_t rows8_group_bytes(const WeightView& w);
+
+// Writes w (WeightLayout::Rows) repacked into dst (rows8_bytes(w) bytes;
+// dst may equal w.data when that is w's own size: each group is read whole
+// before it is written). Returns the view of dst. InvalidInput if !repackable(w).
 WeightView repack_rows8(const WeightView& w, void* dst, ThreadPool& pool);
 
 // Row r of a Rows8 matrix back in the file's layout: dst holds w.row_bytes.
 // The scalar reference reads repacked weights through this (kernels/scalar/matmul.cpp).
 void unpack_row8(const WeightView& w, int64_t r, uint8_t* dst);
 
-// Bytes before qs in an x8 block (d, m, qh), and the x8 block's size.
-size_t rows8_header_bytes(TensorType type);
+// Bytes of one x8 block (eight rows' block or super-block b).
 size_t rows8_block_bytes(TensorType type);
 
 }  // namespace ggufsm

@@ -18,7 +18,15 @@ from ggufsm._core import kernels
 from ggufsm.reference.bench.quant_blocks import random_weights
 from ggufsm.spec.errors import InvalidInput
 
-REPACKED_TYPES = [GGMLQuantizationType[name] for name in ("Q4_0", "Q4_1", "Q5_0", "Q5_1")]
+REPACKED_TYPES = [GGMLQuantizationType[name] for name in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K")]
+# Q4_K's layout holds the six-bit scales and mins unpacked: 32 bytes more per eight rows and super-block.
+EXTRA_BYTES_PER_X8_BLOCK = {"Q4_K": 32}
+
+
+def block_elements(qtype) -> int:
+    return 256 if qtype.name.endswith("_K") else 32
+
+
 # Activation rows: one (decode's mat-vec), and counts around the kernels' four at a time.
 ACTIVATION_ROWS = [1, 3, 4, 5, 9]
 
@@ -42,7 +50,7 @@ def test_the_types_with_a_rows8_layout_are_repackable_when_rows_are_a_multiple_o
     assert not kernels.repackable(int(qtype), 12)
 
 
-@pytest.mark.parametrize("qtype", [GGMLQuantizationType[n] for n in ("F32", "Q8_0", "Q4_K", "Q6_K")], ids=lambda t: t.name)
+@pytest.mark.parametrize("qtype", [GGMLQuantizationType[n] for n in ("F32", "Q8_0", "Q5_K", "Q6_K")], ids=lambda t: t.name)
 def test_types_without_a_rows8_layout_are_not_repackable(qtype):
     assert not kernels.repackable(int(qtype), 16)
 
@@ -54,13 +62,13 @@ def test_repacking_rows_not_a_multiple_of_eight_is_refused_by_name():
 
 
 @pytest.mark.parametrize("qtype", REPACKED_TYPES, ids=lambda t: t.name)
-def test_the_repack_keeps_the_size_and_moves_every_byte(qtype):
-    rows, cols = 16, 96
+def test_the_repack_keeps_the_size_but_for_unpacked_k_scales_and_leads_with_the_rows_scales(qtype):
+    rows, cols = 16, 3 * block_elements(qtype)
     weights = random_weights(qtype, rows, cols, np.random.default_rng(2))
     packed = kernels.repack(int(qtype), weights, rows, cols)
-    assert packed.nbytes == weights.nbytes
+    assert packed.nbytes == weights.nbytes + EXTRA_BYTES_PER_X8_BLOCK.get(qtype.name, 0) * (rows // 8) * 3
+    x8_bytes = packed.nbytes // (rows // 8) // 3
     # The scales are the first 16 bytes of each x8 block: row r's at 2r.
-    x8_bytes = 8 * kernels.block_bytes(int(qtype))
     blocks = weights.reshape(rows, -1)
     assert bytes(packed[2 * 3:2 * 3 + 2]) == bytes(blocks[3, 0:2])
     assert bytes(packed[x8_bytes + 2 * 5:x8_bytes + 2 * 5 + 2]) == bytes(blocks[5, kernels.block_bytes(int(qtype)):][:2])
@@ -69,7 +77,7 @@ def test_the_repack_keeps_the_size_and_moves_every_byte(qtype):
 @pytest.mark.parametrize("qtype", REPACKED_TYPES, ids=lambda t: t.name)
 @pytest.mark.parametrize("n", ACTIVATION_ROWS)
 def test_the_scalar_reference_over_repacked_weights_is_bit_identical_to_the_unpacked_one(qtype, n, restore_isa):
-    rows, cols = 24, 32 * 7
+    rows, cols = 24, block_elements(qtype) * 7
     rng = np.random.default_rng(zlib.crc32(f"scalar {qtype.name} {n}".encode()))
     weights = random_weights(qtype, rows, cols, rng)
     x = rng.standard_normal((n, cols)).astype(np.float32)
@@ -82,8 +90,8 @@ def test_the_scalar_reference_over_repacked_weights_is_bit_identical_to_the_unpa
 @pytest.mark.parametrize("qtype", REPACKED_TYPES, ids=lambda t: t.name)
 @pytest.mark.parametrize("n", ACTIVATION_ROWS)
 def test_each_simd_variant_over_repacked_weights_agrees_with_the_scalar_reference(isa, qtype, n, restore_isa):
-    # 40 rows: five groups of eight over two threads; 75 blocks.
-    rows, cols = 40, 2400
+    # 40 rows: five groups of eight over two threads; 75 blocks (9 super-blocks).
+    rows, cols = 40, 2400 if block_elements(qtype) == 32 else 2304
     rng = np.random.default_rng(zlib.crc32(f"{isa} {qtype.name} {n}".encode()))
     weights = random_weights(qtype, rows, cols, rng)
     x = rng.standard_normal((n, cols)).astype(np.float32)
@@ -98,11 +106,11 @@ def test_each_simd_variant_over_repacked_weights_agrees_with_the_scalar_referenc
 def test_the_largest_codes_against_the_largest_activations_do_not_saturate(qtype, restore_isa):
     # Every nibble and fifth bit set (codes 15 or 31) against activations that quantize to +-127:
     # the int16 partial sums of the AVX2 kernel are at their stated maximum.
-    rows, cols = 8, 256
+    rows, cols = 8, 512
     weights = random_weights(qtype, rows, cols, np.random.default_rng(3)).reshape(rows, -1).copy()
     block = kernels.block_bytes(int(qtype))
-    header = {"Q4_0": 2, "Q4_1": 4, "Q5_0": 2, "Q5_1": 4}[qtype.name]
-    for b in range(cols // 32):
+    header = {"Q4_0": 2, "Q4_1": 4, "Q5_0": 2, "Q5_1": 4, "Q4_K": 16}[qtype.name]
+    for b in range(cols // block_elements(qtype)):
         weights[:, b * block + header:(b + 1) * block] = 0xFF
     weights = weights.ravel()
     x = np.tile(np.array([1.0, 1.0, 1.0, 1.0], np.float32), (2, cols // 4))
@@ -118,7 +126,7 @@ def test_the_largest_codes_against_the_largest_activations_do_not_saturate(qtype
 @given(qtype=st.sampled_from(REPACKED_TYPES), groups=st.integers(1, 6), blocks=st.integers(1, 40),
        n=st.integers(1, 11), seed=st.integers(0, 2**32 - 1))
 def test_repack_then_kernel_equals_the_unpacked_kernel_on_random_blocks(qtype, groups, blocks, n, seed):
-    rows, cols = 8 * groups, 32 * blocks
+    rows, cols = 8 * groups, block_elements(qtype) * (blocks if block_elements(qtype) == 32 else 1 + blocks // 8)
     rng = np.random.default_rng(seed)
     weights = random_weights(qtype, rows, cols, rng)
     x = rng.standard_normal((n, cols)).astype(np.float32)

@@ -108,25 +108,93 @@ inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64
     }
 }
 
+// Q4_K (repack.h's super-block layout): per sub-block, the eight chunks'
+// maddubs sums stay in int16 (8 x 3810 at most) and one madd against the
+// rows' scales as (sc, sc) words widens and scales them at once. The mins
+// (dmin * m * the activations' sub-block sums) take a second pass, as above.
+template <int NA>
+inline void group_dot_q4_k(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
+    constexpr size_t kX8 = 1184, kSc = 32, kM = 96, kQs = 160;
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    __m256 acc[NA];
+    for (int t = 0; t < NA; ++t) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+        const uint8_t* blk = group + size_t(b) * kX8;
+        prefetch_ahead(blk);
+        __m256i sum32[NA];
+        for (int t = 0; t < NA; ++t) sum32[t] = _mm256_setzero_si256();
+        for (int j = 0; j < 4; ++j) {
+            for (int h = 0; h < 2; ++h) {
+                __m256i sum16[NA];
+                for (int t = 0; t < NA; ++t) sum16[t] = _mm256_setzero_si256();
+                for (int v = 0; v < 8; ++v) {
+                    const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQs + 256 * j + 32 * v));
+                    const __m256i codes = h ? _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble) : _mm256_and_si256(packed, nibble);
+                    for (int t = 0; t < NA; ++t) {
+                        int32_t a;
+                        std::memcpy(&a, x.qs(i + t) + b * QK_K + 64 * j + 32 * h + 4 * v, 4);
+                        sum16[t] = _mm256_add_epi16(sum16[t], _mm256_maddubs_epi16(codes, _mm256_set1_epi32(a)));
+                    }
+                }
+                const __m256i sc = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + kSc + 8 * (2 * j + h))));
+                const __m256i sc_words = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
+                for (int t = 0; t < NA; ++t) sum32[t] = _mm256_add_epi32(sum32[t], _mm256_madd_epi16(sum16[t], sc_words));
+            }
+        }
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
+        for (int t = 0; t < NA; ++t) {
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(x.d(i + t)[b])), _mm256_cvtepi32_ps(sum32[t]), acc[t]);
+        }
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < blocks; ++b) {
+        const uint8_t* blk = group + size_t(b) * kX8;
+        const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 16)));
+        __m256i m_words[4];  // lane r: (m of sub-block 2p, of 2p + 1)
+        for (int p = 0; p < 4; ++p) m_words[p] = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kM + 16 * p)));
+        for (int t = 0; t < NA; ++t) {
+            // The activations' eight sub-block sums (|sum| <= 32 * 127 fits int16), as word pairs.
+            const __m256i sums = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums(i + t) + b * 16)), ones);
+            alignas(32) int32_t pairs[8];  // 128-bit lanes: [s0 s1 | s2 s3 | s0 s1 | s2 s3], [s4 s5 | ...]
+            _mm256_store_si256(reinterpret_cast<__m256i*>(pairs), _mm256_packs_epi32(sums, sums));
+            __m256i mins = _mm256_madd_epi16(m_words[0], _mm256_set1_epi32(pairs[0]));
+            mins = _mm256_add_epi32(mins, _mm256_madd_epi16(m_words[1], _mm256_set1_epi32(pairs[1])));
+            mins = _mm256_add_epi32(mins, _mm256_madd_epi16(m_words[2], _mm256_set1_epi32(pairs[4])));
+            mins = _mm256_add_epi32(mins, _mm256_madd_epi16(m_words[3], _mm256_set1_epi32(pairs[5])));
+            acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, _mm256_set1_ps(x.d(i + t)[b])), _mm256_cvtepi32_ps(mins), acc[t]);
+        }
+    }
+    for (int t = 0; t < NA; ++t) out[t] = acc[t];
+}
+
 // Activation rows per pass: four (sixteen accumulator-sized values live in
 // the loop: NA float sums, NA int16 and NA int32 partials, the codes).
 constexpr int kActivationsAtOnce = 4;
 
+template <TensorType T, int NA>
+inline void dot_group(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
+    if constexpr (T == TensorType::Q4_K) {
+        group_dot_q4_k<NA>(group, x, i, blocks, out);
+    } else {
+        group_dot<T, NA>(group, x, i, blocks, out);
+    }
+}
+
 template <TensorType T>
 void rows8(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
     const uint8_t* base = static_cast<const uint8_t*>(w.data);
-    const size_t group_bytes = size_t(kRows8) * w.row_bytes;
-    const int64_t blocks = w.cols / QK32, n = x.n();
+    const size_t group_bytes = rows8_group_bytes(w);
+    const int64_t blocks = w.cols / block_size(T), n = x.n();
     __m256 out[kActivationsAtOnce];
     for (int64_t g = row_begin / kRows8; g < row_end / kRows8; ++g) {
         const uint8_t* group = base + size_t(g) * group_bytes;
         int64_t i = 0;
         for (; i + kActivationsAtOnce <= n; i += kActivationsAtOnce) {
-            group_dot<T, kActivationsAtOnce>(group, x, i, blocks, out);
+            dot_group<T, kActivationsAtOnce>(group, x, i, blocks, out);
             for (int t = 0; t < kActivationsAtOnce; ++t) _mm256_storeu_ps(y + (i + t) * w.rows + g * kRows8, out[t]);
         }
         for (; i < n; ++i) {
-            group_dot<T, 1>(group, x, i, blocks, out);
+            dot_group<T, 1>(group, x, i, blocks, out);
             _mm256_storeu_ps(y + i * w.rows + g * kRows8, out[0]);
         }
     }
@@ -139,6 +207,7 @@ void fill_matmul_rows8(KernelSet& set) {
     set.matmul_rows8[3] = rows8<TensorType::Q4_1>;
     set.matmul_rows8[6] = rows8<TensorType::Q5_0>;
     set.matmul_rows8[7] = rows8<TensorType::Q5_1>;
+    set.matmul_rows8[12] = rows8<TensorType::Q4_K>;
 }
 
 }  // namespace ggufsm::kernels::GGUFSM_ISA
