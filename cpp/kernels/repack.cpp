@@ -124,11 +124,70 @@ void unpack_q4_k(const uint8_t* x8, int r, uint8_t* out) {
     std::memcpy(out, &blk, sizeof blk);
 }
 
+// ---- Q6_K ----
+constexpr size_t kQ6KScAt = 16, kQ6KQlAt = 144, kQ6KQhAt = 1168, kQ6KX8Bytes = 1680;
+
+// Element e of a Q6_K block as its unsigned 6-bit code (ggml's layout; quant.h).
+void q6_k_codes(const BlockQ6_K& b, uint8_t codes[QK_K]) {
+    for (int j = 0; j < 2; ++j)
+        for (int t = 0; t < 4; ++t)
+            for (int l = 0; l < 32; ++l) {
+                const uint8_t low = (b.ql[j * 64 + (t % 2) * 32 + l] >> (4 * (t / 2))) & 0xF;
+                const uint8_t high = (b.qh[j * 32 + l] >> (2 * t)) & 3;
+                codes[j * 128 + t * 32 + l] = uint8_t(low | (high << 4));
+            }
+}
+
+void pack_q6_k(const uint8_t* group, size_t row_bytes, int64_t b, uint8_t* out) {
+    std::memset(out, 0, kQ6KX8Bytes);
+    for (int r = 0; r < 8; ++r) {
+        BlockQ6_K blk;
+        std::memcpy(&blk, group + size_t(r) * row_bytes + size_t(b) * sizeof(BlockQ6_K), sizeof blk);
+        std::memcpy(out + 2 * r, &blk.d, 2);
+        for (int p = 0; p < 8; ++p)
+            for (int e = 0; e < 2; ++e) out[kQ6KScAt + 16 * p + 2 * r + e] = uint8_t(blk.scales[2 * p + e]);
+        uint8_t codes[QK_K];
+        q6_k_codes(blk, codes);
+        for (int u = 0; u < 32; ++u)
+            for (int k = 0; k < 4; ++k) {
+                out[kQ6KQlAt + 32 * u + 4 * r + k] = uint8_t((codes[4 * u + k] & 0xF) | ((codes[128 + 4 * u + k] & 0xF) << 4));
+            }
+        for (int w = 0; w < 16; ++w)
+            for (int k = 0; k < 4; ++k) {
+                uint8_t byte = 0;
+                for (int q = 0; q < 4; ++q) byte |= uint8_t(((codes[4 * (w + 16 * q) + k] >> 4) & 3) << (2 * q));
+                out[kQ6KQhAt + 32 * w + 4 * r + k] = byte;
+            }
+    }
+}
+
+void unpack_q6_k(const uint8_t* x8, int r, uint8_t* out) {
+    BlockQ6_K blk{};
+    std::memcpy(&blk.d, x8 + 2 * r, 2);
+    for (int p = 0; p < 8; ++p)
+        for (int e = 0; e < 2; ++e) blk.scales[2 * p + e] = int8_t(x8[kQ6KScAt + 16 * p + 2 * r + e]);
+    uint8_t codes[QK_K];
+    for (int c = 0; c < 64; ++c)
+        for (int k = 0; k < 4; ++k) {
+            const uint8_t ql = x8[kQ6KQlAt + 32 * (c % 32) + 4 * r + k];
+            const uint8_t qh = x8[kQ6KQhAt + 32 * (c % 16) + 4 * r + k];
+            codes[4 * c + k] = uint8_t(((ql >> (4 * (c / 32))) & 0xF) | (((qh >> (2 * (c / 16))) & 3) << 4));
+        }
+    for (int j = 0; j < 2; ++j)
+        for (int t = 0; t < 4; ++t)
+            for (int l = 0; l < 32; ++l) {
+                const uint8_t code = codes[j * 128 + t * 32 + l];
+                blk.ql[j * 64 + (t % 2) * 32 + l] |= uint8_t((code & 0xF) << (4 * (t / 2)));
+                blk.qh[j * 32 + l] |= uint8_t((code >> 4) << (2 * t));
+            }
+    std::memcpy(out, &blk, sizeof blk);
+}
+
 }  // namespace
 
 bool repackable_type(TensorType type) {
     return type == TensorType::Q4_0 || type == TensorType::Q4_1 || type == TensorType::Q5_0 || type == TensorType::Q5_1 ||
-           type == TensorType::Q4_K;
+           type == TensorType::Q4_K || type == TensorType::Q6_K;
 }
 
 bool repackable(const WeightView& w) {
@@ -136,6 +195,7 @@ bool repackable(const WeightView& w) {
 }
 
 size_t rows8_block_bytes(TensorType type) { return type == TensorType::Q4_K ? kQ4KX8Bytes : 8 * block_bytes(type); }
+static_assert(kQ6KX8Bytes == 8 * sizeof(BlockQ6_K));
 size_t rows8_group_bytes(const WeightView& w) { return size_t(w.cols / block_size(w.type)) * rows8_block_bytes(w.type); }
 size_t rows8_bytes(const WeightView& w) { return size_t(w.rows / kRows8) * rows8_group_bytes(w); }
 
@@ -143,7 +203,7 @@ WeightView repack_rows8(const WeightView& w, void* dst, ThreadPool& pool) {
     if (!repackable(w)) {
         throw Error(code::InvalidInput, std::string("cannot repack ") + type_name(uint32_t(w.type)) + " weights [" +
                                             std::to_string(w.rows) + ", " + std::to_string(w.cols) +
-                                            "]: needs Q4_0/Q4_1/Q5_0/Q5_1/Q4_K in the file's layout with rows a multiple of 8");
+                                            "]: needs Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q6_K in the file's layout with rows a multiple of 8");
     }
     const size_t group_bytes = size_t(kRows8) * w.row_bytes, packed_group_bytes = rows8_group_bytes(w);
     const size_t x8_bytes = rows8_block_bytes(w.type);
@@ -158,6 +218,8 @@ WeightView repack_rows8(const WeightView& w, void* dst, ThreadPool& pool) {
             for (int64_t b = 0; b < blocks; ++b) {
                 if (w.type == TensorType::Q4_K) {
                     pack_q4_k(group.data(), w.row_bytes, b, to + size_t(b) * x8_bytes);
+                } else if (w.type == TensorType::Q6_K) {
+                    pack_q6_k(group.data(), w.row_bytes, b, to + size_t(b) * x8_bytes);
                 } else {
                     pack_block(w.type, group.data(), w.row_bytes, b, to + size_t(b) * x8_bytes);
                 }
@@ -176,6 +238,8 @@ void unpack_row8(const WeightView& w, int64_t r, uint8_t* dst) {
     for (int64_t b = 0; b < w.cols / block_size(w.type); ++b) {
         if (w.type == TensorType::Q4_K) {
             unpack_q4_k(group + size_t(b) * xb, int(r % kRows8), dst + size_t(b) * bb);
+        } else if (w.type == TensorType::Q6_K) {
+            unpack_q6_k(group + size_t(b) * xb, int(r % kRows8), dst + size_t(b) * bb);
         } else {
             unpack_block(w.type, group + size_t(b) * xb, int(r % kRows8), dst + size_t(b) * bb);
         }

@@ -25,6 +25,16 @@
 //                          nibble is element 64j+4v+k (sub-block 2j), its high nibble
 //                          element 64j+32+4v+k (sub-block 2j+1)
 //
+// Q6_K, per super-block b, in its own 1680 bytes (chunk c: elements 4c..4c+3 of
+// each row, within sub-block c / 4; code = the unsigned six bits, 32 too high):
+//
+//   d    fp16 [8]
+//   sc   int8 [8][8][2]     sc[p][r][e]: row r's scale of sub-block 2p+e
+//   ql   uint8 [32][32]     vector u, byte 4r+k: low nibble = the low four bits of
+//                           chunk u's element k, high nibble those of chunk 32+u
+//   qh   uint8 [16][32]     vector w, byte 4r+k, bits 2q..2q+1: the top two bits
+//                           of chunk w+16q's element k
+//
 // Read as 32-byte vectors, each 32-bit lane is one row: vector j's low nibbles
 // are the rows' elements 4j..4j+3 ("chunk" j), its high nibbles elements
 // 16+4j..16+4j+3 (chunk 4+j); chunk c is elements 4c..4c+3 of every row. One
@@ -42,7 +52,7 @@ namespace ggufsm {
 
 constexpr int64_t kRows8 = 8;
 
-// True when `type` has a Rows8 layout (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K).
+// True when `type` has a Rows8 layout (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K).
 bool repackable_type(TensorType type);
 // True when w (in the file's layout) can be repacked: a repackable type and rows % 8 == 0.
 bool repackable(const WeightView& w);

@@ -18,7 +18,7 @@ from ggufsm._core import kernels
 from ggufsm.reference.bench.quant_blocks import random_weights
 from ggufsm.spec.errors import InvalidInput
 
-REPACKED_TYPES = [GGMLQuantizationType[name] for name in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K")]
+REPACKED_TYPES = [GGMLQuantizationType[name] for name in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q6_K")]
 # Q4_K's layout holds the six-bit scales and mins unpacked: 32 bytes more per eight rows and super-block.
 EXTRA_BYTES_PER_X8_BLOCK = {"Q4_K": 32}
 
@@ -50,7 +50,7 @@ def test_the_types_with_a_rows8_layout_are_repackable_when_rows_are_a_multiple_o
     assert not kernels.repackable(int(qtype), 12)
 
 
-@pytest.mark.parametrize("qtype", [GGMLQuantizationType[n] for n in ("F32", "Q8_0", "Q5_K", "Q6_K")], ids=lambda t: t.name)
+@pytest.mark.parametrize("qtype", [GGMLQuantizationType[n] for n in ("F32", "Q8_0", "Q3_K", "Q5_K")], ids=lambda t: t.name)
 def test_types_without_a_rows8_layout_are_not_repackable(qtype):
     assert not kernels.repackable(int(qtype), 16)
 
@@ -68,10 +68,12 @@ def test_the_repack_keeps_the_size_but_for_unpacked_k_scales_and_leads_with_the_
     packed = kernels.repack(int(qtype), weights, rows, cols)
     assert packed.nbytes == weights.nbytes + EXTRA_BYTES_PER_X8_BLOCK.get(qtype.name, 0) * (rows // 8) * 3
     x8_bytes = packed.nbytes // (rows // 8) // 3
-    # The scales are the first 16 bytes of each x8 block: row r's at 2r.
+    # The rows' d lead each x8 block, row r's at 2r (in a Q6_K block d comes last).
     blocks = weights.reshape(rows, -1)
-    assert bytes(packed[2 * 3:2 * 3 + 2]) == bytes(blocks[3, 0:2])
-    assert bytes(packed[x8_bytes + 2 * 5:x8_bytes + 2 * 5 + 2]) == bytes(blocks[5, kernels.block_bytes(int(qtype)):][:2])
+    block = kernels.block_bytes(int(qtype))
+    d_at = block - 2 if qtype.name == "Q6_K" else 0
+    assert bytes(packed[2 * 3:2 * 3 + 2]) == bytes(blocks[3, d_at:d_at + 2])
+    assert bytes(packed[x8_bytes + 2 * 5:x8_bytes + 2 * 5 + 2]) == bytes(blocks[5, block + d_at:block + d_at + 2])
 
 
 @pytest.mark.parametrize("qtype", REPACKED_TYPES, ids=lambda t: t.name)
@@ -109,9 +111,10 @@ def test_the_largest_codes_against_the_largest_activations_do_not_saturate(qtype
     rows, cols = 8, 512
     weights = random_weights(qtype, rows, cols, np.random.default_rng(3)).reshape(rows, -1).copy()
     block = kernels.block_bytes(int(qtype))
-    header = {"Q4_0": 2, "Q4_1": 4, "Q5_0": 2, "Q5_1": 4, "Q4_K": 16}[qtype.name]
+    # The code bytes of each block: Q6_K's ql and qh lead, its scales and d follow.
+    codes = {"Q4_0": (2, 18), "Q4_1": (4, 20), "Q5_0": (2, 22), "Q5_1": (4, 24), "Q4_K": (16, 144), "Q6_K": (0, 192)}[qtype.name]
     for b in range(cols // block_elements(qtype)):
-        weights[:, b * block + header:(b + 1) * block] = 0xFF
+        weights[:, b * block + codes[0]:b * block + codes[1]] = 0xFF
     weights = weights.ravel()
     x = np.tile(np.array([1.0, 1.0, 1.0, 1.0], np.float32), (2, cols // 4))
     x[1] = -x[1]

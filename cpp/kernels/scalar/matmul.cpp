@@ -257,6 +257,7 @@ void fill_matmul(KernelSet& set) {
     set.matmul_rows8[6] = rows8<dot_offset32<BlockQ5_0, 16>>;
     set.matmul_rows8[7] = rows8<dot_min32<BlockQ5_1>>;
     set.matmul_rows8[12] = rows8<dot_q45_k<BlockQ4_K>>;
+    set.matmul_rows8[14] = rows8<dot_q6_k>;
     set.matmul_rows[0] = rows<dot_f32>;
     set.matmul_rows[1] = rows<dot_half<fp16_to_fp32>>;
     set.matmul_rows[30] = rows<dot_half<bf16_to_fp32>>;

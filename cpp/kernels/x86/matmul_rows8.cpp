@@ -167,6 +167,71 @@ inline void group_dot_q4_k(const uint8_t* group, const QuantizedActivations& x, 
     for (int t = 0; t < NA; ++t) out[t] = acc[t];
 }
 
+// Q6_K (repack.h): codes 0..63 with offset 32, so
+//   sum sc (q - 32) a = sum sc q a - 32 sum sc bsum16,
+// the second from the scales as (sc[2p], sc[2p+1]) word pairs against the
+// activations' 16-element sums, which lie in memory as the matching pairs.
+// A pair sum of maddubs is at most 2 x 63 x 127 = 16002, so two chunks add in
+// int16 before the madd against (sc, sc) words widens and scales them.
+template <int NA>
+inline void group_dot_q6_k(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
+    constexpr size_t kX8 = 1680, kSc = 16, kQl = 144, kQh = 1168;
+    const __m256i nibble = _mm256_set1_epi8(0x0F), top = _mm256_set1_epi8(0x30);
+    // Byte shuffles within each 128-bit half: 32-bit lane j takes its word 0 (bytes 4j, 4j+1) twice, or its word 1.
+    const __m256i first_word = _mm256_setr_epi32(0x01000100, 0x05040504, 0x09080908, 0x0D0C0D0C, 0x01000100, 0x05040504, 0x09080908, 0x0D0C0D0C);
+    const __m256i second_word = _mm256_add_epi8(first_word, _mm256_set1_epi8(2));
+    __m256 acc[NA];
+    for (int t = 0; t < NA; ++t) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+        const uint8_t* blk = group + size_t(b) * kX8;
+        prefetch_ahead(blk);
+        auto scale_pairs = [&](int p) {
+            return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * p)));
+        };
+        __m256i sum32[NA];
+        for (int t = 0; t < NA; ++t) {
+            __m256i offset = _mm256_setzero_si256();
+            const int16_t* bsums = x.bsums(i + t) + b * 16;
+            for (int p = 0; p < 8; ++p) {
+                int32_t pair;
+                std::memcpy(&pair, bsums + 2 * p, 4);
+                offset = _mm256_add_epi32(offset, _mm256_madd_epi16(scale_pairs(p), _mm256_set1_epi32(pair)));
+            }
+            sum32[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 5));
+        }
+        for (int h = 0; h < 2; ++h) {          // chunks 0..31, then 32..63
+            for (int s = 0; s < 8; ++s) {      // sub-block 8h + s: chunks 32h + 4s .. +3
+                const __m256i pairs = scale_pairs(4 * h + s / 2);
+                const __m256i sc_words = _mm256_shuffle_epi8(pairs, s % 2 ? second_word : first_word);
+                for (int half = 0; half < 2; ++half) {
+                    __m256i sum16[NA];
+                    for (int t = 0; t < NA; ++t) sum16[t] = _mm256_setzero_si256();
+                    for (int e = 0; e < 2; ++e) {
+                        const int u = 4 * s + 2 * half + e, c = 32 * h + u;
+                        const __m256i ql = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQl + 32 * u));
+                        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQh + 32 * (c % 16)));
+                        const int q = c / 16;  // bits 2q..2q+1 to bits 4..5
+                        const __m256i high = q < 3 ? _mm256_slli_epi16(qh, 4 - 2 * q) : _mm256_srli_epi16(qh, 2);
+                        const __m256i low = h ? _mm256_and_si256(_mm256_srli_epi16(ql, 4), nibble) : _mm256_and_si256(ql, nibble);
+                        const __m256i codes = _mm256_or_si256(low, _mm256_and_si256(high, top));
+                        for (int t = 0; t < NA; ++t) {
+                            int32_t a;
+                            std::memcpy(&a, x.qs(i + t) + b * QK_K + 4 * c, 4);
+                            sum16[t] = _mm256_add_epi16(sum16[t], _mm256_maddubs_epi16(codes, _mm256_set1_epi32(a)));
+                        }
+                    }
+                    for (int t = 0; t < NA; ++t) sum32[t] = _mm256_add_epi32(sum32[t], _mm256_madd_epi16(sum16[t], sc_words));
+                }
+            }
+        }
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
+        for (int t = 0; t < NA; ++t) {
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(x.d(i + t)[b])), _mm256_cvtepi32_ps(sum32[t]), acc[t]);
+        }
+    }
+    for (int t = 0; t < NA; ++t) out[t] = acc[t];
+}
+
 // Activation rows per pass: four (sixteen accumulator-sized values live in
 // the loop: NA float sums, NA int16 and NA int32 partials, the codes).
 constexpr int kActivationsAtOnce = 4;
@@ -175,6 +240,8 @@ template <TensorType T, int NA>
 inline void dot_group(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
     if constexpr (T == TensorType::Q4_K) {
         group_dot_q4_k<NA>(group, x, i, blocks, out);
+    } else if constexpr (T == TensorType::Q6_K) {
+        group_dot_q6_k<NA>(group, x, i, blocks, out);
     } else {
         group_dot<T, NA>(group, x, i, blocks, out);
     }
@@ -208,6 +275,7 @@ void fill_matmul_rows8(KernelSet& set) {
     set.matmul_rows8[6] = rows8<TensorType::Q5_0>;
     set.matmul_rows8[7] = rows8<TensorType::Q5_1>;
     set.matmul_rows8[12] = rows8<TensorType::Q4_K>;
+    set.matmul_rows8[14] = rows8<TensorType::Q6_K>;
 }
 
 }  // namespace ggufsm::kernels::GGUFSM_ISA
