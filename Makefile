@@ -21,7 +21,7 @@ INSTALLED := $(VENV)/.ggufsm-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BUILD_INPUTS := pyproject.toml CMakeLists.txt $(shell find cpp -type f 2>/dev/null)
 
-.PHONY: setup system-packages demo models test clean-venv
+.PHONY: setup system-packages demo models test clean-venv soak-ci fuzz-ci fuzz fuzz-protocol test-sanitize lint
 
 setup: $(INSTALLED)
 
@@ -63,5 +63,45 @@ test: setup models
 	$(VENV_PYTHON) -m pytest $(if $(SLOW),--slow) $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
 
+# ─── reliability (docs/reliability.md) ──
+# A 60 s soak of random operations checked against the table; two atheris fuzz targets (tests/fuzz):
+# the loader and the protocol server's line handler, 60 s each in CI, FUZZ_SECONDS when run by hand,
+# each on a scratch copy of its corpus (new inputs never land in the committed one).
+FUZZ_SECONDS ?= 600
+soak-ci: setup
+	$(VENV_PYTHON) -m ggufsm soak --seconds 60 --handles 4 --threads 4
+
+fuzz-ci: setup
+	$(MAKE) fuzz fuzz-protocol FUZZ_SECONDS=60
+
+fuzz-protocol: setup
+	$(VENV_PYTHON) -m pip install --quiet --disable-pip-version-check "atheris>=2.3"
+	rm -rf build/fuzz-protocol && mkdir -p build/fuzz-protocol && cp -r tests/fuzz/protocol_corpus build/fuzz-protocol/corpus
+	$(VENV_PYTHON) tests/fuzz/fuzz_protocol.py build/fuzz-protocol/corpus -max_total_time=$(FUZZ_SECONDS) \
+	  -timeout=60 -rss_limit_mb=4096 -artifact_prefix=build/fuzz-protocol/ -print_final_stats=1
+
 clean-venv:
 	rm -rf $(VENV)
+
+FUZZ_SCRATCH := build/fuzz
+fuzz: setup
+	$(VENV_PYTHON) -m pip install --quiet --disable-pip-version-check "atheris>=2.3"
+	rm -rf $(FUZZ_SCRATCH) && mkdir -p $(FUZZ_SCRATCH)/corpus && cp tests/fuzz/corpus/* $(FUZZ_SCRATCH)/corpus/
+	cd tests/fuzz && ../../$(VENV_PYTHON) fuzz_loader.py ../../$(FUZZ_SCRATCH)/corpus \
+	  -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -artifact_prefix=../../$(FUZZ_SCRATCH)/ -print_final_stats=1
+
+# The C++ core built with ASAN and UBSAN in its own venv and build directory (never the main .venv),
+# then the container, kernel and fuzz-corpus tests on it. Python is not built with ASAN, so its
+# runtime is preloaded; leak checking is off (the interpreter keeps its objects at exit).
+SANITIZE_VENV := .venv-sanitize
+SANITIZE_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+test-sanitize: system-packages
+	[ -x $(SANITIZE_VENV)/bin/python ] || $(PYTHON) -m venv $(SANITIZE_VENV)
+	$(SANITIZE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check ".[test]" \
+	  -C build-dir=build/sanitize -C cmake.build-type=RelWithDebInfo \
+	  -C cmake.define.CMAKE_CXX_FLAGS="$(SANITIZE_FLAGS)" \
+	  -C cmake.define.CMAKE_MODULE_LINKER_FLAGS="$(SANITIZE_FLAGS)" \
+	  -C cmake.define.CMAKE_SHARED_LINKER_FLAGS="$(SANITIZE_FLAGS)"
+	cd build && LD_PRELOAD="$$(g++ -print-file-name=libasan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ../$(SANITIZE_VENV)/bin/python -m pytest -q -p no:cacheprovider --rootdir=.. ../tests/gguf ../tests/kernels ../tests/fuzz

@@ -244,7 +244,7 @@ class Adapter(ABC):
         With a gate (and the pause capability), a generate pauses after gate.after_tokens token events
         and a load or replace once it started, until gate.resume()."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  optional: an in-process runtime may hold nothing to release
         """Release the runtime (the implementation process, if any, stays up for the next adapter)."""
 
     def current_state(self) -> str | None:
@@ -278,8 +278,8 @@ class Implementation(ABC):
     def info(self) -> ImplementationInfo:
         ...
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027  optional: only a child process needs ending
+        """End what the implementation started (a child process); nothing for an in-process one."""
 
     def __enter__(self) -> Implementation:
         return self

@@ -72,6 +72,10 @@ def register(subparsers: Any) -> None:
     # kit depends on the runtime and never the other way round.
     serve_reference = subparsers.add_parser(
         "serve-stdio", help="serve the reference runtime over the JSON-lines conformance protocol (stdin/stdout)")
+    serve_reference.add_argument(
+        "--model-root", action="append", default=None, metavar="DIR",
+        help="load models only from under DIR (repeatable); a path outside every root, after resolving "
+             "symlinks and relative paths, is refused with ModelUnavailable (default: any path)")
     serve_reference.set_defaults(handler=_serve_reference)
 
 
@@ -102,10 +106,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _serve_reference(args: argparse.Namespace) -> int:
-    from ggufsm.conformance.adapters.reference import make_adapter
+    from ggufsm.conformance.adapters.reference import make_adapter, rooted_factory
     from ggufsm.conformance.protocol import serve_stdio
 
-    return serve_stdio(make_adapter)
+    if args.model_root is None:
+        return serve_stdio(make_adapter)
+    try:
+        factory = rooted_factory(args.model_root)
+    except ValueError as error:
+        print(f"ggufsm serve-stdio: {error}", file=sys.stderr)
+        return 2
+    return serve_stdio(factory)
 
 
 def _cases(args: argparse.Namespace) -> int:

@@ -58,7 +58,8 @@ import threading
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, cast
+from typing import Any, cast
+from collections.abc import Callable, Mapping
 
 from transitions import Machine, MachineError
 from transitions.core import Condition, Event, EventData, Transition

@@ -245,22 +245,24 @@ class SubprocessImplementation(Implementation):
             hello = self._request(child, HELLO, {}, None, self.timeout)
             if child.protocol_problems or not hello.ok:
                 raise ValueError(child.protocol_problems[0] if child.protocol_problems else hello.describe())
-            self._info = _info_of(hello, self.label)
         except ImplementationHung:
             raise ImplementationUnusable(self._not_answering(child, f"did not answer `hello` within {self.timeout:g} s")
                                          ) from None
         except ImplementationDied as died:
             child.kill()
-            if died.returncode is None:   # _info_of's refusal: it answered, but not as the protocol says
-                raise ImplementationUnusable(f"{self.label}: {died.stderr_tail}") from None
-            how = str(died).split(";")[0].removeprefix("the implementation's process ")
+            how = (str(died).split(";")[0].removeprefix("the implementation's process ") if died.returncode is not None
+                   else "closed its output")
             reason = child.stderr_summary(telling=1, last=1).splitlines()
             raise ImplementationUnusable(f"{self.label}: could not start: it {how} before answering `hello`"
                                          + (f" ({reason[-1].strip()})" if reason else "")) from None
         except (KeyError, TypeError, ValueError, AttributeError):   # an answer that is not a reply
-            child.kill()
             raise ImplementationUnusable(self._not_answering(child, "answered something that is not the protocol",
                                                              repr(child.last_line))) from None
+        try:
+            self._info = _info_of(hello, self.label)
+        except ImplementationDied as refused:   # a hello that is not the protocol's, or another major version
+            child.kill()
+            raise ImplementationUnusable(f"{self.label}: {refused.stderr_tail}") from None
         return child
 
     def _not_answering(self, child: _Child, what: str, detail: str = "") -> str:

@@ -394,7 +394,7 @@ def _alternate_seeded(ctx: Context, first: Session, second: Session, n: int,
     for _ in range(n - 1):
         for name, session in (("first", first), ("second", second)):
             drawn[name].append(session.ok(Operation.generate_next_token)["token_id"])
-    for (name, tokens), alone in zip(drawn.items(), solo):
+    for (name, tokens), alone in zip(drawn.items(), solo, strict=True):
         if tokens != alone:
             raise CaseFailed(ctx.rule, f"drawing in turn with the same seed, the {name} handle drew {tokens}; "
                                        f"alone it draws {alone}: the handles share a random generator")

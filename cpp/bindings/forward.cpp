@@ -139,6 +139,7 @@ void forward(py::module_& m) {
             d["logits"] = s.logits_bytes();
             return d;
         });
+    m.def("shared_pool_count", &shared_pool_count, "worker pools alive in the process (one per thread count in use)");
 }
 
 }  // namespace ggufsm::bind

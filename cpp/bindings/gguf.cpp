@@ -222,8 +222,22 @@ void gguf(py::module_& m) {
         .def_property_readonly("file_size", [](const Model& p) { return p.file->file_size(); })
         .def_property_readonly("architecture", [](const Model& p) { return p.hp.architecture; })
         .def("metadata", &metadata_dict, "metadata key -> Python value (ints, floats, str, bool, lists), in file order")
+        .def("metadata_keys", [](const Model& p) {
+            py::list keys;
+            for (const MetadataEntry& entry : p.file->metadata) keys.append(py::str(entry.key.data(), entry.key.size()));
+            return keys;
+        }, "the metadata keys, in file order")
+        .def("metadata_value", [](const Model& p, const std::string& key) {
+            const MetadataEntry* entry = p.file->find(key);
+            if (entry == nullptr) throw py::key_error(key);
+            return steal(value_to_python(*p.file, entry->value));
+        }, py::arg("key"), "one metadata value as a Python value, converted from the validated header copy on each call")
+        .def_property_readonly("header_bytes", [](const Model& p) { return p.file->header_size(); },
+                               "bytes of the validated header copy (metadata and tensor infos) the model keeps")
         .def("tensor_infos", &tensor_infos, "[(name, ggml type id, shape (ggml order), absolute offset, n_bytes)]")
         .def("tensor_data", &tensor_view, py::arg("index"), "read-only uint8 view [n_bytes] of tensor `index`")
+        .def("changed", [](const Model& p) { return p.file->bytes()->changed(); },
+             "why the file's bytes can no longer be trusted (it changed after it was mapped), or '' while they can")
         .def("hyperparameters", [](const Model& p) { return hyperparameter_dict(p.hp); },
              "the validated hyperparameters, defaults resolved, and the architecture's forward switches");
 

@@ -4,6 +4,10 @@
 
 #include "errors.h"
 #include "forward/forward.h"
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include "kernels/quant.h"
 
 namespace ggufsm {
@@ -51,6 +55,12 @@ LlamaSession::LlamaSession(std::shared_ptr<const LlamaModel> model, int64_t n_ct
     logits_ = std::shared_ptr<float[]>(new float[size_t(hp_.n_vocab)]());
 }
 
+LlamaSession::ReturnMemoryOnDestroy::~ReturnMemoryOnDestroy() {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}
+
 size_t LlamaSession::kv_bytes() const { return (k_cache_.size() + v_cache_.size()) * sizeof(KvElement); }
 
 size_t LlamaSession::scratch_bytes() const {
@@ -74,10 +84,15 @@ void LlamaSession::check(const int64_t* tokens, int64_t n, int64_t start_pos) co
 void LlamaSession::prefill(const int64_t* tokens, int64_t n, int64_t start_pos) {
     std::lock_guard<std::mutex> lock(running_);
     check(tokens, n, start_pos);
+    // A file changed under the mapping (gguf/fault_guard.h) is ModelUnavailable before the forward,
+    // and after it too: a forward that ran over zero pages left garbage logits, never to be sampled.
+    const gguf::ByteSource& bytes = *model_->file().file->bytes();
+    bytes.check_intact();
     for (int64_t done = 0; done < n; done += n_batch_) {
         const int64_t m = std::min(n_batch_, n - done);
         run_chunk(tokens + done, m, start_pos + done, done + m == n);
     }
+    bytes.check_intact();
 }
 
 void LlamaSession::run_chunk(const int64_t* tokens, int64_t n, int64_t start_pos, bool want_logits) {

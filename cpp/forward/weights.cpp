@@ -1,7 +1,11 @@
 // LlamaModel: the forward's hyperparameters and weights, taken from a
 // validated model by its architecture's declaration (gguf/architectures.cpp).
+#include <algorithm>
 #include <cmath>
+#include <map>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "errors.h"
 #include "forward/forward.h"
@@ -137,7 +141,38 @@ void check_token_ids(const int64_t* tokens, int64_t n, int64_t n_vocab) {
 LlamaModel::LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads)
     : file_(std::move(file)), hp_(forward_hparams(file_->hp)), weights_(llama_weights(*file_, hp_)) {
     if (n_threads < 0) throw Error(code::InvalidInput, "n_threads is " + str(n_threads) + ", must be >= 0 (0: all cores)");
-    pool_ = std::make_unique<ThreadPool>(n_threads);
+    pool_ = shared_pool(n_threads);
+}
+
+namespace {
+std::mutex pools_mutex;
+std::map<int, std::weak_ptr<ThreadPool>> pools;  // guarded by pools_mutex
+}  // namespace
+
+std::shared_ptr<ThreadPool> shared_pool(int n_threads) {
+    if (n_threads == 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    std::lock_guard<std::mutex> lock(pools_mutex);
+    std::weak_ptr<ThreadPool>& slot = pools[n_threads];
+    std::shared_ptr<ThreadPool> pool = slot.lock();
+    if (!pool) {
+        pool = std::make_shared<ThreadPool>(n_threads);
+        slot = pool;
+    }
+    return pool;
+}
+
+size_t shared_pool_count() {
+    std::lock_guard<std::mutex> lock(pools_mutex);
+    size_t alive = 0;
+    for (auto it = pools.begin(); it != pools.end();) {
+        if (it->second.expired()) {
+            it = pools.erase(it);
+        } else {
+            ++alive;
+            ++it;
+        }
+    }
+    return alive;
 }
 
 }  // namespace ggufsm

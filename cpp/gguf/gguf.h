@@ -12,15 +12,21 @@
 // parse reads all of it and checks every length, count and offset
 // against the bytes that are really there before trusting it, so a malformed
 // file is refused with ggufsm::Error (InvalidModel or UnsupportedModel) whose
-// message names the field or tensor and its byte offset. Nothing is copied:
-// keys, strings and tensor data are views into the ByteSource, which the
-// parsed file keeps alive.
+// message names the field or tensor and its byte offset.
+//
+// The header (everything before the tensor data: metadata and tensor infos)
+// is copied once and validated in the copy: the file may change on disk after
+// it was mapped, and a length field read again from the live mapping after
+// validation could point anywhere. Keys, strings and array elements are read
+// from that copy only; the mapping is read for tensor data alone, and the
+// parsed file keeps it alive.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace ggufsm::gguf {
@@ -36,6 +42,13 @@ public:
     const uint8_t* data() const { return data_; }
     uint64_t size() const { return size_; }
     virtual std::string describe() const = 0;  // for messages: the path, or "<N bytes>"
+    // Why these bytes can no longer be trusted, or "" while they can: a file's
+    // mapping is untrusted once the file's size or modification time differs
+    // from when it was mapped, or a page of it faulted (fault_guard.h). A
+    // caller's buffer is the caller's, and always trusted.
+    virtual std::string changed() const { return {}; }
+    // Throws ModelUnavailable naming changed() unless it is "".
+    void check_intact() const;
 
 protected:
     const uint8_t* data_ = nullptr;
@@ -136,22 +149,34 @@ struct TensorInfo {
 
 class File {
 public:
-    File(std::shared_ptr<const ByteSource> bytes) : bytes_(std::move(bytes)) {}
+    // `header` is the validated copy of the bytes before the tensor data (see
+    // parse); an empty vector reads the header from `bytes` itself (parse's
+    // first pass, which only finds where the header ends).
+    File(std::shared_ptr<const ByteSource> bytes, std::vector<uint8_t> header);
+    File(const File&) = delete;
+    File& operator=(const File&) = delete;
 
     const std::shared_ptr<const ByteSource>& bytes() const { return bytes_; }
+    // The mapping: tensor data is read here, at TensorInfo::offset.
     const uint8_t* data() const { return bytes_->data(); }
     uint64_t file_size() const { return bytes_->size(); }
+    // The header bytes metadata and tensor infos are read from.
+    const uint8_t* header() const { return header_data_; }
+    uint64_t header_size() const { return header_size_; }
 
     uint32_t version = 0;
     uint64_t alignment = 32;
+    uint64_t header_end = 0;                   // where the tensor infos end (the header copy's size)
     uint64_t data_offset = 0;                  // absolute offset of the tensor data section
     std::vector<MetadataEntry> metadata;       // in file order
     std::vector<TensorInfo> tensors;           // in file order
+    // Name -> index, so that validation is linear in the tensor count.
+    std::unordered_map<std::string_view, size_t> metadata_index, tensor_index;
 
     const MetadataEntry* find(std::string_view key) const;
     const TensorInfo* find_tensor(std::string_view name) const;
 
-    // Readers for validated values (no bounds checks needed after parse).
+    // Readers for validated values in the header copy (no bounds checks needed after parse).
     uint64_t read_u64(uint64_t offset) const;
     uint32_t read_u32(uint64_t offset) const;
     std::string_view read_string(uint64_t offset) const;  // offset of the length prefix
@@ -163,6 +188,9 @@ public:
 
 private:
     std::shared_ptr<const ByteSource> bytes_;
+    std::vector<uint8_t> header_;
+    const uint8_t* header_data_;
+    uint64_t header_size_;
 };
 
 bool is_integer(ValueType type);
@@ -173,7 +201,9 @@ template <class Visit>
 void for_each_element(const File& file, const Value& array, Visit&& visit);
 
 // Parses and validates the container (header, metadata, tensor infos,
-// alignment, tensor data ranges). Does not know about architectures: see
+// alignment, tensor data ranges): a first pass over the bytes finds where the
+// header ends, then the header is copied and the copy parsed and validated
+// again, so what the returned File serves is exactly what was validated. Does not know about architectures: see
 // architecture.h for the model-level checks and model.h for opening a model.
 std::shared_ptr<const File> parse(std::shared_ptr<const ByteSource> bytes);
 

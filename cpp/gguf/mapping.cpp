@@ -11,33 +11,53 @@
 #include <tuple>
 
 #include "errors.h"
+#include "gguf/fault_guard.h"
 #include "gguf/gguf.h"
 
 namespace ggufsm::gguf {
 
 namespace {
 
+std::string reason() { return std::string(" (") + std::strerror(errno) + ")"; }
+
 class FileMapping final : public ByteSource {
 public:
-    FileMapping(std::string path, void* base, uint64_t size) : path_(std::move(path)), base_(base) {
+    // Takes `fd` (kept open: its fstat says whether the mapped file changed since).
+    FileMapping(std::string path, int fd, const FileIdentity& identity, void* base)
+        : path_(std::move(path)), fd_(fd), identity_(identity), base_(base) {
         data_ = static_cast<const uint8_t*>(base);
-        size_ = size;
+        size_ = static_cast<uint64_t>(identity.size);
+        if (base_ != nullptr) guard_ = register_mapping(base_, size_);
     }
     ~FileMapping() override {
+        unregister_mapping(guard_);
         if (base_ != nullptr) munmap(base_, size_);
+        if (fd_ >= 0) close(fd_);
     }
     std::string describe() const override { return path_; }
 
+    std::string changed() const override {
+        if (mapping_faulted(guard_))
+            return "the model file changed after it was loaded (it was truncated while mapped): " + path_;
+        struct stat status {};
+        if (fstat(fd_, &status) != 0) return "the model file can no longer be examined" + reason() + ": " + path_;
+        if (static_cast<int64_t>(status.st_size) != identity_.size || status.st_mtim.tv_sec != identity_.mtime_s ||
+            status.st_mtim.tv_nsec != identity_.mtime_ns)
+            return "the model file changed after it was loaded (its size or modification time differs); load it again: " + path_;
+        return {};
+    }
+
 private:
     std::string path_;
+    int fd_;
+    FileIdentity identity_;
     void* base_;  // nullptr for an empty file (mmap refuses length 0)
+    GuardedRange* guard_ = nullptr;
 };
 
 [[noreturn]] void unavailable(const std::string& path, const std::string& why) {
     throw Error(code::ModelUnavailable, why + ": " + path);
 }
-
-std::string reason() { return std::string(" (") + std::strerror(errno) + ")"; }
 
 }  // namespace
 
@@ -78,7 +98,18 @@ std::shared_ptr<const ByteSource> OpenedFile::map() const {
         base = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd_, 0);
         if (base == MAP_FAILED) unavailable(path_, "cannot memory-map the model file" + reason());
     }
-    return std::make_shared<FileMapping>(path_, base, size);
+    const int kept = fcntl(fd_, F_DUPFD_CLOEXEC, 0);
+    if (kept < 0) {
+        const std::string why = "cannot keep the model file open" + reason();
+        if (base != nullptr) munmap(base, size);
+        unavailable(path_, why);
+    }
+    return std::make_shared<FileMapping>(path_, kept, identity_, base);
+}
+
+void ByteSource::check_intact() const {
+    const std::string why = changed();
+    if (!why.empty()) throw Error(code::ModelUnavailable, why);
 }
 
 }  // namespace ggufsm::gguf

@@ -2,6 +2,7 @@
 #include <map>
 #include <mutex>
 
+#include "errors.h"
 #include "gguf/model.h"
 
 namespace ggufsm::gguf {
@@ -21,8 +22,16 @@ std::shared_ptr<const Model> cached(const FileIdentity& identity) {
 
 std::shared_ptr<const Model> load_model(std::shared_ptr<const ByteSource> bytes) {
     auto model = std::make_shared<Model>();
-    model->file = parse(std::move(bytes));
-    model->hp = validate_model(*model->file, &model->architecture);
+    try {
+        model->file = parse(bytes);
+        model->hp = validate_model(*model->file, &model->architecture);
+    } catch (const Error&) {
+        // A file truncated or rewritten while it was parsed reads as garbage (or as zero pages, fault_guard.h):
+        // say what happened rather than what the garbage looked like.
+        bytes->check_intact();
+        throw;
+    }
+    bytes->check_intact();
     return model;
 }
 

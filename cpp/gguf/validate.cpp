@@ -173,9 +173,18 @@ const TensorRule& rule_for(const Architecture& architecture, TensorRole role) {
 }
 
 void check_tensors(const File& file, const Architecture& architecture, HP& hp) {
-    // The vocabulary size is the embedding's row count; everything else follows the hyperparameters.
+    // The vocabulary size comes from the vocabulary (tokenizer.ggml.tokens), else the vocab_size key, and
+    // only without either from the embedding's row count: a tensor must not be the witness of its own
+    // shape (a swapped embedding would otherwise be checked against its own swapped dimensions).
     const TensorInfo* embedding = file.find_tensor(rule_for(architecture, TensorRole::TokenEmbd).name);
-    if (embedding != nullptr && embedding->n_dims == 2) hp.n_vocab = embedding->ne[1];
+    const MetadataEntry* tokens = file.find("tokenizer.ggml.tokens");
+    const MetadataEntry* declared_size = file.find(std::string(architecture.name) + ".vocab_size");
+    if (tokens != nullptr && tokens->value.type == ValueType::ARRAY && tokens->value.count > 0)
+        hp.n_vocab = tokens->value.count;
+    else if (declared_size != nullptr && is_integer(declared_size->value.type))
+        hp.n_vocab = count_entry(file, *declared_size);
+    else if (embedding != nullptr && embedding->n_dims == 2)
+        hp.n_vocab = embedding->ne[1];
     hp.output_tied = file.find_tensor(rule_for(architecture, TensorRole::Output).name) == nullptr;
     for (const TensorRule& rule : architecture.tensors) {
         if (!rule.per_layer) {
@@ -187,10 +196,9 @@ void check_tensors(const File& file, const Architecture& architecture, HP& hp) {
             check_tensor(file, rule, "blk." + std::to_string(layer) + "." + rule.name, hp, why);
         }
     }
-    const MetadataEntry* vocab_size = file.find(std::string(architecture.name) + ".vocab_size");
-    if (vocab_size != nullptr && count_entry(file, *vocab_size) != hp.n_vocab)
-        invalid(entry_where(*vocab_size) + ": vocab_size " + std::to_string(count_entry(file, *vocab_size)) +
-                " differs from token_embd.weight's " + std::to_string(hp.n_vocab) + " rows");
+    if (declared_size != nullptr && count_entry(file, *declared_size) != hp.n_vocab)
+        invalid(entry_where(*declared_size) + ": vocab_size " + std::to_string(count_entry(file, *declared_size)) +
+                " differs from the vocabulary's " + std::to_string(hp.n_vocab) + " tokens");
 }
 
 // The block number of "blk.<n>.<suffix>"; -1 when `name` is not that.

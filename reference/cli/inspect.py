@@ -25,10 +25,10 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     # Imported here so that `ggufsm --help` does not load gguf.
-    from ggufsm.reference.model.gguf_file import open_gguf
+    from ggufsm.reference.model.loaded_model import validate_model_file
 
     path = model_path(args.model_argument or args.model)
-    with open_gguf(path) as model:
+    with validate_model_file(path) as model:  # the validation load_model runs: both agree on every file
         summary = describe(model)
     print(json.dumps(summary, ensure_ascii=False) if args.json else render_text(summary))
     return 0

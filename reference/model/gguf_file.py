@@ -14,12 +14,19 @@ while any holder keeps it. What Python derives from a file (its metadata
 dict, tensor infos, tokenizer) hangs off that core object (`shared`), so
 several handles on one model cost its pages and its Python objects once.
 Tensor data views keep the map alive after `close()`.
+
+Metadata is served lazily (`Metadata`): the C++ core keeps the validated copy
+of the file's header (its bytes once, never re-read from the mapping), and a
+value becomes a Python object only when asked for, each time. A dict of every
+value as Python objects cost about 9 times the header's bytes (49,152 token
+strings are 49,152 objects); the copy costs 1 time.
 """
 
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, TypeVar
 
@@ -54,7 +61,7 @@ class GgufFile:
         self.data_offset: int = model.data_offset
         self.file_size: int = model.file_size
         self.architecture: str = model.architecture
-        self.metadata: dict[str, Any] = self.shared("metadata", model.metadata)
+        self.metadata: Mapping[str, Any] = self.shared("metadata", lambda: Metadata(model))
         self.hyperparameters: dict[str, Any] = self.shared("hyperparameters", model.hyperparameters)
         self.tensors: OrderedDict[str, TensorInfo]
         self._index: dict[str, int]
@@ -105,6 +112,33 @@ class GgufFile:
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self.tensors)} tensors"
         return f"<GgufFile {self.source} {self.architecture} v{self.version} {state}>"
+
+
+class Metadata(Mapping[str, Any]):
+    """A file's metadata, read-only, in file order: each value converted from the validated header copy
+    when asked for (not kept), so holding it costs the keys, not a Python object per array element."""
+
+    def __init__(self, model: _core.GgufModel):
+        self._model = model
+        self._keys: tuple[str, ...] = tuple(model.metadata_keys())
+        self._known = frozenset(self._keys)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._known:
+            raise KeyError(key)
+        return self._model.metadata_value(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._known
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"<Metadata {len(self)} keys>"
 
 
 def _tensor_table(model: _core.GgufModel) -> tuple[OrderedDict[str, TensorInfo], dict[str, int]]:

@@ -50,6 +50,10 @@ class LoadedModel:
     def tokenizer(self) -> Any:   # ggufsm.reference.tokenizers.tokenizer.Tokenizer
         return shared_tokenizer(self.gguf)
 
+    def file_changed(self) -> str:
+        """Why the model's file can no longer be trusted (changed on disk after it was loaded), or ""."""
+        return self.gguf.core.changed() if self.gguf is not None else ""
+
     def check_token_ids(self, tokens) -> None:
         """InvalidInput unless every token is an integer id of this model's vocabulary: the C++ core's one
         rule (cpp/forward/forward.h, check_token_ids), which every prefill and decode applies as well."""
@@ -73,10 +77,27 @@ def describe_source(source: str | Path | bytes | bytearray | memoryview) -> str:
     return str(source)
 
 
+def validate_model_file(source) -> GgufFile:
+    """The one validation a model file goes through, for `load_model` and `ggufsm inspect` alike, so that
+    they agree on every file: the C++ core's container and declaration checks (open_gguf), then the
+    tokenizer's (built and shared, as a load does) and the forward's. Raises the first problem's named error."""
+    gguf = open_gguf(source)
+    try:
+        shared_tokenizer(gguf)
+        # The forward's own checks (F32 norms, matrix types the kernels run): built on one thread, so no
+        # worker is started, and dropped.
+        _core.LlamaModel(gguf.core, 1)
+    except BaseException:
+        gguf.close()
+        del gguf
+        raise
+    return gguf
+
+
 def build_loaded_model(source, *, n_threads: int) -> LoadedModel:
     if not isinstance(source, (str, Path, bytes, bytearray, memoryview)):
         raise InvalidInput(f"model source must be a path or bytes, not {type(source).__name__}")
-    gguf = open_gguf(source)
+    gguf = validate_model_file(source)
     try:
         tokenizer = shared_tokenizer(gguf)
         weights = architectures.load(gguf, n_threads=n_threads)

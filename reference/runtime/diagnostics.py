@@ -26,6 +26,7 @@ def snapshot(resident: Resident, state: str, spec_version: str) -> dict:
         "state": str(state),
         "resident": sorted(map(str, resident.present())),
         "config": asdict(config) if config else None,
+        "threads": {"used": config.thread_count(), "note": config.thread_note()} if config else None,
         "sampling": asdict(resident.sampling),
         "model": {**model.summary, **_identity(resident, model)} if model else None,
         "context": {"n_ctx": session.n_ctx if session else None, "used": request.n_past if request else 0},

@@ -25,7 +25,7 @@ class Guards:
     # ─── known before the operation changes anything ──
 
     def config_valid(self, command: InitRuntime) -> bool:
-        problems = command.config.problems()
+        problems = command.problems()
         return command.holds(not problems, "; ".join(problems))
 
     def model_resident(self, command: Command) -> bool:

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from ggufsm.reference.model import registry
+from ggufsm.reference.model.finite_weights import check_finite_weights
 from ggufsm.reference.model.loaded_model import LoadedModel, build_loaded_model
 from ggufsm.reference.runtime.config import RuntimeConfig
 from ggufsm.reference.runtime.resident import release
@@ -46,6 +47,7 @@ def load_off_to_the_side(source, config: RuntimeConfig) -> Load:
             # a failed pull is this load's ModelUnavailable like any unreadable path.
             source = registry.resolve(source, pull=True)
         load.model = build_loaded_model(source, n_threads=config.thread_count())
+        weights_are_finite(load.model)
         load.session = load.model.weights.new_session(config.context_for(load.model.weights.n_ctx_train))
     except GgufsmError as error:
         load.discard()
@@ -55,3 +57,15 @@ def load_off_to_the_side(source, config: RuntimeConfig) -> Load:
         raise
     load.seconds = time.perf_counter() - started
     return load
+
+
+def weights_are_finite(model: LoadedModel) -> None:
+    """InvalidModel unless every weight is finite; checked once per file (shared with its other handles)."""
+    gguf = model.gguf
+    assert gguf is not None  # a model just built holds its file
+
+    def checked() -> bool:
+        check_finite_weights(gguf)
+        return True
+
+    gguf.shared("weights_finite", checked)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ggufsm.reference.runtime.config import is_int
 from ggufsm.reference.sampling import Sampler

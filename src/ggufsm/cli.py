@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "ggufsm.spec.cli",
     "ggufsm.conformance.cli",
     "ggufsm.reference.cli.bench",
+    "ggufsm.reference.cli.soak",
 ]
 
 DEBUG_HELP = "show Python tracebacks instead of one-line errors (also after the command)"
