@@ -80,6 +80,11 @@ fuzz-protocol: setup
 	$(VENV_PYTHON) tests/fuzz/fuzz_protocol.py build/fuzz-protocol/corpus -max_total_time=$(FUZZ_SECONDS) \
 	  -timeout=60 -rss_limit_mb=4096 -artifact_prefix=build/fuzz-protocol/ -print_final_stats=1
 
+# ruff over the repository, mypy over spec/, reference/runtime and conformance/ (tools/typecheck.py says how).
+lint: setup
+	$(VENV_PYTHON) -m ruff check .
+	$(VENV_PYTHON) tools/typecheck.py
+
 clean-venv:
 	rm -rf $(VENV)
 
