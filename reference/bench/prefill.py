@@ -24,10 +24,13 @@ LLAMA_BENCH = Path("/work/peer/llama-build/bin/llama-bench")
 
 
 def register_bench(bench_commands) -> None:
-    parser = bench_commands.add_parser("prefill", help="prefill tok/s (weights repacked and not) beside llama-bench pp")
+    parser = bench_commands.add_parser(
+        "prefill", help="prefill tok/s (weights repacked and not) beside llama-bench pp",
+        description="Prefill of --tokens tokens on a real model: ggufsm with the weights repacked at load, ggufsm on the "
+                    "file's layout, and llama-bench -p N -n 0, interleaved round by round at the same thread count.")
     parser.add_argument("-m", "--model", required=True, help="registry name (smollm2, gemma3) or a GGUF path")
     parser.add_argument("--tokens", type=int, default=512, help="prompt length (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="threads of both runners (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=5, help="interleaved rounds (default: %(default)s)")
     parser.add_argument("--no-peer", action="store_true", help="skip llama-bench")
     parser.set_defaults(handler=run)
