@@ -43,6 +43,16 @@ X8Offsets x8_offsets(TensorType t) {
     return {m, qh, at};
 }
 
+// Bits 0, 4, 8, ..., 28 of v as one byte (bit c from bit 4c): pairs, then
+// nibbles, then the byte, folded together (the per-bit loop was most of the
+// repack's time on Q5_0).
+inline uint8_t every_fourth_bit(uint32_t v) {
+    v &= 0x11111111u;
+    v = (v | (v >> 3)) & 0x03030303u;
+    v = (v | (v >> 6)) & 0x000F000Fu;
+    return uint8_t(v | (v >> 12));
+}
+
 // One x8 block from the eight rows' block b (src: the group in the file's layout).
 void pack_block(TensorType t, const uint8_t* group, size_t row_bytes, int64_t b, uint8_t* out) {
     const size_t bb = block_bytes(t);
@@ -56,11 +66,7 @@ void pack_block(TensorType t, const uint8_t* group, size_t row_bytes, int64_t b,
         if (has_qh(t)) {
             uint32_t high;
             std::memcpy(&high, blk + po.qh, 4);
-            for (int k = 0; k < 4; ++k) {
-                uint8_t byte = 0;
-                for (int c = 0; c < 8; ++c) byte |= uint8_t(((high >> (4 * c + k)) & 1) << c);
-                out[xo.qh + 4 * r + k] = byte;
-            }
+            for (int k = 0; k < 4; ++k) out[xo.qh + 4 * r + k] = every_fourth_bit(high >> k);
         }
         for (int j = 0; j < 4; ++j) std::memcpy(out + xo.qs + 32 * j + 4 * r, blk + po.qs + 4 * j, 4);
     }
