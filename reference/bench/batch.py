@@ -39,21 +39,28 @@ WAYS = ("batched", "one by one")
 
 
 def register_bench(bench_commands) -> None:
-    parser = bench_commands.add_parser("batch", help="aggregate decode of several Runtime handles batched as one pass, beside llama-batched-bench")
+    parser = bench_commands.add_parser(
+        "batch", help="aggregate decode of several Runtime handles batched as one pass, beside llama-batched-bench")
     parser.add_argument("-m", "--model", default="smollm2", help="registry name or GGUF path (default smollm2)")
     parser.add_argument("--handles", default="1,2,4,8", help="comma-separated handle counts (default %(default)s)")
     parser.add_argument("-t", "--threads", type=int, default=2, help="threads of the forward's pool")
     parser.add_argument("--repeat", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--tokens", type=int, default=32, help="decode steps per handle per run (default 32)")
     parser.add_argument("--peer", action="store_true", help=f"also run {LLAMA_BATCHED_BENCH} in each round")
+    parser.add_argument("--peer-timeout", type=float, default=1800.0,
+                        help="seconds one llama-batched-bench run may take; past it the round has no peer figures "
+                             "(its spin-waiting threads can crawl on a loaded machine) (default %(default)s)")
     parser.set_defaults(handler=run)
 
 
 def run(args) -> int:
+    from ggufsm.reference.bench.record import OBSERVED
     from ggufsm.reference.model.registry import resolve
     from ggufsm.reference.runtime import Runtime
 
+    record = args.record
     path = resolve(args.model, pull=True)
+    record.model(path)
     counts = [int(k) for k in args.handles.split(",")]
     anchor = Runtime()  # holds the shared forward between runs, so no run pays a load
     anchor.init_runtime(n_ctx=PROMPT + args.tokens + 8, n_threads=args.threads)
@@ -65,17 +72,37 @@ def run(args) -> int:
     figures: dict[tuple[str, int], list[float]] = {}  # (way, k) -> aggregate tok/s per round
     latency: dict[tuple[str, int], list[float]] = {}  # (way, k) -> a handle's median seconds per token, per round
     peer = LLAMA_BATCHED_BENCH.exists() and args.peer
+    if peer:
+        record.peer_binary(LLAMA_BATCHED_BENCH)
+    scheduler = anchor._lifecycle.resident.session.scheduler
     for _ in range(args.repeat):
         for k in counts:
             for way in WAYS:
                 aggregate, per_token = handles_at_once(path, args, prompts[:k], way == "batched")
                 figures.setdefault((way, k), []).append(aggregate)
                 latency.setdefault((way, k), []).append(per_token)
+                record.sample(f"{way} x{k}: aggregate", aggregate, "tok/s", handles=k)
+                record.sample(f"{way} x{k}: per-token latency", per_token, "s", better="lower", handles=k)
         if peer:
-            for k, s_tg in llama_batched_bench(path, args.threads, args.tokens, counts).items():
-                figures.setdefault(("llama.cpp", k), []).append(s_tg)
+            finished = llama_batched_bench(path, args.threads, args.tokens, counts, args.peer_timeout)
+            for k in counts:  # nan where the run did not finish, so that rounds stay paired by index
+                figures.setdefault(("llama.cpp", k), []).append(finished.get(k, float("nan")))
+                if k in finished:
+                    record.sample(f"llama-batched-bench x{k}: S_TG", finished[k], "tok/s", runner="llama.cpp", handles=k)
     anchor.free()
+    for k in counts:
+        if 1 in counts and k != 1:
+            record.compare(f"batched x{k} / batched x1: aggregate", f"batched x{k}: aggregate", "batched x1: aggregate")
+            record.compare(f"batched x{k} / batched x1: per-token latency", f"batched x{k}: per-token latency",
+                           "batched x1: per-token latency")
+        record.compare(f"batched / one by one x{k}: aggregate", f"batched x{k}: aggregate", f"one by one x{k}: aggregate")
+        if peer and not np.isnan(figures[("llama.cpp", k)]).any():  # the record pairs samples by index
+            record.compare(f"batched / llama-batched-bench x{k}", f"batched x{k}: aggregate", f"llama-batched-bench x{k}: S_TG")
+    passes = dict(sorted(scheduler.pass_sizes.items())) if scheduler is not None else {}
+    record.fact("batched_pass_sizes", {str(size): n for size, n in passes.items()}, OBSERVED,
+                "passes the shared model's DecodeScheduler ran during the batched runs, by their number of steps")
     print(render(path, args, counts, figures, latency, peer, (load_before, os.getloadavg()[0])))
+    print(f"\nbatched runs' passes by number of steps: {passes}")
     return 0
 
 
@@ -120,14 +147,22 @@ def handles_at_once(path, args, prompts: list[list[int]], batched: bool) -> tupl
     return len(handles) * args.tokens / wall, float(np.median(steps))
 
 
-def llama_batched_bench(path: Path, threads: int, tokens: int, counts: list[int]) -> dict[int, float]:
-    """k -> llama.cpp's S_TG (aggregate decode tok/s over k parallel sequences)."""
+def llama_batched_bench(path: Path, threads: int, tokens: int, counts: list[int], timeout: float = 1800.0) -> dict[int, float]:
+    """k -> llama.cpp's S_TG (aggregate decode tok/s over k parallel sequences); {} when it did not finish in time."""
     n_ctx = max(counts) * (PROMPT + tokens) + 64
-    out = subprocess.run([str(LLAMA_BATCHED_BENCH), "-m", str(path), "-c", str(n_ctx), "-b", "512", "-ub", "512",
-                          "-npp", str(PROMPT), "-ntg", str(tokens), "-npl", ",".join(map(str, counts)), "-t", str(threads),
-                          "--output-format", "jsonl"], check=True, capture_output=True, text=True, timeout=1800).stdout
+    try:
+        out = run_peer(path, threads, tokens, counts, n_ctx, timeout)
+    except subprocess.TimeoutExpired:
+        print(f"llama-batched-bench did not finish within {timeout:.0f} s: no peer figures this round")
+        return {}
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     return {int(row["pl"]): float(row["speed_tg"]) for row in rows}
+
+
+def run_peer(path: Path, threads: int, tokens: int, counts: list[int], n_ctx: int, timeout: float) -> str:
+    return subprocess.run([str(LLAMA_BATCHED_BENCH), "-m", str(path), "-c", str(n_ctx), "-b", "512", "-ub", "512",
+                          "-npp", str(PROMPT), "-ntg", str(tokens), "-npl", ",".join(map(str, counts)), "-t", str(threads),
+                          "--output-format", "jsonl"], check=True, capture_output=True, text=True, timeout=timeout).stdout
 
 
 def render(path, args, counts, figures, latency, peer, load) -> str:
@@ -136,7 +171,8 @@ def render(path, args, counts, figures, latency, peer, load) -> str:
     alone = med(latency[("batched", 1)]) if ("batched", 1) in latency else float("nan")
     lines = [
         f"model {path.name}, {args.threads} threads, Runtime handles (greedy generate_next_token), {args.repeat} rounds of "
-        f"{args.tokens} decode steps per handle after a {PROMPT}-token prompt; load average {load[0]:.2f} before / {load[1]:.2f} after. Median (range) over the rounds.",
+        f"{args.tokens} decode steps per handle after a {PROMPT}-token prompt; load average {load[0]:.2f} before / "
+        f"{load[1]:.2f} after. Median (range) over the rounds.",
         "",
         "| handles | batched: aggregate tok/s | batched / 1 handle | per-token latency / 1 handle alone | one by one: aggregate tok/s"
         " | batched / one by one, same round" + (" | llama-batched-bench S_TG | batched / llama.cpp |" if peer else " |"),
@@ -148,8 +184,12 @@ def render(path, args, counts, figures, latency, peer, load) -> str:
                f"{med(latency[('batched', k)]) / alone:.2f}x | {cell(figures[('one by one', k)])} |")
         paired = [b / o for b, o in zip(figures[("batched", k)], figures[("one by one", k)], strict=True)]
         row += f" {med(paired):.2f}x ({min(paired):.2f}-{max(paired):.2f}x) |"
-        if peer:
-            ours = [b / p for b, p in zip(figures[("batched", k)], figures[("llama.cpp", k)], strict=True)]
-            row += f" {cell(figures[('llama.cpp', k)])} | {med(ours):.2f}x ({min(ours):.2f}-{max(ours):.2f}x) |"
+        theirs = [p for p in figures.get(("llama.cpp", k), []) if not np.isnan(p)]
+        if peer and not theirs:
+            row += " did not finish | |"
+        elif peer:
+            # Paired by round; a round whose peer run did not finish has no pair.
+            ours = [b / p for b, p in zip(figures[("batched", k)], figures[("llama.cpp", k)], strict=True) if not np.isnan(p)]
+            row += f" {cell(theirs)} | {med(ours):.2f}x ({min(ours):.2f}-{max(ours):.2f}x) |"
         lines.append(row)
     return "\n".join(lines)
