@@ -47,7 +47,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ggufsm import _core
@@ -59,7 +59,7 @@ class _Step:
     session: Any  # _core.LlamaSession
     token: int
     pos: int
-    done: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event | None = None  # made only for a caller that waits (a leader never does)
     lead: bool = False  # set (with done) when this caller is handed the lead
     error: BaseException | None = None
 
@@ -83,13 +83,13 @@ class DecodeScheduler:
 
     def decode(self, session: Any, token: int, pos: int) -> Any:
         """The logits of `token` at `pos` in `session` (the session's own read-only buffer, as session.decode returns)."""
-        step = _Step(session, token, pos)
         with self._lock:
+            lead = not self._running
+            step = _Step(session, token, pos, None if lead else threading.Event())
             self._queue.append(step)
             self._queued.notify_all()
-            lead = not self._running
             self._running = True
-        if not lead:
+        if step.done is not None:
             step.done.wait()  # until this step ran in someone's pass, or the lead is handed here
             lead = step.lead
         if lead:
@@ -117,11 +117,13 @@ class DecodeScheduler:
                 if self._queue:
                     successor = self._queue[0]
                     successor.lead = True
+                    assert successor.done is not None  # it was queued behind a running pass
                     successor.done.set()
                 else:
                     self._running = False
             for step in steps:
-                step.done.set()
+                if step.done is not None:
+                    step.done.set()
 
     def _gather(self) -> None:
         """(Lock held.) Until every session of the last pass has queued its next step, or the bound passed."""
