@@ -136,6 +136,28 @@ def test_handles_with_different_thread_counts_each_get_their_own_forward(tiny_mo
     free_all(one, two)
 
 
+def test_loads_and_frees_racing_on_threads_leave_the_registry_as_they_found_it(tiny_model):
+    before = shared_forward.held()
+    start = threading.Barrier(6)
+    expected = alone(tiny_model, 1, 3, True)[0]
+    outcomes: list[object] = []
+
+    def churn():
+        start.wait()
+        for _ in range(10):
+            runtime = loaded(tiny_model)
+            outcomes.append(runtime.generate(PROMPTS[0], 3, temperature=0.0, stop_at_eos=False).token_ids)
+            runtime.free()
+
+    threads = [threading.Thread(target=churn) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes == [expected] * 60
+    assert shared_forward.held() == before
+
+
 def test_models_given_as_bytes_are_never_shared(tiny_model):
     data = tiny_model.read_bytes()
     first, second = loaded(data), loaded(data)
