@@ -4,7 +4,8 @@ Every rule here compares handles generating at once (batch_decode on, the defaul
 generating alone, one after another (batch_decode off): the same tokens, seed for seed. That at least one pass
 really batched several handles' steps is made certain, not hoped for: the shared scheduler's first pass is held
 until the other handles' steps are queued behind it (`hold_first_pass`, waiting on the scheduler's own
-condition). Threads start together on a barrier; nothing waits on time.
+condition). Threads start together on a barrier; nothing waits on time. The real models (SmolLM2, Gemma 3)
+run the same comparison.
 """
 
 from __future__ import annotations
@@ -329,10 +330,12 @@ def test_batch_decode_must_be_true_or_false(tiny_model):
 
 @pytest.mark.real_model
 @pytest.mark.parametrize("greedy", [True, False], ids=["greedy", "seeded"])
-def test_smollm2_handles_generating_at_once_get_the_tokens_each_gets_alone(smollm2_path, greedy):
+@pytest.mark.parametrize("model", ["smollm2", "gemma3"])
+def test_real_model_handles_generating_at_once_get_the_tokens_each_gets_alone(model, greedy, request):
+    path = request.getfixturevalue(f"{model}_path")
     options = {"n_ctx": 128, "n_threads": 2}
-    expected = alone(smollm2_path, 4, 16, greedy, **options)
-    handles = [loaded(smollm2_path, **options) for _ in range(4)]
+    expected = alone(path, 4, 16, greedy, **options)
+    handles = [loaded(path, **options) for _ in range(4)]
     scheduler = scheduler_of(handles[0])
     hold_first_pass(scheduler, 3)
     assert at_once(handles, [generating(i, 16, greedy) for i in range(4)]) == expected
