@@ -94,13 +94,16 @@ int64_t vocabulary(const LlamaSession& session) { return int64_t(session.logits_
 void forward(py::module_& m) {
     py::class_<LlamaModel, std::shared_ptr<LlamaModel>>(
         m, "LlamaModel", "The llama-family fused forward over a validated file: its weights in place and a thread pool.")
-        .def(py::init([](std::shared_ptr<gguf::Model> file, int n_threads, bool huge_pages) {
+        .def(py::init([](std::shared_ptr<gguf::Model> file, int n_threads, bool huge_pages, bool repack) {
                  py::gil_scoped_release release;
                  return std::make_shared<LlamaModel>(std::move(file), n_threads,
-                                                     huge_pages ? WeightPlacement::HugePages : WeightPlacement::InPlace);
+                                                     huge_pages ? WeightPlacement::HugePages : WeightPlacement::InPlace, repack);
              }),
-             py::arg("file"), py::arg("n_threads"), py::arg("huge_pages") = false,
-             "huge_pages: read the weights from one anonymous copy advised MADV_HUGEPAGE (made at load) instead of the file map")
+             py::arg("file"), py::arg("n_threads"), py::arg("huge_pages") = false, py::arg("repack") = true,
+             "huge_pages: read the weights from one anonymous copy advised MADV_HUGEPAGE (made at load) instead of the file map; "
+             "repack: repack the layer matrices the register-blocked kernels read (kernels/repack.h) at load")
+        .def_property_readonly("weights_repacked", &LlamaModel::repacked_bytes, "bytes of the layer matrices repacked at load")
+        .def_property_readonly("repack_seconds", &LlamaModel::repack_seconds, "seconds the repack took, part of the load")
         .def_property_readonly("weights_copied", &LlamaModel::copy_bytes, "bytes of the weights' huge-page copy (0: read in place)")
         .def_property_readonly("weights_in_huge_pages", &LlamaModel::huge_page_bytes,
                                "bytes of that copy the kernel backs with 2 MiB pages now (AnonHugePages)")

@@ -28,6 +28,7 @@
 #include "kernels/kernel_set.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "kernels/repack.h"
 #include "kernels/quant.h"
 #include "runtime/cpu_features.h"
 #include "runtime/thread_pool.h"
@@ -80,6 +81,13 @@ WeightView weight_view(uint32_t type, const py::buffer& weight, int64_t rows, in
     return w;
 }
 
+// The weights in the Rows8 layout (kernels/repack.h), held in `storage`:
+// what the model does at load, for the tests and the benchmark.
+WeightView repacked_view(const WeightView& w, std::vector<uint8_t>& storage, ThreadPool& pool) {
+    storage.resize(rows8_bytes(w));
+    return repack_rows8(w, storage.data(), pool);
+}
+
 // x as [n, cols]: a 1-D x is one row.
 int64_t rows_of(const FloatArray& x, int64_t cols, const char* what) {
     const int64_t last = x.ndim() == 0 ? 0 : x.shape(x.ndim() - 1);
@@ -108,14 +116,17 @@ py::array_t<float> dequantize(uint32_t type, const py::buffer& data, int64_t n) 
     return out;
 }
 
-py::array_t<float> matmul_py(uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols, const FloatArray& x, const Threads& threads) {
-    const WeightView w = weight_view(type, weight, rows, cols);
+py::array_t<float> matmul_py(uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols, const FloatArray& x, const Threads& threads,
+                             bool repacked) {
+    WeightView w = weight_view(type, weight, rows, cols);
     const int64_t n = rows_of(x, cols, "x");
     py::array_t<float> y = x.ndim() == 1 ? py::array_t<float>(rows) : py::array_t<float>({n, rows});
     const float* src = x.data();
     float* dst = y.mutable_data();
     const std::shared_ptr<ThreadPool> owned = pool_of(threads);
     ThreadPool& pool = *owned;
+    std::vector<uint8_t> storage;
+    if (repacked) w = repacked_view(w, storage, pool);
     {
         py::gil_scoped_release release;
         matmul(w, src, n, dst, pool);
@@ -236,23 +247,29 @@ py::array_t<float> attention_py(const FloatArray& q, const FloatArray& k_cache, 
 }
 
 double matvec_seconds_py(uint32_t type, const std::vector<py::buffer>& weights, int64_t rows, int64_t cols, const FloatArray& x,
-                         int repeats, const Threads& threads) {
+                         int repeats, const Threads& threads, bool repacked) {
     std::vector<WeightView> views;
     for (const py::buffer& w : weights) views.push_back(weight_view(type, w, rows, cols));
     rows_of(x, cols, "x");
     const float* src = x.data();
     const std::shared_ptr<ThreadPool> owned = pool_of(threads);
     ThreadPool& pool = *owned;
+    std::vector<std::vector<uint8_t>> storage(views.size());
+    if (repacked) {
+        for (size_t k = 0; k < views.size(); ++k) views[k] = repacked_view(views[k], storage[k], pool);
+    }
     py::gil_scoped_release release;
     return matvec_seconds(views, src, repeats, pool);
 }
 
 double matmul_seconds_py(uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols, const FloatArray& x, int repeats,
-                         const Threads& threads) {
-    const WeightView w = weight_view(type, weight, rows, cols);
+                         const Threads& threads, bool repacked) {
+    WeightView w = weight_view(type, weight, rows, cols);
     const int64_t n = rows_of(x, cols, "x");
     const float* src = x.data();
     const std::shared_ptr<ThreadPool> owned = pool_of(threads);
+    std::vector<uint8_t> storage;
+    if (repacked) w = repacked_view(w, storage, *owned);
     py::gil_scoped_release release;
     return matmul_seconds(w, src, n, repeats, *owned);
 }
@@ -329,7 +346,20 @@ void kernels(py::module_& m) {
     m.def("dequantize", &dequantize, py::arg("ggml_type"), py::arg("data"), py::arg("n"),
           "The first n elements encoded in data, as float32 (exact)");
     m.def("matmul", &matmul_py, py::arg("ggml_type"), py::arg("weight"), py::arg("rows"), py::arg("cols"), py::arg("x"),
-          py::arg("threads") = 0, "y[n, rows] = x[n, cols] . W^T (the numeric contract is in matmul.h)");
+          py::arg("threads") = 0, py::arg("repacked") = false,
+          "y[n, rows] = x[n, cols] . W^T (the numeric contract is in matmul.h); repacked: through the Rows8 layout the model loads "
+          "(kernels/repack.h)");
+    m.def("repackable", [](uint32_t t, int64_t rows) { return kernels_support(t) && repackable_type(static_cast<TensorType>(t)) && rows > 0 && rows % kRows8 == 0; },
+          py::arg("ggml_type"), py::arg("rows"), "True when a [rows, cols] matrix of this type is repacked at load (kernels/repack.h)");
+    m.def("repack", [](uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols, const Threads& threads) {
+        const WeightView w = weight_view(type, weight, rows, cols);
+        if (!repackable(w)) repack_rows8(w, nullptr, *pool_of(threads));  // raises the named error
+        py::array_t<uint8_t> out(static_cast<ssize_t>(rows8_bytes(w)));
+        const std::shared_ptr<ThreadPool> owned = pool_of(threads);
+        repack_rows8(w, out.mutable_data(), *owned);
+        return out;
+    }, py::arg("ggml_type"), py::arg("weight"), py::arg("rows"), py::arg("cols"), py::arg("threads") = 1,
+          "the weights' bytes in the Rows8 layout (kernels/repack.h)");
     m.def("rmsnorm", &rmsnorm_py, py::arg("x"), py::arg("weight") = py::none(), py::arg("eps") = 1e-5f);
     m.def("rope", &rope_py, py::arg("x"), py::arg("n_rot"), py::arg("positions"), py::arg("freq_base"), py::arg("neox"));
     m.def("softmax", &softmax_rows, py::arg("x"), "softmax over the last axis");
@@ -378,9 +408,9 @@ void kernels(py::module_& m) {
           py::arg("chunk_busy_us") = 0, py::arg("fail_at") = -1,
           py::arg("chunks_per_thread") = int(ThreadPool::kDefaultChunksPerThread));
     m.def("matvec_seconds", &matvec_seconds_py, py::arg("ggml_type"), py::arg("weights"), py::arg("rows"), py::arg("cols"),
-          py::arg("x"), py::arg("repeats") = 5, py::arg("threads") = 0);
+          py::arg("x"), py::arg("repeats") = 5, py::arg("threads") = 0, py::arg("repacked") = false);
     m.def("matmul_seconds", &matmul_seconds_py, py::arg("ggml_type"), py::arg("weight"), py::arg("rows"), py::arg("cols"),
-          py::arg("x"), py::arg("repeats") = 5, py::arg("threads") = 0,
+          py::arg("x"), py::arg("repeats") = 5, py::arg("threads") = 0, py::arg("repacked") = false,
           "best-of-repeats seconds of y[n, rows] = x[n, cols] . W^T (a prefill's product; x quantized outside the timing)");
 
     // ---- the int8 compute peak (bench/int8_peak.h)

@@ -98,12 +98,19 @@ class LlamaModel {
 public:
     // InvalidModel or UnsupportedModel for hyperparameters the forward cannot
     // run (naming the first), InvalidInput for n_threads < 0 (0: all cores).
-    LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads, WeightPlacement placement = WeightPlacement::InPlace);
+    // repack: the layer matrices that have a Rows8 layout (kernels/repack.h) are
+    // repacked once here, into the huge-page copy or else one anonymous copy of
+    // just those matrices, for the register-blocked kernels.
+    LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads, WeightPlacement placement = WeightPlacement::InPlace,
+               bool repack = true);
     ~LlamaModel();
     WeightPlacement placement() const { return copy_ ? WeightPlacement::HugePages : WeightPlacement::InPlace; }
     // Bytes of the weights' copy (0 in place), and of it the kernel backs with huge pages (AnonHugePages).
     size_t copy_bytes() const { return copy_bytes_; }
     size_t huge_page_bytes() const;
+    // Bytes of the matrices repacked at load, and the seconds the repack took (part of the load).
+    size_t repacked_bytes() const { return repacked_bytes_; }
+    double repack_seconds() const { return repack_seconds_; }
     const LlamaHparams& hparams() const { return hp_; }
     const LlamaWeights& weights() const { return weights_; }
     const gguf::Model& file() const { return *file_; }
@@ -116,6 +123,13 @@ private:
     std::shared_ptr<ThreadPool> pool_;  // shared_pool(n_threads): one per thread count in the process
     uint8_t* copy_ = nullptr;  // WeightPlacement::HugePages: the anonymous mapping weights_ points into
     size_t copy_bytes_ = 0;
+    uint8_t* packed_ = nullptr;  // in place with repack: the anonymous mapping the repacked matrices live in
+    size_t packed_bytes_ = 0;
+    size_t repacked_bytes_ = 0;
+    double repack_seconds_ = 0;
+    void place_in_huge_pages();
+    void repack_layers();
+    void release();
 };
 
 // The rows a forward pass computes at once, and scratch for them: residual

@@ -1,9 +1,11 @@
 // LlamaModel: the forward's hyperparameters and weights, taken from a
 // validated model by its architecture's declaration (gguf/architectures.cpp).
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -12,9 +14,11 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "errors.h"
 #include "forward/forward.h"
+#include "kernels/repack.h"
 
 namespace ggufsm {
 
@@ -166,11 +170,24 @@ void rebase(LlamaWeights& w, const uint8_t* from, size_t n, uint8_t* to) {
 
 }  // namespace
 
-LlamaModel::LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads, WeightPlacement placement)
+LlamaModel::LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads, WeightPlacement placement, bool repack)
     : file_(std::move(file)), hp_(forward_hparams(file_->hp)), weights_(llama_weights(*file_, hp_)) {
     if (n_threads < 0) throw Error(code::InvalidInput, "n_threads is " + str(n_threads) + ", must be >= 0 (0: all cores)");
     pool_ = shared_pool(n_threads);
-    if (placement == WeightPlacement::HugePages) {
+    if (placement == WeightPlacement::HugePages) place_in_huge_pages();
+    if (repack) {
+        try {
+            repack_layers();
+        } catch (...) {
+            release();
+            throw;
+        }
+    }
+    if (copy_) mprotect(copy_, copy_bytes_, PROT_READ);  // the weights are read-only, as in the mapping
+}
+
+void LlamaModel::place_in_huge_pages() {
+    {
         // The tensor data section as one span, copied once: the views keep their offsets within it.
         const gguf::File& f = *file_->file;
         uint64_t begin = UINT64_MAX, end = 0;
@@ -199,14 +216,69 @@ LlamaModel::LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads, W
             const size_t lo = size_t(b) * kHugePage, hi = std::min(size_t(e) * kHugePage, n);
             if (lo < hi) std::memcpy(copy_ + lo, from + lo, hi - lo);
         });
-        mprotect(copy_, copy_bytes_, PROT_READ);  // the weights are read-only, as in the mapping
         rebase(weights_, from, n, copy_);
     }
 }
 
-LlamaModel::~LlamaModel() {
-    if (copy_) munmap(copy_, copy_bytes_);
+// Every layer matrix with a Rows8 layout, repacked: in the huge-page copy
+// (ours to write), or else into one anonymous mapping of just those matrices,
+// after which this process drops its pages of them from the file map (they
+// stay in the page cache, and are never read through the map again).
+void LlamaModel::repack_layers() {
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<WeightView*> todo;
+    for (LlamaLayer& l : weights_.layers) {
+        for (WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+            if (repackable(*v)) todo.push_back(v);
+        }
+    }
+    if (todo.empty()) return;
+    auto bytes_of = [](const WeightView& v) { return v.row_bytes * size_t(v.rows); };
+    // In the huge-page copy where the layout keeps the size; the rest (all of
+    // them in place, Q4_K's larger layout always) into one anonymous mapping.
+    std::vector<WeightView*> apart;
+    for (WeightView* v : todo) {
+        if (copy_ && rows8_bytes(*v) == bytes_of(*v)) {
+            *v = repack_rows8(*v, const_cast<void*>(v->data), *pool_);
+            repacked_bytes_ += rows8_bytes(*v);
+        } else {
+            apart.push_back(v);
+        }
+    }
+    if (!apart.empty()) {
+        constexpr size_t kAlign = 64;
+        size_t total = 0;
+        for (WeightView* v : apart) total += (rows8_bytes(*v) + kAlign - 1) / kAlign * kAlign;
+        void* raw = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (raw == MAP_FAILED) throw Error(code::ModelUnavailable, "cannot allocate " + std::to_string(total) + " bytes for the repacked weights");
+        packed_ = static_cast<uint8_t*>(raw);
+        packed_bytes_ = total;
+        const long page = sysconf(_SC_PAGESIZE);
+        size_t at = 0;
+        for (WeightView* v : apart) {
+            const uint8_t* from = static_cast<const uint8_t*>(v->data);
+            const size_t n = bytes_of(*v), packed = rows8_bytes(*v);
+            *v = repack_rows8(*v, packed_ + at, *pool_);
+            at += (packed + kAlign - 1) / kAlign * kAlign;
+            repacked_bytes_ += packed;
+            // The whole pages of the file map inside this matrix: advice only (the huge-page copy's stay).
+            if (copy_) continue;
+            const uintptr_t lo = (reinterpret_cast<uintptr_t>(from) + page - 1) / page * page;
+            const uintptr_t hi = (reinterpret_cast<uintptr_t>(from) + n) / page * page;
+            if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+        }
+        mprotect(packed_, packed_bytes_, PROT_READ);
+    }
+    repack_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
+
+void LlamaModel::release() {
+    if (copy_) munmap(copy_, copy_bytes_);
+    if (packed_) munmap(packed_, packed_bytes_);
+    copy_ = packed_ = nullptr;
+}
+
+LlamaModel::~LlamaModel() { release(); }
 
 size_t LlamaModel::huge_page_bytes() const {
     if (!copy_) return 0;

@@ -65,6 +65,9 @@ using GatedFn = void (*)(const float* gate, const float* up, float* out, int64_t
 struct KernelSet {
     Isa isa = Isa::Scalar;
     MatmulRowsFn matmul_rows[kTypeSlots] = {};  // by ggml type id; nullptr: a type the kernels do not run
+    // The same over WeightLayout::Rows8 weights (row_begin, row_end multiples of 8);
+    // nullptr: a type that is never repacked (kernels/repack.h).
+    MatmulRowsFn matmul_rows8[kTypeSlots] = {};
     AttendFn<float> attend_f32 = nullptr;
     AttendFn<uint16_t> attend_f16 = nullptr;
     // The attend kernels need hd % attend_hd_multiple == 0; for other head

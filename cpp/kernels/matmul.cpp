@@ -167,7 +167,9 @@ void matmul(const WeightView& w, const QuantizedActivations& x, float* y, Thread
     }
     if (x.n() == 0) return;
     const uint32_t id = static_cast<uint32_t>(w.type);
-    const kernels::MatmulRowsFn fn = kernels::active().matmul_rows[id];
+    const kernels::KernelSet& set = kernels::active();
+    const kernels::MatmulRowsFn fn = w.layout == WeightLayout::Rows8 ? set.matmul_rows8[id] : set.matmul_rows[id];
+    if (!fn) throw Error(code::InvalidInput, std::string("no kernel runs repacked ") + type_name(id) + " weights");
     const int64_t tiles = (w.rows + kRowTile - 1) / kRowTile;
     // One chunk per thread: every row costs the same, and each chunk start
     // restarts a weight stream whose first pages wait out the memory latency

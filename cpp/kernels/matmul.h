@@ -25,14 +25,22 @@
 
 namespace ggufsm {
 
-// A weight matrix in place (usually inside the model's memory map):
-// [rows, cols] row-major, each row row_bytes long.
+// How a weight matrix's blocks lie in memory.
+//  Rows:  the file's layout: [rows, cols] row-major, each row row_bytes long.
+//  Rows8: repacked at load (kernels/repack.h): rows in groups of eight, each
+//         group's blocks interleaved so one load feeds the int8 dot products of
+//         all eight rows. Same bytes per row; rows % 8 == 0.
+enum class WeightLayout { Rows, Rows8 };
+
+// A weight matrix in place (usually inside the model's memory map, or its
+// repacked copy).
 struct WeightView {
     TensorType type = TensorType::F32;
     const void* data = nullptr;
     int64_t rows = 0;
     int64_t cols = 0;
     size_t row_bytes = 0;
+    WeightLayout layout = WeightLayout::Rows;
 };
 
 // Checks the type is supported (UnsupportedModel otherwise), rows/cols are

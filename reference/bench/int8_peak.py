@@ -10,6 +10,10 @@ once. Where the CPU has AVX-VNNI or AVX512-VNNI, their vpdpbusd loops are
 measured too (chosen at run time); the share is always taken against the AVX2
 loop, the one every x86-64-v3 machine runs, and the VNNI peaks stand beside it.
 
+Each product is timed on both weight layouts where the type has a repacked one:
+"Rows8" (eight rows interleaved at load, cpp/kernels/repack.h: what a loaded model
+runs) and "file" (the file's row-major blocks, the kernels before the repack).
+
 Pairing, as for the mat-vecs: in each pass, right before each kernel cell, the
 AVX2 peak loop runs at the same thread count, and a cell's share is the median
 over passes of its GOP/s over the peak sampled just before it, so a moment when
@@ -44,6 +48,7 @@ class PrefillCell:
     matrix: str
     rows: int
     cols: int
+    layout: str              # "Rows8" (repacked at load) or "file"
     gops: dict[int, float]   # threads -> best GOP/s over the passes
     share: dict[int, float]  # threads -> median over passes of GOP/s / the AVX2 peak of that pass
 
@@ -53,7 +58,8 @@ def gop(rows: int, cols: int, n: int) -> float:
     return 2.0 * rows * cols * n / 1e9
 
 
-def measure(types, threads, pools, repeat: int, n_rows: int) -> tuple[dict[str, dict[int, float]], list[PrefillCell]]:
+def measure(types, threads, pools, repeat: int, n_rows: int,
+            record=None) -> tuple[dict[str, dict[int, float]], list[PrefillCell]]:
     """(peaks: isa -> threads -> best GOP/s, cells). Each pass: per thread count, every peak loop, then every cell."""
     from ggufsm._core import kernels
     from ggufsm.reference.bench.kernels import fits
@@ -61,10 +67,13 @@ def measure(types, threads, pools, repeat: int, n_rows: int) -> tuple[dict[str, 
 
     isas = kernels.int8_peak_isas()
     rng = np.random.default_rng(1)
-    matrices = [(GGMLQuantizationType[name], label, rows, cols) for name in types for label, rows, cols in PREFILL_SHAPES
-                if fits(GGMLQuantizationType[name], cols)]
-    data = [(random_weights(q, rows, cols, rng), rng.standard_normal((n_rows, cols)).astype(np.float32))
-            for q, _, rows, cols in matrices]
+    plain = [(GGMLQuantizationType[name], label, rows, cols) for name in types for label, rows, cols in PREFILL_SHAPES
+             if fits(GGMLQuantizationType[name], cols)]
+    shared = {(q, rows, cols): (random_weights(q, rows, cols, rng), rng.standard_normal((n_rows, cols)).astype(np.float32))
+              for q, _, rows, cols in plain}
+    matrices = [(q, label, rows, cols, layout) for q, label, rows, cols in plain
+                for layout in (("Rows8", "file") if kernels.repackable(int(q), rows) else ("file",))]
+    data = [shared[(q, rows, cols)] for q, _, rows, cols, _ in matrices]
     peaks: dict[str, dict[int, list[float]]] = {isa: {t: [] for t in threads} for isa in isas}
     samples: list[dict[int, list[float]]] = [{t: [] for t in threads} for _ in matrices]  # per cell and thread count: GOP/s per pass
     baseline: dict[int, list[float]] = {t: [] for t in threads}  # the AVX2 peak sampled right before each cell, in cell order
@@ -73,18 +82,22 @@ def measure(types, threads, pools, repeat: int, n_rows: int) -> tuple[dict[str, 
             for isa in isas:
                 gops, _checksum = kernels.int8_peak(isa, PEAK_ITERATIONS, 1, pools[t])
                 peaks[isa][t].append(gops)
-            for (qtype, _, rows, cols), (w, x), cell in zip(matrices, data, samples, strict=True):
+                if record is not None:
+                    record.limit(f"int8 peak {isa} {t}T", gops, "GOP/s")
+            for (qtype, _, rows, cols, layout), (w, x), cell in zip(matrices, data, samples, strict=True):
                 # The AVX2 peak again right before each cell: its share pairs it with the peak of its own moment.
                 if BASELINE_ISA in peaks:
                     gops, _checksum = kernels.int8_peak(BASELINE_ISA, PEAK_ITERATIONS, 1, pools[t])
                     peaks[BASELINE_ISA][t].append(gops)
                 baseline[t].append(peaks[BASELINE_ISA][t][-1] if BASELINE_ISA in peaks else float("nan"))
-                seconds = kernels.matmul_seconds(int(qtype), w, rows, cols, x, 1, pools[t])
+                seconds = kernels.matmul_seconds(int(qtype), w, rows, cols, x, 1, pools[t], repacked=layout == "Rows8")
                 cell[t].append(gop(rows, cols, n_rows) / seconds)
+                if record is not None:
+                    record.sample(f"prefill {qtype.name} [{rows} x {cols}] {layout} {t}T", cell[t][-1], "GOP/s")
     cells = []
-    for index, ((qtype, label, rows, cols), cell) in enumerate(zip(matrices, samples, strict=True)):
+    for index, ((qtype, label, rows, cols, layout), cell) in enumerate(zip(matrices, samples, strict=True)):
         share = {t: float(np.median(np.asarray(cell[t]) / np.asarray(baseline[t][index::len(matrices)]))) for t in threads}
-        cells.append(PrefillCell(qtype.name, label, rows, cols, {t: max(cell[t]) for t in threads}, share))
+        cells.append(PrefillCell(qtype.name, label, rows, cols, layout, {t: max(cell[t]) for t in threads}, share))
     return {isa: {t: max(v) for t, v in by_t.items()} for isa, by_t in peaks.items()}, cells
 
 
@@ -103,12 +116,12 @@ def render_markdown(peaks, cells, threads, n_rows: int) -> str:
         f"Prefill products, {n_rows} activation rows (weights cache-resident; activations quantized outside the "
         f"timing): GOP/s, and the share of the `{BASELINE_ISA}` peak measured in the same pass (median of the passes).",
         "",
-        "| type | matrix [rows x cols] | " + " | ".join(f"GOP/s {t}T" for t in threads)
+        "| type | matrix [rows x cols] | layout | " + " | ".join(f"GOP/s {t}T" for t in threads)
         + " | " + " | ".join(f"{t}T / {BASELINE_ISA} peak" for t in threads) + " |",
-        "| --- | --- | " + " | ".join("---:" for _ in range(2 * len(threads))) + " |",
+        "| --- | --- | --- | " + " | ".join("---:" for _ in range(2 * len(threads))) + " |",
     ]
     for c in cells:
-        lines.append(f"| {c.qtype} | {c.matrix} [{c.rows} x {c.cols}] | "
+        lines.append(f"| {c.qtype} | {c.matrix} [{c.rows} x {c.cols}] | {c.layout} | "
                      + " | ".join(f"{c.gops[t]:.1f}" for t in threads) + " | "
                      + " | ".join(f"{c.share[t]:.0%}" for t in threads) + " |")
     return "\n".join(lines) + "\n"

@@ -101,7 +101,7 @@ def run(args) -> int:
                             (load_before, os.getloadavg()[0]))
     if args.prefill_rows > 0:
         peaks, prefill = int8_peak.measure([n.strip() for n in args.prefill_types.split(",")], threads, pools,
-                                           args.repeat, args.prefill_rows)
+                                           args.repeat, args.prefill_rows, getattr(args, "record", None))
         table += "\n" + int8_peak.render_markdown(peaks, prefill, threads, args.prefill_rows)
     print(table)
     if args.markdown:

@@ -17,6 +17,7 @@ BENCH_MODULES: list[str] = [
     "ggufsm.reference.bench.parse",
     "ggufsm.reference.bench.kernels",
     "ggufsm.reference.bench.forward",
+    "ggufsm.reference.bench.prefill",
     "ggufsm.reference.bench.decode",
     "ggufsm.reference.bench.batch",
     "ggufsm.reference.bench.guard",

@@ -61,19 +61,21 @@ def test_the_int8_peak_refuses_an_unknown_or_absent_loop_and_a_count_below_one()
         kernels.int8_peak("avx2", 0, 1, 1)
 
 
-def test_each_prefill_product_is_reported_beside_the_avx2_peak_of_its_pass(capsys):
+def test_each_prefill_product_is_reported_on_both_layouts_beside_the_avx2_peak_of_its_pass(capsys):
     assert main(["bench", "kernels", "--types", "Q8_0", "--threads", "1", "--repeat", "1", "--stream-mib", "1",
                  "--prefill-rows", "8", "--prefill-types", "Q4_0,Q4_K"]) == 0
     out = capsys.readouterr().out
     assert "`avx2`" in out and "GOP/s at 1 thread" in out
     q4_0 = [line for line in out.splitlines() if line.startswith("| Q4_0 |")]
     q4_k = [line for line in out.splitlines() if line.startswith("| Q4_K |")]
-    assert len(q4_0) == len(PREFILL_SHAPES)  # every shape fits 32-blocks
-    assert [r.split("|")[2].strip() for r in q4_k] == [f"{label} [{r} x {c}]" for label, r, c in PREFILL_SHAPES
-                                                       if c % 256 == 0]  # k-quants only where cols hold 256-blocks
+    # Every shape fits 32-blocks, and each is timed repacked (Rows8, as a model loads it) and on the file's layout.
+    assert len(q4_0) == 2 * len(PREFILL_SHAPES)
+    assert [r.split("|")[3].strip() for r in q4_0] == ["Rows8", "file"] * len(PREFILL_SHAPES)
+    assert [r.split("|")[2].strip() for r in q4_k][::2] == [f"{label} [{r} x {c}]" for label, r, c in PREFILL_SHAPES
+                                                            if c % 256 == 0]  # k-quants only where cols hold 256-blocks
     for row in q4_0 + q4_k:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
-        assert float(cells[2]) > 0 and float(cells[3].rstrip("%")) > 0
+        assert float(cells[3]) > 0 and float(cells[4].rstrip("%")) > 0
 
 
 def test_matmul_seconds_times_a_prefill_product_and_refuses_no_rows():

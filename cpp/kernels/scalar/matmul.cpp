@@ -1,9 +1,11 @@
 // The scalar reference matmul kernels: plain C++ over the block layouts, the
 // semantics every SIMD variant must reproduce (tests/kernels/test_isa_variants.py).
 #include <cstring>
+#include <vector>
 
 #include "kernels/kernel_set.h"
 #include "kernels/quant.h"
+#include "kernels/repack.h"
 
 namespace ggufsm::kernels::scalar {
 
@@ -235,9 +237,27 @@ void rows(const WeightView& w, const QuantizedActivations& x, float* y, int64_t 
     drive_rows(w, x, y, row_begin, row_end, Dot);
 }
 
+// Rows8 weights (kernels/repack.h): each row unpacked back to the file's
+// layout, then the kernel above, so the reference of a repacked matrix is by
+// construction the reference of the matrix it came from.
+template <float (*Dot)(const uint8_t*, const QuantizedActivations&, int64_t, int64_t)>
+void rows8(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    std::vector<uint8_t> row(w.row_bytes);
+    for (int64_t r = row_begin; r < row_end; ++r) {
+        unpack_row8(w, r, row.data());
+        for (int64_t i = 0; i < x.n(); ++i) y[i * w.rows + r] = Dot(row.data(), x, i, w.cols);
+    }
+}
+
 }  // namespace
 
 void fill_matmul(KernelSet& set) {
+    set.matmul_rows8[2] = rows8<dot_offset32<BlockQ4_0, 8>>;
+    set.matmul_rows8[3] = rows8<dot_min32<BlockQ4_1>>;
+    set.matmul_rows8[6] = rows8<dot_offset32<BlockQ5_0, 16>>;
+    set.matmul_rows8[7] = rows8<dot_min32<BlockQ5_1>>;
+    set.matmul_rows8[12] = rows8<dot_q45_k<BlockQ4_K>>;
+    set.matmul_rows8[14] = rows8<dot_q6_k>;
     set.matmul_rows[0] = rows<dot_f32>;
     set.matmul_rows[1] = rows<dot_half<fp16_to_fp32>>;
     set.matmul_rows[30] = rows<dot_half<bf16_to_fp32>>;

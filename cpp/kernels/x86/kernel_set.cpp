@@ -12,6 +12,7 @@ KernelSet make_set() {
     set.isa = Isa::Avx2;
 #endif
     fill_matmul(set);
+    fill_matmul_rows8(set);
     fill_attention(set);
     fill_activations(set);
 #if defined(__AVX512F__)

@@ -20,6 +20,7 @@ namespace ggufsm::kernels::GGUFSM_ISA {
 
 // What each file contributes to this variant's set (kernels/x86/kernel_set.cpp).
 void fill_matmul(KernelSet& set);       // kernels/x86/matmul.cpp
+void fill_matmul_rows8(KernelSet& set); // kernels/x86/matmul_rows8.cpp
 void fill_attention(KernelSet& set);    // kernels/x86/attention.cpp
 void fill_activations(KernelSet& set);  // kernels/x86/activations.cpp
 #if defined(__AVX512F__)

@@ -1,0 +1,77 @@
+// Weights repacked at load into WeightLayout::Rows8 (matmul.h): the layout the
+// register-blocked prefill kernels read (kernels/x86/matmul_rows8.cpp), as
+// llama.cpp's repacked Q4_0 8x8 paths (ggml-cpu/repack.cpp) interleave rows.
+//
+// Rows are taken in groups of eight. A group holds, for each block index b
+// in turn, one "x8 block": the eight rows' block b interleaved, as many bytes
+// as the eight blocks it replaces (so a row still costs row_bytes, and a
+// group starts at 8 * row_bytes * g):
+//
+//   d   fp16 [8]           the rows' scales, row r at r
+//   m   fp16 [8]           Q4_1/Q5_1: the rows' mins
+//   qh  uint8 [32]         Q5_0/Q5_1: byte 4r+k, bit c = the fifth bit of row r's element 4c+k
+//   qs  uint8 [4][32]      Q4/Q5: vector j, byte 4r+k = row r's qs[4j+k]: its low
+//                          nibble is element 4j+k, its high nibble element 16+4j+k
+//
+// Q4_K (super-blocks of 256 in eight sub-blocks of 32) is laid out alike, per
+// super-block b, in 1184 bytes (the eight blocks' 1152 and 32 more: the 6-bit
+// scales and mins unpacked to bytes, so no vector has to unpack twelve bytes
+// per row):
+//
+//   d, dmin fp16 [8] each
+//   sc   uint8 [8][8]      sc[s][r]: row r's scale of sub-block s
+//   m    uint8 [4][8][2]   m[p][r][e]: row r's min of sub-block 2p+e
+//   qs   uint8 [4][8][32]  pair j, vector v, byte 4r+k = row r's qs[32j+4v+k]: its low
+//                          nibble is element 64j+4v+k (sub-block 2j), its high nibble
+//                          element 64j+32+4v+k (sub-block 2j+1)
+//
+// Q6_K, per super-block b, in its own 1680 bytes (chunk c: elements 4c..4c+3 of
+// each row, within sub-block c / 4; code = the unsigned six bits, 32 too high):
+//
+//   d    fp16 [8]
+//   sc   int8 [8][8][2]     sc[p][r][e]: row r's scale of sub-block 2p+e
+//   ql   uint8 [32][32]     vector u, byte 4r+k: low nibble = the low four bits of
+//                           chunk u's element k, high nibble those of chunk 32+u
+//   qh   uint8 [16][32]     vector w, byte 4r+k, bits 2q..2q+1: the top two bits
+//                           of chunk w+16q's element k
+//
+// Read as 32-byte vectors, each 32-bit lane is one row: vector j's low nibbles
+// are the rows' elements 4j..4j+3 ("chunk" j), its high nibbles elements
+// 16+4j..16+4j+3 (chunk 4+j); chunk c is elements 4c..4c+3 of every row. One
+// broadcast of an activation's four codes of chunk c then meets all eight
+// rows in one u8 x s8 dot product, and the sums land one row per lane, so
+// the scales apply as vectors and no horizontal sum is left.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/matmul.h"
+#include "runtime/thread_pool.h"
+
+namespace ggufsm {
+
+constexpr int64_t kRows8 = 8;
+
+// True when `type` has a Rows8 layout (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K).
+bool repackable_type(TensorType type);
+// True when w (in the file's layout) can be repacked: a repackable type and rows % 8 == 0.
+bool repackable(const WeightView& w);
+
+// Bytes of w repacked (w.rows * w.row_bytes for the 32-block types, 32 more
+// per eight rows and super-block for Q4_K), and of one group of eight rows.
+size_t rows8_bytes(const WeightView& w);
+size_t rows8_group_bytes(const WeightView& w);
+
+// Writes w (WeightLayout::Rows) repacked into dst (rows8_bytes(w) bytes;
+// dst may equal w.data when that is w's own size: each group is read whole
+// before it is written). Returns the view of dst. InvalidInput if !repackable(w).
+WeightView repack_rows8(const WeightView& w, void* dst, ThreadPool& pool);
+
+// Row r of a Rows8 matrix back in the file's layout: dst holds w.row_bytes.
+// The scalar reference reads repacked weights through this (kernels/scalar/matmul.cpp).
+void unpack_row8(const WeightView& w, int64_t r, uint8_t* dst);
+
+// Bytes of one x8 block (eight rows' block or super-block b).
+size_t rows8_block_bytes(TensorType type);
+
+}  // namespace ggufsm

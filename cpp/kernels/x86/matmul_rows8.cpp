@@ -1,0 +1,281 @@
+// The register-blocked kernels over Rows8 weights (kernels/repack.h): eight
+// weight rows x NA activation rows per pass, every partial sum in registers.
+//
+// Per block and chunk c (four elements of each of the eight rows, one 32-bit
+// lane per row), an activation's four codes are broadcast to every lane and
+// one u8 x s8 dot product serves all eight rows. Unlike the row-at-a-time
+// kernels (kernels/x86/matmul.cpp) nothing is summed across lanes: lane r
+// ends as row r's result, the scales apply as eight-row vectors, and the
+// eight results are one store. The unpacking of a block's codes (nibbles,
+// fifth bits) is done once for NA activations.
+//
+// AVX2 has no int32 dot product, so the u8 x s8 pair sums (maddubs, int16)
+// are added in int16 before one widening madd: a Q4 code (<= 15) times an
+// activation code (|a| <= 127, matmul.cpp) gives pair sums of at most 3810,
+// and all eight chunks of a block fit in int16 (30480); a Q5 code (<= 31)
+// gives 7874, so four chunks at a time (31496). With VNNI (the AVX-512
+// variant) each dot product goes straight into int32.
+//
+// Semantics are those of the scalar reference (kernels/scalar/matmul.cpp,
+// rows8); only float summation order differs.
+#include <cstring>
+
+#include "kernels/quant.h"
+#include "kernels/repack.h"
+#include "kernels/x86/matmul_rows.h"
+
+namespace ggufsm::kernels::GGUFSM_ISA {
+namespace {
+
+template <TensorType T>
+struct Rows8Format {
+    static constexpr bool kMins = T == TensorType::Q4_1 || T == TensorType::Q5_1;
+    static constexpr bool kHasQh = T == TensorType::Q5_0 || T == TensorType::Q5_1;
+    static constexpr int kOffset = T == TensorType::Q4_0 ? 8 : T == TensorType::Q5_0 ? 16 : 0;
+    static constexpr size_t kBlockBytes = T == TensorType::Q4_0 ? 8 * 18 : T == TensorType::Q4_1 ? 8 * 20 : T == TensorType::Q5_0 ? 8 * 22 : 8 * 24;
+    static constexpr size_t kQhAt = 16 + (kMins ? 16 : 0);  // repack.h's x8 block: d, m, qh, qs
+    static constexpr size_t kQsAt = kQhAt + (kHasQh ? 32 : 0);
+};
+
+// The four activation codes of chunk c (elements 4c..4c+3) of block b of row i, in every lane.
+inline __m256i broadcast_chunk(const QuantizedActivations& x, int64_t i, int64_t b, int c) {
+    int32_t v;
+    std::memcpy(&v, x.q8_32_half(i, b, c >> 2) + 4 * (c & 3), 4);
+    return _mm256_set1_epi32(v);
+}
+
+// Eight rows (the group at `group`) dotted with activation rows i .. i+NA-1: out[t] lane r = y[i+t][row r].
+template <TensorType T, int NA>
+inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
+    using F = Rows8Format<T>;
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    __m256 acc[NA];
+    for (int t = 0; t < NA; ++t) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+        const uint8_t* blk = group + size_t(b) * F::kBlockBytes;
+        prefetch_ahead(blk);
+        __m256i hb = _mm256_setzero_si256();
+        if constexpr (F::kHasQh) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + F::kQhAt));
+        __m256i sum32[NA];
+#ifndef GGUFSM_VNNI
+        __m256i sum16[NA];
+        for (int t = 0; t < NA; ++t) sum16[t] = _mm256_setzero_si256();
+#endif
+        for (int t = 0; t < NA; ++t) sum32[t] = _mm256_setzero_si256();
+        for (int j = 0; j < 4; ++j) {
+            const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + F::kQsAt + 32 * j));
+            __m256i lo = _mm256_and_si256(packed, nibble);                          // chunk j
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);    // chunk 4 + j
+            if constexpr (F::kHasQh) {
+                // Bit c of byte 4r+k is the fifth bit of chunk c: moved to bit 4. The 16-bit
+                // shifts carry bits across bytes only outside bit 4 (shifts of at most 4).
+                const __m256i bit4 = _mm256_set1_epi8(0x10);
+                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(hb, 4 - j), bit4));
+                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_srli_epi16(hb, j), bit4));
+            }
+            for (int t = 0; t < NA; ++t) {
+                const __m256i a_lo = broadcast_chunk(x, i + t, b, j), a_hi = broadcast_chunk(x, i + t, b, 4 + j);
+#ifdef GGUFSM_VNNI
+                sum32[t] = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(sum32[t], lo, a_lo), hi, a_hi);
+#else
+                sum16[t] = _mm256_add_epi16(sum16[t], _mm256_add_epi16(_mm256_maddubs_epi16(lo, a_lo), _mm256_maddubs_epi16(hi, a_hi)));
+                if (F::kHasQh && j == 1) {
+                    sum32[t] = _mm256_madd_epi16(sum16[t], _mm256_set1_epi16(1));
+                    sum16[t] = _mm256_setzero_si256();
+                }
+#endif
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
+        for (int t = 0; t < NA; ++t) {
+#ifndef GGUFSM_VNNI
+            sum32[t] = _mm256_add_epi32(sum32[t], _mm256_madd_epi16(sum16[t], _mm256_set1_epi16(1)));
+#endif
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(x.ds(i + t)[2 * b])), _mm256_cvtepi32_ps(sum32[t]), acc[t]);
+        }
+    }
+    // The mins (m_w * s_a) or offsets (-Offset * d_w * s_a): a second pass over the
+    // group's scales, still in cache, keeps the main loop's accumulators in registers.
+    __m256 extra[NA];
+    for (int t = 0; t < NA; ++t) extra[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+        const uint8_t* blk = group + size_t(b) * F::kBlockBytes + (F::kMins ? 16 : 0);
+        const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
+        for (int t = 0; t < NA; ++t) extra[t] = _mm256_fmadd_ps(v, _mm256_set1_ps(x.ds(i + t)[2 * b + 1]), extra[t]);
+    }
+    for (int t = 0; t < NA; ++t) {
+        out[t] = F::kMins ? _mm256_add_ps(acc[t], extra[t]) : _mm256_fnmadd_ps(_mm256_set1_ps(float(F::kOffset)), extra[t], acc[t]);
+    }
+}
+
+// Q4_K (repack.h's super-block layout): per sub-block, the eight chunks'
+// maddubs sums stay in int16 (8 x 3810 at most) and one madd against the
+// rows' scales as (sc, sc) words widens and scales them at once. The mins
+// (dmin * m * the activations' sub-block sums) take a second pass, as above.
+template <int NA>
+inline void group_dot_q4_k(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
+    constexpr size_t kX8 = 1184, kSc = 32, kM = 96, kQs = 160;
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    __m256 acc[NA];
+    for (int t = 0; t < NA; ++t) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+        const uint8_t* blk = group + size_t(b) * kX8;
+        prefetch_ahead(blk);
+        __m256i sum32[NA];
+        for (int t = 0; t < NA; ++t) sum32[t] = _mm256_setzero_si256();
+        for (int j = 0; j < 4; ++j) {
+            for (int h = 0; h < 2; ++h) {
+                __m256i sum16[NA];
+                for (int t = 0; t < NA; ++t) sum16[t] = _mm256_setzero_si256();
+                for (int v = 0; v < 8; ++v) {
+                    const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQs + 256 * j + 32 * v));
+                    const __m256i codes = h ? _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble) : _mm256_and_si256(packed, nibble);
+                    for (int t = 0; t < NA; ++t) {
+                        int32_t a;
+                        std::memcpy(&a, x.qs(i + t) + b * QK_K + 64 * j + 32 * h + 4 * v, 4);
+                        sum16[t] = _mm256_add_epi16(sum16[t], _mm256_maddubs_epi16(codes, _mm256_set1_epi32(a)));
+                    }
+                }
+                const __m256i sc = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + kSc + 8 * (2 * j + h))));
+                const __m256i sc_words = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
+                for (int t = 0; t < NA; ++t) sum32[t] = _mm256_add_epi32(sum32[t], _mm256_madd_epi16(sum16[t], sc_words));
+            }
+        }
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
+        for (int t = 0; t < NA; ++t) {
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(x.d(i + t)[b])), _mm256_cvtepi32_ps(sum32[t]), acc[t]);
+        }
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < blocks; ++b) {
+        const uint8_t* blk = group + size_t(b) * kX8;
+        const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 16)));
+        __m256i m_words[4];  // lane r: (m of sub-block 2p, of 2p + 1)
+        for (int p = 0; p < 4; ++p) m_words[p] = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kM + 16 * p)));
+        for (int t = 0; t < NA; ++t) {
+            // The activations' eight sub-block sums (|sum| <= 32 * 127 fits int16), as word pairs.
+            const __m256i sums = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums(i + t) + b * 16)), ones);
+            alignas(32) int32_t pairs[8];  // 128-bit lanes: [s0 s1 | s2 s3 | s0 s1 | s2 s3], [s4 s5 | ...]
+            _mm256_store_si256(reinterpret_cast<__m256i*>(pairs), _mm256_packs_epi32(sums, sums));
+            __m256i mins = _mm256_madd_epi16(m_words[0], _mm256_set1_epi32(pairs[0]));
+            mins = _mm256_add_epi32(mins, _mm256_madd_epi16(m_words[1], _mm256_set1_epi32(pairs[1])));
+            mins = _mm256_add_epi32(mins, _mm256_madd_epi16(m_words[2], _mm256_set1_epi32(pairs[4])));
+            mins = _mm256_add_epi32(mins, _mm256_madd_epi16(m_words[3], _mm256_set1_epi32(pairs[5])));
+            acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, _mm256_set1_ps(x.d(i + t)[b])), _mm256_cvtepi32_ps(mins), acc[t]);
+        }
+    }
+    for (int t = 0; t < NA; ++t) out[t] = acc[t];
+}
+
+// Q6_K (repack.h): codes 0..63 with offset 32, so
+//   sum sc (q - 32) a = sum sc q a - 32 sum sc bsum16,
+// the second from the scales as (sc[2p], sc[2p+1]) word pairs against the
+// activations' 16-element sums, which lie in memory as the matching pairs.
+// A pair sum of maddubs is at most 2 x 63 x 127 = 16002, so two chunks add in
+// int16 before the madd against (sc, sc) words widens and scales them.
+template <int NA>
+inline void group_dot_q6_k(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
+    constexpr size_t kX8 = 1680, kSc = 16, kQl = 144, kQh = 1168;
+    const __m256i nibble = _mm256_set1_epi8(0x0F), top = _mm256_set1_epi8(0x30);
+    // Byte shuffles within each 128-bit half: 32-bit lane j takes its word 0 (bytes 4j, 4j+1) twice, or its word 1.
+    const __m256i first_word = _mm256_setr_epi32(0x01000100, 0x05040504, 0x09080908, 0x0D0C0D0C, 0x01000100, 0x05040504, 0x09080908, 0x0D0C0D0C);
+    const __m256i second_word = _mm256_add_epi8(first_word, _mm256_set1_epi8(2));
+    __m256 acc[NA];
+    for (int t = 0; t < NA; ++t) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+        const uint8_t* blk = group + size_t(b) * kX8;
+        prefetch_ahead(blk);
+        auto scale_pairs = [&](int p) {
+            return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * p)));
+        };
+        __m256i sum32[NA];
+        for (int t = 0; t < NA; ++t) {
+            __m256i offset = _mm256_setzero_si256();
+            const int16_t* bsums = x.bsums(i + t) + b * 16;
+            for (int p = 0; p < 8; ++p) {
+                int32_t pair;
+                std::memcpy(&pair, bsums + 2 * p, 4);
+                offset = _mm256_add_epi32(offset, _mm256_madd_epi16(scale_pairs(p), _mm256_set1_epi32(pair)));
+            }
+            sum32[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 5));
+        }
+        for (int h = 0; h < 2; ++h) {          // chunks 0..31, then 32..63
+            for (int s = 0; s < 8; ++s) {      // sub-block 8h + s: chunks 32h + 4s .. +3
+                const __m256i pairs = scale_pairs(4 * h + s / 2);
+                const __m256i sc_words = _mm256_shuffle_epi8(pairs, s % 2 ? second_word : first_word);
+                for (int half = 0; half < 2; ++half) {
+                    __m256i sum16[NA];
+                    for (int t = 0; t < NA; ++t) sum16[t] = _mm256_setzero_si256();
+                    for (int e = 0; e < 2; ++e) {
+                        const int u = 4 * s + 2 * half + e, c = 32 * h + u;
+                        const __m256i ql = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQl + 32 * u));
+                        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQh + 32 * (c % 16)));
+                        const int q = c / 16;  // bits 2q..2q+1 to bits 4..5
+                        const __m256i high = q < 3 ? _mm256_slli_epi16(qh, 4 - 2 * q) : _mm256_srli_epi16(qh, 2);
+                        const __m256i low = h ? _mm256_and_si256(_mm256_srli_epi16(ql, 4), nibble) : _mm256_and_si256(ql, nibble);
+                        const __m256i codes = _mm256_or_si256(low, _mm256_and_si256(high, top));
+                        for (int t = 0; t < NA; ++t) {
+                            int32_t a;
+                            std::memcpy(&a, x.qs(i + t) + b * QK_K + 4 * c, 4);
+                            sum16[t] = _mm256_add_epi16(sum16[t], _mm256_maddubs_epi16(codes, _mm256_set1_epi32(a)));
+                        }
+                    }
+                    for (int t = 0; t < NA; ++t) sum32[t] = _mm256_add_epi32(sum32[t], _mm256_madd_epi16(sum16[t], sc_words));
+                }
+            }
+        }
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
+        for (int t = 0; t < NA; ++t) {
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(x.d(i + t)[b])), _mm256_cvtepi32_ps(sum32[t]), acc[t]);
+        }
+    }
+    for (int t = 0; t < NA; ++t) out[t] = acc[t];
+}
+
+// Activation rows per pass: four (sixteen accumulator-sized values live in
+// the loop: NA float sums, NA int16 and NA int32 partials, the codes).
+constexpr int kActivationsAtOnce = 4;
+
+template <TensorType T, int NA>
+inline void dot_group(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
+    if constexpr (T == TensorType::Q4_K) {
+        group_dot_q4_k<NA>(group, x, i, blocks, out);
+    } else if constexpr (T == TensorType::Q6_K) {
+        group_dot_q6_k<NA>(group, x, i, blocks, out);
+    } else {
+        group_dot<T, NA>(group, x, i, blocks, out);
+    }
+}
+
+template <TensorType T>
+void rows8(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    const uint8_t* base = static_cast<const uint8_t*>(w.data);
+    const size_t group_bytes = rows8_group_bytes(w);
+    const int64_t blocks = w.cols / block_size(T), n = x.n();
+    __m256 out[kActivationsAtOnce];
+    for (int64_t g = row_begin / kRows8; g < row_end / kRows8; ++g) {
+        const uint8_t* group = base + size_t(g) * group_bytes;
+        int64_t i = 0;
+        for (; i + kActivationsAtOnce <= n; i += kActivationsAtOnce) {
+            dot_group<T, kActivationsAtOnce>(group, x, i, blocks, out);
+            for (int t = 0; t < kActivationsAtOnce; ++t) _mm256_storeu_ps(y + (i + t) * w.rows + g * kRows8, out[t]);
+        }
+        for (; i < n; ++i) {
+            dot_group<T, 1>(group, x, i, blocks, out);
+            _mm256_storeu_ps(y + i * w.rows + g * kRows8, out[0]);
+        }
+    }
+}
+
+}  // namespace
+
+void fill_matmul_rows8(KernelSet& set) {
+    set.matmul_rows8[2] = rows8<TensorType::Q4_0>;
+    set.matmul_rows8[3] = rows8<TensorType::Q4_1>;
+    set.matmul_rows8[6] = rows8<TensorType::Q5_0>;
+    set.matmul_rows8[7] = rows8<TensorType::Q5_1>;
+    set.matmul_rows8[12] = rows8<TensorType::Q4_K>;
+    set.matmul_rows8[14] = rows8<TensorType::Q6_K>;
+}
+
+}  // namespace ggufsm::kernels::GGUFSM_ISA
