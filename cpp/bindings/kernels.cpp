@@ -275,12 +275,14 @@ double matmul_seconds_py(uint32_t type, const py::buffer& weight, int64_t rows, 
 }
 
 // For the pool's tests: runs one parallel_for per entry of `sizes`, back to
-// back (pausing `pause_us` between jobs, so idle workers fall asleep; each
-// chunk busy for `chunk_busy_us`), and returns how many times each item of each
+// back (pausing `pause_us` between jobs, so idle workers fall asleep; with
+// `caller_waits_for_a_worker`, a chunk on the caller does not end until a worker
+// has started one of the same job: no clock, so a busy machine only makes it
+// slower), and returns how many times each item of each
 // job ran, jobs concatenated, and per item the index of the thread that last
 // ran it. An item equal to `fail_at` throws InvalidInput from inside its chunk.
 std::pair<py::array_t<int32_t>, py::array_t<int32_t>> parallel_for_items(const std::vector<int64_t>& sizes, const Threads& threads,
-                                                                           int pause_us, int chunk_busy_us, int64_t fail_at,
+                                                                           int pause_us, bool caller_waits_for_a_worker, int64_t fail_at,
                                                                            int chunks_per_thread) {
     const std::shared_ptr<ThreadPool> owned = pool_of(threads);
     ThreadPool& pool = *owned;
@@ -293,9 +295,11 @@ std::pair<py::array_t<int32_t>, py::array_t<int32_t>> parallel_for_items(const s
     for (int64_t n : sizes) {
         std::vector<std::atomic<int32_t>> runs(static_cast<size_t>(std::max<int64_t>(n, 0)));
         std::vector<std::atomic<int32_t>> ran_on(runs.size());
+        std::atomic<bool> a_worker_started{false};
         pool.parallel_for(n, [&](int64_t begin, int64_t end, int thread_index) {
-            const auto busy_until = std::chrono::steady_clock::now() + std::chrono::microseconds(chunk_busy_us);
-            while (std::chrono::steady_clock::now() < busy_until) {}
+            if (thread_index != 0) a_worker_started.store(true);
+            else if (caller_waits_for_a_worker)
+                while (!a_worker_started.load()) std::this_thread::yield();
             for (int64_t i = begin; i < end; ++i) {
                 if (i == fail_at) throw Error(code::InvalidInput, "item " + std::to_string(i) + " failed on purpose");
                 runs[i].fetch_add(1);
@@ -405,7 +409,7 @@ void kernels(py::module_& m) {
         return parallel_for_overhead_seconds(n, calls, repeats, *pool);
     }, py::arg("n"), py::arg("calls") = 1000, py::arg("repeats") = 5, py::arg("threads") = 0);
     m.def("parallel_for_items", &parallel_for_items, py::arg("sizes"), py::arg("threads"), py::arg("pause_us") = 0,
-          py::arg("chunk_busy_us") = 0, py::arg("fail_at") = -1,
+          py::arg("caller_waits_for_a_worker") = false, py::arg("fail_at") = -1,
           py::arg("chunks_per_thread") = int(ThreadPool::kDefaultChunksPerThread));
     m.def("matvec_seconds", &matvec_seconds_py, py::arg("ggml_type"), py::arg("weights"), py::arg("rows"), py::arg("cols"),
           py::arg("x"), py::arg("repeats") = 5, py::arg("threads") = 0, py::arg("repacked") = false);

@@ -33,9 +33,10 @@ def test_jobs_after_the_workers_fell_asleep_run_every_item_exactly_once(n_thread
 @pytest.mark.parametrize("chunks_per_thread", [1, 4])
 @pytest.mark.parametrize("pause_us", [0, 2000])
 def test_workers_take_chunks_of_a_long_job_whether_spinning_or_asleep(pause_us, chunks_per_thread):
-    # 1 ms chunks (2 or 8 per job): the caller alone would need them all, long
-    # enough for a worker to wake and claim one even on a busy machine.
-    counts, threads = kernels.parallel_for_items([8] * 5, 2, pause_us=pause_us, chunk_busy_us=1000,
+    # 2 or 8 chunks per job, and the caller's chunks hold until a worker has started
+    # one: the job ends only if the worker, spinning or asleep, wakes and claims
+    # a chunk (a pool that never wakes it hangs here, and pytest-timeout names it).
+    counts, threads = kernels.parallel_for_items([8] * 5, 2, pause_us=pause_us, caller_waits_for_a_worker=True,
                                                chunks_per_thread=chunks_per_thread)
     assert (counts == 1).all()
     assert (threads == 1).any(), "the worker never ran a chunk"
