@@ -39,10 +39,10 @@ class ModelNotLoaded(GgufsmError, RuntimeError):
 
 
 class ModelUnavailable(GgufsmError, OSError):
-    """The model path is missing, is a directory, or cannot be read."""
+    """The model path is missing, is a directory, or cannot be read; or the loaded model's file changed after it was loaded (truncated or rewritten in place)."""
 
     code = ErrorCode.ModelUnavailable
-    meaning = 'The model path is missing, is a directory, or cannot be read.'
+    meaning = "The model path is missing, is a directory, or cannot be read; or the loaded model's file changed after it was loaded (truncated or rewritten in place)."
 
 
 class InvalidModel(GgufsmError, ValueError):

@@ -87,6 +87,8 @@ class Guard(str, Enum):
     """the prompt's tokens leave room in the context for at least one generated token"""
     context_left = "context_left"
     """the KV cache has room for one more token"""
+    model_intact = "model_intact"
+    """the loaded model's file is as it was when loaded (same size and modification time, no page of its mapping faulted); checked around every forward"""
     cancelled = "cancelled"
     """cancel was called while the request ran"""
 
@@ -100,7 +102,7 @@ class ErrorCode(str, Enum):
     ModelNotLoaded = "ModelNotLoaded"
     """A generation or replace operation was called with no model installed."""
     ModelUnavailable = "ModelUnavailable"
-    """The model path is missing, is a directory, or cannot be read."""
+    """The model path is missing, is a directory, or cannot be read; or the loaded model's file changed after it was loaded (truncated or rewritten in place)."""
     InvalidModel = "InvalidModel"
     """The model bytes are not a well-formed GGUF file (the message names the field or tensor and the byte offset)."""
     UnsupportedModel = "UnsupportedModel"

@@ -36,6 +36,7 @@ from ggufsm.conformance.plan.paths import Node, Planner, Step, branch_guards, ma
 from ggufsm.conformance.plan.recipes import (
     INTERRUPTS,
     NATURAL_VALUES,
+    NOT_ARRANGED,
     PROBE_SAMPLING,
     Action,
     Arrangement,
@@ -205,6 +206,11 @@ def plan_suite(spec: Spec, inputs: SuiteInputs,
     for state, entry in spec.states.items():
         for op in spec.operations:
             for branch in spec.branches(state, op):
+                not_arranged = [NOT_ARRANGED[Guard(name)] for name, value in branch.conditions
+                                if Guard(name) in NOT_ARRANGED and value != NATURAL_VALUES[Guard(name)]]
+                if not_arranged:
+                    unreachable.append(Unreachable(case_id(branch), f"{state}.{op}", branch.source, not_arranged[0]))
+                    continue
                 # Cases that prove what a cancel does to a running generate: the generate must still be
                 # running when the cancel arrives, even over a pipe, so they are planned with the cancel inputs.
                 interrupted = any(dict(branch.conditions).get(guard) for guard in INTERRUPTS.values())

@@ -46,8 +46,16 @@ RECIPES: Mapping[Guard, GuardRecipe] = MappingProxyType({
     Guard.input_valid: GuardRecipe(True, "a short prompt, max_tokens >= 0", "max_tokens=-1"),
     Guard.prompt_fits: GuardRecipe(True, "a short prompt", "a prompt longer than the context (n_ctx)"),
     Guard.context_left: GuardRecipe(True, "a request with room left", "a generate that filled the whole context first"),
+    Guard.model_intact: GuardRecipe(True, "the model file as it was loaded",
+                                    "the loaded model's file truncated or rewritten in place (not arranged: see NOT_ARRANGED)"),
     Guard.cancelled: GuardRecipe(False, "cancel() from another thread at the first token of a generate that asks "
                                         "for the whole cancel_n_ctx context", "no cancel"),
+})
+
+# Guard values the kit does not arrange, and why: their branches are listed as unreachable.
+NOT_ARRANGED: Mapping[Guard, str] = MappingProxyType({
+    Guard.model_intact: "the kit does not damage a model file an implementation holds (a runtime without a guard "
+                        "dies of SIGBUS, taking the run with it); tests/reliability covers the reference runtime",
 })
 
 NATURAL_VALUES: Mapping[Guard, bool] = MappingProxyType({guard: recipe.natural for guard, recipe in RECIPES.items()})

@@ -22,6 +22,7 @@ from ggufsm.conformance.plan.paths import Node, Planner
 from ggufsm.conformance.plan.recipes import (
     INTERRUPTS,
     NATURAL_VALUES,
+    NOT_ARRANGED,
     Arrangement,
     SuiteInputs,
     fill_context,
@@ -33,7 +34,7 @@ from ggufsm.spec.names import Guard, Operation, State
 
 NATURAL, FILL_CONTEXT = "natural", "fill_context"
 # Guards a walk does not choose: they follow from what the walk already did.
-DERIVED_GUARDS = (Guard.model_resident, Guard.context_left)
+DERIVED_GUARDS = (Guard.model_resident, Guard.context_left, *NOT_ARRANGED)
 STEPS_PER_WALK = 25
 NATURAL_WEIGHT = 3
 

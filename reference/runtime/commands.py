@@ -22,7 +22,7 @@ from ggufsm.reference.runtime.loading import Load, load_off_to_the_side
 from ggufsm.reference.runtime.request import Generation, Request, TokenEvent
 from ggufsm.reference.runtime.resident import Resident
 from ggufsm.reference.sampling import Sampler, SamplingConfig
-from ggufsm.spec.errors import GgufsmError
+from ggufsm.spec.errors import GgufsmError, ModelUnavailable
 from ggufsm.spec.guard import Decision
 from ggufsm.spec.names import State
 
@@ -123,8 +123,12 @@ class Generate(Command):
     def run(self, resident: Resident) -> None:
         assert self.request is not None and resident.model is not None
         end_ids = set(resident.model.tokenizer.eot_ids) if self.stop_at_eos else set()
-        self.request.prefill(resident.session)
-        self.request.run(resident.session, self.max_tokens, self.on_token, end_ids)
+        try:
+            self.request.prefill(resident.session)
+            self.request.run(resident.session, self.max_tokens, self.on_token, end_ids)
+        except ModelUnavailable as error:  # the forward found the file changed under it: model_intact decides
+            self.cause = error
+            return
         self.cause = self.request.callback_error
 
     def commit(self, resident: Resident) -> None:
@@ -146,7 +150,10 @@ class GenerateNextToken(Command):
 
     def run(self, resident: Resident) -> None:
         assert resident.request is not None
-        self.event = resident.request.next_token(resident.session)
+        try:
+            self.event = resident.request.next_token(resident.session)
+        except ModelUnavailable as error:  # the forward found the file changed under it: model_intact decides
+            self.cause = error
 
     def commit(self, resident: Resident) -> None:
         resident.running = None

@@ -12,7 +12,13 @@ way the guard is false and the table's outcome follows.
 
 from __future__ import annotations
 
-from ggufsm.reference.runtime.commands import Command, Generate, InitRuntime, InstallModel, SetSampling
+from ggufsm.reference.runtime.commands import (
+    Command,
+    Generate,
+    InitRuntime,
+    InstallModel,
+    SetSampling,
+)
 from ggufsm.reference.runtime.request import prompt_token_ids
 from ggufsm.reference.runtime.resident import Resident
 from ggufsm.spec.errors import InvalidModel, ModelUnavailable
@@ -62,6 +68,11 @@ class Guards:
     def model_supported(self, command: InstallModel) -> bool:
         # Asked only once the file was readable and well-formed: any other failure is something this runtime does not run.
         return command.holds(command.load.model is not None, command.load.failure_message)
+
+    def model_intact(self, command: Command) -> bool:
+        model = self.resident.model
+        problem = model.file_changed() if model is not None else ""
+        return command.holds(not problem, problem)
 
     def cancelled(self, command: Generate) -> bool:
         request = command.request

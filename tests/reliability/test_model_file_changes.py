@@ -59,9 +59,9 @@ def test_a_file_changed_during_a_generate_is_model_unavailable_for_that_handle(t
     damage = (lambda: truncate(path, 4096)) if change == "truncate" else (lambda: overwrite_in_place(path, other_bytes))
     with pytest.raises(ModelUnavailable, match="changed after it was loaded"):
         runtime.generate("Hello there", 32, temperature=0.0, stop_at_eos=False, on_token=change_at_first_token(damage))
-    # The table has no generate outcome for this yet (branch rel-native-table proposes model_intact ->
-    # RecoverableError): the lifecycle puts the handle back in the state the generate started from.
-    assert runtime.state in (State.Ready, State.ContinuationReady)
+    # The table's model_intact branch: that handle is in RecoverableError with the error recorded.
+    assert runtime.state == State.RecoverableError
+    assert isinstance(runtime.last_error, ModelUnavailable)
     # The process, and every other handle, carry on; this one keeps saying why until it loads again.
     assert bystander.generate("Hello there", 4, temperature=0.0, stop_at_eos=False).token_ids.__len__() == 4
     runtime.reset()
