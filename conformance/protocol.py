@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from ggufsm.conformance.adapter import (
+    BUSY,
+    INTERNAL_ERROR,
     PAUSE,
     PAUSE_AFTER,
     PROTOCOL_ERROR,
@@ -40,6 +42,7 @@ from ggufsm.conformance.adapter import (
     Reply,
     process_memory,
 )
+from ggufsm.conformance.lines import MAX_LINE_BYTES, LineProblem, parse_line, request_lines
 from ggufsm.spec.names import Operation
 
 PROTOCOL_VERSION = "1.1"
@@ -121,7 +124,12 @@ def paused_event(request_id: RequestId) -> dict[str, Any]:
 
 
 def encode(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=_json_default) + "\n"
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate a request carried (JSON allows "\ud800"): escaped, still JSON
+        text = json.dumps(message, separators=(",", ":"), ensure_ascii=True, default=_json_default)
+    return text + "\n"
 
 
 def _json_default(value: Any) -> Any:
@@ -147,6 +155,18 @@ def hello_value(adapter: Adapter) -> dict:
 
 # ─── the server ──────────────────────────────────────────────────────────────
 
+# Bounds on what a client can make the server hold: commands of one handle not yet answered (each
+# waits on a thread of its own), queries and controls queued in its lane (no thread each; bounded
+# apart, so a cancel still gets through to a handle whose commands are at their bound), and handles
+# open at once. Past any, the request is refused unrun with a Busy error. A client that waits for
+# each answer uses one; the bounds only stop a flood (1,000 pipelined requests once started 482 threads).
+MAX_PENDING_PER_HANDLE = 16
+MAX_QUEUED_PER_LANE = 256
+MAX_HANDLES = 16
+# How often closing a handle cancels again while its commands finish: a command that was waiting for
+# the handle's lock starts after the first cancel, and is cancelled by the next.
+CLOSE_CANCEL_INTERVAL_S = 0.02
+
 
 class HandleDispatcher:
     """One runtime handle of the server: its adapter, the lane its queries and controls answer on (in
@@ -157,12 +177,22 @@ class HandleDispatcher:
         self._lane: queue.Queue = queue.Queue()
         self._running: set[threading.Thread] = set()
         self._lock = threading.Lock()
+        self._pending = {True: 0, False: 0}   # admitted and not yet answered: lane requests (True), commands
+        self._closing = False      # set by close(): a command not started by then is not run
         self._lane_thread = threading.Thread(target=self._serve_lane, daemon=True, name=f"ggufsm-lane-{key or 'default'}")
         self._lane_thread.start()
 
     def admit(self, op: str) -> Reply | None:
-        """None to run the request, or the reply refusing it unrun. The place for a bound on pending
-        requests (an adapter.BUSY error reply); this server sets none."""
+        """None to run the request (counted pending until answered), or the Busy reply refusing it unrun."""
+        with self._lock:
+            inline = op in self.server.answered_inline
+            bound = MAX_QUEUED_PER_LANE if inline else MAX_PENDING_PER_HANDLE
+            if self._pending[inline] >= bound:
+                kind = "queries and controls" if inline else "commands"
+                return Reply(False, error=ErrorInfo(BUSY, f"{op} refused unrun: {self._pending[inline]} {kind} of this "
+                                                          f"handle are pending (at most {bound}); "
+                                                          "send it again once one has answered"))
+            self._pending[inline] += 1
         return None
 
     def dispatch(self, request_id: RequestId, op: str, args: dict[str, Any], inline: bool) -> None:
@@ -188,10 +218,15 @@ class HandleDispatcher:
         streamed = stream or (gate is not None and op == Operation.generate)
         on_token = (lambda token: self.server.write(token_event(request_id, token))) if streamed else None
         try:
-            reply = self.adapter.call(op, args, on_token=on_token, gate=gate)
+            if self._closing and op not in self.server.answered_inline:
+                reply = Reply(False, error=ErrorInfo(BUSY, f"{op} refused unrun: the server is closing this handle"))
+            else:
+                reply = self.adapter.call(op, args, on_token=on_token, gate=gate)
         except Exception as error:  # noqa: BLE001  the adapter itself failed: answer, never leave the request hanging
-            reply = Reply(False, error=ErrorInfo("InternalError", f"{type(error).__name__}: {error}"))
+            reply = Reply(False, error=ErrorInfo(INTERNAL_ERROR, f"{type(error).__name__}: {error}"))
         self.server.forget_gate(request_id)
+        with self._lock:   # no longer pending before the answer: a client that waits for it may send the next at once
+            self._pending[op in self.server.answered_inline] -= 1
         self.server.write(response(request_id, reply))
         with self._lock:
             self._running.discard(threading.current_thread())
@@ -200,14 +235,23 @@ class HandleDispatcher:
         return self.adapter.current_state() if self.adapter.capabilities.state else None
 
     def close(self) -> None:
-        """Stop what runs (cancel, let every pause go), wait for it, drop the runtime."""
-        if Operation.cancel in self.adapter.capabilities.operations:
-            self.adapter.call(Operation.cancel, {})
-        self.server.resume_all()
-        self.wait()
+        """Stop what runs (cancel, let every pause go) until no command is left, then drop the runtime.
+        A command that has not started is answered Busy unrun; one that waited for the handle's lock
+        starts after a cancel and is cancelled by the next, so nothing runs on once the client is gone."""
+        self._closing = True
+        can_cancel = Operation.cancel in self.adapter.capabilities.operations
+        while running := self._alive():
+            if can_cancel:
+                self.adapter.call(Operation.cancel, {})
+            self.server.resume_all()
+            running[0].join(CLOSE_CANCEL_INTERVAL_S)
         self._lane.put(None)   # the lane answers what it was given first
         self._lane_thread.join()
         self.adapter.close()
+
+    def _alive(self) -> list[threading.Thread]:
+        with self._lock:
+            return [thread for thread in self._running if thread.is_alive()]
 
     def wait(self) -> None:
         with self._lock:
@@ -219,39 +263,57 @@ class HandleDispatcher:
 class Server:
     """Serves Python adapters over a pair of text streams: a default handle, and more on request."""
 
-    def __init__(self, open_adapter: Callable[[], Adapter], instream: IO[str], outstream: IO[str]):
+    def __init__(self, open_adapter: Callable[[], Adapter], instream: IO[bytes] | IO[str], outstream: IO[str]):
         from ggufsm.spec import load_spec
 
         operations = load_spec().operations
-        self._answered_inline = {name for name, entry in operations.items() if entry.kind in ("query", "control")}
+        self.answered_inline = {name for name, entry in operations.items() if entry.kind in ("query", "control")}
         self._open_adapter = open_adapter
         self._in, self._out = instream, outstream
+        self.max_line_bytes = MAX_LINE_BYTES
         self._write_lock = threading.Lock()
+        self._output_gone = False  # the client closed its end: answers have nowhere to go
         self._handles: dict[str | None, HandleDispatcher] = {}
         self._handle_names = (f"h{number}" for number in itertools.count(1))
         self._gates: dict[RequestId, Gate] = {}
         self._gates_lock = threading.Lock()
 
     def serve(self) -> None:
+        """Answer each line until `shutdown` or the end of the input (the client is gone), then cancel
+        what runs, drop every handle and return. The input may be a byte or a text stream."""
         try:
-            for line in self._in:
-                if line.strip() and not self._handle_line(line):
+            for line in request_lines(self._in, self.max_line_bytes):
+                if not self._answer_line(line):
                     break
         finally:
-            for dispatcher in list(self._handles.values()):
-                dispatcher.close()
+            self.close_all()
 
-    def _handle_line(self, line: str) -> bool:
-        """Handle one request; False when the server should stop."""
-        try:
-            message = json.loads(line)
-        except json.JSONDecodeError as error:
-            self.write(response(None, _protocol_error(f"not JSON: {error}")))
+    def close_all(self) -> None:
+        for dispatcher in list(self._handles.values()):
+            dispatcher.close()
+        self._handles.clear()
+
+    def _answer_line(self, line: bytes | str | LineProblem) -> bool:
+        """Exactly one answer for the line, whatever it holds; False when the server should stop."""
+        message = parse_line(line) if not isinstance(line, LineProblem) else line
+        if isinstance(message, LineProblem):
+            self.write(response(None, _protocol_error(message.message)))
             return True
-        problems = schema_problems(message, "request")
+        try:
+            return self._handle_message(message)
+        except Exception as error:  # noqa: BLE001  a bug of the server: the line is still answered, the server reads on
+            self.write(response(_request_id(message), Reply(False, error=ErrorInfo(
+                INTERNAL_ERROR, f"the server failed on this request: {type(error).__name__}: {error}"))))
+            return True
+
+    def _handle_message(self, message: Any) -> bool:
+        """Handle one parsed request; False when the server should stop."""
+        try:
+            problems = schema_problems(message, "request")
+        except RecursionError:
+            problems = ["the request is nested deeper than the schema check recurses"]
         if problems:
-            self.write(response(message.get("id") if isinstance(message, dict) else None,
-                                _protocol_error("; ".join(problems))))
+            self.write(response(_request_id(message), _protocol_error("; ".join(problems))))
             return True
         request_id, op, args = message["id"], message["op"], dict(message.get("args") or {})
         key = message.get("handle")
@@ -265,18 +327,19 @@ class Server:
         if dispatcher is None:
             self.write(response(request_id, _protocol_error(f"no open handle {key!r}")))
             return True
-        dispatcher.dispatch(request_id, op, args, inline=op in self._answered_inline)
+        dispatcher.dispatch(request_id, op, args, inline=op in self.answered_inline)
         return True
 
     def _harness(self, op: str, args: dict[str, Any], key: str | None) -> Reply:
         if op == HELLO:
             return Reply(True, hello_value(self._default().adapter), state=self._default().state())
         if op == FRESH:
-            for dispatcher in list(self._handles.values()):
-                dispatcher.close()
-            self._handles.clear()
+            self.close_all()
             return Reply(True, state=self._default().state())
         if op == OPEN_HANDLE:
+            if len(self._handles) >= MAX_HANDLES:
+                return Reply(False, error=ErrorInfo(BUSY, f"open_handle refused: {len(self._handles)} handles are "
+                                                          f"open (at most {MAX_HANDLES}); close one first"))
             name = next(self._handle_names)
             self._handles[name] = HandleDispatcher(self._open_adapter(), self, name)
             return Reply(True, {"handle": name}, state=self._handles[name].state())
@@ -324,24 +387,57 @@ class Server:
             gate.resume()
 
     def write(self, message: dict) -> None:
+        text = encode(message)
         with self._write_lock:
-            self._out.write(encode(message))
-            self._out.flush()
+            if self._output_gone:
+                return
+            try:
+                self._out.write(text)
+                self._out.flush()
+            except (BrokenPipeError, ValueError, OSError):  # the client closed its end: nobody reads answers now
+                self._output_gone = True
 
 
 def _protocol_error(message: str) -> Reply:
     return Reply(False, error=ErrorInfo(PROTOCOL_ERROR, message))
 
 
+def _request_id(message: Any) -> RequestId:
+    """The message's id if it is one the protocol allows (an integer or a string), else None: an answer
+    never echoes a value the schema refused (a deeply nested one could not even be written back)."""
+    request_id = message.get("id") if isinstance(message, dict) else None
+    return request_id if isinstance(request_id, (int, str)) and not isinstance(request_id, bool) else None
+
+
 def serve_stdio(open_adapter: Callable[[], Adapter]) -> int:
     """Serve on this process's stdin/stdout. Anything else that writes to stdout would corrupt the
-    stream, so stdout is moved to stderr for the duration and the protocol keeps the original."""
+    stream, so stdout is moved to stderr for the duration and the protocol keeps the original.
+    stdin is read as bytes (each line decoded on its own, so a bad byte costs one line). SIGTERM ends
+    the input as EOF does: the running command is cancelled, every handle dropped, and the process
+    exits with status 0."""
+    import signal
     import sys
 
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
-    instream = open(sys.stdin.fileno(), encoding="utf-8", closefd=False)
+    instream = open(sys.stdin.fileno(), "rb", closefd=False)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: end_input(sys.stdin.fileno()))
     Server(open_adapter, instream, protocol_out).serve()
-    protocol_out.flush()
-    return 0
+    for stream in (protocol_out, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    # Every handle is freed and every answer written: leave now. The interpreter's own teardown (modules,
+    # numpy, the core's caches) took 1 to 2 s on a loaded machine, after the client was already gone.
+    os._exit(0)
+
+
+def end_input(fd: int) -> None:
+    """Make `fd` read as end of file from now on (a read blocked on it is retried after the signal
+    handler that calls this, and finds EOF)."""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)

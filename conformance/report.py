@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,9 @@ def slug(text: str) -> str:
 def summary_line(run: RunResult) -> str:
     counts = run.counts()
     words = ", ".join(f"{count} {status}" for status, count in counts.items() if count)
-    return f"{run.implementation}: {len(run.results)} cases: {words} in {run.seconds:.1f} s -> {'OK' if run.ok else 'FAILED'}"
+    stopped = f" (stopped early: {run.stopped}; a partial run)" if run.stopped else ""
+    return (f"{run.implementation}: {len(run.results)} cases: {words} in {run.seconds:.1f} s -> "
+            f"{'OK' if run.ok else 'FAILED'}{stopped}")
 
 
 # ─── coverage ────────────────────────────────────────────────────────────────
@@ -88,7 +90,8 @@ def coverage(run: RunResult, spec: Spec) -> dict[str, dict[str, int]]:
 
 def run_json(run: RunResult, spec: Spec) -> dict[str, Any]:
     return {"implementation": run.implementation, "info": run.info, "spec_version": run.spec_version,
-            "inputs": run.inputs, "seconds": round(run.seconds, 3), "ok": run.ok, "counts": run.counts(),
+            "inputs": run.inputs, "seconds": round(run.seconds, 3), "ok": run.ok, "stopped": run.stopped,
+            "counts": run.counts(),
             "coverage": coverage(run, spec), "cases": [result.to_json() for result in run.results]}
 
 
@@ -131,7 +134,8 @@ def run_markdown(run: RunResult, spec: Spec, diagram: str | None) -> list[str]:
              f"{info.get('spec_version') or 'nothing'}) · reports state: {info['capabilities']['state']} · "
              f"diagnostics: {info['capabilities']['diagnostics']}", "",
              f"**{'PASS' if run.ok else 'FAIL'}**: {len(run.results)} cases in {run.seconds:.1f} s: "
-             + ", ".join(f"{ICONS[status]} {count} {status}" for status, count in counts.items() if count), "",
+             + ", ".join(f"{ICONS[status]} {count} {status}" for status, count in counts.items() if count)
+             + (f". **Partial**: the run stopped early ({run.stopped})." if run.stopped else ""), "",
              "| coverage | with a case | passing |", "| --- | --- | --- |"]
     for name, measured in cover.items():
         lines.append(f"| {name} | {_percent(measured['with_a_case'], measured['total'])} | "
@@ -211,7 +215,11 @@ def diagram_svg(run: RunResult, spec: Spec) -> bytes:
 # ─── writing ─────────────────────────────────────────────────────────────────
 
 
-def write_reports(runs: list[RunResult], report_dir: Path) -> list[Path]:
+def write_reports(runs: list[RunResult], report_dir: Path,
+                  provenance: Sequence[dict[str, Any] | None] | None = None) -> list[Path]:
+    """The reports of `runs`; `provenance`: each run's block (conformance/provenance.py), in its JSON record
+    and at the top of its Markdown section."""
+    from ggufsm.conformance.provenance import markdown as provenance_markdown
     from ggufsm.spec import load_spec
 
     spec = load_spec()
@@ -224,7 +232,9 @@ def write_reports(runs: list[RunResult], report_dir: Path) -> list[Path]:
         path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
         written.append(path)
 
-    write("results.json", json.dumps([run_json(run, spec) for run in runs], indent=1, default=str) + "\n")
+    blocks: list[dict[str, Any] | None] = list(provenance or [None] * len(runs))
+    records = [run_json(run, spec) | ({"provenance": block} if block else {}) for run, block in zip(runs, blocks, strict=True)]
+    write("results.json", json.dumps(records, indent=1, default=str) + "\n")
     write("junit.xml", junit_xml(runs))
     markdown = ["# ggufsm conformance report", "",
                 f"Spec {spec.version}. Produced by `ggufsm conformance run`; one JSON record per case in "
@@ -232,11 +242,12 @@ def write_reports(runs: list[RunResult], report_dir: Path) -> list[Path]:
     if len(runs) > 1:
         markdown += comparison_markdown(runs)
     names = [run.info["name"] for run in runs]
-    for run in runs:
+    for run, block in zip(runs, blocks, strict=True):
         # The implementation's own name when it tells them apart, else the --impl string.
         name = run.info["name"] if names.count(run.info["name"]) == 1 else run.implementation
         diagram = f"{slug(name)}.lifecycle.svg"
         write(diagram, diagram_svg(run, spec))
-        markdown += run_markdown(run, spec, diagram)
+        section = run_markdown(run, spec, diagram)
+        markdown += section[:2] + (provenance_markdown(block) if block else []) + section[2:]
     write("summary.md", "\n".join(markdown).rstrip() + "\n")
     return written

@@ -8,12 +8,12 @@ temperature, then a draw from the seeded generator. Temperature 0 is greedy
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Sequence
 
 import numpy as np
 
-from ggufsm.spec.errors import InvalidSampling
+from ggufsm.spec.errors import InvalidModel, InvalidSampling
 
 
 @dataclass(frozen=True)
@@ -26,14 +26,14 @@ class SamplingConfig:
     repeat_last_n: int = 64
     seed: int | None = None
 
-    def validated(self) -> "SamplingConfig":
+    def validated(self) -> SamplingConfig:
         """Self, when every value is in range; otherwise InvalidSampling naming the first bad one."""
         for name, value, valid, expected in self._checks():
             if not valid:
                 raise InvalidSampling(f"{name}={value!r} is out of range: expected {expected}")
         return self
 
-    def with_overrides(self, **overrides) -> "SamplingConfig":
+    def with_overrides(self, **overrides) -> SamplingConfig:
         known = {field.name for field in fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
@@ -42,9 +42,9 @@ class SamplingConfig:
 
     def _checks(self):
         """Each field against the range the table states for it (spec/lifecycle.yaml `ranges.sampling_valid`)."""
-        from ggufsm.spec.ranges import in_range, range_text
         from ggufsm.spec import load_spec
         from ggufsm.spec.names import Guard
+        from ggufsm.spec.ranges import in_range, range_text
 
         for name, value_range in load_spec().ranges[Guard.sampling_valid].values.items():
             value = getattr(self, name)
@@ -72,13 +72,27 @@ class Sampler:
         self.config = config.validated()
 
     def sample(self, logits: np.ndarray, recent_tokens: Sequence[int]) -> int:
-        """logits: (n_vocab,) float32 of the last position; recent_tokens: the request's tokens so far."""
+        """logits: (n_vocab,) float32 of the last position; recent_tokens: the request's tokens so far.
+        Non-finite logits are refused (InvalidModel), never drawn from: a NaN compares false with
+        everything, so argmax and the draw would pick an arbitrary token."""
+        check_finite(logits)
         scores = apply_repetition_penalty(logits, recent_tokens, self.config)
         if self.config.is_greedy:
             return int(np.argmax(scores))
         candidates, candidate_scores = _truncate(scores, self.config)
-        probabilities = _softmax(candidate_scores / self.config.temperature)
+        # Shift before dividing: the best score becomes 0 and the rest non-positive, so a tiny temperature
+        # sends them to -inf (probability 0) instead of overflowing to inf - inf = NaN.
+        probabilities = _softmax((candidate_scores - candidate_scores[0]) / self.config.temperature)
         return int(candidates[self._rng.choice(len(candidates), p=probabilities)])
+
+
+def check_finite(logits: np.ndarray) -> None:
+    finite = np.isfinite(logits)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise InvalidModel(f"the forward produced {bad.size} non-finite logit(s) of {logits.shape[0]} "
+                              f"(first: token id {int(bad[0])} = {float(logits[bad[0]])}): the model's weights "
+                              "overflow float32 on this input")
 
 
 def apply_repetition_penalty(logits: np.ndarray, recent_tokens: Sequence[int], config: SamplingConfig) -> np.ndarray:

@@ -8,8 +8,8 @@ shows all of them. ``load_spec()`` refuses a table with any defect.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from ggufsm.spec.table import (
     GUARD_FIELDS,
@@ -25,8 +25,8 @@ from ggufsm.spec.table import (
     WHILE_RUNNING,
     SpecError,
     cell_source,
-    flatten_cell,
     combine,
+    flatten_cell,
     guard_assignments,
     guard_entries,
     guard_names,

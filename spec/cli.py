@@ -8,7 +8,13 @@ from pathlib import Path
 from ggufsm.spec.table import TABLE_PATH, SpecError, read_table, spec_from_table
 
 DIAGRAM_FORMATS = ("svg", "png", "dot", "mermaid")
-DEFAULT_DOCS_DIR = Path("docs/spec")
+
+
+def checkout_docs_dir() -> Path | None:
+    """docs/spec of the source checkout the table is read from, where the derived documents are
+    kept under version control; None when ggufsm is installed from a wheel (no checkout)."""
+    checkout = TABLE_PATH.resolve().parent.parent
+    return checkout / "docs" / "spec" if (checkout / "pyproject.toml").is_file() else None
 
 
 def register(subparsers) -> None:
@@ -24,13 +30,17 @@ def register(subparsers) -> None:
     table.set_defaults(handler=_table)
 
     diagram = commands.add_parser("diagram", help="draw the state diagram with graphviz (or as Mermaid)")
-    diagram.add_argument("--format", choices=DIAGRAM_FORMATS, default="svg")
+    diagram.add_argument("--format", choices=DIAGRAM_FORMATS, default="svg", help="what to draw")
     diagram.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
     _table_option(diagram)
     diagram.set_defaults(handler=_diagram)
 
-    docs = commands.add_parser("docs", help="regenerate docs/spec: lifecycle.md, .svg, .dot, .mmd")
-    docs.add_argument("--out", type=Path, default=DEFAULT_DOCS_DIR, help=f"directory (default: {DEFAULT_DOCS_DIR})")
+    docs = commands.add_parser("docs", help="write the derived documents: lifecycle.md, .svg, .dot, .mmd")
+    default_docs = checkout_docs_dir()
+    docs.add_argument("-o", "--output", "--out", type=Path, default=default_docs, metavar="DIR",
+                      help="the directory to write (default: "
+                           + (f"the checkout's {default_docs}" if default_docs else "none: installed from a wheel, give -o")
+                           + "; never the current directory unless given)")
     _table_option(docs)
     docs.set_defaults(handler=_docs)
 
@@ -120,7 +130,10 @@ def _docs(args) -> int:
     spec = _spec(args)
     if spec is None:
         return 1
-    for path in write_documents(spec, args.out):
+    if args.output is None:
+        print("ggufsm spec docs: give -o DIR (ggufsm is not running from a source checkout)", file=sys.stderr)
+        return 1
+    for path in write_documents(spec, args.output):
         print(f"wrote {path}")
     return 0
 

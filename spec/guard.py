@@ -55,10 +55,11 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, cast
+from typing import Any, cast
 
 from transitions import Machine, MachineError
 from transitions.core import Condition, Event, EventData, Transition

@@ -67,7 +67,7 @@ def _cell_text(spec: Spec, state: str, operation: str, separator: str) -> str:
         lines = [outcome_text(strip(branches[0].outcome), state)]
     else:
         lines = []
-        for index, (branch, decider) in enumerate(zip(branches, deciders)):
+        for index, (branch, decider) in enumerate(zip(branches, deciders, strict=True)):
             test = _literal(*decider) if decider else ""
             lead = ("else " if index else "") + test if test else "else"
             lines.append(f"{lead}: {outcome_text(strip(branch.outcome), state)}")
@@ -89,7 +89,7 @@ def _shared_flags(branches) -> str:
 def _decision_list(branches):
     """Each branch's deciding (guard, value), None for a final 'else'; None if the cell is no decision list."""
     taken: dict[str, bool] = {}
-    deciders = []
+    deciders: list[tuple[str, bool] | None] = []
     for index, branch in enumerate(branches):
         own = branch.when
         if any(own.get(guard) != value for guard, value in taken.items()):
@@ -209,6 +209,7 @@ def allowed_text(spec: Spec, state: str) -> str:
         successes = [b.outcome for b in branches if b.outcome.error is None]
         if not successes:
             for b in branches:
+                assert b.outcome.error is not None   # no success among them
                 refused.setdefault(b.outcome.error, []).append(operation)
             continue
         name = operation + (LAZY_MARK if any(o.lazy_init for o in successes) else "")

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import functools
 import itertools
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Iterator, Mapping
 
 import yaml
 
@@ -445,7 +445,7 @@ def guard_assignments(guards) -> Iterator[dict[str, bool]]:
     """Every assignment of true/false to the given guards (sorted, so the order is stable)."""
     names = sorted(guards)
     for values in itertools.product((False, True), repeat=len(names)):
-        yield dict(zip(names, values))
+        yield dict(zip(names, values, strict=True))
 
 
 # ─── building the Spec ───────────────────────────────────────────────────────

@@ -5,9 +5,10 @@ a case pass: no lock, no validation, no state machine of our own.
 
 | operation | llama-cpp-python |
 | --- | --- |
-| init_runtime | records n_ctx / n_threads for the next ``Llama(...)`` (llama.cpp takes them at context creation; it validates nothing earlier) |
-| load_model | ``Llama(model_path, n_ctx, n_threads)``; the previous object, if any, is dropped (the library has no "already loaded") |
-| generate | ``create_completion(prompt, stream=True, ...)``; token ids observed as ``Llama.generate`` yields them; ``stop_at_eos=False`` bans EOS with a logits processor; cancel stops consuming the stream |
+| init_runtime | records n_ctx / n_threads for the next ``Llama(...)`` (taken at context creation; nothing validated earlier) |
+| load_model | ``Llama(model_path, n_ctx, n_threads)``; the previous object, if any, is dropped (no "already loaded") |
+| generate | ``create_completion(prompt, stream=True, ...)``; a token event as ``Llama.generate`` yields each token; |
+| | ``stop_at_eos=False`` bans EOS with a logits processor; cancel stops that generator at its next token |
 | generate_next_token | ``Llama.eval([last token])`` then ``Llama.sample(...)``, the library's own continuation primitives |
 | reset | ``Llama.reset()`` |
 | free | ``Llama.close()``; the closed object is kept and used by later calls, as a caller's reference would be |
@@ -68,7 +69,7 @@ class LlamaCppPythonAdapter(PythonAdapter):
         try:
             llm = _RecordingLlama(model_path=str(path), verbose=False, **self._llama_settings())
         except ValueError as error:
-            raise (ModelUnavailable if "does not exist" in str(error) else InvalidModel)(str(error))
+            raise (ModelUnavailable if "does not exist" in str(error) else InvalidModel)(str(error)) from None
         self._llm, self._pending_token = llm, None
         return {"n_ctx": llm.n_ctx(), "n_vocab": llm.n_vocab()}
 
@@ -98,7 +99,7 @@ class LlamaCppPythonAdapter(PythonAdapter):
                 finish_reason = FinishReason.cancelled
         except ValueError as error:
             if "exceed context window" in str(error):
-                raise ContextOverflow(str(error))
+                raise ContextOverflow(str(error)) from None
             raise
         finally:
             self._generating.clear()
@@ -165,7 +166,7 @@ def _recording_llama_class() -> type:
             self.stop: threading.Event | None = None
             super().__init__(*args, **kwargs)
 
-        def generate(self, *args: Any, **kwargs: Any) -> Iterator[Any]:  # type: ignore[override]
+        def generate(self, *args: Any, **kwargs: Any) -> Iterator[Any]:  # type: ignore[override,unused-ignore]  # override only where llama_cpp is installed
             for token in super().generate(*args, **kwargs):
                 self.observed.append(int(token))
                 if self.on_token is not None:

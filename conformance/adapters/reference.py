@@ -6,6 +6,7 @@ become JSON values. Nothing here decides an outcome; the Runtime does.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ggufsm.conformance.adapter import PythonAdapter, TokenCallback, attach_partial_value
@@ -17,12 +18,12 @@ class ReferenceAdapter(PythonAdapter):
     name = "ggufsm-reference"
     structured_diagnostics = True   # Runtime.diagnostics() is the protocol's structured shape
 
-    def __init__(self) -> None:
+    def __init__(self, model_roots: Sequence[str] | None = None) -> None:
         from ggufsm import __version__
         from ggufsm.reference.runtime import Runtime
 
         self.version = __version__
-        self.runtime = Runtime()
+        self.runtime = Runtime(model_roots=model_roots)
         super().__init__()
 
     def spec_version(self) -> str | None:
@@ -65,7 +66,7 @@ class ReferenceAdapter(PythonAdapter):
                                                **(sampling or {}))
         except Cancelled as error:
             raise attach_partial_value(error, {"token_ids": produced, "text": "",
-                                               "finish_reason": FinishReason.cancelled})
+                                               "finish_reason": FinishReason.cancelled}) from None
         return {"token_ids": generation.token_ids, "text": generation.text,
                 "finish_reason": generation.finish_reason, "prompt_tokens": len(generation.prompt_token_ids)}
 
@@ -95,5 +96,14 @@ class ReferenceAdapter(PythonAdapter):
         return self.runtime.diagnostics()
 
 
-def make_adapter() -> ReferenceAdapter:
-    return ReferenceAdapter()
+def make_adapter(model_roots: Sequence[str] | None = None) -> ReferenceAdapter:
+    return ReferenceAdapter(model_roots)
+
+
+def rooted_factory(model_roots: Sequence[str]) -> Callable[[], ReferenceAdapter]:
+    """A factory of adapters that load only from under model_roots (resolved once, here); ValueError
+    naming a root that is not a directory."""
+    from ggufsm.reference.runtime.path_policy import ModelRoots
+
+    roots = ModelRoots(model_roots).roots
+    return lambda: ReferenceAdapter(roots)

@@ -31,6 +31,7 @@ from ggufsm.conformance.adapter import (
     ImplementationDied,
     ImplementationHung,
     ImplementationInfo,
+    ImplementationUnusable,
     MemoryReading,
     Reply,
     TokenCallback,
@@ -77,6 +78,7 @@ class _Child:
         self._write_lock = threading.Lock()
         self._ids = itertools.count(1)
         self.dead = False
+        self.last_line = ""   # what it printed last on stdout (a diagnosis quotes it)
         threading.Thread(target=self._route_stdout, daemon=True, name="ggufsm-child-stdout").start()
         threading.Thread(target=self._drain_stderr, daemon=True, name="ggufsm-child-stderr").start()
 
@@ -153,6 +155,7 @@ class _Child:
         for line in self._stdout:
             if not line.strip():
                 continue
+            self.last_line = line.strip()
             try:
                 message = json.loads(line)
             except json.JSONDecodeError:
@@ -229,10 +232,46 @@ class SubprocessImplementation(Implementation):
         if self._child is not None:
             self._child.kill()
             self.restarts += 1
-        self._child = _Child(self.command)
-        hello = self._request(self._child, HELLO, {}, None, self.timeout)
-        self._info = _info_of(hello, self.label)
+        self._child = self._start()
         return self._child
+
+    def _start(self) -> _Child:
+        """A child that answered `hello`, or ImplementationUnusable saying in one line why not."""
+        try:
+            child = _Child(self.command)
+        except OSError as error:   # no such program, not executable, ...
+            raise ImplementationUnusable(f"{self.label}: could not start: {error.strerror or error}") from error
+        try:
+            hello = self._request(child, HELLO, {}, None, self.timeout)
+            if child.protocol_problems or not hello.ok:
+                raise ValueError(child.protocol_problems[0] if child.protocol_problems else hello.describe())
+        except ImplementationHung:
+            raise ImplementationUnusable(self._not_answering(child, f"did not answer `hello` within {self.timeout:g} s")
+                                         ) from None
+        except ImplementationDied as died:
+            child.kill()
+            how = (str(died).split(";")[0].removeprefix("the implementation's process ") if died.returncode is not None
+                   else "closed its output")
+            reason = child.stderr_summary(telling=1, last=1).splitlines()
+            raise ImplementationUnusable(f"{self.label}: could not start: it {how} before answering `hello`"
+                                         + (f" ({reason[-1].strip()})" if reason else "")) from None
+        except (KeyError, TypeError, ValueError, AttributeError):   # an answer that is not a reply
+            raise ImplementationUnusable(self._not_answering(child, "answered something that is not the protocol",
+                                                             repr(child.last_line))) from None
+        try:
+            self._info = _info_of(hello, self.label)
+        except ImplementationDied as refused:   # a hello that is not the protocol's, or another major version
+            child.kill()
+            raise ImplementationUnusable(f"{self.label}: {refused.stderr_tail}") from None
+        return child
+
+    def _not_answering(self, child: _Child, what: str, detail: str = "") -> str:
+        child.kill()
+        problems = child.protocol_problems
+        if problems and "not the protocol" not in what:
+            what = "answered something that is not the protocol"
+        detail = problems[0] if problems else detail
+        return f"{self.label}: {what}" + (f": {detail[:160]}" if detail else "")
 
     def _request(self, child: _Child, op: str, args: dict[str, Any], on_token: TokenCallback | None,
                  timeout: float, handle: str | None = None, gate: Gate | None = None) -> Reply:

@@ -137,7 +137,7 @@ def walk_triples(spec: Spec, operations: Iterable[str]) -> list[str]:
     needs = {guard: control for control, guard in INTERRUPTS.items()}
     return [branch.source for branch in spec.all_branches()
             if not spec.states[branch.state].transient and branch.operation in available
-            and all(needs[guard] in available for guard, value in branch.conditions if value and guard in needs)]
+            and all(needs[Guard(guard)] in available for guard, value in branch.conditions if value and guard in needs)]
 
 
 def choice_for(branch: Branch) -> str:

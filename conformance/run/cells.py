@@ -10,8 +10,9 @@ arranges the overlap and holds the replies to the plan.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from ggufsm.conformance.adapter import Adapter, Reply
 from ggufsm.conformance.plan.cases import CallWhileRunning, CancelWhileCallRuns, CasePlan
@@ -67,7 +68,7 @@ class CaseRun:
         self.tracker = RequestTracker()
         self.notes: list[str] = []
 
-    def context(self, args: dict, reply: Reply | None, before: Observed | None,
+    def context(self, args: Mapping[str, Any], reply: Reply | None, before: Observed | None,
                 generated: list[int] | None = None) -> CallContext:
         return CallContext(dict(args), reply, before, self.identities, generated)
 

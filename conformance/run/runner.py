@@ -27,6 +27,7 @@ from ggufsm.conformance.adapter import (
     ImplementationDied,
     ImplementationHung,
     ImplementationInfo,
+    ImplementationUnusable,
     RecordingAdapter,
 )
 from ggufsm.conformance.plan.cases import Unreachable, plan_suite
@@ -78,16 +79,26 @@ class RunResult:
     unreachable: list[Unreachable]
     seconds: float
     spec_version: str
+    stopped: str | None = None   # why the run ended before its last case (Ctrl-C, an unusable implementation)
 
     @property
     def ok(self) -> bool:
-        return not any(result.counts_as_failure for result in self.results)
+        return self.stopped is None and not any(result.counts_as_failure for result in self.results)
 
     def counts(self) -> dict[str, int]:
         counts = {status: 0 for status in (PASS, FAIL, NOT_SUPPORTED, XFAIL, XPASS)}
         for result in self.results:
             counts[result.status] += 1
         return counts
+
+
+class SuiteStopped(Exception):
+    """The run ended before its last case; `run` holds the cases that ran (a partial report's content)
+    and `cause` what stopped it: KeyboardInterrupt or ImplementationUnusable."""
+
+    def __init__(self, run: RunResult, cause: BaseException):
+        super().__init__(run.stopped)
+        self.run, self.cause = run, cause
 
 
 def read_expect_fail(path: Path | None) -> list[str]:
@@ -124,6 +135,8 @@ def run_case(case: Case, implementation: Implementation, replay: str = "") -> Ca
         result.status, result.message, result.signal = FAIL, str(died), died.signal
     except ImplementationHung as hung:
         result.status, result.message = FAIL, f"the implementation hung: {hung}"
+    except ImplementationUnusable:
+        raise   # not this case's failure: no case can run (SuiteStopped)
     except Exception as error:  # noqa: BLE001  a reply the kit could not interpret: the case fails, the run goes on
         result.status, result.message = FAIL, f"the case could not be judged: {type(error).__name__}: {error}"
     finally:
@@ -179,17 +192,31 @@ def run_suite(implementation: Implementation, inputs: SuiteInputs, *, case_globs
     info = implementation.info
     cases, unreachable = build_cases(spec, inputs, info, walk_examples=walk_examples)
     globs, expected_failures = list(case_globs), list(expect_fail)
-    results = []
-    for case in cases:
-        if globs and not _matches(case.id, globs):
-            continue
-        result = run_case(case, implementation, replay)
-        if _matches(case.id, expected_failures):
-            result.expected_to_fail = True
-            result.status = XPASS if result.status == PASS else XFAIL
-        results.append(result)
-        if progress is not None:
-            progress(result)
+    results: list[CaseResult] = []
+
+    def run_so_far(stopped: str | None = None) -> RunResult:
+        return RunResult(
+            implementation=implementation.label,
+            info={"name": info.name, "version": info.version, "capabilities": info.capabilities.to_json(),
+                  "spec_version": info.spec_version},
+            inputs=inputs.describe(), results=results, unreachable=unreachable,
+            seconds=time.perf_counter() - started, spec_version=spec.version, stopped=stopped)
+
+    try:
+        for case in cases:
+            if globs and not _matches(case.id, globs):
+                continue
+            result = run_case(case, implementation, replay)
+            if _matches(case.id, expected_failures):
+                result.expected_to_fail = True
+                result.status = XPASS if result.status == PASS else XFAIL
+            results.append(result)
+            if progress is not None:
+                progress(result)
+    except KeyboardInterrupt as interrupt:
+        raise SuiteStopped(run_so_far("interrupted"), interrupt) from None
+    except ImplementationUnusable as unusable:
+        raise SuiteStopped(run_so_far(str(unusable)), unusable) from None
     for missing in unreachable:
         if globs and not _matches(missing.id, globs):
             continue
@@ -197,13 +224,4 @@ def run_suite(implementation: Implementation, inputs: SuiteInputs, *, case_globs
         if _matches(result.id, expected_failures):
             result.expected_to_fail, result.status = True, XFAIL
         results.append(result)
-    return RunResult(
-        implementation=implementation.label,
-        info={"name": info.name, "version": info.version, "capabilities": info.capabilities.to_json(),
-              "spec_version": info.spec_version},
-        inputs=inputs.describe(),
-        results=results,
-        unreachable=unreachable,
-        seconds=time.perf_counter() - started,
-        spec_version=spec.version,
-    )
+    return run_so_far()

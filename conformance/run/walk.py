@@ -87,10 +87,14 @@ class Walker:
             reply, landed, streamed = self.call(arrangement)
         except (ImplementationDied, ImplementationHung) as died:
             raise self.record.failed(WalkFailure("the implementation's process", str(died), self.steps)) from None
+        except Exception as error:  # noqa: BLE001  an answer the kit cannot read fails the walk, with its sequence
+            raise self.record.failed(WalkFailure("the protocol", f"{state}.{op} ({choice}): the call could not be "
+                                                                f"made: {type(error).__name__}: {error}",
+                                                 self.steps)) from None
         branch, expected = self.model.expect(self.spec, op, choice, arrangement, landed)
-        context = CallContext(dict(arrangement.action.args), reply, self.observed, self.identities,
-                              [int(token["token_id"]) for token in streamed] if streamed else None)
         try:
+            context = CallContext(dict(arrangement.action.args), reply, self.observed, self.identities,
+                                  [int(token["token_id"]) for token in streamed] if streamed else None)
             check_reply(reply, expected, branch.source, f"{state}.{op} ({choice})")
             self.observed = check_after(self.adapter, expected, branch.source, f"after {state}.{op} ({choice})",
                                         context)
@@ -99,6 +103,10 @@ class Walker:
         except Unsupported as unsupported:
             raise self.record.failed(WalkFailure("hello.capabilities", f"{op} is listed as supported but answers: "
                                                                        f"{unsupported}", self.steps)) from None
+        except Exception as error:  # noqa: BLE001  a reply the kit cannot read fails the walk, with its sequence
+            raise self.record.failed(WalkFailure(branch.source, f"{state}.{op} ({choice}): the reply could not be "
+                                                               f"judged: {type(error).__name__}: {error}",
+                                                 self.steps)) from None
         self.record.taken.add(branch.source)
         self.model.advance(self.spec, op, choice, branch, expected)
 

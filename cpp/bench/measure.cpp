@@ -70,6 +70,21 @@ double matvec_seconds(const std::vector<WeightView>& weights, const float* x, in
     return best;
 }
 
+double matmul_seconds(const WeightView& w, const float* x, int64_t n, int repeats, ThreadPool& pool) {
+    if (n < 1 || repeats < 1) throw Error(code::InvalidInput, "matmul_seconds: need n >= 1 and >= 1 repeat");
+    QuantizedActivations q;
+    q.quantize(x, n, w.cols, w.type, pool);
+    std::vector<float> y(static_cast<size_t>(n * w.rows));
+    matmul(w, q, y.data(), pool);  // warm the pool, the code and the weights
+    double best = 1e30;
+    for (int r = 0; r < repeats; ++r) {
+        const double start = now_seconds();
+        matmul(w, q, y.data(), pool);
+        best = std::min(best, now_seconds() - start);
+    }
+    return best;
+}
+
 double parallel_for_overhead_seconds(int64_t n, int calls, int repeats, ThreadPool& pool) {
     if (n < 1 || calls < 1 || repeats < 1) {
         throw Error(code::InvalidInput, "parallel_for_overhead_seconds: need n >= 1, calls >= 1 and repeats >= 1");

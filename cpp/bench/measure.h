@@ -38,6 +38,12 @@ double read_bandwidth_gbs(size_t bytes, int repeats, ThreadPool& pool);
 // forward pass quantizes once for several weights.
 double matvec_seconds(const std::vector<WeightView>& weights, const float* x, int repeats, ThreadPool& pool);
 
+// Best-of-`repeats` seconds per matmul y [n][rows] = x [n][cols] . W^T: a
+// prefill's product, the weights cache-resident after the first call (the
+// arithmetic, not the memory, is what is timed). x is quantized once,
+// outside the timing, as matvec_seconds does.
+double matmul_seconds(const WeightView& w, const float* x, int64_t n, int repeats, ThreadPool& pool);
+
 // Best-of-`repeats` seconds per parallel_for of an empty job over `n` items,
 // averaged over `calls` back-to-back calls: the pool's handoff cost (wake,
 // claim, finish) as a burst of a decode step's matmuls pays it.

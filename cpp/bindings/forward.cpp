@@ -4,6 +4,7 @@
 // session's own logits as a read-only array, valid until its next call. The
 // GIL is released while the forward runs.
 #include <pybind11/numpy.h>
+#include <pybind11/stl.h>
 
 #include <cstring>
 #include <limits>
@@ -93,10 +94,16 @@ int64_t vocabulary(const LlamaSession& session) { return int64_t(session.logits_
 void forward(py::module_& m) {
     py::class_<LlamaModel, std::shared_ptr<LlamaModel>>(
         m, "LlamaModel", "The llama-family fused forward over a validated file: its weights in place and a thread pool.")
-        .def(py::init([](std::shared_ptr<gguf::Model> file, int n_threads) {
-                 return std::make_shared<LlamaModel>(std::move(file), n_threads);
+        .def(py::init([](std::shared_ptr<gguf::Model> file, int n_threads, bool huge_pages) {
+                 py::gil_scoped_release release;
+                 return std::make_shared<LlamaModel>(std::move(file), n_threads,
+                                                     huge_pages ? WeightPlacement::HugePages : WeightPlacement::InPlace);
              }),
-             py::arg("file"), py::arg("n_threads"))
+             py::arg("file"), py::arg("n_threads"), py::arg("huge_pages") = false,
+             "huge_pages: read the weights from one anonymous copy advised MADV_HUGEPAGE (made at load) instead of the file map")
+        .def_property_readonly("weights_copied", &LlamaModel::copy_bytes, "bytes of the weights' huge-page copy (0: read in place)")
+        .def_property_readonly("weights_in_huge_pages", &LlamaModel::huge_page_bytes,
+                               "bytes of that copy the kernel backs with 2 MiB pages now (AnonHugePages)")
         .def_property_readonly("n_threads", [](const LlamaModel& model) { return model.pool().size(); })
         .def_property_readonly("n_vocab", [](const LlamaModel& model) { return model.hparams().n_vocab; })
         .def_property_readonly("n_ctx_train", [](const LlamaModel& model) { return model.file().hp.n_ctx_train; })
@@ -131,6 +138,8 @@ void forward(py::module_& m) {
             },
             py::arg("token"), py::arg("pos"), "Logits [n_vocab] after one token at pos (as prefill)")
         .def_property_readonly("n_ctx", &LlamaSession::n_ctx)
+        .def_property_readonly("logits", [](const LlamaSession& s) { return logits_view(s, vocabulary(s)); },
+                               "the logits of the last evaluated token (read-only view, as prefill returns)")
         .def_property_readonly("n_batch", &LlamaSession::n_batch)
         .def_property_readonly("nbytes", [](const LlamaSession& s) {
             py::dict d;
@@ -139,6 +148,28 @@ void forward(py::module_& m) {
             d["logits"] = s.logits_bytes();
             return d;
         });
+
+    py::class_<DecodeBatch>(m, "DecodeBatch",
+                            "Several sessions' decode steps as one forward pass over the weights, each in its own KV cache.")
+        .def(py::init([](std::shared_ptr<LlamaModel> model) { return std::make_unique<DecodeBatch>(std::move(model)); }),
+             py::arg("model"))
+        .def(
+            "decode",
+            [](DecodeBatch& batch, const std::vector<LlamaSession*>& sessions, py::handle tokens, const std::vector<int64_t>& positions) {
+                const int64_t n_vocab = sessions.empty() || !sessions[0] ? 0 : vocabulary(*sessions[0]);
+                const std::vector<int64_t> ids = token_ids(tokens, n_vocab > 0 ? n_vocab : std::numeric_limits<int64_t>::max());
+                if (ids.size() != sessions.size() || positions.size() != sessions.size()) {
+                    throw Error(code::InvalidInput, "a batched decode needs one token and one position per session: " +
+                                                        std::to_string(sessions.size()) + " sessions, " + std::to_string(ids.size()) +
+                                                        " tokens, " + std::to_string(positions.size()) + " positions");
+                }
+                py::gil_scoped_release release;
+                batch.decode(sessions.data(), ids.data(), positions.data(), int64_t(sessions.size()));
+            },
+            py::arg("sessions"), py::arg("tokens"), py::arg("positions"),
+            "tokens[i] at positions[i] in sessions[i], as one pass; each session's logits are then those its own decode() would "
+            "leave (read them with session.logits). Every entry is checked before anything runs.")
+        .def_property_readonly("scratch_bytes", &DecodeBatch::scratch_bytes);
     m.def("shared_pool_count", &shared_pool_count, "worker pools alive in the process (one per thread count in use)");
 }
 

@@ -20,6 +20,7 @@
 #include <variant>
 #include <vector>
 
+#include "bench/int8_peak.h"
 #include "bench/measure.h"
 #include "bindings.h"
 #include "errors.h"
@@ -246,6 +247,16 @@ double matvec_seconds_py(uint32_t type, const std::vector<py::buffer>& weights, 
     return matvec_seconds(views, src, repeats, pool);
 }
 
+double matmul_seconds_py(uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols, const FloatArray& x, int repeats,
+                         const Threads& threads) {
+    const WeightView w = weight_view(type, weight, rows, cols);
+    const int64_t n = rows_of(x, cols, "x");
+    const float* src = x.data();
+    const std::shared_ptr<ThreadPool> owned = pool_of(threads);
+    py::gil_scoped_release release;
+    return matmul_seconds(w, src, n, repeats, *owned);
+}
+
 // For the pool's tests: runs one parallel_for per entry of `sizes`, back to
 // back (pausing `pause_us` between jobs, so idle workers fall asleep; each
 // chunk busy for `chunk_busy_us`), and returns how many times each item of each
@@ -368,6 +379,21 @@ void kernels(py::module_& m) {
           py::arg("chunks_per_thread") = int(ThreadPool::kDefaultChunksPerThread));
     m.def("matvec_seconds", &matvec_seconds_py, py::arg("ggml_type"), py::arg("weights"), py::arg("rows"), py::arg("cols"),
           py::arg("x"), py::arg("repeats") = 5, py::arg("threads") = 0);
+    m.def("matmul_seconds", &matmul_seconds_py, py::arg("ggml_type"), py::arg("weight"), py::arg("rows"), py::arg("cols"),
+          py::arg("x"), py::arg("repeats") = 5, py::arg("threads") = 0,
+          "best-of-repeats seconds of y[n, rows] = x[n, cols] . W^T (a prefill's product; x quantized outside the timing)");
+
+    // ---- the int8 compute peak (bench/int8_peak.h)
+    m.def("int8_peak_isas", &int8_peak_isas, "the int8 dot-product loops this CPU runs: avx2, avx_vnni, avx512_vnni");
+    m.def("int8_peak", [](const std::string& isa, int64_t iterations, int repeats, const Threads& threads) {
+        const std::shared_ptr<ThreadPool> pool = pool_of(threads);
+        py::gil_scoped_release release;
+        const Int8PeakRun run = int8_peak(isa, iterations, repeats, *pool);
+        return std::make_pair(run.gops, run.checksum);
+    }, py::arg("isa"), py::arg("iterations") = int64_t(1) << 22, py::arg("repeats") = 3, py::arg("threads") = 0,
+          "(best GOP/s, checksum) of the isa's register-only int8 dot-product loop on every thread at once");
+    m.def("int8_peak_expected_checksum", &int8_peak_expected_checksum, py::arg("isa"), py::arg("iterations"), py::arg("threads"));
+    m.def("int8_peak_macs_per_step", &int8_peak_macs_per_step, py::arg("isa"));
 }
 
 }  // namespace ggufsm::bind

@@ -13,10 +13,13 @@
 // gemma3.py are the readable numpy versions, tested equal to this one.
 //
 // LlamaModel is built from a validated file (gguf/model.h) and holds views
-// into its memory map (zero copy; the model keeps the file alive) and the
-// thread pool. LlamaSession owns what one sequence needs: KV cache, scratch,
-// logits. All arithmetic is in the kernels (kernels/); this file only
-// orchestrates them.
+// into its memory map (zero copy; the model keeps the file alive), or into one
+// huge-page copy of it (WeightPlacement), and the thread pool. LlamaSession
+// owns what one sequence needs: KV cache, scratch, logits. One forward pass
+// (forward/pass.cpp) runs rows that belong to one sequence (a prefill chunk)
+// or to several (DecodeBatch: one decode step of each of several sessions,
+// the weights read once for all). All arithmetic is in the kernels
+// (kernels/); these files only orchestrate them.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -83,11 +86,24 @@ LlamaWeights llama_weights(const gguf::Model& model, const LlamaHparams& hp);
 // naming the first id outside and its index.
 void check_token_ids(const int64_t* tokens, int64_t n, int64_t n_vocab);
 
+// Where the forward reads the weights from.
+enum class WeightPlacement {
+    InPlace,     // views into the file's memory map (zero copy; 4 KiB pages)
+    HugePages,   // one anonymous copy at load, advised MADV_HUGEPAGE (2 MiB pages where the kernel grants them):
+                 // fewer TLB walks and no prefetcher restart every 4 KiB on a decode step's weight stream,
+                 // for a copy's time at load and the copy's memory (docs/benchmarks.md, "Decode at the memory limit")
+};
+
 class LlamaModel {
 public:
     // InvalidModel or UnsupportedModel for hyperparameters the forward cannot
     // run (naming the first), InvalidInput for n_threads < 0 (0: all cores).
-    LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads);
+    LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads, WeightPlacement placement = WeightPlacement::InPlace);
+    ~LlamaModel();
+    WeightPlacement placement() const { return copy_ ? WeightPlacement::HugePages : WeightPlacement::InPlace; }
+    // Bytes of the weights' copy (0 in place), and of it the kernel backs with huge pages (AnonHugePages).
+    size_t copy_bytes() const { return copy_bytes_; }
+    size_t huge_page_bytes() const;
     const LlamaHparams& hparams() const { return hp_; }
     const LlamaWeights& weights() const { return weights_; }
     const gguf::Model& file() const { return *file_; }
@@ -98,6 +114,45 @@ private:
     LlamaHparams hp_;
     LlamaWeights weights_;
     std::shared_ptr<ThreadPool> pool_;  // shared_pool(n_threads): one per thread count in the process
+    uint8_t* copy_ = nullptr;  // WeightPlacement::HugePages: the anonymous mapping weights_ points into
+    size_t copy_bytes_ = 0;
+};
+
+// The rows a forward pass computes at once, and scratch for them: residual
+// stream, projections, quantized activations. A session holds one sized for
+// its n_batch; a DecodeBatch one sized for its largest batch.
+struct ForwardScratch {
+    void reserve(const LlamaHparams& hp, int64_t rows);  // grows only
+    int64_t rows = 0;
+    std::vector<int32_t> positions;        // [rows]
+    std::vector<float> x;                  // [rows][n_embd] residual stream
+    std::vector<float> xb;                 // [rows][n_embd] normed input, then a block's output
+    std::vector<float> q;                  // [rows][n_head][hd]
+    std::vector<float> k, v;               // [rows][n_head_kv][hd]
+    std::vector<float> att;                // [rows][n_head][hd] attention mix, before wo
+    std::vector<float> gate, up;           // [rows][n_ff]
+    std::vector<float> logits;             // [rows][n_vocab] when a pass wants several rows' logits
+    std::array<QuantizedActivations, 3> activations;  // one per ActivationFormat
+    size_t bytes(const LlamaHparams& hp) const;
+};
+
+// One sequence's KV cache, attention.h's layout per layer over n_ctx rounded
+// up to the key tile: k [n_head_kv][n_ctx/16][hd][16], v [n_head_kv][n_ctx][hd].
+// IEEE halves (llama.cpp's default): half the memory, and half the bytes a long
+// decode step streams; reference/architectures/llama.py rounds the same way.
+struct KvCache {
+    using Element = uint16_t;
+    int64_t kv_ctx = 0;
+    std::vector<Element> k, v;
+};
+
+// Rows [row_begin, row_begin + rows) of a pass belong to one sequence, at its
+// positions start_pos.., in its cache; logits (nullptr: not wanted) receives
+// the [n_vocab] logits of the segment's last row.
+struct PassSegment {
+    KvCache* kv = nullptr;
+    int64_t row_begin = 0, rows = 0, start_pos = 0;
+    float* logits = nullptr;
 };
 
 // The process's pool of `n_threads` workers (0: one per core), shared by every
@@ -129,6 +184,7 @@ public:
     // view handed out (Python's read-only array) outlives the session safely.
     const std::shared_ptr<float[]>& logits() const { return logits_; }
 
+    const LlamaModel& model() const { return *model_; }
     int64_t n_ctx() const { return n_ctx_; }
     int64_t n_batch() const { return n_batch_; }
     size_t kv_bytes() const;
@@ -136,14 +192,8 @@ public:
     size_t logits_bytes() const { return size_t(hp_.n_vocab) * sizeof(float); }
 
 private:
+    friend class DecodeBatch;  // runs this session's decode steps together with others'
     void check(const int64_t* tokens, int64_t n, int64_t start_pos) const;
-    void run_chunk(const int64_t* tokens, int64_t n, int64_t start_pos, bool want_logits);
-    void embed(const int64_t* tokens, int64_t n);
-    void attention_block(int64_t layer, int64_t n);
-    void feed_forward_block(int64_t layer, int64_t n);
-    void output_logits(int64_t n);
-    // y_i = x . W_i^T for each (W_i, y_i), quantizing x once per activation format.
-    void project(const float* x, int64_t n, std::initializer_list<std::pair<const WeightView*, float*>> outputs);
 
     // Declared first, so destroyed last: once the buffers below are freed, hands the allocator's free
     // pages back to the system (glibc keeps freed heap memory otherwise; 100 dropped handles left
@@ -158,22 +208,43 @@ private:
     std::shared_ptr<const LlamaModel> model_;
     const LlamaHparams& hp_;
     int64_t n_ctx_, n_batch_;
-    // Per layer, attention.h's layout over n_ctx rounded up to the key tile:
-    // k [n_head_kv][n_ctx/16][hd][16], v [n_head_kv][n_ctx][hd].
-    // IEEE halves (llama.cpp's default): half the memory, and half the bytes a long decode
-    // step streams; reference/architectures/llama.py rounds the same way.
-    using KvElement = uint16_t;
-    int64_t kv_ctx_;  // n_ctx rounded up to kKeyTile
-    std::vector<KvElement> k_cache_, v_cache_;
-    std::vector<int32_t> positions_;        // [n_batch]
-    std::vector<float> x_;                  // [n_batch][n_embd] residual stream
-    std::vector<float> xb_;                 // [n_batch][n_embd] normed input, then a block's output
-    std::vector<float> q_;                  // [n_batch][n_head][hd]
-    std::vector<float> k_, v_;              // [n_batch][n_head_kv][hd]
-    std::vector<float> att_;                // [n_batch][n_head][hd] attention mix, before wo
-    std::vector<float> gate_, up_;          // [n_batch][n_ff]
-    std::shared_ptr<float[]> logits_;       // [n_vocab]
-    std::array<QuantizedActivations, 3> activations_;  // one per ActivationFormat
+    KvCache kv_;
+    ForwardScratch scratch_;
+    std::shared_ptr<float[]> logits_;  // [n_vocab]
 };
+
+// Several sessions' decode steps as one forward pass: every weight matrix is
+// streamed once for all of them (a decode step is bound by that stream), while
+// each session's token attends its own KV cache at its own position. The
+// logits each session receives are those its own decode() would leave
+// (tests/inference: equal to the last bit on the real models); each session
+// keeps its own state, cancel, reset and errors, and a session that decodes
+// alone pays nothing for this class existing.
+class DecodeBatch {
+public:
+    explicit DecodeBatch(std::shared_ptr<const LlamaModel> model);
+
+    // tokens[i] at positions[i] in sessions[i], for i < n, as one pass. The
+    // sessions must be distinct and on this batch's model (InvalidInput
+    // otherwise); each is checked as its decode() checks it (InvalidInput,
+    // ContextOverflow) before anything runs, so a bad entry evaluates nothing
+    // for any session; ModelUnavailable as a session's prefill (the file
+    // changed under its mapping). Holds every session's lock while it runs;
+    // calls on one DecodeBatch are serialized.
+    void decode(LlamaSession* const* sessions, const int64_t* tokens, const int64_t* positions, int64_t n);
+
+    size_t scratch_bytes() const;
+
+private:
+    std::mutex running_;
+    std::shared_ptr<const LlamaModel> model_;
+    ForwardScratch scratch_;
+};
+
+// One forward pass of `n` rows (tokens[n]) over the segments (which cover
+// [0, n) in order), in scratch (reserved for n rows or more). Internal to
+// forward/: LlamaSession and DecodeBatch call it.
+void run_pass(const LlamaModel& model, ForwardScratch& scratch, const int64_t* tokens, int64_t n,
+              const std::vector<PassSegment>& segments);
 
 }  // namespace ggufsm

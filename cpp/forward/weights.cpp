@@ -1,9 +1,15 @@
 // LlamaModel: the forward's hyperparameters and weights, taken from a
 // validated model by its architecture's declaration (gguf/architectures.cpp).
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstring>
+#include <fstream>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -138,10 +144,87 @@ void check_token_ids(const int64_t* tokens, int64_t n, int64_t n_vocab) {
     }
 }
 
-LlamaModel::LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads)
+namespace {
+
+constexpr size_t kHugePage = size_t(2) << 20;
+
+// Every pointer of `w` that lies in [from, from + n) moved to the same offset in `to`.
+void rebase(LlamaWeights& w, const uint8_t* from, size_t n, uint8_t* to) {
+    auto move = [&](const auto*& p) {
+        const uint8_t* b = reinterpret_cast<const uint8_t*>(p);
+        if (b >= from && b < from + n) p = reinterpret_cast<std::remove_reference_t<decltype(p)>>(to + (b - from));
+    };
+    auto move_view = [&](WeightView& v) { move(v.data); };
+    move_view(w.token_embd);
+    move_view(w.output);
+    move(w.output_norm);
+    for (LlamaLayer& l : w.layers) {
+        for (WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) move_view(*v);
+        for (const float** f : {&l.attn_norm, &l.q_norm, &l.k_norm, &l.post_attn_norm, &l.ffn_norm, &l.post_ffn_norm}) move(*f);
+    }
+}
+
+}  // namespace
+
+LlamaModel::LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads, WeightPlacement placement)
     : file_(std::move(file)), hp_(forward_hparams(file_->hp)), weights_(llama_weights(*file_, hp_)) {
     if (n_threads < 0) throw Error(code::InvalidInput, "n_threads is " + str(n_threads) + ", must be >= 0 (0: all cores)");
     pool_ = shared_pool(n_threads);
+    if (placement == WeightPlacement::HugePages) {
+        // The tensor data section as one span, copied once: the views keep their offsets within it.
+        const gguf::File& f = *file_->file;
+        uint64_t begin = UINT64_MAX, end = 0;
+        for (const gguf::TensorInfo& info : f.tensors) {
+            begin = std::min(begin, info.offset);
+            end = std::max(end, info.offset + info.n_bytes);
+        }
+        if (end <= begin) return;
+        const size_t n = size_t(end - begin);
+        copy_bytes_ = (n + kHugePage - 1) / kHugePage * kHugePage;
+        // Over-allocate by one huge page so the copy starts on a 2 MiB boundary (THP needs aligned ranges).
+        void* raw = mmap(nullptr, copy_bytes_ + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (raw == MAP_FAILED) {
+            copy_bytes_ = 0;
+            throw Error(code::ModelUnavailable, "cannot allocate " + std::to_string(n) + " bytes for the weights' huge-page copy");
+        }
+        uint8_t* base = static_cast<uint8_t*>(raw);
+        const size_t lead = (kHugePage - reinterpret_cast<uintptr_t>(base) % kHugePage) % kHugePage;
+        if (lead) munmap(base, lead);
+        if (kHugePage - lead) munmap(base + lead + copy_bytes_, kHugePage - lead);
+        copy_ = base + lead;
+        madvise(copy_, copy_bytes_, MADV_HUGEPAGE);  // advice only: a kernel without THP keeps 4 KiB pages
+        const uint8_t* from = f.data() + begin;
+        // Threads copy disjoint 2 MiB pieces, so each first touch faults in a huge page near its reader.
+        pool_->parallel_for(int64_t(copy_bytes_ / kHugePage), [&](int64_t b, int64_t e, int) {
+            const size_t lo = size_t(b) * kHugePage, hi = std::min(size_t(e) * kHugePage, n);
+            if (lo < hi) std::memcpy(copy_ + lo, from + lo, hi - lo);
+        });
+        mprotect(copy_, copy_bytes_, PROT_READ);  // the weights are read-only, as in the mapping
+        rebase(weights_, from, n, copy_);
+    }
+}
+
+LlamaModel::~LlamaModel() {
+    if (copy_) munmap(copy_, copy_bytes_);
+}
+
+size_t LlamaModel::huge_page_bytes() const {
+    if (!copy_) return 0;
+    // /proc/self/smaps: the AnonHugePages line of the mapping that starts at copy_.
+    std::ifstream smaps("/proc/self/smaps");
+    std::ostringstream start;
+    start << std::hex << reinterpret_cast<uintptr_t>(copy_) << "-";
+    std::string line;
+    bool inside = false;
+    while (std::getline(smaps, line)) {
+        if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') != std::string::npos &&
+            line.find(' ') > line.find('-')) {
+            inside = line.rfind(start.str(), 0) == 0;
+        } else if (inside && line.rfind("AnonHugePages:", 0) == 0) {
+            return size_t(std::stoull(line.substr(14))) * 1024;
+        }
+    }
+    return 0;
 }
 
 namespace {

@@ -11,8 +11,9 @@ read-only array, overwritten by the session's next call (no copy per token).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ class FusedModel:
         """InvalidInput unless every token is an integer id of this model's vocabulary: the C++ core's one rule."""
         self._running().check_token_ids(tokens)
 
-    def new_session(self, n_ctx: int, n_batch: int = N_BATCH) -> "FusedSession":
+    def new_session(self, n_ctx: int, n_batch: int = N_BATCH) -> FusedSession:
         return FusedSession(self, n_ctx, n_batch)
 
     def close(self) -> None:

@@ -137,6 +137,6 @@ class Gemma3Model(LlamaModel):
     forward = staticmethod(forward)
 
     @classmethod
-    def from_tensors(cls, tensors, activations: str = "q8") -> "Gemma3Model":
+    def from_tensors(cls, tensors, activations: str = "q8") -> Gemma3Model:
         return cls(*load_gemma3(tensors, activations))
 

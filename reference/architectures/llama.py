@@ -33,9 +33,10 @@ it does not keep.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from enum import Enum
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
@@ -259,7 +260,7 @@ class KvCache:
     v: np.ndarray  # [n_layer, n_head_kv, n_ctx, hd] float16
 
     @classmethod
-    def empty(cls, hp: LlamaHparams, n_ctx: int) -> "KvCache":
+    def empty(cls, hp: LlamaHparams, n_ctx: int) -> KvCache:
         shape = (hp.n_layer, hp.n_head_kv, n_ctx, hp.head_dim)
         return cls(np.zeros(shape, np.float16), np.zeros(shape, np.float16))
 
@@ -356,10 +357,10 @@ class LlamaModel:
         self.weights = None
 
     @classmethod
-    def from_tensors(cls, tensors: GgufTensors, activations: str = "q8") -> "LlamaModel":
+    def from_tensors(cls, tensors: GgufTensors, activations: str = "q8") -> LlamaModel:
         return cls(*load_llama(tensors, activations))
 
-    def new_session(self, n_ctx: int) -> "LlamaSession":
+    def new_session(self, n_ctx: int) -> LlamaSession:
         return LlamaSession(self, n_ctx)
 
 

@@ -17,7 +17,8 @@ decode(token, pos) returning logits [n_vocab], and close().
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ggufsm.reference.model.gguf_file import GgufFile
 from ggufsm.spec.errors import InvalidInput, UnsupportedModel

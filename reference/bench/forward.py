@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+
+from ggufsm.reference.cli.options import add_model_option
 
 PREFILL_LENGTHS = (128, 512)
 DECODE_STARTS = (16, 896)  # decode steps must fit N_CTX after the last start
@@ -93,10 +95,10 @@ def measure(forward: ForwardUnderTest, token_ids: list[int], n_decode: int) -> d
 
 def register_bench(bench_commands) -> None:
     parser = bench_commands.add_parser("forward", help="forward-pass prefill and decode tok/s, beside llama.cpp")
-    parser.add_argument("-m", "--model", default="smollm2", help="registry name or GGUF path (default smollm2)")
-    parser.add_argument("-t", "--threads", type=int, default=2)
+    add_model_option(parser)
+    parser.add_argument("-t", "--threads", type=int, default=2, help="threads each runtime uses")
     parser.add_argument("--repeat", type=int, default=3, help="runs per forward; the best is kept (default 3)")
-    parser.add_argument("--decode-tokens", type=int, default=128)
+    parser.add_argument("--decode-tokens", type=int, default=128, help="tokens decoded per run")
     parser.add_argument("--forwards", default="fused", help="comma-separated: fused, numpy (default fused)")
     parser.set_defaults(handler=run)
 
@@ -110,7 +112,8 @@ def run(args) -> int:
     n_vocab = _n_vocab(path)
     if max(DECODE_STARTS) + args.decode_tokens > N_CTX:
         raise SystemExit(f"--decode-tokens {args.decode_tokens} from position {max(DECODE_STARTS)} do not fit n_ctx {N_CTX}")
-    token_ids = np.random.default_rng(0).integers(3, n_vocab, size=max(max(PREFILL_LENGTHS), max(DECODE_STARTS)) + args.decode_tokens).tolist()
+    n_tokens = max(max(PREFILL_LENGTHS), max(DECODE_STARTS)) + args.decode_tokens
+    token_ids = np.random.default_rng(0).integers(3, n_vocab, size=n_tokens).tolist()
     best: dict[str, dict[str, float]] = {forward.name: {} for forward in forwards}
     for _ in range(args.repeat):
         for forward in forwards:  # interleaved, so that a load spike hits every forward alike

@@ -21,6 +21,7 @@ from __future__ import annotations
 import statistics
 import time
 
+from ggufsm.reference.cli.options import add_model_option
 from ggufsm.reference.runtime.commands import GenerateNextToken
 from ggufsm.reference.runtime.resident import Resident
 from ggufsm.spec.names import Operation
@@ -35,11 +36,11 @@ class _NothingToDo(GenerateNextToken):
 
 def register_bench(bench_commands) -> None:
     parser = bench_commands.add_parser("guard", help="the lifecycle machine's cost per generate_next_token vs a decode step")
-    parser.add_argument("-m", "--model", default="smollm2", help="registry name or GGUF path (default smollm2)")
-    parser.add_argument("-t", "--threads", type=int, default=2)
+    add_model_option(parser)
+    parser.add_argument("-t", "--threads", type=int, default=2, help="threads each runtime uses")
     parser.add_argument("--calls", type=int, default=5000, help="machine calls per round (default 5000)")
     parser.add_argument("--tokens", type=int, default=32, help="decode steps per round (default 32)")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=7, help="rounds measured; the median and the best are reported")
     parser.set_defaults(handler=run)
 
 

@@ -30,6 +30,9 @@ from pathlib import Path
 import numpy as np
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
+from ggufsm.reference.bench import int8_peak
+from ggufsm.reference.bench.int8_peak import PREFILL_TYPES
+
 # Matrices [rows, cols] of the real models' layers.
 SHAPES: tuple[tuple[str, int, int], ...] = (
     ("SmolLM2 ffn_gate/up", 1536, 576),
@@ -59,7 +62,8 @@ class Cell:
 
 
 def register_bench(bench_commands) -> None:
-    parser = bench_commands.add_parser("kernels", help="mat-vec GB/s per weight type beside the read bandwidth")
+    parser = bench_commands.add_parser(
+        "kernels", help="mat-vec GB/s per weight type beside the read bandwidth; prefill GOP/s beside the int8 peak")
     parser.add_argument("--types", default=",".join(TARGET_TYPES),
                         help="comma-separated ggml types, or 'all' (default: %(default)s)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
@@ -67,6 +71,11 @@ def register_bench(bench_commands) -> None:
                         help="passes over all cells, one timing of each per pass (default 5)")
     parser.add_argument("--stream-mib", type=int, default=256,
                         help="least total size of the weight copies each cell cycles through (default 256)")
+    parser.add_argument("--prefill-rows", type=int, default=512,
+                        help="activation rows of the prefill products timed against the int8 peak; 0 skips them "
+                             "(default %(default)s)")
+    parser.add_argument("--prefill-types", default=",".join(PREFILL_TYPES),
+                        help="comma-separated ggml types of the prefill products (default: %(default)s)")
     parser.add_argument("--isa", default=None, help="force a kernel variant (scalar, avx2, avx512)")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table as Markdown here")
     parser.set_defaults(handler=run)
@@ -90,6 +99,10 @@ def run(args) -> int:
     command = " ".join(["ggufsm", "bench", "kernels"] + sys.argv[3:])
     table = render_markdown(cells, bandwidth, handoff, threads, kernels.active_isa(), command,
                             (load_before, os.getloadavg()[0]))
+    if args.prefill_rows > 0:
+        peaks, prefill = int8_peak.measure([n.strip() for n in args.prefill_types.split(",")], threads, pools,
+                                           args.repeat, args.prefill_rows)
+        table += "\n" + int8_peak.render_markdown(peaks, prefill, threads, args.prefill_rows)
     print(table)
     if args.markdown:
         args.markdown.write_text(table, encoding="utf-8")
@@ -115,7 +128,7 @@ def measure_all(matrices, pools, repeat, stream_bytes, probe) -> list[Cell]:
              for qtype, _, rows, cols in matrices]
     samples = [{t: ([], []) for t in threads} for _ in matrices]  # per cell, per thread count: (GB/s, read GB/s)
     for _ in range(repeat):
-        for (qtype, _, rows, cols), (weights, x), cell_samples in zip(matrices, bases, samples):
+        for (qtype, _, rows, cols), (weights, x), cell_samples in zip(matrices, bases, samples, strict=True):
             # Fresh copies each pass: only one cell's stream (stream_bytes) is resident at a time.
             copies = [weights] + [weights.copy() for _ in range(max(0, -(-stream_bytes // weights.nbytes) - 1))]
             for t in threads:
@@ -124,7 +137,7 @@ def measure_all(matrices, pools, repeat, stream_bytes, probe) -> list[Cell]:
                 cell_samples[t][1].append(probe.best_gbs(1, pools[t]))
             del copies
     cells = []
-    for (qtype, label, rows, cols), (weights, _), cell_samples in zip(matrices, bases, samples):
+    for (qtype, label, rows, cols), (weights, _), cell_samples in zip(matrices, bases, samples, strict=True):
         gbs = {t: max(cell_samples[t][0]) for t in threads}
         read_gbs = {t: float(np.median(cell_samples[t][1])) for t in threads}
         share = {t: paired_share(*cell_samples[t]) for t in threads}

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from ggufsm.reference.cli.options import add_model_option
+
 PREFILL_LENGTHS = (128, 512)
 DECODE_TOKENS = 128
 RUNNERS = ("ggufsm", "llama.cpp")
@@ -34,8 +36,8 @@ def register_bench(bench_commands) -> None:
 
 
 def add_options(parser) -> None:
-    parser.add_argument("-m", "--model", default="smollm2", help="registry name or GGUF path (default smollm2)")
-    parser.add_argument("-t", "--threads", type=int, default=2)
+    add_model_option(parser)
+    parser.add_argument("-t", "--threads", type=int, default=2, help="threads each runtime uses")
     parser.add_argument("--repeat", type=int, default=3, help="runs per runtime; the best is kept (default 3)")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the results as Markdown here")
     parser.set_defaults(handler=run)
@@ -134,7 +136,7 @@ def render_markdown(model_path: Path, threads: int, results: dict, command: str)
     rows += [(f"decode {DECODE_TOKENS} tokens (tok/s)", "decode_tok_s", False)]
     lines = [f"Model `{model_path.name}`, {threads} threads, {os.cpu_count()} cores. Command: `{command}`", "",
              "| measure | ggufsm | llama.cpp (llama-cpp-python) | ggufsm / llama.cpp |", "| --- | ---: | ---: | ---: |"]
-    for title, key, lower_better in rows:
+    for title, key, _lower_better in rows:
         peer_value = f"{peer[key]:.3f}" if peer else "not installed"
         ratio = f"{ours[key] / peer[key]:.2f}x" if peer else "-"
         lines.append(f"| {title} | {ours[key]:.3f} | {peer_value} | {ratio} |")

@@ -13,6 +13,8 @@ BENCH_MODULES: list[str] = [
     "ggufsm.reference.bench.parse",
     "ggufsm.reference.bench.kernels",
     "ggufsm.reference.bench.forward",
+    "ggufsm.reference.bench.decode",
+    "ggufsm.reference.bench.batch",
     "ggufsm.reference.bench.guard",
 ]
 

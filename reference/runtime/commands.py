@@ -15,10 +15,12 @@ Nothing here decides an outcome: which hook runs is the machine's choice.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields as dataclass_fields
 
 from ggufsm.reference.runtime.config import RuntimeConfig
 from ggufsm.reference.runtime.loading import Load, load_off_to_the_side
+from ggufsm.reference.runtime.path_policy import ModelRoots
 from ggufsm.reference.runtime.request import Generation, Request, TokenEvent
 from ggufsm.reference.runtime.resident import Resident
 from ggufsm.reference.sampling import Sampler, SamplingConfig
@@ -47,9 +49,23 @@ class Command(Decision):
 
 
 class InitRuntime(Command):
-    def __init__(self, config: RuntimeConfig):
+    """A configuration given whole or as settings. Whatever is wrong with the arguments is one of the
+    config_valid guard's problems, never a TypeError before the machine has decided."""
+
+    def __init__(self, config: object | None, settings: Mapping[str, object]):
         super().__init__()
-        self.config = config
+        known = {field.name for field in dataclass_fields(RuntimeConfig)}
+        self.argument_problems = [f"unknown setting(s) {sorted(set(settings) - known)}; known: {sorted(known)}"
+                                  ] if set(settings) - known else []
+        if config is not None and not isinstance(config, RuntimeConfig):
+            self.argument_problems.append(f"config must be a RuntimeConfig, not {type(config).__name__}")
+        elif config is not None and settings:
+            self.argument_problems.append("give a RuntimeConfig or settings, not both")
+        self.config = config if isinstance(config, RuntimeConfig) else RuntimeConfig(
+            **{name: value for name, value in settings.items() if name in known})  # type: ignore[arg-type]
+
+    def problems(self) -> list[str]:
+        return self.argument_problems + self.config.problems()
 
     def commit(self, resident: Resident) -> None:
         resident.config = self.config
@@ -58,15 +74,21 @@ class InitRuntime(Command):
 class InstallModel(Command):
     """load_model and replace_model: the bytes are loaded off to the side while Loading; installed on success."""
 
-    def __init__(self, source):
+    def __init__(self, source, roots: ModelRoots | None = None):
         super().__init__()
         self.source = source
+        self.roots = roots
         self.load = Load()
         self.summary: dict = {}  # the installed model's, read while the handle is still this command's
 
     def run(self, resident: Resident) -> None:
         assert resident.config is not None  # every state a load starts from holds the configuration
-        self.load = load_off_to_the_side(self.source, resident.config)
+        try:
+            source = self.roots.admit(self.source) if self.roots is not None else self.source
+        except ModelUnavailable as refused:   # outside the model roots: the file is not readable to this handle
+            self.load = Load(failure=refused)
+            return
+        self.load = load_off_to_the_side(source, resident.config)
 
     def commit(self, resident: Resident) -> None:
         assert self.load.model is not None

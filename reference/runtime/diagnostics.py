@@ -19,7 +19,7 @@ def snapshot(resident: Resident, state: str, spec_version: str) -> dict:
     """State, resident data, model summary, context use, counters, timings, memory held."""
     model, session, request, config = resident.model, resident.session, resident.request, resident.config
     memory = dict(session.nbytes) if session is not None else {}
-    if model is not None:
+    if model is not None and model.gguf is not None:
         memory["model_mapped"] = model.gguf.file_size
     return {
         "spec_version": spec_version,

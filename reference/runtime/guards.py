@@ -31,7 +31,7 @@ class Guards:
     # ─── known before the operation changes anything ──
 
     def config_valid(self, command: InitRuntime) -> bool:
-        problems = command.config.problems()
+        problems = command.problems()
         return command.holds(not problems, "; ".join(problems))
 
     def model_resident(self, command: Command) -> bool:
@@ -47,11 +47,13 @@ class Guards:
         return True
 
     def prompt_fits(self, command: Generate) -> bool:
+        assert self.resident.session is not None, "prompt_fits is a guard of states with a model"
         n_prompt, n_ctx = len(command.prompt_ids), self.resident.session.n_ctx
         return command.holds(n_prompt + 1 <= n_ctx,
                              f"the prompt has {n_prompt} tokens; the context holds {n_ctx}, leaving no room to generate")
 
     def context_left(self, command: Command) -> bool:
+        assert self.resident.session is not None, "context_left is a guard of states with a model"
         request, n_ctx = self.resident.request, self.resident.session.n_ctx
         n_past = request.n_past if request is not None else 0
         return command.holds(request is not None and n_past < n_ctx,

@@ -8,9 +8,10 @@ transition.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from ggufsm.reference.model.loaded_model import LoadedModel
 from ggufsm.reference.runtime.commands import (
@@ -25,6 +26,7 @@ from ggufsm.reference.runtime.commands import (
 from ggufsm.reference.runtime.config import RuntimeConfig
 from ggufsm.reference.runtime.diagnostics import snapshot
 from ggufsm.reference.runtime.lifecycle import Lifecycle
+from ggufsm.reference.runtime.path_policy import ModelRoots
 from ggufsm.reference.runtime.request import Generation, TokenEvent
 from ggufsm.reference.sampling import SamplingConfig
 from ggufsm.spec import load_spec
@@ -35,8 +37,10 @@ from ggufsm.spec.names import Operation, State
 class Runtime:
     """A handle: its own state, model, KV cache, sampler and lock. Several can live in one process."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, model_roots: Sequence[str | os.PathLike] | None = None) -> None:
+        """model_roots: load only model paths under these directories (path_policy.py); None: any path."""
         self._lifecycle = Lifecycle(load_spec())
+        self._model_roots = ModelRoots(model_roots) if model_roots is not None else None
 
     # ─── queries (never wait) ──
 
@@ -60,9 +64,11 @@ class Runtime:
     # ─── commands (serialized per handle) ──
 
     def init_runtime(self, config: RuntimeConfig | None = None, **settings) -> None:
-        self._lifecycle.perform(Operation.init_runtime, InitRuntime(config or RuntimeConfig(**settings)))
+        self._lifecycle.perform(Operation.init_runtime, InitRuntime(config, settings))
 
     def load_model(self, source) -> dict:
+        """Install a model: a GGUF path, its bytes, or a registry name ("smollm2", "gemma3": its cached
+        file, pulled with a progress bar when missing). Returns the model's summary."""
         return self._install(Operation.load_model, source)
 
     def replace_model(self, source) -> dict:
@@ -121,12 +127,15 @@ class Runtime:
 
     # ─── chat helper ──
 
-    def chat(self, messages: list[dict], max_tokens: int = 256, **options) -> Generation:
-        """Apply the model's chat template (tokenizer.chat_template) to messages, then generate."""
-        from ggufsm.reference.tokenizers.chat import render_chat_for
+    def chat(self, messages: list[dict], max_tokens: int = 256, *, chat_template: str | None = None,
+             **options) -> Generation:
+        """Apply a chat template to messages ({"role": ..., "content": ...}), then generate: the given
+        Jinja template, else the file's, else its architecture's known one (UnsupportedModel if none)."""
+        from ggufsm.reference.tokenizers.chat import given_template, render_chat_for
 
         model = self._model
-        prompt = render_chat_for(model, messages) if model is not None else ""
+        template = None if chat_template is None else given_template(chat_template)
+        prompt = render_chat_for(model, messages, template=template) if model is not None else ""
         return self.generate(prompt, max_tokens, **options)
 
     # ─── internals ──
@@ -137,6 +146,6 @@ class Runtime:
         return self._lifecycle.resident.model
 
     def _install(self, operation: Operation, source) -> dict:
-        command = InstallModel(source)
+        command = InstallModel(source, self._model_roots)
         self._lifecycle.perform(operation, command)
         return command.summary

@@ -6,6 +6,8 @@ import os
 import time
 from dataclasses import dataclass
 
+from ggufsm.reference.model import registry
+from ggufsm.reference.model.finite_weights import check_finite_weights
 from ggufsm.reference.model.loaded_model import LoadedModel, build_loaded_model
 from ggufsm.reference.runtime.config import RuntimeConfig
 from ggufsm.reference.runtime.resident import release
@@ -33,13 +35,19 @@ class Load:
 
 
 def load_off_to_the_side(source, config: RuntimeConfig) -> Load:
-    """Parse, validate and build everything a model needs; install nothing."""
+    """Parse, validate and build everything a model needs; install nothing.
+    `source`: a GGUF path, its bytes, or a registry name (`smollm2`, `gemma3`)."""
     started = time.perf_counter()
     load = Load()
     try:
         if not isinstance(source, SOURCE_TYPES):
             raise ModelUnavailable(f"the model source must be a path or bytes, not {type(source).__name__}")
+        if isinstance(source, str) and source in registry.REGISTRY:
+            # A registry name means its cached file, pulled (with a progress bar) when missing;
+            # a failed pull is this load's ModelUnavailable like any unreadable path.
+            source = registry.resolve(source, pull=True)
         load.model = build_loaded_model(source, n_threads=config.thread_count())
+        weights_are_finite(load.model)
         load.session = load.model.weights.new_session(config.context_for(load.model.weights.n_ctx_train))
     except GgufsmError as error:
         load.discard()
@@ -49,3 +57,15 @@ def load_off_to_the_side(source, config: RuntimeConfig) -> Load:
         raise
     load.seconds = time.perf_counter() - started
     return load
+
+
+def weights_are_finite(model: LoadedModel) -> None:
+    """InvalidModel unless every weight is finite; checked once per file (shared with its other handles)."""
+    gguf = model.gguf
+    assert gguf is not None  # a model just built holds its file
+
+    def checked() -> bool:
+        check_finite_weights(gguf)
+        return True
+
+    gguf.shared("weights_finite", checked)

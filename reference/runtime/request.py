@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+
+import numpy as np
 
 from ggufsm.reference.runtime.config import is_int
 from ggufsm.reference.sampling import Sampler
@@ -64,7 +66,7 @@ class Request:
         self.generated_token_ids: list[int] = []
         self.text_parts: list[str] = []
         self.n_past = 0                     # positions evaluated into the KV cache
-        self.logits = None                  # (n_vocab,) float32 of the last evaluated position
+        self.logits: np.ndarray | None = None  # (n_vocab,) float32 of the last evaluated position
         self.finish_reason: FinishReason | None = None
         self.end_note = ""                  # why a cancelled request ended
         self.callback_error: Exception | None = None  # what the on_token callback raised, if it did
@@ -93,6 +95,7 @@ class Request:
 
     def next_token(self, session) -> TokenEvent:
         """Sample from the current logits, then evaluate the new token so the logits are ready for the next."""
+        assert self.logits is not None, "next_token before prefill"
         token_id = self.sampler.sample(self.logits, self.all_token_ids)
         started = time.perf_counter()
         self.logits = session.decode(token_id, self.n_past)

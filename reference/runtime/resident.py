@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ggufsm.reference.architectures.fused import FusedSession
 from ggufsm.reference.model.loaded_model import LoadedModel
 from ggufsm.reference.runtime.config import RuntimeConfig
 from ggufsm.reference.runtime.request import Request
@@ -22,7 +23,7 @@ class Resident:
     config: RuntimeConfig | None = None      # with it, the diagnostics: the runtime exists
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     model: LoadedModel | None = None         # the model and its tokenizer
-    session: object | None = None            # the model's KV cache, scratch and logits
+    session: FusedSession | None = None      # the model's KV cache, scratch and logits
     request: Request | None = None           # the open request
     running: Request | None = None           # the request a running generate evaluates (cancel stops it)
     last_error: GgufsmError | None = None

@@ -132,6 +132,8 @@ def _merge_ranks(metadata: Mapping[str, Any]) -> dict[tuple[str, str], int]:
         raise InvalidModel(f"{KEY_PREFIX}merges is missing: a gpt2 (BPE) tokenizer needs its merge list")
     ranks: dict[tuple[str, str], int] = {}
     for rank, merge in enumerate(merges):
+        if not isinstance(merge, str):
+            raise InvalidModel(f"{KEY_PREFIX}merges[{rank}] is {type(merge).__name__}, not a string")
         # Split at the first space after the first character, as llama.cpp does.
         cut = merge.find(" ", 1)
         if cut < 0:

@@ -33,7 +33,10 @@ class SpmTokenizer(Tokenizer):
             self.scores = [0.0] * self.vocab_size
         else:
             # One C-level conversion; the merge loop indexes Python floats (float32 values, exactly).
-            array = np.asarray(scores, dtype=np.float32)
+            try:
+                array = np.asarray(scores, dtype=np.float32)
+            except (TypeError, ValueError, OverflowError):
+                raise InvalidModel(f"{KEY_PREFIX}scores holds values that are not numbers") from None
             if array.ndim != 1 or len(array) < self.vocab_size:
                 raise InvalidModel(f"{KEY_PREFIX}scores has {array.size} entries for {self.vocab_size} tokens")
             self.scores = array[:self.vocab_size].tolist()

@@ -48,6 +48,19 @@ FIM_END_TEXTS = {
 }
 SPECIAL_TYPES = (TokenType.CONTROL, TokenType.USER_DEFINED, TokenType.UNKNOWN)
 
+# The value kind of each tokenizer key a file may carry: checked once, before anything reads them, so
+# a key of the wrong kind (an array where a string belongs) is InvalidModel naming it, never a
+# TypeError from deep inside the tokenizer. Arrays' elements are checked where they are read.
+STRING, INTEGER, FLAG, ARRAY = "a string", "an integer", "a boolean", "an array"
+METADATA_KINDS: dict[str, str] = {
+    KEY_PREFIX + "model": STRING, KEY_PREFIX + "pre": STRING, "tokenizer.chat_template": STRING,
+    KEY_PREFIX + "tokens": ARRAY, KEY_PREFIX + "token_type": ARRAY, KEY_PREFIX + "merges": ARRAY,
+    KEY_PREFIX + "scores": ARRAY,
+    **{KEY_PREFIX + flag: FLAG for flag in ("add_bos_token", "add_eos_token", "add_space_prefix")},
+    **{f"{KEY_PREFIX}{name}_token_id": INTEGER for name in
+       ("bos", "eos", "unknown", "padding", "eot", "eom", "fim_pad", "fim_rep", "fim_sep")},
+}
+
 
 class Tokenizer:
     """The part every tokenizer kind shares. Subclasses implement `_encode_text` and `_normal_piece`."""
@@ -80,6 +93,9 @@ class Tokenizer:
         user_defined = set(np.flatnonzero(self.token_types == TokenType.USER_DEFINED).tolist())
         self._user_defined_ids = [i for i in self._special_ids if i in user_defined]
         self._piece_cache: dict[int, bytes] = {}
+        # Checked now, not when a generated token is first decoded: a generate has no outcome for a bad vocabulary.
+        for token_id in np.flatnonzero(self.token_types == TokenType.BYTE).tolist():
+            _byte_token_value(self.tokens[token_id], token_id)
 
     # ------------------------------------------------------------------ queries
 
@@ -180,7 +196,7 @@ class Tokenizer:
         decoder = self.stream_decoder(special=special)
         return "".join(decoder.push(token_id) for token_id in ids) + decoder.flush()
 
-    def stream_decoder(self, *, special: bool = False) -> "StreamDecoder":
+    def stream_decoder(self, *, special: bool = False) -> StreamDecoder:
         return StreamDecoder(self, special=special)
 
     def _strips_leading_space(self) -> bool:
@@ -257,7 +273,7 @@ def _token_list(metadata: Mapping[str, Any]) -> list[str]:
 
 
 def _token_index(tokens: Sequence[str]) -> dict[str, int]:
-    index = dict(zip(tokens, range(len(tokens))))
+    index = dict(zip(tokens, range(len(tokens)), strict=True))
     if len(index) != len(tokens):
         seen: dict[str, int] = {}
         for i, token in enumerate(tokens):
@@ -272,7 +288,10 @@ def _array_of(metadata: Mapping[str, Any], name: str, n_vocab: int, dtype, *, de
     values = metadata.get(KEY_PREFIX + name)
     if values is None:
         return np.full(n_vocab, default, dtype=dtype)
-    array = np.asarray(values, dtype=dtype)
+    try:
+        array = np.asarray(values, dtype=dtype)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidModel(f"{KEY_PREFIX}{name} holds values that are not {np.dtype(dtype).name}") from None
     if array.ndim != 1 or len(array) < n_vocab:
         raise InvalidModel(f"{KEY_PREFIX}{name} has {array.size} entries for {n_vocab} tokens")
     return array[:n_vocab]
@@ -299,8 +318,28 @@ def _byte_token_value(text: str, token_id: int) -> bytes:
 
 # ---------------------------------------------------------------------- factory
 
+def check_metadata_kinds(metadata: Mapping[str, Any]) -> None:
+    """InvalidModel naming the first tokenizer key whose value is not of its kind (METADATA_KINDS)."""
+    for key, kind in METADATA_KINDS.items():
+        value = metadata.get(key)
+        if value is not None and not _is_kind(value, kind):
+            found = "an array" if _is_kind(value, ARRAY) else type(value).__name__
+            raise InvalidModel(f"{key} is {found}; expected {kind}")
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind == STRING:
+        return isinstance(value, str)
+    if kind == FLAG:
+        return isinstance(value, (bool, np.bool_))
+    if kind == INTEGER:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
 def tokenizer_from_metadata(metadata: Mapping[str, Any]) -> Tokenizer:
     """The tokenizer that `tokenizer.ggml.model` names, built from the file's metadata."""
+    check_metadata_kinds(metadata)
     model = metadata.get(KEY_PREFIX + "model")
     if model is None:
         raise InvalidModel(f"{KEY_PREFIX}model is missing: the file does not say which tokenizer it uses")

@@ -95,7 +95,7 @@ def test_a_leak_of_five_percent_of_a_loads_footprint_per_cycle_is_caught_on_the_
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ggufsm", "conformance", "run", *args],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True)
 
 
 def test_over_the_protocol_the_broken_reference_exits_one_unless_its_failures_are_expected(toy_on_child_path,

@@ -1,13 +1,14 @@
 """Coverage-guided fuzzing of the loader with atheris (`make fuzz-ci`: 60 s; `make fuzz`: longer, opt-in).
 
-    python tests/fuzz/fuzz_loader.py tests/fuzz/corpus -max_total_time=60
+    python tests/fuzz/make_corpus.py build/fuzz/corpus
+    python tests/fuzz/fuzz_loader.py build/fuzz/corpus -max_total_time=60
 
 atheris guides by the coverage of the Python it instruments (the validation in
 reference/ and the tokenizers); the C++ parser is not instrumented (that would
 need clang's libFuzzer at build time), so it is reached through mutations of
 the corpus, and run under ASAN and UBSAN by `make test-sanitize`. Inputs that
 find something are written as crash-* files; new coverage goes to the corpus
-directory given first (pass a scratch copy to keep the committed one small).
+directory given first (a scratch folder: the seed is written, never committed).
 """
 
 from __future__ import annotations

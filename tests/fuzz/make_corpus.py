@@ -1,6 +1,9 @@
-"""Writes the loader's seed corpus (tests/fuzz/corpus): a valid tiny model and its corrupt variants.
+"""Writes the loader's seed corpus: a valid tiny model and its corrupt variants.
 
-    python tests/fuzz/make_corpus.py tests/fuzz/corpus
+    python tests/fuzz/make_corpus.py DIRECTORY
+
+Written when needed (by `make fuzz` into its scratch folder, by test_corpus.py
+into a temporary one), never committed: the fixture writers are the source.
 
 Small on purpose (a few KiB each): the fuzzer mutates bytes, and a small seed
 keeps every mutation cheap.
@@ -31,4 +34,6 @@ def main(directory: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).parent / "corpus"))
+    if len(sys.argv) != 2:
+        sys.exit("usage: make_corpus.py DIRECTORY")
+    main(sys.argv[1])

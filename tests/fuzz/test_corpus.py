@@ -6,14 +6,24 @@ from pathlib import Path
 
 import pytest
 from loader_target import check
+from make_corpus import SEED_KINDS, main
 
-CORPUS = sorted((Path(__file__).parent / "corpus").iterdir())
-
-
-def test_the_corpus_is_there_and_small():
-    assert CORPUS and sum(path.stat().st_size for path in CORPUS) < 2**20
+NAMES = ("valid", *SEED_KINDS)
 
 
-@pytest.mark.parametrize("path", CORPUS, ids=[path.name for path in CORPUS])
-def test_every_corpus_input_ends_in_a_named_error_or_a_readable_model(path):
-    check(path.read_bytes())
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("loader-corpus")
+    main(str(directory))
+    return directory
+
+
+def test_the_corpus_is_every_seed_and_small(corpus):
+    paths = sorted(corpus.iterdir())
+    assert sorted(path.stem for path in paths) == sorted(NAMES)
+    assert sum(path.stat().st_size for path in paths) < 2**20
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_corpus_input_ends_in_a_named_error_or_a_readable_model(corpus, name):
+    check((corpus / f"{name}.gguf").read_bytes())

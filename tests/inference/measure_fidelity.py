@@ -86,7 +86,7 @@ class GgufsmForward:
         self.n_ctx = n_ctx
 
     @classmethod
-    def load(cls, path: Path, n_ctx: int, engine: str, activations: str = "q8") -> "GgufsmForward":
+    def load(cls, path: Path, n_ctx: int, engine: str, activations: str = "q8") -> GgufsmForward:
         """engine "fused" or "numpy"; activations "q8" or "f32" for the numpy reference."""
         from ggufsm.reference.architectures import load_reference_model, load_tensors
         from ggufsm.reference.architectures.weights import read_tensors
@@ -122,7 +122,7 @@ def top_k(logits: np.ndarray, k: int) -> set[int]:
 def compare(candidate, oracle: Run, oracle_forward, prompt: list[int], n: int) -> dict:
     run = candidate.run(prompt, n)
     first, first_oracle = run.step_logits[0], oracle.step_logits[0]
-    same_prefix = next((i for i, (a, b) in enumerate(zip(run.greedy, oracle.greedy)) if a != b), n)
+    same_prefix = next((i for i, (a, b) in enumerate(zip(run.greedy, oracle.greedy, strict=False)) if a != b), n)
     sequence = prompt + oracle.greedy
     forced = candidate.logits_along(sequence[:-1], len(prompt) - 1)  # [N, n_vocab]
     misses = [i for i in range(n) if int(forced[i].argmax()) != oracle.greedy[i]]
@@ -161,7 +161,8 @@ def main() -> None:
     template = oracle.llm.metadata.get("tokenizer.chat_template")  # Gemma 3's file has none
     prompts = [("plain", p) for p in PLAIN_PROMPTS] + ([("chat", chat_prompt(template, q)) for q in CHAT_PROMPTS] if template else [])
 
-    print(f"\n| prompt | n_prompt | max abs dlogit | top-1 | top-5 | greedy same (of {args.tokens}) | teacher-forced argmax agree | llama.cpp margin at misses | noise floor: llama.cpp f32-KV greedy same / forced agree |")
+    print(f"\n| prompt | n_prompt | max abs dlogit | top-1 | top-5 | greedy same (of {args.tokens}) | teacher-forced argmax agree"
+          " | llama.cpp margin at misses | noise floor: llama.cpp f32-KV greedy same / forced agree |")
     print("| --- | ---: | ---: | :-: | ---: | ---: | ---: | --- | ---: |")
     totals = {"top1": 0, "greedy_full": 0, "forced": 0, "floor_forced": 0, "floor_full": 0, "max_abs": 0.0}
     for kind, text in prompts:

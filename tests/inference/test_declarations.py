@@ -7,9 +7,9 @@ import dataclasses
 import inspect
 
 import pytest
-from ggufsm.conformance.fixtures.tiny_models import TinyGemma3Spec, TinyLlamaSpec, write_tiny_gemma3, write_tiny_llama
 
 from ggufsm import _core
+from ggufsm.conformance.fixtures.tiny_models import TinyGemma3Spec, TinyLlamaSpec, write_tiny_gemma3, write_tiny_llama
 from ggufsm.reference.architectures import ORACLES, gemma3, llama, load_reference_model
 from ggufsm.reference.architectures.weights import read_tensors
 from ggufsm.reference.model.gguf_file import open_gguf

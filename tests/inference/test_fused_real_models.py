@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from ggufsm.reference.architectures import load_reference_model, load_tensors
-from ggufsm.reference.tokenizers.tokenizer import tokenizer_from_metadata
 from ggufsm.reference.architectures.weights import read_tensors
+from ggufsm.reference.tokenizers.tokenizer import tokenizer_from_metadata
 
 pytestmark = pytest.mark.real_model
 
@@ -40,22 +40,22 @@ PEER_LOGIT_TOLERANCE = {"smollm2": 2.5, "gemma3": 4.0}
 
 @pytest.fixture(scope="module", params=["smollm2", "gemma3"])
 def real(request):
+    """The model's name, path, tokenizer and fused forward."""
     from real_models import real_model_path
 
     path = real_model_path(request.param)
     tensors = read_tensors(path)
-    tokenizer = tokenizer_from_metadata(tensors.metadata)
     fused = load_tensors(tensors, n_threads=2, engine="fused")
-    numpy_model = load_reference_model(tensors)
-    yield request.param, path, tokenizer, fused, numpy_model
-    numpy_model.close()
+    yield request.param, path, tokenizer_from_metadata(tensors.metadata), fused
     fused.close()
 
 
+@pytest.mark.slow  # the numpy reference of a full model: minutes and gigabytes (tiny models: test_fused_forward.py)
 def test_fused_follows_the_numpy_reference_except_at_near_ties(real):
     from measure_fidelity import GgufsmForward, compare
 
-    name, _, tokenizer, fused, numpy_model = real
+    name, path, tokenizer, fused = real
+    numpy_model = load_reference_model(read_tensors(path))
     ours, reference = GgufsmForward(fused, 256), GgufsmForward(numpy_model, 256)
     for text in PROMPTS[:2]:
         prompt = tokenizer.encode(text)
@@ -65,10 +65,11 @@ def test_fused_follows_the_numpy_reference_except_at_near_ties(real):
         figures = compare(ours, run, None, prompt, N_TOKENS)
         assert figures["forced_max_abs"] <= 2 * own_noise, (name, text, own_noise, figures)
         assert all(margin < NEAR_TIE for margin in figures["miss_margins"]), (name, text, figures)
+    numpy_model.close()
 
 
 def test_fused_hyperparameters_come_from_the_metadata(real):
-    name, _, _, fused, _ = real
+    name, _, _, fused = real
     hp = fused.hp
     expected = {
         "smollm2": (30, 576, 9, 3, 64, 1536, 49152, 0),
@@ -85,11 +86,10 @@ def test_fused_follows_llama_cpp_except_at_near_ties(real):
     pytest.importorskip("llama_cpp")
     from measure_fidelity import CHAT_PROMPTS, GgufsmForward, LlamaCppForward, chat_prompt, compare
 
-    name, path, _, fused, _ = real
+    name, path, _, fused = real
     oracle = LlamaCppForward(path, 256)
     ours = GgufsmForward(fused, 256)
-    template = oracle.llm.metadata.get("tokenizer.chat_template")  # Gemma 3's file has none
-    chats = [chat_prompt(template, q) for q in CHAT_PROMPTS[:2]] if template else []
+    chats = [chat_prompt(fused_chat_template(path), q) for q in CHAT_PROMPTS[:2]]
     agreed, total = 0, 0
     for text in PROMPTS + chats:
         prompt = oracle.llm.tokenize(text.encode(), add_bos=True, special=True)
@@ -99,3 +99,13 @@ def test_fused_follows_llama_cpp_except_at_near_ties(real):
         assert all(margin < NEAR_TIE for margin in figures["miss_margins"]), (name, text, figures)
         agreed, total = agreed + figures["forced_agree"], total + N_TOKENS
     assert agreed / total >= 0.9
+
+
+def fused_chat_template(path) -> str:
+    """The template ggufsm chats with: the file's, or its architecture's (Gemma 3's file has none;
+    its built-in is rendered as llama.cpp's 'gemma', tests/tokenizer/test_chat.py)."""
+    from ggufsm.reference.model.gguf_file import open_gguf
+    from ggufsm.reference.tokenizers.chat import ARCHITECTURE_TEMPLATES
+
+    with open_gguf(path) as model:
+        return model.metadata.get("tokenizer.chat_template") or ARCHITECTURE_TEMPLATES[model.architecture].source

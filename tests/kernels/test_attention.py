@@ -10,12 +10,10 @@ import zlib
 
 import numpy as np
 import pytest
+from simd_variants import SIMD_VARIANTS, only_with_simd
 
 from ggufsm._core import kernels
 from ggufsm.spec.errors import InvalidInput
-
-from simd_variants import SIMD_VARIANTS, only_with_simd
-
 
 
 def rng_for(*key) -> np.random.Generator:

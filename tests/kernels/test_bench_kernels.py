@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from ggufsm._core import kernels
 from ggufsm.cli import main
+from ggufsm.reference.bench.int8_peak import PREFILL_SHAPES
 from ggufsm.reference.bench.kernels import SHAPES, paired_share
 from ggufsm.spec.errors import InvalidInput
 
 
 def test_every_shape_of_a_type_is_measured_with_its_paired_bandwidth_and_share(capsys):
-    assert main(["bench", "kernels", "--types", "Q8_0", "--threads", "1", "--repeat", "3", "--stream-mib", "1"]) == 0
+    assert main(["bench", "kernels", "--types", "Q8_0", "--threads", "1", "--repeat", "3", "--stream-mib", "1",
+                 "--prefill-rows", "0"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| Q8_0 |")]
     assert [row.split("|")[2].strip() for row in rows] == [f"{label} [{r} x {c}]" for label, r, c in SHAPES]
     for row in rows:
@@ -32,3 +35,54 @@ def test_the_probe_measures_again_on_demand_and_refuses_a_buffer_smaller_than_8_
     assert probe.best_gbs(1, 1) > 0 and probe.best_gbs(2, 2) > 0
     with pytest.raises(InvalidInput, match="8 KiB"):
         kernels.ReadBandwidthProbe(4096)
+
+
+# ---------------------------------------------------------------- the int8 peak and the prefill products
+
+def test_every_int8_peak_loop_this_cpu_runs_does_the_products_it_counts():
+    """The checksum of every accumulator lane equals the plain C++ sum of the same products: the loop is
+    neither optimized away nor folded (AVX-VNNI and AVX512-VNNI loops run only where the CPU has them)."""
+    isas = kernels.int8_peak_isas()
+    assert ("avx2" in isas) == ("avx2" in kernels.supported_isas())
+    for isa in isas:
+        for threads in (1, 2):
+            gops, checksum = kernels.int8_peak(isa, 1000, 1, threads)
+            assert gops > 0
+            assert checksum == kernels.int8_peak_expected_checksum(isa, 1000, threads) != 0
+
+
+def test_the_int8_peak_refuses_an_unknown_or_absent_loop_and_a_count_below_one():
+    with pytest.raises(InvalidInput, match="unknown loop"):
+        kernels.int8_peak("neon", 10, 1, 1)
+    for isa in set(("avx2", "avx_vnni", "avx512_vnni")) - set(kernels.int8_peak_isas()):
+        with pytest.raises(InvalidInput, match="cannot run"):
+            kernels.int8_peak(isa, 10, 1, 1)
+    with pytest.raises(InvalidInput, match="iterations"):
+        kernels.int8_peak("avx2", 0, 1, 1)
+
+
+def test_each_prefill_product_is_reported_beside_the_avx2_peak_of_its_pass(capsys):
+    assert main(["bench", "kernels", "--types", "Q8_0", "--threads", "1", "--repeat", "1", "--stream-mib", "1",
+                 "--prefill-rows", "8", "--prefill-types", "Q4_0,Q4_K"]) == 0
+    out = capsys.readouterr().out
+    assert "`avx2`" in out and "GOP/s at 1 thread" in out
+    q4_0 = [line for line in out.splitlines() if line.startswith("| Q4_0 |")]
+    q4_k = [line for line in out.splitlines() if line.startswith("| Q4_K |")]
+    assert len(q4_0) == len(PREFILL_SHAPES)  # every shape fits 32-blocks
+    assert [r.split("|")[2].strip() for r in q4_k] == [f"{label} [{r} x {c}]" for label, r, c in PREFILL_SHAPES
+                                                       if c % 256 == 0]  # k-quants only where cols hold 256-blocks
+    for row in q4_0 + q4_k:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert float(cells[2]) > 0 and float(cells[3].rstrip("%")) > 0
+
+
+def test_matmul_seconds_times_a_prefill_product_and_refuses_no_rows():
+    from gguf import GGMLQuantizationType as T
+
+    from ggufsm.reference.bench.quant_blocks import random_weights
+
+    rng = np.random.default_rng(0)
+    w = random_weights(T.Q4_0, 64, 64, rng)
+    assert kernels.matmul_seconds(int(T.Q4_0), w, 64, 64, rng.standard_normal((8, 64)).astype(np.float32), 2, 1) > 0
+    with pytest.raises(InvalidInput):
+        kernels.matmul_seconds(int(T.Q4_0), w, 64, 64, np.zeros((0, 64), np.float32), 1, 1)

@@ -9,14 +9,12 @@ import zlib
 
 import numpy as np
 import pytest
+from matmul_contract import FLOAT_RELATIVE, as_quantized, dequantized
+from simd_variants import SIMD_VARIANTS, only_with_simd
 
 from ggufsm._core import kernels
 from ggufsm.reference.bench.quant_blocks import KERNEL_TYPES, random_weights
 from ggufsm.spec.errors import InvalidInput
-
-from matmul_contract import FLOAT_RELATIVE, as_quantized, dequantized
-from simd_variants import SIMD_VARIANTS, only_with_simd
-
 
 
 def test_scalar_is_always_supported_and_listed_first():

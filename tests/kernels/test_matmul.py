@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gguf.constants import GGMLQuantizationType
+from matmul_contract import FLOAT_RELATIVE, activation_block, as_quantized, dequantized, reference_and_bound
 
 from ggufsm._core import kernels
 from ggufsm.reference.bench.quant_blocks import KERNEL_TYPES, random_weights
 from ggufsm.spec.errors import InvalidInput, InvalidModel, UnsupportedModel
-
-from matmul_contract import FLOAT_RELATIVE, activation_block, as_quantized, dequantized, reference_and_bound
 
 SHAPES = [(5, 256), (33, 512), (64, 1536)]
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from simd_variants import SIMD_VARIANTS, only_with_simd
 
 from ggufsm._core import kernels
 from ggufsm.spec.errors import InvalidInput
-
-from simd_variants import SIMD_VARIANTS, only_with_simd
 
 RNG = np.random.default_rng(2024)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ggufsm.conformance.fixtures.tiny_models import write_tiny_llama
 
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 import time
 
 import pytest
+from tokenizer_damage import TOKENIZER_DAMAGE, write_damaged_tokenizer
 
 from ggufsm.conformance.fixtures import corrupt
 from ggufsm.conformance.fixtures.tiny_models import write_tiny_llama
 from ggufsm.reference.model.loaded_model import validate_model_file
 from ggufsm.reference.runtime import Runtime
 from ggufsm.spec.errors import GgufsmError, InvalidModel
-
-from tokenizer_damage import TOKENIZER_DAMAGE, write_damaged_tokenizer
 
 
 def outcome_of_load(path) -> str:
@@ -117,3 +116,27 @@ def test_validation_time_grows_linearly_with_the_layer_count(tmp_path):
     large = _layered_model(tmp_path / "large.gguf", 16000)
     ratio = _validation_seconds(large) / _validation_seconds(small)
     assert ratio < 24, f"8x the layers took {ratio:.1f}x the time: validation is not linear"
+
+
+def test_lengths_rewritten_in_the_file_after_the_load_change_nothing_the_api_serves(source, tmp_path):
+    """Metadata is served from the validated header copy: a string length, an array count and a tensor
+    name rewritten in place after the load are never read (they once made metadata() read 16 MiB past
+    the mapping, or SIGSEGV)."""
+    import shutil
+
+    from ggufsm.reference.model.gguf_file import open_gguf
+
+    path = tmp_path / "rewritten.gguf"
+    shutil.copyfile(source, path)
+    layout = corrupt.read_layout(path)
+    with open_gguf(path) as model:
+        before = dict(model.core.metadata())
+        with open(path, "r+b") as file:
+            for offset, value in ((layout.kv("general.architecture").value, (1 << 64) - 16),
+                                  (layout.kv("tokenizer.ggml.tokens").value + 4, 1 << 61),
+                                  (layout.kv("general.name").value, 1 << 24)):
+                file.seek(offset)
+                file.write(value.to_bytes(8, "little"))
+        assert dict(model.core.metadata()) == before
+        assert dict(model.metadata) == before
+        assert [info[0] for info in model.core.tensor_infos()] == list(model.tensors)

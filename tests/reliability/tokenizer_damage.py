@@ -3,8 +3,8 @@ tokenizer makes): `inspect` used to accept these while `load_model` refused them
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from unittest import mock
 
 from ggufsm.conformance.fixtures import tiny_models

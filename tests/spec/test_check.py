@@ -77,7 +77,8 @@ def _with_unknown_error(raw):
 
 
 def _with_unknown_guard(raw):
-    raw["cells"]["Ready"]["reset"] = {"cases": [{"when": {"moon_full": True}, "to": "Ready"}, {"when": {"moon_full": False}, "to": "Ready"}]}
+    raw["cells"]["Ready"]["reset"] = {"cases": [{"when": {"moon_full": True}, "to": "Ready"},
+                                                {"when": {"moon_full": False}, "to": "Ready"}]}
 
 
 def _with_unknown_resident_datum(raw):

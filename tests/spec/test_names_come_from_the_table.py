@@ -19,9 +19,10 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 VOCABULARIES = (State, ErrorCode, Guard, FinishReason)
 TABLE_NAMES = {member.value: f"{vocabulary.__name__}.{member.name}" for vocabulary in VOCABULARIES for member in vocabulary}
 
-# Words that are also the names of data fields: allowed as a dict key or a subscript, nowhere else.
+# Words that are also the names of data fields: allowed as a dict key, a subscript or a .get() key, nowhere else.
 FIELD_NAMES = {
     "context": "diagnostics()['context'] (the protocol's context-window field) shares the finish reason's name",
+    "stop": "llama-server's stream events carry a boolean field 'stop' (the peer's JSON, not the finish reason)",
 }
 
 ROOMS = ["reference", "conformance"]
@@ -37,6 +38,8 @@ def hand_typed_names(source: str, filename: str = "<source>") -> list[str]:
             as_fields.update(id(key) for key in node.keys if key is not None)
         elif isinstance(node, ast.Subscript):
             as_fields.add(id(node.slice))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" and node.args:
+            as_fields.add(id(node.args[0]))
     names = [node for node in ast.walk(tree)
              if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in TABLE_NAMES
              and not (node.value in FIELD_NAMES and id(node) in as_fields)]
@@ -62,6 +65,8 @@ def test_the_scan_finds_names_in_any_expression_and_allows_field_names_as_keys()
         'reason = "context"\n'
         'used = diagnostics["context"]["used"]\n'
         'snapshot = {"context": 1}\n'
+        'stopped = event.get("stop")\n'
+        'reason = "stop"\n'
         'text = "Ready to go"\n'
     )
     assert [line.split(": ", 1)[1] for line in hand_typed_names(source)] == [
@@ -69,4 +74,5 @@ def test_the_scan_finds_names_in_any_expression_and_allows_field_names_as_keys()
         "'InvalidModel' (use ErrorCode.InvalidModel)",
         "'prompt_fits' (use Guard.prompt_fits)",
         "'context' (use FinishReason.context)",
+        "'stop' (use FinishReason.stop)",
     ]

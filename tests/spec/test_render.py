@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ggufsm.spec import load_spec
-from ggufsm.spec import render
+from ggufsm.spec import load_spec, render
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "spec"
 SPEC = load_spec()

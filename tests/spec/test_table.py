@@ -99,7 +99,7 @@ def test_lazy_init_borrows_the_initialized_cell(spec):
         lazy = spec.branches("Uninitialized", operation)
         initialized = spec.branches(LAZY_INIT_STATE, operation)
         assert [b.conditions for b in lazy] == [b.conditions for b in initialized]
-        for borrowed, original in zip(lazy, initialized):
+        for borrowed, original in zip(lazy, initialized, strict=True):
             assert borrowed.outcome.lazy_init and not original.outcome.lazy_init
             assert (borrowed.outcome.to, borrowed.outcome.error, borrowed.outcome.via) == (
                 original.outcome.to, original.outcome.error, original.outcome.via)

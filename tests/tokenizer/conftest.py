@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from real_models import REAL_MODELS  # noqa: F401  (re-exported for the tests)
 
 from ggufsm.reference.model import registry as models
 from ggufsm.reference.tokenizers.tokenizer import read_model_metadata, tokenizer_from_metadata
 
-from real_models import REAL_MODELS  # noqa: F401  (re-exported for the tests)
 _metadata_cache: dict[str, dict] = {}
 
 

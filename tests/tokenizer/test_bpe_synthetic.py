@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
-from vocabularies import BYTE_TO_CHAR, CONTROL, bpe_metadata
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from vocabularies import BYTE_TO_CHAR, CONTROL, bpe_metadata
 
-from ggufsm.reference.tokenizers.tokenizer import tokenizer_from_metadata
 from ggufsm.reference.tokenizers.bpe import BpeTokenizer
+from ggufsm.reference.tokenizers.tokenizer import tokenizer_from_metadata
 from ggufsm.spec.errors import InvalidInput, InvalidModel, UnsupportedModel
 
 
@@ -107,10 +109,9 @@ def test_decoding_the_encoding_gives_the_text_back(text):
     assert tokenizer.decode(tokenizer.encode(text, parse_special=False)) == text
 
 
-def _shared_tokenizer(_cache={}):
-    if "t" not in _cache:
-        _cache["t"] = tokenizer_from_metadata(bpe_metadata(add_bos=True, add_eos=True))
-    return _cache["t"]
+@functools.cache
+def _shared_tokenizer():
+    return tokenizer_from_metadata(bpe_metadata(add_bos=True, add_eos=True))
 
 
 def test_out_of_range_ids_are_invalid_input():

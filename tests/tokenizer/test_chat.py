@@ -7,8 +7,14 @@ from datetime import datetime
 
 import pytest
 
-from ggufsm.reference.tokenizers.chat import GEMMA_TEMPLATE, render_chat, render_chat_for
-from ggufsm.spec.errors import InvalidInput, InvalidModel
+from ggufsm.reference.tokenizers.chat import (
+    GEMMA_TEMPLATE,
+    chat_template_for,
+    given_template,
+    render_chat,
+    render_chat_for,
+)
+from ggufsm.spec.errors import InvalidInput, InvalidModel, UnsupportedModel
 
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},
@@ -30,10 +36,11 @@ def test_smollm2_template_adds_its_default_system_turn_and_the_generation_prompt
 
 
 @pytest.mark.real_model
-def test_gemma3_without_a_template_in_the_file_gets_the_gemma_turn_format_and_one_bos(real_tokenizers):
+def test_gemma3_without_a_template_in_the_file_gets_its_architectures_turn_format_and_one_bos(real_tokenizers):
     tokenizer = real_tokenizers("gemma3")
     assert tokenizer.chat_template is None
-    prompt = render_chat_for(tokenizer, CONVERSATION)
+    assert chat_template_for(tokenizer, "gemma3").origin == "built-in"
+    prompt = render_chat_for(tokenizer, CONVERSATION, architecture="gemma3")
     assert prompt == ("<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n"
                       "<start_of_turn>user\n2+2?<end_of_turn>\n<start_of_turn>model\n")
     ids = tokenizer.encode(prompt)
@@ -80,3 +87,35 @@ def test_templates_get_strftime_now_and_a_tojson_that_keeps_unicode():
 
 def test_add_generation_prompt_false_leaves_the_prompt_open():
     assert not render_chat(GEMMA_TEMPLATE, CONVERSATION[:2], add_generation_prompt=False).endswith("model\n")
+
+
+class VocabularyOnly:
+    """A tokenizer's face as chat templates see it: no template, a few control tokens."""
+
+    def __init__(self, *control_tokens: str):
+        self.chat_template = None
+        self.token_to_id = {text: i for i, text in enumerate(control_tokens)}
+
+
+def test_a_file_without_a_template_whose_architecture_has_none_is_refused_saying_how_to_pass_one():
+    with pytest.raises(UnsupportedModel, match=r"no tokenizer.chat_template.*'llama'.*--chat-template FILE"):
+        chat_template_for(VocabularyOnly("<|im_start|>", "<|im_end|>"), "llama")
+
+
+def test_an_architectures_template_is_refused_when_the_vocabulary_lacks_its_control_tokens():
+    with pytest.raises(UnsupportedModel, match=r"lacks \['<end_of_turn>'\].*--chat-template FILE"):
+        chat_template_for(VocabularyOnly("<start_of_turn>"), "gemma3")
+
+
+def test_the_files_template_comes_before_the_architectures():
+    tokenizer = VocabularyOnly("<start_of_turn>", "<end_of_turn>")
+    tokenizer.chat_template = "{{ messages[0]['content'] }}"
+    assert chat_template_for(tokenizer, "gemma3").source == tokenizer.chat_template
+
+
+def test_a_given_template_that_does_not_parse_is_the_callers_invalid_input_not_the_models():
+    template = given_template("{% for m in messages %}", "the template in bad.jinja")
+    tokenizer = VocabularyOnly()
+    tokenizer.tokens, tokenizer.bos_id, tokenizer.eos_id, tokenizer.add_bos = [], None, None, False
+    with pytest.raises(InvalidInput, match="the given chat template does not parse"):
+        render_chat_for(tokenizer, [{"role": "user", "content": "hi"}], template=template)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import ctypes
 
 import pytest
-from real_models import REAL_MODELS
 from corpus import CORPUS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from real_models import REAL_MODELS
 
 from ggufsm.reference.model import registry as models
 

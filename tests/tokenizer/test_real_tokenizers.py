@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from real_models import REAL_MODELS
 from corpus import CORPUS
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from real_models import REAL_MODELS
 from record_golden import GOLDEN_PATH, VARIANTS
 
 from ggufsm.reference.tokenizers.spm import SPACE, SpmTokenizer

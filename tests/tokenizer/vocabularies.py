@@ -36,7 +36,8 @@ def bpe_metadata(*, merges=("h e", "l l", "he ll", "hell o", "Ġ w", "Ġw o", "o
 
 def spm_metadata(pieces: dict[str, float] | None = None, *, add_space_prefix=False) -> dict:
     """A SentencePiece vocabulary: <unk> <s> </s>, 256 byte tokens, then scored pieces."""
-    pieces = pieces if pieces is not None else {"▁": -1.0, "a": -2.0, "b": -2.0, "ab": -3.0, "ba": -1.5, "▁a": -2.5, "abab": -0.5, "<x>": 0.0}
+    if pieces is None:
+        pieces = {"▁": -1.0, "a": -2.0, "b": -2.0, "ab": -3.0, "ba": -1.5, "▁a": -2.5, "abab": -0.5, "<x>": 0.0}
     tokens = ["<unk>", "<s>", "</s>", *(f"<0x{b:02X}>" for b in range(256)), *pieces]
     types = [UNKNOWN, CONTROL, CONTROL, *[BYTE] * 256, *(USER_DEFINED if p == "<x>" else NORMAL for p in pieces)]
     scores = [0.0, 0.0, 0.0, *[0.0] * 256, *pieces.values()]

@@ -1,0 +1,212 @@
+// One forward pass over rows that belong to one or several sequences
+// (forward.h, run_pass): the layers run once over all the rows, so every
+// weight matrix is read once per pass; only the KV store and the attention
+// go segment by segment, each in its own sequence's cache.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "forward/forward.h"
+#include "kernels/quant.h"
+
+namespace ggufsm {
+
+namespace {
+
+// fn(begin, end) over rows [0, n): on the pool when a prefill chunk has enough rows to pay for the
+// hand-off (measured: about 2 us), inline for a decode step.
+template <typename Fn>
+void for_rows(ThreadPool& pool, int64_t n, Fn&& fn) {
+    constexpr int64_t kMinRowsToSplit = 4;
+    if (n < kMinRowsToSplit) {
+        fn(int64_t(0), n);
+    } else {
+        pool.parallel_for(n, [&](int64_t begin, int64_t end, int) { fn(begin, end); });
+    }
+}
+
+void add_into(float* x, const float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+class Pass {
+public:
+    Pass(const LlamaModel& model, ForwardScratch& s, const std::vector<PassSegment>& segments)
+        : model_(model), hp_(model.hparams()), s_(s), segments_(segments), pool_(model.pool()) {}
+
+    void run(const int64_t* tokens, int64_t n) {
+        for (const PassSegment& seg : segments_) {
+            for (int64_t t = 0; t < seg.rows; ++t) s_.positions[size_t(seg.row_begin + t)] = int32_t(seg.start_pos + t);
+        }
+        embed(tokens, n);
+        for (int64_t layer = 0; layer < hp_.n_layer; ++layer) {
+            attention_block(layer, n);
+            feed_forward_block(layer, n);
+        }
+        output_logits();
+    }
+
+private:
+    void embed(const int64_t* tokens, int64_t n) {
+        const WeightView& e = model_.weights().token_embd;
+        for (int64_t t = 0; t < n; ++t) {
+            float* row = &s_.x[size_t(t * hp_.n_embd)];
+            dequantize_row(e.type, static_cast<const uint8_t*>(e.data) + size_t(tokens[t]) * e.row_bytes, row, hp_.n_embd);
+            if (hp_.embd_scale != 1.0f) {
+                for (int64_t i = 0; i < hp_.n_embd; ++i) row[i] *= hp_.embd_scale;
+            }
+        }
+    }
+
+    // y_i = x . W_i^T for each (W_i, y_i), quantizing x once per activation format.
+    void project(const float* x, int64_t n, std::initializer_list<std::pair<const WeightView*, float*>> outputs) {
+        std::array<bool, 3> quantized{};
+        for (const auto& [w, y] : outputs) {
+            const int format = int(activation_format_for(w->type));
+            if (!quantized[size_t(format)]) {
+                s_.activations[size_t(format)].quantize(x, n, w->cols, w->type, pool_);
+                quantized[size_t(format)] = true;
+            }
+            matmul(*w, s_.activations[size_t(format)], y, pool_);
+        }
+    }
+
+    // x += [post_attn_norm] wo . attention(q, k, v) over each segment's cache, with q, k, v from attn_norm(x).
+    void attention_block(int64_t layer, int64_t n) {
+        const LlamaLayer& l = model_.weights().layers[size_t(layer)];
+        const int64_t hd = hp_.head_dim, q_width = hp_.n_head * hd, kv_width = hp_.n_head_kv * hd;
+        const bool slides = hp_.layer_slides(layer);
+        const int64_t n_embd = hp_.n_embd, n_head = hp_.n_head, n_head_kv = hp_.n_head_kv;
+        for_rows(pool_, n, [&](int64_t b, int64_t e) {
+            rmsnorm(&s_.x[size_t(b * n_embd)], l.attn_norm, &s_.xb[size_t(b * n_embd)], e - b, n_embd, hp_.rms_eps);
+        });
+        project(s_.xb.data(), n, {{&l.wq, s_.q.data()}, {&l.wk, s_.k.data()}, {&l.wv, s_.v.data()}});
+
+        // Per token: q/k norms and RoPE.
+        const float freq_base = slides ? hp_.rope_freq_base_local : hp_.rope_freq_base;
+        for_rows(pool_, n, [&](int64_t b, int64_t e) {
+            float* q = &s_.q[size_t(b * q_width)];
+            float* k = &s_.k[size_t(b * kv_width)];
+            if (l.q_norm) {
+                rmsnorm(q, l.q_norm, q, (e - b) * n_head, hd, hp_.rms_eps);
+                rmsnorm(k, l.k_norm, k, (e - b) * n_head_kv, hd, hp_.rms_eps);
+            }
+            rope(q, e - b, n_head, hd, hp_.n_rot, &s_.positions[size_t(b)], freq_base, hp_.rope_neox);
+            rope(k, e - b, n_head_kv, hd, hp_.n_rot, &s_.positions[size_t(b)], freq_base, hp_.rope_neox);
+        });
+        // Per segment: its k, v into its cache, then its queries over its cache.
+        for (const PassSegment& seg : segments_) {
+            KvCache::Element* k_cache = &seg.kv->k[size_t(layer * kv_width * seg.kv->kv_ctx)];
+            KvCache::Element* v_cache = &seg.kv->v[size_t(layer * kv_width * seg.kv->kv_ctx)];
+            for_rows(pool_, seg.rows, [&](int64_t b, int64_t e) {
+                for (int64_t t = seg.row_begin + b; t < seg.row_begin + e; ++t) {
+                    for (int64_t h = 0; h < n_head_kv; ++h) {
+                        const size_t from = size_t((t * n_head_kv + h) * hd);
+                        store_kv(&s_.k[from], &s_.v[from], k_cache, v_cache, seg.kv->kv_ctx, hd, h, s_.positions[size_t(t)]);
+                    }
+                }
+            });
+            attention(&s_.q[size_t(seg.row_begin * q_width)], k_cache, v_cache, &s_.att[size_t(seg.row_begin * q_width)],
+                      seg.rows, seg.start_pos, seg.kv->kv_ctx, n_head, n_head_kv, hd, hp_.attn_scale,
+                      slides ? hp_.sliding_window : 0, pool_);
+        }
+        project(s_.att.data(), n, {{&l.wo, s_.xb.data()}});
+        for_rows(pool_, n, [&](int64_t b, int64_t e) {
+            float* out = &s_.xb[size_t(b * n_embd)];
+            if (l.post_attn_norm) rmsnorm(out, l.post_attn_norm, out, e - b, n_embd, hp_.rms_eps);
+            add_into(&s_.x[size_t(b * n_embd)], out, (e - b) * n_embd);
+        });
+    }
+
+    // x += [post_ffn_norm] w_down . (act(w_gate . h) * (w_up . h)), h = ffn_norm(x).
+    void feed_forward_block(int64_t layer, int64_t n) {
+        const LlamaLayer& l = model_.weights().layers[size_t(layer)];
+        const int64_t n_embd = hp_.n_embd, n_ff = hp_.n_ff;
+        for_rows(pool_, n, [&](int64_t b, int64_t e) {
+            rmsnorm(&s_.x[size_t(b * n_embd)], l.ffn_norm, &s_.xb[size_t(b * n_embd)], e - b, n_embd, hp_.rms_eps);
+        });
+        project(s_.xb.data(), n, {{&l.w_gate, s_.gate.data()}, {&l.w_up, s_.up.data()}});
+        for_rows(pool_, n, [&](int64_t b, int64_t e) {
+            float* gate = &s_.gate[size_t(b * n_ff)];
+            const float* up = &s_.up[size_t(b * n_ff)];
+            if (hp_.ffn == gguf::FeedForward::SwiGLU) {
+                swiglu(gate, up, gate, (e - b) * n_ff);
+            } else {
+                geglu(gate, up, gate, (e - b) * n_ff);
+            }
+        });
+        project(s_.gate.data(), n, {{&l.w_down, s_.xb.data()}});
+        for_rows(pool_, n, [&](int64_t b, int64_t e) {
+            float* out = &s_.xb[size_t(b * n_embd)];
+            if (l.post_ffn_norm) rmsnorm(out, l.post_ffn_norm, out, e - b, n_embd, hp_.rms_eps);
+            add_into(&s_.x[size_t(b * n_embd)], out, (e - b) * n_embd);
+        });
+    }
+
+    // logits = output . output_norm(x of each wanting segment's last row), in one product
+    // over all of them (the output matrix is the largest one a decode step reads).
+    void output_logits() {
+        const LlamaWeights& w = model_.weights();
+        std::vector<const PassSegment*> wanting;
+        for (const PassSegment& seg : segments_) {
+            if (seg.logits) wanting.push_back(&seg);
+        }
+        if (wanting.empty()) return;
+        const int64_t m = int64_t(wanting.size()), n_embd = hp_.n_embd, n_vocab = hp_.n_vocab;
+        for (int64_t j = 0; j < m; ++j) {
+            const int64_t row = wanting[size_t(j)]->row_begin + wanting[size_t(j)]->rows - 1;
+            rmsnorm(&s_.x[size_t(row * n_embd)], w.output_norm, &s_.xb[size_t(j * n_embd)], 1, n_embd, hp_.rms_eps);
+        }
+        // One segment: straight into its buffer; several: through the scratch.
+        float* out = m == 1 ? wanting[0]->logits : s_.logits.data();
+        project(s_.xb.data(), m, {{&w.output, out}});
+        for (int64_t j = 0; j < m; ++j) {
+            float* logits = wanting[size_t(j)]->logits;
+            if (m > 1) std::memcpy(logits, out + j * n_vocab, size_t(n_vocab) * sizeof(float));
+            if (hp_.final_logit_softcap > 0.0f) {
+                const float cap = hp_.final_logit_softcap;
+                for (int64_t i = 0; i < n_vocab; ++i) logits[i] = cap * std::tanh(logits[i] / cap);
+            }
+        }
+    }
+
+    const LlamaModel& model_;
+    const LlamaHparams& hp_;
+    ForwardScratch& s_;
+    const std::vector<PassSegment>& segments_;
+    ThreadPool& pool_;
+};
+
+}  // namespace
+
+void ForwardScratch::reserve(const LlamaHparams& hp, int64_t n) {
+    if (n <= rows) return;
+    rows = n;
+    const int64_t q_width = hp.n_head * hp.head_dim, kv_width = hp.n_head_kv * hp.head_dim;
+    positions.resize(size_t(n));
+    x.resize(size_t(n * hp.n_embd));
+    xb.resize(x.size());
+    q.resize(size_t(n * q_width));
+    att.resize(q.size());
+    k.resize(size_t(n * kv_width));
+    v.resize(k.size());
+    gate.resize(size_t(n * hp.n_ff));
+    up.resize(gate.size());
+}
+
+size_t ForwardScratch::bytes(const LlamaHparams& hp) const {
+    const size_t floats = x.size() + xb.size() + q.size() + att.size() + k.size() + v.size() + gate.size() + up.size() + logits.size();
+    // Quantized activations: at most one int8 code, a scale per 32 and a sum per 16 per float of the widest input.
+    const int64_t widest = std::max(std::max(hp.n_embd, hp.n_ff), hp.n_head * hp.head_dim);
+    return floats * sizeof(float) + positions.size() * sizeof(int32_t) + activations.size() * size_t(rows * widest) * 2;
+}
+
+void run_pass(const LlamaModel& model, ForwardScratch& scratch, const int64_t* tokens, int64_t n,
+              const std::vector<PassSegment>& segments) {
+    int64_t wanting = 0;
+    for (const PassSegment& seg : segments) wanting += seg.logits ? 1 : 0;
+    if (wanting > 1) scratch.logits.resize(size_t(wanting * model.hparams().n_vocab));
+    Pass(model, scratch, segments).run(tokens, n);
+}
+
+}  // namespace ggufsm

@@ -1,0 +1,149 @@
+"""`ggufsm bench decode`: decode at the memory limit, the read bandwidth measured right beside it.
+
+    ggufsm bench decode -m smollm2 [-t 2] [--repeat 5] [--tokens 64] [--start 16]
+
+A decode step reads every weight matrix once (and the output matrix, tied to
+the embedding in both models, whole), plus the KV cache up to its position: it
+is bound by memory bandwidth. Its distance to that limit is
+
+    tok/s x bytes read per token / read bandwidth
+
+with the bandwidth measured by a streaming sum (`ReadBandwidthProbe`, 512 MiB)
+right after each run of decode steps, at the same thread count: this machine's
+bandwidth drifts with its neighbours' load, so each run is paired with the
+bandwidth of its own moment and the share is the median of the pairs.
+
+Two placements of the same weights are measured in turn (A, B, A, B, ...):
+`in place` (views into the file's memory map, 4 KiB pages) and `huge pages`
+(one anonymous copy advised MADV_HUGEPAGE at load, LlamaModel(huge_pages=True)).
+With --peer, llama.cpp's own `llama-bench -n TOKENS -p 0 -r 1` on the same file runs
+in each round too (tg, its decode tok/s; -d START puts its steps at the same depth).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+BANDWIDTH_BUFFER = 512 << 20
+LLAMA_BENCH = Path("/work/peer/llama-build/bin/llama-bench")
+
+
+@dataclass
+class Series:
+    tok_s: list[float] = field(default_factory=list)
+    share: list[float] = field(default_factory=list)  # of the read bandwidth sampled right after each run
+
+
+def bytes_per_token(gguf_file, position: int) -> int:
+    """Bytes one decode step at `position` reads: every tensor once (tied output: the embedding, whole), and
+    per layer the f16 keys and values of the positions it attends (a sliding layer at most its window)."""
+    hp = gguf_file.hyperparameters
+    weights = sum(info.nbytes for info in gguf_file.tensors.values())
+    if not hp["output_tied"]:  # then the embedding gives one row, and output.weight is read whole
+        embd = gguf_file.tensors["token_embd.weight"]
+        weights -= embd.nbytes - embd.nbytes // hp["n_vocab"]
+    kv = 0
+    for layer in range(hp["n_layer"]):
+        slides = hp["sliding_window"] > 0 and hp["swa_period"] > 0 and (layer + 1) % hp["swa_period"] != 0
+        attended = min(position + 1, hp["sliding_window"]) if slides else position + 1
+        kv += 2 * hp["n_head_kv"] * hp["head_dim_k"] * attended * 2
+    return weights + kv
+
+
+def register_bench(bench_commands) -> None:
+    parser = bench_commands.add_parser("decode", help="decode tok/s x bytes per token beside the read bandwidth measured with it")
+    parser.add_argument("-m", "--model", default="smollm2", help="registry name or GGUF path (default smollm2)")
+    parser.add_argument("-t", "--threads", type=int, default=2, help="threads of the forward's pool")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds, each running every contender once (default 5)")
+    parser.add_argument("--tokens", type=int, default=64, help="decode steps per run (default 64)")
+    parser.add_argument("--start", type=int, default=16, help="position of the first decode step (default 16)")
+    parser.add_argument("--peer", action="store_true", help=f"also run llama.cpp's {LLAMA_BENCH} in each round")
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from ggufsm import _core
+    from ggufsm._core import kernels
+    from ggufsm.reference.model.gguf_file import open_gguf
+    from ggufsm.reference.model.registry import resolve
+
+    path = resolve(args.model, pull=True)
+    gguf_file = open_gguf(path)
+    load_before = os.getloadavg()[0]
+    models = {}
+    for name, huge in (("in place", False), ("huge pages", True)):
+        started = time.perf_counter()
+        models[name] = _core.LlamaModel(gguf_file.core, args.threads, huge_pages=huge)
+        load_s = time.perf_counter() - started
+        models[name] = (models[name], load_s)
+    pool = kernels.ThreadPool(args.threads)
+    probe = kernels.ReadBandwidthProbe(BANDWIDTH_BUFFER, pool)
+    n_ctx = args.start + args.tokens + 16
+    tokens = np.random.default_rng(0).integers(3, gguf_file.hyperparameters["n_vocab"], size=n_ctx).tolist()
+    per_token = bytes_per_token(gguf_file, args.start + args.tokens // 2)
+    series = {name: Series() for name in models}
+    peer = Series() if args.peer and LLAMA_BENCH.exists() else None
+    for _ in range(args.repeat):
+        for name, (model, _) in models.items():
+            session = _core.LlamaSession(model, n_ctx)
+            session.prefill(tokens[:args.start], 0)
+            started = time.perf_counter()
+            for step in range(args.tokens):
+                session.decode(tokens[args.start + step], args.start + step)
+            tok_s = args.tokens / (time.perf_counter() - started)
+            gbs = probe.best_gbs(1, pool)
+            series[name].tok_s.append(tok_s)
+            series[name].share.append(tok_s * per_token / (gbs * 1e9))
+        if peer is not None:
+            tok_s = llama_bench_tg(path, args.threads, args.tokens, args.start)
+            gbs = probe.best_gbs(1, pool)
+            peer.tok_s.append(tok_s)
+            peer.share.append(tok_s * per_token / (gbs * 1e9))
+    print(render(path, args, models, series, peer, per_token, (load_before, os.getloadavg()[0])))
+    return 0
+
+
+def llama_bench_tg(path: Path, threads: int, tokens: int, depth: int) -> float:
+    """llama.cpp's decode tok/s on the same file: `llama-bench -p 0 -n tokens -d depth -r 1`."""
+    binary = shutil.which(str(LLAMA_BENCH)) or str(LLAMA_BENCH)
+    out = subprocess.run([binary, "-m", str(path), "-t", str(threads), "-p", "0", "-n", str(tokens), "-d", str(depth),
+                          "-r", "1", "-o", "json"], check=True, capture_output=True, text=True, timeout=600).stdout
+    return float(json.loads(out)[0]["avg_ts"])
+
+
+def render(path, args, models, series, peer, per_token, load) -> str:
+    median = lambda v: float(np.median(v))  # noqa: E731
+    span = lambda v: f"{min(v):.1f}-{max(v):.1f}"  # noqa: E731
+    lines = [
+        f"model {path.name}, {args.threads} threads, {args.repeat} rounds of {args.tokens} decode steps from position "
+        f"{args.start}, load average {load[0]:.2f} before / {load[1]:.2f} after. "
+        f"Bytes read per token (weights, tied output whole, f16 KV at the middle step): {per_token / 2**20:.1f} MiB.",
+        "",
+        "| weights | load (s) | decode tok/s, median (range) | share of the read bandwidth, median (range) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, (model, load_s) in models.items():
+        s = series[name]
+        note = ""
+        if model.weights_copied:
+            note = f" ({model.weights_in_huge_pages / max(model.weights_copied, 1):.0%} of the copy in 2 MiB pages)"
+        lines.append(f"| {name}{note} | {load_s:.3f} | {median(s.tok_s):.1f} ({span(s.tok_s)}) | "
+                     f"{median(s.share):.0%} ({min(s.share):.0%}-{max(s.share):.0%}) |")
+    if peer is not None:
+        lines.append(f"| llama.cpp (llama-bench tg) | | {median(peer.tok_s):.1f} ({span(peer.tok_s)}) | "
+                     f"{median(peer.share):.0%} ({min(peer.share):.0%}-{max(peer.share):.0%}) |")
+    base = series["in place"].tok_s
+    ratios = [h / b for h, b in zip(series["huge pages"].tok_s, base, strict=True)]
+    lines += ["", f"huge pages / in place, round by round: median {median(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f}x)"]
+    if peer is not None:
+        vs = [b / p for b, p in zip(base, peer.tok_s, strict=True)]
+        lines.append(f"in place / llama.cpp, round by round: median {median(vs):.2f}x (range {min(vs):.2f}-{max(vs):.2f}x)")
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""The published peer reports: every results.json carries a provenance block that follows its schema, each
+report re-renders from its results.json alone, and the comparison page is generated from them (no peer needed:
+these read stored files)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ggufsm.conformance import compare, provenance
+from ggufsm.conformance.results_file import rerender
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs" / "conformance"
+PAGE = DOCS / "README.md"
+FINDINGS = DOCS / "findings.yaml"
+
+
+def stored_results() -> list[Path]:
+    """As the page's command names them: docs/conformance/*/*/results.json, in sorted order."""
+    return sorted(DOCS.glob("*/*/results.json"))
+
+
+def test_every_stored_results_file_carries_a_provenance_block_that_follows_the_schema():
+    assert stored_results(), "no stored peer results"
+    for path in stored_results():
+        for record in json.loads(path.read_text()):
+            assert "provenance" in record, f"{path}: {record['implementation']} has no provenance block"
+            provenance.validate(record["provenance"])
+
+
+def test_every_fact_is_marked_observed_reported_or_estimated():
+    for path in stored_results():
+        for record in json.loads(path.read_text()):
+            block = record["provenance"]
+            facts = [*block["revision"].values(), *block["environment"].values(), *block["assumptions"].values(),
+                     *block["artifact"]["implementation"].values()]
+            assert all(fact["kind"] in provenance.KINDS for fact in facts)
+            # what an implementation says of itself is never passed off as measured
+            assert block["artifact"]["implementation"]["version"]["kind"] == provenance.REPORTED
+
+
+def test_the_comparison_page_is_the_one_generated_from_the_stored_results():
+    block = compare.page(stored_results(), findings=FINDINGS, base=DOCS)
+    stored = PAGE.read_text(encoding="utf-8")
+    assert compare.splice(stored, block) == stored, (
+        "docs/conformance/README.md is out of date: ggufsm conformance compare docs/conformance/*/*/results.json "
+        "--findings docs/conformance/findings.yaml --output docs/conformance/README.md")
+
+
+def test_a_finding_is_refused_when_its_case_does_not_fail_in_the_stored_results(tmp_path):
+    results = stored_results()[0]
+    record = json.loads(results.read_text())[0]
+    passing = next(case["id"] for case in record["cases"] if case["status"] == "pass")
+    findings = tmp_path / "findings.yaml"
+    findings.write_text(json.dumps({record["info"]["name"]: [{"finding": "claimed", "cases": [passing]}]}))
+    with pytest.raises(compare.StaleFinding, match="does not fail"):
+        compare.page([results], findings=findings, base=tmp_path)
+
+
+def test_a_report_is_rendered_again_from_its_results_json_alone(tmp_path):
+    source = stored_results()[0].parent
+    copy = tmp_path / source.name
+    copy.mkdir()
+    shutil.copy(source / "results.json", copy / "results.json")
+    rerender(copy)
+    assert (copy / "summary.md").read_text() == (source / "summary.md").read_text()
+    assert (copy / "junit.xml").read_bytes() == (source / "junit.xml").read_bytes()
+
+
+def test_a_runs_provenance_hashes_its_model_files_and_keeps_self_reports_apart(tmp_path):
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF" + bytes(60))
+    block = provenance.collect(impl="ggufsm serve-stdio", info={"name": "ggufsm-reference", "version": "0.1.0"},
+                               inputs={"model": str(model), "missing_model": str(tmp_path / "absent.gguf")},
+                               options={"timeout_s": 60.0}, skipped=["Ready.state"], load_before=[1.0, 1.0, 1.0])
+    provenance.validate(block)
+    files = {entry["role"]: entry for entry in block["artifact"]["model_files"]}
+    assert files["model"]["sha256"] == {"value": provenance.sha256_of(model), "kind": "observed", "how": "hashed"}
+    assert files["missing_model"]["absent"]["value"] is True
+    assert block["artifact"]["implementation"]["version"]["kind"] == "reported"
+    assert block["environment"]["cores"]["kind"] == "observed"
+    assert block["assumptions"]["skipped"]["value"] == ["Ready.state"]

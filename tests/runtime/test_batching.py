@@ -1,0 +1,136 @@
+"""The decode scheduler (reference/runtime/batching.py): steps of several sessions queued together run as one
+pass, each caller gets its session's own logits or its own error, and a caller alone is never held up.
+
+No sleeps: where a test needs steps to queue up behind a running pass, that pass is held inside a session
+proxy until the scheduler's own queue (watched through its condition) holds them.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from ggufsm import _core
+from ggufsm.conformance.fixtures.tiny_models import TinyLlamaSpec, write_tiny_llama
+from ggufsm.reference.model.gguf_file import open_gguf
+from ggufsm.reference.runtime.batching import DecodeScheduler
+from ggufsm.spec.errors import ContextOverflow, InvalidInput
+
+N_VOCAB = TinyLlamaSpec().n_vocab
+N_CTX = 32
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return _core.LlamaModel(open_gguf(write_tiny_llama(tmp_path_factory.mktemp("sched") / "tiny.gguf")).core, 2)
+
+
+def twins(model, n):
+    """n sessions and n twins, each pair prefilled alike (with different prompts across pairs)."""
+    pairs = []
+    for i in range(n):
+        a, b = _core.LlamaSession(model, N_CTX), _core.LlamaSession(model, N_CTX)
+        prompt = [1 + i, 2 + i, 3 + 2 * i]
+        a.prefill(prompt, 0)
+        b.prefill(prompt, 0)
+        pairs.append((a, b))
+    return pairs
+
+
+class HeldSession:
+    """A session whose decode waits until `n` steps are queued in the scheduler, then decodes."""
+
+    def __init__(self, session, scheduler, n):
+        self.session, self.scheduler, self.n = session, scheduler, n
+        self.entered = threading.Event()
+
+    @property
+    def logits(self):
+        return self.session.logits
+
+    def decode(self, token, pos):
+        self.entered.set()
+        with self.scheduler._queued:
+            self.scheduler._queued.wait_for(lambda: len(self.scheduler._queue) == self.n)
+        return self.session.decode(token, pos)
+
+
+def run_behind_a_held_pass(scheduler, held, steps):
+    """The held session leads a pass of its own; `steps` [(session, token, pos)] queue behind it and then run as
+    the next pass. Returns the held caller's outcome and each step's (logits copy or exception)."""
+    outcomes: dict[int, object] = {}
+
+    def call(key, session, token, pos):
+        try:
+            outcomes[key] = scheduler.decode(session, token, pos).copy()
+        except Exception as error:  # noqa: BLE001 - the test inspects it
+            outcomes[key] = error
+
+    leader = threading.Thread(target=call, args=(-1, held, 7, 3))
+    leader.start()
+    held.entered.wait()
+    callers = [threading.Thread(target=call, args=(i, *step)) for i, step in enumerate(steps)]
+    for t in callers:
+        t.start()
+    for t in [leader, *callers]:
+        t.join()
+    return outcomes
+
+
+def test_a_caller_alone_runs_its_own_decode_at_once_with_its_own_logits(model):
+    scheduler = DecodeScheduler(model)
+    (a, b), = twins(model, 1)
+    for pos, token in enumerate([4, 9, 2], start=3):
+        np.testing.assert_array_equal(scheduler.decode(a, token, pos), b.decode(token, pos))
+    assert scheduler.pass_sizes == {1: 3}
+
+
+def test_steps_queued_behind_a_running_pass_run_together_next_each_with_its_sessions_own_logits(model):
+    scheduler = DecodeScheduler(model)
+    pairs = twins(model, 4)
+    held = HeldSession(pairs[0][0], scheduler, 3)
+    outcomes = run_behind_a_held_pass(scheduler, held, [(a, 5 + i, 3) for i, (a, _) in enumerate(pairs[1:])])
+    assert scheduler.pass_sizes == {1: 1, 3: 1}
+    np.testing.assert_array_equal(outcomes[-1], pairs[0][1].decode(7, 3))
+    for i, (_, b) in enumerate(pairs[1:]):
+        np.testing.assert_array_equal(outcomes[i], b.decode(5 + i, 3))
+
+
+def test_a_bad_step_in_a_pass_fails_alone_and_the_others_get_their_logits(model):
+    scheduler = DecodeScheduler(model)
+    pairs = twins(model, 4)
+    held = HeldSession(pairs[0][0], scheduler, 3)
+    steps = [(pairs[1][0], 5, 3), (pairs[2][0], N_VOCAB, 3), (pairs[3][0], 6, N_CTX)]
+    outcomes = run_behind_a_held_pass(scheduler, held, steps)
+    assert isinstance(outcomes[1], InvalidInput) and f"token id {N_VOCAB}" in str(outcomes[1])
+    assert isinstance(outcomes[2], ContextOverflow)
+    np.testing.assert_array_equal(outcomes[0], pairs[1][1].decode(5, 3))
+    # The failed sessions evaluated nothing: their next good step equals their twins'.
+    np.testing.assert_array_equal(scheduler.decode(pairs[2][0], 5, 3), pairs[2][1].decode(5, 3))
+    np.testing.assert_array_equal(scheduler.decode(pairs[3][0], 6, 3), pairs[3][1].decode(6, 3))
+
+
+def test_four_callers_generating_at_once_each_get_exactly_their_own_sessions_logits(model):
+    scheduler = DecodeScheduler(model)
+    pairs = twins(model, 4)
+    steps = 6
+    start = threading.Barrier(4)
+    got: dict[int, list[np.ndarray]] = {i: [] for i in range(4)}
+
+    def generate(i):
+        start.wait()
+        for k in range(steps):
+            got[i].append(scheduler.decode(pairs[i][0], (i + 3 * k) % N_VOCAB, 3 + k).copy())
+
+    threads = [threading.Thread(target=generate, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(size * count for size, count in scheduler.pass_sizes.items()) == 4 * steps
+    assert max(scheduler.pass_sizes) <= 4
+    for i, (_, b) in enumerate(pairs):
+        for k in range(steps):
+            np.testing.assert_array_equal(got[i][k], b.decode((i + 3 * k) % N_VOCAB, 3 + k))
