@@ -1,13 +1,13 @@
 # GENERATED from spec/lifecycle.yaml by `ggufsm spec generate`; do not edit.
 # tests/spec/test_codegen.py fails when this file is stale.
 
-"""The table's vocabulary as enums (spec 1.1.0). Members compare equal to their names."""
+"""The table's vocabulary as enums (spec 1.2.0). Members compare equal to their names."""
 
 from __future__ import annotations
 
 from enum import Enum
 
-SPEC_VERSION = "1.1.0"
+SPEC_VERSION = "1.2.0"
 
 
 class State(str, Enum):

@@ -17,6 +17,11 @@ apply in the state the running operation left (or, for queries and cancel,
 to answer at once). A branch that needs a cancel to land in a running
 generate is a :class:`CancelWhileCallRuns`.
 
+A branch where the loaded model's file has changed (``model_intact`` false)
+is a case with a :class:`ModelFileChange`: it runs on a private copy of the
+file, which the kit changes after the path and before the call; its variants
+change it the other ways (``recipes.FILE_CHANGES``).
+
 The cases that prove what a cancel does to a running generate are planned with
 the cancel inputs (``SuiteInputs.cancel_inputs``): a longer context and a
 generate that asks for all of it, so it still runs when a cancel sent at its
@@ -34,12 +39,13 @@ from ggufsm.conformance.plan.boundaries import EdgeValue, edge_values
 from ggufsm.conformance.plan.expected import expected_of
 from ggufsm.conformance.plan.paths import Node, Planner, Step, branch_guards, make_step, setup_steps
 from ggufsm.conformance.plan.recipes import (
+    FILE_CHANGES,
     INTERRUPTS,
     NATURAL_VALUES,
-    NOT_ARRANGED,
     PROBE_SAMPLING,
     Action,
     Arrangement,
+    FileChange,
     SuiteInputs,
     realize,
     running_generate,
@@ -94,6 +100,18 @@ class CancelWhileCallRuns:
 Concurrency = CallWhileRunning | CancelWhileCallRuns
 
 
+@dataclass(frozen=True)
+class ModelFileChange:
+    """The case runs on a private copy of the suite's `file` (every argument naming that file names the
+    copy), and the kit changes the copy `how` after the path, just before the call."""
+
+    file: str            # the SuiteInputs field of the file the runtime has loaded: "model" or "alt_model"
+    how: FileChange
+
+    def describe(self) -> str:
+        return f"the kit's private copy of <{self.file}>, which the runtime has loaded, is {self.how.describe()}"
+
+
 class Probe(str, Enum):
     """Calls made after a case's call, to see an effect that only outputs show."""
 
@@ -106,6 +124,11 @@ class Probe(str, Enum):
     # The call set sampling: a generate without sampling of its own equals one given the same settings
     # (a load comes first where no model is installed).
     sampling_applies_to_next_request = "sampling_applies_to_next_request"
+    # After a file change: another runtime (a second handle where the implementation has them) loads the
+    # suite's own, intact model and generates; the changed one did not take the process or the others down.
+    other_handle_carries_on = "other_handle_carries_on"
+    # After a file change: free on the case's runtime succeeds and leaves it Freed.
+    free_after_file_change = "free_after_file_change"
 
     def __str__(self) -> str:
         return self.value
@@ -124,6 +147,7 @@ class CasePlan:
     concurrency: Concurrency | None = None
     variant: str = ""               # an edge value the call tries ("sampling.top_p=1.01"), or "eos", "past_eos"
     probes: tuple[Probe, ...] = ()
+    file_change: ModelFileChange | None = None
 
     @property
     def cell(self) -> str:
@@ -160,6 +184,8 @@ class CasePlan:
             lines.append(f"run {running.op}({_args_text(running)}) → {concurrency.running.expected.describe()}; "
                          f"{concurrency.send_call_at.describe(self.state)}, "
                          + ("waiting for it:" if concurrency.call_waits else "answered at once:"))
+        if self.file_change is not None:
+            lines.append(f"then {self.file_change.describe()}")
         call = f"{self.state}: {self.op}({_args_text(self.call.action)})"
         if isinstance(concurrency, CancelWhileCallRuns):
             call += (f" [{concurrency.cancel.action.op}() from another thread, "
@@ -206,11 +232,6 @@ def plan_suite(spec: Spec, inputs: SuiteInputs,
     for state, entry in spec.states.items():
         for op in spec.operations:
             for branch in spec.branches(state, op):
-                not_arranged = [NOT_ARRANGED[Guard(name)] for name, value in branch.conditions
-                                if Guard(name) in NOT_ARRANGED and value != NATURAL_VALUES[Guard(name)]]
-                if not_arranged:
-                    unreachable.append(Unreachable(case_id(branch), f"{state}.{op}", branch.source, not_arranged[0]))
-                    continue
                 # Cases that prove what a cancel does to a running generate: the generate must still be
                 # running when the cancel arrives, even over a pipe, so they are planned with the cancel inputs.
                 interrupted = any(dict(branch.conditions).get(guard) for guard in INTERRUPTS.values())
@@ -221,7 +242,7 @@ def plan_suite(spec: Spec, inputs: SuiteInputs,
                     unreachable.append(Unreachable(case_id(branch), f"{state}.{op}", branch.source, plan))
                     continue
                 plans.append(plan)
-                for variant in variants.get(branch.source, ()):
+                for variant in [*variants.get(branch.source, ()), *_file_change_variants(plan)]:
                     planned = _plan_stable(spec, chosen, branch, variant)
                     if isinstance(planned, CasePlan):
                         plans.append(planned)
@@ -253,6 +274,14 @@ def _variants(spec: Spec, planner: Planner) -> dict[str, list[Variant]]:
             found.setdefault(natural.source, []).extend([Variant("eos", None, _ending_at_eos(inputs, stop=True)),
                                                          Variant("past_eos", None, _ending_at_eos(inputs, stop=False))])
     return found
+
+
+def _file_change_variants(plan: CasePlan) -> list[Variant]:
+    """A file-change case's variants: the loaded file changed each of the other ways."""
+    if plan.file_change is None:
+        return []
+    return [Variant(str(how), None, lambda arrangement, how=how: replace(arrangement, change_file=how))
+            for how in FILE_CHANGES if how != plan.file_change.how]
 
 
 def _representative_branch(spec: Spec, planner: Planner, edge: EdgeValue | None) -> Branch | None:
@@ -317,10 +346,10 @@ def case_id(branch: Branch, variant: str = "") -> str:
 
 
 def _new_plan(branch: Branch, path: tuple[Step, ...], call: Step, concurrency: Concurrency | None = None,
-              variant: str = "", probes: tuple[Probe, ...] = ()) -> CasePlan:
+              variant: str = "", probes: tuple[Probe, ...] = (), file_change: ModelFileChange | None = None) -> CasePlan:
     return CasePlan(case_id(branch, variant), State(branch.state), Operation(branch.operation),
                     tuple((Guard(name), value) for name, value in branch.conditions), branch.source,
-                    branch.outcome.effect, path, call, concurrency, variant, probes)
+                    branch.outcome.effect, path, call, concurrency, variant, probes, file_change)
 
 
 def _plan_stable(spec: Spec, planner: Planner, branch: Branch, variant: Variant | None = None) -> CasePlan | str:
@@ -350,7 +379,14 @@ def _plan_stable(spec: Spec, planner: Planner, branch: Branch, variant: Variant 
         call = make_step(spec, start, arrangement.action, guards, setup[-1].after if setup else before)
         assert call.rule == branch.source, (call.rule, branch.source)
         concurrency = _cancel_during(spec, branch, call) if arrangement.cancel_at_first_token else None
-        return _new_plan(branch, (*path, *setup), call, concurrency, variant.label if variant else "", probes)
+        file_change = None
+        if arrangement.change_file is not None:
+            loaded = (setup[-1].after if setup else before).model
+            assert loaded is not None, "a file is changed only under a runtime that has loaded it"
+            file_change = ModelFileChange(loaded, arrangement.change_file)
+            probes = (Probe.other_handle_carries_on, Probe.free_after_file_change)
+        return _new_plan(branch, (*path, *setup), call, concurrency, variant.label if variant else "", probes,
+                         file_change)
     return f"no path from {planner.start.state} reaches {branch.state} with the implementation's operations"
 
 

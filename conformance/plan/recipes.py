@@ -9,13 +9,17 @@ a path that leaves the model resident or not.
 
 ``realize`` turns an operation and guard values into an :class:`Arrangement`:
 the call, the calls that must come before it (a generate that fills the
-context), and whether a cancel is sent while it runs.
+context), whether a cancel is sent while it runs, and whether the kit changes
+the loaded model's file before the call (``model_intact`` false: the case
+runs on a private copy of the file, which the kit truncates or rewrites in
+place between two calls, as a user's ``cp`` or an interrupted download would).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
@@ -47,15 +51,11 @@ RECIPES: Mapping[Guard, GuardRecipe] = MappingProxyType({
     Guard.prompt_fits: GuardRecipe(True, "a short prompt", "a prompt longer than the context (n_ctx)"),
     Guard.context_left: GuardRecipe(True, "a request with room left", "a generate that filled the whole context first"),
     Guard.model_intact: GuardRecipe(True, "the model file as it was loaded",
-                                    "the loaded model's file truncated or rewritten in place (not arranged: see NOT_ARRANGED)"),
+                                    "the case loads a private copy of the model file, which the kit truncates to half "
+                                    "its size (variant overwrite: rewrites in place with the other model's bytes, as "
+                                    "cp does) after the path and before the call"),
     Guard.cancelled: GuardRecipe(False, "cancel() from another thread at the first token of a generate that asks "
                                         "for the whole cancel_n_ctx context", "no cancel"),
-})
-
-# Guard values the kit does not arrange, and why: their branches are listed as unreachable.
-NOT_ARRANGED: Mapping[Guard, str] = MappingProxyType({
-    Guard.model_intact: "the kit does not damage a model file an implementation holds (a runtime without a guard "
-                        "dies of SIGBUS, taking the run with it); tests/reliability covers the reference runtime",
 })
 
 NATURAL_VALUES: Mapping[Guard, bool] = MappingProxyType({guard: recipe.natural for guard, recipe in RECIPES.items()})
@@ -136,18 +136,39 @@ class Action:
     installs: str | None = None       # "model" or "alt_model": the SuiteInputs field of the file it loads
 
 
+class FileChange(str, Enum):
+    """How the kit changes the model file a runtime has loaded, between two of its calls (model_intact false)."""
+
+    truncate = "truncate"     # cut in place to half its size: the pages past the new end are gone
+    overwrite = "overwrite"   # opened with O_TRUNC and written again, as `cp OTHER FILE` does: the same inode,
+    #                           the bytes of the suite's other model
+
+    def __str__(self) -> str:
+        return self.value
+
+    def describe(self) -> str:
+        return ("truncated in place to half its size" if self == FileChange.truncate
+                else "rewritten in place (O_TRUNC, then written, as cp does) with the other model's bytes")
+
+
+# Every way the kit changes a loaded file: the first is a branch's case, the others its variants.
+FILE_CHANGES = tuple(FileChange)
+
+
 @dataclass(frozen=True)
 class Arrangement:
-    """What makes a branch's guards hold: calls made first, the call, and a cancel sent while it runs."""
+    """What makes a branch's guards hold: calls made first, the call, a cancel sent while it runs, and a
+    change the kit makes to the loaded model's file just before the call."""
 
     action: Action
     setup: tuple[Action, ...] = ()
     cancel_at_first_token: bool = False
+    change_file: FileChange | None = None
 
     @property
     def plain(self) -> bool:
-        """One call on its own: nothing before it, nothing beside it."""
-        return not (self.setup or self.cancel_at_first_token)
+        """One call on its own: nothing before it, nothing beside it, no file changed under it."""
+        return not (self.setup or self.cancel_at_first_token or self.change_file)
 
 
 def with_natural_values(needed: frozenset[str] | set[str], chosen: Mapping[str, bool]) -> dict[str, bool]:
@@ -162,6 +183,10 @@ def realize(op: str, guards: Mapping[str, bool], inputs: SuiteInputs) -> Arrange
         return guards.get(guard, NATURAL_VALUES[guard])
 
     operation = Operation(op)
+    if Guard.model_intact in guards and not value(Guard.model_intact):
+        natural = realize(op, {**guards, Guard.model_intact: True}, inputs)
+        # The call fails, so it does not end as a generate would.
+        return replace(natural, action=replace(natural.action, ends=None), change_file=FILE_CHANGES[0])
     if operation == Operation.init_runtime:
         args = inputs.init_args if value(Guard.config_valid) else {**inputs.init_args, "n_ctx": -1}
         return Arrangement(Action(operation, args))
