@@ -46,10 +46,10 @@ class ModelUnavailable(GgufsmError, OSError):
 
 
 class InvalidModel(GgufsmError, ValueError):
-    """The model bytes are not a well-formed GGUF file (the message names the field or tensor and the byte offset)."""
+    """The model bytes are not a well-formed GGUF file (the message names the field or tensor and the byte offset); or, during a generate, the model's forward produced non-finite logits from finite weights (the message says how many and the first one's token id)."""
 
     code = ErrorCode.InvalidModel
-    meaning = 'The model bytes are not a well-formed GGUF file (the message names the field or tensor and the byte offset).'
+    meaning = "The model bytes are not a well-formed GGUF file (the message names the field or tensor and the byte offset); or, during a generate, the model's forward produced non-finite logits from finite weights (the message says how many and the first one's token id)."
 
 
 class UnsupportedModel(GgufsmError, ValueError):

@@ -148,6 +148,7 @@ class CasePlan:
     variant: str = ""               # an edge value the call tries ("sampling.top_p=1.01"), or "eos", "past_eos"
     probes: tuple[Probe, ...] = ()
     file_change: ModelFileChange | None = None
+    runs_on: str | None = None      # the input whose file the case uses wherever it names `model` (overflow_model)
 
     @property
     def cell(self) -> str:
@@ -184,6 +185,8 @@ class CasePlan:
             lines.append(f"run {running.op}({_args_text(running)}) → {concurrency.running.expected.describe()}; "
                          f"{concurrency.send_call_at.describe(self.state)}, "
                          + ("waiting for it:" if concurrency.call_waits else "answered at once:"))
+        if self.runs_on is not None:
+            lines.insert(0, f"(the case runs on <{self.runs_on}> wherever it names <model>)")
         if self.file_change is not None:
             lines.append(f"then {self.file_change.describe()}")
         call = f"{self.state}: {self.op}({_args_text(self.call.action)})"
@@ -205,6 +208,12 @@ def _args_text(action: Action) -> str:
 def _short(value: Any, limit: int = 48) -> str:
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit - 12]}…<{len(text)} chars>"
+
+
+# What a case that runs on another input's file needs of it, for the report when the inputs name none.
+RECIPES_NEEDING = {"overflow_model": "a model of finite weights whose forward overflows float32 on one token "
+                                     "(with overflow_prompt and before_overflow_prompt); the kit writes one "
+                                     "(conformance/fixtures/overflow.py)"}
 
 
 @dataclass(frozen=True)
@@ -280,8 +289,13 @@ def _file_change_variants(plan: CasePlan) -> list[Variant]:
     """A file-change case's variants: the loaded file changed each of the other ways."""
     if plan.file_change is None:
         return []
-    return [Variant(str(how), None, lambda arrangement, how=how: replace(arrangement, change_file=how))
-            for how in FILE_CHANGES if how != plan.file_change.how]
+    return [Variant(str(how), None, _changing_file(how)) for how in FILE_CHANGES if how != plan.file_change.how]
+
+
+def _changing_file(how: FileChange) -> Callable[[Arrangement], Arrangement]:
+    def vary(arrangement: Arrangement) -> Arrangement:
+        return replace(arrangement, change_file=how)
+    return vary
 
 
 def _representative_branch(spec: Spec, planner: Planner, edge: EdgeValue | None) -> Branch | None:
@@ -346,10 +360,11 @@ def case_id(branch: Branch, variant: str = "") -> str:
 
 
 def _new_plan(branch: Branch, path: tuple[Step, ...], call: Step, concurrency: Concurrency | None = None,
-              variant: str = "", probes: tuple[Probe, ...] = (), file_change: ModelFileChange | None = None) -> CasePlan:
+              variant: str = "", probes: tuple[Probe, ...] = (), file_change: ModelFileChange | None = None,
+              runs_on: str | None = None) -> CasePlan:
     return CasePlan(case_id(branch, variant), State(branch.state), Operation(branch.operation),
                     tuple((Guard(name), value) for name, value in branch.conditions), branch.source,
-                    branch.outcome.effect, path, call, concurrency, variant, probes, file_change)
+                    branch.outcome.effect, path, call, concurrency, variant, probes, file_change, runs_on)
 
 
 def _plan_stable(spec: Spec, planner: Planner, branch: Branch, variant: Variant | None = None) -> CasePlan | str:
@@ -368,6 +383,8 @@ def _plan_stable(spec: Spec, planner: Planner, branch: Branch, variant: Variant 
         else:   # the edge value alone makes its guard what the branch says: every other argument natural
             natural = {**guards, variant.guard: NATURAL_VALUES[variant.guard]} if variant.guard else guards
             arrangement = variant.vary(realize(branch.operation, natural, planner.inputs))
+        if arrangement.runs_on is not None and not getattr(planner.inputs, arrangement.runs_on):
+            return f"the inputs name no {arrangement.runs_on}: {RECIPES_NEEDING[arrangement.runs_on]}"
         probes = () if variant is not None else _probes(spec, branch, node, planner)
         if Probe.sampling_reaches_open_request in probes or Probe.sampling_applies_to_next_request in probes:
             arrangement = replace(arrangement, action=replace(arrangement.action, args=dict(PROBE_SAMPLING)))
@@ -386,7 +403,7 @@ def _plan_stable(spec: Spec, planner: Planner, branch: Branch, variant: Variant 
             file_change = ModelFileChange(loaded, arrangement.change_file)
             probes = (Probe.other_handle_carries_on, Probe.free_after_file_change)
         return _new_plan(branch, (*path, *setup), call, concurrency, variant.label if variant else "", probes,
-                         file_change)
+                         file_change, arrangement.runs_on)
     return f"no path from {planner.start.state} reaches {branch.state} with the implementation's operations"
 
 

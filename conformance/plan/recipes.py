@@ -54,6 +54,10 @@ RECIPES: Mapping[Guard, GuardRecipe] = MappingProxyType({
                                     "the case loads a private copy of the model file, which the kit truncates to half "
                                     "its size (variant overwrite: rewrites in place with the other model's bytes, as "
                                     "cp does) after the path and before the call"),
+    Guard.logits_finite: GuardRecipe(True, "the suite's model",
+                                     "the case runs on overflow_model (finite weights whose forward overflows float32 "
+                                     "on one token) where it names model: a generate of overflow_prompt; a "
+                                     "generate_next_token after a one-token generate of before_overflow_prompt"),
     Guard.cancelled: GuardRecipe(False, "cancel() from another thread at the first token of a generate that asks "
                                         "for the whole cancel_n_ctx context", "no cancel"),
 })
@@ -98,6 +102,12 @@ class SuiteInputs:
     eos_within: int = 8
     n_vocab: int | None = None        # the model's vocabulary size (None: the token-id edges are not tried)
     probe_tokens: int = 4             # tokens a probe generates to see whether settings reached a request
+    # A model of finite weights whose forward overflows float32 on one token ("": the logits_finite=false
+    # cases are not supported), a prompt whose last position's logits overflow on it, and a prompt whose
+    # greedy next token is that one (its next forward overflows).
+    overflow_model: str = ""
+    overflow_prompt: str | list[int] | None = None
+    before_overflow_prompt: str | list[int] | None = None
 
     def __post_init__(self) -> None:
         if not self.long_prompt:
@@ -116,7 +126,8 @@ class SuiteInputs:
 
     def describe(self) -> dict[str, Any]:
         names = ("model", "alt_model", "corrupt_model", "unsupported_model", "missing_model", "n_ctx", "n_threads",
-                 "prompt", "cancel_n_ctx", "eos_prompt", "n_vocab")
+                 "prompt", "cancel_n_ctx", "eos_prompt", "n_vocab", "overflow_model", "overflow_prompt",
+                 "before_overflow_prompt")
         return {name: getattr(self, name) for name in names}
 
 
@@ -164,11 +175,12 @@ class Arrangement:
     setup: tuple[Action, ...] = ()
     cancel_at_first_token: bool = False
     change_file: FileChange | None = None
+    runs_on: str | None = None    # the SuiteInputs field whose file the whole case uses where it names `model`
 
     @property
     def plain(self) -> bool:
-        """One call on its own: nothing before it, nothing beside it, no file changed under it."""
-        return not (self.setup or self.cancel_at_first_token or self.change_file)
+        """One call on its own: nothing before it, nothing beside it, no file changed or swapped under it."""
+        return not (self.setup or self.cancel_at_first_token or self.change_file or self.runs_on)
 
 
 def with_natural_values(needed: frozenset[str] | set[str], chosen: Mapping[str, bool]) -> dict[str, bool]:
@@ -187,6 +199,8 @@ def realize(op: str, guards: Mapping[str, bool], inputs: SuiteInputs) -> Arrange
         natural = realize(op, {**guards, Guard.model_intact: True}, inputs)
         # The call fails, so it does not end as a generate would.
         return replace(natural, action=replace(natural.action, ends=None), change_file=FILE_CHANGES[0])
+    if Guard.logits_finite in guards and not value(Guard.logits_finite):
+        return _overflowing(operation, inputs)
     if operation == Operation.init_runtime:
         args = inputs.init_args if value(Guard.config_valid) else {**inputs.init_args, "n_ctx": -1}
         return Arrangement(Action(operation, args))
@@ -211,6 +225,17 @@ def _generate(value: Any, inputs: SuiteInputs) -> Arrangement:
         "stop_at_eos": False,
         "sampling": dict(GREEDY if value(Guard.sampling_valid) else INVALID_SAMPLING),
     }, ends=FinishReason.length))
+
+
+def _overflowing(operation: Operation, inputs: SuiteInputs) -> Arrangement:
+    """logits_finite false: the case runs on the overflow model; its call is the first to sample non-finite logits."""
+    greedy = {"stop_at_eos": False, "sampling": dict(GREEDY)}
+    if operation == Operation.generate:
+        return Arrangement(Action(operation, {"prompt": inputs.overflow_prompt, "max_tokens": inputs.generate_tokens,
+                                              **greedy}), runs_on="overflow_model")
+    before = Action(Operation.generate, {"prompt": inputs.before_overflow_prompt, "max_tokens": 1, **greedy},
+                    ends=FinishReason.length)
+    return Arrangement(Action(operation, {}), setup=(before,), runs_on="overflow_model")
 
 
 def _model_input(op: Operation, value: Any) -> str:

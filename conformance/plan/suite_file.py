@@ -50,6 +50,13 @@ PLACEHOLDERS: Mapping[str, str] = {
                    "(the kit's: 4 x n_ctx distinct words, 'word0 and word1 and ...')",
     "eos_prompt": "a prompt (text or token ids) whose greedy continuation reaches an end-of-generation token "
                   "within eos_within tokens (the kit's: one token of the successor model, 3 tokens before it)",
+    "overflow_model": "a model the implementation runs, every weight finite, whose forward overflows float32 on one "
+                      "token (the kit's: conformance/fixtures/overflow.py); a case with runs_on overflow_model "
+                      "uses it wherever it names <model>",
+    "overflow_prompt": "a prompt (text or token ids) after which the overflow model's logits are not finite "
+                       "(the kit's: the trigger token)",
+    "before_overflow_prompt": "a prompt whose greedy next token on the overflow model is the one after which its "
+                              "logits are not finite (the kit's: the trigger token's predecessor on the cycle)",
 }
 
 
@@ -130,7 +137,8 @@ def case_to_json(plan: CasePlan) -> dict[str, Any]:
             "path": [step_to_json(step) for step in plan.path], "call": step_to_json(plan.call),
             "concurrency": _concurrency_to_json(plan.concurrency),
             "file_change": None if plan.file_change is None else {"file": plan.file_change.file,
-                                                                  "change": plan.file_change.how.value}}
+                                                                  "change": plan.file_change.how.value},
+            "runs_on": plan.runs_on}
 
 
 def step_to_json(step: Step) -> dict[str, Any]:
@@ -197,7 +205,8 @@ def case_from_json(case: Mapping[str, Any]) -> CasePlan:
                     tuple((Guard(name), bool(value)) for name, value in case["conditions"].items()),
                     case["rule"], case["effect"], tuple(path), call, concurrency, case.get("variant", ""),
                     tuple(Probe(probe) for probe in case.get("probes", ())),
-                    None if change is None else ModelFileChange(change["file"], FileChange(change["change"])))
+                    None if change is None else ModelFileChange(change["file"], FileChange(change["change"])),
+                    case.get("runs_on"))
 
 
 def step_from_json(item: Mapping[str, Any], model_resident_before: bool) -> Step:

@@ -32,10 +32,10 @@ from ggufsm.spec import Branch, Spec
 from ggufsm.spec.names import Guard, Operation, State
 
 NATURAL, FILL_CONTEXT = "natural", "fill_context"
-# Guards a walk never turns: the cell cases take their other value, each on a private copy of the model
-# file (a walk loads the suite's shared files, and a file changed under one runtime would change the
-# outcome of every later load of it in the walk).
-WALK_KEEPS_NATURAL = (Guard.model_intact,)
+# Guards a walk never turns: the cell cases take their other value, each on a file of its own (a private
+# copy of the model changed under the runtime, or the overflow model): a walk loads the suite's shared
+# files, and a file changed under one runtime would change the outcome of every later load of it.
+WALK_KEEPS_NATURAL = (Guard.model_intact, Guard.logits_finite)
 # Guards a walk does not choose: they follow from what the walk already did.
 DERIVED_GUARDS = (Guard.model_resident, Guard.context_left, *WALK_KEEPS_NATURAL)
 STEPS_PER_WALK = 25

@@ -44,9 +44,13 @@ def file_identities(inputs: SuiteInputs) -> Identities:
     for name in MODEL_INPUTS:
         path = Path(getattr(inputs, name))
         if path.is_file():
-            with path.open("rb") as file:
-                identities[name] = (path.name, hashlib.file_digest(file, "sha256").hexdigest())
+            identities[name] = file_identity(path)
     return identities
+
+
+def file_identity(path: Path) -> tuple[str, str]:
+    with path.open("rb") as file:
+        return path.name, hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def table_cases(plans: Iterable[CasePlan], inputs: SuiteInputs) -> list[Case]:
@@ -80,7 +84,11 @@ class CaseRun:
         self.notes: list[str] = []
 
     def args(self, args: Mapping[str, Any]) -> dict[str, Any]:
-        """A call's arguments as sent: a file-change case names its private copy where the plan names the file."""
+        """A call's arguments as sent: a case that runs on another input names its file where the plan names
+        the model; a file-change case names its private copy where the plan names the file."""
+        if self.plan.runs_on is not None:
+            model, used = self.inputs.model, getattr(self.inputs, self.plan.runs_on)
+            args = {key: used if value == model else value for key, value in args.items()}
         return self.copy.args(args) if self.copy is not None else dict(args)
 
     def context(self, args: Mapping[str, Any], reply: Reply | None, before: Observed | None,
@@ -94,9 +102,11 @@ def run_plan(plan: CasePlan, adapter: Adapter, inputs: SuiteInputs, identities: 
     another runtime beside it, for the probes that look at one."""
     for op in sorted(plan.operations):
         require_supported(adapter, op)
+    identities = identities if identities is not None else file_identities(inputs)
+    if plan.runs_on is not None:   # diagnostics name the file the case runs on where the plan says `model`
+        identities = {**identities, "model": file_identity(Path(getattr(inputs, plan.runs_on)))}
     with private_copy(plan.file_change, inputs) as copy:
-        return _run_plan(CaseRun(plan, adapter, inputs, identities if identities is not None
-                                 else file_identities(inputs), copy), open_handle)
+        return _run_plan(CaseRun(plan, adapter, inputs, identities, copy), open_handle)
 
 
 def _run_plan(run: CaseRun, open_handle: Callable[[], Adapter] | None) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ggufsm.reference.runtime.commands import (
     Command,
+    Forward,
     Generate,
     InitRuntime,
     InstallModel,
@@ -75,6 +76,10 @@ class Guards:
         model = self.resident.model
         problem = model.file_changed() if model is not None else ""
         return command.holds(not problem, problem)
+
+    def logits_finite(self, command: Forward) -> bool:
+        # Asked only once model_intact held: non-finite logits from a changed file are that file's fault.
+        return command.holds(not command.nonfinite_logits, command.nonfinite_logits)
 
     def cancelled(self, command: Generate) -> bool:
         request = command.request
