@@ -69,8 +69,15 @@ def table_cases(plans: Iterable[CasePlan], inputs: SuiteInputs) -> list[Case]:
 
     return [Case(plan.id, CELL, plan.rule, [*plan.describe(), f"effect: {plan.effect}"], runner_for(plan),
                  cell=plan.cell, conditions=dict(plan.conditions), transitions=plan.transitions,
-                 fresh_adapter=plan.file_change is None)
+                 fresh_adapter=plan.file_change is None, kit_actions=kit_actions(plan))
             for plan in plans]
+
+
+def kit_actions(plan: CasePlan) -> list[str]:
+    actions = [f"every <model> is <{plan.runs_on}>"] if plan.runs_on is not None else []
+    if plan.file_change is not None:
+        actions.append(f"{plan.file_change.describe()}, after the path and before the case's call")
+    return actions
 
 
 class CaseRun:

@@ -74,3 +74,23 @@ def test_the_private_copy_is_named_for_the_call_and_each_change_keeps_its_inode(
             assert Path(copy.path).read_bytes() == byte * size
         assert not copy.path.exists()
         assert model.read_bytes() == b"m" * 4096   # the suite's own file is never touched
+
+
+def test_every_logits_finite_false_branch_runs_on_the_overflow_model_and_without_one_is_not_supported():
+    from dataclasses import replace
+
+    from ggufsm.conformance.inputs import placeholder_inputs
+    from ggufsm.conformance.plan.cases import plan_suite
+
+    spec = load_spec()
+    overflowing = {branch.source for branch in spec.all_branches()
+                   if dict(branch.conditions).get(Guard.logits_finite) is False}
+    assert len(overflowing) == 4
+    plans, _ = plan_suite(spec, placeholder_inputs())
+    cases = [plan for plan in plans if plan.rule in overflowing]
+    assert {plan.rule for plan in cases} == overflowing
+    assert all(plan.runs_on == "overflow_model" and plan.call.expected.error == "InvalidModel" for plan in cases)
+    assert all(plan.runs_on is None for plan in plans if plan.rule not in overflowing)
+    _, unreachable = plan_suite(spec, replace(placeholder_inputs(), overflow_model=""))
+    assert {missing.rule for missing in unreachable} == overflowing
+    assert all("no overflow_model" in missing.why for missing in unreachable)
