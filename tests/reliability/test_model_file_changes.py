@@ -137,3 +137,22 @@ def test_immutable_bytes_are_borrowed_not_copied(tiny_model):
     view = memoryview(data)
     assert immutable_bytes(view) is view
     assert isinstance(immutable_bytes(bytearray(data)), bytes)
+
+
+def test_diagnostics_answer_while_another_thread_closes_the_model(tiny_model):
+    """Queries take no lock: a diagnostics() that reads the model while a free or replace on another thread
+    closes it (its file set to None) still answers, naming no sha256 (the 10-minute soak once caught an
+    AttributeError here)."""
+    from ggufsm.reference.runtime.diagnostics import snapshot
+
+    runtime = loaded(tiny_model)
+    resident = runtime._lifecycle.resident
+    model = resident.model
+    gguf, model.gguf = model.gguf, None   # what LoadedModel.close() leaves, mid-query
+    try:
+        resident.identity = None
+        report = snapshot(resident, runtime.state, "test")
+        assert report["model"]["sha256"] is None and "model_mapped" not in report["memory"]
+    finally:
+        model.gguf = gguf
+    runtime.free()
