@@ -70,7 +70,7 @@ test: setup models
 # copy of the committed one), so new inputs never land in the repository.
 FUZZ_SECONDS ?= 600
 soak-ci: setup
-	$(VENV_PYTHON) -m ggufsm soak --seconds 60 --handles 4 --threads 4
+	$(VENV_PYTHON) -m ggufsm soak --seconds 60 --handles 4 --threads 4 --change-files
 
 fuzz-ci: setup
 	$(MAKE) fuzz fuzz-protocol FUZZ_SECONDS=60

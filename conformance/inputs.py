@@ -31,7 +31,7 @@ TINY_CANCEL_N_CTX = 4096
 def prepare_inputs(workdir: Path, *, model: Path | None = None, inputs_file: Path | None = None) -> SuiteInputs:
     if inputs_file is not None:
         return inputs_from_file(inputs_file)
-    from ggufsm.conformance.fixtures import corrupt, successor
+    from ggufsm.conformance.fixtures import corrupt, overflow, successor
 
     workdir.mkdir(parents=True, exist_ok=True)
     tiny = successor.write_successor_llama(workdir / "tiny-llama.gguf", stride=1, n_ctx=TINY_N_CTX)
@@ -48,6 +48,10 @@ def prepare_inputs(workdir: Path, *, model: Path | None = None, inputs_file: Pat
         # What the kit knows of its own model; a real one's vocabulary is read from its file.
         eos_prompt=None if model else successor.eos_prompt(stride=1),
         n_vocab=vocabulary_size(model) if model else successor.DEFAULT_N_VOCAB,
+        # The overflow model is the kit's own tiny one, whatever the suite's model.
+        overflow_model=str(overflow.write_overflow_llama(workdir / "overflow-llama.gguf", n_ctx=TINY_N_CTX)),
+        overflow_prompt=overflow.overflow_prompt(),
+        before_overflow_prompt=overflow.before_overflow_prompt(),
     )
 
 
@@ -69,7 +73,9 @@ def placeholder_inputs() -> SuiteInputs:
                        corrupt_model=placeholder("corrupt_model"), unsupported_model=placeholder("unsupported_model"),
                        missing_model=placeholder("missing_model"), long_prompt=placeholder("long_prompt"),
                        cancel_n_ctx=TINY_CANCEL_N_CTX, eos_prompt=placeholder("eos_prompt"),
-                       n_vocab=successor.DEFAULT_N_VOCAB)
+                       n_vocab=successor.DEFAULT_N_VOCAB, overflow_model=placeholder("overflow_model"),
+                       overflow_prompt=placeholder("overflow_prompt"),
+                       before_overflow_prompt=placeholder("before_overflow_prompt"))
 
 
 def inputs_from_file(path: Path) -> SuiteInputs:
@@ -81,7 +87,7 @@ def inputs_from_file(path: Path) -> SuiteInputs:
     if unknown:
         raise ValueError(f"{path}: unknown field(s) {unknown}; known: {sorted(known)}")
     base = Path(path).resolve().parent
-    for name in ("model", "alt_model", "corrupt_model", "unsupported_model", "missing_model"):
-        if name in data:
+    for name in ("model", "alt_model", "corrupt_model", "unsupported_model", "missing_model", "overflow_model"):
+        if data.get(name):
             data[name] = str(base / data[name])
     return SuiteInputs(**data)

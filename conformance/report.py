@@ -236,8 +236,10 @@ def write_reports(runs: list[RunResult], report_dir: Path,
     records = [run_json(run, spec) | ({"provenance": block} if block else {}) for run, block in zip(runs, blocks, strict=True)]
     write("results.json", json.dumps(records, indent=1, default=str) + "\n")
     write("junit.xml", junit_xml(runs))
+    # The spec the runs were made against (a stored report rendered again keeps its own).
+    versions = sorted({run.spec_version for run in runs}) or [spec.version]
     markdown = ["# ggufsm conformance report", "",
-                f"Spec {spec.version}. Produced by `ggufsm conformance run`; one JSON record per case in "
+                f"Spec {', '.join(versions)}. Produced by `ggufsm conformance run`; one JSON record per case in "
                 "`results.json`, JUnit XML in `junit.xml`.", ""]
     if len(runs) > 1:
         markdown += comparison_markdown(runs)

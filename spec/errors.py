@@ -39,17 +39,17 @@ class ModelNotLoaded(GgufsmError, RuntimeError):
 
 
 class ModelUnavailable(GgufsmError, OSError):
-    """The model path is missing, is a directory, or cannot be read."""
+    """The model path is missing, is a directory, or cannot be read; or the loaded model's file changed after it was loaded (truncated or rewritten in place)."""
 
     code = ErrorCode.ModelUnavailable
-    meaning = 'The model path is missing, is a directory, or cannot be read.'
+    meaning = "The model path is missing, is a directory, or cannot be read; or the loaded model's file changed after it was loaded (truncated or rewritten in place)."
 
 
 class InvalidModel(GgufsmError, ValueError):
-    """The model bytes are not a well-formed GGUF file (the message names the field or tensor and the byte offset)."""
+    """The model bytes are not a well-formed GGUF file (the message names the field or tensor and the byte offset); or, during a generate, the model's forward produced non-finite logits from finite weights (the message says how many and the first one's token id)."""
 
     code = ErrorCode.InvalidModel
-    meaning = 'The model bytes are not a well-formed GGUF file (the message names the field or tensor and the byte offset).'
+    meaning = "The model bytes are not a well-formed GGUF file (the message names the field or tensor and the byte offset); or, during a generate, the model's forward produced non-finite logits from finite weights (the message says how many and the first one's token id)."
 
 
 class UnsupportedModel(GgufsmError, ValueError):

@@ -95,6 +95,7 @@ class Step:
     source: str              # the state the transition left
     to: str                  # the state it entered (the transient state for ENTER)
     error: str | None = None
+    guards: tuple[str, ...] = ()   # the guards its transition names: what decided it
 
 
 class Decision:
@@ -104,6 +105,7 @@ class Decision:
     def __init__(self) -> None:
         self.values: dict[str, bool] = {}
         self.reasons: list[str] = []
+        self.reasons_of: dict[str, list[str]] = {}   # guard -> the reasons its function gave
         self.raised: dict[str, GgufsmError] = {}  # guard -> the named error its function raised
         self.step: Step | None = None
 
@@ -114,6 +116,7 @@ class Decision:
         return condition
 
     def evaluate(self, guard: str, function: Callable[[Decision], object]) -> bool:
+        first = len(self.reasons)
         try:
             value = bool(function(self))
         except GgufsmError as error:
@@ -121,7 +124,15 @@ class Decision:
             self.reasons.append(error.message)
             self.raised[guard] = error
         self.values[guard] = value
+        self.reasons_of[guard] = self.reasons[first:]
         return value
+
+    def reasons_for(self, step: Step) -> list[str]:
+        """The reasons of the guards that decided `step`, in the table's order. A guard computed on the
+        way to another branch says nothing about this outcome: a load from RecoverableError without a
+        model asks model_resident (false: "no model is loaded") before it enters Loading, and the load's
+        error is the file's alone."""
+        return [reason for guard in step.guards for reason in self.reasons_of.get(guard, ()) if reason]
 
 
 class GuardCondition(Condition):
@@ -261,7 +272,8 @@ def machine_transitions(spec: Spec) -> tuple[dict, ...]:
             for branch in branches:
                 outcome = branch.outcome
                 if outcome.via is None:
-                    step = Step(StepKind.FINISH, operation, state, outcome.to, outcome.error)
+                    step = Step(StepKind.FINISH, operation, state, outcome.to, outcome.error,
+                                tuple(name for name, _ in branch.conditions))
                     transitions.append(_transition(step, branch.conditions, _finish_callback(step), order))
                     continue
                 before = tuple((name, value) for name, value in branch.conditions if name not in late)
@@ -270,7 +282,8 @@ def machine_transitions(spec: Spec) -> tuple[dict, ...]:
                     step = Step(StepKind.ENTER, operation, state, outcome.via)
                     transitions.append(_transition(step, before, START, order))
                 running = tuple((name, value) for name, value in branch.conditions if name in late)
-                step = Step(StepKind.FINISH, operation, outcome.via, outcome.to, outcome.error)
+                step = Step(StepKind.FINISH, operation, outcome.via, outcome.to, outcome.error,
+                            tuple(name for name, _ in running))
                 exits.setdefault((outcome.via, operation, running),
                                  _transition(step, running, _finish_callback(step), order))
     return (*transitions, *exits.values())

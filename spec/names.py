@@ -1,13 +1,13 @@
 # GENERATED from spec/lifecycle.yaml by `ggufsm spec generate`; do not edit.
 # tests/spec/test_codegen.py fails when this file is stale.
 
-"""The table's vocabulary as enums (spec 1.1.0). Members compare equal to their names."""
+"""The table's vocabulary as enums (spec 1.2.0). Members compare equal to their names."""
 
 from __future__ import annotations
 
 from enum import Enum
 
-SPEC_VERSION = "1.1.0"
+SPEC_VERSION = "1.2.0"
 
 
 class State(str, Enum):
@@ -87,6 +87,10 @@ class Guard(str, Enum):
     """the prompt's tokens leave room in the context for at least one generated token"""
     context_left = "context_left"
     """the KV cache has room for one more token"""
+    model_intact = "model_intact"
+    """the loaded model's file is as it was when loaded (same size and modification time, no page of its mapping faulted); checked around every forward"""
+    logits_finite = "logits_finite"
+    """every logit a forward produced for the next token to sample is finite (no NaN or infinity, which finite weights can still reach when the arithmetic overflows float32); checked before each token is sampled"""
     cancelled = "cancelled"
     """cancel was called while the request ran"""
 
@@ -100,9 +104,9 @@ class ErrorCode(str, Enum):
     ModelNotLoaded = "ModelNotLoaded"
     """A generation or replace operation was called with no model installed."""
     ModelUnavailable = "ModelUnavailable"
-    """The model path is missing, is a directory, or cannot be read."""
+    """The model path is missing, is a directory, or cannot be read; or the loaded model's file changed after it was loaded (truncated or rewritten in place)."""
     InvalidModel = "InvalidModel"
-    """The model bytes are not a well-formed GGUF file (the message names the field or tensor and the byte offset)."""
+    """The model bytes are not a well-formed GGUF file (the message names the field or tensor and the byte offset); or, during a generate, the model's forward produced non-finite logits from finite weights (the message says how many and the first one's token id)."""
     UnsupportedModel = "UnsupportedModel"
     """The file is well-formed GGUF, but its architecture, tensor type or tokenizer is not one this runtime runs."""
     ContextOverflow = "ContextOverflow"

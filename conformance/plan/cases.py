@@ -17,6 +17,11 @@ apply in the state the running operation left (or, for queries and cancel,
 to answer at once). A branch that needs a cancel to land in a running
 generate is a :class:`CancelWhileCallRuns`.
 
+A branch where the loaded model's file has changed (``model_intact`` false)
+is a case with a :class:`ModelFileChange`: it runs on a private copy of the
+file, which the kit changes after the path and before the call; its variants
+change it the other ways (``recipes.FILE_CHANGES``).
+
 The cases that prove what a cancel does to a running generate are planned with
 the cancel inputs (``SuiteInputs.cancel_inputs``): a longer context and a
 generate that asks for all of it, so it still runs when a cancel sent at its
@@ -34,11 +39,13 @@ from ggufsm.conformance.plan.boundaries import EdgeValue, edge_values
 from ggufsm.conformance.plan.expected import expected_of
 from ggufsm.conformance.plan.paths import Node, Planner, Step, branch_guards, make_step, setup_steps
 from ggufsm.conformance.plan.recipes import (
+    FILE_CHANGES,
     INTERRUPTS,
     NATURAL_VALUES,
     PROBE_SAMPLING,
     Action,
     Arrangement,
+    FileChange,
     SuiteInputs,
     realize,
     running_generate,
@@ -93,6 +100,18 @@ class CancelWhileCallRuns:
 Concurrency = CallWhileRunning | CancelWhileCallRuns
 
 
+@dataclass(frozen=True)
+class ModelFileChange:
+    """The case runs on a private copy of the suite's `file` (every argument naming that file names the
+    copy), and the kit changes the copy `how` after the path, just before the call."""
+
+    file: str            # the SuiteInputs field of the file the runtime has loaded: "model" or "alt_model"
+    how: FileChange
+
+    def describe(self) -> str:
+        return f"the kit's private copy of <{self.file}>, which the runtime has loaded, is {self.how.describe()}"
+
+
 class Probe(str, Enum):
     """Calls made after a case's call, to see an effect that only outputs show."""
 
@@ -105,6 +124,11 @@ class Probe(str, Enum):
     # The call set sampling: a generate without sampling of its own equals one given the same settings
     # (a load comes first where no model is installed).
     sampling_applies_to_next_request = "sampling_applies_to_next_request"
+    # After a file change: another runtime (a second handle where the implementation has them) loads the
+    # suite's own, intact model and generates; the changed one did not take the process or the others down.
+    other_handle_carries_on = "other_handle_carries_on"
+    # After a file change: free on the case's runtime succeeds and leaves it Freed.
+    free_after_file_change = "free_after_file_change"
 
     def __str__(self) -> str:
         return self.value
@@ -123,6 +147,8 @@ class CasePlan:
     concurrency: Concurrency | None = None
     variant: str = ""               # an edge value the call tries ("sampling.top_p=1.01"), or "eos", "past_eos"
     probes: tuple[Probe, ...] = ()
+    file_change: ModelFileChange | None = None
+    runs_on: str | None = None      # the input whose file the case uses wherever it names `model` (overflow_model)
 
     @property
     def cell(self) -> str:
@@ -159,6 +185,10 @@ class CasePlan:
             lines.append(f"run {running.op}({_args_text(running)}) → {concurrency.running.expected.describe()}; "
                          f"{concurrency.send_call_at.describe(self.state)}, "
                          + ("waiting for it:" if concurrency.call_waits else "answered at once:"))
+        if self.runs_on is not None:
+            lines.insert(0, f"(the case runs on <{self.runs_on}> wherever it names <model>)")
+        if self.file_change is not None:
+            lines.append(f"then {self.file_change.describe()}")
         call = f"{self.state}: {self.op}({_args_text(self.call.action)})"
         if isinstance(concurrency, CancelWhileCallRuns):
             call += (f" [{concurrency.cancel.action.op}() from another thread, "
@@ -178,6 +208,12 @@ def _args_text(action: Action) -> str:
 def _short(value: Any, limit: int = 48) -> str:
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit - 12]}…<{len(text)} chars>"
+
+
+# What a case that runs on another input's file needs of it, for the report when the inputs name none.
+RECIPES_NEEDING = {"overflow_model": "a model of finite weights whose forward overflows float32 on one token "
+                                     "(with overflow_prompt and before_overflow_prompt); the kit writes one "
+                                     "(conformance/fixtures/overflow.py)"}
 
 
 @dataclass(frozen=True)
@@ -215,7 +251,7 @@ def plan_suite(spec: Spec, inputs: SuiteInputs,
                     unreachable.append(Unreachable(case_id(branch), f"{state}.{op}", branch.source, plan))
                     continue
                 plans.append(plan)
-                for variant in variants.get(branch.source, ()):
+                for variant in [*variants.get(branch.source, ()), *_file_change_variants(plan)]:
                     planned = _plan_stable(spec, chosen, branch, variant)
                     if isinstance(planned, CasePlan):
                         plans.append(planned)
@@ -247,6 +283,19 @@ def _variants(spec: Spec, planner: Planner) -> dict[str, list[Variant]]:
             found.setdefault(natural.source, []).extend([Variant("eos", None, _ending_at_eos(inputs, stop=True)),
                                                          Variant("past_eos", None, _ending_at_eos(inputs, stop=False))])
     return found
+
+
+def _file_change_variants(plan: CasePlan) -> list[Variant]:
+    """A file-change case's variants: the loaded file changed each of the other ways."""
+    if plan.file_change is None:
+        return []
+    return [Variant(str(how), None, _changing_file(how)) for how in FILE_CHANGES if how != plan.file_change.how]
+
+
+def _changing_file(how: FileChange) -> Callable[[Arrangement], Arrangement]:
+    def vary(arrangement: Arrangement) -> Arrangement:
+        return replace(arrangement, change_file=how)
+    return vary
 
 
 def _representative_branch(spec: Spec, planner: Planner, edge: EdgeValue | None) -> Branch | None:
@@ -311,10 +360,11 @@ def case_id(branch: Branch, variant: str = "") -> str:
 
 
 def _new_plan(branch: Branch, path: tuple[Step, ...], call: Step, concurrency: Concurrency | None = None,
-              variant: str = "", probes: tuple[Probe, ...] = ()) -> CasePlan:
+              variant: str = "", probes: tuple[Probe, ...] = (), file_change: ModelFileChange | None = None,
+              runs_on: str | None = None) -> CasePlan:
     return CasePlan(case_id(branch, variant), State(branch.state), Operation(branch.operation),
                     tuple((Guard(name), value) for name, value in branch.conditions), branch.source,
-                    branch.outcome.effect, path, call, concurrency, variant, probes)
+                    branch.outcome.effect, path, call, concurrency, variant, probes, file_change, runs_on)
 
 
 def _plan_stable(spec: Spec, planner: Planner, branch: Branch, variant: Variant | None = None) -> CasePlan | str:
@@ -333,6 +383,8 @@ def _plan_stable(spec: Spec, planner: Planner, branch: Branch, variant: Variant 
         else:   # the edge value alone makes its guard what the branch says: every other argument natural
             natural = {**guards, variant.guard: NATURAL_VALUES[variant.guard]} if variant.guard else guards
             arrangement = variant.vary(realize(branch.operation, natural, planner.inputs))
+        if arrangement.runs_on is not None and not getattr(planner.inputs, arrangement.runs_on):
+            return f"the inputs name no {arrangement.runs_on}: {RECIPES_NEEDING[arrangement.runs_on]}"
         probes = () if variant is not None else _probes(spec, branch, node, planner)
         if Probe.sampling_reaches_open_request in probes or Probe.sampling_applies_to_next_request in probes:
             arrangement = replace(arrangement, action=replace(arrangement.action, args=dict(PROBE_SAMPLING)))
@@ -344,7 +396,14 @@ def _plan_stable(spec: Spec, planner: Planner, branch: Branch, variant: Variant 
         call = make_step(spec, start, arrangement.action, guards, setup[-1].after if setup else before)
         assert call.rule == branch.source, (call.rule, branch.source)
         concurrency = _cancel_during(spec, branch, call) if arrangement.cancel_at_first_token else None
-        return _new_plan(branch, (*path, *setup), call, concurrency, variant.label if variant else "", probes)
+        file_change = None
+        if arrangement.change_file is not None:
+            loaded = (setup[-1].after if setup else before).model
+            assert loaded is not None, "a file is changed only under a runtime that has loaded it"
+            file_change = ModelFileChange(loaded, arrangement.change_file)
+            probes = (Probe.other_handle_carries_on, Probe.free_after_file_change)
+        return _new_plan(branch, (*path, *setup), call, concurrency, variant.label if variant else "", probes,
+                         file_change, arrangement.runs_on)
     return f"no path from {planner.start.state} reaches {branch.state} with the implementation's operations"
 
 

@@ -9,13 +9,17 @@ a path that leaves the model resident or not.
 
 ``realize`` turns an operation and guard values into an :class:`Arrangement`:
 the call, the calls that must come before it (a generate that fills the
-context), and whether a cancel is sent while it runs.
+context), whether a cancel is sent while it runs, and whether the kit changes
+the loaded model's file before the call (``model_intact`` false: the case
+runs on a private copy of the file, which the kit truncates or rewrites in
+place between two calls, as a user's ``cp`` or an interrupted download would).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
@@ -46,6 +50,14 @@ RECIPES: Mapping[Guard, GuardRecipe] = MappingProxyType({
     Guard.input_valid: GuardRecipe(True, "a short prompt, max_tokens >= 0", "max_tokens=-1"),
     Guard.prompt_fits: GuardRecipe(True, "a short prompt", "a prompt longer than the context (n_ctx)"),
     Guard.context_left: GuardRecipe(True, "a request with room left", "a generate that filled the whole context first"),
+    Guard.model_intact: GuardRecipe(True, "the model file as it was loaded",
+                                    "the case loads a private copy of the model file, which the kit truncates to half "
+                                    "its size (variant overwrite: rewrites in place with the other model's bytes, as "
+                                    "cp does) after the path and before the call"),
+    Guard.logits_finite: GuardRecipe(True, "the suite's model",
+                                     "the case runs on overflow_model (finite weights whose forward overflows float32 "
+                                     "on one token) where it names model: a generate of overflow_prompt; a "
+                                     "generate_next_token after a one-token generate of before_overflow_prompt"),
     Guard.cancelled: GuardRecipe(False, "cancel() from another thread at the first token of a generate that asks "
                                         "for the whole cancel_n_ctx context", "no cancel"),
 })
@@ -90,6 +102,12 @@ class SuiteInputs:
     eos_within: int = 8
     n_vocab: int | None = None        # the model's vocabulary size (None: the token-id edges are not tried)
     probe_tokens: int = 4             # tokens a probe generates to see whether settings reached a request
+    # A model of finite weights whose forward overflows float32 on one token ("": the logits_finite=false
+    # cases are not supported), a prompt whose last position's logits overflow on it, and a prompt whose
+    # greedy next token is that one (its next forward overflows).
+    overflow_model: str = ""
+    overflow_prompt: str | list[int] | None = None
+    before_overflow_prompt: str | list[int] | None = None
 
     def __post_init__(self) -> None:
         if not self.long_prompt:
@@ -108,7 +126,8 @@ class SuiteInputs:
 
     def describe(self) -> dict[str, Any]:
         names = ("model", "alt_model", "corrupt_model", "unsupported_model", "missing_model", "n_ctx", "n_threads",
-                 "prompt", "cancel_n_ctx", "eos_prompt", "n_vocab")
+                 "prompt", "cancel_n_ctx", "eos_prompt", "n_vocab", "overflow_model", "overflow_prompt",
+                 "before_overflow_prompt")
         return {name: getattr(self, name) for name in names}
 
 
@@ -128,18 +147,40 @@ class Action:
     installs: str | None = None       # "model" or "alt_model": the SuiteInputs field of the file it loads
 
 
+class FileChange(str, Enum):
+    """How the kit changes the model file a runtime has loaded, between two of its calls (model_intact false)."""
+
+    truncate = "truncate"     # cut in place to half its size: the pages past the new end are gone
+    overwrite = "overwrite"   # opened with O_TRUNC and written again, as `cp OTHER FILE` does: the same inode,
+    #                           the bytes of the suite's other model
+
+    def __str__(self) -> str:
+        return self.value
+
+    def describe(self) -> str:
+        return ("truncated in place to half its size" if self == FileChange.truncate
+                else "rewritten in place (O_TRUNC, then written, as cp does) with the other model's bytes")
+
+
+# Every way the kit changes a loaded file: the first is a branch's case, the others its variants.
+FILE_CHANGES = tuple(FileChange)
+
+
 @dataclass(frozen=True)
 class Arrangement:
-    """What makes a branch's guards hold: calls made first, the call, and a cancel sent while it runs."""
+    """What makes a branch's guards hold: calls made first, the call, a cancel sent while it runs, and a
+    change the kit makes to the loaded model's file just before the call."""
 
     action: Action
     setup: tuple[Action, ...] = ()
     cancel_at_first_token: bool = False
+    change_file: FileChange | None = None
+    runs_on: str | None = None    # the SuiteInputs field whose file the whole case uses where it names `model`
 
     @property
     def plain(self) -> bool:
-        """One call on its own: nothing before it, nothing beside it."""
-        return not (self.setup or self.cancel_at_first_token)
+        """One call on its own: nothing before it, nothing beside it, no file changed or swapped under it."""
+        return not (self.setup or self.cancel_at_first_token or self.change_file or self.runs_on)
 
 
 def with_natural_values(needed: frozenset[str] | set[str], chosen: Mapping[str, bool]) -> dict[str, bool]:
@@ -154,6 +195,12 @@ def realize(op: str, guards: Mapping[str, bool], inputs: SuiteInputs) -> Arrange
         return guards.get(guard, NATURAL_VALUES[guard])
 
     operation = Operation(op)
+    if Guard.model_intact in guards and not value(Guard.model_intact):
+        natural = realize(op, {**guards, Guard.model_intact: True}, inputs)
+        # The call fails, so it does not end as a generate would.
+        return replace(natural, action=replace(natural.action, ends=None), change_file=FILE_CHANGES[0])
+    if Guard.logits_finite in guards and not value(Guard.logits_finite):
+        return _overflowing(operation, inputs)
     if operation == Operation.init_runtime:
         args = inputs.init_args if value(Guard.config_valid) else {**inputs.init_args, "n_ctx": -1}
         return Arrangement(Action(operation, args))
@@ -178,6 +225,17 @@ def _generate(value: Any, inputs: SuiteInputs) -> Arrangement:
         "stop_at_eos": False,
         "sampling": dict(GREEDY if value(Guard.sampling_valid) else INVALID_SAMPLING),
     }, ends=FinishReason.length))
+
+
+def _overflowing(operation: Operation, inputs: SuiteInputs) -> Arrangement:
+    """logits_finite false: the case runs on the overflow model; its call is the first to sample non-finite logits."""
+    greedy = {"stop_at_eos": False, "sampling": dict(GREEDY)}
+    if operation == Operation.generate:
+        return Arrangement(Action(operation, {"prompt": inputs.overflow_prompt, "max_tokens": inputs.generate_tokens,
+                                              **greedy}), runs_on="overflow_model")
+    before = Action(Operation.generate, {"prompt": inputs.before_overflow_prompt, "max_tokens": 1, **greedy},
+                    ends=FinishReason.length)
+    return Arrangement(Action(operation, {}), setup=(before,), runs_on="overflow_model")
 
 
 def _model_input(op: Operation, value: Any) -> str:

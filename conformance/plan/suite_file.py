@@ -22,18 +22,19 @@ from ggufsm.conformance.plan.cases import (
     CancelWhileCallRuns,
     CasePlan,
     Concurrency,
+    ModelFileChange,
     Probe,
     Trigger,
     plan_suite,
 )
 from ggufsm.conformance.plan.expected import Expected, Trace
 from ggufsm.conformance.plan.paths import Node, Step
-from ggufsm.conformance.plan.recipes import RECIPES, Action, SuiteInputs
+from ggufsm.conformance.plan.recipes import RECIPES, Action, FileChange, SuiteInputs
 from ggufsm.spec import Spec
 from ggufsm.spec.names import ErrorCode, FinishReason, Guard, Operation, ResidentDatum, State
 
 FORMAT = "ggufsm-conformance-suite"
-FORMAT_VERSION = "1.1"
+FORMAT_VERSION = "1.2"
 SUITE_PATH = Path(__file__).resolve().parent.parent / "suite.json"
 SCHEMA_PATH = SUITE_PATH.with_name("suite.schema.json")
 REGENERATE = "ggufsm conformance cases --json > conformance/suite.json"
@@ -49,6 +50,13 @@ PLACEHOLDERS: Mapping[str, str] = {
                    "(the kit's: 4 x n_ctx distinct words, 'word0 and word1 and ...')",
     "eos_prompt": "a prompt (text or token ids) whose greedy continuation reaches an end-of-generation token "
                   "within eos_within tokens (the kit's: one token of the successor model, 3 tokens before it)",
+    "overflow_model": "a model the implementation runs, every weight finite, whose forward overflows float32 on one "
+                      "token (the kit's: conformance/fixtures/overflow.py); a case with runs_on overflow_model "
+                      "uses it wherever it names <model>",
+    "overflow_prompt": "a prompt (text or token ids) after which the overflow model's logits are not finite "
+                       "(the kit's: the trigger token)",
+    "before_overflow_prompt": "a prompt whose greedy next token on the overflow model is the one after which its "
+                              "logits are not finite (the kit's: the trigger token's predecessor on the cycle)",
 }
 
 
@@ -113,6 +121,12 @@ _PROBE_MEANINGS: Mapping[Probe, str] = {
                                          "tokens; the probed tokens must not be its greedy continuation",
     Probe.sampling_applies_to_next_request: "after the call (sampling set): load the model if none is installed; a "
                                             "generate with no sampling of its own equals one given the call's settings",
+    Probe.other_handle_carries_on: "after the call (a file_change case): a second runtime (open_handle where the "
+                                   "implementation has handles, else noted as not checked) is initialised with the "
+                                   "case's init_runtime args, loads <model> itself (intact: only the case's copy was "
+                                   "changed) and generates generate_tokens greedy tokens",
+    Probe.free_after_file_change: "after the call (a file_change case): free on the case's runtime succeeds and the "
+                                  "state query answers Freed",
 }
 
 
@@ -121,7 +135,10 @@ def case_to_json(plan: CasePlan) -> dict[str, Any]:
             "conditions": dict(plan.conditions), "rule": plan.rule, "effect": plan.effect,
             "variant": plan.variant, "probes": [probe.value for probe in plan.probes],
             "path": [step_to_json(step) for step in plan.path], "call": step_to_json(plan.call),
-            "concurrency": _concurrency_to_json(plan.concurrency)}
+            "concurrency": _concurrency_to_json(plan.concurrency),
+            "file_change": None if plan.file_change is None else {"file": plan.file_change.file,
+                                                                  "change": plan.file_change.how.value},
+            "runs_on": plan.runs_on}
 
 
 def step_to_json(step: Step) -> dict[str, Any]:
@@ -183,10 +200,13 @@ def case_from_json(case: Mapping[str, Any]) -> CasePlan:
     if data is not None and data["kind"] == "cancel_while_call_runs":
         concurrency = CancelWhileCallRuns(step_from_json(data["cancel"], model_resident),
                                           Trigger(data["send_cancel_at"]))
+    change = case.get("file_change")
     return CasePlan(case["id"], State(case["state"]), Operation(case["op"]),
                     tuple((Guard(name), bool(value)) for name, value in case["conditions"].items()),
                     case["rule"], case["effect"], tuple(path), call, concurrency, case.get("variant", ""),
-                    tuple(Probe(probe) for probe in case.get("probes", ())))
+                    tuple(Probe(probe) for probe in case.get("probes", ())),
+                    None if change is None else ModelFileChange(change["file"], FileChange(change["change"])),
+                    case.get("runs_on"))
 
 
 def step_from_json(item: Mapping[str, Any], model_resident_before: bool) -> Step:

@@ -32,8 +32,12 @@ from ggufsm.spec import Branch, Spec
 from ggufsm.spec.names import Guard, Operation, State
 
 NATURAL, FILL_CONTEXT = "natural", "fill_context"
+# Guards a walk never turns: the cell cases take their other value, each on a file of its own (a private
+# copy of the model changed under the runtime, or the overflow model): a walk loads the suite's shared
+# files, and a file changed under one runtime would change the outcome of every later load of it.
+WALK_KEEPS_NATURAL = (Guard.model_intact, Guard.logits_finite)
 # Guards a walk does not choose: they follow from what the walk already did.
-DERIVED_GUARDS = (Guard.model_resident, Guard.context_left)
+DERIVED_GUARDS = (Guard.model_resident, Guard.context_left, *WALK_KEEPS_NATURAL)
 STEPS_PER_WALK = 25
 NATURAL_WEIGHT = 3
 
@@ -131,12 +135,14 @@ class WalkModel:
 def walk_triples(spec: Spec, operations: Iterable[str]) -> list[str]:
     """What the walk must cover: every (state, operation, guard values) the table allows in a stable
     state, as the source of its branch, for the operations the implementation has (a branch that
-    needs a cancel to land needs cancel too)."""
+    needs a cancel to land needs cancel too), less those a walk never takes (WALK_KEEPS_NATURAL)."""
     available = set(operations)
     needs = {guard: control for control, guard in INTERRUPTS.items()}
     return [branch.source for branch in spec.all_branches()
             if not spec.states[branch.state].transient and branch.operation in available
-            and all(needs[Guard(guard)] in available for guard, value in branch.conditions if value and guard in needs)]
+            and all(needs[Guard(guard)] in available for guard, value in branch.conditions if value and guard in needs)
+            and all(value == NATURAL_VALUES[Guard(guard)] for guard, value in branch.conditions
+                    if guard in WALK_KEEPS_NATURAL)]
 
 
 def choice_for(branch: Branch) -> str:

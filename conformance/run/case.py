@@ -36,6 +36,9 @@ class Case:
     transitions: tuple[Any, ...] = ()
     fresh_adapter: bool = True  # False: the case opens its own runtimes (behaviour cases comparing two)
     measures: dict[str, Any] = field(default_factory=dict)   # what the run measured (the walk's triple coverage)
+    # What the kit does beside the calls, which a reproduction made of protocol requests must say too
+    # (a model file changed between two calls, another input's file used for the model).
+    kit_actions: list[str] = field(default_factory=list)
 
 
 class Opener(Adapter):

@@ -17,7 +17,7 @@ from typing import Any
 from ggufsm.conformance.adapter import Adapter, Reply
 from ggufsm.conformance.plan.cases import CallWhileRunning, CancelWhileCallRuns, CasePlan
 from ggufsm.conformance.plan.recipes import SuiteInputs
-from ggufsm.conformance.run.case import CELL, Case
+from ggufsm.conformance.run.case import CELL, Case, Opener
 from ggufsm.conformance.run.checks import (
     CallContext,
     CaseFailed,
@@ -29,6 +29,7 @@ from ggufsm.conformance.run.checks import (
     require_supported,
     tokens_of,
 )
+from ggufsm.conformance.run.file_changes import PrivateCopy, private_copy
 from ggufsm.conformance.run.overlap import call_while_running, call_with_cancel_at_first_token
 from ggufsm.conformance.run.probes import RequestTracker, run_probe
 from ggufsm.spec.names import ErrorCode, Operation
@@ -43,9 +44,13 @@ def file_identities(inputs: SuiteInputs) -> Identities:
     for name in MODEL_INPUTS:
         path = Path(getattr(inputs, name))
         if path.is_file():
-            with path.open("rb") as file:
-                identities[name] = (path.name, hashlib.file_digest(file, "sha256").hexdigest())
+            identities[name] = file_identity(path)
     return identities
+
+
+def file_identity(path: Path) -> tuple[str, str]:
+    with path.open("rb") as file:
+        return path.name, hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def table_cases(plans: Iterable[CasePlan], inputs: SuiteInputs) -> list[Case]:
@@ -53,36 +58,74 @@ def table_cases(plans: Iterable[CasePlan], inputs: SuiteInputs) -> list[Case]:
     identities = file_identities(inputs)
 
     def runner_for(plan: CasePlan) -> Callable[[Adapter], list[str]]:
-        return lambda adapter: run_plan(plan, adapter, inputs, identities)
+        if plan.file_change is None:
+            return lambda adapter: run_plan(plan, adapter, inputs, identities)
+
+        def with_other_handles(opener: Adapter) -> list[str]:
+            # A file change is followed by a look at another runtime: the case opens its own (fresh_adapter=False).
+            assert isinstance(opener, Opener)
+            return run_plan(plan, opener.open(), inputs, identities, open_handle=opener.open_handle)
+        return with_other_handles
 
     return [Case(plan.id, CELL, plan.rule, [*plan.describe(), f"effect: {plan.effect}"], runner_for(plan),
-                 cell=plan.cell, conditions=dict(plan.conditions), transitions=plan.transitions)
+                 cell=plan.cell, conditions=dict(plan.conditions), transitions=plan.transitions,
+                 fresh_adapter=plan.file_change is None, kit_actions=kit_actions(plan))
             for plan in plans]
+
+
+def kit_actions(plan: CasePlan) -> list[str]:
+    actions = [f"every <model> is <{plan.runs_on}>"] if plan.runs_on is not None else []
+    if plan.file_change is not None:
+        actions.append(f"{plan.file_change.describe()}, after the path and before the case's call")
+    return actions
 
 
 class CaseRun:
     """One case on one adapter: what its calls left (the open request, the last observation)."""
 
-    def __init__(self, plan: CasePlan, adapter: Adapter, inputs: SuiteInputs, identities: Identities):
+    def __init__(self, plan: CasePlan, adapter: Adapter, inputs: SuiteInputs, identities: Identities,
+                 copy: PrivateCopy | None = None):
         self.plan, self.adapter, self.inputs, self.identities = plan, adapter, inputs, identities
+        self.copy = copy   # the private model file of a file-change case
         self.tracker = RequestTracker()
         self.notes: list[str] = []
+
+    def args(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """A call's arguments as sent: a case that runs on another input names its file where the plan names
+        the model; a file-change case names its private copy where the plan names the file."""
+        if self.plan.runs_on is not None:
+            model, used = self.inputs.model, getattr(self.inputs, self.plan.runs_on)
+            args = {key: used if value == model else value for key, value in args.items()}
+        return self.copy.args(args) if self.copy is not None else dict(args)
 
     def context(self, args: Mapping[str, Any], reply: Reply | None, before: Observed | None,
                 generated: list[int] | None = None) -> CallContext:
         return CallContext(dict(args), reply, before, self.identities, generated)
 
 
-def run_plan(plan: CasePlan, adapter: Adapter, inputs: SuiteInputs, identities: Identities | None = None) -> list[str]:
-    """Run one case on a fresh adapter; returns notes, raises CaseFailed or Unsupported."""
+def run_plan(plan: CasePlan, adapter: Adapter, inputs: SuiteInputs, identities: Identities | None = None,
+             open_handle: Callable[[], Adapter] | None = None) -> list[str]:
+    """Run one case on a fresh adapter; returns notes, raises CaseFailed or Unsupported. `open_handle`:
+    another runtime beside it, for the probes that look at one."""
     for op in sorted(plan.operations):
         require_supported(adapter, op)
-    run = CaseRun(plan, adapter, inputs, identities if identities is not None else file_identities(inputs))
+    identities = identities if identities is not None else file_identities(inputs)
+    if plan.runs_on is not None:   # diagnostics name the file the case runs on where the plan says `model`
+        identities = {**identities, "model": file_identity(Path(getattr(inputs, plan.runs_on)))}
+    with private_copy(plan.file_change, inputs) as copy:
+        return _run_plan(CaseRun(plan, adapter, inputs, identities, copy), open_handle)
+
+
+def _run_plan(run: CaseRun, open_handle: Callable[[], Adapter] | None) -> list[str]:
+    plan, adapter, inputs = run.plan, run.adapter, run.inputs
     for number, step in enumerate(plan.path, 1):
-        reply = adapter.call(step.action.op, dict(step.action.args))
+        reply = adapter.call(step.action.op, run.args(step.action.args))
         check_reply(reply, step.expected, step.rule, f"reaching {plan.state}, step {number} {step.describe()}")
         run.tracker.follow(step.action, step.expected, reply)
     before = observe(adapter) if adapter.capabilities.structured_diagnostics else None
+    if run.copy is not None:
+        run.copy.apply()
+        run.notes.append(run.copy.change.describe())
     if isinstance(plan.concurrency, CallWhileRunning):
         _run_call_while_running(run, plan.concurrency)
     elif isinstance(plan.concurrency, CancelWhileCallRuns):
@@ -91,13 +134,13 @@ def run_plan(plan: CasePlan, adapter: Adapter, inputs: SuiteInputs, identities: 
         _run_call(run, before)
     model_resident = plan.call.expected.model_resident
     for probe in plan.probes:
-        run.notes.append(run_probe(probe, adapter, run.tracker, inputs, plan.rule, model_resident))
+        run.notes.append(run_probe(probe, adapter, run.tracker, inputs, plan.rule, model_resident, open_handle))
     return run.notes
 
 
 def _run_call(run: CaseRun, before: Observed | None) -> None:
     plan, adapter, call = run.plan, run.adapter, run.plan.call
-    reply = adapter.call(call.action.op, dict(call.action.args))
+    reply = adapter.call(call.action.op, run.args(call.action.args))
     check_reply(reply, call.expected, plan.rule, plan.cell)
     if plan.op == Operation.state and reply.ok and adapter.capabilities.state and reply.value != plan.state:
         raise CaseFailed(plan.rule, f"the state query answers {reply.value!r} in state {plan.state}")

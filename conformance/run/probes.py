@@ -10,7 +10,7 @@ replies and token events the implementation gave.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,8 +18,8 @@ from ggufsm.conformance.adapter import Adapter, Reply
 from ggufsm.conformance.plan.cases import Probe
 from ggufsm.conformance.plan.expected import Expected
 from ggufsm.conformance.plan.recipes import GREEDY, PROBE_SAMPLING, Action, SuiteInputs
-from ggufsm.conformance.run.checks import CaseFailed, tokens_of
-from ggufsm.spec.names import EffectField, Operation, RequestEffect, SamplingEffect
+from ggufsm.conformance.run.checks import CaseFailed, Unsupported, check_state_query, tokens_of
+from ggufsm.spec.names import EffectField, Operation, RequestEffect, SamplingEffect, State
 
 
 @dataclass
@@ -56,8 +56,13 @@ class RequestTracker:
 
 
 def run_probe(probe: Probe, adapter: Adapter, tracker: RequestTracker, inputs: SuiteInputs, rule: str,
-              model_resident: bool) -> str:
-    """Run one probe after the case's call; returns a note, raises CaseFailed."""
+              model_resident: bool, open_handle: Callable[[], Adapter] | None = None) -> str:
+    """Run one probe after the case's call; returns a note, raises CaseFailed. `open_handle` gives
+    another runtime beside the case's (the probes of a file change use it)."""
+    if probe == Probe.other_handle_carries_on:
+        return _other_handle_carries_on(open_handle, inputs, rule)
+    if probe == Probe.free_after_file_change:
+        return _free_after_file_change(adapter, rule)
     if probe == Probe.sampling_applies_to_next_request:
         return _sampling_applies_to_next_request(adapter, inputs, rule, model_resident)
     request = tracker.request
@@ -126,3 +131,27 @@ def _sampling_applies_to_next_request(adapter: Adapter, inputs: SuiteInputs, rul
         raise CaseFailed(f"{rule} + effects.sampling", f"{why}: a generate after set_sampling({_brief(PROBE_SAMPLING)}) "
                                                        f"gave {plain}, one given those settings {given}")
     return f"the next request drew with the settings set: {plain}"
+
+
+def _other_handle_carries_on(open_handle: Callable[[], Adapter] | None, inputs: SuiteInputs, rule: str) -> str:
+    why = "probe other_handle_carries_on (after the case's copy of the model file was changed)"
+    try:
+        if open_handle is None:
+            raise Unsupported("open_handle", "the case was run without an opener of other runtimes")
+        other = open_handle()
+    except Unsupported as unsupported:
+        return f"{why}: not checked: {unsupported}"
+    if Operation.init_runtime in other.capabilities.operations:
+        _ok(other, Operation.init_runtime, inputs.init_args, rule, why)
+    _ok(other, Operation.load_model, {"path": inputs.model}, rule, why)
+    tokens = greedy_generate(other, inputs.prompt, inputs.generate_tokens, rule, why)
+    if len(tokens) != inputs.generate_tokens:
+        raise CaseFailed(rule, f"{why}: the other runtime generated {len(tokens)} of {inputs.generate_tokens} tokens")
+    return f"another runtime on the intact model generated {tokens}"
+
+
+def _free_after_file_change(adapter: Adapter, rule: str) -> str:
+    why = "probe free_after_file_change"
+    _ok(adapter, Operation.free, {}, rule, why)
+    check_state_query(adapter, State.Freed, f"{rule} + cells.RecoverableError.free", why)
+    return "free succeeded on the runtime whose file changed"

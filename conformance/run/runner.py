@@ -160,7 +160,8 @@ def reproduction_text(case: Case, result: CaseResult, label: str, replay: str) -
                 if "minimal sequence" in result.message else "")
     lines = [json.dumps(_request_of(call), ensure_ascii=False) for call in result.calls[:REPRODUCTION_CALLS]]
     more = len(result.calls) - len(lines)
-    shown = "\n".join(lines) + (f"\n... and {more} more" if more > 0 else "")
+    shown = "\n".join([*(f"# the kit: {action}" for action in case.kit_actions), *lines]) + \
+        (f"\n... and {more} more" if more > 0 else "")
     return (f"\nreproduction ({len(result.calls)} calls from a fresh runtime, as protocol requests):\n{shown}"
             f"\nreplay: {command} --case {shlex.quote(case.id)}")
 

@@ -150,10 +150,23 @@ def _tensor_table(model: _core.GgufModel) -> tuple[OrderedDict[str, TensorInfo],
     return tensors, index
 
 
+def immutable_bytes(source: BytesLike) -> bytes | memoryview:
+    """Bytes nobody can change under the parse or the forward: `bytes` (or a read-only view of them) as
+    they are; anything else copied once. A bytearray can be written after the load; a memoryview of an
+    mmap reads a file that another process can rewrite or truncate (a truncation is SIGBUS in the forward,
+    and no descriptor of ours can watch that file as the path loads do). The copy costs the model's size in
+    private memory and a memcpy (docs/reliability.md, "Model files")."""
+    if isinstance(source, bytes):
+        return source
+    if isinstance(source, memoryview) and source.readonly and isinstance(source.obj, bytes) and source.c_contiguous:
+        return source
+    return bytes(source)
+
+
 def open_gguf(source: str | os.PathLike | BytesLike) -> GgufFile:
     """Parse and validate a GGUF model from a path or from bytes in memory."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return GgufFile(_core.open_gguf_buffer(source), None)
+        return GgufFile(_core.open_gguf_buffer(immutable_bytes(source)), None)
     if isinstance(source, (str, Path)) or hasattr(source, "__fspath__"):
         path = os.fspath(source)
         if not isinstance(path, str):

@@ -24,7 +24,7 @@ from ggufsm.reference.runtime.path_policy import ModelRoots
 from ggufsm.reference.runtime.request import Generation, Request, TokenEvent
 from ggufsm.reference.runtime.resident import Resident
 from ggufsm.reference.sampling import Sampler, SamplingConfig
-from ggufsm.spec.errors import GgufsmError, ModelUnavailable
+from ggufsm.spec.errors import GgufsmError, InvalidModel, ModelUnavailable
 from ggufsm.spec.guard import Decision
 from ggufsm.spec.names import State
 
@@ -118,7 +118,25 @@ class SetSampling(Command):
             resident.last_error = None
 
 
-class Generate(Command):
+class Forward(Command):
+    """A command that runs the model: what its forwards found, for the guards known while it runs. The
+    sampler refuses non-finite logits with InvalidModel (logits_finite decides); the session refuses a
+    file that changed with ModelUnavailable (model_intact decides)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nonfinite_logits = ""   # why the logits could not be sampled, or ""
+
+    def run_forward(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except ModelUnavailable as error:   # the file changed under the forward
+            self.cause = error
+        except InvalidModel as error:       # the forward overflowed: nothing was sampled from it
+            self.cause, self.nonfinite_logits = error, error.message
+
+
+class Generate(Forward):
     """A new request: checked before it exists, evaluated while Generating."""
 
     def __init__(self, prompt: str | Sequence[int], max_tokens: int, overrides: Mapping[str, object],
@@ -143,11 +161,15 @@ class Generate(Command):
         resident.request = resident.running = self.request
 
     def run(self, resident: Resident) -> None:
-        assert self.request is not None and resident.model is not None
+        request = self.request
+        assert request is not None and resident.model is not None
         end_ids = set(resident.model.tokenizer.eot_ids) if self.stop_at_eos else set()
-        self.request.prefill(resident.session)
-        self.request.run(resident.session, self.max_tokens, self.on_token, end_ids)
-        self.cause = self.request.callback_error
+
+        def work() -> None:
+            request.prefill(resident.session)
+            request.run(resident.session, self.max_tokens, self.on_token, end_ids)
+            self.cause = request.callback_error
+        self.run_forward(work)
 
     def commit(self, resident: Resident) -> None:
         assert self.request is not None
@@ -158,7 +180,7 @@ class Generate(Command):
         resident.running = None
 
 
-class GenerateNextToken(Command):
+class GenerateNextToken(Forward):
     def __init__(self) -> None:
         super().__init__()
         self.event: TokenEvent | None = None
@@ -167,8 +189,12 @@ class GenerateNextToken(Command):
         resident.running = resident.request
 
     def run(self, resident: Resident) -> None:
-        assert resident.request is not None
-        self.event = resident.request.next_token(resident.session)
+        request = resident.request
+        assert request is not None
+
+        def work() -> None:
+            self.event = request.next_token(resident.session)
+        self.run_forward(work)
 
     def commit(self, resident: Resident) -> None:
         resident.running = None

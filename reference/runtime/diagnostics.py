@@ -19,8 +19,10 @@ def snapshot(resident: Resident, state: str, spec_version: str) -> dict:
     """State, resident data, model summary, context use, counters, timings, memory held."""
     model, session, request, config = resident.model, resident.session, resident.request, resident.config
     memory = dict(session.nbytes) if session is not None else {}
-    if model is not None and model.gguf is not None:
-        memory["model_mapped"] = model.gguf.file_size
+    # Read once: a free or replace on another thread may close the model meanwhile (queries take no lock).
+    gguf = model.gguf if model is not None else None
+    if gguf is not None:
+        memory["model_mapped"] = gguf.file_size
     return {
         "spec_version": spec_version,
         "state": str(state),
@@ -44,11 +46,14 @@ def _identity(resident: Resident, model) -> dict:
     cached = resident.identity
     if cached is not None and cached[0]() is model:
         return cached[1]
-    path = model.gguf.path
-    if path is None:   # a model given as bytes has no file
-        identity = {"file": model.source, "sha256": None}
-    else:
+    gguf = model.gguf   # None once a free or replace on another thread closed the model
+    path = gguf.path if gguf is not None else None
+    if path is None:   # a model given as bytes has no file (or a closing one no longer names it)
+        return {"file": model.source, "sha256": None}
+    try:
         with open(path, "rb") as file:
             identity = {"file": Path(path).name, "sha256": hashlib.file_digest(file, "sha256").hexdigest()}
+    except OSError:   # the file went after the load: a query still answers
+        return {"file": Path(path).name, "sha256": None}
     resident.identity = (weakref.ref(model), identity)
     return identity

@@ -12,7 +12,14 @@ way the guard is false and the table's outcome follows.
 
 from __future__ import annotations
 
-from ggufsm.reference.runtime.commands import Command, Generate, InitRuntime, InstallModel, SetSampling
+from ggufsm.reference.runtime.commands import (
+    Command,
+    Forward,
+    Generate,
+    InitRuntime,
+    InstallModel,
+    SetSampling,
+)
 from ggufsm.reference.runtime.request import prompt_token_ids
 from ggufsm.reference.runtime.resident import Resident
 from ggufsm.spec.errors import InvalidModel, ModelUnavailable
@@ -64,6 +71,15 @@ class Guards:
     def model_supported(self, command: InstallModel) -> bool:
         # Asked only once the file was readable and well-formed: any other failure is something this runtime does not run.
         return command.holds(command.load.model is not None, command.load.failure_message)
+
+    def model_intact(self, command: Command) -> bool:
+        model = self.resident.model
+        problem = model.file_changed() if model is not None else ""
+        return command.holds(not problem, problem)
+
+    def logits_finite(self, command: Forward) -> bool:
+        # Asked only once model_intact held: non-finite logits from a changed file are that file's fault.
+        return command.holds(not command.nonfinite_logits, command.nonfinite_logits)
 
     def cancelled(self, command: Generate) -> bool:
         request = command.request

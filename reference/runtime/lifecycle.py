@@ -96,7 +96,7 @@ class Lifecycle(Guards):
     def fail(self, command: Command) -> None:
         step = command.step
         assert step is not None and step.error is not None
-        message = "; ".join(reason for reason in command.reasons if reason) or self._refusal(step)
+        message = "; ".join(command.reasons_for(step)) or self._refusal(step)
         error = error_class(step.error)(message, state_after=step.to)
         if ResidentDatum.last_error in self._allowed[step.to]:
             self.resident.last_error = error

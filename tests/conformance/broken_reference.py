@@ -9,6 +9,9 @@ PYTHONPATH).
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 
 from ggufsm.conformance.adapters.reference import ReferenceAdapter
@@ -73,6 +76,33 @@ class LeaksFivePercentRuntime(Runtime):
         return summary
 
 
+class IgnoresFileChangesRuntime(Runtime):
+    """The model_intact guard always holds: a generate on a file changed under it ends as if nothing
+    happened (the bug of a runtime that never looks at its file again after the load)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lifecycle.model_intact = lambda command: True   # type: ignore[method-assign]
+
+
+class DiesOnFileChangeRuntime(Runtime):
+    """What an unguarded mapping does: the first forward over a file changed under it kills the process
+    with SIGBUS (sent here, so the test does not depend on which page the forward touches first)."""
+
+    def _dies_if_changed(self) -> None:
+        model = self._lifecycle.resident.model
+        if model is not None and model.file_changed():
+            os.kill(os.getpid(), signal.SIGBUS)
+
+    def generate(self, *args, **kwargs):
+        self._dies_if_changed()
+        return super().generate(*args, **kwargs)
+
+    def generate_next_token(self, *args, **kwargs):
+        self._dies_if_changed()
+        return super().generate_next_token(*args, **kwargs)
+
+
 class BrokenReferenceAdapter(ReferenceAdapter):
     runtime_class: type[Runtime] = Runtime
 
@@ -99,6 +129,16 @@ class LeaksOnFree(BrokenReferenceAdapter):
 class LeaksFivePercent(BrokenReferenceAdapter):
     name = "reference-leaks-five-percent"
     runtime_class = LeaksFivePercentRuntime
+
+
+class IgnoresFileChanges(BrokenReferenceAdapter):
+    name = "reference-ignores-file-changes"
+    runtime_class = IgnoresFileChangesRuntime
+
+
+class DiesOnFileChange(BrokenReferenceAdapter):
+    name = "reference-dies-on-file-change"
+    runtime_class = DiesOnFileChangeRuntime
 
 
 class SilentResetKeepsRequest(ResetKeepsRequest):
@@ -130,3 +170,11 @@ def make_leaks_on_free() -> LeaksOnFree:
 
 def make_leaks_five_percent() -> LeaksFivePercent:
     return LeaksFivePercent()
+
+
+def make_ignores_file_changes() -> IgnoresFileChanges:
+    return IgnoresFileChanges()
+
+
+def make_dies_on_file_change() -> DiesOnFileChange:
+    return DiesOnFileChange()

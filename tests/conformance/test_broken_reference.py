@@ -5,6 +5,7 @@ walk, the shrunk sequence of protocol requests that reproduces the bug from a fr
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -114,3 +115,22 @@ def test_over_the_protocol_the_broken_reference_exits_one_unless_its_failures_ar
     assert "2 xfail, 1 xpass" in tolerated.stdout and "-> OK" in tolerated.stdout
     records = json.loads((tmp_path / "report" / "results.json").read_text())[0]["cases"]
     assert {case["id"]: case["status"] for case in records}["Ready.reset"] == "xpass"
+
+
+FILE_CHANGE_CASES = ["*model_intact=false*"]
+
+
+def test_a_runtime_that_never_looks_at_its_file_again_fails_every_file_change_case(inputs):
+    results = run_broken("make_ignores_file_changes", inputs, FILE_CHANGE_CASES)
+    assert len(results) == 8 and all(result.status == FAIL for result in results.values())
+    assert all("expected ModelUnavailable" in result.message for result in results.values())
+
+
+def test_a_runtime_killed_by_a_changed_file_fails_those_cases_with_the_signal_and_the_run_goes_on(toy_on_child_path,
+                                                                                                inputs):
+    with open_implementation("python:broken_reference:make_dies_on_file_change") as implementation:
+        run = run_suite(implementation, inputs, case_globs=[*FILE_CHANGE_CASES, "Ready.free"], walk_examples=0)
+    results = {result.id: result for result in run.results}
+    changed = [result for case_id, result in results.items() if "model_intact=false" in case_id]
+    assert len(changed) == 8 and all(result.status == FAIL and result.signal == signal.SIGBUS for result in changed)
+    assert results["Ready.free"].status == PASS   # the next case starts a new process

@@ -159,7 +159,8 @@ def test_a_crashing_implementation_fails_the_case_with_its_signal_and_the_run_go
     results = by_id(run)
     assert results["Ready.free"].status == FAIL and results["Ready.free"].signal == 6
     assert results["Initialized.free"].signal == 6
-    assert results["Ready.generate[input_valid=true,sampling_valid=true,prompt_fits=true,cancelled=false]"].status == PASS
+    assert results["Ready.generate[input_valid=true,sampling_valid=true,prompt_fits=true,model_intact=true,logits_finite=true,"
+                   "cancelled=false]"].status == PASS
     assert sum(result.status == PASS for result in run.results) > 10
 
 
@@ -170,7 +171,7 @@ def test_a_generate_that_reports_length_when_the_context_filled_is_caught_by_its
     failed = results["ContinuationReady.generate_next_token[context_left=false]"]
     assert failed.status == FAIL
     assert "finish_reason context" in failed.message and "'length'" in failed.message
-    assert results["ContinuationReady.generate_next_token[context_left=true]"].status == PASS
+    assert results["ContinuationReady.generate_next_token[context_left=true,model_intact=true,logits_finite=true]"].status == PASS
 
 
 def test_a_failed_replace_that_drops_the_model_is_caught_where_the_model_should_stay(toy_inputs):

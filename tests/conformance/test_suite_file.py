@@ -103,6 +103,7 @@ def test_model_files_and_the_long_prompt_are_placeholders_the_file_explains(docu
             for value in step["args"].values() if isinstance(value, str) and value.startswith("<")}
     used |= {value for case in document["cases"] for step in (*case["path"], case["call"])
              for value in step["args"].values() if isinstance(value, str) and value.startswith("<")}
+    used |= {f"<{case['runs_on']}>" for case in document["cases"] if case.get("runs_on")}   # stands for <model>
     assert used == placeholders
 
 

@@ -9,6 +9,7 @@ from toy_runtime import EOS, VOCAB, greedy_token, write_toy_model
 from ggufsm.conformance.plan.recipes import SuiteInputs
 
 EOS_WITHIN = 8
+OVERFLOW_SEED = 3
 
 
 def eos_prompt(model_seed: int, within: int = EOS_WITHIN) -> list[int]:
@@ -21,6 +22,11 @@ def eos_prompt(model_seed: int, within: int = EOS_WITHIN) -> list[int]:
             if token == EOS:
                 return [first]
     raise AssertionError(f"no one-token prompt of the toy model {model_seed} reaches EOS within {within} tokens")
+
+
+def overflow_token() -> int:
+    """The token the overflow toy model's greedy generate reaches from the one-token prompt [1]."""
+    return greedy_token(OVERFLOW_SEED, [1], 1)
 
 
 def toy_suite_inputs(directory: Path) -> SuiteInputs:
@@ -36,4 +42,8 @@ def toy_suite_inputs(directory: Path) -> SuiteInputs:
         eos_prompt=eos_prompt(1),
         eos_within=EOS_WITHIN,
         n_vocab=VOCAB,
+        overflow_model=str(write_toy_model(directory / "overflow.gguf", seed=OVERFLOW_SEED,
+                                           overflow_after=overflow_token())),
+        overflow_prompt=[overflow_token()],
+        before_overflow_prompt=[1],
     )

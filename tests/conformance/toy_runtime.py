@@ -36,8 +36,10 @@ class LoadFailure(Exception):
         self.code, self.message = code, message
 
 
-def write_toy_model(path: Path, *, arch: str = "llama", seed: int = 1) -> Path:
-    path.write_text(f"TOYGGUF arch={arch} seed={seed}\n")
+def write_toy_model(path: Path, *, arch: str = "llama", seed: int = 1, overflow_after: int | None = None) -> Path:
+    """`overflow_after`: the token after which the model's "logits" are not finite (the overflow model)."""
+    extra = f" overflow={overflow_after}" if overflow_after is not None else ""
+    path.write_text(f"TOYGGUF arch={arch} seed={seed}{extra}\n")
     return path
 
 
@@ -75,6 +77,9 @@ class ToyRuntime:
         self.config = None         # {"n_ctx": as given, "n_threads": ...}
         self.sampling = dict(DEFAULT_SAMPLING)
         self.model = None          # (seed, file name, sha256) of the installed model
+        self.model_file = None     # (path, (inode, size, mtime_ns)) of the installed model, as loaded
+        self.overflow_after = None # the token after which the installed model's logits are not finite
+        self.loaded_overflow_after = None   # what read_model found in the file it read last
         self.request = None        # {"tokens", "generated", "n_past", "prompt_tokens", "finish_reason", "rng", "sampling"}
         self.last_error = None
         self.cancel_flag = threading.Event()
@@ -115,6 +120,9 @@ class ToyRuntime:
             raise LoadFailure("ModelUnavailable", f"{file}: no such file")
         data = file.read_bytes()
         words = data.decode(errors="replace").split()
+        overflow = [word for word in words[3:] if word.startswith("overflow=")]
+        self.loaded_overflow_after = int(overflow[0].removeprefix("overflow=")) if overflow else None
+        words = words[:3] if overflow else words
         if len(words) != 3 or words[0] != "TOYGGUF":
             raise LoadFailure("InvalidModel", f"{file}: bad magic at offset 0")
         arch = words[1].removeprefix("arch=")
@@ -127,8 +135,24 @@ class ToyRuntime:
             return list(prompt)
         return [1 + int(hashlib.sha1(word.encode()).hexdigest(), 16) % (VOCAB - 1) for word in prompt.split()]
 
+    def file_changed(self) -> bool:
+        """The installed model's file is not as it was loaded (its inode, size or modification time differ)."""
+        path, identity = self.model_file
+        try:
+            status = os.stat(path)
+        except OSError:
+            return True
+        return (status.st_ino, status.st_size, status.st_mtime_ns) != identity
+
     def next_token(self) -> int:
+        """One token; a file changed since the load, or an overflow, fails the request (RecoverableError)."""
         request = self.request
+        if self.file_changed():
+            self.request = None
+            self.fail("ModelUnavailable", "the model file changed after it was loaded", "RecoverableError")
+        if self.overflow_after is not None and request["tokens"] and request["tokens"][-1] == self.overflow_after:
+            self.request = None
+            self.fail("InvalidModel", f"non-finite logits after token {self.overflow_after}", "RecoverableError")
         if request["sampling"]["temperature"] == 0:
             token = greedy_token(self.model[0], request["tokens"], request["n_past"])
         else:
@@ -199,6 +223,9 @@ class ToyAdapter(PythonAdapter):
             rt.state = before
             self._fail_load(failure.code, failure.message)
         rt.model = model
+        status = os.stat(path)
+        rt.model_file = (os.fspath(path), (status.st_ino, status.st_size, status.st_mtime_ns))
+        rt.overflow_after = rt.loaded_overflow_after
         rt.request = None
         rt.state = "Ready"
         return {"seed": model[0]}

@@ -75,12 +75,15 @@ def test_tensor_data_is_a_read_only_view_into_the_file_not_a_copy(tiny_path):
             view[0] = 1
 
 
-def test_bytes_input_is_borrowed_not_copied(tiny_path):
-    buffer = bytearray(tiny_path.read_bytes())
-    with open_gguf(buffer) as model:
-        info = next(iter(model.tensors.values()))
-        address = model.tensor_data(info.name).__array_interface__["data"][0]
-        assert address == np.frombuffer(buffer, np.uint8).ctypes.data + info.offset
+def test_bytes_input_is_borrowed_and_a_buffer_that_can_change_is_copied(tiny_path):
+    """`bytes` cannot change under the model: borrowed. A bytearray (or a view of an mmap) can: copied once
+    (docs/reliability.md, "Model bytes given in memory")."""
+    data = tiny_path.read_bytes()
+    for source, borrowed in ((data, True), (bytearray(data), False)):
+        with open_gguf(source) as model:
+            info = next(iter(model.tensors.values()))
+            address = model.tensor_data(info.name).__array_interface__["data"][0]
+            assert (address == np.frombuffer(source, np.uint8).ctypes.data + info.offset) is borrowed
 
 
 def test_two_opens_of_one_file_share_one_mapping(tiny_path):

@@ -59,9 +59,9 @@ def test_a_file_changed_during_a_generate_is_model_unavailable_for_that_handle(t
     damage = (lambda: truncate(path, 4096)) if change == "truncate" else (lambda: overwrite_in_place(path, other_bytes))
     with pytest.raises(ModelUnavailable, match="changed after it was loaded"):
         runtime.generate("Hello there", 32, temperature=0.0, stop_at_eos=False, on_token=change_at_first_token(damage))
-    # The table has no generate outcome for this yet (branch rel-native-table proposes model_intact ->
-    # RecoverableError): the lifecycle puts the handle back in the state the generate started from.
-    assert runtime.state in (State.Ready, State.ContinuationReady)
+    # The table's model_intact branch: that handle is in RecoverableError with the error recorded.
+    assert runtime.state == State.RecoverableError
+    assert isinstance(runtime.last_error, ModelUnavailable)
     # The process, and every other handle, carry on; this one keeps saying why until it loads again.
     assert bystander.generate("Hello there", 4, temperature=0.0, stop_at_eos=False).token_ids.__len__() == 4
     runtime.reset()
@@ -81,4 +81,78 @@ def test_a_file_truncated_before_a_generate_is_model_unavailable_not_a_crash(tin
     truncate(path)
     with pytest.raises(ModelUnavailable, match="changed after it was loaded"):
         runtime.generate("Hello", 4, temperature=0.0)
+    runtime.free()
+
+
+def test_a_handle_whose_file_changed_keeps_refusing_it_until_replace_model_reads_the_file_again(tiny_model, tmp_path):
+    path = private_copy(tiny_model, tmp_path)
+    runtime = loaded(path)
+    intact = runtime.generate("Hello", 4, temperature=0.0, stop_at_eos=False).token_ids
+    truncate(path)
+    for _ in range(2):   # the model stays installed (the table's effects), and every forward refuses it
+        with pytest.raises(ModelUnavailable, match="changed after it was loaded"):
+            runtime.generate("Hello", 4, temperature=0.0, stop_at_eos=False)
+        assert runtime.state == State.RecoverableError
+    path.write_bytes(tiny_model.read_bytes())   # the file put back (a new mtime: the old mapping stays refused)
+    runtime.replace_model(path)
+    assert runtime.state == State.Ready   # the table keeps last_error on a replace: reset clears it
+    assert runtime.generate("Hello", 4, temperature=0.0, stop_at_eos=False).token_ids == intact
+
+
+# ─── model bytes given in memory (issue 12, item noticed after the native work) ──
+
+def test_model_bytes_in_an_mmap_view_are_copied_so_truncating_the_file_behind_them_changes_nothing(tiny_model,
+                                                                                                  tmp_path):
+    import mmap
+
+    path = private_copy(tiny_model, tmp_path)
+    runtime = Runtime()
+    runtime.init_runtime(n_ctx=256, n_threads=2)
+    with open(path, "r+b") as file:
+        mapped = mmap.mmap(file.fileno(), 0)
+        runtime.load_model(memoryview(mapped))
+        expected = runtime.generate("Hello", 8, temperature=0.0, stop_at_eos=False).token_ids
+        truncate(path)   # a page of the caller's mapping past the new end would be SIGBUS in the forward
+        assert runtime.generate("Hello", 8, temperature=0.0, stop_at_eos=False).token_ids == expected
+        mapped.close()   # allowed: the runtime holds no export of the caller's buffer
+    runtime.free()
+
+
+def test_a_bytearray_written_after_the_load_does_not_change_the_loaded_model(tiny_model):
+    data = bytearray(tiny_model.read_bytes())
+    runtime = Runtime()
+    runtime.init_runtime(n_ctx=256, n_threads=2)
+    runtime.load_model(data)
+    expected = runtime.generate("Hello", 8, temperature=0.0, stop_at_eos=False).token_ids
+    data[len(data) // 2:] = bytes(len(data) - len(data) // 2)   # every weight in the second half zeroed
+    data.extend(b"more")   # and resized: no export of it is held
+    assert runtime.generate("Hello", 8, temperature=0.0, stop_at_eos=False).token_ids == expected
+
+
+def test_immutable_bytes_are_borrowed_not_copied(tiny_model):
+    from ggufsm.reference.model.gguf_file import immutable_bytes
+
+    data = tiny_model.read_bytes()
+    assert immutable_bytes(data) is data
+    view = memoryview(data)
+    assert immutable_bytes(view) is view
+    assert isinstance(immutable_bytes(bytearray(data)), bytes)
+
+
+def test_diagnostics_answer_while_another_thread_closes_the_model(tiny_model):
+    """Queries take no lock: a diagnostics() that reads the model while a free or replace on another thread
+    closes it (its file set to None) still answers, naming no sha256 (the 10-minute soak once caught an
+    AttributeError here)."""
+    from ggufsm.reference.runtime.diagnostics import snapshot
+
+    runtime = loaded(tiny_model)
+    resident = runtime._lifecycle.resident
+    model = resident.model
+    gguf, model.gguf = model.gguf, None   # what LoadedModel.close() leaves, mid-query
+    try:
+        resident.identity = None
+        report = snapshot(resident, runtime.state, "test")
+        assert report["model"]["sha256"] is None and "model_mapped" not in report["memory"]
+    finally:
+        model.gguf = gguf
     runtime.free()

@@ -71,6 +71,28 @@ def test_sampling_refuses_non_finite_logits_with_a_named_error():
             Sampler(config).sample(logits, [])
 
 
+@pytest.mark.parametrize("operation", ["generate", "generate_next_token"])
+def test_a_forward_that_overflows_from_finite_weights_takes_the_logits_finite_branch(tmp_path, operation):
+    """Non-finite logits from finite weights (the kit's overflow model): InvalidModel through the table's
+    logits_finite branch, RecoverableError with last_error, request cleared; nothing sampled from them."""
+    from ggufsm.conformance.fixtures import overflow
+
+    runtime = Runtime()
+    runtime.init_runtime(n_ctx=128, n_threads=1)
+    runtime.load_model(overflow.write_overflow_llama(tmp_path / "overflow.gguf", n_ctx=512))
+    with pytest.raises(InvalidModel, match="non-finite logit.*token id 319") as raised:
+        if operation == "generate":
+            runtime.generate(overflow.overflow_prompt(), 4, temperature=0.0, stop_at_eos=False)
+        else:
+            assert runtime.generate(overflow.before_overflow_prompt(), 1, temperature=0.0,
+                                    stop_at_eos=False).token_ids == overflow.overflow_prompt()
+            runtime.generate_next_token()
+    assert_table_error(runtime, raised.value, InvalidModel, State.RecoverableError)
+    assert "request" not in runtime.diagnostics()["resident"]
+    runtime.reset()   # the model stays: a prompt that does not reach the trigger generates
+    assert len(runtime.generate([5], 4, temperature=0.0, stop_at_eos=False).token_ids) == 4
+
+
 def test_a_prompt_with_a_lone_surrogate_takes_the_invalid_input_branch(tiny_model):
     runtime = loaded(tiny_model)
     with pytest.raises(InvalidInput, match="surrogate") as raised:
@@ -154,3 +176,23 @@ def test_over_the_protocol_these_are_the_table_codes_not_internal_error(tiny_mod
     for sampling in ({"temperature": 1e-310}, {"top_p": float("nan")}):
         assert adapter.call("generate", {"prompt": "Once", "max_tokens": 2, "sampling": sampling}).code == "InvalidSampling"
     assert adapter.call("generate", {"prompt": "Once \ud800", "max_tokens": 2}).code == "InvalidInput"
+
+
+def test_a_failed_load_after_free_names_only_the_files_problem(tmp_path):
+    """The load from a state without a model asks model_resident first (false: "no model is loaded"); that is
+    not why the load failed, so it is not in the message (it used to be its first words)."""
+    from ggufsm.spec.errors import ModelNotLoaded, ModelUnavailable
+
+    runtime = Runtime()
+    runtime.init_runtime(n_ctx=64)
+    missing = tmp_path / "no-such-model.gguf"
+    with pytest.raises(ModelUnavailable) as first:
+        runtime.load_model(missing)
+    assert runtime.state == State.RecoverableError
+    with pytest.raises(ModelUnavailable) as again:   # RecoverableError.load_model: model_resident is asked first
+        runtime.load_model(missing)
+    for caught in (first, again):
+        assert "no model is loaded" not in caught.value.message
+        assert caught.value.message.startswith("no model file")
+    with pytest.raises(ModelNotLoaded, match="no model is loaded"):   # where model_resident decides, it says so
+        runtime.generate("Hello", 4)

@@ -30,6 +30,14 @@ def test_a_short_soak_of_the_reference_finds_no_violation_and_draws_every_comman
     assert commands <= set(report["by_op"]), report["by_op"]
 
 
+def test_a_short_soak_that_changes_the_model_file_under_its_handles_finds_no_violation(soak_files):
+    """The table names what a changed file does (model_intact), so the soak with --change-files (make soak-ci)
+    holds every outcome to a cell: truncations and rewrites in place included."""
+    report = Soak(soak_files, handles=2, threads=2, seed=9, change_files=True).run(2.0)
+    assert report["violations"] == 0, report["first_violations"]
+    assert report["change_files"] is True
+
+
 def test_the_soak_catches_a_raw_exception(soak_files, monkeypatch):
     def broken_reset(self):
         raise ValueError("not a table error")

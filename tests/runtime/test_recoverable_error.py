@@ -43,7 +43,7 @@ def test_every_way_out_of_recoverable_error_lands_where_the_table_says(failed_ru
         "free": (failed_runtime.free, {}),
         "generate": (lambda: failed_runtime.generate("hello", 2, **GREEDY),
                      {"model_resident": True, "input_valid": True, "sampling_valid": True, "prompt_fits": True,
-                      "cancelled": False}),
+                      "model_intact": True, "logits_finite": True, "cancelled": False}),
         "replace_model": (lambda: failed_runtime.replace_model(other_tiny_model),
                           {"model_resident": True, "model_readable": True, "model_well_formed": True,
                            "model_supported": True}),

@@ -95,7 +95,8 @@ def test_a_lazy_init_is_a_step_to_initialized_then_the_initialized_cell():
 
 def test_an_operation_via_a_transient_state_enters_it_then_leaves_it():
     walk = machine_oracle().walk("Ready", "generate", {"input_valid": True, "sampling_valid": True,
-                                                       "prompt_fits": True, "cancelled": True})
+                                                       "prompt_fits": True, "model_intact": True, "logits_finite": True,
+                                                       "cancelled": True})
     assert [(step.kind, step.source, step.to) for step in walk.steps] == [
         (StepKind.ENTER, "Ready", "Generating"), (StepKind.FINISH, "Generating", "ContinuationReady")]
     assert walk.error == "Cancelled"

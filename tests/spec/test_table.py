@@ -119,12 +119,13 @@ def test_queries_answer_from_query_outcome_in_every_state(spec):
 
 
 def test_guards_for_names_exactly_the_deciding_guards(spec):
-    assert spec.guards_for("Ready", "generate") == {"input_valid", "sampling_valid", "prompt_fits", "cancelled"}
+    assert spec.guards_for("Ready", "generate") == {"input_valid", "sampling_valid", "prompt_fits", "model_intact",
+                                                    "logits_finite", "cancelled"}
     assert spec.guards_for("Ready", "free") == frozenset()
 
 
 def test_missing_guard_values_raise_key_error_naming_them(spec):
-    with pytest.raises(KeyError, match="cancelled, input_valid, prompt_fits, sampling_valid"):
+    with pytest.raises(KeyError, match="cancelled, input_valid, logits_finite, model_intact, prompt_fits, sampling_valid"):
         spec.outcome("Ready", "generate", {})
     with pytest.raises(KeyError, match="prompt_fits") as caught:
         spec.outcome("Ready", "generate", {"input_valid": True, "sampling_valid": True, "cancelled": False})
@@ -172,4 +173,5 @@ def test_guards_come_in_evaluation_order_with_when_they_are_known_and_what_they_
     assert spec.guards["prompt_fits"].needs == ("input_valid",)
     assert spec.guards["model_supported"].needs == ("model_readable", "model_well_formed")
     late = {name for name, guard in spec.guards.items() if guard.while_running}
-    assert late == {"model_readable", "model_well_formed", "model_supported", "cancelled"}
+    assert late == {"model_readable", "model_well_formed", "model_supported", "model_intact", "logits_finite",
+                    "cancelled"}

@@ -26,7 +26,8 @@ class ContinuationRestartsSeededDraws(Mutant):
     going on from the generate's draws: a seeded continuation is not the longer seeded generate (greedy
     ones are)."""
 
-    kind, breaks = KIND, both(cell("ContinuationReady", "generate_next_token", context_left=True), DETERMINISM)
+    kind, breaks = KIND, both(cell("ContinuationReady", "generate_next_token", context_left=True, model_intact=True,
+                                           logits_finite=True), DETERMINISM)
     runtime_class = runtime_with(next_token_command=_NextTokenReseeding)
 
 
@@ -41,7 +42,8 @@ class ContinuationOverwritesLastToken(Mutant):
     """generate_next_token does not advance the KV position: each continued token's key/value is overwritten
     by the next, so from the second continued token on the output drifts, and the context never fills."""
 
-    kind, breaks = KIND, both(cell("ContinuationReady", "generate_next_token", context_left=True), DETERMINISM)
+    kind, breaks = KIND, both(cell("ContinuationReady", "generate_next_token", context_left=True, model_intact=True,
+                                           logits_finite=True), DETERMINISM)
     runtime_class = runtime_with(next_token_command=_NextTokenNotAdvancing)
 
 

@@ -265,7 +265,8 @@ class GenerateKeepsPriorTokens(Mutant):
     Ready."""
 
     kind, breaks = KIND, both(cell("ContinuationReady", "generate", input_valid=True, sampling_valid=True,
-                                   prompt_fits=True, cancelled=False), REQUEST_CLEANUP)
+                                   prompt_fits=True, model_intact=True, logits_finite=True,
+                                   cancelled=False), REQUEST_CLEANUP)
     runtime_class = runtime_with(generate_command=_GenerateAfterOpenRequest)
 
 
@@ -297,7 +298,8 @@ class GenerateKeepsRequestCounters(Mutant):
     diagnostics free-form."""
 
     kind, breaks = KIND, both(cell("ContinuationReady", "generate", input_valid=True, sampling_valid=True,
-                                   prompt_fits=True, cancelled=False), REQUEST_CLEANUP)
+                                   prompt_fits=True, model_intact=True, logits_finite=True,
+                                   cancelled=False), REQUEST_CLEANUP)
     observable = DIAGNOSTICS
     runtime_class = runtime_with(generate_command=_GenerateCarryingCounters)
 

@@ -10,7 +10,8 @@ from mutants.base import GenerateWithRequest, Mutant, lifecycle_with, runtime_wi
 from mutants.rules import both, cell, finish_reason
 
 KIND = "outputs"
-NEW_REQUEST_CANCELLED = dict(input_valid=True, sampling_valid=True, prompt_fits=True, cancelled=True)
+NEW_REQUEST_CANCELLED = dict(input_valid=True, sampling_valid=True, prompt_fits=True, model_intact=True, logits_finite=True,
+                             cancelled=True)
 
 
 class _GenerateIgnoringEos(Generate):
