@@ -43,7 +43,7 @@ public:
         if (fstat(fd_, &status) != 0) return "the model file can no longer be examined" + reason() + ": " + path_;
         if (static_cast<int64_t>(status.st_size) != identity_.size || status.st_mtim.tv_sec != identity_.mtime_s ||
             status.st_mtim.tv_nsec != identity_.mtime_ns)
-            return "the model file changed after it was loaded (its size or modification time differs); load it again: " + path_;
+            return "the model file changed after it was loaded (its size or modification time differs); replace_model, or free and load, reads it again: " + path_;
         return {};
     }
 
