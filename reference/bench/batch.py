@@ -80,6 +80,7 @@ def run(args) -> int:
         if peer:
             for k, s_tg in llama_batched_bench(path, args.threads, args.tokens, counts).items():
                 figures.setdefault(("llama.cpp", k), []).append(s_tg)
+    record_figures(args.record, path, counts, figures, latency, peer)
     print(render(path, args, counts, figures, latency, peer, (load_before, os.getloadavg()[0])))
     return 0
 
@@ -92,6 +93,25 @@ def llama_batched_bench(path: Path, threads: int, tokens: int, counts: list[int]
                           "--output-format", "jsonl"], check=True, capture_output=True, text=True, timeout=1800).stdout
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     return {int(row["pl"]): float(row["speed_tg"]) for row in rows}
+
+
+def record_figures(record, path, counts, figures, latency, peer) -> None:
+    """Every round's figures as series of the record, and the round-by-round ratios."""
+    record.model(path)
+    if peer:
+        record.peer_binary(LLAMA_BATCHED_BENCH)
+    for (way, k), values in figures.items():
+        for value in values:
+            record.sample(f"{way} k={k} aggregate", value, "tok/s", runner="llama.cpp" if way == "llama.cpp" else "ggufsm")
+    for (way, k), values in latency.items():
+        for value in values:
+            record.sample(f"{way} k={k} per-token latency", value, "s", better="lower")
+    for k in counts:
+        record.compare(f"batched / one by one k={k}", f"batched k={k} aggregate", f"one by one k={k} aggregate",
+                       how="the two ways of the same round")
+        if peer:
+            record.compare(f"batched / llama.cpp k={k}", f"batched k={k} aggregate", f"llama.cpp k={k} aggregate",
+                           how="the same round (llama-batched-bench S_TG)")
 
 
 def render(path, args, counts, figures, latency, peer, load) -> str:

@@ -53,7 +53,8 @@ def gop(rows: int, cols: int, n: int) -> float:
     return 2.0 * rows * cols * n / 1e9
 
 
-def measure(types, threads, pools, repeat: int, n_rows: int) -> tuple[dict[str, dict[int, float]], list[PrefillCell]]:
+def measure(types, threads, pools, repeat: int, n_rows: int,
+            record=None) -> tuple[dict[str, dict[int, float]], list[PrefillCell]]:
     """(peaks: isa -> threads -> best GOP/s, cells). Each pass: per thread count, every peak loop, then every cell."""
     from ggufsm._core import kernels
     from ggufsm.reference.bench.kernels import fits
@@ -81,11 +82,31 @@ def measure(types, threads, pools, repeat: int, n_rows: int) -> tuple[dict[str, 
                 baseline[t].append(peaks[BASELINE_ISA][t][-1] if BASELINE_ISA in peaks else float("nan"))
                 seconds = kernels.matmul_seconds(int(qtype), w, rows, cols, x, 1, pools[t])
                 cell[t].append(gop(rows, cols, n_rows) / seconds)
+    if record is not None:
+        record_prefill(record, matrices, samples, baseline, peaks, n_rows)
     cells = []
     for index, ((qtype, label, rows, cols), cell) in enumerate(zip(matrices, samples, strict=True)):
         share = {t: float(np.median(np.asarray(cell[t]) / np.asarray(baseline[t][index::len(matrices)]))) for t in threads}
         cells.append(PrefillCell(qtype.name, label, rows, cols, {t: max(cell[t]) for t in threads}, share))
     return {isa: {t: max(v) for t, v in by_t.items()} for isa, by_t in peaks.items()}, cells
+
+
+def record_prefill(record, matrices, samples, baseline, peaks, n_rows: int) -> None:
+    """Every peak sample, and every pass of every prefill cell beside the AVX2 peak sampled right before it."""
+    for isa, by_t in peaks.items():
+        for t, values in by_t.items():
+            for value in values:
+                record.limit(f"int8 peak {isa} {t}T", value, "GOP/s", isa=isa, threads=t)
+    for index, ((qtype, label, rows, cols), cell) in enumerate(zip(matrices, samples, strict=True)):
+        for t, values in cell.items():
+            name = f"prefill {qtype.name} {label} [{rows} x {cols}] x {n_rows} rows {t}T"
+            for value, peak in zip(values, baseline[t][index::len(matrices)], strict=True):
+                record.sample(name, value, "GOP/s", type=qtype.name, matrix=label, threads=t)
+                if BASELINE_ISA in peaks:
+                    record.limit(f"{BASELINE_ISA} peak before {name}", peak, "GOP/s")
+            if BASELINE_ISA in peaks:
+                record.compare(f"{name} / {BASELINE_ISA} peak", name, f"{BASELINE_ISA} peak before {name}",
+                               how="each pass's GOP/s over the int8 peak sampled right before it")
 
 
 def render_markdown(peaks, cells, threads, n_rows: int) -> str:
