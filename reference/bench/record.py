@@ -60,6 +60,8 @@ class Record:
         self.command = ["ggufsm", *(sys.argv[1:] if argv is None else argv)]
         self.started = _now()
         self.load_before = provenance.load_average()
+        # The revision the bench runs: taken now, since the code was loaded now (the tree may change meanwhile).
+        self.revision = provenance.revision()
         self.series: dict[str, dict[str, Any]] = {}
         self.comparisons: list[dict[str, Any]] = []
         self.facts: dict[str, Any] = {}
@@ -128,6 +130,7 @@ class Record:
         """The record as JSON-ready data (provenance taken now: load average after, kernel variant in use)."""
         block = provenance.collect(impl=f"ggufsm bench {self.bench}", info=_ggufsm_info(), inputs={},
                                    options=self.options, load_before=self.load_before, packages=self.packages)
+        block["revision"] = self.revision
         block["artifact"]["model_files"] = self.models
         if "llama_cpp_python" in self.packages:
             self.peers.setdefault("llama-cpp-python", llama_cpp_library_facts())

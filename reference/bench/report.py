@@ -89,7 +89,9 @@ def render_record(data: Mapping[str, Any], name: str) -> str:
              f"{data['finished'].replace('T', ' ')[11:]}, repeat {data['repeat']}; load average (1, 5, 15 min) "
              f"{_load(load_before)} before, {_load(load_after)} after, on {env['cores']['value']} cores.", "",
              "Provenance: " + provenance_summary(block), ""]
-    series = data["series"]
+    # A limit sampled beside each run of one measure shows in that comparison's row, not as a row of its own.
+    paired_limits = {comparison["denominator"] for comparison in data["comparisons"]}
+    series = [entry for entry in data["series"] if not (entry["role"] == LIMIT and entry["name"] in paired_limits)]
     if series:
         lines += ["| series | runner | unit | n | median | range | samples |", "| --- | --- | --- | ---: | ---: | ---: | --- |"]
         for entry in series:
@@ -100,15 +102,18 @@ def render_record(data: Mapping[str, Any], name: str) -> str:
                          f"{samples} |")
         lines.append("")
     if data["comparisons"]:
-        roles = {entry["name"]: entry["role"] for entry in series}
-        lines += ["| comparison, round by round | median | range | how |", "| --- | ---: | ---: | --- |"]
+        by_name = {entry["name"]: entry for entry in data["series"]}
+        lines += ["| comparison, round by round | median | range | against (median of its samples) | how |",
+                  "| --- | ---: | ---: | ---: | --- |"]
         for comparison in data["comparisons"]:
             values = paired(data, comparison)
             if not values:
                 continue
-            show = _percent if roles.get(comparison["denominator"]) == LIMIT else _ratio
+            against = by_name[comparison["denominator"]]
+            show = _percent if against["role"] == LIMIT else _ratio
+            what = "limit" if against["role"] == LIMIT else against["runner"]
             lines.append(f"| {comparison['name']} | {show(statistics.median(values))} | {show(min(values))} - "
-                         f"{show(max(values))} | "
+                         f"{show(max(values))} | {what} {_num(against['median'])} {against['unit']} | "
                          f"{comparison.get('how', '')} |")
         lines.append("")
     if data["facts"]:
