@@ -91,6 +91,7 @@ def run(args) -> int:
     per_token = bytes_per_token(gguf_file, args.start + args.tokens // 2)
     series = {name: Series() for name in models}
     peer = Series() if args.peer and LLAMA_BENCH.exists() else None
+    start_record(args.record, path, models, per_token, peer is not None)
     for _ in range(args.repeat):
         for name, (model, _) in models.items():
             session = _core.LlamaSession(model, n_ctx)
@@ -102,13 +103,41 @@ def run(args) -> int:
             gbs = probe.best_gbs(1, pool)
             series[name].tok_s.append(tok_s)
             series[name].share.append(tok_s * per_token / (gbs * 1e9))
+            args.record.sample(f"decode {name}", tok_s, "tok/s")
+            args.record.limit(f"read bandwidth after {name}", gbs, "GB/s")
         if peer is not None:
             tok_s = llama_bench_tg(path, args.threads, args.tokens, args.start)
             gbs = probe.best_gbs(1, pool)
             peer.tok_s.append(tok_s)
             peer.share.append(tok_s * per_token / (gbs * 1e9))
+            args.record.sample("decode llama.cpp", tok_s, "tok/s", runner="llama.cpp")
+            args.record.limit("read bandwidth after llama.cpp", gbs, "GB/s")
     print(render(path, args, models, series, peer, per_token, (load_before, os.getloadavg()[0])))
     return 0
+
+
+def start_record(record, path: Path, models, per_token: int, peer: bool) -> None:
+    """What the record needs besides the samples: the file, the peer's binary, the loads, bytes per token,
+    and the comparisons the report takes round by round (the share of the bandwidth, the ratios)."""
+    from ggufsm.reference.bench.record import OBSERVED
+
+    record.model(path)
+    if peer:
+        record.peer_binary(LLAMA_BENCH)
+    for name, (model, load_s) in models.items():
+        record.sample(f"load {name}", load_s, "s", better="lower")
+        record.fact(f"weights copied {name}", int(model.weights_copied), OBSERVED, "LlamaModel.weights_copied (bytes)")
+        record.fact(f"weights in huge pages {name}", int(model.weights_in_huge_pages), OBSERVED,
+                    "LlamaModel.weights_in_huge_pages (bytes)")
+    record.fact("bytes_per_token", per_token, OBSERVED,
+                "summed from the file's tensor infos: weights, tied output whole, f16 KV at the middle step")
+    contenders = [*models, *(["llama.cpp"] if peer else [])]
+    for name in contenders:
+        record.compare(f"decode {name} / read bandwidth", f"decode {name}", f"read bandwidth after {name}",
+                       factor=per_token / 1e9, how="tok/s x bytes per token / the read bandwidth sampled right after")
+    record.compare("huge pages / in place", "decode huge pages", "decode in place", how="round by round")
+    if peer:
+        record.compare("in place / llama.cpp", "decode in place", "decode llama.cpp", how="round by round")
 
 
 def llama_bench_tg(path: Path, threads: int, tokens: int, depth: int) -> float:

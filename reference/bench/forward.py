@@ -119,8 +119,21 @@ def run(args) -> int:
         for forward in forwards:  # interleaved, so that a load spike hits every forward alike
             for key, value in measure(forward, token_ids, args.decode_tokens).items():
                 best[forward.name][key] = max(value, best[forward.name].get(key, 0.0))
+                args.record.sample(f"{forward.name} {key}", value, "tok/s",
+                                   runner="llama.cpp" if forward.name == "llama.cpp" else "ggufsm")
+    record_comparisons(args.record, path, best)
     print(render(path, args, best))
     return 0
+
+
+def record_comparisons(record, path: Path, best: dict[str, dict[str, float]]) -> None:
+    record.model(path)
+    if "llama.cpp" in best:
+        record.peer_package("llama_cpp_python")
+        for name, figures in best.items():
+            for key in figures if name != "llama.cpp" else ():
+                record.compare(f"{name} / llama.cpp {key}", f"{name} {key}", f"llama.cpp {key}",
+                               how="the same round (forwards interleaved)")
 
 
 def render(path: Path, args, best: dict[str, dict[str, float]]) -> str:

@@ -53,6 +53,7 @@ def run(args) -> int:
     runtime.load_model(resolve(args.model, pull=True))
     runtime.generate("The quick brown fox", 1, temperature=0.0, stop_at_eos=False)
     rounds = [_round(runtime, args.calls, args.tokens) for _ in range(args.rounds)]
+    record_rounds(args.record, rounds, resolve(args.model))
     print(render(rounds, args))
     runtime.free()
     return 0
@@ -76,6 +77,14 @@ def _round(runtime, calls: int, tokens: int) -> dict[str, float]:
     decode = (time.perf_counter() - started) / tokens
     return {"machine_us": machine * 1e6, "bare_us": bare * 1e6, "overhead_us": (machine - bare) * 1e6,
             "machine_cpu_us": machine_cpu * 1e6, "decode_us": decode * 1e6, "share_pct": (machine - bare) / decode * 100}
+
+
+def record_rounds(record, rounds: list[dict[str, float]], model) -> None:
+    """Every round's figures, as series of the record (the machine's share: the CPU cost of the lifecycle)."""
+    record.model(model)
+    for round_ in rounds:
+        for key, value in round_.items():
+            record.sample(key, value, "%" if key.endswith("_pct") else "us", better="lower")
 
 
 def render(rounds: list[dict[str, float]], args) -> str:

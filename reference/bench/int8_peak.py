@@ -82,8 +82,6 @@ def measure(types, threads, pools, repeat: int, n_rows: int,
             for isa in isas:
                 gops, _checksum = kernels.int8_peak(isa, PEAK_ITERATIONS, 1, pools[t])
                 peaks[isa][t].append(gops)
-                if record is not None:
-                    record.limit(f"int8 peak {isa} {t}T", gops, "GOP/s")
             for (qtype, _, rows, cols, layout), (w, x), cell in zip(matrices, data, samples, strict=True):
                 # The AVX2 peak again right before each cell: its share pairs it with the peak of its own moment.
                 if BASELINE_ISA in peaks:
@@ -92,13 +90,31 @@ def measure(types, threads, pools, repeat: int, n_rows: int,
                 baseline[t].append(peaks[BASELINE_ISA][t][-1] if BASELINE_ISA in peaks else float("nan"))
                 seconds = kernels.matmul_seconds(int(qtype), w, rows, cols, x, 1, pools[t], repacked=layout == "Rows8")
                 cell[t].append(gop(rows, cols, n_rows) / seconds)
-                if record is not None:
-                    record.sample(f"prefill {qtype.name} [{rows} x {cols}] {layout} {t}T", cell[t][-1], "GOP/s")
+    if record is not None:
+        record_prefill(record, matrices, samples, baseline, peaks, n_rows)
     cells = []
     for index, ((qtype, label, rows, cols, layout), cell) in enumerate(zip(matrices, samples, strict=True)):
         share = {t: float(np.median(np.asarray(cell[t]) / np.asarray(baseline[t][index::len(matrices)]))) for t in threads}
         cells.append(PrefillCell(qtype.name, label, rows, cols, layout, {t: max(cell[t]) for t in threads}, share))
     return {isa: {t: max(v) for t, v in by_t.items()} for isa, by_t in peaks.items()}, cells
+
+
+def record_prefill(record, matrices, samples, baseline, peaks, n_rows: int) -> None:
+    """Every peak sample, and every pass of every prefill cell beside the AVX2 peak sampled right before it."""
+    for isa, by_t in peaks.items():
+        for t, values in by_t.items():
+            for value in values:
+                record.limit(f"int8 peak {isa} {t}T", value, "GOP/s", isa=isa, threads=t)
+    for index, ((qtype, label, rows, cols, layout), cell) in enumerate(zip(matrices, samples, strict=True)):
+        for t, values in cell.items():
+            name = f"prefill {qtype.name} {label} [{rows} x {cols}] {layout} layout x {n_rows} rows {t}T"
+            for value, peak in zip(values, baseline[t][index::len(matrices)], strict=True):
+                record.sample(name, value, "GOP/s", type=qtype.name, matrix=label, layout=layout, threads=t)
+                if BASELINE_ISA in peaks:
+                    record.limit(f"{BASELINE_ISA} peak before {name}", peak, "GOP/s")
+            if BASELINE_ISA in peaks:
+                record.compare(f"{name} / {BASELINE_ISA} peak", name, f"{BASELINE_ISA} peak before {name}",
+                               how="each pass's GOP/s over the int8 peak sampled right before it")
 
 
 def render_markdown(peaks, cells, threads, n_rows: int) -> str:

@@ -94,14 +94,18 @@ def run(args) -> int:
     probe = kernels.ReadBandwidthProbe(BANDWIDTH_BUFFER, pools[max(threads)])
     bandwidth = {t: probe.best_gbs(args.repeat, pools[t]) for t in threads}
     handoff = {t: kernels.parallel_for_overhead_seconds(HANDOFF_ITEMS, 2000, args.repeat, pools[t]) for t in threads}
+    for t in threads:
+        args.record.limit(f"read bandwidth before the cells {t}T", bandwidth[t], "GB/s", best_of=args.repeat)
+        args.record.sample(f"pool handoff {t}T", handoff[t] * 1e6, "us", better="lower", items=HANDOFF_ITEMS)
     cells = measure_all([(GGMLQuantizationType[name], label, rows, cols) for name in names for label, rows, cols in SHAPES
-                         if fits(GGMLQuantizationType[name], cols)], pools, args.repeat, args.stream_mib << 20, probe)
+                         if fits(GGMLQuantizationType[name], cols)], pools, args.repeat, args.stream_mib << 20, probe,
+                        args.record)
     command = " ".join(["ggufsm", "bench", "kernels"] + sys.argv[3:])
     table = render_markdown(cells, bandwidth, handoff, threads, kernels.active_isa(), command,
                             (load_before, os.getloadavg()[0]))
     if args.prefill_rows > 0:
         peaks, prefill = int8_peak.measure([n.strip() for n in args.prefill_types.split(",")], threads, pools,
-                                           args.repeat, args.prefill_rows, getattr(args, "record", None))
+                                           args.repeat, args.prefill_rows, args.record)
         table += "\n" + int8_peak.render_markdown(peaks, prefill, threads, args.prefill_rows)
     print(table)
     if args.markdown:
@@ -113,7 +117,7 @@ def fits(qtype: GGMLQuantizationType, cols: int) -> bool:
     return cols % GGML_QUANT_SIZES[qtype][0] == 0
 
 
-def measure_all(matrices, pools, repeat, stream_bytes, probe) -> list[Cell]:
+def measure_all(matrices, pools, repeat, stream_bytes, probe, record=None) -> list[Cell]:
     """`repeat` passes over every matrix, one round per thread count (pools: count -> its pool) each:
     a round times the mat-vec over every copy once, then the read bandwidth right after it. Passes
     rather than one cell's rounds back to back, so that each cell's samples spread over the whole run
@@ -136,6 +140,8 @@ def measure_all(matrices, pools, repeat, stream_bytes, probe) -> list[Cell]:
                 cell_samples[t][0].append(weights.nbytes / seconds / 1e9)
                 cell_samples[t][1].append(probe.best_gbs(1, pools[t]))
             del copies
+    if record is not None:
+        record_cells(record, matrices, samples)
     cells = []
     for (qtype, label, rows, cols), (weights, _), cell_samples in zip(matrices, bases, samples, strict=True):
         gbs = {t: max(cell_samples[t][0]) for t in threads}
@@ -143,6 +149,18 @@ def measure_all(matrices, pools, repeat, stream_bytes, probe) -> list[Cell]:
         share = {t: paired_share(*cell_samples[t]) for t in threads}
         cells.append(Cell(qtype.name, label, rows, cols, weights.nbytes, gbs, read_gbs, share))
     return cells
+
+
+def record_cells(record, matrices, samples) -> None:
+    """Every pass of every cell: its GB/s, the read bandwidth sampled right after it, and the share (the pairs)."""
+    for (qtype, label, rows, cols), cell_samples in zip(matrices, samples, strict=True):
+        for t, (gbs, read_gbs) in cell_samples.items():
+            name = f"{qtype.name} {label} [{rows} x {cols}] {t}T"
+            for value, read in zip(gbs, read_gbs, strict=True):
+                record.sample(name, value, "GB/s", type=qtype.name, matrix=label, threads=t)
+                record.limit(f"read bandwidth after {name}", read, "GB/s")
+            record.compare(f"{name} / read bandwidth", name, f"read bandwidth after {name}",
+                           how="each pass's GB/s over the streaming sum sampled right after it")
 
 
 def paired_share(cell_gbs: list[float], read_gbs: list[float]) -> float:

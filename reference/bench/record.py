@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
@@ -59,6 +60,8 @@ class Record:
         self.command = ["ggufsm", *(sys.argv[1:] if argv is None else argv)]
         self.started = _now()
         self.load_before = provenance.load_average()
+        # The revision the bench runs: taken now, since the code was loaded now (the tree may change meanwhile).
+        self.revision = provenance.revision()
         self.series: dict[str, dict[str, Any]] = {}
         self.comparisons: list[dict[str, Any]] = []
         self.facts: dict[str, Any] = {}
@@ -127,7 +130,10 @@ class Record:
         """The record as JSON-ready data (provenance taken now: load average after, kernel variant in use)."""
         block = provenance.collect(impl=f"ggufsm bench {self.bench}", info=_ggufsm_info(), inputs={},
                                    options=self.options, load_before=self.load_before, packages=self.packages)
+        block["revision"] = self.revision
         block["artifact"]["model_files"] = self.models
+        if "llama_cpp_python" in self.packages:
+            self.peers.setdefault("llama-cpp-python", llama_cpp_library_facts())
         if self.peers:
             block["artifact"]["peers"] = self.peers
         block["assumptions"]["mapping_notes"] = fact(None, REPORTED, "a benchmark: no adapter")
@@ -171,22 +177,64 @@ def peer_binary_facts(binary: Path) -> dict[str, Any]:
         return facts | {"absent": fact(True, OBSERVED, "no such file")}
     facts |= {"size": fact(binary.stat().st_size, OBSERVED, "stat"),
               "sha256": fact(provenance.sha256_of(binary), OBSERVED, "hashed")}
-    source = _cmake_source(binary)
-    if source is not None:
-        facts |= provenance.source_revision(source)
-        facts["source"] = fact(source, OBSERVED, "CMAKE_HOME_DIRECTORY in the build's CMakeCache.txt")
+    libraries = _own_libraries(binary)
+    if libraries:
+        facts["libraries_sha256"] = fact(libraries, OBSERVED, "ldd: the shared libraries it loads from its own "
+                                                              "folder (llama.cpp's code is there), hashed")
+    cache = _cmake_cache(binary)
+    if "CMAKE_HOME_DIRECTORY" in cache:
+        facts |= provenance.source_revision(cache["CMAKE_HOME_DIRECTORY"])
+        facts["source"] = fact(cache["CMAKE_HOME_DIRECTORY"], OBSERVED, "CMAKE_HOME_DIRECTORY in the build's CMakeCache.txt")
+    build = {key: cache[key] for key in BUILD_OPTIONS if key in cache}
+    if build:
+        facts["build_options"] = fact(build, OBSERVED, "the build's CMakeCache.txt")
     return facts
 
 
-def _cmake_source(binary: Path) -> str | None:
+# The build settings that decide which kernels a llama.cpp build runs.
+BUILD_OPTIONS = ("CMAKE_BUILD_TYPE", "CMAKE_CXX_COMPILER", "GGML_NATIVE", "GGML_AVX", "GGML_AVX2", "GGML_AVX512",
+                 "GGML_FMA", "GGML_F16C", "GGML_OPENMP", "GGML_CPU_ALL_VARIANTS", "GGML_BACKEND_DL")
+
+
+def _cmake_cache(binary: Path) -> dict[str, str]:
+    """The entries of the CMakeCache.txt of the build tree the binary sits in (none outside one)."""
     for directory in binary.resolve().parents:
         cache = directory / "CMakeCache.txt"
         if cache.is_file():
+            entries = {}
             for line in cache.read_text(encoding="utf-8", errors="replace").splitlines():
-                if line.startswith("CMAKE_HOME_DIRECTORY:"):
-                    return line.partition("=")[2].strip()
-            return None
-    return None
+                key, _, value = line.partition("=")
+                if value and not line.startswith(("#", "//")):
+                    entries[key.partition(":")[0]] = value.strip()
+            return entries
+    return {}
+
+
+def _own_libraries(binary: Path) -> dict[str, str]:
+    try:
+        done = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    folder = binary.resolve().parent
+    found = {}
+    for line in done.stdout.splitlines():
+        _, arrow, rest = line.partition("=>")
+        library = Path(rest.split("(")[0].strip()) if arrow else None
+        if library is not None and library.is_file() and library.resolve().parent == folder:
+            found[library.name] = provenance.sha256_of(library)
+    return found
+
+
+def llama_cpp_library_facts() -> dict[str, Any]:
+    """What the llama.cpp inside llama-cpp-python says of itself (version, the CPU backend's compiled features),
+    and the commit of its source checkout where GGUFSM_LLAMA_CPP_SOURCE names one (observed with git); the
+    wheel's version and hash are among the packages."""
+    try:
+        from ggufsm.conformance.adapters.llama_cpp_c import provenance as library_provenance
+
+        return dict(library_provenance())
+    except ImportError as error:
+        return {"absent": fact(str(error), OBSERVED, "import llama_cpp")}
 
 
 def _ggufsm_info() -> dict[str, Any]:

@@ -48,7 +48,8 @@ def run(args) -> int:
 
     model_path = resolve(args.model, pull=True)
     runners = [name for name in RUNNERS if name == "ggufsm" or _peer_installed()]
-    results = {name: _best_of(name, model_path, args.threads, args.repeat) for name in runners}
+    results = {name: _best_of(name, model_path, args.threads, args.repeat, args.record) for name in runners}
+    record_runs(args.record, model_path, runners)
     table = render_markdown(model_path, args.threads, results, " ".join(["ggufsm", "bench", "runtime"] + sys.argv[4:]))
     print(table)
     if args.markdown:
@@ -62,13 +63,31 @@ def _peer_installed() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
-def _best_of(runner: str, model_path: Path, threads: int, repeat: int) -> dict:
+def _best_of(runner: str, model_path: Path, threads: int, repeat: int, record=None) -> dict:
     runs = [_measure_in_child(runner, model_path, threads) for _ in range(repeat)]
+    for run in runs if record is not None else ():
+        for key, value in run.items():
+            lower = not key.endswith("tok_s")
+            record.sample(f"{runner} {key}", value, "s" if key == "load_s" else "MB" if key == "peak_rss_mb" else "tok/s",
+                          runner=runner, better="lower" if lower else "higher")
     best = {"peak_rss_mb": min(run["peak_rss_mb"] for run in runs), "load_s": min(run["load_s"] for run in runs)}
     for key in runs[0]:
         if key.endswith("tok_s"):
             best[key] = max(run[key] for run in runs)
     return best
+
+
+def record_runs(record, model_path: Path, runners: list[str]) -> None:
+    """The file, the peer's package, and ggufsm / llama.cpp run by run (the runs of one runtime come one after
+    the other, then the other's: paired by index, not by moment)."""
+    record.model(model_path)
+    if "llama.cpp" in runners:
+        record.peer_package("llama_cpp_python")
+        for name in record.series:
+            if name.startswith("ggufsm "):
+                key = name.removeprefix("ggufsm ")
+                record.compare(f"ggufsm / llama.cpp {key}", name, f"llama.cpp {key}",
+                               how="run i of ggufsm over run i of llama.cpp (each runtime's runs back to back)")
 
 
 def _measure_in_child(runner: str, model_path: Path, threads: int) -> dict:

@@ -7,6 +7,7 @@ import argparse
 import hashlib
 import json
 import subprocess
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -99,6 +100,7 @@ def test_a_peer_binary_is_hashed_and_its_source_commit_observed_with_git(tmp_pat
     assert facts["sha256"]["value"] == hashlib.sha256(b"not really an executable").hexdigest()
     assert facts["size"]["value"] == len(b"not really an executable")
     assert facts["source"]["value"] == str(source)
+    assert facts["build_options"]["value"] == {"CMAKE_BUILD_TYPE": "Release"}
     assert facts["source_git_commit"] == {"value": commit, "kind": "observed", "how": "git rev-parse HEAD in llama.cpp"}
     record = _record()
     record.peer_binary(binary)
@@ -142,3 +144,18 @@ def test_bench_parse_json_keeps_every_run_of_both_readers_and_the_model_hash(tmp
     assert model_file["file"] == "tiny.gguf" and model_file["size"]["value"] == model.stat().st_size
     assert "gguf" in data["provenance"]["artifact"]["packages"]["value"]
     assert len(paired(data, data["comparisons"][0])) == 2
+
+
+
+LLAMA_BENCH = Path("/work/peer/llama-build/bin/llama-bench")
+
+
+@pytest.mark.peer
+@pytest.mark.skipif(not LLAMA_BENCH.is_file(), reason="llama.cpp's llama-bench is not built here")
+def test_llama_bench_is_recorded_with_its_own_libraries_and_the_commit_it_was_built_from():
+    facts = peer_binary_facts(LLAMA_BENCH)
+    libraries = facts["libraries_sha256"]["value"]
+    assert {"libllama.so.0", "libggml-cpu.so.0"} <= set(libraries)
+    source = Path(facts["source"]["value"])
+    head = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    assert facts["source_git_commit"]["value"] == head.stdout.strip()
