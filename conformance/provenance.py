@@ -310,6 +310,26 @@ def validate(block: Mapping[str, Any]) -> None:
     jsonschema.validate(block, json.loads(SCHEMA_PATH.read_text()))
 
 
+RESULTS_SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
+
+
+def registry() -> Any:
+    """The schemas that refer to this block by its $id (results.json's, a benchmark record's) resolve it here."""
+    from referencing import Registry, Resource
+
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return Registry().with_resource(schema["$id"], Resource.from_contents(schema))
+
+
+def validate_against(data: Any, schema_path: Path) -> None:
+    """Raise jsonschema.ValidationError where `data` does not follow the schema at `schema_path` (which may
+    refer to the provenance block)."""
+    import jsonschema
+
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(schema, registry=registry()).validate(data)
+
+
 # ─── Markdown ────────────────────────────────────────────────────────────────
 
 

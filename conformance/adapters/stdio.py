@@ -57,6 +57,11 @@ from ggufsm.spec.names import Operation
 
 _DIED = object()
 _STDERR_LINES_KEPT = 400
+# How much of a hung child's stderr its diagnosis quotes (the end: where it was when it stopped answering).
+HUNG_STDERR_LINES, HUNG_STDERR_LINE_CHARS = 20, 300
+# How long to wait, after killing a hung child, for its stderr to reach the end (the pipe closes when the
+# process group is gone; a grandchild outside it could hold it open, so the wait is bounded).
+_STDERR_DRAIN_S = 5.0
 _TELLING = re.compile(r"assert|error|abort|fault|exception|terminate", re.IGNORECASE)
 
 
@@ -80,7 +85,8 @@ class _Child:
         self.dead = False
         self.last_line = ""   # what it printed last on stdout (a diagnosis quotes it)
         threading.Thread(target=self._route_stdout, daemon=True, name="ggufsm-child-stdout").start()
-        threading.Thread(target=self._drain_stderr, daemon=True, name="ggufsm-child-stderr").start()
+        self._stderr_reader = threading.Thread(target=self._drain_stderr, daemon=True, name="ggufsm-child-stderr")
+        self._stderr_reader.start()
 
     def send(self, op: str, args: dict, handle: str | None = None) -> tuple[int, queue.Queue]:
         request_id = next(self._ids)
@@ -136,6 +142,14 @@ class _Child:
         reasons = [line for line in lines if _TELLING.search(line) and not line.lstrip().startswith("#")][-telling:]
         tail = [line for line in lines[-last:] if line not in reasons]
         return "\n".join(reasons + (["..."] if reasons and tail else []) + tail)
+
+    def stderr_end(self, lines: int = HUNG_STDERR_LINES) -> str:
+        """The last `lines` lines of stderr, each cut to a bounded length; call it after kill() so that
+        the lines written just before the child stopped answering are read (kill closes the pipe)."""
+        self._stderr_reader.join(_STDERR_DRAIN_S)
+        kept = [line.rstrip() for line in list(self.stderr_tail)[-lines:]]
+        return "\n".join(line if len(line) <= HUNG_STDERR_LINE_CHARS else line[:HUNG_STDERR_LINE_CHARS] + " ..."
+                         for line in kept)
 
     def wait(self, timeout: float = 5.0) -> int | None:
         try:
@@ -277,9 +291,12 @@ class SubprocessImplementation(Implementation):
                  timeout: float, handle: str | None = None, gate: Gate | None = None) -> Reply:
         try:
             return child.request(op, args, on_token, timeout, handle, gate)
-        except ImplementationHung:
+        except ImplementationHung as hung:
             child.kill()  # a hung child cannot serve the next case
-            raise
+            tail = child.stderr_end()
+            if not tail:
+                raise
+            raise ImplementationHung(f"{hung}; stderr ends:\n{tail}") from None
 
 
 def _info_of(hello: Reply, label: str) -> ImplementationInfo:

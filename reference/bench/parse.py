@@ -31,7 +31,7 @@ def register_bench(bench_commands) -> None:
 def run(args) -> int:
     from ggufsm.reference.model.registry import resolve
 
-    rows = [measure(resolve(name, pull=True), args.repeat) for name in args.models]
+    rows = [measure(resolve(name, pull=True), args.repeat, args.record) for name in args.models]
     command = " ".join(["ggufsm bench parse", *args.models, f"--repeat {args.repeat}"])
     table = render_markdown(rows, command)
     print(table)
@@ -40,16 +40,17 @@ def run(args) -> int:
     return 0
 
 
-def best_of(repeat: int, action) -> float:
-    best = float("inf")
+def timings(repeat: int, action) -> list[float]:
+    """Seconds of each of `repeat` runs of action (at least one)."""
+    seconds = []
     for _ in range(max(1, repeat)):
         start = time.perf_counter()
         action()
-        best = min(best, time.perf_counter() - start)
-    return best
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
-def measure(path: Path, repeat: int) -> dict:
+def measure(path: Path, repeat: int, record=None) -> dict:
     import gguf
 
     from ggufsm import _core
@@ -66,9 +67,18 @@ def measure(path: Path, repeat: int) -> dict:
     def theirs() -> None:
         gguf.GGUFReader(path)
 
-    theirs_s = best_of(repeat, theirs)
-    ours_s = best_of(repeat, ours)
-    core_s = best_of(repeat, core_only)
+    samples = {"gguf.GGUFReader": timings(repeat, theirs), "ggufsm open_gguf": timings(repeat, ours),
+               "ggufsm of which C++": timings(repeat, core_only)}
+    if record is not None:
+        record.model(path)
+        record.peer_package("gguf")
+        for reader, seconds in samples.items():
+            for value in seconds:
+                record.sample(f"{path.name}: {reader}", value, "s", better="lower",
+                              runner="gguf" if reader.startswith("gguf.") else "ggufsm", model=path.name)
+        record.compare(f"{path.name}: gguf.GGUFReader / ggufsm open_gguf", f"{path.name}: gguf.GGUFReader",
+                       f"{path.name}: ggufsm open_gguf", how="run by run (the page cache warm for both)")
+    theirs_s, ours_s, core_s = (min(seconds) for seconds in samples.values())
     return {"model": path.name, "file_size": path.stat().st_size, "reader_s": theirs_s, "ggufsm_s": ours_s,
             "core_s": core_s, "ratio": theirs_s / ours_s}
 
