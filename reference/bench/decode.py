@@ -98,6 +98,7 @@ def run(args) -> int:
     per_token = bytes_per_token(gguf_file, args.start + args.tokens // 2)
     series = {name: Series() for name in models}
     peer = Series() if args.peer and LLAMA_BENCH.exists() else None
+    bandwidths: list[float] = []  # every read-bandwidth sample, in the order taken
     for _ in range(args.repeat):
         for name, (model, _) in models.items():
             session = _core.LlamaSession(model, n_ctx)
@@ -107,13 +108,31 @@ def run(args) -> int:
                 session.decode(tokens[args.start + step], args.start + step)
             tok_s = args.tokens / (time.perf_counter() - started)
             gbs = probe.best_gbs(1, pool)
+            bandwidths.append(gbs)
             series[name].tok_s.append(tok_s)
             series[name].share.append(tok_s * per_token / (gbs * 1e9))
         if peer is not None:
             tok_s = llama_bench_tg(path, args.threads, args.tokens, args.start)
             gbs = probe.best_gbs(1, pool)
+            bandwidths.append(gbs)
             peer.tok_s.append(tok_s)
             peer.share.append(tok_s * per_token / (gbs * 1e9))
+    record = getattr(args, "record", None)  # the CLI's benchmark record (reference/bench/record.py)
+    if record is not None:
+        record.model(path)
+        if peer is not None:
+            record.peer_binary(LLAMA_BENCH)
+        for gbs in bandwidths:
+            record.limit("read bandwidth", gbs, "GB/s")
+        record.fact("bytes_per_token", per_token, "observed", "weights (tied output whole) + f16 KV at the middle step")
+        for name, s in series.items():
+            for tok_s, share in zip(s.tok_s, s.share, strict=True):
+                record.sample(f"decode {name}", tok_s, "tok/s")
+                record.sample(f"decode {name} share of the read bandwidth", share, "share")
+        if peer is not None:
+            for tok_s in peer.tok_s:
+                record.sample("decode llama.cpp", tok_s, "tok/s", runner="llama.cpp (llama-bench)")
+            record.compare("decode in place / llama.cpp", "decode in place", "decode llama.cpp")
     print(render(path, args, models, series, peer, per_token, (load_before, os.getloadavg()[0])))
     return 0
 

@@ -76,6 +76,11 @@ def run(args) -> int:
     figures: dict[tuple[str, str], list[dict]] = {(r, s): [] for r in runners for s in STATES}
     residency: dict[str, list[float]] = {s: [] for s in STATES}
     load = [os.getloadavg()[0]]
+    record = getattr(args, "record", None)  # the CLI's benchmark record (reference/bench/record.py)
+    if record is not None:
+        record.model(path)
+        if "llama.cpp" in runners:
+            record.peer_package("llama_cpp_python")
     for _ in range(args.repeat):
         for state in STATES:
             for runner in runners:
@@ -84,7 +89,12 @@ def run(args) -> int:
                 else:
                     warm(path)
                 residency[state].append(resident_share(path))
-                figures[(runner, state)].append(_measure_in_child(runner + ":first-token", path, args.threads))
+                run = _measure_in_child(runner + ":first-token", path, args.threads)
+                figures[(runner, state)].append(run)
+                if record is not None:
+                    for key in ("load_s", "first_token_s"):
+                        record.sample(f"{key} {state}", run[key], "s", runner=runner, better="lower")
+                    record.sample(f"file resident {state}", residency[state][-1], "share", runner=runner)
     load.append(os.getloadavg()[0])
     print(render(path, args, runners, figures, residency, load))
     return 0

@@ -46,8 +46,16 @@ def run(args) -> int:
     peer = LLAMA_BENCH.exists() and args.peer
     figures: dict[str, list[float]] = {"prefill": [], "peer prefill": [], "decode": [], "peer decode": []}
     load = [os.getloadavg()[0]]
+    record = getattr(args, "record", None)  # the CLI's benchmark record (reference/bench/record.py)
+    if record is not None:
+        record.model(path)
+        if peer:
+            record.peer_binary(LLAMA_BENCH)
     for _ in range(args.repeat):
-        limits.sample()
+        gbs, gops = limits.sample()
+        if record is not None:
+            record.limit("read bandwidth", gbs, "GB/s")
+            record.limit("int8 peak (avx2)", gops, "GOP/s")
         session = _core.LlamaSession(model, n_ctx, 512)
         started = time.perf_counter()
         session.prefill(tokens[:PREFILL], 0)
@@ -64,6 +72,15 @@ def run(args) -> int:
             figures["peer decode"].append(llama_bench(LLAMA_BENCH, path, args.threads, "-p", "0", "-n", str(DECODE_STEPS),
                                                       "-d", str(DEPTH)))
     load.append(os.getloadavg()[0])
+    if record is not None:
+        names = {"prefill": f"prefill {PREFILL}", "decode": f"decode at {DEPTH}"}
+        for key, name in names.items():
+            for value in figures[key]:
+                record.sample(name, value, "tok/s")
+            for value in figures[f"peer {key}"]:
+                record.sample(f"{name} llama.cpp", value, "tok/s", runner="llama.cpp (llama-bench)")
+            if figures[f"peer {key}"]:
+                record.compare(f"{name}: ggufsm / llama.cpp", name, f"{name} llama.cpp")
     print(render(path, args, figures, limits, load))
     return 0
 
