@@ -7,10 +7,16 @@ views of the file's tensor bytes, never a copy, and keeps the file alive;
 every session keeps its model alive. Each prefill or decode is one C++ call
 with the GIL released, and returns the session's own logits buffer as a
 read-only array, overwritten by the session's next call (no copy per token).
+
+Every FusedModel of one file and thread count holds a lease on the same C++
+model (shared_forward.py); a session made with `batched=True` asks that
+model's scheduler for its decode steps, so sessions of several handles
+generating at once decode as one pass (reference/runtime/batching.py).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -18,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ggufsm import _core
+from ggufsm.reference.architectures import shared_forward
 from ggufsm.reference.model.gguf_file import GgufFile
 from ggufsm.spec.errors import ModelNotLoaded
 
@@ -25,10 +32,13 @@ N_BATCH = 512  # tokens per prefill chunk: llama.cpp's default, and where the ba
 
 
 class FusedModel:
-    """One model's weights in place and its thread pool; shared by any number of sessions."""
+    """One holder's lease on the file's shared C++ model (weights, thread pool); any number of sessions."""
 
     def __init__(self, gguf_file: GgufFile, n_threads: int):
-        self._core: _core.LlamaModel | None = _core.LlamaModel(gguf_file.core, n_threads)
+        self._lease: shared_forward.Lease | None = shared_forward.acquire(gguf_file.core, n_threads)
+        # A model dropped without close() (a test, a bench) still gives its lease back.
+        self._release = weakref.finalize(self, self._lease.release)
+        self._core: _core.LlamaModel | None = self._lease.model
         # The validated hyperparameters, read-only, for reports; the C++ model took its own from the same file.
         self.hp: Mapping[str, Any] = MappingProxyType(gguf_file.hyperparameters)
         self._mapped = self._core.weights_mapped
@@ -51,12 +61,16 @@ class FusedModel:
         """InvalidInput unless every token is an integer id of this model's vocabulary: the C++ core's one rule."""
         self._running().check_token_ids(tokens)
 
-    def new_session(self, n_ctx: int, n_batch: int = N_BATCH) -> FusedSession:
-        return FusedSession(self, n_ctx, n_batch)
+    def new_session(self, n_ctx: int, n_batch: int = N_BATCH, *, batched: bool = False) -> FusedSession:
+        """batched: decode steps go through the shared model's scheduler (batched with other sessions' steps
+        waiting at the same time); otherwise each is this session's own pass."""
+        return FusedSession(self, n_ctx, n_batch, self._lease.scheduler if batched and self._lease else None)
 
     def close(self) -> None:
-        """Let go of the weights; they are freed once the sessions made from this model are closed too."""
+        """Give back the lease; the weights are freed once every holder and their sessions let go."""
         self._core = None
+        self._lease = None
+        self._release()
 
     def _running(self) -> _core.LlamaModel:
         if self._core is None:
@@ -67,9 +81,10 @@ class FusedModel:
 class FusedSession:
     """One sequence: KV cache of n_ctx positions, scratch for n_batch tokens, logits."""
 
-    def __init__(self, model: FusedModel, n_ctx: int, n_batch: int):
+    def __init__(self, model: FusedModel, n_ctx: int, n_batch: int, scheduler: Any = None):
         self.model = model
         self.n_ctx = n_ctx
+        self.scheduler = scheduler  # the shared model's DecodeScheduler, or None: decode alone
         self._core: _core.LlamaSession | None = _core.LlamaSession(model._running(), n_ctx, n_batch)
 
     @property
@@ -85,8 +100,12 @@ class FusedSession:
         return self._running().prefill(tokens, start_pos)
 
     def decode(self, token: int, pos: int) -> np.ndarray:
-        """One token at position pos, attending to the cache's positions 0..pos; logits [n_vocab] (as prefill)."""
-        return self._running().decode(token, pos)
+        """One token at position pos, attending to the cache's positions 0..pos; logits [n_vocab] (as prefill).
+        Batched or not, the same logits, bit for bit (tests/runtime/test_batching.py)."""
+        session = self._running()
+        if self.scheduler is not None:
+            return self.scheduler.decode(session, token, pos)
+        return session.decode(token, pos)
 
     def _running(self) -> _core.LlamaSession:
         if self._core is None or self.model._core is None:

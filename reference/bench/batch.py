@@ -1,22 +1,25 @@
-"""`ggufsm bench batch`: several handles decoding at once on one model, as one pass or one after another.
+"""`ggufsm bench batch`: several Runtime handles generating at once on one model, batched or one by one.
 
     ggufsm bench batch -m smollm2 [--handles 1,2,4,8] [-t 2] [--repeat 3] [--tokens 32] [--peer]
 
-For each count k, k sessions (each its own KV cache, after a 16-token prompt)
-decode --tokens steps each, timed two ways in the same round:
-  * `batched`: one `_core.DecodeBatch` pass per step for all k (the weights
-    read once per step; what reference/runtime/batching.py runs when k handles
-    generate at once);
-  * `one by one`: each session's own decode in turn (what k handles cost when
-    nothing batches them).
-Aggregate tok/s is k x steps / time; a handle's per-token latency is the time
-of the pass that gives it its token. With --peer, llama.cpp's own
-`llama-batched-bench -npp 16 -ntg TOKENS -npl HANDLES` on the same file runs in
-each round too (S_TG: its aggregate decode tok/s over the parallel sequences).
-Rounds interleave every contender, and each figure is the median of the rounds
-with their range beside it (a machine shared with other jobs moves them all);
-`batched / one by one` pairs the two ways of the same round, the figure least
-moved by the neighbours' load.
+For each count k, k Runtime handles on the same file (one shared forward:
+reference/architectures/shared_forward.py) each take a 16-token prompt
+(`generate(prompt, 0)`), then, started together on a barrier, each calls
+`generate_next_token()` --tokens times on its own thread (greedy sampling), the
+way k users of the library would. Timed two ways in the same round:
+  * `batched`: batch_decode on (the default): the handles' decode steps meet in
+    the model's DecodeScheduler and run as one pass (reference/runtime/batching.py);
+  * `one by one`: batch_decode off: each step is its own pass (what k handles
+    cost when nothing batches them).
+Aggregate tok/s is k x steps over the wall time from the barrier to the last
+handle's last token; a handle's per-token latency is the median time of its
+generate_next_token calls, compared with one handle alone (k = 1, batched).
+With --peer, llama.cpp's own `llama-batched-bench -npp 16 -ntg TOKENS -npl
+HANDLES` on the same file runs in each round too (S_TG: its aggregate decode
+tok/s over the parallel sequences). Rounds interleave every contender, and each
+figure is the median of the rounds with their range beside it (a machine shared
+with other jobs moves them all); `batched / one by one` pairs the two ways of
+the same round, the figure least moved by the neighbours' load.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -31,76 +35,144 @@ import numpy as np
 
 PROMPT = 16
 LLAMA_BATCHED_BENCH = Path("/work/peer/llama-build/bin/llama-batched-bench")
+WAYS = ("batched", "one by one")
 
 
 def register_bench(bench_commands) -> None:
-    parser = bench_commands.add_parser("batch", help="aggregate decode of several handles batched as one pass, beside llama-batched-bench")
+    parser = bench_commands.add_parser(
+        "batch", help="aggregate decode of several Runtime handles batched as one pass, beside llama-batched-bench")
     parser.add_argument("-m", "--model", default="smollm2", help="registry name or GGUF path (default smollm2)")
     parser.add_argument("--handles", default="1,2,4,8", help="comma-separated handle counts (default %(default)s)")
     parser.add_argument("-t", "--threads", type=int, default=2, help="threads of the forward's pool")
     parser.add_argument("--repeat", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--tokens", type=int, default=32, help="decode steps per handle per run (default 32)")
     parser.add_argument("--peer", action="store_true", help=f"also run {LLAMA_BATCHED_BENCH} in each round")
+    parser.add_argument("--peer-timeout", type=float, default=1800.0,
+                        help="seconds one llama-batched-bench run may take; past it the round has no peer figures "
+                             "(its spin-waiting threads can crawl on a loaded machine) (default %(default)s)")
     parser.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    from ggufsm import _core
-    from ggufsm.reference.model.gguf_file import open_gguf
+    from ggufsm.reference.bench.record import OBSERVED
     from ggufsm.reference.model.registry import resolve
+    from ggufsm.reference.runtime import Runtime
 
+    record = args.record
     path = resolve(args.model, pull=True)
-    gguf_file = open_gguf(path)
-    model = _core.LlamaModel(gguf_file.core, args.threads)
-    batch = _core.DecodeBatch(model)
+    record.model(path)
     counts = [int(k) for k in args.handles.split(",")]
+    anchor = Runtime()  # holds the shared forward between runs, so no run pays a load
+    anchor.init_runtime(n_ctx=PROMPT + args.tokens + 8, n_threads=args.threads)
+    anchor.load_model(path)
+    n_vocab = anchor._model.tokenizer.vocab_size
     rng = np.random.default_rng(0)
-    tokens = rng.integers(3, gguf_file.hyperparameters["n_vocab"], size=(max(counts), PROMPT + args.tokens)).tolist()
+    prompts = rng.integers(3, n_vocab, size=(max(counts), PROMPT)).tolist()
     load_before = os.getloadavg()[0]
     figures: dict[tuple[str, int], list[float]] = {}  # (way, k) -> aggregate tok/s per round
-    latency: dict[tuple[str, int], list[float]] = {}  # (way, k) -> seconds per token of one handle
+    latency: dict[tuple[str, int], list[float]] = {}  # (way, k) -> a handle's median seconds per token, per round
     peer = LLAMA_BATCHED_BENCH.exists() and args.peer
+    if peer:
+        record.peer_binary(LLAMA_BATCHED_BENCH)
+    scheduler = anchor._lifecycle.resident.session.scheduler
     for _ in range(args.repeat):
         for k in counts:
-            for way in ("batched", "one by one"):
-                sessions = [_core.LlamaSession(model, PROMPT + args.tokens) for _ in range(k)]
-                for s, seq in zip(sessions, tokens[:k], strict=True):
-                    s.prefill(seq[:PROMPT], 0)
-                started = time.perf_counter()
-                for step in range(args.tokens):
-                    pos = PROMPT + step
-                    if way == "batched":
-                        batch.decode(sessions, [seq[pos] for seq in tokens[:k]], [pos] * k)
-                    else:
-                        for s, seq in zip(sessions, tokens[:k], strict=True):
-                            s.decode(seq[pos], pos)
-                seconds = time.perf_counter() - started
-                figures.setdefault((way, k), []).append(k * args.tokens / seconds)
-                latency.setdefault((way, k), []).append(seconds / args.tokens)
+            for way in WAYS:
+                aggregate, per_token = handles_at_once(path, args, prompts[:k], way == "batched")
+                figures.setdefault((way, k), []).append(aggregate)
+                latency.setdefault((way, k), []).append(per_token)
+                record.sample(f"{way} x{k}: aggregate", aggregate, "tok/s", handles=k)
+                record.sample(f"{way} x{k}: per-token latency", per_token, "s", better="lower", handles=k)
         if peer:
-            for k, s_tg in llama_batched_bench(path, args.threads, args.tokens, counts).items():
-                figures.setdefault(("llama.cpp", k), []).append(s_tg)
+            finished = llama_batched_bench(path, args.threads, args.tokens, counts, args.peer_timeout)
+            for k in counts:  # nan where the run did not finish, so that rounds stay paired by index
+                figures.setdefault(("llama.cpp", k), []).append(finished.get(k, float("nan")))
+                if k in finished:
+                    record.sample(f"llama-batched-bench x{k}: S_TG", finished[k], "tok/s", runner="llama.cpp", handles=k)
+    anchor.free()
+    for k in counts:
+        if 1 in counts and k != 1:
+            record.compare(f"batched x{k} / batched x1: aggregate", f"batched x{k}: aggregate", "batched x1: aggregate")
+            record.compare(f"batched x{k} / batched x1: per-token latency", f"batched x{k}: per-token latency",
+                           "batched x1: per-token latency")
+        record.compare(f"batched / one by one x{k}: aggregate", f"batched x{k}: aggregate", f"one by one x{k}: aggregate")
+        if peer and not np.isnan(figures[("llama.cpp", k)]).any():  # the record pairs samples by index
+            record.compare(f"batched / llama-batched-bench x{k}", f"batched x{k}: aggregate", f"llama-batched-bench x{k}: S_TG")
+    passes = dict(sorted(scheduler.pass_sizes.items())) if scheduler is not None else {}
+    record.fact("batched_pass_sizes", {str(size): n for size, n in passes.items()}, OBSERVED,
+                "passes the shared model's DecodeScheduler ran during the batched runs, by their number of steps")
     print(render(path, args, counts, figures, latency, peer, (load_before, os.getloadavg()[0])))
+    print(f"\nbatched runs' passes by number of steps: {passes}")
     return 0
 
 
-def llama_batched_bench(path: Path, threads: int, tokens: int, counts: list[int]) -> dict[int, float]:
-    """k -> llama.cpp's S_TG (aggregate decode tok/s over k parallel sequences)."""
+def handles_at_once(path, args, prompts: list[list[int]], batched: bool) -> tuple[float, float]:
+    """k handles, each its prompt, then --tokens generate_next_token calls each on its own thread, started
+    together. Returns the aggregate tok/s and the median seconds of one handle's token."""
+    from ggufsm.reference.runtime import Runtime
+
+    handles = []
+    for prompt in prompts:
+        runtime = Runtime()
+        runtime.init_runtime(n_ctx=PROMPT + args.tokens + 8, n_threads=args.threads, batch_decode=batched)
+        runtime.load_model(path)
+        runtime.generate(prompt, 0, temperature=0.0, stop_at_eos=False)  # the prompt evaluated, no token yet
+        handles.append(runtime)
+    start = threading.Barrier(len(handles))
+    spans: list[tuple[float, float]] = []
+    steps: list[float] = []
+    lock = threading.Lock()
+
+    def decode(runtime) -> None:
+        start.wait()
+        began = last = time.perf_counter()
+        mine = []
+        for _ in range(args.tokens):
+            runtime.generate_next_token()
+            now = time.perf_counter()
+            mine.append(now - last)
+            last = now
+        with lock:
+            spans.append((began, last))
+            steps.extend(mine)
+
+    threads = [threading.Thread(target=decode, args=(runtime,)) for runtime in handles]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for runtime in handles:
+        runtime.free()
+    wall = max(end for _, end in spans) - min(begin for begin, _ in spans)
+    return len(handles) * args.tokens / wall, float(np.median(steps))
+
+
+def llama_batched_bench(path: Path, threads: int, tokens: int, counts: list[int], timeout: float = 1800.0) -> dict[int, float]:
+    """k -> llama.cpp's S_TG (aggregate decode tok/s over k parallel sequences); {} when it did not finish in time."""
     n_ctx = max(counts) * (PROMPT + tokens) + 64
-    out = subprocess.run([str(LLAMA_BATCHED_BENCH), "-m", str(path), "-c", str(n_ctx), "-b", "512", "-ub", "512",
-                          "-npp", str(PROMPT), "-ntg", str(tokens), "-npl", ",".join(map(str, counts)), "-t", str(threads),
-                          "--output-format", "jsonl"], check=True, capture_output=True, text=True, timeout=1800).stdout
+    try:
+        out = run_peer(path, threads, tokens, counts, n_ctx, timeout)
+    except subprocess.TimeoutExpired:
+        print(f"llama-batched-bench did not finish within {timeout:.0f} s: no peer figures this round")
+        return {}
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     return {int(row["pl"]): float(row["speed_tg"]) for row in rows}
+
+
+def run_peer(path: Path, threads: int, tokens: int, counts: list[int], n_ctx: int, timeout: float) -> str:
+    return subprocess.run([str(LLAMA_BATCHED_BENCH), "-m", str(path), "-c", str(n_ctx), "-b", "512", "-ub", "512",
+                          "-npp", str(PROMPT), "-ntg", str(tokens), "-npl", ",".join(map(str, counts)), "-t", str(threads),
+                          "--output-format", "jsonl"], check=True, capture_output=True, text=True, timeout=timeout).stdout
 
 
 def render(path, args, counts, figures, latency, peer, load) -> str:
     med = lambda v: float(np.median(v))  # noqa: E731
     cell = lambda v: f"{med(v):.1f} ({min(v):.1f}-{max(v):.1f})"  # noqa: E731
-    alone = med(latency[("one by one", 1)])
+    alone = med(latency[("batched", 1)]) if ("batched", 1) in latency else float("nan")
     lines = [
-        f"model {path.name}, {args.threads} threads, {args.repeat} rounds of {args.tokens} decode steps per handle after a "
-        f"{PROMPT}-token prompt; load average {load[0]:.2f} before / {load[1]:.2f} after. Median (range) over the rounds.",
+        f"model {path.name}, {args.threads} threads, Runtime handles (greedy generate_next_token), {args.repeat} rounds of "
+        f"{args.tokens} decode steps per handle after a {PROMPT}-token prompt; load average {load[0]:.2f} before / "
+        f"{load[1]:.2f} after. Median (range) over the rounds.",
         "",
         "| handles | batched: aggregate tok/s | batched / 1 handle | per-token latency / 1 handle alone | one by one: aggregate tok/s"
         " | batched / one by one, same round" + (" | llama-batched-bench S_TG | batched / llama.cpp |" if peer else " |"),
@@ -112,8 +184,12 @@ def render(path, args, counts, figures, latency, peer, load) -> str:
                f"{med(latency[('batched', k)]) / alone:.2f}x | {cell(figures[('one by one', k)])} |")
         paired = [b / o for b, o in zip(figures[("batched", k)], figures[("one by one", k)], strict=True)]
         row += f" {med(paired):.2f}x ({min(paired):.2f}-{max(paired):.2f}x) |"
-        if peer:
-            ours = [b / p for b, p in zip(figures[("batched", k)], figures[("llama.cpp", k)], strict=True)]
-            row += f" {cell(figures[('llama.cpp', k)])} | {med(ours):.2f}x ({min(ours):.2f}-{max(ours):.2f}x) |"
+        theirs = [p for p in figures.get(("llama.cpp", k), []) if not np.isnan(p)]
+        if peer and not theirs:
+            row += " did not finish | |"
+        elif peer:
+            # Paired by round; a round whose peer run did not finish has no pair.
+            ours = [b / p for b, p in zip(figures[("batched", k)], figures[("llama.cpp", k)], strict=True) if not np.isnan(p)]
+            row += f" {cell(theirs)} | {med(ours):.2f}x ({min(ours):.2f}-{max(ours):.2f}x) |"
         lines.append(row)
     return "\n".join(lines)

@@ -13,9 +13,10 @@ every Runtime is a handle of its own, so the sharing happens underneath, in
 the C++ core's one cache of open files. The first load of a file maps,
 validates and builds its tokenizer; later loads of the same file (same
 device, inode, size and modification time) while some handle still holds it
-take another reference; the last holder to let go drops the map. Each handle
-still builds its own forward (a thin set of views and a thread pool sized by
-its own config) and its own session. Measured on SmolLM2
+take another reference; the last holder to let go drops the map. The forward
+is shared the same way, per file and thread count
+(architectures/shared_forward.py), so that handles generating at once can
+batch their decode steps; each handle has its own session. Measured on SmolLM2
 (tests/runtime/test_memory.py): without sharing, each extra handle added
 ~35 MiB of RSS (its own map's pages and ~25 MiB of metadata and tokenizer
 objects); with it, only its session. Models given as bytes are never shared.

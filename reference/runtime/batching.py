@@ -8,31 +8,46 @@ weights are read once for all of them, each session's token attends its own
 KV cache, and each caller gets back exactly the logits its session's own
 decode() would give (tests/runtime/test_batching.py).
 
-How steps are grouped, with no timer and no waiting for anyone:
+How steps are grouped, with no waiting for anyone longer than half a step:
   * a caller that finds no pass running leads: it takes every waiting step
-    (its own included) and runs them as one pass at once; a handle alone
-    therefore runs a pass of one, straight away;
+    (its own included) and runs them as one pass; a handle alone therefore
+    runs a pass of one, straight away;
   * a caller that finds a pass running queues its step; when the pass ends,
     the leader hands the lead to the first queued caller, which runs every
-    step queued by then as the next pass, and the old leader returns.
-So a handle joining or leaving delays no one by more than the pass in flight,
-and a leader never serves steps beyond its own pass.
+    step queued by then as the next pass, and the old leader returns;
+  * before it takes the queue, a leader lets the sessions of the last pass
+    come back: their callers are between two steps (sampling, streaming the
+    text, the lifecycle's bookkeeping) and queue again a fraction of a
+    millisecond later. Without this the handles fall into two groups that
+    take turns (a pass of 1, then a pass of 3, measured with 4 handles: 28 of
+    60 passes were of one step), reading the weights twice per token. The
+    leader waits on the queue's condition until each of them is queued, or
+    for at most half of the last pass's time (`GATHER_SHARE`), whichever
+    comes first: a handle that stopped generating, or does slow work between
+    its steps (a slow on_token consumer), holds the others up by at most half
+    a step, and a handle alone, whose own step is the only one expected,
+    never waits.
+So a handle joining waits for no more than the pass in flight, one leaving
+delays the others by at most half a step, and a leader never serves steps
+beyond its own pass.
 
 Errors stay each handle's own: a pass checks every entry before it runs any
 (a bad token, a position past a context), and when it refuses, nothing was
 evaluated, so each step of it runs alone and each caller gets its own result
 or its own error.
 
-Not yet wired into the Runtime: handles load their own model today, and a
-scheduler needs the handles of one model to share its `_core.LlamaModel`
-(docs/benchmarks.md, "Handles that batch", says what is left).
+One scheduler per shared model (reference/architectures/shared_forward.py);
+a handle's session asks it for each decode step when its RuntimeConfig has
+batch_decode (the default), so `generate` and `generate_next_token` of handles
+on one model batch without either knowing.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ggufsm import _core
@@ -44,9 +59,13 @@ class _Step:
     session: Any  # _core.LlamaSession
     token: int
     pos: int
-    done: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event | None = None  # made only for a caller that waits (a leader never does)
     lead: bool = False  # set (with done) when this caller is handed the lead
     error: BaseException | None = None
+
+
+GATHER_SHARE = 0.5  # a leader waits for the last pass's sessions at most this share of that pass's time
+GATHER_MAX_S = 0.02  # and never longer than this (a pass slowed down by a loaded machine)
 
 
 class DecodeScheduler:
@@ -58,17 +77,19 @@ class DecodeScheduler:
         self._queued = threading.Condition(self._lock)  # notified when a step is queued (tests wait on it)
         self._queue: list[_Step] = []
         self._running = False
+        self._returning: list[Any] = []  # the last pass's sessions, expected back for the next one
+        self._last_pass_s = 0.0
         self.pass_sizes: Counter[int] = Counter()  # passes run, by their number of steps
 
     def decode(self, session: Any, token: int, pos: int) -> Any:
         """The logits of `token` at `pos` in `session` (the session's own read-only buffer, as session.decode returns)."""
-        step = _Step(session, token, pos)
         with self._lock:
+            lead = not self._running
+            step = _Step(session, token, pos, None if lead else threading.Event())
             self._queue.append(step)
             self._queued.notify_all()
-            lead = not self._running
             self._running = True
-        if not lead:
+        if step.done is not None:
             step.done.wait()  # until this step ran in someone's pass, or the lead is handed here
             lead = step.lead
         if lead:
@@ -84,19 +105,35 @@ class DecodeScheduler:
 
     def _lead(self) -> None:
         with self._lock:
+            self._gather()
             steps, self._queue = self._queue, []
+        started = time.perf_counter()
         try:
             self._run(steps)
         finally:
             with self._lock:
+                self._returning = [step.session for step in steps]
+                self._last_pass_s = time.perf_counter() - started
                 if self._queue:
                     successor = self._queue[0]
                     successor.lead = True
+                    assert successor.done is not None  # it was queued behind a running pass
                     successor.done.set()
                 else:
                     self._running = False
             for step in steps:
-                step.done.set()
+                if step.done is not None:
+                    step.done.set()
+
+    def _gather(self) -> None:
+        """(Lock held.) Until every session of the last pass has queued its next step, or the bound passed."""
+        def back() -> bool:
+            queued = {id(step.session) for step in self._queue}
+            return all(id(session) in queued for session in self._returning)
+
+        if not back():
+            self._queued.wait_for(back, timeout=min(GATHER_SHARE * self._last_pass_s, GATHER_MAX_S))
+        self._returning = []
 
     def _run(self, steps: list[_Step]) -> None:
         self.pass_sizes[len(steps)] += 1

@@ -1,4 +1,4 @@
-"""The runtime's configuration: context size and threads (the config_valid guard checks it)."""
+"""The runtime's configuration: context size, threads, batched decode (the config_valid guard checks it)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from dataclasses import dataclass
 class RuntimeConfig:
     n_ctx: int | None = None       # None: the model's training context, capped at DEFAULT_MAX_CTX
     n_threads: int = 0             # 0: all cores
+    # Decode steps of handles generating at once on the same model run as one pass (reference/runtime/batching.py);
+    # False: this handle's steps always run alone (to compare, or to rule batching out).
+    batch_decode: bool = True
     DEFAULT_MAX_CTX = 4096
 
     def problems(self) -> list[str]:
@@ -18,9 +21,12 @@ class RuntimeConfig:
         from ggufsm.spec.names import Guard
         from ggufsm.spec.ranges import in_range, range_text
 
-        return [f"{name}={getattr(self, name)!r} is out of range: expected {range_text(value_range)}"
-                for name, value_range in load_spec().ranges[Guard.config_valid].values.items()
-                if not in_range(value_range, getattr(self, name))]
+        problems = [f"{name}={getattr(self, name)!r} is out of range: expected {range_text(value_range)}"
+                    for name, value_range in load_spec().ranges[Guard.config_valid].values.items()
+                    if not in_range(value_range, getattr(self, name))]
+        if not isinstance(self.batch_decode, bool):  # a runtime switch, not a range of the table
+            problems.append(f"batch_decode={self.batch_decode!r}: expected True or False")
+        return problems
 
     def thread_count(self) -> int:
         """The forward's threads: n_threads (0: every core), capped at the cores this process may use

@@ -48,7 +48,8 @@ def load_off_to_the_side(source, config: RuntimeConfig) -> Load:
             source = registry.resolve(source, pull=True)
         load.model = build_loaded_model(source, n_threads=config.thread_count())
         weights_are_finite(load.model)
-        load.session = load.model.weights.new_session(config.context_for(load.model.weights.n_ctx_train))
+        load.session = load.model.weights.new_session(config.context_for(load.model.weights.n_ctx_train),
+                                                      batched=config.batch_decode)
     except GgufsmError as error:
         load.discard()
         load.failure = error

@@ -134,3 +134,58 @@ def test_four_callers_generating_at_once_each_get_exactly_their_own_sessions_log
     for i, (_, b) in enumerate(pairs):
         for k in range(steps):
             np.testing.assert_array_equal(got[i][k], b.decode((i + 3 * k) % N_VOCAB, 3 + k))
+
+
+def test_a_leader_lets_the_last_passs_sessions_queue_again_so_handles_stay_one_pass(model, monkeypatch):
+    """With no bound on the gather, the rule alone decides the grouping: after the held first pass, each pass
+    waits for the sessions of the one before, so the two callers decode together to the end."""
+    from ggufsm.reference.runtime import batching
+
+    monkeypatch.setattr(batching, "GATHER_MAX_S", 3600.0)
+    monkeypatch.setattr(batching, "GATHER_SHARE", 10.0**9)
+    scheduler = DecodeScheduler(model)
+    (a, a_twin), (b, b_twin) = twins(model, 2)
+    steps = 5
+    got: dict[str, list[np.ndarray]] = {"a": [], "b": []}
+    run, entered = scheduler._run, threading.Event()
+
+    def first_pass_held(pass_steps):  # a's first step runs alone, once b's first step is queued behind it
+        if not entered.is_set():
+            entered.set()
+            with scheduler._queued:
+                scheduler._queued.wait_for(lambda: len(scheduler._queue) == 1)
+        run(pass_steps)
+
+    scheduler._run = first_pass_held
+
+    def run_a():  # one step more than b, so that both end on the same pass
+        for k in range(steps + 1):
+            got["a"].append(scheduler.decode(a, 4 + k, 3 + k).copy())
+
+    def run_b():
+        entered.wait()
+        for k in range(steps):
+            got["b"].append(scheduler.decode(b, 9 + k, 3 + k).copy())
+
+    threads = [threading.Thread(target=run_a), threading.Thread(target=run_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert scheduler.pass_sizes == {1: 1, 2: steps}
+    for k in range(steps + 1):
+        np.testing.assert_array_equal(got["a"][k], a_twin.decode(4 + k, 3 + k))
+    for k in range(steps):
+        np.testing.assert_array_equal(got["b"][k], b_twin.decode(9 + k, 3 + k))
+
+
+def test_a_caller_alone_never_waits_for_anyone_however_long_the_gather_may_be(model, monkeypatch):
+    from ggufsm.reference.runtime import batching
+
+    monkeypatch.setattr(batching, "GATHER_MAX_S", 3600.0)
+    monkeypatch.setattr(batching, "GATHER_SHARE", 10.0**9)
+    scheduler = DecodeScheduler(model)
+    (a, b), = twins(model, 1)
+    for pos, token in enumerate([4, 9, 2, 7], start=3):
+        np.testing.assert_array_equal(scheduler.decode(a, token, pos), b.decode(token, pos))
+    assert scheduler.pass_sizes == {1: 4}
