@@ -144,6 +144,31 @@ void forward(py::module_& m) {
         .def_property_readonly("logits", [](const LlamaSession& s) { return logits_view(s, vocabulary(s)); },
                                "the logits of the last evaluated token (read-only view, as prefill returns)")
         .def_property_readonly("n_batch", &LlamaSession::n_batch)
+        .def("set_profiling", &LlamaSession::set_profiling, py::arg("on"),
+             "on: clear the profile and time every later pass into it, op by op; off: stop (the figures stay)")
+        .def_property_readonly("profile", [](const LlamaSession& s) -> py::object {
+            const ForwardProfile* p = s.profile();
+            if (!p) return py::none();
+            py::list ops;
+            for (int op = 0; op < ForwardProfile::kOps; ++op) {
+                for (int type = 0; type < ForwardProfile::kTypes; ++type) {
+                    if (p->calls[size_t(op)][size_t(type)] == 0) continue;
+                    const bool matmul = op >= int(ForwardOp::MatmulQkv) && op <= int(ForwardOp::MatmulOutput);
+                    py::dict row;
+                    row["op"] = forward_op_name(ForwardOp(op));
+                    row["type"] = matmul ? py::object(py::str(type_name(uint32_t(type)))) : py::object(py::none());
+                    row["seconds"] = double(p->ns[size_t(op)][size_t(type)]) * 1e-9;
+                    row["calls"] = p->calls[size_t(op)][size_t(type)];
+                    ops.append(row);
+                }
+            }
+            py::dict d;
+            d["passes"] = p->passes;
+            d["rows"] = p->rows;
+            d["seconds"] = double(p->pass_ns) * 1e-9;
+            d["ops"] = ops;
+            return d;
+        }, "None until set_profiling(True); then {passes, rows, seconds, ops: [{op, type, seconds, calls}]} of the passes since")
         .def_property_readonly("nbytes", [](const LlamaSession& s) {
             py::dict d;
             d["kv_cache"] = s.kv_bytes();

@@ -22,6 +22,7 @@
 // (kernels/); these files only orchestrate them.
 #pragma once
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -150,6 +151,40 @@ struct ForwardScratch {
     size_t bytes(const LlamaHparams& hp) const;
 };
 
+// What a pass spends its time on, op kind by op kind, accumulated over the
+// passes a session runs while it profiles (LlamaSession::set_profiling;
+// `ggufsm bench forward --profile`). Each op is timed around its whole call,
+// the pool's hand-off and wait included: on 2 threads a decode step's
+// synchronization is part of what each op costs. Matrix products are kept
+// per weight type, as a model mixes them. Off (the default), a pass reads
+// one null pointer per op.
+enum class ForwardOp : int {
+    Embed,         // token rows dequantized (and scaled)
+    Norm,          // attn_norm, ffn_norm, output_norm, post-norms
+    QkNormRope,    // per-head q/k RMSNorm (gemma3) and RoPE
+    KvStore,       // k, v rounded to halves into the cache
+    Attention,     // softmax(q.k) . v over the cache
+    Quantize,      // activations quantized for the products (once per format per input)
+    MatmulQkv,     // wq, wk, wv
+    MatmulOut,     // wo
+    MatmulGateUp,  // w_gate, w_up
+    MatmulDown,    // w_down
+    MatmulOutput,  // output (lm head)
+    Activation,    // SwiGLU / GeGLU
+    Residual,      // x += block output
+    Softcap,       // final logit softcap (gemma3 files may set it)
+    Count
+};
+const char* forward_op_name(ForwardOp op);
+
+struct ForwardProfile {
+    static constexpr int kOps = int(ForwardOp::Count);
+    static constexpr int kTypes = 40;  // ggml type ids below this (every type the kernels run)
+    std::array<std::array<int64_t, kTypes>, kOps> ns{};     // [op][weight type; 0 for ops without one]
+    std::array<std::array<int64_t, kTypes>, kOps> calls{};
+    int64_t passes = 0, pass_ns = 0, rows = 0;              // whole passes: their count, time and rows
+};
+
 // One sequence's KV cache, attention.h's layout per layer over n_ctx rounded
 // up to the key tile: k [n_head_kv][n_ctx/16][hd][16], v [n_head_kv][n_ctx][hd].
 // IEEE halves (llama.cpp's default): half the memory, and half the bytes a long
@@ -205,6 +240,10 @@ public:
     size_t scratch_bytes() const;
     size_t logits_bytes() const { return size_t(hp_.n_vocab) * sizeof(float); }
 
+    // Profiling on clears the profile and times every later pass into it; off stops (the figures stay).
+    void set_profiling(bool on);
+    const ForwardProfile* profile() const { return profile_.get(); }
+
 private:
     friend class DecodeBatch;  // runs this session's decode steps together with others'
     void check(const int64_t* tokens, int64_t n, int64_t start_pos) const;
@@ -225,6 +264,8 @@ private:
     KvCache kv_;
     ForwardScratch scratch_;
     std::shared_ptr<float[]> logits_;  // [n_vocab]
+    std::unique_ptr<ForwardProfile> profile_;
+    bool profiling_ = false;
 };
 
 // Several sessions' decode steps as one forward pass: every weight matrix is
@@ -258,7 +299,8 @@ private:
 // One forward pass of `n` rows (tokens[n]) over the segments (which cover
 // [0, n) in order), in scratch (reserved for n rows or more). Internal to
 // forward/: LlamaSession and DecodeBatch call it.
+// profile: nullptr, or where the pass adds its time per op (ForwardProfile).
 void run_pass(const LlamaModel& model, ForwardScratch& scratch, const int64_t* tokens, int64_t n,
-              const std::vector<PassSegment>& segments);
+              const std::vector<PassSegment>& segments, ForwardProfile* profile = nullptr);
 
 }  // namespace ggufsm

@@ -29,24 +29,50 @@ void add_into(float* x, const float* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
+using Clock = std::chrono::steady_clock;
+
+int64_t ns_since(Clock::time_point start) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
+}
+
 class Pass {
 public:
-    Pass(const LlamaModel& model, ForwardScratch& s, const std::vector<PassSegment>& segments)
-        : model_(model), hp_(model.hparams()), s_(s), segments_(segments), pool_(model.pool()) {}
+    Pass(const LlamaModel& model, ForwardScratch& s, const std::vector<PassSegment>& segments, ForwardProfile* profile)
+        : model_(model), hp_(model.hparams()), s_(s), segments_(segments), pool_(model.pool()), profile_(profile) {}
 
     void run(const int64_t* tokens, int64_t n) {
+        const Clock::time_point started = profile_ ? Clock::now() : Clock::time_point{};
         for (const PassSegment& seg : segments_) {
             for (int64_t t = 0; t < seg.rows; ++t) s_.positions[size_t(seg.row_begin + t)] = int32_t(seg.start_pos + t);
         }
-        embed(tokens, n);
+        timed(ForwardOp::Embed, [&] { embed(tokens, n); });
         for (int64_t layer = 0; layer < hp_.n_layer; ++layer) {
             attention_block(layer, n);
             feed_forward_block(layer, n);
         }
         output_logits();
+        if (profile_) {
+            profile_->passes += 1;
+            profile_->rows += n;
+            profile_->pass_ns += ns_since(started);
+        }
     }
 
 private:
+    // fn(), its wall time added to op's (and the weight type's) account when profiling.
+    template <typename Fn>
+    void timed(ForwardOp op, Fn&& fn, TensorType type = TensorType::F32) {
+        if (!profile_) {
+            fn();
+            return;
+        }
+        const Clock::time_point started = Clock::now();
+        fn();
+        const size_t o = size_t(op), t = std::min<size_t>(size_t(type), ForwardProfile::kTypes - 1);
+        profile_->ns[o][t] += ns_since(started);
+        profile_->calls[o][t] += 1;
+    }
+
     void embed(const int64_t* tokens, int64_t n) {
         const WeightView& e = model_.weights().token_embd;
         for (int64_t t = 0; t < n; ++t) {
@@ -59,15 +85,15 @@ private:
     }
 
     // y_i = x . W_i^T for each (W_i, y_i), quantizing x once per activation format.
-    void project(const float* x, int64_t n, std::initializer_list<std::pair<const WeightView*, float*>> outputs) {
+    void project(ForwardOp op, const float* x, int64_t n, std::initializer_list<std::pair<const WeightView*, float*>> outputs) {
         std::array<bool, 3> quantized{};
         for (const auto& [w, y] : outputs) {
             const int format = int(activation_format_for(w->type));
             if (!quantized[size_t(format)]) {
-                s_.activations[size_t(format)].quantize(x, n, w->cols, w->type, pool_);
+                timed(ForwardOp::Quantize, [&] { s_.activations[size_t(format)].quantize(x, n, w->cols, w->type, pool_); });
                 quantized[size_t(format)] = true;
             }
-            matmul(*w, s_.activations[size_t(format)], y, pool_);
+            timed(op, [&] { matmul(*w, s_.activations[size_t(format)], y, pool_); }, w->type);
         }
     }
 
@@ -77,14 +103,16 @@ private:
         const int64_t hd = hp_.head_dim, q_width = hp_.n_head * hd, kv_width = hp_.n_head_kv * hd;
         const bool slides = hp_.layer_slides(layer);
         const int64_t n_embd = hp_.n_embd, n_head = hp_.n_head, n_head_kv = hp_.n_head_kv;
-        for_rows(pool_, n, [&](int64_t b, int64_t e) {
-            rmsnorm(&s_.x[size_t(b * n_embd)], l.attn_norm, &s_.xb[size_t(b * n_embd)], e - b, n_embd, hp_.rms_eps);
+        timed(ForwardOp::Norm, [&] {
+            for_rows(pool_, n, [&](int64_t b, int64_t e) {
+                rmsnorm(&s_.x[size_t(b * n_embd)], l.attn_norm, &s_.xb[size_t(b * n_embd)], e - b, n_embd, hp_.rms_eps);
+            });
         });
-        project(s_.xb.data(), n, {{&l.wq, s_.q.data()}, {&l.wk, s_.k.data()}, {&l.wv, s_.v.data()}});
+        project(ForwardOp::MatmulQkv, s_.xb.data(), n, {{&l.wq, s_.q.data()}, {&l.wk, s_.k.data()}, {&l.wv, s_.v.data()}});
 
         // Per token: q/k norms and RoPE.
         const float freq_base = slides ? hp_.rope_freq_base_local : hp_.rope_freq_base;
-        for_rows(pool_, n, [&](int64_t b, int64_t e) {
+        timed(ForwardOp::QkNormRope, [&] { for_rows(pool_, n, [&](int64_t b, int64_t e) {
             float* q = &s_.q[size_t(b * q_width)];
             float* k = &s_.k[size_t(b * kv_width)];
             if (l.q_norm) {
@@ -93,40 +121,42 @@ private:
             }
             rope(q, e - b, n_head, hd, hp_.n_rot, &s_.positions[size_t(b)], freq_base, hp_.rope_neox);
             rope(k, e - b, n_head_kv, hd, hp_.n_rot, &s_.positions[size_t(b)], freq_base, hp_.rope_neox);
-        });
+        }); });
         // Per segment: its k, v into its cache, then its queries over its cache.
         for (const PassSegment& seg : segments_) {
             KvCache::Element* k_cache = &seg.kv->k[size_t(layer * kv_width * seg.kv->kv_ctx)];
             KvCache::Element* v_cache = &seg.kv->v[size_t(layer * kv_width * seg.kv->kv_ctx)];
-            for_rows(pool_, seg.rows, [&](int64_t b, int64_t e) {
-                for (int64_t t = seg.row_begin + b; t < seg.row_begin + e; ++t) {
-                    for (int64_t h = 0; h < n_head_kv; ++h) {
-                        const size_t from = size_t((t * n_head_kv + h) * hd);
-                        store_kv(&s_.k[from], &s_.v[from], k_cache, v_cache, seg.kv->kv_ctx, hd, h, s_.positions[size_t(t)]);
+            timed(ForwardOp::KvStore, [&] {
+                for_rows(pool_, seg.rows, [&](int64_t b, int64_t e) {
+                    for (int64_t t = seg.row_begin + b; t < seg.row_begin + e; ++t) {
+                        for (int64_t h = 0; h < n_head_kv; ++h) {
+                            const size_t from = size_t((t * n_head_kv + h) * hd);
+                            store_kv(&s_.k[from], &s_.v[from], k_cache, v_cache, seg.kv->kv_ctx, hd, h, s_.positions[size_t(t)]);
+                        }
                     }
-                }
+                });
             });
-            attention(&s_.q[size_t(seg.row_begin * q_width)], k_cache, v_cache, &s_.att[size_t(seg.row_begin * q_width)],
-                      seg.rows, seg.start_pos, seg.kv->kv_ctx, n_head, n_head_kv, hd, hp_.attn_scale,
-                      slides ? hp_.sliding_window : 0, pool_);
+            timed(ForwardOp::Attention, [&] {
+                attention(&s_.q[size_t(seg.row_begin * q_width)], k_cache, v_cache, &s_.att[size_t(seg.row_begin * q_width)],
+                          seg.rows, seg.start_pos, seg.kv->kv_ctx, n_head, n_head_kv, hd, hp_.attn_scale,
+                          slides ? hp_.sliding_window : 0, pool_);
+            });
         }
-        project(s_.att.data(), n, {{&l.wo, s_.xb.data()}});
-        for_rows(pool_, n, [&](int64_t b, int64_t e) {
-            float* out = &s_.xb[size_t(b * n_embd)];
-            if (l.post_attn_norm) rmsnorm(out, l.post_attn_norm, out, e - b, n_embd, hp_.rms_eps);
-            add_into(&s_.x[size_t(b * n_embd)], out, (e - b) * n_embd);
-        });
+        project(ForwardOp::MatmulOut, s_.att.data(), n, {{&l.wo, s_.xb.data()}});
+        residual(l.post_attn_norm, n);
     }
 
     // x += [post_ffn_norm] w_down . (act(w_gate . h) * (w_up . h)), h = ffn_norm(x).
     void feed_forward_block(int64_t layer, int64_t n) {
         const LlamaLayer& l = model_.weights().layers[size_t(layer)];
         const int64_t n_embd = hp_.n_embd, n_ff = hp_.n_ff;
-        for_rows(pool_, n, [&](int64_t b, int64_t e) {
-            rmsnorm(&s_.x[size_t(b * n_embd)], l.ffn_norm, &s_.xb[size_t(b * n_embd)], e - b, n_embd, hp_.rms_eps);
+        timed(ForwardOp::Norm, [&] {
+            for_rows(pool_, n, [&](int64_t b, int64_t e) {
+                rmsnorm(&s_.x[size_t(b * n_embd)], l.ffn_norm, &s_.xb[size_t(b * n_embd)], e - b, n_embd, hp_.rms_eps);
+            });
         });
-        project(s_.xb.data(), n, {{&l.w_gate, s_.gate.data()}, {&l.w_up, s_.up.data()}});
-        for_rows(pool_, n, [&](int64_t b, int64_t e) {
+        project(ForwardOp::MatmulGateUp, s_.xb.data(), n, {{&l.w_gate, s_.gate.data()}, {&l.w_up, s_.up.data()}});
+        timed(ForwardOp::Activation, [&] { for_rows(pool_, n, [&](int64_t b, int64_t e) {
             float* gate = &s_.gate[size_t(b * n_ff)];
             const float* up = &s_.up[size_t(b * n_ff)];
             if (hp_.ffn == gguf::FeedForward::SwiGLU) {
@@ -134,12 +164,24 @@ private:
             } else {
                 geglu(gate, up, gate, (e - b) * n_ff);
             }
-        });
-        project(s_.gate.data(), n, {{&l.w_down, s_.xb.data()}});
-        for_rows(pool_, n, [&](int64_t b, int64_t e) {
-            float* out = &s_.xb[size_t(b * n_embd)];
-            if (l.post_ffn_norm) rmsnorm(out, l.post_ffn_norm, out, e - b, n_embd, hp_.rms_eps);
-            add_into(&s_.x[size_t(b * n_embd)], out, (e - b) * n_embd);
+        }); });
+        project(ForwardOp::MatmulDown, s_.gate.data(), n, {{&l.w_down, s_.xb.data()}});
+        residual(l.post_ffn_norm, n);
+    }
+
+    // x += [post_norm] xb: a block's output joins the residual stream.
+    void residual(const float* post_norm, int64_t n) {
+        const int64_t n_embd = hp_.n_embd;
+        if (post_norm) {
+            timed(ForwardOp::Norm, [&] {
+                for_rows(pool_, n, [&](int64_t b, int64_t e) {
+                    float* out = &s_.xb[size_t(b * n_embd)];
+                    rmsnorm(out, post_norm, out, e - b, n_embd, hp_.rms_eps);
+                });
+            });
+        }
+        timed(ForwardOp::Residual, [&] {
+            for_rows(pool_, n, [&](int64_t b, int64_t e) { add_into(&s_.x[size_t(b * n_embd)], &s_.xb[size_t(b * n_embd)], (e - b) * n_embd); });
         });
     }
 
@@ -153,21 +195,25 @@ private:
         }
         if (wanting.empty()) return;
         const int64_t m = int64_t(wanting.size()), n_embd = hp_.n_embd, n_vocab = hp_.n_vocab;
-        for (int64_t j = 0; j < m; ++j) {
-            const int64_t row = wanting[size_t(j)]->row_begin + wanting[size_t(j)]->rows - 1;
-            rmsnorm(&s_.x[size_t(row * n_embd)], w.output_norm, &s_.xb[size_t(j * n_embd)], 1, n_embd, hp_.rms_eps);
-        }
+        timed(ForwardOp::Norm, [&] {
+            for (int64_t j = 0; j < m; ++j) {
+                const int64_t row = wanting[size_t(j)]->row_begin + wanting[size_t(j)]->rows - 1;
+                rmsnorm(&s_.x[size_t(row * n_embd)], w.output_norm, &s_.xb[size_t(j * n_embd)], 1, n_embd, hp_.rms_eps);
+            }
+        });
         // One segment: straight into its buffer; several: through the scratch.
         float* out = m == 1 ? wanting[0]->logits : s_.logits.data();
-        project(s_.xb.data(), m, {{&w.output, out}});
-        for (int64_t j = 0; j < m; ++j) {
-            float* logits = wanting[size_t(j)]->logits;
-            if (m > 1) std::memcpy(logits, out + j * n_vocab, size_t(n_vocab) * sizeof(float));
-            if (hp_.final_logit_softcap > 0.0f) {
-                const float cap = hp_.final_logit_softcap;
-                for (int64_t i = 0; i < n_vocab; ++i) logits[i] = cap * std::tanh(logits[i] / cap);
+        project(ForwardOp::MatmulOutput, s_.xb.data(), m, {{&w.output, out}});
+        timed(ForwardOp::Softcap, [&] {
+            for (int64_t j = 0; j < m; ++j) {
+                float* logits = wanting[size_t(j)]->logits;
+                if (m > 1) std::memcpy(logits, out + j * n_vocab, size_t(n_vocab) * sizeof(float));
+                if (hp_.final_logit_softcap > 0.0f) {
+                    const float cap = hp_.final_logit_softcap;
+                    for (int64_t i = 0; i < n_vocab; ++i) logits[i] = cap * std::tanh(logits[i] / cap);
+                }
             }
-        }
+        });
     }
 
     const LlamaModel& model_;
@@ -175,9 +221,31 @@ private:
     ForwardScratch& s_;
     const std::vector<PassSegment>& segments_;
     ThreadPool& pool_;
+    ForwardProfile* profile_;
 };
 
 }  // namespace
+
+const char* forward_op_name(ForwardOp op) {
+    switch (op) {
+        case ForwardOp::Embed: return "embed";
+        case ForwardOp::Norm: return "norms";
+        case ForwardOp::QkNormRope: return "q/k norm + rope";
+        case ForwardOp::KvStore: return "kv store";
+        case ForwardOp::Attention: return "attention";
+        case ForwardOp::Quantize: return "quantize activations";
+        case ForwardOp::MatmulQkv: return "matmul wq/wk/wv";
+        case ForwardOp::MatmulOut: return "matmul wo";
+        case ForwardOp::MatmulGateUp: return "matmul gate/up";
+        case ForwardOp::MatmulDown: return "matmul down";
+        case ForwardOp::MatmulOutput: return "matmul output (lm head)";
+        case ForwardOp::Activation: return "swiglu/geglu";
+        case ForwardOp::Residual: return "residual add";
+        case ForwardOp::Softcap: return "logit softcap";
+        case ForwardOp::Count: break;
+    }
+    return "?";
+}
 
 void ForwardScratch::reserve(const LlamaHparams& hp, int64_t n) {
     if (n <= rows) return;
@@ -202,11 +270,11 @@ size_t ForwardScratch::bytes(const LlamaHparams& hp) const {
 }
 
 void run_pass(const LlamaModel& model, ForwardScratch& scratch, const int64_t* tokens, int64_t n,
-              const std::vector<PassSegment>& segments) {
+              const std::vector<PassSegment>& segments, ForwardProfile* profile) {
     int64_t wanting = 0;
     for (const PassSegment& seg : segments) wanting += seg.logits ? 1 : 0;
     if (wanting > 1) scratch.logits.resize(size_t(wanting * model.hparams().n_vocab));
-    Pass(model, scratch, segments).run(tokens, n);
+    Pass(model, scratch, segments, profile).run(tokens, n);
 }
 
 }  // namespace ggufsm

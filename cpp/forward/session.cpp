@@ -35,6 +35,12 @@ LlamaSession::ReturnMemoryOnDestroy::~ReturnMemoryOnDestroy() {
 #endif
 }
 
+void LlamaSession::set_profiling(bool on) {
+    std::lock_guard<std::mutex> lock(running_);
+    if (on) profile_ = std::make_unique<ForwardProfile>();
+    profiling_ = on;
+}
+
 size_t LlamaSession::kv_bytes() const { return (kv_.k.size() + kv_.v.size()) * sizeof(KvCache::Element); }
 
 size_t LlamaSession::scratch_bytes() const { return scratch_.bytes(hp_); }
@@ -59,7 +65,8 @@ void LlamaSession::prefill(const int64_t* tokens, int64_t n, int64_t start_pos) 
     for (int64_t done = 0; done < n; done += n_batch_) {
         const int64_t m = std::min(n_batch_, n - done);
         const bool last = done + m == n;
-        run_pass(*model_, scratch_, tokens + done, m, {PassSegment{&kv_, 0, m, start_pos + done, last ? logits_.get() : nullptr}});
+        run_pass(*model_, scratch_, tokens + done, m, {PassSegment{&kv_, 0, m, start_pos + done, last ? logits_.get() : nullptr}},
+                 profiling_ ? profile_.get() : nullptr);
     }
     bytes.check_intact();
 }

@@ -66,10 +66,17 @@ def register_bench(bench_commands) -> None:
     parser.add_argument("--tokens", type=int, default=64, help="decode steps per run (default 64)")
     parser.add_argument("--start", type=int, default=16, help="position of the first decode step (default 16)")
     parser.add_argument("--peer", action="store_true", help=f"also run llama.cpp's {LLAMA_BENCH} in each round")
+    parser.add_argument("--long-context", action="store_true",
+                        help="instead: prefill of 4096 tokens and decode at position 4000, beside llama-bench "
+                             "(reference/bench/long_context.py; --repeat rounds)")
     parser.set_defaults(handler=run)
 
 
 def run(args) -> int:
+    if args.long_context:
+        from ggufsm.reference.bench import long_context
+
+        return long_context.run(args)
     from ggufsm import _core
     from ggufsm._core import kernels
     from ggufsm.reference.model.gguf_file import open_gguf

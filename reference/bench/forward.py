@@ -1,6 +1,7 @@
 """Forward-pass speed: prefill and decode tok/s, ggufsm's forwards beside llama.cpp in one run.
 
     ggufsm bench forward [-m MODEL.gguf] [-t 2] [--repeat 3] [--forwards fused,numpy]
+    ggufsm bench forward --profile [-m MODEL.gguf]   (time per op: reference/bench/op_profile.py)
 
 Only the forward is timed (no tokenizer, no sampler: the token ids are a fixed
 pseudo-random sequence, greedy argmax is not taken). Prefill: one call over
@@ -100,11 +101,19 @@ def register_bench(bench_commands) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per forward; the best is kept (default 3)")
     parser.add_argument("--decode-tokens", type=int, default=128, help="tokens decoded per run")
     parser.add_argument("--forwards", default="fused", help="comma-separated: fused, numpy (default fused)")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead: the fused forward's time per op of one 512-token prefill and one decode step "
+                             "(reference/bench/op_profile.py)")
     parser.set_defaults(handler=run)
 
 
 def run(args) -> int:
     from ggufsm.reference.model.registry import resolve
+
+    if args.profile:
+        from ggufsm.reference.bench import op_profile
+
+        return op_profile.run(args)
 
     path = resolve(args.model, pull=True)
     names = args.forwards.split(",") + (["llama.cpp"] if _peer_installed() else [])

@@ -1,0 +1,60 @@
+"""The per-op profile of the fused forward (`ggufsm bench forward --profile`): it times, it never changes a number,
+and it accounts for every op kind a pass runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ggufsm import _core
+from ggufsm.conformance.fixtures.tiny_models import write_tiny_gemma3, write_tiny_llama
+from ggufsm.reference.model.gguf_file import open_gguf
+
+TOKENS = [5, 17, 3, 88, 42, 0, 7]
+
+
+def run(session):
+    out = [session.prefill(TOKENS[:4], 0).copy()]
+    out += [session.decode(t, 4 + i).copy() for i, t in enumerate(TOKENS[4:])]
+    return out
+
+
+@pytest.mark.parametrize("write", [write_tiny_llama, write_tiny_gemma3])
+def test_profiling_leaves_the_logits_bit_identical(write, tmp_path):
+    model = _core.LlamaModel(open_gguf(write(tmp_path / "m.gguf")).core, 2)
+    plain = _core.LlamaSession(model, 32)
+    profiled = _core.LlamaSession(model, 32)
+    profiled.set_profiling(True)
+    for a, b in zip(run(plain), run(profiled), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("write", [write_tiny_llama, write_tiny_gemma3])
+def test_the_profile_counts_every_pass_and_each_op_kind_a_layer_runs(write, tmp_path):
+    model = _core.LlamaModel(open_gguf(write(tmp_path / "m.gguf")).core, 2)
+    session = _core.LlamaSession(model, 32)
+    assert session.profile is None
+    session.set_profiling(True)
+    run(session)
+    profile = session.profile
+    assert profile["passes"] == 1 + len(TOKENS) - 4 and profile["rows"] == len(TOKENS)
+    ops = {row["op"] for row in profile["ops"]}
+    assert {"embed", "norms", "q/k norm + rope", "kv store", "attention", "matmul wq/wk/wv", "matmul wo",
+            "matmul gate/up", "matmul down", "matmul output (lm head)", "swiglu/geglu", "residual add"} <= ops
+    assert all(row["type"] for row in profile["ops"] if row["op"].startswith("matmul"))
+    assert sum(row["seconds"] for row in profile["ops"]) <= profile["seconds"]
+    n_layer = open_gguf(tmp_path / "m.gguf").hyperparameters["n_layer"]
+    attention_calls = sum(row["calls"] for row in profile["ops"] if row["op"] == "attention")
+    assert attention_calls == n_layer * profile["passes"]
+
+
+def test_profiling_off_keeps_the_figures_and_adds_no_more(tmp_path):
+    model = _core.LlamaModel(open_gguf(write_tiny_llama(tmp_path / "m.gguf")).core, 1)
+    session = _core.LlamaSession(model, 32)
+    session.set_profiling(True)
+    session.prefill(TOKENS[:4], 0)
+    session.set_profiling(False)
+    session.decode(TOKENS[4], 4)
+    assert session.profile["passes"] == 1
+    session.set_profiling(True)
+    assert session.profile["passes"] == 0
