@@ -99,7 +99,8 @@ fuzz: setup
 # The C++ core built with ASAN and UBSAN in its own venv and build directory (never the main .venv),
 # then the container, kernel and fuzz-corpus tests on it, and the forward, runtime and reliability tests
 # (ASAN's own SIGBUS handler is off: the runtime's, for a file changed under a loaded model, is under
-# test). Python is not built with ASAN, so its runtime is preloaded; leak checking is off (the interpreter keeps its objects at exit). libstdc++ is
+# test). The RSS-over-cycles test is left to the normal build: ASAN's allocator holds freed chunks in
+# its quarantine (256 MB), so RSS there is not the runtime's. Python is not built with ASAN, so its runtime is preloaded; leak checking is off (the interpreter keeps its objects at exit). libstdc++ is
 # preloaded with it: Python does not link it, so ASAN's __cxa_throw interceptor would find no real
 # __cxa_throw and abort on the first C++ exception (a missing file, say) without a report.
 SANITIZE_VENV := .venv-sanitize
@@ -118,4 +119,5 @@ test-sanitize: system-packages
 	cd build && LD_PRELOAD="$$(g++ -print-file-name=libasan.so) $$(g++ -print-file-name=libstdc++.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:handle_sigbus=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ../$(SANITIZE_VENV)/bin/python -m pytest -q -p no:cacheprovider --rootdir=.. \
-	  ../tests/gguf ../tests/kernels ../tests/fuzz ../tests/inference ../tests/runtime ../tests/reliability
+	  ../tests/gguf ../tests/kernels ../tests/fuzz ../tests/inference ../tests/runtime ../tests/reliability \
+	  --deselect ../tests/runtime/test_memory.py::test_rss_stays_flat_over_twenty_load_free_cycles
