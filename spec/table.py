@@ -455,7 +455,9 @@ def read_table(path: Path | str = TABLE_PATH) -> dict:
     path = Path(path)
     try:
         with path.open(encoding="utf-8") as table_file:
-            raw = yaml.safe_load(table_file)
+            # libyaml's safe loader where PyYAML was built with it (the same data; 0.3 s of every process's
+            # first Runtime() in the pure-Python one).
+            raw = yaml.load(table_file, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except OSError as error:
         raise SpecError(f"cannot read the lifecycle table {path}: {error.strerror}") from None
     except yaml.YAMLError as error:

@@ -1,25 +1,70 @@
-"""`ggufsm bench runtime --first-token`: load + a 32-token prompt + the first token, warm and cold page cache.
+"""`ggufsm bench runtime --first-token`: what a user waits for, from a new handle to the first token.
 
-Each measurement is a fresh child process (`runtime.py`'s child entry,
-RUNNER:first-token), so nothing of a previous load survives in the process;
-what survives in the page cache is set per measurement: `warm` reads the
-file through once just before, `cold` drops its pages with
-posix_fadvise(POSIX_FADV_DONTNEED) (the eviction `vmtouch -e` does). The
-kernel keeps pages another process maps, so the share of the file still
-resident after the eviction (mincore) is reported: a cold figure is only
-cold if that share is near zero. Rounds interleave runners and states; the
-table gives medians and ranges, and the ratio round by round.
+Each measurement is a fresh child process (this file run as a script by the
+runner's interpreter: `child`), so nothing of a previous load survives in the
+process. The child imports its runtime (timed apart, `import_s`), then times
+from just before it makes a handle to the first token: ggufsm makes a
+`Runtime`, `init_runtime`, `load_model` (the tokenizer, validation, the
+finite-weights check and the weights' repack all inside) and
+`generate(PROMPT, 1)` (encode the text, prefill it, sample greedily, decode
+the token); llama-cpp-python makes a `Llama` and tokenizes, evaluates and
+takes the argmax and its text. `load_s` ends when the model is loaded,
+`first_token_s` at the token. Both tokenize the same text with the model's
+own special tokens: the prompt's token count is in every sample, and the same.
+
+Page cache, set per measurement. Each runner reads its own private copy of
+the model, made once per invocation (copied, fsynced) in a temporary
+directory beside the model cache: no other process maps it, so the kernel
+can drop its pages. `warm`: the copy read through just before the child.
+`cold`: its pages dropped with posix_fadvise(POSIX_FADV_DONTNEED) after an
+fsync, and the share still resident read with mincore (over a map of our
+own, unmapped before the child starts); a child is only started cold when
+that share is at most COLD_LIMIT, else the bench stops with the share it
+found. Models, states and runners interleave round by round; the table gives
+medians, ranges, and the ratio round by round.
+
+`--baseline-python PY` adds the runner `ggufsm baseline`: the same child
+run by another installation's interpreter (an A/B of two builds, measured
+interleaved with the rest).
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import mmap
 import os
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 STATES = ("warm", "cold")
+COLD_LIMIT = 0.01  # the largest resident share of the file a cold child may start with
+EVICT_ATTEMPTS = 3
+OURS, BASELINE, PEER = "ggufsm", "ggufsm baseline", "llama.cpp"
+# Plain English prose, the start of the other runtime benchmark's text: 32 tokens on SmolLM2, 33 with BOS on Gemma 3.
+PROMPT = ("The quick brown fox jumps over the lazy dog while the farmer watches from the old wooden porch. "
+          "In the morning the market opens early, and traders bring apples,")
+N_CTX = 1024
+
+
+# ─── the page cache ──────────────────────────────────────────────────────────
+
+
+def private_copy(path: Path, directory: Path, runner: str) -> Path:
+    """A copy of the model that only this bench and its children open, written through to the disk."""
+    copy = directory / f"{runner.replace(' ', '-')}-{path.name}"
+    shutil.copyfile(path, copy)
+    fd = os.open(copy, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return copy
 
 
 def evict(path: Path) -> None:
@@ -32,11 +77,24 @@ def evict(path: Path) -> None:
         os.close(fd)
 
 
-def warm(path: Path) -> None:
-    """Reads the whole file once, so its pages are in the page cache."""
+def make_cold(path: Path) -> float:
+    """Evicts the file until at most COLD_LIMIT of it is resident; that share, or RuntimeError."""
+    share = 1.0
+    for _ in range(EVICT_ATTEMPTS):
+        evict(path)
+        share = resident_share(path)
+        if share <= COLD_LIMIT:
+            return share
+    raise RuntimeError(f"{path}: {share:.1%} of the file stays in the page cache after {EVICT_ATTEMPTS} evictions "
+                       f"(a process maps it?): no cold measure is possible")
+
+
+def warm(path: Path) -> float:
+    """Reads the whole file once, so its pages are in the page cache; the share resident after it."""
     with path.open("rb") as f:
         while f.read(16 << 20):
             pass
+    return resident_share(path)
 
 
 def resident_share(path: Path) -> float:
@@ -67,56 +125,141 @@ def resident_share(path: Path) -> float:
         os.close(fd)
 
 
+# ─── the bench ───────────────────────────────────────────────────────────────
+
+
 def run(args) -> int:
-    from ggufsm.reference.bench.runtime import _measure_in_child, _peer_installed
+    from ggufsm.reference.bench.runtime import _peer_installed
     from ggufsm.reference.model.registry import resolve
 
-    path = resolve(args.model, pull=True)
-    runners = ["ggufsm"] + (["llama.cpp"] if _peer_installed() else [])
-    figures: dict[tuple[str, str], list[dict]] = {(r, s): [] for r in runners for s in STATES}
-    residency: dict[str, list[float]] = {s: [] for s in STATES}
-    load = [os.getloadavg()[0]]
+    paths = [resolve(name, pull=True) for name in args.model.split(",")]
+    interpreters = {OURS: sys.executable}
+    if getattr(args, "baseline_python", None):
+        interpreters[BASELINE] = str(args.baseline_python)
+    if _peer_installed():
+        interpreters[PEER] = sys.executable
+    runners = list(interpreters)
     record = getattr(args, "record", None)  # the CLI's benchmark record (reference/bench/record.py)
-    if record is not None:
-        record.model(path)
-        if "llama.cpp" in runners:
-            record.peer_package("llama_cpp_python")
-    for _ in range(args.repeat):
-        for state in STATES:
-            for runner in runners:
-                if state == "cold":
-                    evict(path)
-                else:
-                    warm(path)
-                residency[state].append(resident_share(path))
-                run = _measure_in_child(runner + ":first-token", path, args.threads)
-                figures[(runner, state)].append(run)
-                if record is not None:
-                    for key in ("load_s", "first_token_s"):
-                        record.sample(f"{key} {state}", run[key], "s", runner=runner, better="lower")
-                    record.sample(f"file resident {state}", residency[state][-1], "share", runner=runner)
+    figures: dict[tuple[str, str, str], list[dict]] = {}
+    load = [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory(prefix="ggufsm-first-token-", dir=paths[0].parent) as scratch:
+        copies = {(path, runner): private_copy(path, Path(scratch), runner) for path in paths for runner in runners}
+        for _ in range(args.repeat):
+            for path in paths:
+                for state in STATES:
+                    for runner in runners:
+                        copy = copies[(path, runner)]
+                        share = make_cold(copy) if state == "cold" else warm(copy)
+                        sample = measure_in_child(interpreters[runner], PEER if runner == PEER else OURS, copy, args.threads)
+                        sample["resident"] = share
+                        figures.setdefault((path.name, state, runner), []).append(sample)
     load.append(os.getloadavg()[0])
-    print(render(path, args, runners, figures, residency, load))
+    if record is not None:
+        add_to_record(record, paths, runners, figures)
+    print(render(paths, args, runners, figures, load))
     return 0
 
 
-def render(path: Path, args, runners, figures, residency, load) -> str:
+def measure_in_child(python: str, kind: str, path: Path, threads: int) -> dict:
+    # -P: the script's folder (reference/bench, whose module names are generic) is not put on sys.path.
+    command = [python, "-P", __file__, kind, str(path), str(threads)]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"{kind} first-token child ({python}) failed ({completed.returncode}): {completed.stderr[-2000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def add_to_record(record, paths: list[Path], runners: list[str], figures) -> None:
+    for path in paths:
+        record.model(path)
+    if PEER in runners:
+        record.peer_package("llama_cpp_python")
+    for (model, state, runner), samples in figures.items():
+        for sample in samples:
+            for key in ("import_s", "load_s", "first_token_s"):
+                record.sample(f"{model} {runner} {key} {state}", sample[key], "s", runner=runner, better="lower")
+            record.sample(f"{model} {runner} file resident {state}", sample["resident"], "share", runner=runner,
+                          better="lower")
+            record.sample(f"{model} {runner} prompt tokens {state}", sample["prompt_tokens"], "tokens", runner=runner)
+    for path in paths:
+        for state in STATES:
+            for other in runners[1:]:
+                for key in ("load_s", "first_token_s"):
+                    record.compare(f"{path.name} {OURS} / {other} {key} {state}",
+                                   f"{path.name} {OURS} {key} {state}", f"{path.name} {other} {key} {state}",
+                                   how=f"round by round, {OURS} over {other} (children interleaved)")
+
+
+def render(paths: list[Path], args, runners: list[str], figures, load: list[float]) -> str:
     def cell(values: list[float]) -> str:
         return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
-    lines = [f"model {path.name}, {args.threads} threads, {args.repeat} rounds (runners and states interleaved), "
-             f"load average {load[0]:.2f} before / {load[1]:.2f} after; the file resident before each child: "
-             + ", ".join(f"{s} {min(residency[s]):.0%}-{max(residency[s]):.0%}" for s in STATES), "",
-             "| page cache | runner | load s, median (range) | load + 32-token prompt + first token s | ggufsm / llama.cpp |",
-             "| --- | --- | ---: | ---: | ---: |"]
-    for state in STATES:
-        for runner in runners:
-            runs = figures[(runner, state)]
-            ratio = ""
-            if runner == "ggufsm" and "llama.cpp" in runners:
-                peer = figures[("llama.cpp", state)]
-                ratios = [a["first_token_s"] / b["first_token_s"] for a, b in zip(runs, peer, strict=True)]
-                ratio = f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}x)"
-            lines.append(f"| {state} | {runner} | {cell([r['load_s'] for r in runs])} | "
-                         f"{cell([r['first_token_s'] for r in runs])} | {ratio} |")
+    lines = [f"{args.threads} threads, {args.repeat} rounds (models, page-cache states and runners interleaved), "
+             f"load average {load[0]:.2f} before / {load[1]:.2f} after; each runner reads a private copy of the "
+             f"model: warm read through before the child, cold evicted to at most {COLD_LIMIT:.0%} resident "
+             "(mincore) before the child", "",
+             "| model | page cache | runner | resident | prompt tokens | import s | load s | first token s | "
+             + " | ".join(f"{OURS} / {other}" for other in runners[1:]) + " |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |" + " ---: |" * (len(runners) - 1)]
+    for path in paths:
+        for state in STATES:
+            ours = figures[(path.name, state, OURS)]
+            for runner in runners:
+                runs = figures[(path.name, state, runner)]
+                ratios = []
+                for other in runners[1:]:
+                    if runner != OURS:
+                        ratios.append("")
+                        continue
+                    theirs = figures[(path.name, state, other)]
+                    r = [a["first_token_s"] / b["first_token_s"] for a, b in zip(ours, theirs, strict=True)]
+                    ratios.append(f"{statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f}x)")
+                resident = [run["resident"] for run in runs]
+                tokens = sorted({run["prompt_tokens"] for run in runs})
+                lines.append(f"| {path.name} | {state} | {runner} | {min(resident):.0%}-{max(resident):.0%} | "
+                             f"{','.join(map(str, tokens))} | {cell([r['import_s'] for r in runs])} | "
+                             f"{cell([r['load_s'] for r in runs])} | {cell([r['first_token_s'] for r in runs])} | "
+                             + " | ".join(ratios) + (" |" if ratios else "|"))
     return "\n".join(lines)
+
+
+# ─── the child: one measurement in a fresh process ──────────────────────────
+
+
+def first_token_ggufsm(model_path: str, threads: int) -> dict:
+    started = time.perf_counter()
+    from ggufsm import Runtime
+
+    imported = time.perf_counter()
+    runtime = Runtime()
+    runtime.init_runtime(n_ctx=N_CTX, n_threads=threads)
+    runtime.load_model(model_path)
+    loaded = time.perf_counter()
+    generation = runtime.generate(PROMPT, 1, stop_at_eos=False, temperature=0.0)
+    done = time.perf_counter()
+    return {"import_s": imported - started, "load_s": loaded - imported, "first_token_s": done - imported,
+            "prompt_tokens": len(generation.prompt_token_ids), "token": generation.token_ids[0]}
+
+
+def first_token_llama_cpp(model_path: str, threads: int) -> dict:
+    started = time.perf_counter()
+    import numpy as np
+    from llama_cpp import Llama
+
+    imported = time.perf_counter()
+    llm = Llama(model_path=model_path, n_ctx=N_CTX, n_batch=512, n_threads=threads, n_threads_batch=threads,
+                verbose=False)
+    loaded = time.perf_counter()
+    # add_bos adds the model's own start token only when its vocabulary asks for one, as ggufsm's encode does.
+    ids = llm.tokenize(PROMPT.encode(), add_bos=True, special=False)
+    llm.eval(ids)
+    token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    llm.detokenize([token])
+    done = time.perf_counter()
+    return {"import_s": imported - started, "load_s": loaded - imported, "first_token_s": done - imported,
+            "prompt_tokens": len(ids), "token": token}
+
+
+if __name__ == "__main__":
+    measure = first_token_llama_cpp if sys.argv[1] == PEER else first_token_ggufsm
+    print(json.dumps(measure(sys.argv[2], int(sys.argv[3]))))

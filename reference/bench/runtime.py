@@ -6,14 +6,9 @@ one after the other in the same invocation, so the ratios compare like with
 like on whatever the machine is doing at the time. The peer is llama.cpp
 through llama-cpp-python, measured only when it is installed.
 
-`--first-token` measures instead the time to first token a fresh process
-sees: load the model, evaluate a 32-token prompt, pick the first token
-(greedy), each child timing from just before its load call to the token.
-Two page-cache states alternate with the runners, round by round: warm (the
-file read just before) and cold, where the file's pages are dropped first
-with posix_fadvise(POSIX_FADV_DONTNEED) (`evict`; the kernel keeps a page
-another process still maps, so the share still resident after it, read
-with mincore, is printed beside the figure).
+`--first-token` measures instead the time a user waits from a new handle to
+the first token of a 32-token prompt, in fresh processes, warm and cold page
+cache (first_token.py).
 """
 
 from __future__ import annotations
@@ -50,7 +45,10 @@ def add_options(parser) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per runtime; the best is kept (default 3)")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the results as Markdown here")
     parser.add_argument("--first-token", action="store_true",
-                        help="instead: load + 32-token prompt + first token in fresh processes, warm and cold page cache")
+                        help="instead: handle + load + 32-token prompt + first token in fresh processes, warm and cold "
+                             "page cache; -m may name several models, comma-separated")
+    parser.add_argument("--baseline-python", type=Path, default=None, metavar="PY",
+                        help="with --first-token: also measure the ggufsm installed for this interpreter (an A/B)")
     parser.set_defaults(handler=run)
 
 
@@ -178,41 +176,7 @@ def render_markdown(model_path: Path, threads: int, results: dict, command: str)
     return "\n".join(lines) + "\n"
 
 
-def _first_token_ggufsm(model_path: str, threads: int) -> dict:
-    from ggufsm.reference.runtime import Runtime
-
-    runtime = Runtime()
-    runtime.init_runtime(n_ctx=1024, n_threads=threads)
-    started = time.perf_counter()
-    runtime.load_model(model_path)
-    loaded = time.perf_counter()
-    ids = _bench_token_ids(lambda text: runtime._model.tokenizer.encode(text, add_special=False))[:32]
-    tokenized = time.perf_counter()
-    runtime.generate(ids, 1, stop_at_eos=False, temperature=0.0)
-    done = time.perf_counter()
-    return {"load_s": loaded - started, "first_token_s": (loaded - started) + (done - tokenized)}
-
-
-def _first_token_llama_cpp(model_path: str, threads: int) -> dict:
-    import numpy as np
-    from llama_cpp import Llama
-
-    started = time.perf_counter()
-    llm = Llama(model_path=model_path, n_ctx=1024, n_batch=512, n_threads=threads, n_threads_batch=threads, verbose=False)
-    loaded = time.perf_counter()
-    ids = _bench_token_ids(lambda text: llm.tokenize(text.encode(), add_bos=False, special=False))[:32]
-    tokenized = time.perf_counter()
-    llm.eval(ids)
-    int(np.argmax(llm.scores[llm.n_tokens - 1]))
-    done = time.perf_counter()
-    return {"load_s": loaded - started, "first_token_s": (loaded - started) + (done - tokenized)}
-
-
 def _child_main(runner: str, model_path: str, threads: int) -> None:
-    if runner.endswith(":first-token"):
-        runner = runner.split(":")[0]
-        print(json.dumps((_first_token_ggufsm if runner == "ggufsm" else _first_token_llama_cpp)(model_path, threads)))
-        return
     measure = _measure_ggufsm if runner == "ggufsm" else _measure_llama_cpp
     result = measure(model_path, threads)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -129,6 +129,48 @@ def test_a_file_without_merges_is_invalid():
         tokenizer_from_metadata(metadata)
 
 
+def test_a_merge_listed_twice_keeps_its_first_rank():
+    # 'o r' listed before and after 'Ġw o': its first listing outranks 'Ġw o' (llama.cpp keeps the first),
+    # so " wor" is Ġw + or; ranked by its second listing it would be Ġwo + r, as without the first.
+    tokenizer = tokenizer_from_metadata(bpe_metadata(merges=("Ġ w", "o r", "Ġw o", "o r")))
+    assert tokenizer.encode(" wor") == ids_of(tokenizer, "Ġw", "or")
+    second_only = tokenizer_from_metadata(bpe_metadata(merges=("Ġ w", "Ġw o", "o r")))
+    assert second_only.encode(" wor") == ids_of(second_only, "Ġwo", "r")
+
+
+@pytest.mark.parametrize(("merges", "named"), [
+    (("h e", "he", 7), r"merges\[1\] is not two symbols"),
+    (("h e", 7, "he"), r"merges\[1\] is int, not a string"),
+    ((" he", "h e"), r"merges\[0\] is not two symbols"),
+])
+def test_the_first_malformed_merge_is_the_one_named(merges, named):
+    metadata = bpe_metadata()
+    metadata["tokenizer.ggml.merges"] = list(merges)
+    with pytest.raises(InvalidModel, match=named):
+        tokenizer_from_metadata(metadata)
+
+
+class CountingMetadata(dict):
+    """A file's metadata that counts how often each value is asked for (a file's Metadata converts each time)."""
+
+    def __init__(self, values):
+        super().__init__(values)
+        self.reads: dict[str, int] = {}
+
+    def __getitem__(self, key):
+        self.reads[key] = self.reads.get(key, 0) + 1
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+
+def test_building_a_tokenizer_converts_each_metadata_value_once():
+    metadata = CountingMetadata(bpe_metadata())
+    tokenizer_from_metadata(metadata)
+    assert metadata.reads and set(metadata.reads.values()) == {1}
+
+
 def test_an_unknown_pre_tokenizer_is_unsupported_and_named():
     with pytest.raises(UnsupportedModel, match="'klingon'"):
         tokenizer_from_metadata(bpe_metadata(pre="klingon"))
