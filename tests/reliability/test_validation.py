@@ -59,6 +59,43 @@ def test_inspect_and_load_agree_on_a_damaged_tokenizer(tmp_path, damage):
     assert inspected != "ok" and inspected == outcome_of_load(path)
 
 
+def test_a_file_failing_both_the_tokenizer_and_the_forward_is_named_by_its_tokenizer_on_load_and_inspect(tmp_path):
+    # The load builds the tokenizer on a thread while the forward is checked and built: whichever finishes
+    # first, the tokenizer's problem is the one named, as inspect (which checks them in turn) names it.
+    from unittest import mock
+
+    import numpy as np
+    import tokenizer_damage
+
+    from ggufsm.conformance.fixtures import tiny_models
+    from ggufsm.conformance.fixtures.vocabulary import bpe_vocabulary
+    from ggufsm.reference.architectures import shared_forward
+
+    spec = tiny_models.TinyLlamaSpec(seed=0)
+    tensors = tiny_models.tiny_llama_tensors(spec)
+    tensors["blk.0.attn_norm.weight"] = tensors["blk.0.attn_norm.weight"].astype(np.float16)  # the forward refuses F16 norms
+    forward_only = tiny_models.write_tiny_llama(tmp_path / "f16-norm.gguf", spec, tensors=tensors)
+
+    def damaged(n_vocab: int):
+        return tokenizer_damage.TOKENIZER_DAMAGE["duplicate_token"](*bpe_vocabulary(n_vocab))
+
+    with mock.patch.object(tiny_models, "bpe_vocabulary", damaged):
+        both = tiny_models.write_tiny_llama(tmp_path / "both.gguf", spec, tensors=tensors)
+    assert outcome_of_inspect(forward_only) == outcome_of_load(forward_only) == "UnsupportedModel"
+    held = shared_forward.held()
+    assert outcome_of_inspect(both) == outcome_of_load(both) == "InvalidModel"
+    assert shared_forward.held() == held  # nothing of the failed load stays leased
+
+
+def test_a_load_whose_tokenizer_fails_gives_back_the_forward_built_beside_it(tmp_path):
+    from ggufsm.reference.architectures import shared_forward
+
+    path = write_damaged_tokenizer(tmp_path / "duplicate.gguf", "duplicate_token")  # a forward that builds
+    held = shared_forward.held()
+    assert outcome_of_load(path) == "InvalidModel"
+    assert shared_forward.held() == held
+
+
 def test_a_swapped_embedding_is_refused_with_the_shape_the_vocabulary_gives(source, tmp_path):
     import numpy as np
 
