@@ -24,7 +24,6 @@ objects); with it, only its session. Models given as bytes are never shared.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +85,10 @@ def validate_model_file(source) -> GgufFile:
     gguf = open_gguf(source)
     try:
         shared_tokenizer(gguf)
-        check_forward(gguf)
+        # The forward's own checks (F32 norms, matrix types the kernels run): built on one thread, so no
+        # worker is started, without the repack (every check comes before it; repacking here, on one
+        # thread, into a copy dropped at once, cost 0.2-0.5 s of every load), and dropped.
+        _core.LlamaModel(gguf.core, 1, repack=False)
     except BaseException:
         gguf.close()
         del gguf
@@ -94,56 +96,16 @@ def validate_model_file(source) -> GgufFile:
     return gguf
 
 
-def check_forward(gguf: GgufFile) -> None:
-    """The forward's own checks (F32 norms, matrix types the kernels run): built on one thread, so no worker
-    is started, without the repack (every check comes before it; repacking here, on one thread, into a copy
-    dropped at once, cost 0.1-0.45 s of every load), and dropped."""
-    _core.LlamaModel(gguf.core, 1, repack=False)
-
-
-class TokenizerBuild:
-    """The file's shared tokenizer, built on a thread of its own from the moment the file is open. The build
-    is Python (the GIL held); the forward's build beside it (the weights' repack, on the pool) releases
-    the GIL, so on two cores the two overlap instead of adding up. `wait` raises the build's named error."""
-
-    def __init__(self, gguf: GgufFile):
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._build, args=(gguf,), name="ggufsm-tokenizer", daemon=True)
-        self._thread.start()
-
-    def _build(self, gguf: GgufFile) -> None:
-        try:
-            shared_tokenizer(gguf)
-        except BaseException as error:  # handed to the loading thread, which raises it
-            self._error = error
-
-    def wait(self) -> None:
-        self._thread.join()
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
-
-
 def build_loaded_model(source, *, n_threads: int) -> LoadedModel:
-    """validate_model_file's checks, in its order of precedence (a tokenizer problem is named before a
-    forward one), with the tokenizer built while the forward is: then the forward for the Runtime."""
     if not isinstance(source, (str, Path, bytes, bytearray, memoryview)):
         raise InvalidInput(f"model source must be a path or bytes, not {type(source).__name__}")
-    gguf = open_gguf(source)
-    weights = None
+    gguf = validate_model_file(source)
     try:
-        tokenizer_build = TokenizerBuild(gguf)
-        try:
-            check_forward(gguf)
-            weights = architectures.load(gguf, n_threads=n_threads)
-        finally:
-            tokenizer_build.wait()  # its error, raised here, replaces the forward's: the tokenizer is checked first
         tokenizer = shared_tokenizer(gguf)
+        weights = architectures.load(gguf, n_threads=n_threads)
     except BaseException:
-        # A failed load keeps nothing: the forward's lease goes back, and the error (kept as last_error) holds
-        # this frame through its traceback, so the file is dropped from it and it holds no map.
-        if weights is not None:
-            weights.close()
+        # The error (kept as last_error) holds this frame through its traceback: drop the file from it,
+        # so that a failed load holds no map.
         gguf.close()
         del gguf
         raise
