@@ -60,8 +60,7 @@ def test_inspect_and_load_agree_on_a_damaged_tokenizer(tmp_path, damage):
 
 
 def test_a_file_failing_both_the_tokenizer_and_the_forward_is_named_by_its_tokenizer_on_load_and_inspect(tmp_path):
-    # The load builds the tokenizer on a thread while the forward is checked and built: whichever finishes
-    # first, the tokenizer's problem is the one named, as inspect (which checks them in turn) names it.
+    # The tokenizer is checked before the forward, on load as on inspect: its problem is the one named.
     from unittest import mock
 
     import numpy as np
@@ -87,7 +86,7 @@ def test_a_file_failing_both_the_tokenizer_and_the_forward_is_named_by_its_token
     assert shared_forward.held() == held  # nothing of the failed load stays leased
 
 
-def test_a_load_whose_tokenizer_fails_gives_back_the_forward_built_beside_it(tmp_path):
+def test_a_load_whose_tokenizer_fails_leaves_no_forward_leased(tmp_path):
     from ggufsm.reference.architectures import shared_forward
 
     path = write_damaged_tokenizer(tmp_path / "duplicate.gguf", "duplicate_token")  # a forward that builds
