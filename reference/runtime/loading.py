@@ -65,8 +65,10 @@ def load_off_to_the_side(source, config: RuntimeConfig) -> Load:
 def read_ahead(source) -> None:
     """Asks the kernel to start reading a model file into the page cache now, in the background: the load
     reads all of it (the repack, the finite-weights check, the first forward), and on a cold cache it
-    would otherwise wait on one page fault's readahead window at a time. Advice only: a path that cannot
-    be opened here is left to the load to name."""
+    would otherwise wait on one page fault's readahead window at a time. Measured on a cold private copy of
+    Gemma 3 (3 alternations, load average 11): load 1.15-1.66 s with it, 2.28-4.33 s without; advising the
+    file in 8 MiB chunks from a thread (one advice is capped at the kernel's readahead window) measured no
+    better (1.67-4.33 s). Advice only: a path that cannot be opened here is left to the load to name."""
     if not isinstance(source, (str, os.PathLike)):
         return
     try:
