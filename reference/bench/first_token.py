@@ -194,13 +194,16 @@ def render(paths: list[Path], args, runners: list[str], figures, load: list[floa
     def cell(values: list[float]) -> str:
         return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
+    def row(cells: list[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
     lines = [f"{args.threads} threads, {args.repeat} rounds (models, page-cache states and runners interleaved), "
              f"load average {load[0]:.2f} before / {load[1]:.2f} after; each runner reads a private copy of the "
              f"model: warm read through before the child, cold evicted to at most {COLD_LIMIT:.0%} resident "
              "(mincore) before the child", "",
-             "| model | page cache | runner | resident | prompt tokens | import s | load s | first token s | "
-             + " | ".join(f"{OURS} / {other}" for other in runners[1:]) + " |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |" + " ---: |" * (len(runners) - 1)]
+             row(["model", "page cache", "runner", "resident", "prompt tokens", "import s", "load s", "first token s",
+                  *(f"{OURS} / {other}" for other in runners[1:])]),
+             row(["---"] * 3 + ["---:"] * (5 + len(runners) - 1))]
     for path in paths:
         for state in STATES:
             ours = figures[(path.name, state, OURS)]
@@ -216,10 +219,9 @@ def render(paths: list[Path], args, runners: list[str], figures, load: list[floa
                     ratios.append(f"{statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f}x)")
                 resident = [run["resident"] for run in runs]
                 tokens = sorted({run["prompt_tokens"] for run in runs})
-                lines.append(f"| {path.name} | {state} | {runner} | {min(resident):.0%}-{max(resident):.0%} | "
-                             f"{','.join(map(str, tokens))} | {cell([r['import_s'] for r in runs])} | "
-                             f"{cell([r['load_s'] for r in runs])} | {cell([r['first_token_s'] for r in runs])} | "
-                             + " | ".join(ratios) + (" |" if ratios else "|"))
+                lines.append(row([path.name, state, runner, f"{min(resident):.0%}-{max(resident):.0%}",
+                                  ",".join(map(str, tokens)), cell([r["import_s"] for r in runs]),
+                                  cell([r["load_s"] for r in runs]), cell([r["first_token_s"] for r in runs]), *ratios]))
     return "\n".join(lines)
 
 

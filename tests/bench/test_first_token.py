@@ -63,3 +63,16 @@ def test_the_child_times_a_new_handle_to_the_first_token_of_the_text_prompt(tmp_
     assert set(sample) == {"import_s", "load_s", "first_token_s", "prompt_tokens", "token"}
     assert sample["prompt_tokens"] > 0 and isinstance(sample["token"], int)
     assert 0 < sample["load_s"] <= sample["first_token_s"]  # one clock: the token comes after the load
+
+
+@pytest.mark.parametrize("runners", [["ggufsm"], ["ggufsm", "ggufsm baseline", "llama.cpp"]])
+def test_the_table_has_a_ratio_column_for_each_other_runner_and_rows_as_wide_as_its_header(runners):
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    sample = {"resident": 0.0, "prompt_tokens": 32, "import_s": 0.5, "load_s": 0.3, "first_token_s": 0.4}
+    figures = {("m.gguf", state, runner): [sample] for state in first_token.STATES for runner in runners}
+    table = first_token.render([Path("m.gguf")], SimpleNamespace(threads=2, repeat=1), runners, figures, [1.0, 1.0])
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    assert {row.count("|") for row in rows} == {9 + len(runners) - 1}  # 8 columns and one ratio per other runner
+    assert rows[0].count(" / ") == len(runners) - 1
