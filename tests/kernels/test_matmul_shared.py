@@ -40,9 +40,9 @@ def test_each_shared_product_is_bit_identical_to_its_product_alone(products, n, 
     weights, x = make(products, n, seed=len(products) * 100 + n)
     # Only whole groups of eight rows of a repackable type are repacked, as at load.
     packs = [repacked and kernels.repackable(int(qtype), rows) for qtype, rows in products]
-    together = kernels.matmul_shared([(int(qtype), w, rows, pack) for (qtype, rows), w, pack in zip(products, weights, packs)],
+    together = kernels.matmul_shared([(int(qtype), w, rows, pack) for (qtype, rows), w, pack in zip(products, weights, packs, strict=True)],
                                      COLS, x, n_threads)
-    for (qtype, rows), w, pack, y in zip(products, weights, packs, together):
+    for (qtype, rows), w, pack, y in zip(products, weights, packs, together, strict=True):
         alone = kernels.matmul(int(qtype), w, rows, COLS, x, n_threads, repacked=pack)
         assert y.shape == alone.shape
         assert np.array_equal(y.view(np.uint32), alone.view(np.uint32)), f"{qtype.name} x {rows} rows"
@@ -50,7 +50,7 @@ def test_each_shared_product_is_bit_identical_to_its_product_alone(products, n, 
 
 def test_a_one_dimensional_x_gives_one_dimensional_products():
     weights, x = make(SETS[0], 1, seed=3)
-    ys = kernels.matmul_shared([(int(t), w, r, False) for (t, r), w in zip(SETS[0], weights)], COLS, x[0], 2)
+    ys = kernels.matmul_shared([(int(t), w, r, False) for (t, r), w in zip(SETS[0], weights, strict=True)], COLS, x[0], 2)
     assert [y.shape for y in ys] == [(r,) for _, r in SETS[0]]
 
 
@@ -59,14 +59,14 @@ def test_products_that_need_another_activation_format_are_refused_by_name():
     products = [(Q.Q4_1, 16), (Q.Q4_K, 16)]
     weights, x = make(products, 1, seed=4)
     with pytest.raises(InvalidInput, match="Q8_32.*Q4_K.*Q8_K"):
-        kernels.matmul_shared([(int(t), w, r, False) for (t, r), w in zip(products, weights)], COLS, x, 2)
+        kernels.matmul_shared([(int(t), w, r, False) for (t, r), w in zip(products, weights, strict=True)], COLS, x, 2)
 
 
 def test_more_products_than_one_dispatch_takes_are_refused_with_the_limit():
     products = [(Q.Q8_0, 8)] * 5
     weights, x = make(products, 1, seed=5)
     with pytest.raises(InvalidInput, match="at most 4 products, got 5"):
-        kernels.matmul_shared([(int(t), w, r, False) for (t, r), w in zip(products, weights)], COLS, x, 2)
+        kernels.matmul_shared([(int(t), w, r, False) for (t, r), w in zip(products, weights, strict=True)], COLS, x, 2)
 
 
 @pytest.mark.parametrize("rows", [1, 3, 4, 19, 37])
