@@ -68,15 +68,3 @@ def test_more_products_than_one_dispatch_takes_are_refused_with_the_limit():
     with pytest.raises(InvalidInput, match="at most 4 products, got 5"):
         kernels.matmul_shared([(int(t), w, r, False) for (t, r), w in zip(products, weights, strict=True)], COLS, x, 2)
 
-
-@pytest.mark.parametrize("rows", [1, 3, 4, 19, 37])
-def test_one_activation_row_through_q8_0_four_weight_rows_at_a_time_is_bit_identical_to_a_row_of_many(rows):
-    # A decode step's output matrix takes the four-weight-row path; the same row among several
-    # activation rows (a batched step, a prefill) takes the four-activation-row one.
-    rng = np.random.default_rng(rows)
-    weights = random_weights(Q.Q8_0, rows, 640, rng)
-    x = rng.standard_normal((5, 640)).astype(np.float32)
-    many = kernels.matmul(int(Q.Q8_0), weights, rows, 640, x, 2)
-    for i in range(5):
-        one = kernels.matmul(int(Q.Q8_0), weights, rows, 640, x[i], 2)
-        assert np.array_equal(one.view(np.uint32), many[i].view(np.uint32)), f"activation row {i}"

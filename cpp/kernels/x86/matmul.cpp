@@ -202,43 +202,6 @@ void dot_q8_0(const uint8_t* row, const QuantizedActivations& x, int64_t i, int6
     for (int k = 0; k < NR; ++k) out[k] = hsum(acc[k]);
 }
 
-// Q8_0 against one activation row (a decode step's output matrix: Gemma 3's
-// 262,144 rows of 640), four weight rows at a time: the activation block and
-// its scale are loaded once for the four, and four accumulators overlap the
-// FMA chains that one row alone waits out. Each row's sums run in the order
-// dot_q8_0 takes, so every result is the same to the bit.
-void dot_q8_0_four_rows(const uint8_t* row, size_t row_bytes, const QuantizedActivations& x, int64_t cols, float* out) {
-    const BlockQ8_0* w[4];
-    __m256 acc[4];
-    for (int r = 0; r < 4; ++r) {
-        w[r] = reinterpret_cast<const BlockQ8_0*>(row + size_t(r) * row_bytes);
-        acc[r] = _mm256_setzero_ps();
-    }
-    for (int64_t b = 0; b < cols / QK32; ++b) {
-        const __m256i a = load_block_codes(x, 0, b);
-        const float da = x.ds(0)[2 * b];
-        for (int r = 0; r < 4; ++r) {
-            const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[r][b].qs));
-            const __m256i p = dot_u8s8(_mm256_setzero_si256(), _mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q));
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(half(w[r][b].d) * da), _mm256_cvtepi32_ps(p), acc[r]);
-        }
-    }
-    for (int r = 0; r < 4; ++r) out[r] = hsum(acc[r]);
-}
-
-// Q8_0 rows: one activation row goes four weight rows at a time (above), more
-// go through rows_n.
-void rows_q8_0(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
-    if (x.n() != 1) {
-        rows_n<dot_q8_0<kRowsAtOnce>, dot_q8_0<1>>(w, x, y, row_begin, row_end);
-        return;
-    }
-    const uint8_t* base = static_cast<const uint8_t*>(w.data);
-    int64_t r = row_begin;
-    for (; r + 4 <= row_end; r += 4) dot_q8_0_four_rows(base + r * w.row_bytes, w.row_bytes, x, w.cols, &y[r]);
-    for (; r < row_end; ++r) dot_q8_0<1>(base + r * w.row_bytes, x, 0, w.cols, &y[r]);
-}
-
 // ---- k-quants against Q8_K activations ----
 
 // acc (8 x int32) += pairwise sums of the int16 products p * scale.
@@ -405,7 +368,7 @@ void fill_matmul(KernelSet& set) {
     set.matmul_rows[3] = rows_n<dot_32<BlockQ4_1, 0, true, kRowsAtOnce>, dot_32<BlockQ4_1, 0, true, 1>>;
     set.matmul_rows[6] = rows_n<dot_32<BlockQ5_0, 16, false, kRowsAtOnce>, dot_32<BlockQ5_0, 16, false, 1>>;
     set.matmul_rows[7] = rows_n<dot_32<BlockQ5_1, 0, true, kRowsAtOnce>, dot_32<BlockQ5_1, 0, true, 1>>;
-    set.matmul_rows[8] = rows_q8_0;
+    set.matmul_rows[8] = rows_n<dot_q8_0<kRowsAtOnce>, dot_q8_0<1>>;
     set.matmul_rows[12] = rows_n<dot_q45_k<BlockQ4_K, kRowsAtOnce>, dot_q45_k<BlockQ4_K, 1>>;
     set.matmul_rows[13] = rows_n<dot_q45_k<BlockQ5_K, kRowsAtOnce>, dot_q45_k<BlockQ5_K, 1>>;
     set.matmul_rows[14] = rows_n<dot_q6_k<kRowsAtOnce>, dot_q6_k<1>>;
