@@ -24,6 +24,18 @@ size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 // same cache line of y.
 constexpr int64_t kRowTile = 16;
 
+// Chunks per thread for a product whose weights hold `bytes`: one for a layer
+// matrix (each chunk start restarts a weight stream whose first pages wait out
+// the memory latency, matmul()), but a chunk per 4 MiB or so of a large one (the
+// output matrix: 178 MB in Gemma 3), so when one thread is descheduled on a
+// busy machine the other streams its share rather than wait out the end of a
+// half. A 4 MiB chunk streams for about 350 us at a thread's 12 GB/s; its
+// start costs a few.
+constexpr int64_t kStreamChunkBytes = int64_t(4) << 20;
+int chunks_per_thread_for(int64_t bytes, const ThreadPool& pool) {
+    return int(std::clamp<int64_t>(bytes / (kStreamChunkBytes * pool.size()), 1, 64));
+}
+
 // Scale and codes of one block: d = amax / 127, q = nearest-even(x * 127 / amax).
 float quantize_block(const float* x, int n, int8_t* q) {
     float amax = 0;
@@ -182,14 +194,14 @@ void matmul(const WeightView& w, const QuantizedActivations& x, float* y, Thread
     const kernels::MatmulRowsFn fn = kernel_for(w, x);
     if (x.n() == 0) return;
     const int64_t tiles = (w.rows + kRowTile - 1) / kRowTile;
-    // One chunk per thread: every row costs the same, and each chunk start
+    // Few chunks (chunks_per_thread_for): every row costs the same, and each chunk start
     // restarts a weight stream whose first pages wait out the memory latency
     // (the hardware prefetchers start over at every 4 KiB page and need a
-    // few misses to ramp up); small matrices gained most (docs/benchmarks.md,
-    // "Kernel history").
+    // few misses to ramp up); one per thread gained most on small matrices
+    // (docs/benchmarks.md, "Kernel history").
     pool.parallel_for(
         tiles, [&](int64_t begin, int64_t end, int) { fn(w, x, y, begin * kRowTile, std::min(end * kRowTile, w.rows)); },
-        1);
+        chunks_per_thread_for(w.rows * int64_t(w.row_bytes), pool));
 }
 
 void matmul(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool& pool) {
@@ -233,7 +245,8 @@ void matmul_shared(const SharedProduct* products, size_t count, const QuantizedA
         }
         return tiles;
     };
-    const int64_t parts = std::min<int64_t>(pool.size(), tiles);
+    const int per_thread = chunks_per_thread_for(bytes, pool);
+    const int64_t parts = std::min<int64_t>(int64_t(pool.size()) * per_thread, tiles);
     pool.parallel_for(
         parts,
         [&](int64_t part_begin, int64_t part_end, int) {
@@ -246,7 +259,7 @@ void matmul_shared(const SharedProduct* products, size_t count, const QuantizedA
                 p.fn(w, x, products[k].y, b * kRowTile, std::min(e * kRowTile, w.rows));
             }
         },
-        1);
+        per_thread);
 }
 
 }  // namespace ggufsm

@@ -68,3 +68,19 @@ def test_more_products_than_one_dispatch_takes_are_refused_with_the_limit():
     with pytest.raises(InvalidInput, match="at most 4 products, got 5"):
         kernels.matmul_shared([(int(t), w, r, False) for (t, r), w in zip(products, weights, strict=True)], COLS, x, 2)
 
+
+
+@pytest.mark.parametrize("n_threads", [2, 3])
+def test_a_large_matrix_in_many_chunks_gives_every_bit_one_thread_gives(n_threads):
+    # Above 4 MiB per thread the rows go out in about 4 MiB chunks (matmul.cpp, chunks_per_thread_for):
+    # 19 MB of Q8_0 weights is several chunks per thread, alone and beside a small product.
+    rng = np.random.default_rng(6)
+    rows, cols = 17000, 1024
+    big = random_weights(Q.Q8_0, rows, cols, rng)
+    small = random_weights(Q.Q4_0, 24, cols, rng)
+    x = rng.standard_normal(cols).astype(np.float32)
+    one = kernels.matmul(int(Q.Q8_0), big, rows, cols, x, 1)
+    assert np.array_equal(kernels.matmul(int(Q.Q8_0), big, rows, cols, x, n_threads).view(np.uint32), one.view(np.uint32))
+    shared = kernels.matmul_shared([(int(Q.Q4_0), small, 24, False), (int(Q.Q8_0), big, rows, False)], cols, x, n_threads)
+    assert np.array_equal(shared[1].view(np.uint32), one.view(np.uint32))
+    assert np.array_equal(shared[0].view(np.uint32), kernels.matmul(int(Q.Q4_0), small, 24, cols, x, 1).view(np.uint32))
