@@ -123,3 +123,39 @@ def test_a_block_too_small_to_invert_gets_zero_codes_in_every_variant(block, res
 def test_a_block_that_is_not_a_multiple_of_32_is_refused_by_name():
     with pytest.raises(InvalidInput, match="multiple of 32"):
         kernels.quantize_blocks(np.zeros(48, dtype=np.float32), 16)
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_the_largest_codes_give_the_largest_sums_of_sixteen_without_wrapping(block, restore_isa):
+    # Every element at +-amax: codes +-127, sums of 16 at +-2032 (int16 holds them).
+    x = np.full(2 * block, 3.0, dtype=np.float32)
+    x[block:] = -3.0
+    for isa in ["scalar", *SIMD_VARIANTS]:
+        codes, _, sums = quantized(x, block, isa)
+        assert set(codes[:block].tolist()) == {127} and set(codes[block:].tolist()) == {-127}, isa
+        assert set(sums[: block // 16].tolist()) == {2032} and set(sums[block // 16 :].tolist()) == {-2032}, isa
+
+
+def embedding_rows(path, rows: int) -> np.ndarray:
+    """The first `rows` token embeddings of a real model, dequantized: real activation magnitudes."""
+    from gguf.quants import dequantize
+
+    from ggufsm.reference.model.gguf_file import open_gguf
+
+    with open_gguf(path) as model:
+        info = model.tensors["token_embd.weight"]
+        row_bytes = kernels.row_bytes(int(info.type), int(info.shape[0]))
+        raw = np.asarray(model.tensor_data("token_embd.weight")).view(np.uint8).ravel()[: rows * row_bytes]
+        raw = raw.reshape(rows, row_bytes)
+        return np.ascontiguousarray(dequantize(raw, info.type), dtype=np.float32).reshape(rows, -1)
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize("model_path", ["smollm2_path", "gemma3_path"])
+@pytest.mark.parametrize("block", BLOCKS)
+def test_the_real_models_embeddings_quantize_to_the_same_bytes_in_every_variant(model_path, block, request, restore_isa):
+    x = embedding_rows(request.getfixturevalue(model_path), 64).ravel()
+    reference = quantized(x, block, "scalar")
+    assert same_bytes(reference, oracle(x, block))
+    for isa in SIMD_VARIANTS:
+        assert same_bytes(quantized(x, block, isa), reference), isa
