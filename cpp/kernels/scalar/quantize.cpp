@@ -33,7 +33,9 @@ void quantize_blocks(const float* x, int64_t blocks, int64_t block, int8_t* q, f
         if (!std::isfinite(amax) || !std::isfinite(inverse)) {  // also amax == 0: 127 / 0 is inf
             std::memset(qb, 0, static_cast<size_t>(block));
         } else {
-            for (int64_t k = 0; k < block; ++k) qb[k] = static_cast<int8_t>(std::nearbyint(xb[k] * inverse));
+            // lrint rounds as nearbyint does (the current mode: to nearest, ties to even) but is one
+            // cvtss2si, where nearbyint is a libm call per element on baseline x86-64.
+            for (int64_t k = 0; k < block; ++k) qb[k] = static_cast<int8_t>(std::lrint(xb[k] * inverse));
         }
         for (int64_t g = 0; g < block / 16; ++g) {
             int sum = 0;

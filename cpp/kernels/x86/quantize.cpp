@@ -1,10 +1,10 @@
 // Activation quantization over 8-float vectors (kernel_set.h, QuantizeBlocksFn),
-// compiled per ISA variant. The scalar loop (kernels/scalar/quantize.cpp) was
-// 13% of a SmolLM2 512-token prefill: a libm nearbyint call per element, since
-// the baseline build has no SSE4.1 rounding instruction. Here the same IEEE
-// operations run eight lanes at a time, so the bytes are the scalar ones:
-// |x| and its maximum are exact, x * (127 / amax) is the same float product,
-// and vcvtps2dq rounds to nearest even as nearbyint does in the default mode.
+// compiled per ISA variant. The scalar loop (then a libm nearbyint call per
+// element) was 13% of a SmolLM2 512-token prefill. Here the same IEEE
+// operations run eight lanes at a time, so the bytes are the scalar ones
+// (kernels/scalar/quantize.cpp): |x| and its maximum are exact,
+// x * (127 / amax) is the same float product, and vcvtps2dq rounds to nearest
+// even as lrint does in the default mode.
 #include <cmath>
 #include <cstring>
 #include <limits>
