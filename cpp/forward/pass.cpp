@@ -90,16 +90,40 @@ private:
         }
     }
 
-    // y_i = x . W_i^T for each (W_i, y_i), quantizing x once per activation format.
+    // y_i = x . W_i^T for each (W_i, y_i), quantizing x once per activation format, and the
+    // products of one format in one pool dispatch (matmul_shared).
     void project(ForwardOp op, const float* x, int64_t n, std::initializer_list<std::pair<const WeightView*, float*>> outputs) {
-        std::array<bool, 3> quantized{};
-        for (const auto& [w, y] : outputs) {
-            const int format = int(activation_format_for(w->type));
-            if (!quantized[size_t(format)]) {
-                timed(ForwardOp::Quantize, [&] { s_.activations[size_t(format)].quantize(x, n, w->cols, w->type, pool_); });
-                quantized[size_t(format)] = true;
+        for (int format = 0; format < 3; ++format) {
+            std::array<SharedProduct, kMaxSharedProducts> products;
+            size_t count = 0;
+            for (const auto& [w, y] : outputs) {
+                if (int(activation_format_for(w->type)) == format) products[count++] = SharedProduct{w, y};
             }
-            timed(op, [&] { matmul(*w, s_.activations[size_t(format)], y, pool_); }, w->type);
+            if (count == 0) continue;
+            QuantizedActivations& a = s_.activations[size_t(format)];
+            timed(ForwardOp::Quantize, [&] { a.quantize(x, n, products[0].w->cols, products[0].w->type, pool_); });
+            timed_products(op, products.data(), count, [&] { matmul_shared(products.data(), count, a, pool_); });
+        }
+    }
+
+    // fn(), its wall time shared out to the products' weight types by the bytes each holds
+    // (Gemma 3's wv is Q8_0 beside Q5_0 wq/wk), so the profile keeps a rate per type.
+    template <typename Fn>
+    void timed_products(ForwardOp op, const SharedProduct* products, size_t count, Fn&& fn) {
+        if (!profile_) {
+            fn();
+            return;
+        }
+        const Clock::time_point started = Clock::now();
+        fn();
+        const int64_t ns = ns_since(started);
+        double total = 0;
+        for (size_t k = 0; k < count; ++k) total += double(products[k].w->rows) * double(products[k].w->row_bytes);
+        const size_t o = size_t(op);
+        for (size_t k = 0; k < count; ++k) {
+            const size_t t = std::min<size_t>(size_t(products[k].w->type), ForwardProfile::kTypes - 1);
+            profile_->ns[o][t] += int64_t(double(ns) * double(products[k].w->rows) * double(products[k].w->row_bytes) / total);
+            profile_->calls[o][t] += 1;
         }
     }
 
