@@ -89,6 +89,30 @@ py::array run(LlamaSession& session, const std::vector<int64_t>& tokens, int64_t
 
 int64_t vocabulary(const LlamaSession& session) { return int64_t(session.logits_bytes() / sizeof(float)); }
 
+// None, or {passes, rows, seconds, ops: [{op, type, seconds, calls}]} (LlamaSession's and DecodeBatch's profile).
+py::object profile_dict(const ForwardProfile* p) {
+    if (!p) return py::none();
+    py::list ops;
+    for (int op = 0; op < ForwardProfile::kOps; ++op) {
+        for (int type = 0; type < ForwardProfile::kTypes; ++type) {
+            if (p->calls[size_t(op)][size_t(type)] == 0) continue;
+            const bool matmul = op >= int(ForwardOp::MatmulQkv) && op <= int(ForwardOp::MatmulOutput);
+            py::dict row;
+            row["op"] = forward_op_name(ForwardOp(op));
+            row["type"] = matmul ? py::object(py::str(type_name(uint32_t(type)))) : py::object(py::none());
+            row["seconds"] = double(p->ns[size_t(op)][size_t(type)]) * 1e-9;
+            row["calls"] = p->calls[size_t(op)][size_t(type)];
+            ops.append(row);
+        }
+    }
+    py::dict d;
+    d["passes"] = p->passes;
+    d["rows"] = p->rows;
+    d["seconds"] = double(p->pass_ns) * 1e-9;
+    d["ops"] = ops;
+    return d;
+}
+
 }  // namespace
 
 void forward(py::module_& m) {
@@ -146,29 +170,8 @@ void forward(py::module_& m) {
         .def_property_readonly("n_batch", &LlamaSession::n_batch)
         .def("set_profiling", &LlamaSession::set_profiling, py::arg("on"),
              "on: clear the profile and time every later pass into it, op by op; off: stop (the figures stay)")
-        .def_property_readonly("profile", [](const LlamaSession& s) -> py::object {
-            const ForwardProfile* p = s.profile();
-            if (!p) return py::none();
-            py::list ops;
-            for (int op = 0; op < ForwardProfile::kOps; ++op) {
-                for (int type = 0; type < ForwardProfile::kTypes; ++type) {
-                    if (p->calls[size_t(op)][size_t(type)] == 0) continue;
-                    const bool matmul = op >= int(ForwardOp::MatmulQkv) && op <= int(ForwardOp::MatmulOutput);
-                    py::dict row;
-                    row["op"] = forward_op_name(ForwardOp(op));
-                    row["type"] = matmul ? py::object(py::str(type_name(uint32_t(type)))) : py::object(py::none());
-                    row["seconds"] = double(p->ns[size_t(op)][size_t(type)]) * 1e-9;
-                    row["calls"] = p->calls[size_t(op)][size_t(type)];
-                    ops.append(row);
-                }
-            }
-            py::dict d;
-            d["passes"] = p->passes;
-            d["rows"] = p->rows;
-            d["seconds"] = double(p->pass_ns) * 1e-9;
-            d["ops"] = ops;
-            return d;
-        }, "None until set_profiling(True); then {passes, rows, seconds, ops: [{op, type, seconds, calls}]} of the passes since")
+        .def_property_readonly("profile", [](const LlamaSession& s) { return profile_dict(s.profile()); },
+                               "None until set_profiling(True); then {passes, rows, seconds, ops: [{op, type, seconds, calls}]} of the passes since")
         .def_property_readonly("nbytes", [](const LlamaSession& s) {
             py::dict d;
             d["kv_cache"] = s.kv_bytes();
@@ -197,7 +200,11 @@ void forward(py::module_& m) {
             py::arg("sessions"), py::arg("tokens"), py::arg("positions"),
             "tokens[i] at positions[i] in sessions[i], as one pass; each session's logits are then those its own decode() would "
             "leave (read them with session.logits). Every entry is checked before anything runs.")
-        .def_property_readonly("scratch_bytes", &DecodeBatch::scratch_bytes);
+        .def_property_readonly("scratch_bytes", &DecodeBatch::scratch_bytes)
+        .def("set_profiling", &DecodeBatch::set_profiling, py::arg("on"),
+             "on: clear the profile and time every later pass into it, op by op; off: stop (the figures stay)")
+        .def_property_readonly("profile", [](const DecodeBatch& b) { return profile_dict(b.profile()); },
+                               "None until set_profiling(True); then {passes, rows, seconds, ops: [{op, type, seconds, calls}]} of the passes since");
     m.def("shared_pool_count", &shared_pool_count, "worker pools alive in the process (one per thread count in use)");
 }
 

@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <variant>
 #include <vector>
 
@@ -132,6 +133,33 @@ py::array_t<float> matmul_py(uint32_t type, const py::buffer& weight, int64_t ro
         matmul(w, src, n, dst, pool);
     }
     return y;
+}
+
+// products: (ggml_type, weight, rows, repacked) tuples sharing x's format; y of each, as matmul_py gives it.
+std::vector<py::array_t<float>> matmul_shared_py(const std::vector<std::tuple<uint32_t, py::buffer, int64_t, bool>>& products, int64_t cols,
+                                                 const FloatArray& x, const Threads& threads) {
+    const int64_t n = rows_of(x, cols, "x");
+    const std::shared_ptr<ThreadPool> owned = pool_of(threads);
+    ThreadPool& pool = *owned;
+    std::vector<WeightView> views;
+    std::vector<std::vector<uint8_t>> storage(products.size());
+    std::vector<py::array_t<float>> ys;
+    for (size_t k = 0; k < products.size(); ++k) {
+        const auto& [type, weight, rows, repacked] = products[k];
+        views.push_back(weight_view(type, weight, rows, cols));
+        if (repacked) views.back() = repacked_view(views.back(), storage[k], pool);
+        ys.push_back(x.ndim() == 1 ? py::array_t<float>(rows) : py::array_t<float>({n, rows}));
+    }
+    std::vector<SharedProduct> shared;
+    for (size_t k = 0; k < views.size(); ++k) shared.push_back(SharedProduct{&views[k], ys[k].mutable_data()});
+    const TensorType first = views.empty() ? TensorType::F32 : views[0].type;
+    {
+        py::gil_scoped_release release;
+        QuantizedActivations q;
+        q.quantize(x.data(), n, cols, first, pool);
+        matmul_shared(shared.data(), shared.size(), q, pool);
+    }
+    return ys;
 }
 
 py::array_t<float> copy_of(const FloatArray& x) {
@@ -353,6 +381,9 @@ void kernels(py::module_& m) {
           py::arg("threads") = 0, py::arg("repacked") = false,
           "y[n, rows] = x[n, cols] . W^T (the numeric contract is in matmul.h); repacked: through the Rows8 layout the model loads "
           "(kernels/repack.h)");
+    m.def("matmul_shared", &matmul_shared_py, py::arg("products"), py::arg("cols"), py::arg("x"), py::arg("threads") = 0,
+          "[x . W_k^T for each (ggml_type, weight, rows, repacked) in products], in one pool dispatch over all their rows "
+          "(matmul.h, matmul_shared); x is quantized for the first product's type");
     m.def("repackable", [](uint32_t t, int64_t rows) { return kernels_support(t) && repackable_type(static_cast<TensorType>(t)) && rows > 0 && rows % kRows8 == 0; },
           py::arg("ggml_type"), py::arg("rows"), "True when a [rows, cols] matrix of this type is repacked at load (kernels/repack.h)");
     m.def("repack", [](uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols, const Threads& threads) {

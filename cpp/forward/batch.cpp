@@ -13,6 +13,12 @@ DecodeBatch::DecodeBatch(std::shared_ptr<const LlamaModel> model) : model_(std::
 
 size_t DecodeBatch::scratch_bytes() const { return scratch_.bytes(model_->hparams()); }
 
+void DecodeBatch::set_profiling(bool on) {
+    std::lock_guard<std::mutex> lock(running_);
+    if (on) profile_ = std::make_unique<ForwardProfile>();
+    profiling_ = on;
+}
+
 void DecodeBatch::decode(LlamaSession* const* sessions, const int64_t* tokens, const int64_t* positions, int64_t n) {
     if (n <= 0) throw Error(code::InvalidInput, "a batched decode needs at least one session");
     std::vector<LlamaSession*> order(sessions, sessions + n);
@@ -46,7 +52,7 @@ void DecodeBatch::decode(LlamaSession* const* sessions, const int64_t* tokens, c
     std::vector<PassSegment> segments;
     segments.reserve(size_t(n));
     for (int64_t i = 0; i < n; ++i) segments.push_back(PassSegment{&sessions[i]->kv_, i, 1, positions[i], sessions[i]->logits_.get()});
-    run_pass(*model_, scratch_, tokens, n, segments);
+    run_pass(*model_, scratch_, tokens, n, segments, profiling_ ? profile_.get() : nullptr);
     bytes.check_intact();
 }
 

@@ -290,10 +290,17 @@ public:
 
     size_t scratch_bytes() const;
 
+    // As LlamaSession's: on clears the profile and times every later pass into it (where a
+    // batched step's time goes: the weights pass against each session's attention).
+    void set_profiling(bool on);
+    const ForwardProfile* profile() const { return profile_.get(); }
+
 private:
     std::mutex running_;
     std::shared_ptr<const LlamaModel> model_;
     ForwardScratch scratch_;
+    bool profiling_ = false;
+    std::unique_ptr<ForwardProfile> profile_;
 };
 
 // One forward pass of `n` rows (tokens[n]) over the segments (which cover

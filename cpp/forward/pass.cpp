@@ -13,12 +13,18 @@ namespace ggufsm {
 
 namespace {
 
-// fn(begin, end) over rows [0, n): on the pool when a prefill chunk has enough rows to pay for the
-// hand-off (measured: about 2 us), inline for a decode step.
+// Rows below which an op runs inline rather than on the pool: the hand-off costs about 2 us on a
+// quiet machine, and up to a descheduled worker's time slice on a busy one (a batched decode step of
+// 4 sessions spent 10 of its 93 ms in norms, rope and residual adds handed off, at load 7-9).
+// The cheap ops (a norm or add is ~0.2 us a row) stay inline for any decode batch (up to 8 sessions);
+// the activations (an exp or tanh per element of n_ff) split from 4 rows, as before.
+constexpr int64_t kSplitCheapRows = 9;
+constexpr int64_t kSplitActivationRows = 4;
+
+// fn(begin, end) over rows [0, n): on the pool when there are at least min_rows, inline otherwise.
 template <typename Fn>
-void for_rows(ThreadPool& pool, int64_t n, Fn&& fn) {
-    constexpr int64_t kMinRowsToSplit = 4;
-    if (n < kMinRowsToSplit) {
+void for_rows(ThreadPool& pool, int64_t n, Fn&& fn, int64_t min_rows = kSplitCheapRows) {
+    if (n < min_rows) {
         fn(int64_t(0), n);
     } else {
         pool.parallel_for(n, [&](int64_t begin, int64_t end, int) { fn(begin, end); });
@@ -84,16 +90,40 @@ private:
         }
     }
 
-    // y_i = x . W_i^T for each (W_i, y_i), quantizing x once per activation format.
+    // y_i = x . W_i^T for each (W_i, y_i), quantizing x once per activation format, and the
+    // products of one format in one pool dispatch (matmul_shared).
     void project(ForwardOp op, const float* x, int64_t n, std::initializer_list<std::pair<const WeightView*, float*>> outputs) {
-        std::array<bool, 3> quantized{};
-        for (const auto& [w, y] : outputs) {
-            const int format = int(activation_format_for(w->type));
-            if (!quantized[size_t(format)]) {
-                timed(ForwardOp::Quantize, [&] { s_.activations[size_t(format)].quantize(x, n, w->cols, w->type, pool_); });
-                quantized[size_t(format)] = true;
+        for (int format = 0; format < 3; ++format) {
+            std::array<SharedProduct, kMaxSharedProducts> products;
+            size_t count = 0;
+            for (const auto& [w, y] : outputs) {
+                if (int(activation_format_for(w->type)) == format) products[count++] = SharedProduct{w, y};
             }
-            timed(op, [&] { matmul(*w, s_.activations[size_t(format)], y, pool_); }, w->type);
+            if (count == 0) continue;
+            QuantizedActivations& a = s_.activations[size_t(format)];
+            timed(ForwardOp::Quantize, [&] { a.quantize(x, n, products[0].w->cols, products[0].w->type, pool_); });
+            timed_products(op, products.data(), count, [&] { matmul_shared(products.data(), count, a, pool_); });
+        }
+    }
+
+    // fn(), its wall time shared out to the products' weight types by the bytes each holds
+    // (Gemma 3's wv is Q8_0 beside Q5_0 wq/wk), so the profile keeps a rate per type.
+    template <typename Fn>
+    void timed_products(ForwardOp op, const SharedProduct* products, size_t count, Fn&& fn) {
+        if (!profile_) {
+            fn();
+            return;
+        }
+        const Clock::time_point started = Clock::now();
+        fn();
+        const int64_t ns = ns_since(started);
+        double total = 0;
+        for (size_t k = 0; k < count; ++k) total += double(products[k].w->rows) * double(products[k].w->row_bytes);
+        const size_t o = size_t(op);
+        for (size_t k = 0; k < count; ++k) {
+            const size_t t = std::min<size_t>(size_t(products[k].w->type), ForwardProfile::kTypes - 1);
+            profile_->ns[o][t] += int64_t(double(ns) * double(products[k].w->rows) * double(products[k].w->row_bytes) / total);
+            profile_->calls[o][t] += 1;
         }
     }
 
@@ -164,7 +194,7 @@ private:
             } else {
                 geglu(gate, up, gate, (e - b) * n_ff);
             }
-        }); });
+        }, kSplitActivationRows); });
         project(ForwardOp::MatmulDown, s_.gate.data(), n, {{&l.w_down, s_.xb.data()}});
         residual(l.post_ffn_norm, n);
     }

@@ -4,6 +4,7 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -23,6 +24,21 @@ size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 // same cache line of y.
 constexpr int64_t kRowTile = 16;
 
+// Chunks per thread for a product whose weights hold `bytes`: one for a layer
+// matrix (each chunk start restarts a weight stream whose first pages wait out
+// the memory latency, matmul()), but a chunk per 4 MiB or so of a large one (the
+// output matrix: 178 MB in Gemma 3), so when one thread is descheduled on a
+// busy machine the other streams its share rather than wait out the end of a
+// half. A 4 MiB chunk streams for about 350 us at a thread's 12 GB/s; its
+// start costs a few.
+constexpr int64_t kStreamChunkBytes = int64_t(4) << 20;
+int chunks_per_thread_for(int64_t bytes, const ThreadPool& pool) {
+    return int(std::clamp<int64_t>(bytes / (kStreamChunkBytes * pool.size()), 1, 64));
+}
+
+// Activations of at most this many elements are quantized on the calling thread (see quantize).
+constexpr int64_t kInlineQuantizeElements = 8 * 640;
+
 // Scale and codes of one block: d = amax / 127, q = nearest-even(x * 127 / amax).
 float quantize_block(const float* x, int n, int8_t* q) {
     float amax = 0;
@@ -32,7 +48,9 @@ float quantize_block(const float* x, int n, int8_t* q) {
         return amax == 0 ? 0.0f : amax;  // non-finite input stays visible in the result
     }
     const float inverse = 127.0f / amax;
-    for (int k = 0; k < n; ++k) q[k] = static_cast<int8_t>(std::nearbyint(x[k] * inverse));
+    // lrint rounds as nearbyint does (the current mode: to nearest, ties to even) but compiles to one
+    // cvtss2si, where nearbyint is a libm call per element on baseline x86-64 (no SSE4.1 roundss).
+    for (int k = 0; k < n; ++k) q[k] = static_cast<int8_t>(std::lrint(x[k] * inverse));
     return amax / 127.0f;
 }
 
@@ -121,7 +139,11 @@ void QuantizedActivations::quantize(const float* x, int64_t n, int64_t cols, Ten
         row_stride_ = sums_offset_ + round_up(sums_bytes, kAlign);
     }
     reserve(row_stride_ * static_cast<size_t>(std::max<int64_t>(n, 1)));
-    pool.parallel_for(n, [&](int64_t begin, int64_t end, int) {
+    // A decode step's few rows (a batch of sessions) are quantized inline: a few microseconds,
+    // about what a hand-off to the pool costs on a quiet machine, and far less than one costs
+    // when a worker is descheduled (11 of a 4-session step's 93 ms at load 7-9).
+    const bool inline_rows = n * cols <= kInlineQuantizeElements;
+    const auto each_row = [&](int64_t begin, int64_t end, int) {
         for (int64_t i = begin; i < end; ++i) {
             const float* xi = x + i * cols;
             if (format == ActivationFormat::F32) {
@@ -154,10 +176,18 @@ void QuantizedActivations::quantize(const float* x, int64_t n, int64_t cols, Ten
                 }
             }
         }
-    });
+    };
+    if (inline_rows) {
+        each_row(0, n, 0);
+    } else {
+        pool.parallel_for(n, each_row);
+    }
 }
 
-void matmul(const WeightView& w, const QuantizedActivations& x, float* y, ThreadPool& pool) {
+namespace {
+
+// The kernel that runs w against x, after checking x was quantized for w.
+kernels::MatmulRowsFn kernel_for(const WeightView& w, const QuantizedActivations& x) {
     const ActivationFormat wanted = activation_format_for(w.type);
     if (x.format() != wanted || x.cols() != w.cols) {
         throw Error(code::InvalidInput, std::string("activations quantized as ") + format_name(x.format()) + " with " +
@@ -165,26 +195,85 @@ void matmul(const WeightView& w, const QuantizedActivations& x, float* y, Thread
                                             " weights [" + std::to_string(w.rows) + ", " + std::to_string(w.cols) + "], which need " +
                                             format_name(wanted) + " with " + std::to_string(w.cols) + " cols");
     }
-    if (x.n() == 0) return;
     const uint32_t id = static_cast<uint32_t>(w.type);
     const kernels::KernelSet& set = kernels::active();
     const kernels::MatmulRowsFn fn = w.layout == WeightLayout::Rows8 ? set.matmul_rows8[id] : set.matmul_rows[id];
     if (!fn) throw Error(code::InvalidInput, std::string("no kernel runs repacked ") + type_name(id) + " weights");
+    return fn;
+}
+
+}  // namespace
+
+void matmul(const WeightView& w, const QuantizedActivations& x, float* y, ThreadPool& pool) {
+    const kernels::MatmulRowsFn fn = kernel_for(w, x);
+    if (x.n() == 0) return;
     const int64_t tiles = (w.rows + kRowTile - 1) / kRowTile;
-    // One chunk per thread: every row costs the same, and each chunk start
+    // Few chunks (chunks_per_thread_for): every row costs the same, and each chunk start
     // restarts a weight stream whose first pages wait out the memory latency
     // (the hardware prefetchers start over at every 4 KiB page and need a
-    // few misses to ramp up); small matrices gained most (docs/benchmarks.md,
-    // "Kernel history").
+    // few misses to ramp up); one per thread gained most on small matrices
+    // (docs/benchmarks.md, "Kernel history").
     pool.parallel_for(
         tiles, [&](int64_t begin, int64_t end, int) { fn(w, x, y, begin * kRowTile, std::min(end * kRowTile, w.rows)); },
-        1);
+        chunks_per_thread_for(w.rows * int64_t(w.row_bytes), pool));
 }
 
 void matmul(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool& pool) {
     QuantizedActivations q;
     q.quantize(x, n, w.cols, w.type, pool);
     matmul(w, q, y, pool);
+}
+
+void matmul_shared(const SharedProduct* products, size_t count, const QuantizedActivations& x, ThreadPool& pool) {
+    // Each product's rows in tiles (as matmul() splits them), tiles in the products' order; a
+    // tile's cost is the bytes its rows hold. A part of the dispatch takes the tiles whose
+    // cost starts in its equal share of the total, so the parts stream alike.
+    struct Piece {
+        kernels::MatmulRowsFn fn;
+        int64_t first_tile;  // of the concatenation
+        int64_t tiles;
+        int64_t tile_bytes;
+        int64_t bytes_before;  // of the products before this one
+    };
+    std::array<Piece, kMaxSharedProducts> pieces;
+    if (count > kMaxSharedProducts) {
+        throw Error(code::InvalidInput, "matmul_shared takes at most " + std::to_string(kMaxSharedProducts) + " products, got " +
+                                            std::to_string(count));
+    }
+    int64_t tiles = 0, bytes = 0;
+    for (size_t k = 0; k < count; ++k) {
+        const WeightView& w = *products[k].w;
+        const int64_t n_tiles = (w.rows + kRowTile - 1) / kRowTile, tile_bytes = kRowTile * int64_t(w.row_bytes);
+        pieces[k] = Piece{kernel_for(w, x), tiles, n_tiles, tile_bytes, bytes};
+        tiles += n_tiles;
+        bytes += n_tiles * tile_bytes;
+    }
+    if (x.n() == 0 || count == 0) return;
+    // The first tile whose cost starts at or after byte `at`.
+    auto tile_at = [&](int64_t at) {
+        for (size_t k = 0; k < count; ++k) {
+            const Piece& p = pieces[k];
+            if (at < p.bytes_before + p.tiles * p.tile_bytes) {
+                return p.first_tile + std::max<int64_t>(0, (at - p.bytes_before + p.tile_bytes - 1) / p.tile_bytes);
+            }
+        }
+        return tiles;
+    };
+    const int per_thread = chunks_per_thread_for(bytes, pool);
+    const int64_t parts = std::min<int64_t>(int64_t(pool.size()) * per_thread, tiles);
+    pool.parallel_for(
+        parts,
+        [&](int64_t part_begin, int64_t part_end, int) {
+            const int64_t begin = tile_at(bytes * part_begin / parts), end = tile_at(bytes * part_end / parts);
+            for (size_t k = 0; k < count; ++k) {
+                const Piece& p = pieces[k];
+                const int64_t b = std::max(begin, p.first_tile) - p.first_tile, e = std::min(end, p.first_tile + p.tiles) - p.first_tile;
+                if (b >= e) continue;
+                const WeightView& w = *products[k].w;
+                p.fn(w, x, products[k].y, b * kRowTile, std::min(e * kRowTile, w.rows));
+            }
+        },
+        per_thread);
 }
 
 }  // namespace ggufsm

@@ -106,4 +106,19 @@ void matmul(const WeightView& w, const QuantizedActivations& x, float* y /*[n][r
 // Convenience: quantizes x into a temporary and calls the above.
 void matmul(const WeightView& w, const float* x /*[n][cols]*/, int64_t n, float* y /*[n][rows]*/, ThreadPool& pool);
 
+// One product of a set that shares its activations (matmul_shared): y = x . W^T.
+struct SharedProduct {
+    const WeightView* w = nullptr;
+    float* y = nullptr;  // [n][w->rows]
+};
+// y_k = x . W_k^T for every product, in one pool dispatch over all their rows
+// (wq/wk/wv, gate/up): one hand-off and one barrier instead of one per matrix,
+// which a decode step pays about two hundred times. The rows are split by the
+// bytes their weights hold, so each thread streams an equal share when the
+// matrices' types differ. Each product as matmul() computes it, bit for bit.
+// Same checks as matmul(), for each product; at most kMaxSharedProducts
+// (InvalidInput otherwise).
+constexpr size_t kMaxSharedProducts = 4;
+void matmul_shared(const SharedProduct* products, size_t count, const QuantizedActivations& x, ThreadPool& pool);
+
 }  // namespace ggufsm

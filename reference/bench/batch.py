@@ -20,6 +20,12 @@ tok/s over the parallel sequences). Rounds interleave every contender, and each
 figure is the median of the rounds with their range beside it (a machine shared
 with other jobs moves them all); `batched / one by one` pairs the two ways of
 the same round, the figure least moved by the neighbours' load.
+
+With --split, one more batched run per count after the rounds says where a step's wall time goes: the passes
+(the C++ forward, split op by op by the pass's profile into the weights' matmuls, each session's attention
+and KV store, and the other ops), the leaders' gathering (waiting for the last pass's sessions to queue
+again) and the rest (each handle's own work between its steps: sampling, the text, the lifecycle, which the
+GIL serializes, and the threads' wake-ups).
 """
 
 from __future__ import annotations
@@ -47,6 +53,9 @@ def register_bench(bench_commands) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--tokens", type=int, default=32, help="decode steps per handle per run (default 32)")
     parser.add_argument("--peer", action="store_true", help=f"also run {LLAMA_BATCHED_BENCH} in each round")
+    parser.add_argument("--split", action="store_true",
+                        help="then one batched run per count, profiled: a step's time split into the pass's ops, "
+                             "the scheduler's gathering and the handles' own work between steps")
     parser.add_argument("--peer-timeout", type=float, default=1800.0,
                         help="seconds one llama-batched-bench run may take; past it the round has no peer figures "
                              "(its spin-waiting threads can crawl on a loaded machine) (default %(default)s)")
@@ -89,7 +98,11 @@ def run(args) -> int:
                 figures.setdefault(("llama.cpp", k), []).append(finished.get(k, float("nan")))
                 if k in finished:
                     record.sample(f"llama-batched-bench x{k}: S_TG", finished[k], "tok/s", runner="llama.cpp", handles=k)
+    splits = {k: step_split(path, args, prompts[:k], scheduler) for k in counts} if args.split and scheduler else {}
     anchor.free()
+    for k, split in splits.items():
+        for part, ms in split.items():
+            record.sample(f"batched x{k} step: {part}", ms, "ms", better="lower", handles=k)
     for k in counts:
         if 1 in counts and k != 1:
             record.compare(f"batched x{k} / batched x1: aggregate", f"batched x{k}: aggregate", "batched x1: aggregate")
@@ -103,7 +116,52 @@ def run(args) -> int:
                 "passes the shared model's DecodeScheduler ran during the batched runs, by their number of steps")
     print(render(path, args, counts, figures, latency, peer, (load_before, os.getloadavg()[0])))
     print(f"\nbatched runs' passes by number of steps: {passes}")
+    if splits:
+        print("\n" + render_split(splits))
     return 0
+
+
+def step_split(path, args, prompts: list[list[int]], scheduler) -> dict[str, float]:
+    """One batched run of len(prompts) handles, profiled: ms per step of each part (see the module's --split)."""
+    batch = scheduler._batch
+    passes_before, gather_before = scheduler.pass_seconds, scheduler.gather_seconds
+    batch.set_profiling(True)
+    if len(prompts) == 1:  # a handle alone runs its session's own decode, not the batch: profile that session
+        sessions: list = []
+        original = scheduler._run
+
+        def profiled_run(steps) -> None:
+            if not sessions:
+                sessions.append(steps[0].session)
+                steps[0].session.set_profiling(True)
+            original(steps)
+
+        scheduler._run = profiled_run
+    try:
+        aggregate, _ = handles_at_once(path, args, prompts, batched=True)
+    finally:
+        batch.set_profiling(False)
+        if len(prompts) == 1:
+            del scheduler._run
+    profile = sessions[0].profile if len(prompts) == 1 else batch.profile
+    step_count = args.tokens  # every handle's steps, run together: one step of each per pass
+    wall_ms = len(prompts) * args.tokens / aggregate * 1e3 / step_count
+    parts = {"weights (matmuls)": 0.0, "attention + kv store": 0.0, "other ops": 0.0}
+    for op in profile["ops"]:
+        part = ("weights (matmuls)" if op["op"].startswith("matmul")
+                else "attention + kv store" if op["op"] in ("attention", "kv store") else "other ops")
+        parts[part] += op["seconds"] * 1e3 / step_count
+    pass_ms = (scheduler.pass_seconds - passes_before) * 1e3 / step_count
+    gather_ms = (scheduler.gather_seconds - gather_before) * 1e3 / step_count
+    return {"wall": wall_ms, "pass": pass_ms, **parts, "gather": gather_ms, "between steps": wall_ms - pass_ms - gather_ms}
+
+
+def render_split(splits: dict[int, dict[str, float]]) -> str:
+    parts = list(next(iter(splits.values())))
+    lines = ["Where a batched step's wall time goes (ms per step; the pass's ops from its profile):", "",
+             "| handles | " + " | ".join(parts) + " |", "| ---: |" + " ---: |" * len(parts)]
+    lines += [f"| {k} | " + " | ".join(f"{split[part]:.2f}" for part in parts) + " |" for k, split in splits.items()]
+    return "\n".join(lines)
 
 
 def handles_at_once(path, args, prompts: list[list[int]], batched: bool) -> tuple[float, float]:

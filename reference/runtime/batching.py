@@ -80,6 +80,10 @@ class DecodeScheduler:
         self._returning: list[Any] = []  # the last pass's sessions, expected back for the next one
         self._last_pass_s = 0.0
         self.pass_sizes: Counter[int] = Counter()  # passes run, by their number of steps
+        # Wall seconds the leaders spent running passes and gathering before them (`ggufsm bench batch --split`:
+        # a step's time is these two and the callers' own work between their steps).
+        self.pass_seconds = 0.0
+        self.gather_seconds = 0.0
 
     def decode(self, session: Any, token: int, pos: int) -> Any:
         """The logits of `token` at `pos` in `session` (the session's own read-only buffer, as session.decode returns)."""
@@ -105,15 +109,18 @@ class DecodeScheduler:
 
     def _lead(self) -> None:
         with self._lock:
+            gathering = time.perf_counter()
             self._gather()
             steps, self._queue = self._queue, []
-        started = time.perf_counter()
+            started = time.perf_counter()
+            self.gather_seconds += started - gathering
         try:
             self._run(steps)
         finally:
             with self._lock:
                 self._returning = [step.session for step in steps]
                 self._last_pass_s = time.perf_counter() - started
+                self.pass_seconds += self._last_pass_s
                 if self._queue:
                     successor = self._queue[0]
                     successor.lead = True

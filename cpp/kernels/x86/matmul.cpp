@@ -364,14 +364,18 @@ void fill_matmul(KernelSet& set) {
     set.matmul_rows[0] = rows<dot_f32>;
     set.matmul_rows[1] = rows<dot_half<false>>;
     set.matmul_rows[30] = rows<dot_half<true>>;
-    set.matmul_rows[2] = rows_n<dot_32<BlockQ4_0, 8, false, kRowsAtOnce>, dot_32<BlockQ4_0, 8, false, 1>>;
-    set.matmul_rows[3] = rows_n<dot_32<BlockQ4_1, 0, true, kRowsAtOnce>, dot_32<BlockQ4_1, 0, true, 1>>;
-    set.matmul_rows[6] = rows_n<dot_32<BlockQ5_0, 16, false, kRowsAtOnce>, dot_32<BlockQ5_0, 16, false, 1>>;
-    set.matmul_rows[7] = rows_n<dot_32<BlockQ5_1, 0, true, kRowsAtOnce>, dot_32<BlockQ5_1, 0, true, 1>>;
-    set.matmul_rows[8] = rows_n<dot_q8_0<kRowsAtOnce>, dot_q8_0<1>>;
-    set.matmul_rows[12] = rows_n<dot_q45_k<BlockQ4_K, kRowsAtOnce>, dot_q45_k<BlockQ4_K, 1>>;
-    set.matmul_rows[13] = rows_n<dot_q45_k<BlockQ5_K, kRowsAtOnce>, dot_q45_k<BlockQ5_K, 1>>;
-    set.matmul_rows[14] = rows_n<dot_q6_k<kRowsAtOnce>, dot_q6_k<1>>;
+    set.matmul_rows[2] = rows_any<dot_32<BlockQ4_0, 8, false, 4>, dot_32<BlockQ4_0, 8, false, 3>, dot_32<BlockQ4_0, 8, false, 2>,
+                                  dot_32<BlockQ4_0, 8, false, 1>>;
+    set.matmul_rows[3] = rows_any<dot_32<BlockQ4_1, 0, true, 4>, dot_32<BlockQ4_1, 0, true, 3>, dot_32<BlockQ4_1, 0, true, 2>,
+                                  dot_32<BlockQ4_1, 0, true, 1>>;
+    set.matmul_rows[6] = rows_any<dot_32<BlockQ5_0, 16, false, 4>, dot_32<BlockQ5_0, 16, false, 3>, dot_32<BlockQ5_0, 16, false, 2>,
+                                  dot_32<BlockQ5_0, 16, false, 1>>;
+    set.matmul_rows[7] = rows_any<dot_32<BlockQ5_1, 0, true, 4>, dot_32<BlockQ5_1, 0, true, 3>, dot_32<BlockQ5_1, 0, true, 2>,
+                                  dot_32<BlockQ5_1, 0, true, 1>>;
+    set.matmul_rows[8] = rows_any<dot_q8_0<4>, dot_q8_0<3>, dot_q8_0<2>, dot_q8_0<1>>;
+    set.matmul_rows[12] = rows_any<dot_q45_k<BlockQ4_K, 4>, dot_q45_k<BlockQ4_K, 3>, dot_q45_k<BlockQ4_K, 2>, dot_q45_k<BlockQ4_K, 1>>;
+    set.matmul_rows[13] = rows_any<dot_q45_k<BlockQ5_K, 4>, dot_q45_k<BlockQ5_K, 3>, dot_q45_k<BlockQ5_K, 2>, dot_q45_k<BlockQ5_K, 1>>;
+    set.matmul_rows[14] = rows_any<dot_q6_k<4>, dot_q6_k<3>, dot_q6_k<2>, dot_q6_k<1>>;
 }
 
 }  // namespace ggufsm::kernels::GGUFSM_ISA

@@ -43,5 +43,61 @@ void rows_n(const WeightView& w, const QuantizedActivations& x, float* y, int64_
     }
 }
 
+// A decode step of a few sessions (DecodeBatch: 2 .. kFewRowsMax activation
+// rows). rows_n takes them four at a time and the rest one by one, each one a
+// fresh pass over the weight row (its blocks unpacked again): 2, 3 and 5..7
+// sessions paid up to three extra passes. Here the n rows go in
+// passes(n) = ceil(n / Many) passes as even as they go (5 = 3 + 2, 6 = 3 + 3),
+// so each weight block is unpacked at most twice per step and the weights
+// stream from memory once. Every activation row has its own accumulators and
+// the same operations whatever the pass width, so each session's result is
+// bit-identical to its step alone (tests/kernels/test_few_rows.py).
+constexpr int64_t kFewRowsMax = 8;
+
+// Widths of the passes over n (1 <= n <= kFewRowsMax) rows: width[p] for p < count.
+struct FewRowsPasses {
+    int count = 0;
+    int width[kFewRowsMax] = {};
+};
+inline FewRowsPasses few_rows_passes(int64_t n, int many) {
+    FewRowsPasses p;
+    p.count = static_cast<int>((n + many - 1) / many);
+    for (int k = 0; k < p.count; ++k) p.width[k] = static_cast<int>(n / p.count + (k < n % p.count ? 1 : 0));
+    return p;
+}
+
+static_assert(kRowsAtOnce == 4, "rows_few has a kernel for each pass width 1 .. 4");
+template <DotNFn Dot4, DotNFn Dot3, DotNFn Dot2, DotNFn Dot1>
+void rows_few(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    const uint8_t* base = static_cast<const uint8_t*>(w.data);
+    const FewRowsPasses passes = few_rows_passes(x.n(), kRowsAtOnce);
+    float out[kRowsAtOnce];
+    for (int64_t r = row_begin; r < row_end; ++r) {
+        const uint8_t* row = base + r * w.row_bytes;
+        int64_t i = 0;
+        for (int p = 0; p < passes.count; ++p) {
+            const int width = passes.width[p];
+            switch (width) {
+                case 4: Dot4(row, x, i, w.cols, out); break;
+                case 3: Dot3(row, x, i, w.cols, out); break;
+                case 2: Dot2(row, x, i, w.cols, out); break;
+                default: Dot1(row, x, i, w.cols, out); break;
+            }
+            for (int k = 0; k < width; ++k) y[(i + k) * w.rows + r] = out[k];
+            i += width;
+        }
+    }
+}
+
+// rows_n, but for a batch of 2 .. kFewRowsMax rows rows_few.
+template <DotNFn Dot4, DotNFn Dot3, DotNFn Dot2, DotNFn Dot1>
+void rows_any(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    if (x.n() >= 2 && x.n() <= kFewRowsMax) {
+        rows_few<Dot4, Dot3, Dot2, Dot1>(w, x, y, row_begin, row_end);
+    } else {
+        rows_n<Dot4, Dot1>(w, x, y, row_begin, row_end);
+    }
+}
+
 }  // namespace
 }  // namespace ggufsm::kernels::GGUFSM_ISA

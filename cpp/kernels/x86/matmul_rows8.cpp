@@ -267,15 +267,61 @@ void rows8(const WeightView& w, const QuantizedActivations& x, float* y, int64_t
     }
 }
 
+// A decode step of a few sessions (2 .. kFewRowsMax activation rows, matmul_rows.h's
+// rows_few): each group of eight weight rows meets the n activations in
+// ceil(n / 4) passes as even as they go, while the group is in L1, instead of
+// four at a time and the rest one by one. The group streams from memory once
+// per step; each activation's arithmetic is dot_group<T, 1>'s whatever the
+// width, so every session's result is bit-identical to its step alone.
+template <TensorType T, int NA>
+inline void group_pass(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, float* y, int64_t stride) {
+    __m256 out[NA];
+    dot_group<T, NA>(group, x, i, blocks, out);
+    for (int t = 0; t < NA; ++t) _mm256_storeu_ps(y + (i + t) * stride, out[t]);
+}
+
+template <TensorType T>
+void rows8_few(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    static_assert(kActivationsAtOnce == 4, "rows8_few has a pass for each width 1 .. 4");
+    const uint8_t* base = static_cast<const uint8_t*>(w.data);
+    const size_t group_bytes = rows8_group_bytes(w);
+    const int64_t blocks = w.cols / block_size(T);
+    const FewRowsPasses passes = few_rows_passes(x.n(), kActivationsAtOnce);
+    for (int64_t g = row_begin / kRows8; g < row_end / kRows8; ++g) {
+        const uint8_t* group = base + size_t(g) * group_bytes;
+        float* yg = y + g * kRows8;
+        int64_t i = 0;
+        for (int p = 0; p < passes.count; ++p) {
+            switch (passes.width[p]) {
+                case 4: group_pass<T, 4>(group, x, i, blocks, yg, w.rows); break;
+                case 3: group_pass<T, 3>(group, x, i, blocks, yg, w.rows); break;
+                case 2: group_pass<T, 2>(group, x, i, blocks, yg, w.rows); break;
+                default: group_pass<T, 1>(group, x, i, blocks, yg, w.rows); break;
+            }
+            i += passes.width[p];
+        }
+    }
+}
+
+// rows8, but for a batch of 2 .. kFewRowsMax activation rows rows8_few.
+template <TensorType T>
+void rows8_any(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    if (x.n() >= 2 && x.n() <= kFewRowsMax) {
+        rows8_few<T>(w, x, y, row_begin, row_end);
+    } else {
+        rows8<T>(w, x, y, row_begin, row_end);
+    }
+}
+
 }  // namespace
 
 void fill_matmul_rows8(KernelSet& set) {
-    set.matmul_rows8[2] = rows8<TensorType::Q4_0>;
-    set.matmul_rows8[3] = rows8<TensorType::Q4_1>;
-    set.matmul_rows8[6] = rows8<TensorType::Q5_0>;
-    set.matmul_rows8[7] = rows8<TensorType::Q5_1>;
-    set.matmul_rows8[12] = rows8<TensorType::Q4_K>;
-    set.matmul_rows8[14] = rows8<TensorType::Q6_K>;
+    set.matmul_rows8[2] = rows8_any<TensorType::Q4_0>;
+    set.matmul_rows8[3] = rows8_any<TensorType::Q4_1>;
+    set.matmul_rows8[6] = rows8_any<TensorType::Q5_0>;
+    set.matmul_rows8[7] = rows8_any<TensorType::Q5_1>;
+    set.matmul_rows8[12] = rows8_any<TensorType::Q4_K>;
+    set.matmul_rows8[14] = rows8_any<TensorType::Q6_K>;
 }
 
 }  // namespace ggufsm::kernels::GGUFSM_ISA
