@@ -117,6 +117,28 @@ py::array_t<float> dequantize(uint32_t type, const py::buffer& data, int64_t n) 
     return out;
 }
 
+// The active set's activation quantization of x [blocks * block] (kernel_set.h): (codes, scales, sums of 16).
+py::tuple quantize_blocks_py(const FloatArray& x, int64_t block) {
+    if (block <= 0 || block % 32 != 0 || x.ndim() != 1 || x.shape(0) % block != 0) {
+        throw Error(code::InvalidInput, "quantize_blocks: block " + std::to_string(block) +
+                                            " must be a positive multiple of 32 and x a 1-D whole number of blocks, got " +
+                                            std::to_string(x.size()) + " elements");
+    }
+    const int64_t blocks = x.shape(0) / block;
+    py::array_t<int8_t> codes(x.shape(0));
+    py::array_t<float> scales(blocks);
+    py::array_t<int16_t> sums(x.shape(0) / 16);
+    const float* src = x.data();
+    int8_t* q = codes.mutable_data();
+    float* d = scales.mutable_data();
+    int16_t* s = sums.mutable_data();
+    {
+        py::gil_scoped_release release;
+        kernels::active().quantize_blocks(src, blocks, block, q, d, s);
+    }
+    return py::make_tuple(codes, scales, sums);
+}
+
 py::array_t<float> matmul_py(uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols, const FloatArray& x, const Threads& threads,
                              bool repacked) {
     WeightView w = weight_view(type, weight, rows, cols);
@@ -356,6 +378,7 @@ py::dict active_set() {
     entries["attend f32"] = owner(set.attend_f32 == scalar.attend_f32);
     entries["attend f16"] = owner(set.attend_f16 == scalar.attend_f16);
     entries["round_to_half"] = owner(set.round_to_half == scalar.round_to_half);
+    entries["quantize_blocks"] = owner(set.quantize_blocks == scalar.quantize_blocks);
     entries["silu"] = owner(set.silu == scalar.silu);
     entries["gelu"] = owner(set.gelu == scalar.gelu);
     return entries;
@@ -381,6 +404,8 @@ void kernels(py::module_& m) {
           py::arg("threads") = 0, py::arg("repacked") = false,
           "y[n, rows] = x[n, cols] . W^T (the numeric contract is in matmul.h); repacked: through the Rows8 layout the model loads "
           "(kernels/repack.h)");
+    m.def("quantize_blocks", &quantize_blocks_py, py::arg("x"), py::arg("block"),
+          "the active set's activation quantization of x [blocks * block] -> (codes int8, scales f32, sums of each 16 codes int16)");
     m.def("matmul_shared", &matmul_shared_py, py::arg("products"), py::arg("cols"), py::arg("x"), py::arg("threads") = 0,
           "[x . W_k^T for each (ggml_type, weight, rows, repacked) in products], in one pool dispatch over all their rows "
           "(matmul.h, matmul_shared); x is quantized for the first product's type");

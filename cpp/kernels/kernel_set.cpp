@@ -13,6 +13,7 @@ namespace scalar {
 void fill_matmul(KernelSet& set);      // kernels/scalar/matmul.cpp
 void fill_attention(KernelSet& set);   // kernels/scalar/attention.cpp
 void fill_activations(KernelSet& set); // kernels/scalar/activations.cpp
+void fill_quantize(KernelSet& set);    // kernels/scalar/quantize.cpp
 }  // namespace scalar
 
 namespace {
@@ -23,6 +24,7 @@ KernelSet make_scalar_set() {
     scalar::fill_matmul(set);
     scalar::fill_attention(set);
     scalar::fill_activations(set);
+    scalar::fill_quantize(set);
     return set;
 }
 

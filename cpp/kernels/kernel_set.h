@@ -35,6 +35,16 @@ using MatmulRowsFn = void (*)(const WeightView& w, const QuantizedActivations& x
 // Slots of the matmul table: ggml type ids run from 0 (F32) to 30 (BF16).
 constexpr int kTypeSlots = 31;
 
+// Activation quantization (matmul.h's contract), `blocks` blocks of `block`
+// floats at x (block a multiple of 32): per block, d = amax / 127 and codes
+// q = nearest-even(x * (127 / amax)) into q [blocks * block], d into d [blocks],
+// and the sum of each 16 codes into sums16 [blocks * block / 16]. A block whose
+// amax is 0 or not finite (an inf or a NaN in it), or so small that 127 / amax
+// overflows, gets zero codes and d = amax / 127 (so a non-finite input stays
+// visible in the result). Every variant gives the same bytes: the quantized
+// activations are bit for bit the same whichever set runs the products.
+using QuantizeBlocksFn = void (*)(const float* x, int64_t blocks, int64_t block, int8_t* q, float* d, int16_t* sums16);
+
 // ---------------------------------------------------------------- attention
 
 // One step of the online softmax over one block of positions. The `group`
@@ -75,6 +85,7 @@ struct KernelSet {
     // The same over WeightLayout::Rows8 weights (row_begin, row_end multiples of 8);
     // nullptr: a type that is never repacked (kernels/repack.h).
     MatmulRowsFn matmul_rows8[kTypeSlots] = {};
+    QuantizeBlocksFn quantize_blocks = nullptr;
     AttendFn<float> attend_f32 = nullptr;
     AttendFn<uint16_t> attend_f16 = nullptr;
     // The attend kernels need hd % attend_hd_multiple == 0; for other head

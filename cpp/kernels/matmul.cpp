@@ -1,6 +1,6 @@
-// matmul(): validation, activation quantization (one scalar implementation,
-// so every ISA variant sees bit-identical codes), and the split of weight rows
-// over the thread pool.
+// matmul(): validation, activation quantization (the kernel set's
+// quantize_blocks, bit-identical in every ISA variant, laid out as matmul.h
+// says), and the split of weight rows over the thread pool.
 #include "kernels/matmul.h"
 
 #include <algorithm>
@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "errors.h"
 #include "kernels/kernel_set.h"
@@ -38,21 +39,6 @@ int chunks_per_thread_for(int64_t bytes, const ThreadPool& pool) {
 
 // Activations of at most this many elements are quantized on the calling thread (see quantize).
 constexpr int64_t kInlineQuantizeElements = 8 * 640;
-
-// Scale and codes of one block: d = amax / 127, q = nearest-even(x * 127 / amax).
-float quantize_block(const float* x, int n, int8_t* q) {
-    float amax = 0;
-    for (int k = 0; k < n; ++k) amax = std::max(amax, std::fabs(x[k]));
-    if (amax == 0 || !std::isfinite(amax)) {
-        std::memset(q, 0, n);
-        return amax == 0 ? 0.0f : amax;  // non-finite input stays visible in the result
-    }
-    const float inverse = 127.0f / amax;
-    // lrint rounds as nearbyint does (the current mode: to nearest, ties to even) but compiles to one
-    // cvtss2si, where nearbyint is a libm call per element on baseline x86-64 (no SSE4.1 roundss).
-    for (int k = 0; k < n; ++k) q[k] = static_cast<int8_t>(std::lrint(x[k] * inverse));
-    return amax / 127.0f;
-}
 
 const char* format_name(ActivationFormat f) {
     switch (f) {
@@ -139,11 +125,16 @@ void QuantizedActivations::quantize(const float* x, int64_t n, int64_t cols, Ten
         row_stride_ = sums_offset_ + round_up(sums_bytes, kAlign);
     }
     reserve(row_stride_ * static_cast<size_t>(std::max<int64_t>(n, 1)));
+    const kernels::QuantizeBlocksFn quantize_blocks = kernels::active().quantize_blocks;
     // A decode step's few rows (a batch of sessions) are quantized inline: a few microseconds,
     // about what a hand-off to the pool costs on a quiet machine, and far less than one costs
     // when a worker is descheduled (11 of a 4-session step's 93 ms at load 7-9).
     const bool inline_rows = n * cols <= kInlineQuantizeElements;
     const auto each_row = [&](int64_t begin, int64_t end, int) {
+        // Q8_32 rows are quantized whole here, then dealt into their groups of four blocks.
+        std::vector<int8_t> codes(format == ActivationFormat::Q8_32 ? static_cast<size_t>(cols) : 0);
+        std::vector<float> scales(format == ActivationFormat::Q8_32 ? static_cast<size_t>(n_blocks) : 0);
+        std::vector<int16_t> sums(format == ActivationFormat::Q8_32 ? static_cast<size_t>(cols / 16) : 0);
         for (int64_t i = begin; i < end; ++i) {
             const float* xi = x + i * cols;
             if (format == ActivationFormat::F32) {
@@ -152,28 +143,25 @@ void QuantizedActivations::quantize(const float* x, int64_t n, int64_t cols, Ten
             }
             int8_t* q = const_cast<int8_t*>(qs(i));
             if (format == ActivationFormat::Q8_32) {
+                quantize_blocks(xi, n_blocks, QK32, codes.data(), scales.data(), sums.data());
                 float* ds_pairs = const_cast<float*>(ds(i));
-                int8_t codes[QK32];
                 const int64_t padded = (n_blocks + 3) / 4 * 4;
                 for (int64_t b = 0; b < padded; ++b) {
-                    const float scale = b < n_blocks ? quantize_block(xi + b * QK32, QK32, codes) : 0.0f;
-                    if (b >= n_blocks) std::memset(codes, 0, QK32);
-                    int sum = 0;
-                    for (int k = 0; k < QK32; ++k) sum += codes[k];
-                    std::memcpy(const_cast<int8_t*>(q8_32_half(i, b, 0)), codes, 16);
-                    std::memcpy(const_cast<int8_t*>(q8_32_half(i, b, 1)), codes + 16, 16);
-                    ds_pairs[2 * b] = scale;
-                    ds_pairs[2 * b + 1] = scale * static_cast<float>(sum);
+                    int8_t* lo = const_cast<int8_t*>(q8_32_half(i, b, 0));
+                    int8_t* hi = const_cast<int8_t*>(q8_32_half(i, b, 1));
+                    if (b >= n_blocks) {
+                        std::memset(lo, 0, 16);
+                        std::memset(hi, 0, 16);
+                        ds_pairs[2 * b] = ds_pairs[2 * b + 1] = 0.0f;
+                        continue;
+                    }
+                    std::memcpy(lo, codes.data() + b * QK32, 16);
+                    std::memcpy(hi, codes.data() + b * QK32 + 16, 16);
+                    ds_pairs[2 * b] = scales[b];
+                    ds_pairs[2 * b + 1] = scales[b] * static_cast<float>(sums[2 * b] + sums[2 * b + 1]);
                 }
             } else {
-                float* dd = const_cast<float*>(d(i));
-                for (int64_t b = 0; b < n_blocks; ++b) dd[b] = quantize_block(xi + b * QK_K, QK_K, q + b * QK_K);
-                int16_t* bs = const_cast<int16_t*>(bsums(i));
-                for (int64_t g = 0; g < cols / 16; ++g) {
-                    int sum = 0;
-                    for (int k = 0; k < 16; ++k) sum += q[g * 16 + k];
-                    bs[g] = static_cast<int16_t>(sum);
-                }
+                quantize_blocks(xi, n_blocks, QK_K, q, const_cast<float*>(d(i)), const_cast<int16_t*>(bsums(i)));
             }
         }
     };

@@ -15,6 +15,7 @@ KernelSet make_set() {
     fill_matmul_rows8(set);
     fill_attention(set);
     fill_activations(set);
+    fill_quantize(set);
 #if defined(__AVX512F__)
     fill_matmul_32x4(set);
 #endif

@@ -37,6 +37,14 @@ struct Rows8Format {
     static constexpr size_t kQsAt = kQhAt + (kHasQh ? 32 : 0);
 };
 
+// Pins an int16 accumulation chain in source order. Integer adds reassociate,
+// and GCC would otherwise hoist all of a block's vpmaddubsw for every
+// activation row and add them as a tree: some twenty products live at once in
+// 16 ymm registers, which spilled (54 ymm stack moves in the Q4_1 kernel, 80 in
+// Q4_K). The empty asm makes the accumulator opaque after each step, so each
+// product is added as soon as it is made.
+inline void in_order(__m256i& v) { __asm__("" : "+x"(v)); }
+
 // The four activation codes of chunk c (elements 4c..4c+3) of block b of row i, in every lane.
 inline __m256i broadcast_chunk(const QuantizedActivations& x, int64_t i, int64_t b, int c) {
     int32_t v;
@@ -78,7 +86,9 @@ inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64
 #ifdef GGUFSM_VNNI
                 sum32[t] = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(sum32[t], lo, a_lo), hi, a_hi);
 #else
-                sum16[t] = _mm256_add_epi16(sum16[t], _mm256_add_epi16(_mm256_maddubs_epi16(lo, a_lo), _mm256_maddubs_epi16(hi, a_hi)));
+                sum16[t] = _mm256_add_epi16(sum16[t], _mm256_maddubs_epi16(lo, a_lo));
+                sum16[t] = _mm256_add_epi16(sum16[t], _mm256_maddubs_epi16(hi, a_hi));
+                in_order(sum16[t]);
                 if (F::kHasQh && j == 1) {
                     sum32[t] = _mm256_madd_epi16(sum16[t], _mm256_set1_epi16(1));
                     sum16[t] = _mm256_setzero_si256();
@@ -134,6 +144,7 @@ inline void group_dot_q4_k(const uint8_t* group, const QuantizedActivations& x, 
                         int32_t a;
                         std::memcpy(&a, x.qs(i + t) + b * QK_K + 64 * j + 32 * h + 4 * v, 4);
                         sum16[t] = _mm256_add_epi16(sum16[t], _mm256_maddubs_epi16(codes, _mm256_set1_epi32(a)));
+                        in_order(sum16[t]);
                     }
                 }
                 const __m256i sc = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + kSc + 8 * (2 * j + h))));
@@ -218,6 +229,7 @@ inline void group_dot_q6_k(const uint8_t* group, const QuantizedActivations& x, 
                             int32_t a;
                             std::memcpy(&a, x.qs(i + t) + b * QK_K + 4 * c, 4);
                             sum16[t] = _mm256_add_epi16(sum16[t], _mm256_maddubs_epi16(codes, _mm256_set1_epi32(a)));
+                            in_order(sum16[t]);
                         }
                     }
                     for (int t = 0; t < NA; ++t) sum32[t] = _mm256_add_epi32(sum32[t], _mm256_madd_epi16(sum16[t], sc_words));

@@ -23,6 +23,7 @@ void fill_matmul(KernelSet& set);       // kernels/x86/matmul.cpp
 void fill_matmul_rows8(KernelSet& set); // kernels/x86/matmul_rows8.cpp
 void fill_attention(KernelSet& set);    // kernels/x86/attention.cpp
 void fill_activations(KernelSet& set);  // kernels/x86/activations.cpp
+void fill_quantize(KernelSet& set);     // kernels/x86/quantize.cpp
 #if defined(__AVX512F__)
 void fill_matmul_32x4(KernelSet& set);  // kernels/x86/avx512/matmul_32x4.cpp
 #endif
