@@ -40,11 +40,15 @@ void store_kv(const float* k, const float* v, uint16_t* k_cache, uint16_t* v_cac
 //   q, out: [n_tok][n_head][hd];  k_cache, v_cache: one layer, laid out as above
 // out = softmax(scale * q.k) . v per (token, head), by an online softmax over
 // blocks of 64 positions (flash attention's rescaling), so no score row is
-// ever materialized. The pool splits (token, KV head) units, each running
-// the KV head's query heads together so that they share every key and value
-// load; when the units do not spread evenly over the threads (a decode step:
-// as few units as KV heads) and positions are many, each unit's positions are
-// split into segments whose partial softmaxes are then combined.
+// ever materialized. The pool splits (query tile, KV head) units: a tile's
+// tokens step through the positions together, so each block of keys and
+// values is fetched from memory once per tile, and each token's query heads
+// of the KV head run together, sharing every key and value load. A token's
+// blocks and their order are its own whatever its tile (its output is the
+// same to the last bit as when it is attended alone). When the units do not
+// spread evenly over the threads (a decode step: as few units as KV heads)
+// and positions are many, each unit's positions are split into segments
+// whose partial softmaxes are then combined.
 // Throws InvalidInput if n_head % n_head_kv != 0, n_ctx is not a multiple of
 // kKeyTile, or start_pos + n_tok > n_ctx.
 void attention(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t n_tok, int64_t start_pos,

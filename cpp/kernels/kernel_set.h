@@ -47,15 +47,22 @@ using QuantizeBlocksFn = void (*)(const float* x, int64_t blocks, int64_t block,
 
 // ---------------------------------------------------------------- attention
 
-// The `group` query heads q [group][hd] of one KV head attend its positions
-// [begin, end) (begin < end), reading k_tiles [n_ctx / 16][hd][16] and
-// v_rows [n_ctx][hd] of that head (attention.h's layout). With
-// s_j = scale * q.k_j, writes per head
-//   m = max_j s_j,  l = sum_j exp(s_j - m),  o [hd] = sum_j exp(s_j - m) v_j
-// (a partial softmax: out = o / l, and partials over disjoint ranges combine).
+// One step of the online softmax over one block of positions. The `group`
+// query heads q [group][hd] of one token (they read one KV head) hold a
+// partial softmax over the positions before block b (o [group][hd], m
+// [group], l [group]: with s_j = scale * q.k_j over those positions,
+//   m = max_j s_j,  l = sum_j exp(s_j - m),  o = sum_j exp(s_j - m) v_j;
+// m = -inf, l = 0, o = 0 before any), and absorb the positions [lo, hi) of the
+// block [b, b + kBlock) (b a multiple of kKeyTile, b <= lo < hi <= b + kBlock),
+// reading k_tiles [n_ctx / 16][hd][16] and v_rows [n_ctx][hd] of that KV head
+// (attention.h's layout). out = o / l at the end, and partials over disjoint
+// ranges combine. A token's result depends on its blocks and their order, never on
+// what else runs beside it: attention() runs the same steps for a token
+// however it groups tokens (tiles, batches), so a token's output is the same
+// to the last bit alone or among others.
 template <typename T>
-using AttendFn = void (*)(const float* q, int64_t group, const T* k_tiles, const T* v_rows, int64_t hd, int64_t begin,
-                          int64_t end, float scale, float* o, float* m, float* l);
+using AttendFn = void (*)(const float* q, int64_t group, const T* k_tiles, const T* v_rows, int64_t hd, int64_t b,
+                          int64_t lo, int64_t hi, float scale, float* o, float* m, float* l);
 
 // dst [n] = src [n] rounded to the nearest half (ties to even), as floats.
 using RoundToHalfFn = void (*)(const float* src, float* dst, int64_t n);

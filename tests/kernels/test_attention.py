@@ -139,3 +139,29 @@ def test_attention_refuses_positions_beyond_the_cache():
     cache = np.zeros((1, 4, 8), np.float32)
     with pytest.raises(InvalidInput, match="n_ctx 4"):
         kernels.attention(np.zeros((2, 1, 8), np.float32), cache, cache, 3, 1.0)
+
+
+# Prefill tiles: tokens attended together (query tiles, sliding windows whose block grids differ
+# token by token, a short chunk cut into smaller tiles) against each token attended alone on one
+# thread, where it runs as a decode step's single unit.
+TILED = {
+    "gemma3-deep": dict(n_head=4, n_head_kv=1, hd=256, n_ctx=640, start_pos=300, n_tok=290, window=0),
+    "gemma3-sliding": dict(n_head=4, n_head_kv=1, hd=256, n_ctx=640, start_pos=200, n_tok=300, window=77),
+    "smollm2": dict(n_head=9, n_head_kv=3, hd=64, n_ctx=400, start_pos=13, n_tok=200, window=0),
+    "short-chunk": dict(n_head=4, n_head_kv=1, hd=256, n_ctx=400, start_pos=350, n_tok=5, window=0),
+    "odd-hd": dict(n_head=6, n_head_kv=2, hd=24, n_ctx=160, start_pos=5, n_tok=100, window=33),
+}
+
+
+@pytest.mark.parametrize("isa", ["scalar", *SIMD_VARIANTS])
+@pytest.mark.parametrize("half", [False, True], ids=["f32", "f16"])
+@pytest.mark.parametrize("shape", TILED, ids=list(TILED))
+def test_a_token_attended_in_a_prefill_tile_gets_the_bits_it_gets_alone(isa, half, shape, restore_isa):
+    s = TILED[shape]
+    q, k_cache, v_cache = inputs(rng_for("tiled", shape), s["n_tok"], s["n_head"], s["n_head_kv"], s["hd"], s["n_ctx"], spread=2.0)
+    scale = s["hd"] ** -0.5
+    kernels.force_isa(isa)
+    together = kernels.attention(q, k_cache, v_cache, s["start_pos"], scale, s["window"], 2, half=half)
+    alone = [kernels.attention(q[t:t + 1], k_cache, v_cache, s["start_pos"] + t, scale, s["window"], 1, half=half)
+             for t in range(s["n_tok"])]
+    np.testing.assert_array_equal(together, np.concatenate(alone))

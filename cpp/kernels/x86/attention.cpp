@@ -1,11 +1,11 @@
-// The x86 attention kernel, written once over V (kernels/x86/vec16.h) and
-// compiled per ISA variant. One V holds the scores of one key
-// tile (16 positions) or 16 dims of an output row.
+// The x86 attention kernel (one block step, kernel_set.h's AttendFn), written
+// once over V (kernels/x86/vec16.h) and compiled per ISA variant. One V holds
+// the scores of one key tile (16 positions) or 16 dims of an output row.
 //
 // Scores: for each dim d, q[d] broadcast times dim d of 16 transposed keys,
-// the four tiles of a block in four independent accumulator chains (one chain
-// would wait out the FMA latency at every step). Values: each position's
-// weight broadcast times its value row, 64 dims (four chains) at a time.
+// one accumulator chain per query head (G heads in flight hide the FMA
+// latency). Values: each position's weight broadcast times its value row, 16
+// dims of G heads at a time.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -18,96 +18,87 @@ namespace ggufsm::kernels::GGUFSM_ISA {
 
 namespace {
 
-// Accumulates in locals and writes `out` once: vector types may alias float,
-// so accumulating through the pointer made the compiler store all four
-// accumulators at every dimension (seen in the disassembly: 4 stores per 4
-// FMAs).
-template <typename T, int NT>
-inline void score_tiles(const float* qg, const T* tiles, int64_t hd, V* out) {
-    V acc[NT];
-    for (int t = 0; t < NT; ++t) acc[t] = zero();
-    for (int64_t d = 0; d < hd; ++d) {
-        const V qd = broadcast(qg[d]);
-        for (int t = 0; t < NT; ++t) acc[t] = fmadd(qd, load(tiles + (t * hd + d) * kKeyTile), acc[t]);
-    }
-    for (int t = 0; t < NT; ++t) out[t] = acc[t];
-}
+// Rows: the query heads of one token that read one KV head (Gemma 3: 4, SmolLM2: 3) share every key
+// and value load of a block, G of them at a time in registers: a load (and, over a half cache, its
+// conversion) feeds G multiply-adds instead of one. Each row's arithmetic is the one-row kernel's:
+// each score lane a chain of FMAs over d from zero, each output lane a chain over the positions in
+// order after the carry, so how many rows run together never changes a row's bits.
+constexpr int kMaxRows = 4;
 
-template <typename T>
-inline void score_block(const float* qg, const T* tiles, int64_t hd, int n_tiles, V* acc) {
-    switch (n_tiles) {
-        case 4: score_tiles<T, 4>(qg, tiles, hd, acc); break;
-        case 3: score_tiles<T, 3>(qg, tiles, hd, acc); break;
-        case 2: score_tiles<T, 2>(qg, tiles, hd, acc); break;
-        default: score_tiles<T, 1>(qg, tiles, hd, acc); break;
-    }
-}
-
-// og [hd] = og * carry + sum over p in [lo, hi) of w[p - b] * v_rows[p].
-template <typename T>
-inline void accumulate_values(float* og, const float* w, const T* v_rows, int64_t hd, int64_t b, int64_t lo, int64_t hi,
-                              float carry) {
-    const V c = broadcast(carry);
-    int64_t d = 0;
-    for (; d + 4 * kKeyTile <= hd; d += 4 * kKeyTile) {
-        V a0 = mul(load(og + d), c), a1 = mul(load(og + d + 16), c);
-        V a2 = mul(load(og + d + 32), c), a3 = mul(load(og + d + 48), c);
-        for (int64_t p = lo; p < hi; ++p) {
-            const V wp = broadcast(w[p - b]);
-            const T* v = v_rows + p * hd + d;
-            a0 = fmadd(wp, load(v), a0);
-            a1 = fmadd(wp, load(v + 16), a1);
-            a2 = fmadd(wp, load(v + 32), a2);
-            a3 = fmadd(wp, load(v + 48), a3);
-        }
-        store(og + d, a0);
-        store(og + d + 16, a1);
-        store(og + d + 32, a2);
-        store(og + d + 48, a3);
-    }
-    for (; d < hd; d += kKeyTile) {
-        V a = mul(load(og + d), c);
-        for (int64_t p = lo; p < hi; ++p) a = fmadd(broadcast(w[p - b]), load(v_rows + p * hd + d), a);
-        store(og + d, a);
-    }
-}
-
-template <typename T>
-void attend(const float* q, int64_t group, const T* k_tiles, const T* v_rows, int64_t hd, int64_t begin, int64_t end,
-            float scale, float* o, float* m, float* l) {
+// s[g][p - b] = scale * q_g . k_p over the block's tiles, lanes outside [lo, hi) -inf.
+// Accumulates in locals and stores once: vector types may alias float, so accumulating through a
+// pointer made the compiler store every accumulator at every dimension (seen in the disassembly).
+template <typename T, int G>
+inline void score_rows(const float* q, const T* tiles, int64_t hd, int64_t b, int64_t lo, int64_t hi, float scale,
+                       float (*s)[kBlock]) {
     constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
-    std::fill(o, o + group * hd, 0.0f);
-    std::fill(m, m + group, kMinusInf);
-    std::fill(l, l + group, 0.0f);
-    alignas(64) float s[kBlock], w[kBlock];
     const V vscale = broadcast(scale);
-    for (int64_t b = begin / kKeyTile * kKeyTile; b < end; b += kBlock) {
-        const int64_t lo = std::max(b, begin), hi = std::min(b + kBlock, end);
-        const int n_tiles = int((hi - b + kKeyTile - 1) / kKeyTile);
-        const T* tiles = k_tiles + (b / kKeyTile) * hd * kKeyTile;
-        for (int64_t g = 0; g < group; ++g) {
-            V acc[4];
-            score_block(q + g * hd, tiles, hd, n_tiles, acc);
-            V vmax = broadcast(kMinusInf);
-            for (int t = 0; t < n_tiles; ++t) {
-                const int64_t at = b + t * kKeyTile;
-                const V st = keep_lanes(mul(acc[t], vscale), lo - at, hi - at, kMinusInf);
-                store(s + t * kKeyTile, st);
-                vmax = max(vmax, st);
-            }
-            const float m_new = std::max(m[g], reduce_max(vmax));
-            const float carry = std::exp(m[g] - m_new);
-            const V vm = broadcast(m_new);
-            V vsum = zero();
-            for (int t = 0; t < n_tiles; ++t) {
-                const int64_t at = b + t * kKeyTile;
-                const V e = keep_lanes(exp(sub(load(s + t * kKeyTile), vm)), lo - at, hi - at, 0.0f);
-                store(w + t * kKeyTile, e);
-                vsum = add(vsum, e);
-            }
-            accumulate_values(o + g * hd, w, v_rows, hd, b, lo, hi, carry);
-            l[g] = l[g] * carry + reduce_add(vsum);
-            m[g] = m_new;
+    const int n_tiles = int((hi - b + kKeyTile - 1) / kKeyTile);
+    for (int t = 0; t < n_tiles; ++t) {
+        const T* tile = tiles + t * hd * kKeyTile;
+        V acc[G];
+        for (int g = 0; g < G; ++g) acc[g] = zero();
+        for (int64_t d = 0; d < hd; ++d) {
+            const V kd = load(tile + d * kKeyTile);
+            for (int g = 0; g < G; ++g) acc[g] = fmadd(broadcast(q[g * hd + d]), kd, acc[g]);
+        }
+        const int64_t at = b + t * kKeyTile;
+        for (int g = 0; g < G; ++g) store(s[g] + t * kKeyTile, keep_lanes(mul(acc[g], vscale), lo - at, hi - at, kMinusInf));
+    }
+}
+
+// o_g [hd] = o_g * carry[g] + sum over p in [lo, hi) of w[g][p - b] * v_rows[p], 16 dims at a time.
+template <typename T, int G>
+inline void accumulate_rows(float* o, const float (*w)[kBlock], const float* carry, const T* v_rows, int64_t hd, int64_t b,
+                            int64_t lo, int64_t hi) {
+    for (int64_t d = 0; d < hd; d += kKeyTile) {
+        V a[G];
+        for (int g = 0; g < G; ++g) a[g] = mul(load(o + g * hd + d), broadcast(carry[g]));
+        for (int64_t p = lo; p < hi; ++p) {
+            const V v = load(v_rows + p * hd + d);
+            for (int g = 0; g < G; ++g) a[g] = fmadd(broadcast(w[g][p - b]), v, a[g]);
+        }
+        for (int g = 0; g < G; ++g) store(o + g * hd + d, a[g]);
+    }
+}
+
+template <typename T, int G>
+void attend_rows(const float* q, const T* k_tiles, const T* v_rows, int64_t hd, int64_t b, int64_t lo, int64_t hi,
+                 float scale, float* o, float* m, float* l) {
+    alignas(64) float s[G][kBlock], w[G][kBlock];
+    float carry[G];
+    const int n_tiles = int((hi - b + kKeyTile - 1) / kKeyTile);
+    score_rows<T, G>(q, k_tiles + (b / kKeyTile) * hd * kKeyTile, hd, b, lo, hi, scale, s);
+    for (int g = 0; g < G; ++g) {
+        V vmax = broadcast(-std::numeric_limits<float>::infinity());
+        for (int t = 0; t < n_tiles; ++t) vmax = max(vmax, load(s[g] + t * kKeyTile));
+        const float m_new = std::max(m[g], reduce_max(vmax));
+        carry[g] = std::exp(m[g] - m_new);
+        const V vm = broadcast(m_new);
+        V vsum = zero();
+        for (int t = 0; t < n_tiles; ++t) {
+            const int64_t at = b + t * kKeyTile;
+            const V e = keep_lanes(exp(sub(load(s[g] + t * kKeyTile), vm)), lo - at, hi - at, 0.0f);
+            store(w[g] + t * kKeyTile, e);
+            vsum = add(vsum, e);
+        }
+        l[g] = l[g] * carry[g] + reduce_add(vsum);
+        m[g] = m_new;
+    }
+    accumulate_rows<T, G>(o, w, carry, v_rows, hd, b, lo, hi);
+}
+
+template <typename T>
+void attend(const float* q, int64_t group, const T* k_tiles, const T* v_rows, int64_t hd, int64_t b, int64_t lo, int64_t hi,
+            float scale, float* o, float* m, float* l) {
+    for (int64_t g = 0; g < group; g += kMaxRows) {
+        const float* qg = q + g * hd;
+        float* og = o + g * hd;
+        switch (std::min<int64_t>(kMaxRows, group - g)) {
+            case 4: attend_rows<T, 4>(qg, k_tiles, v_rows, hd, b, lo, hi, scale, og, m + g, l + g); break;
+            case 3: attend_rows<T, 3>(qg, k_tiles, v_rows, hd, b, lo, hi, scale, og, m + g, l + g); break;
+            case 2: attend_rows<T, 2>(qg, k_tiles, v_rows, hd, b, lo, hi, scale, og, m + g, l + g); break;
+            default: attend_rows<T, 1>(qg, k_tiles, v_rows, hd, b, lo, hi, scale, og, m + g, l + g); break;
         }
     }
 }
