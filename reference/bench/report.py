@@ -139,7 +139,16 @@ def provenance_summary(block: Mapping[str, Any]) -> str:
         else:
             parts.append(f"model `{model['file']}` (absent when recorded)")
     for peer, facts in artifact.get("peers", {}).items():
-        described = [f"sha256 `{facts['sha256']['value'][:16]}...`" if "sha256" in facts else "absent"]
+        # A binary peer is named by its hash; a peer driven in-process (llama-cpp-python) by the version its
+        # library reports (its wheel's hash is among the packages); "absent" only where the record says so.
+        if "sha256" in facts:
+            described = [f"sha256 `{facts['sha256']['value'][:16]}...`"]
+        elif "absent" in facts:
+            described = ["absent"]
+        elif "llama_version" in facts:
+            described = [f"llama.cpp {_value(facts['llama_version'])}, wheel hash among the packages"]
+        else:
+            described = ["in-process"]
         if "source_git_commit" in facts and facts["source_git_commit"]["value"]:
             described.append(f"built from {Path(facts['source']['value']).name} at `{facts['source_git_commit']['value'][:12]}`"
                              + (" (uncommitted changes)" if facts.get("source_git_dirty", {}).get("value") else ""))

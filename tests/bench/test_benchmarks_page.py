@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from ggufsm.cli import main
-from ggufsm.reference.bench.record import Record
-from ggufsm.reference.bench.report import ReportError, render_directory, render_record
+from ggufsm.reference.bench.record import Record, peer_binary_facts
+from ggufsm.reference.bench.report import ReportError, provenance_summary, render_directory, render_record
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -84,3 +84,16 @@ def test_the_command_writes_the_page(tmp_path):
     assert main(["bench", "report", str(folder), "--output", str(out)]) == 0
     assert out.read_text() == render_directory(folder)
     assert json.loads((folder / "decode.json").read_text())["bench"] == "decode"
+
+
+def test_a_peer_driven_in_process_is_described_by_its_reported_version_not_as_absent():
+    record = json.loads((DOCS / "benchmarks" / "first-token-gemma3-quiet4.json").read_text())
+    summary = provenance_summary(record["provenance"])
+    assert "peer `llama-cpp-python` (llama.cpp 0.5.0-dev (reported)" in summary
+    assert "(absent)" not in summary
+
+
+def test_a_peer_binary_missing_when_recorded_is_described_as_absent(tmp_path):
+    record = json.loads((DOCS / "benchmarks" / "decode-smollm2-quiet4.json").read_text())
+    record["provenance"]["artifact"]["peers"] = {"llama-bench": peer_binary_facts(tmp_path / "nothing")}
+    assert "peer `llama-bench` (absent)" in provenance_summary(record["provenance"])
