@@ -13,6 +13,7 @@
 
 #include "bindings.h"
 #include "errors.h"
+#include "gguf/finite_scan.h"
 #include "gguf/model.h"
 
 namespace py = pybind11;
@@ -256,6 +257,26 @@ void gguf(py::module_& m) {
             return held(load_model(std::move(bytes)));
         },
         py::arg("buffer"), "parse and validate GGUF bytes in a C-contiguous buffer, borrowed without a copy");
+    m.def(
+        "first_masked",
+        [](const py::buffer& data, int width, uint32_t mask, int64_t offset, int64_t stride, int64_t count) -> py::object {
+            if (width != 2 && width != 4) throw py::value_error("width must be 2 or 4, not " + std::to_string(width));
+            if (offset < 0 || stride < width || count < 0) throw py::value_error("offset, stride and count must fit the buffer");
+            const py::buffer_info info = data.request();
+            if (info.ndim != 1 || info.strides[0] != info.itemsize) throw py::value_error("data must be a contiguous 1-D buffer");
+            const int64_t size = info.size * info.itemsize;
+            if (count > 0 && offset + (count - 1) * stride + width > size)
+                throw py::value_error("offset, stride and count must fit the buffer");
+            std::optional<int64_t> found;
+            {
+                py::gil_scoped_release unlocked;
+                found = first_masked(static_cast<const uint8_t*>(info.ptr) + offset, width, mask, stride, count);
+            }
+            return found ? py::object(py::int_(*found)) : py::object(py::none());
+        },
+        py::arg("data"), py::arg("width"), py::arg("mask"), py::arg("offset"), py::arg("stride"), py::arg("count"),
+        "index of the first of `count` floats (`width` bytes, `stride` apart from byte `offset`) whose bits & mask == "
+        "mask (a NaN or an infinity), or None");
     m.def("open_model_count", &open_model_count, "files held open for sharing (models alive in the cache)");
     m.def("gguf_tensor_types", [] {
         py::list types;

@@ -12,6 +12,11 @@ its quantized blocks (a block's quants are small integers, finite by
 construction). A float is non-finite exactly when its exponent bits are all
 ones, so every check is one mask over the raw bits, read in place from the
 mapping with a stride of one block: no float conversion, no copy.
+
+The scan runs in the core (`_core.first_masked`, cpp/gguf/finite_scan.cpp):
+numpy's mask builds a temporary per tensor and cannot stop early, and took
+0.109 s of Gemma 3's 0.51 s load (263 tensors, cProfile, quiet machine).
+`_first_masked_numpy` stays as the oracle the core is tested against.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import gguf
 import numpy as np
 from gguf import GGMLQuantizationType as T
 
+from ggufsm import _core
 from ggufsm.spec.errors import InvalidModel
 
 # The exponent mask of each float width: a value is NaN or infinite iff (bits & mask) == mask.
@@ -58,6 +64,12 @@ def first_non_finite(data: np.ndarray, tensor_type: T) -> int | None:
 
 
 def _first_masked(data: np.ndarray, width: int, mask: int, *, offset: int, stride: int, count: int) -> int | None:
+    found = _core.first_masked(data, width, mask, offset, stride, count)
+    return None if found is None else offset + found * stride
+
+
+def _first_masked_numpy(data: np.ndarray, width: int, mask: int, *, offset: int, stride: int, count: int) -> int | None:
+    """The same scan in numpy: the oracle the core's scan is tested against."""
     if count == 0:
         return None
     bits = np.ndarray((count,), dtype=f"<u{width}", buffer=data, offset=offset, strides=(stride,))
