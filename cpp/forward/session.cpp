@@ -23,8 +23,9 @@ LlamaSession::LlamaSession(std::shared_ptr<const LlamaModel> model, int64_t n_ct
         throw Error(code::InvalidInput, "n_ctx " + str(n_ctx) + " and n_batch " + str(n_batch) + " must be positive");
     }
     kv_.kv_ctx = round_up_to_key_tile(n_ctx);
-    kv_.k.assign(size_t(hp_.n_layer) * kv_layer_elements(hp_.n_head_kv, kv_.kv_ctx, hp_.head_dim), KvCache::Element(0));
-    kv_.v.assign(kv_.k.size(), KvCache::Element(0));
+    // resize, not assign: zeros by calloc, not a fill (KvCache).
+    kv_.k.resize(size_t(hp_.n_layer) * kv_layer_elements(hp_.n_head_kv, kv_.kv_ctx, hp_.head_dim));
+    kv_.v.resize(kv_.k.size());
     scratch_.reserve(hp_, n_batch_);
     logits_ = std::shared_ptr<float[]>(new float[size_t(hp_.n_vocab)]());
 }
