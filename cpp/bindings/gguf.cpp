@@ -293,7 +293,9 @@ void gguf(py::module_& m) {
             const py::buffer_info info = data.request();
             if (info.ndim != 1 || info.strides[0] != info.itemsize) throw py::value_error("data must be a contiguous 1-D buffer");
             const int64_t size = info.size * info.itemsize;
-            if (count > 0 && offset + (count - 1) * stride + width > size)
+            // Checked by division, not by forming offset + (count - 1) * stride: huge arguments must be refused,
+            // not wrapped around into a range that passes.
+            if (count > 0 && (offset > size - width || count - 1 > (size - width - offset) / stride))
                 throw py::value_error("offset, stride and count must fit the buffer");
             std::optional<int64_t> found;
             {

@@ -51,6 +51,19 @@ def test_the_core_scan_refuses_a_range_past_the_buffer_instead_of_reading_it():
     assert _first_masked(data, 4, EXPONENT_MASK[4], offset=0, stride=4, count=0) is None
 
 
+@pytest.mark.parametrize("offset, stride, count", [
+    (0, 2**62, 3),          # (count - 1) * stride wraps past int64
+    (2**63 - 8, 4, 2),      # offset + the span wraps
+    (61, 4, 1),             # one float that starts inside but ends past the end
+])
+def test_the_core_scan_refuses_a_range_whose_end_overflows_instead_of_wrapping_into_the_buffer(offset, stride, count):
+    from ggufsm import _core
+
+    data = np.zeros(64, dtype=np.uint8)
+    with pytest.raises(ValueError, match="fit the buffer"):
+        _core.first_masked(data, 4, EXPONENT_MASK[4], offset, stride, count)
+
+
 @pytest.mark.parametrize("tensor", ["blk.0.attn_q.weight", "blk.1.ffn_down.weight", "output_norm.weight"])
 def test_the_core_and_the_numpy_oracle_name_the_same_first_non_finite_tensor_of_a_file(tmp_path, monkeypatch, tensor):
     tensors = tiny_llama_tensors(TinyLlamaSpec())
