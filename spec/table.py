@@ -8,7 +8,9 @@ for every (state, operation) an ordered tuple of :class:`Branch`, each a
 conjunction of guard values and one resolved :class:`Outcome`.
 
 ``load_spec()`` also runs the checker (``ggufsm.spec.check``) and refuses a
-table with defects, so a :class:`Spec` in hand is always a sound one.
+table with defects, so a :class:`Spec` in hand is always a sound one; the
+checker's verdict on a sound file is remembered across processes, keyed by
+the file's bytes and the checker's code (``table_cache.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 import yaml
+
+from ggufsm.spec import table_cache
 
 TABLE_PATH = Path(__file__).with_name("lifecycle.yaml")
 
@@ -452,14 +456,27 @@ def guard_assignments(guards) -> Iterator[dict[str, bool]]:
 
 
 def read_table(path: Path | str = TABLE_PATH) -> dict:
+    return parse_table(read_table_bytes(path), path)
+
+
+def read_table_bytes(path: Path | str = TABLE_PATH) -> bytes:
     path = Path(path)
     try:
-        with path.open(encoding="utf-8") as table_file:
-            # libyaml's safe loader where PyYAML was built with it (the same data; 0.3 s of every process's
-            # first Runtime() in the pure-Python one).
-            raw = yaml.load(table_file, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        return path.read_bytes()
     except OSError as error:
         raise SpecError(f"cannot read the lifecycle table {path}: {error.strerror}") from None
+
+
+def parse_table(table_bytes: bytes, path: Path | str = TABLE_PATH) -> dict:
+    """The table file's bytes as YAML data; SpecError naming the file when they are not a YAML mapping."""
+    try:
+        text = table_bytes.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecError(f"{path} is not UTF-8 text: byte {error.start} ({error.reason})") from None
+    try:
+        # libyaml's safe loader where PyYAML was built with it (the same data; 0.3 s of every process's
+        # first Runtime() in the pure-Python one).
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as error:
         raise SpecError(f"{path} is not valid YAML: {error}") from None
     if not isinstance(raw, dict):
@@ -586,9 +603,20 @@ def spec_from_table(raw: Mapping) -> Spec:
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(path: str) -> Spec:
-    return spec_from_table(read_table(path))
+    table_bytes = read_table_bytes(path)
+    remembered = table_cache.recall(table_bytes)
+    if remembered is not None:
+        try:
+            return build_spec(remembered)
+        except Exception:  # noqa: BLE001 - a stored form this code cannot build is a miss, not an error
+            pass
+    raw = parse_table(table_bytes, path)
+    spec = spec_from_table(raw)
+    table_cache.remember(table_bytes, raw)
+    return spec
 
 
 def load_spec(path: Path | str | None = None) -> Spec:
-    """The table at ``path`` (default: the packaged lifecycle.yaml), parsed, checked and cached."""
+    """The table at ``path`` (default: the packaged lifecycle.yaml), parsed, checked and cached: in the
+    process, and across processes by the checker's verdict on the file's bytes (table_cache.py)."""
     return _load_cached(str(Path(path or TABLE_PATH).resolve()))
