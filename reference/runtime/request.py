@@ -3,6 +3,14 @@
 A request talks to the model's session through three calls only:
 ``session.prefill(tokens, start)`` and ``session.decode(token, pos)``, each
 returning the logits of the last evaluated position, and ``session.n_ctx``.
+
+A sampled token is emitted before its own decode step: the step that gives
+the logits for the token after it runs when that token is asked for (the
+next `next_token`), not before this one is handed out. The first token of a
+generate then waits only for the prefill (a decode step less before it:
+15-30 ms on a quiet machine), and the last token of a request is never
+evaluated for logits nobody samples. Each position is still reserved when
+its token is sampled (`n_past`), so the context guards see what they did.
 """
 
 from __future__ import annotations
@@ -65,8 +73,10 @@ class Request:
         self.stream_decoder = stream_decoder
         self.generated_token_ids: list[int] = []
         self.text_parts: list[str] = []
-        self.n_past = 0                     # positions evaluated into the KV cache
+        self.n_past = 0                     # positions taken: evaluated into the KV cache, or owed (`pending`)
+        self.pending: int | None = None     # the last sampled token, not yet evaluated (at position n_past - 1)
         self.logits: np.ndarray | None = None  # (n_vocab,) float32 of the last evaluated position
+        self.n_decoded = 0                  # decode steps run (the tok/s figures' count)
         self.finish_reason: FinishReason | None = None
         self.end_note = ""                  # why a cancelled request ended
         self.callback_error: Exception | None = None  # what the on_token callback raised, if it did
@@ -94,19 +104,29 @@ class Request:
         self._timings["prefill_tok_s"] = self.n_past / max(self.prefill_seconds, 1e-9)
 
     def next_token(self, session) -> TokenEvent:
-        """Sample from the current logits, then evaluate the new token so the logits are ready for the next."""
+        """Evaluate the token owed (the previous one), then sample the next from its logits. The new token
+        is owed in turn: its position is taken now, its decode runs when the token after it is asked for."""
         assert self.logits is not None, "next_token before prefill"
+        if self.pending is not None:
+            self._decode_pending(session)
         token_id = self.sampler.sample(self.logits, self.all_token_ids)
-        started = time.perf_counter()
-        self.logits = session.decode(token_id, self.n_past)
-        self.decode_seconds += time.perf_counter() - started
+        self.pending = token_id
         self.n_past += 1
         self.generated_token_ids.append(token_id)
         text = self.stream_decoder.push(token_id)
         self.text_parts.append(text)
-        n_generated = len(self.generated_token_ids)
-        self._timings["decode_tok_s"] = n_generated / max(self.decode_seconds, 1e-9)
-        return TokenEvent(token_id, text, n_generated - 1)
+        return TokenEvent(token_id, text, len(self.generated_token_ids) - 1)
+
+    def _decode_pending(self, session) -> None:
+        # On a failure (a changed file) the token stays owed and the logits are the last good ones, so a
+        # retry decodes it again: what a failed decode step left before the token was owed.
+        assert self.pending is not None
+        started = time.perf_counter()
+        self.logits = session.decode(self.pending, self.n_past - 1)
+        self.decode_seconds += time.perf_counter() - started
+        self.pending = None
+        self.n_decoded += 1
+        self._timings["decode_tok_s"] = self.n_decoded / max(self.decode_seconds, 1e-9)
 
     def run(self, session, max_tokens: int, on_token: Callable[[TokenEvent], None] | None, end_ids: set[int]) -> None:
         """Generate until max_tokens, the context's end, an end-of-generation token, or a cancel."""
@@ -147,12 +167,11 @@ class Request:
     def generation(self) -> Generation:
         assert self.finish_reason is not None, "a request's generation is read once it has ended"
         text = "".join(self.text_parts) + self.stream_decoder.flush()
-        n_generated = len(self.generated_token_ids)
         return Generation(
             prompt_token_ids=list(self.prompt_token_ids),
             token_ids=list(self.generated_token_ids),
             text=text,
             finish_reason=self.finish_reason,
             timings={"prefill_s": self.prefill_seconds, "decode_s": self.decode_seconds,
-                     "decode_tok_s": n_generated / self.decode_seconds if self.decode_seconds else 0.0},
+                     "decode_tok_s": self.n_decoded / self.decode_seconds if self.decode_seconds else 0.0},
         )
