@@ -8,6 +8,8 @@
 // same Python object while it is alive; it takes attributes (py::dynamic_attr),
 // so the Python side hangs what it derives from the file there (its metadata
 // dict, its tokenizer) instead of keeping a second cache.
+#include <cstring>
+
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
@@ -85,10 +87,11 @@ PyObject* value_to_python(const File& file, const Value& value) {
     return list;
 }
 
-// str -> its position in a list of strings (a later repeat wins, as dict(zip(...)) does). The dict is
-// made at its final size at once: Python can only grow one, rehashing on the way, and on Gemma 3's
-// 262,144 tokens the Python build took 80-120 ms against 40-60 ms here (measured side by side, load ~2.5).
-PyObject* string_index(PyObject* list) {
+// str -> its position in a list of strings, made at its final size at once: Python can only grow a
+// dict, rehashing on the way, and on Gemma 3's 262,144 tokens the Python build took 80-120 ms against
+// 40-60 ms here (measured side by side, load ~2.5). A repeated string maps to its last position, as
+// dict(zip(...)) does, or with keep_first to its first (a BPE merge listed twice keeps its lowest rank).
+PyObject* string_index(PyObject* list, bool keep_first) {
 #if PY_VERSION_HEX < 0x030E0000
     PyObject* index = _PyDict_NewPresized(PyList_GET_SIZE(list));
 #else
@@ -103,7 +106,8 @@ PyObject* string_index(PyObject* list) {
             return nullptr;
         }
         PyObject* position = PyLong_FromSsize_t(i);
-        const int failed = position == nullptr || PyDict_SetItem(index, key, position) < 0;
+        const int failed = position == nullptr ||
+                           (keep_first ? PyDict_SetDefault(index, key, position) == nullptr : PyDict_SetItem(index, key, position) < 0);
         Py_XDECREF(position);
         if (failed) {
             Py_DECREF(index);
@@ -111,6 +115,50 @@ PyObject* string_index(PyObject* list) {
         }
     }
     return index;
+}
+
+// The position of the first str in a list without the character `wanted` at or after code point `from`,
+// or -1 (TypeError for an item that is not a str): the BPE merges' "two symbols and a space" check,
+// one pass at C speed instead of a Python call per merge.
+Py_ssize_t first_lacking(PyObject* list, Py_UCS4 wanted, Py_ssize_t from) {
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); ++i) {
+        PyObject* item = PyList_GET_ITEM(list, i);
+        if (!PyUnicode_CheckExact(item)) {
+            PyErr_Format(PyExc_TypeError, "item %zd is %s, not str", i, Py_TYPE(item)->tp_name);
+            return -2;
+        }
+        const Py_ssize_t found = PyUnicode_FindChar(item, wanted, from, PyUnicode_GET_LENGTH(item), 1);
+        if (found == -2) return -2;
+        if (found < 0) return i;
+    }
+    return -1;
+}
+
+// An array value of fixed-size numbers as a numpy array (its elements copied from the header copy), or
+// None for arrays of strings, booleans or arrays: the per-token arrays (token types, scores; 262,144 on
+// Gemma 3) without a Python object per element, which the tokenizer turned straight back into an array.
+py::object numeric_array(const File& file, const Value& value) {
+    if (value.type != ValueType::ARRAY) return py::none();
+    py::dtype type;
+    switch (value.element_type) {  // GGUF is little-endian, as every CPU the kernels run on
+        case ValueType::UINT8: type = py::dtype::of<uint8_t>(); break;
+        case ValueType::INT8: type = py::dtype::of<int8_t>(); break;
+        case ValueType::UINT16: type = py::dtype::of<uint16_t>(); break;
+        case ValueType::INT16: type = py::dtype::of<int16_t>(); break;
+        case ValueType::UINT32: type = py::dtype::of<uint32_t>(); break;
+        case ValueType::INT32: type = py::dtype::of<int32_t>(); break;
+        case ValueType::UINT64: type = py::dtype::of<uint64_t>(); break;
+        case ValueType::INT64: type = py::dtype::of<int64_t>(); break;
+        case ValueType::FLOAT32: type = py::dtype::of<float>(); break;
+        case ValueType::FLOAT64: type = py::dtype::of<double>(); break;
+        default: return py::none();
+    }
+    const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(value.count)};
+    py::array out(type, shape);
+    const uint64_t bytes = value.count * value_type_size(value.element_type);
+    // The elements follow the array's element type (u32) and count (u64).
+    if (bytes) std::memcpy(out.mutable_data(), file.header() + value.offset + 12, bytes);
+    return std::move(out);
 }
 
 py::dict metadata_dict(const Model& model) {
@@ -261,6 +309,11 @@ void gguf(py::module_& m) {
             if (entry == nullptr) throw py::key_error(key);
             return steal(value_to_python(*p.file, entry->value));
         }, py::arg("key"), "one metadata value as a Python value, converted from the validated header copy on each call")
+        .def("metadata_array", [](const Model& p, const std::string& key) {
+            const MetadataEntry* entry = p.file->find(key);
+            if (entry == nullptr) throw py::key_error(key);
+            return numeric_array(*p.file, entry->value);
+        }, py::arg("key"), "a metadata array of numbers as a numpy array (a copy), or None for any other value")
         .def_property_readonly("header_bytes", [](const Model& p) { return p.file->header_size(); },
                                "bytes of the validated header copy (metadata and tensor infos) the model keeps")
         .def("tensor_infos", &tensor_infos, "[(name, ggml type id, shape (ggml order), absolute offset, n_bytes)]")
@@ -309,8 +362,22 @@ void gguf(py::module_& m) {
         "mask (a NaN or an infinity), or None");
     m.def(
         "string_index",
-        [](const py::list& strings) { return steal(string_index(strings.ptr())); }, py::arg("strings"),
-        "str -> its position in `strings` (a list of str; a later repeat wins), built at its final size");
+        [](const py::list& strings, bool keep_first) { return steal(string_index(strings.ptr(), keep_first)); },
+        py::arg("strings"), py::kw_only(), py::arg("keep_first") = false,
+        "str -> its position in `strings` (a list of str; a later repeat wins, or the first with keep_first), "
+        "built at its final size");
+    m.def(
+        "first_lacking",
+        [](const py::list& strings, const std::string& wanted, py::ssize_t start) {
+            const py::str character(wanted);
+            if (PyUnicode_GET_LENGTH(character.ptr()) != 1) throw py::value_error("wanted: one character");
+            if (start < 0) throw py::value_error("start: >= 0");
+            const Py_ssize_t found = first_lacking(strings.ptr(), PyUnicode_READ_CHAR(character.ptr(), 0), start);
+            if (found == -2) throw py::error_already_set();
+            return found;
+        },
+        py::arg("strings"), py::arg("wanted"), py::arg("start") = 0,
+        "position of the first str in `strings` without the character `wanted` at or after code point `start`, or -1");
     m.def("open_model_count", &open_model_count, "files held open for sharing (models alive in the cache)");
     m.def("gguf_tensor_types", [] {
         py::list types;

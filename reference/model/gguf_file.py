@@ -137,6 +137,13 @@ class Metadata(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._keys)
 
+    def numeric_array(self, key: str) -> np.ndarray | None:
+        """An array of numbers as a numpy array of the file's element type (a copy, at C speed), or None
+        when the value is not one (strings, booleans, nested arrays, a scalar)."""
+        if key not in self._known:
+            raise KeyError(key)
+        return self._model.metadata_array(key)
+
     def __repr__(self) -> str:
         return f"<Metadata {len(self)} keys>"
 
