@@ -12,7 +12,8 @@ module lacks, so they run on the `regex` package.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass
 
 import regex
 
@@ -39,10 +40,12 @@ class PreTokenizer:
     ignore_merges: bool = False
     # Default for tokenizer.ggml.add_bos_token when the file does not say.
     add_bos_default: bool = False
-    _compiled: tuple = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_compiled", tuple(regex.compile(e) for e in self.expressions))
+    @functools.cached_property
+    def _compiled(self) -> tuple[regex.Pattern, ...]:
+        # Compiled on first use: a load builds one pre-tokenizer, and compiling every name's expressions
+        # when this module was imported was part of every BPE model's load.
+        return tuple(regex.compile(e) for e in self.expressions)
 
     def split(self, text: str) -> list[str]:
         """Cut text into words; the words concatenate back to text."""
