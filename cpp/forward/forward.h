@@ -137,6 +137,41 @@ private:
     void release();
 };
 
+// The KV cache and the scratch are allocated zeroed by calloc rather than
+// filled: a cache this large comes from fresh mmap'd pages, which the kernel hands out zeroed on first touch, so
+// calloc skips the fill and a session costs only the pages its positions
+// reach (an eager fill wrote all of Gemma 3's 2 x 436 MB at the default
+// context, ~0.07 s of every load under load). The contents are the same zeros.
+template <typename T>
+struct ZeroedAllocator {
+    static_assert(std::is_trivial_v<T>, "calloc's zero bytes are a value only for trivial types");
+    using value_type = T;
+    ZeroedAllocator() = default;
+    template <typename U>
+    ZeroedAllocator(const ZeroedAllocator<U>&) noexcept {}
+    T* allocate(size_t n) {
+        void* p = std::calloc(n, sizeof(T));
+        if (p == nullptr) throw std::bad_alloc();
+        return static_cast<T*>(p);
+    }
+    void deallocate(T* p, size_t) noexcept { std::free(p); }
+    // Value-initialization (resize) leaves calloc's zeros as they are instead of writing them again.
+    template <typename U>
+    void construct(U*) noexcept {}
+    template <typename U, typename... Args>
+    void construct(U* p, Args&&... args) { ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...); }
+    template <typename U>
+    bool operator==(const ZeroedAllocator<U>&) const noexcept { return true; }
+    template <typename U>
+    bool operator!=(const ZeroedAllocator<U>&) const noexcept { return false; }
+};
+
+// The scratch rows are sized for a whole n_batch (512) chunk; a short prompt
+// and every decode step touch a few of them. Zero-filled vectors wrote all of
+// them at every new session (16-22 MB on SmolLM2 and Gemma 3, 9-35 ms under
+// load); calloc'd, a session costs the pages its passes reach.
+using ScratchFloats = std::vector<float, ZeroedAllocator<float>>;
+
 // The rows a forward pass computes at once, and scratch for them: residual
 // stream, projections, quantized activations. A session holds one sized for
 // its n_batch; a DecodeBatch one sized for its largest batch.
@@ -144,13 +179,13 @@ struct ForwardScratch {
     void reserve(const LlamaHparams& hp, int64_t rows);  // grows only
     int64_t rows = 0;
     std::vector<int32_t> positions;        // [rows]
-    std::vector<float> x;                  // [rows][n_embd] residual stream
-    std::vector<float> xb;                 // [rows][n_embd] normed input, then a block's output
-    std::vector<float> q;                  // [rows][n_head][hd]
-    std::vector<float> k, v;               // [rows][n_head_kv][hd]
-    std::vector<float> att;                // [rows][n_head][hd] attention mix, before wo
-    std::vector<float> gate, up;           // [rows][n_ff]
-    std::vector<float> logits;             // [rows][n_vocab] when a pass wants several rows' logits
+    ScratchFloats x;                       // [rows][n_embd] residual stream
+    ScratchFloats xb;                      // [rows][n_embd] normed input, then a block's output
+    ScratchFloats q;                       // [rows][n_head][hd]
+    ScratchFloats k, v;                    // [rows][n_head_kv][hd]
+    ScratchFloats att;                     // [rows][n_head][hd] attention mix, before wo
+    ScratchFloats gate, up;                // [rows][n_ff]
+    ScratchFloats logits;                  // [rows][n_vocab] when a pass wants several rows' logits
     std::array<QuantizedActivations, 3> activations;  // one per ActivationFormat
     size_t bytes(const LlamaHparams& hp) const;
 };
@@ -194,35 +229,6 @@ struct ForwardProfile {
 // IEEE halves (llama.cpp's default): half the memory, and half the bytes a long
 // decode step streams; reference/architectures/llama.py rounds the same way.
 //
-// Allocated zeroed by calloc rather than filled: a cache this large comes from
-// fresh mmap'd pages, which the kernel hands out zeroed on first touch, so
-// calloc skips the fill and a session costs only the pages its positions
-// reach (an eager fill wrote all of Gemma 3's 2 x 436 MB at the default
-// context, ~0.07 s of every load under load). The contents are the same zeros.
-template <typename T>
-struct ZeroedAllocator {
-    static_assert(std::is_trivial_v<T>, "calloc's zero bytes are a value only for trivial types");
-    using value_type = T;
-    ZeroedAllocator() = default;
-    template <typename U>
-    ZeroedAllocator(const ZeroedAllocator<U>&) noexcept {}
-    T* allocate(size_t n) {
-        void* p = std::calloc(n, sizeof(T));
-        if (p == nullptr) throw std::bad_alloc();
-        return static_cast<T*>(p);
-    }
-    void deallocate(T* p, size_t) noexcept { std::free(p); }
-    // Value-initialization (resize) leaves calloc's zeros as they are instead of writing them again.
-    template <typename U>
-    void construct(U*) noexcept {}
-    template <typename U, typename... Args>
-    void construct(U* p, Args&&... args) { ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...); }
-    template <typename U>
-    bool operator==(const ZeroedAllocator<U>&) const noexcept { return true; }
-    template <typename U>
-    bool operator!=(const ZeroedAllocator<U>&) const noexcept { return false; }
-};
-
 struct KvCache {
     using Element = uint16_t;
     int64_t kv_ctx = 0;
