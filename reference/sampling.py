@@ -63,12 +63,21 @@ class Sampler:
 
     def __init__(self, config: SamplingConfig):
         self.config = config.validated()
-        self._rng = np.random.default_rng(config.seed)
+        self._generator: np.random.Generator | None = None
+
+    @property
+    def _rng(self) -> np.random.Generator:
+        # Made at the first draw from the configured seed (the same stream as one made here at once): a
+        # greedy request never draws, and numpy.random's first import was 10-40 ms of a fresh process's
+        # first generate.
+        if self._generator is None:
+            self._generator = np.random.default_rng(self.config.seed)
+        return self._generator
 
     def reconfigure(self, config: SamplingConfig) -> None:
         """New settings from the next token on; the draws go on from where they were unless the seed changed."""
         if config.seed != self.config.seed:
-            self._rng = np.random.default_rng(config.seed)
+            self._generator = None
         self.config = config.validated()
 
     def sample(self, logits: np.ndarray, recent_tokens: Sequence[int]) -> int:
