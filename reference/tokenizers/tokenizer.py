@@ -90,9 +90,12 @@ class Tokenizer:
                 raise InvalidModel(f"{KEY_PREFIX}add_{key[:3]}_token is true but {KEY_PREFIX}{key} is not set")
         self.chat_template: str | None = metadata.get("tokenizer.chat_template")
         self.eot_ids: frozenset[int] = self._end_of_generation_ids(metadata)
-        # Longest first (in UTF-8 bytes, then by id): the order llama.cpp cuts them out in.
-        special = np.flatnonzero(np.isin(self.token_types, SPECIAL_TYPES)).tolist()
-        self._special_ids = sorted(special, key=lambda i: (-len(self.tokens[i].encode("utf-8")), i))
+        # Longest first (in UTF-8 bytes, then by id): the order llama.cpp cuts them out in. Keys made and
+        # sorted at C speed: a Python key per token was 15-90 ms of Gemma 3's load (6,414 special tokens).
+        special = np.flatnonzero(np.isin(self.token_types, SPECIAL_TYPES))
+        utf8_lengths = np.fromiter(map(len, map(str.encode, map(self.tokens.__getitem__, special.tolist()))),
+                                   dtype=np.int64, count=special.size)
+        self._special_ids: list[int] = special[np.lexsort((special, -utf8_lengths))].tolist()
         user_defined = set(np.flatnonzero(self.token_types == TokenType.USER_DEFINED).tolist())
         self._user_defined_ids = [i for i in self._special_ids if i in user_defined]
         self._piece_cache: dict[int, bytes] = {}

@@ -44,3 +44,15 @@ def test_a_token_type_outside_int32_is_refused_by_name_as_the_list_refuses_it(dt
         tokenizer_from_metadata({**metadata, "tokenizer.ggml.token_type": types})
     with pytest.raises(InvalidModel, match="token_type holds values that are not int32"):
         tokenizer_from_metadata({**metadata, "tokenizer.ggml.token_type": np.asarray(types, dtype=dtype)})
+
+
+def test_special_tokens_are_cut_longest_first_in_utf8_bytes_then_by_id():
+    metadata = bpe_metadata()
+    extra = ["<é>", "<ab>", "<日>", "<a>", "<abc>"]  # UTF-8 lengths 4, 4, 5, 3, 5
+    metadata["tokenizer.ggml.tokens"] = [*metadata["tokenizer.ggml.tokens"], *extra]
+    metadata["tokenizer.ggml.token_type"] = [*metadata["tokenizer.ggml.token_type"], *[3] * len(extra)]
+    tokenizer = tokenizer_from_metadata(metadata)
+    expected = sorted(range(tokenizer.vocab_size), key=lambda i: (-len(tokenizer.tokens[i].encode()), i))
+    expected = [i for i in expected if tokenizer.token_types[i] in (2, 3, 4)]
+    assert tokenizer._special_ids == expected
+    assert [tokenizer.tokens[i] for i in tokenizer._special_ids[:4]] == ["<|end|>", "<tag>", "<日>", "<abc>"]
