@@ -131,3 +131,10 @@ def test_a_failed_decode_step_leaves_its_token_owed_and_a_retry_goes_on_as_befor
     assert (request.pending, request.n_past, request.generated_token_ids) == (tokens[-1], len(PROMPT) + 2, tokens)
     tokens += [request.next_token(session).token_id for _ in range(3)]
     assert tokens == [4, 5, 6, 7, 8]
+
+
+def test_the_decode_rate_counts_the_decode_steps_run_not_the_tokens_emitted(ready_runtime):
+    generation = ready_runtime.generate(PROMPT, 4, stop_at_eos=False, temperature=0.0)
+    assert generation.timings["decode_tok_s"] == pytest.approx(3 / generation.timings["decode_s"])
+    single = ready_runtime.generate(PROMPT, 1, stop_at_eos=False, temperature=0.0)
+    assert single.timings["decode_s"] == 0.0 and single.timings["decode_tok_s"] == 0.0
