@@ -56,3 +56,33 @@ def test_first_lacking_finds_the_first_string_without_the_character_after_its_st
 def test_first_lacking_refuses_anything_but_str(bad):
     with pytest.raises(TypeError, match="not str"):
         _core.first_lacking(bad, " ", 1)
+
+
+@pytest.mark.parametrize("bad", [7, 0, None, b"", b"ab", 1.5])
+def test_a_token_that_is_not_a_str_is_named_by_its_id_even_when_falsy(bad):
+    from vocabularies import bpe_metadata
+
+    from ggufsm.reference.tokenizers.tokenizer import tokenizer_from_metadata
+    from ggufsm.spec.errors import InvalidModel
+
+    metadata = bpe_metadata()
+    tokens = list(metadata["tokenizer.ggml.tokens"])
+    tokens[5] = bad
+    with pytest.raises(InvalidModel, match=rf"tokens\[5\] is {type(bad).__name__}, not a string"):
+        tokenizer_from_metadata({**metadata, "tokenizer.ggml.tokens": tokens})
+
+
+def test_empty_tokens_get_llamacpp_names_and_str_subclasses_are_indexed_as_str():
+    from vocabularies import bpe_metadata
+
+    from ggufsm.reference.tokenizers.tokenizer import tokenizer_from_metadata
+
+    class Text(str):
+        pass
+
+    metadata = bpe_metadata()
+    tokens = [Text(token) for token in metadata["tokenizer.ggml.tokens"]]
+    tokens[7] = ""
+    tokenizer = tokenizer_from_metadata({**metadata, "tokenizer.ggml.tokens": tokens})
+    assert tokenizer.tokens[7] == "[EMPTY_7]" and tokenizer.token_to_id["[EMPTY_7]"] == 7
+    assert tokenizer.token_to_id[tokens[200]] == 200
