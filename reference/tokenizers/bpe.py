@@ -135,7 +135,8 @@ def _merge_ranks(metadata: Mapping[str, Any]) -> dict[str, int]:
     `left + " " + right` it looks up is split there exactly: the merge text is the key as it is. The
     check and the dict are made in the core (`first_lacking`, `string_index`), in one pass each: the
     per-merge Python loop that split each merge into a (left, right) tuple cost 0.36 s of SmolLM2's
-    load, and the same at C speed from Python (map over str.find, dict over zip) still 20-30 ms."""
+    load, and the same from Python at C speed (map over str.find, dict over zip) still 14 ms and
+    18 ms, against 0.9 ms and 7 ms in the core (SmolLM2's 48,900 merges, medians of 7, load 8.5)."""
     merges = metadata.get(KEY_PREFIX + "merges")
     if merges is None:
         raise InvalidModel(f"{KEY_PREFIX}merges is missing: a gpt2 (BPE) tokenizer needs its merge list")
