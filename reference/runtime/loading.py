@@ -8,8 +8,7 @@ import time
 from dataclasses import dataclass
 
 from ggufsm.reference.model import registry
-from ggufsm.reference.model.finite_weights import check_finite_weights
-from ggufsm.reference.model.loaded_model import LoadedModel, build_loaded_model
+from ggufsm.reference.model.loaded_model import LoadedModel, build_loaded_model, check_finite_weights_once
 from ggufsm.reference.runtime.config import RuntimeConfig
 from ggufsm.reference.runtime.resident import release
 from ggufsm.spec.errors import GgufsmError, ModelUnavailable
@@ -86,12 +85,8 @@ def read_ahead(source) -> None:
 
 
 def weights_are_finite(model: LoadedModel) -> None:
-    """InvalidModel unless every weight is finite; checked once per file (shared with its other handles)."""
+    """InvalidModel unless every weight is finite; checked once per file (shared with its other handles),
+    as a rule while the load built the tokenizer (loaded_model.FiniteCheckAside): then this finds it done."""
     gguf = model.gguf
     assert gguf is not None  # a model just built holds its file
-
-    def checked() -> bool:
-        check_finite_weights(gguf)
-        return True
-
-    gguf.shared("weights_finite", checked)
+    check_finite_weights_once(gguf)
