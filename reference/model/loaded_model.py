@@ -24,8 +24,6 @@ objects); with it, only its session. Models given as bytes are never shared.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,19 +79,13 @@ def describe_source(source: str | Path | bytes | bytearray | memoryview) -> str:
     return str(source)
 
 
-def validate_model_file(source, *, finite_check_aside: bool = False) -> GgufFile:
+def validate_model_file(source) -> GgufFile:
     """The one validation a model file goes through, for `load_model` and `ggufsm inspect` alike, so that
     they agree on every file: the C++ core's container and declaration checks (open_gguf), then the
-    tokenizer's (built and shared, as a load does) and the forward's. Raises the first problem's named error.
-    finite_check_aside (a load): the weights' finite check runs meanwhile, on a thread (FiniteCheckAside)."""
+    tokenizer's (built and shared, as a load does) and the forward's. Raises the first problem's named error."""
     gguf = open_gguf(source)
     try:
-        aside = FiniteCheckAside(gguf) if finite_check_aside else None
-        try:
-            shared_tokenizer(gguf)
-        finally:
-            if aside is not None:
-                aside.join()
+        shared_tokenizer(gguf)
         # The forward's own checks (F32 norms, matrix types the kernels run): built on one thread, so no
         # worker is started, without the repack (every check comes before it; repacking here, on one
         # thread, into a copy dropped at once, cost 0.2-0.5 s of every load), and dropped. Raised here, in
@@ -109,7 +101,7 @@ def validate_model_file(source, *, finite_check_aside: bool = False) -> GgufFile
 def build_loaded_model(source, *, n_threads: int) -> LoadedModel:
     if not isinstance(source, (str, Path, bytes, bytearray, memoryview)):
         raise InvalidInput(f"model source must be a path or bytes, not {type(source).__name__}")
-    gguf = validate_model_file(source, finite_check_aside=True)
+    gguf = validate_model_file(source)
     try:
         tokenizer = shared_tokenizer(gguf)
         weights = architectures.load(gguf, n_threads=n_threads)
@@ -132,26 +124,6 @@ def build_loaded_model(source, *, n_threads: int) -> LoadedModel:
         "tensor_types": _count_tensor_types(gguf),
     }
     return LoadedModel(describe_source(source), gguf, weights, summary)
-
-
-class FiniteCheckAside:
-    """The weights' finite check, run on a thread while the caller builds the tokenizer: the tokenizer is
-    Python on one core, the check a scan in the core with the GIL released (10 ms on SmolLM2, 30-38 ms on
-    Gemma 3, quiet), so on two cores they overlap; its scan also faults the file's pages in before the
-    forward's repack reads them. Its finding is left to the load's own call after the forward's checks
-    (reference/runtime/loading.py, weights_are_finite): a failed check stores nothing and runs again there."""
-
-    def __init__(self, gguf: GgufFile):
-        self._thread = threading.Thread(target=self._check, args=(gguf,), name="ggufsm-finite-check", daemon=True)
-        self._thread.start()
-
-    @staticmethod
-    def _check(gguf: GgufFile) -> None:
-        with contextlib.suppress(Exception):
-            check_finite_weights_once(gguf)
-
-    def join(self) -> None:
-        self._thread.join()
 
 
 def check_finite_weights_once(gguf: GgufFile) -> None:

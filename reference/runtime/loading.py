@@ -85,8 +85,7 @@ def read_ahead(source) -> None:
 
 
 def weights_are_finite(model: LoadedModel) -> None:
-    """InvalidModel unless every weight is finite; checked once per file (shared with its other handles),
-    as a rule while the load built the tokenizer (loaded_model.FiniteCheckAside): then this finds it done."""
+    """InvalidModel unless every weight is finite; checked once per file (shared with its other handles)."""
     gguf = model.gguf
     assert gguf is not None  # a model just built holds its file
     check_finite_weights_once(gguf)

@@ -1,12 +1,10 @@
-"""A load checks that the weights are finite on a thread of its own while it builds the tokenizer; the
-errors still come in the validation's order (tokenizer, forward, finite weights), and a failed load holds
-nothing."""
+"""A load's errors come in the validation's order (tokenizer, forward, finite weights), and a failed
+load holds nothing: not the forward it leased, not the file through its kept error's traceback."""
 
 from __future__ import annotations
 
 import gc
 import shutil
-import threading
 
 import pytest
 
@@ -42,28 +40,6 @@ def load_error(path) -> GgufsmError:
     finally:
         runtime.free()
     return raised.value
-
-
-def test_the_finite_check_runs_on_its_own_thread_while_the_tokenizer_is_built_on_the_callers(own_model, monkeypatch):
-    threads: dict[str, str] = {}
-    check, build_tokenizer = loaded_model.check_finite_weights, loaded_model.tokenizer_from_metadata
-
-    def finite(*args, **kwargs):
-        threads["finite"] = threading.current_thread().name
-        return check(*args, **kwargs)
-
-    def tokenizer(*args, **kwargs):
-        threads["tokenizer"] = threading.current_thread().name
-        return build_tokenizer(*args, **kwargs)
-
-    monkeypatch.setattr(loaded_model, "check_finite_weights", finite)
-    monkeypatch.setattr(loaded_model, "tokenizer_from_metadata", tokenizer)
-    runtime = load(own_model)
-    try:
-        assert threads == {"finite": "ggufsm-finite-check", "tokenizer": threading.current_thread().name}
-        assert runtime.generate([1, 2, 3], 2, temperature=0.0).token_ids
-    finally:
-        runtime.free()
 
 
 def test_a_tokenizer_error_comes_before_a_forward_error_and_the_built_forward_is_given_back(own_model, monkeypatch):
