@@ -4,7 +4,6 @@
 // go segment by segment, each in its own sequence's cache.
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 
 #include "forward/forward.h"
@@ -27,13 +26,10 @@ constexpr int64_t kSplitActivationRows = 4;
 // runs the small ops between them (ThreadPool::parallel_for); a prefill's products compute long
 // enough that their weights' latency does not show.
 constexpr int64_t kPrefetchRows = 8;
-size_t prefetch_bytes() {
-    static const size_t bytes = [] {
-        const char* v = std::getenv("GGUFSM_PREFETCH_BYTES");
-        return v ? size_t(std::strtoull(v, nullptr, 10)) : size_t(64) << 10;
-    }();
-    return bytes;
-}
+// Bytes per thread: about what the memory streams in the gaps it fills (a few microseconds of
+// small ops and end-of-product waits per product at ~10 GB/s a thread), well inside a core's
+// 512 KiB L2, so what is fetched is still there when the product reaches it.
+constexpr size_t kPrefetchBytes = size_t(64) << 10;
 
 // fn(begin, end) over rows [0, n): on the pool when there are at least min_rows, inline otherwise.
 template <typename Fn>
@@ -130,8 +126,7 @@ private:
     // The pool's prefetch hint for the first dispatch project() makes of `weights` (those of the
     // lowest activation format among them), in next_; null when there is nothing to fetch.
     const PrefetchRange* first_reads(std::initializer_list<const WeightView*> weights) {
-        const size_t bytes = prefetch_bytes();
-        if (weights.size() == 0 || bytes == 0 || pool_.size() < 2) return nullptr;
+        if (weights.size() == 0 || pool_.size() < 2) return nullptr;
         int first_format = 3;
         for (const WeightView* w : weights) first_format = std::min(first_format, int(activation_format_for(w->type)));
         std::array<SharedProduct, kMaxSharedProducts> products;
@@ -139,7 +134,7 @@ private:
         for (const WeightView* w : weights) {
             if (int(activation_format_for(w->type)) == first_format && count < kMaxSharedProducts) products[count++] = SharedProduct{w, nullptr};
         }
-        matmul_shared_first_reads(products.data(), count, pool_, bytes, next_.data());
+        matmul_shared_first_reads(products.data(), count, pool_, kPrefetchBytes, next_.data());
         return next_.data();
     }
 
