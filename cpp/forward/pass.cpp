@@ -3,6 +3,7 @@
 // weight matrix is read once per pass; only the KV store and the attention
 // go segment by segment, each in its own sequence's cache.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -30,6 +31,7 @@ constexpr int64_t kPrefetchRows = 8;
 // small ops and end-of-product waits per product at ~10 GB/s a thread), well inside a core's
 // 512 KiB L2, so what is fetched is still there when the product reaches it.
 constexpr size_t kPrefetchBytes = size_t(64) << 10;
+std::atomic<size_t> g_prefetch_bytes{kPrefetchBytes};
 
 // fn(begin, end) over rows [0, n): on the pool when there are at least min_rows, inline otherwise.
 template <typename Fn>
@@ -126,7 +128,8 @@ private:
     // The pool's prefetch hint for the first dispatch project() makes of `weights` (those of the
     // lowest activation format among them), in next_; null when there is nothing to fetch.
     const PrefetchRange* first_reads(std::initializer_list<const WeightView*> weights) {
-        if (weights.size() == 0 || pool_.size() < 2) return nullptr;
+        const size_t bytes = g_prefetch_bytes.load(std::memory_order_relaxed);
+        if (weights.size() == 0 || bytes == 0 || pool_.size() < 2) return nullptr;
         int first_format = 3;
         for (const WeightView* w : weights) first_format = std::min(first_format, int(activation_format_for(w->type)));
         std::array<SharedProduct, kMaxSharedProducts> products;
@@ -134,7 +137,7 @@ private:
         for (const WeightView* w : weights) {
             if (int(activation_format_for(w->type)) == first_format && count < kMaxSharedProducts) products[count++] = SharedProduct{w, nullptr};
         }
-        matmul_shared_first_reads(products.data(), count, pool_, kPrefetchBytes, next_.data());
+        matmul_shared_first_reads(products.data(), count, pool_, bytes, next_.data());
         return next_.data();
     }
 
@@ -295,6 +298,9 @@ private:
 };
 
 }  // namespace
+
+void set_decode_prefetch_bytes(size_t bytes) { g_prefetch_bytes.store(bytes); }
+size_t decode_prefetch_bytes() { return g_prefetch_bytes.load(); }
 
 const char* forward_op_name(ForwardOp op) {
     switch (op) {
