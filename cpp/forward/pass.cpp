@@ -21,6 +21,9 @@ namespace {
 constexpr int64_t kSplitCheapRows = 9;
 constexpr int64_t kSplitActivationRows = 4;
 
+// Sessions of a batched decode step whose attention queries live on the stack (more go to the heap).
+constexpr size_t kMaxDecodeQueries = 16;
+
 // fn(begin, end) over rows [0, n): on the pool when there are at least min_rows, inline otherwise.
 template <typename Fn>
 void for_rows(ThreadPool& pool, int64_t n, Fn&& fn, int64_t min_rows = kSplitCheapRows) {
@@ -44,7 +47,10 @@ int64_t ns_since(Clock::time_point start) {
 class Pass {
 public:
     Pass(const LlamaModel& model, ForwardScratch& s, const std::vector<PassSegment>& segments, ForwardProfile* profile)
-        : model_(model), hp_(model.hparams()), s_(s), segments_(segments), pool_(model.pool()), profile_(profile) {}
+        : model_(model), hp_(model.hparams()), s_(s), segments_(segments), pool_(model.pool()), profile_(profile),
+          one_token_each_(segments.size() > 1 && std::all_of(segments.begin(), segments.end(), [](const PassSegment& seg) {
+                              return seg.rows == 1;
+                          })) {}
 
     void run(const int64_t* tokens, int64_t n) {
         const Clock::time_point started = profile_ ? Clock::now() : Clock::time_point{};
@@ -152,7 +158,50 @@ private:
             rope(q, e - b, n_head, hd, hp_.n_rot, &s_.positions[size_t(b)], freq_base, hp_.rope_neox);
             rope(k, e - b, n_head_kv, hd, hp_.n_rot, &s_.positions[size_t(b)], freq_base, hp_.rope_neox);
         }); });
-        // Per segment: its k, v into its cache, then its queries over its cache.
+        if (one_token_each_) {
+            decode_attention(layer, slides);
+        } else {
+            segment_attention(layer, slides);
+        }
+        project(ForwardOp::MatmulOut, s_.att.data(), n, {{&l.wo, s_.xb.data()}});
+        residual(l.post_attn_norm, n);
+    }
+
+    // A batched decode step (one row per segment): every session's k, v into its cache on this thread
+    // (a few hundred halves each), then all their queries in one attention dispatch.
+    void decode_attention(int64_t layer, bool slides) {
+        const int64_t hd = hp_.head_dim, q_width = hp_.n_head * hd, kv_width = hp_.n_head_kv * hd, n_head_kv = hp_.n_head_kv;
+        std::array<DecodeQuery<KvCache::Element>, kMaxDecodeQueries> fixed;
+        std::vector<DecodeQuery<KvCache::Element>> more;
+        DecodeQuery<KvCache::Element>* queries = fixed.data();
+        if (segments_.size() > fixed.size()) {
+            more.resize(segments_.size());
+            queries = more.data();
+        }
+        timed(ForwardOp::KvStore, [&] {
+            for (size_t i = 0; i < segments_.size(); ++i) {
+                const PassSegment& seg = segments_[i];
+                KvCache::Element* k_cache = &seg.kv->k[size_t(layer * kv_width * seg.kv->kv_ctx)];
+                KvCache::Element* v_cache = &seg.kv->v[size_t(layer * kv_width * seg.kv->kv_ctx)];
+                const int64_t t = seg.row_begin;
+                for (int64_t h = 0; h < n_head_kv; ++h) {
+                    const size_t from = size_t((t * n_head_kv + h) * hd);
+                    store_kv(&s_.k[from], &s_.v[from], k_cache, v_cache, seg.kv->kv_ctx, hd, h, s_.positions[size_t(t)]);
+                }
+                queries[i] = DecodeQuery<KvCache::Element>{&s_.q[size_t(t * q_width)], k_cache, v_cache, &s_.att[size_t(t * q_width)],
+                                                           seg.kv->kv_ctx, seg.start_pos};
+            }
+        });
+        timed(ForwardOp::Attention, [&] {
+            attention_decode_batch(queries, int64_t(segments_.size()), hp_.n_head, n_head_kv, hd, hp_.attn_scale,
+                                   slides ? hp_.sliding_window : 0, pool_);
+        });
+    }
+
+    // Per segment: its k, v into its cache, then its queries over its cache.
+    void segment_attention(int64_t layer, bool slides) {
+        const int64_t hd = hp_.head_dim, q_width = hp_.n_head * hd, kv_width = hp_.n_head_kv * hd;
+        const int64_t n_head = hp_.n_head, n_head_kv = hp_.n_head_kv;
         for (const PassSegment& seg : segments_) {
             KvCache::Element* k_cache = &seg.kv->k[size_t(layer * kv_width * seg.kv->kv_ctx)];
             KvCache::Element* v_cache = &seg.kv->v[size_t(layer * kv_width * seg.kv->kv_ctx)];
@@ -172,8 +221,6 @@ private:
                           slides ? hp_.sliding_window : 0, pool_);
             });
         }
-        project(ForwardOp::MatmulOut, s_.att.data(), n, {{&l.wo, s_.xb.data()}});
-        residual(l.post_attn_norm, n);
     }
 
     // x += [post_ffn_norm] w_down . (act(w_gate . h) * (w_up . h)), h = ffn_norm(x).
@@ -252,6 +299,7 @@ private:
     const std::vector<PassSegment>& segments_;
     ThreadPool& pool_;
     ForwardProfile* profile_;
+    const bool one_token_each_;  // a batched decode step: several segments of one row each
 };
 
 }  // namespace
