@@ -202,6 +202,59 @@ void dot_q8_0(const uint8_t* row, const QuantizedActivations& x, int64_t i, int6
     for (int k = 0; k < NR; ++k) out[k] = hsum(acc[k]);
 }
 
+// A batched decode step's 2 .. 8 activation rows against Q8_0 rows in the file's layout (the output
+// matrix of SmolLM2 and Gemma 3), all in one pass over each weight row: its blocks are loaded, their
+// signs taken and their scales converted once for all NR rows (rows_few's passes of at most four
+// paid them twice from five rows on), and each row's scale d_w * d_a comes as a vector product with a
+// broadcast load rather than a scalar product broadcast between registers (one ALU op fewer per block
+// and row). Each row's arithmetic is dot_q8_0<1>'s, operation for operation (the same integer lanes,
+// the same float product d_w * d_a, the same FMA chain and sum), so each session's logits are the
+// bits of its step alone (tests/kernels/test_few_rows.py). Written against the file layout and only
+// reached through matmul_rows[Q8_0], so a repacked Q8_0 layout can take over the slot.
+template <int NR>
+void dot_q8_0_few(const uint8_t* row, const QuantizedActivations& x, int64_t i, int64_t cols, float* out) {
+    const BlockQ8_0* w = reinterpret_cast<const BlockQ8_0*>(row);
+    __m256 acc[NR];
+    for (int k = 0; k < NR; ++k) acc[k] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < cols / QK32; ++b) {
+        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
+        const __m256i magnitude = _mm256_sign_epi8(q, q);
+        const __m256 dw = _mm256_set1_ps(half(w[b].d));
+        for (int k = 0; k < NR; ++k) {
+            const __m256i a = load_block_codes(x, i + k, b);
+            const __m256i p = dot_u8s8(_mm256_setzero_si256(), magnitude, _mm256_sign_epi8(a, q));
+            const __m256 scale = _mm256_mul_ps(dw, _mm256_broadcast_ss(x.ds(i + k) + 2 * b));
+            acc[k] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc[k]);
+        }
+    }
+    for (int k = 0; k < NR; ++k) out[k] = hsum(acc[k]);
+}
+
+template <int NR>
+void rows_q8_0_few(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    const uint8_t* base = static_cast<const uint8_t*>(w.data);
+    float out[NR];
+    for (int64_t r = row_begin; r < row_end; ++r) {
+        dot_q8_0_few<NR>(base + r * w.row_bytes, x, 0, w.cols, out);
+        for (int k = 0; k < NR; ++k) y[k * w.rows + r] = out[k];
+    }
+}
+
+// Q8_0 rows: 2 .. kFewRowsMax activation rows in one pass (dot_q8_0_few), others as rows_n takes them.
+void rows_q8_0(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    static_assert(kFewRowsMax == 8, "rows_q8_0 has a pass for each width 2 .. 8");
+    switch (x.n()) {
+        case 2: rows_q8_0_few<2>(w, x, y, row_begin, row_end); break;
+        case 3: rows_q8_0_few<3>(w, x, y, row_begin, row_end); break;
+        case 4: rows_q8_0_few<4>(w, x, y, row_begin, row_end); break;
+        case 5: rows_q8_0_few<5>(w, x, y, row_begin, row_end); break;
+        case 6: rows_q8_0_few<6>(w, x, y, row_begin, row_end); break;
+        case 7: rows_q8_0_few<7>(w, x, y, row_begin, row_end); break;
+        case 8: rows_q8_0_few<8>(w, x, y, row_begin, row_end); break;
+        default: rows_n<dot_q8_0<4>, dot_q8_0<1>>(w, x, y, row_begin, row_end); break;
+    }
+}
+
 // ---- k-quants against Q8_K activations ----
 
 // acc (8 x int32) += pairwise sums of the int16 products p * scale.
@@ -372,7 +425,7 @@ void fill_matmul(KernelSet& set) {
                                   dot_32<BlockQ5_0, 16, false, 1>>;
     set.matmul_rows[7] = rows_any<dot_32<BlockQ5_1, 0, true, 4>, dot_32<BlockQ5_1, 0, true, 3>, dot_32<BlockQ5_1, 0, true, 2>,
                                   dot_32<BlockQ5_1, 0, true, 1>>;
-    set.matmul_rows[8] = rows_any<dot_q8_0<4>, dot_q8_0<3>, dot_q8_0<2>, dot_q8_0<1>>;
+    set.matmul_rows[8] = rows_q8_0;
     set.matmul_rows[12] = rows_any<dot_q45_k<BlockQ4_K, 4>, dot_q45_k<BlockQ4_K, 3>, dot_q45_k<BlockQ4_K, 2>, dot_q45_k<BlockQ4_K, 1>>;
     set.matmul_rows[13] = rows_any<dot_q45_k<BlockQ5_K, 4>, dot_q45_k<BlockQ5_K, 3>, dot_q45_k<BlockQ5_K, 2>, dot_q45_k<BlockQ5_K, 1>>;
     set.matmul_rows[14] = rows_any<dot_q6_k<4>, dot_q6_k<3>, dot_q6_k<2>, dot_q6_k<1>>;
