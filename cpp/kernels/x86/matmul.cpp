@@ -9,6 +9,7 @@
 // activations in their grouped layout (matmul.h).
 // Semantics are those of kernels/scalar/matmul.cpp; only float summation order differs.
 #include <cstring>
+#include <vector>
 
 #include "kernels/quant.h"
 #include "kernels/x86/matmul_rows.h"
@@ -203,27 +204,57 @@ void dot_q8_0(const uint8_t* row, const QuantizedActivations& x, int64_t i, int6
 }
 
 // A batched decode step's 2 .. 8 activation rows against Q8_0 rows in the file's layout (the output
-// matrix of SmolLM2 and Gemma 3), all in one pass over each weight row: its blocks are loaded, their
-// signs taken and their scales converted once for all NR rows (rows_few's passes of at most four
-// paid them twice from five rows on), and each row's scale d_w * d_a comes as a vector product with a
-// broadcast load rather than a scalar product broadcast between registers (one ALU op fewer per block
-// and row). Each row's arithmetic is dot_q8_0<1>'s, operation for operation (the same integer lanes,
-// the same float product d_w * d_a, the same FMA chain and sum), so each session's logits are the
-// bits of its step alone (tests/kernels/test_few_rows.py). Written against the file layout and only
-// reached through matmul_rows[Q8_0], so a repacked Q8_0 layout can take over the slot.
+// matrix of SmolLM2 and Gemma 3), all in one pass over each weight row. dot_q8_0 spends seven ALU ops
+// per block and activation row (the halves' insert, the sign trick, maddubs, the widening madd against
+// ones, the scale product, conversion, FMA). Here the codes are widened to int16 instead, once per
+// block for the weights (shared by all rows) and once per call for the activations, so that one
+// madd_epi16 pair makes the int32 sums directly (five ops). Lane j must hold what dot_q8_0's lane j
+// holds, the sum over elements 4j .. 4j+3: the codes are dealt into an "A" half (elements 4j, 4j+1
+// of every j) and a "B" half (4j+2, 4j+3), so madd's pair j of A plus its pair j of B is that sum,
+// exactly (int16 products of codes of at most 128 in magnitude, summed in int32). Each row's scale is
+// d_w * d_a as a vector product with a broadcast load (dot_q8_0's scalar product, the same float), and
+// its FMA chain and final sum are dot_q8_0<1>'s: each session's logits keep their bits alone
+// (tests/kernels/test_few_rows.py). Written against the file layout and reached only through
+// matmul_rows[Q8_0], so a repacked Q8_0 layout can take over the slot.
+
+// 32 codes in element order -> [A | B] as 16 int16 each (see above).
+inline void deal_codes(__m256i codes, __m256i* a, __m256i* b) {
+    // Within each 128-bit lane: elements 4j, 4j+1 (j = 0..3) first, then 4j+2, 4j+3.
+    const __m256i within = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                            0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    // [lane 0's A, lane 1's A, lane 0's B, lane 1's B] in 64-bit quarters.
+    const __m256i dealt = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(codes, within), _MM_SHUFFLE(3, 1, 2, 0));
+    *a = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(dealt));
+    *b = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(dealt, 1));
+}
+
+// The activation rows i .. i+n-1 dealt as int16: a16 [n][blocks][A 16 | B 16].
+void deal_activations(const QuantizedActivations& x, int64_t i, int64_t n, int64_t blocks, int16_t* a16) {
+    for (int64_t k = 0; k < n; ++k) {
+        for (int64_t b = 0; b < blocks; ++b) {
+            __m256i a, bb;
+            deal_codes(load_block_codes(x, i + k, b), &a, &bb);
+            int16_t* out = a16 + (k * blocks + b) * QK32;
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), a);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 16), bb);
+        }
+    }
+}
+
 template <int NR>
-void dot_q8_0_few(const uint8_t* row, const QuantizedActivations& x, int64_t i, int64_t cols, float* out) {
+void dot_q8_0_few(const uint8_t* row, const int16_t* a16, const float* const* ds, int64_t blocks, float* out) {
     const BlockQ8_0* w = reinterpret_cast<const BlockQ8_0*>(row);
     __m256 acc[NR];
     for (int k = 0; k < NR; ++k) acc[k] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < cols / QK32; ++b) {
-        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
-        const __m256i magnitude = _mm256_sign_epi8(q, q);
+    for (int64_t b = 0; b < blocks; ++b) {
+        __m256i wa, wb;
+        deal_codes(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs)), &wa, &wb);
         const __m256 dw = _mm256_set1_ps(half(w[b].d));
         for (int k = 0; k < NR; ++k) {
-            const __m256i a = load_block_codes(x, i + k, b);
-            const __m256i p = dot_u8s8(_mm256_setzero_si256(), magnitude, _mm256_sign_epi8(a, q));
-            const __m256 scale = _mm256_mul_ps(dw, _mm256_broadcast_ss(x.ds(i + k) + 2 * b));
+            const int16_t* a = a16 + (k * blocks + b) * QK32;
+            const __m256i p = _mm256_add_epi32(_mm256_madd_epi16(wa, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a))),
+                                               _mm256_madd_epi16(wb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 16))));
+            const __m256 scale = _mm256_mul_ps(dw, _mm256_broadcast_ss(ds[k] + 2 * b));
             acc[k] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc[k]);
         }
     }
@@ -233,9 +264,15 @@ void dot_q8_0_few(const uint8_t* row, const QuantizedActivations& x, int64_t i, 
 template <int NR>
 void rows_q8_0_few(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
     const uint8_t* base = static_cast<const uint8_t*>(w.data);
+    const int64_t blocks = w.cols / QK32;
+    thread_local std::vector<int16_t> a16;
+    a16.resize(size_t(NR * blocks * QK32));
+    deal_activations(x, 0, NR, blocks, a16.data());
+    const float* ds[NR];
+    for (int k = 0; k < NR; ++k) ds[k] = x.ds(k);
     float out[NR];
     for (int64_t r = row_begin; r < row_end; ++r) {
-        dot_q8_0_few<NR>(base + r * w.row_bytes, x, 0, w.cols, out);
+        dot_q8_0_few<NR>(base + r * w.row_bytes, a16.data(), ds, blocks, out);
         for (int k = 0; k < NR; ++k) y[k * w.rows + r] = out[k];
     }
 }
