@@ -106,7 +106,9 @@ def test_to_half_rounds_to_nearest_even_as_numpy_does(isa, restore_isa):
     values = half_cases()
     finite = ~np.isnan(values)
     ours = kernels.to_half(values)
-    np.testing.assert_array_equal(ours[finite], values[finite].astype(np.float16).view(np.uint16))
+    with np.errstate(over="ignore"):  # past 65519.99 a half is an infinity, as the cases mean it to be
+        halves = values[finite].astype(np.float16)
+    np.testing.assert_array_equal(ours[finite], halves.view(np.uint16))
     # A NaN becomes the one quiet NaN of its sign.
     signs = np.signbit(values[~finite]).astype(np.uint16) << 15
     np.testing.assert_array_equal(ours[~finite], signs | 0x7E00)
