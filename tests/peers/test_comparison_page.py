@@ -64,7 +64,7 @@ def test_a_finding_is_refused_when_its_case_does_not_fail_in_the_stored_results(
 def report_of_the_current_spec(tmp_path: Path) -> Path:
     """A stored report of a run against the table as it is now, else one written from a fresh run of the
     reference (a few cases). Coverage is measured against the table in the repository, so a report of an
-    older spec (the stored peer runs were made with spec 1.1) cannot render again byte for byte."""
+    older spec (GPT4All's tiny-fixtures-pre-refact run is kept from spec 1.1) cannot render again byte for byte."""
     from ggufsm.conformance.adapter import InProcessImplementation, load_factory
     from ggufsm.conformance.inputs import prepare_inputs
     from ggufsm.conformance.report import write_reports
