@@ -52,6 +52,22 @@ inline __m256i broadcast_chunk(const QuantizedActivations& x, int64_t i, int64_t
     return _mm256_set1_epi32(v);
 }
 
+// The weight stream's software prefetch, per x8 block of `bytes`. One
+// activation row (a decode step of one session) prefetches every cache line
+// of the block kPrefetchBytes ahead: with matmul_rows.h's one prefetch per
+// block, a Q4_K (1184 bytes) or Q6_K (1680 bytes) block had one line in 19 or
+// 27 requested and the rest waited on the hardware prefetchers, which start
+// over at each 4 KiB page. Several activation rows keep the one prefetch per
+// block (their blocks take longer to compute, so the stream keeps up).
+template <int NA>
+inline void prefetch_block(const uint8_t* blk, size_t bytes) {
+    if constexpr (NA == 1) {
+        for (size_t k = 0; k < bytes; k += 64) _mm_prefetch(reinterpret_cast<const char*>(blk) + kPrefetchBytes + k, _MM_HINT_T0);
+    } else {
+        prefetch_ahead(blk);
+    }
+}
+
 // Eight rows (the group at `group`) dotted with activation rows i .. i+NA-1: out[t] lane r = y[i+t][row r].
 template <TensorType T, int NA>
 inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
@@ -61,7 +77,7 @@ inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64
     for (int t = 0; t < NA; ++t) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
         const uint8_t* blk = group + size_t(b) * F::kBlockBytes;
-        prefetch_ahead(blk);
+        prefetch_block<NA>(blk, F::kBlockBytes);
         __m256i hb = _mm256_setzero_si256();
         if constexpr (F::kHasQh) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + F::kQhAt));
         __m256i sum32[NA];
@@ -130,7 +146,7 @@ inline void group_dot_q4_k(const uint8_t* group, const QuantizedActivations& x, 
     for (int t = 0; t < NA; ++t) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
         const uint8_t* blk = group + size_t(b) * kX8;
-        prefetch_ahead(blk);
+        prefetch_block<NA>(blk, kX8);
         __m256i sum32[NA];
         for (int t = 0; t < NA; ++t) sum32[t] = _mm256_setzero_si256();
         for (int j = 0; j < 4; ++j) {
@@ -195,7 +211,7 @@ inline void group_dot_q6_k(const uint8_t* group, const QuantizedActivations& x, 
     for (int t = 0; t < NA; ++t) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
         const uint8_t* blk = group + size_t(b) * kX8;
-        prefetch_ahead(blk);
+        prefetch_block<NA>(blk, kX8);
         auto scale_pairs = [&](int p) {
             return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * p)));
         };
