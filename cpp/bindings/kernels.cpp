@@ -331,9 +331,14 @@ double matmul_seconds_py(uint32_t type, const py::buffer& weight, int64_t rows, 
 // slower), and returns how many times each item of each
 // job ran, jobs concatenated, and per item the index of the thread that last
 // ran it. An item equal to `fail_at` throws InvalidInput from inside its chunk.
+// With `prefetch_bytes`, each job hands the pool a prefetch hint of that many
+// bytes per thread (a buffer of this call's). With `worker_waits_for_caller_to_block`,
+// a chunk on a worker does not end until the caller has blocked waiting for it
+// (ThreadPool::blocked_waits), so the job ends only if the blocked caller is woken.
 std::pair<py::array_t<int32_t>, py::array_t<int32_t>> parallel_for_items(const std::vector<int64_t>& sizes, const Threads& threads,
                                                                            int pause_us, bool caller_waits_for_a_worker, int64_t fail_at,
-                                                                           int chunks_per_thread) {
+                                                                           int chunks_per_thread, size_t prefetch_bytes,
+                                                                           bool worker_waits_for_caller_to_block) {
     const std::shared_ptr<ThreadPool> owned = pool_of(threads);
     ThreadPool& pool = *owned;
     int64_t total = 0;
@@ -342,20 +347,28 @@ std::pair<py::array_t<int32_t>, py::array_t<int32_t>> parallel_for_items(const s
     int32_t* count_out = counts.mutable_data();
     int32_t* thread_out = ran_by.mutable_data();
     py::gil_scoped_release release;
+    std::vector<uint8_t> fetched(prefetch_bytes * size_t(pool.size()));
+    std::vector<PrefetchRange> hint(size_t(pool.size()));
+    for (size_t t = 0; t < hint.size(); ++t) hint[t] = PrefetchRange{fetched.data() + t * prefetch_bytes, prefetch_bytes};
     for (int64_t n : sizes) {
         std::vector<std::atomic<int32_t>> runs(static_cast<size_t>(std::max<int64_t>(n, 0)));
         std::vector<std::atomic<int32_t>> ran_on(runs.size());
         std::atomic<bool> a_worker_started{false};
+        const int64_t blocked_before = pool.blocked_waits();
         pool.parallel_for(n, [&](int64_t begin, int64_t end, int thread_index) {
-            if (thread_index != 0) a_worker_started.store(true);
-            else if (caller_waits_for_a_worker)
+            if (thread_index != 0) {
+                a_worker_started.store(true);
+                if (worker_waits_for_caller_to_block)
+                    while (pool.blocked_waits() == blocked_before) std::this_thread::yield();
+            } else if (caller_waits_for_a_worker) {
                 while (!a_worker_started.load()) std::this_thread::yield();
+            }
             for (int64_t i = begin; i < end; ++i) {
                 if (i == fail_at) throw Error(code::InvalidInput, "item " + std::to_string(i) + " failed on purpose");
                 runs[i].fetch_add(1);
                 ran_on[i].store(thread_index);
             }
-        }, chunks_per_thread);
+        }, chunks_per_thread, prefetch_bytes > 0 ? hint.data() : nullptr);
         for (size_t i = 0; i < runs.size(); ++i) {
             *count_out++ = runs[i].load();
             *thread_out++ = ran_on[i].load();
@@ -466,7 +479,8 @@ void kernels(py::module_& m) {
     }, py::arg("n"), py::arg("calls") = 1000, py::arg("repeats") = 5, py::arg("threads") = 0);
     m.def("parallel_for_items", &parallel_for_items, py::arg("sizes"), py::arg("threads"), py::arg("pause_us") = 0,
           py::arg("caller_waits_for_a_worker") = false, py::arg("fail_at") = -1,
-          py::arg("chunks_per_thread") = int(ThreadPool::kDefaultChunksPerThread));
+          py::arg("chunks_per_thread") = int(ThreadPool::kDefaultChunksPerThread), py::arg("prefetch_bytes") = 0,
+          py::arg("worker_waits_for_caller_to_block") = false);
     m.def("matvec_seconds", &matvec_seconds_py, py::arg("ggml_type"), py::arg("weights"), py::arg("rows"), py::arg("cols"),
           py::arg("x"), py::arg("repeats") = 5, py::arg("threads") = 0, py::arg("repacked") = false);
     m.def("matmul_seconds", &matmul_seconds_py, py::arg("ggml_type"), py::arg("weight"), py::arg("rows"), py::arg("cols"),

@@ -3,6 +3,7 @@
 // weight matrix is read once per pass; only the KV store and the attention
 // go segment by segment, each in its own sequence's cache.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -20,6 +21,17 @@ namespace {
 // the activations (an exp or tanh per element of n_ff) split from 4 rows, as before.
 constexpr int64_t kSplitCheapRows = 9;
 constexpr int64_t kSplitActivationRows = 4;
+
+// A decode step's products (up to this many rows) hand the pool the first bytes of the next
+// product, which each thread fetches while it waits at the end of this one and while the caller
+// runs the small ops between them (ThreadPool::parallel_for); a prefill's products compute long
+// enough that their weights' latency does not show.
+constexpr int64_t kPrefetchRows = 8;
+// Bytes per thread: about what the memory streams in the gaps it fills (a few microseconds of
+// small ops and end-of-product waits per product at ~10 GB/s a thread), well inside a core's
+// 512 KiB L2, so what is fetched is still there when the product reaches it.
+constexpr size_t kPrefetchBytes = size_t(64) << 10;
+std::atomic<size_t> g_prefetch_bytes{kPrefetchBytes};
 
 // fn(begin, end) over rows [0, n): on the pool when there are at least min_rows, inline otherwise.
 template <typename Fn>
@@ -44,7 +56,8 @@ int64_t ns_since(Clock::time_point start) {
 class Pass {
 public:
     Pass(const LlamaModel& model, ForwardScratch& s, const std::vector<PassSegment>& segments, ForwardProfile* profile)
-        : model_(model), hp_(model.hparams()), s_(s), segments_(segments), pool_(model.pool()), profile_(profile) {}
+        : model_(model), hp_(model.hparams()), s_(s), segments_(segments), pool_(model.pool()), profile_(profile),
+          next_(size_t(pool_.size())) {}
 
     void run(const int64_t* tokens, int64_t n) {
         const Clock::time_point started = profile_ ? Clock::now() : Clock::time_point{};
@@ -91,8 +104,13 @@ private:
     }
 
     // y_i = x . W_i^T for each (W_i, y_i), quantizing x once per activation format, and the
-    // products of one format in one pool dispatch (matmul_shared).
-    void project(ForwardOp op, const float* x, int64_t n, std::initializer_list<std::pair<const WeightView*, float*>> outputs) {
+    // products of one format in one pool dispatch (matmul_shared). `next`: the weights the pass
+    // reads after these (the first dispatch of them), whose first bytes the threads fetch while
+    // they wait at the end of the last dispatch here (kPrefetchRows).
+    void project(ForwardOp op, const float* x, int64_t n, std::initializer_list<std::pair<const WeightView*, float*>> outputs,
+                 std::initializer_list<const WeightView*> next = {}) {
+        int last_format = -1;
+        for (const auto& out : outputs) last_format = std::max(last_format, int(activation_format_for(out.first->type)));
         for (int format = 0; format < 3; ++format) {
             std::array<SharedProduct, kMaxSharedProducts> products;
             size_t count = 0;
@@ -100,10 +118,27 @@ private:
                 if (int(activation_format_for(w->type)) == format) products[count++] = SharedProduct{w, y};
             }
             if (count == 0) continue;
+            const PrefetchRange* hint = format == last_format && n <= kPrefetchRows ? first_reads(next) : nullptr;
             QuantizedActivations& a = s_.activations[size_t(format)];
             timed(ForwardOp::Quantize, [&] { a.quantize(x, n, products[0].w->cols, products[0].w->type, pool_); });
-            timed_products(op, products.data(), count, [&] { matmul_shared(products.data(), count, a, pool_); });
+            timed_products(op, products.data(), count, [&] { matmul_shared(products.data(), count, a, pool_, hint); });
         }
+    }
+
+    // The pool's prefetch hint for the first dispatch project() makes of `weights` (those of the
+    // lowest activation format among them), in next_; null when there is nothing to fetch.
+    const PrefetchRange* first_reads(std::initializer_list<const WeightView*> weights) {
+        const size_t bytes = g_prefetch_bytes.load(std::memory_order_relaxed);
+        if (weights.size() == 0 || bytes == 0 || pool_.size() < 2) return nullptr;
+        int first_format = 3;
+        for (const WeightView* w : weights) first_format = std::min(first_format, int(activation_format_for(w->type)));
+        std::array<SharedProduct, kMaxSharedProducts> products;
+        size_t count = 0;
+        for (const WeightView* w : weights) {
+            if (int(activation_format_for(w->type)) == first_format && count < kMaxSharedProducts) products[count++] = SharedProduct{w, nullptr};
+        }
+        matmul_shared_first_reads(products.data(), count, pool_, bytes, next_.data());
+        return next_.data();
     }
 
     // fn(), its wall time shared out to the products' weight types by the bytes each holds
@@ -138,7 +173,7 @@ private:
                 rmsnorm(&s_.x[size_t(b * n_embd)], l.attn_norm, &s_.xb[size_t(b * n_embd)], e - b, n_embd, hp_.rms_eps);
             });
         });
-        project(ForwardOp::MatmulQkv, s_.xb.data(), n, {{&l.wq, s_.q.data()}, {&l.wk, s_.k.data()}, {&l.wv, s_.v.data()}});
+        project(ForwardOp::MatmulQkv, s_.xb.data(), n, {{&l.wq, s_.q.data()}, {&l.wk, s_.k.data()}, {&l.wv, s_.v.data()}}, {&l.wo});
 
         // Per token: q/k norms and RoPE.
         const float freq_base = slides ? hp_.rope_freq_base_local : hp_.rope_freq_base;
@@ -172,7 +207,7 @@ private:
                           slides ? hp_.sliding_window : 0, pool_);
             });
         }
-        project(ForwardOp::MatmulOut, s_.att.data(), n, {{&l.wo, s_.xb.data()}});
+        project(ForwardOp::MatmulOut, s_.att.data(), n, {{&l.wo, s_.xb.data()}}, {&l.w_gate, &l.w_up});
         residual(l.post_attn_norm, n);
     }
 
@@ -185,7 +220,7 @@ private:
                 rmsnorm(&s_.x[size_t(b * n_embd)], l.ffn_norm, &s_.xb[size_t(b * n_embd)], e - b, n_embd, hp_.rms_eps);
             });
         });
-        project(ForwardOp::MatmulGateUp, s_.xb.data(), n, {{&l.w_gate, s_.gate.data()}, {&l.w_up, s_.up.data()}});
+        project(ForwardOp::MatmulGateUp, s_.xb.data(), n, {{&l.w_gate, s_.gate.data()}, {&l.w_up, s_.up.data()}}, {&l.w_down});
         timed(ForwardOp::Activation, [&] { for_rows(pool_, n, [&](int64_t b, int64_t e) {
             float* gate = &s_.gate[size_t(b * n_ff)];
             const float* up = &s_.up[size_t(b * n_ff)];
@@ -195,7 +230,12 @@ private:
                 geglu(gate, up, gate, (e - b) * n_ff);
             }
         }, kSplitActivationRows); });
-        project(ForwardOp::MatmulDown, s_.gate.data(), n, {{&l.w_down, s_.xb.data()}});
+        if (layer + 1 < hp_.n_layer) {
+            const LlamaLayer& next = model_.weights().layers[size_t(layer + 1)];
+            project(ForwardOp::MatmulDown, s_.gate.data(), n, {{&l.w_down, s_.xb.data()}}, {&next.wq, &next.wk, &next.wv});
+        } else {
+            project(ForwardOp::MatmulDown, s_.gate.data(), n, {{&l.w_down, s_.xb.data()}}, {&model_.weights().output});
+        }
         residual(l.post_ffn_norm, n);
     }
 
@@ -233,7 +273,9 @@ private:
         });
         // One segment: straight into its buffer; several: through the scratch.
         float* out = m == 1 ? wanting[0]->logits : s_.logits.data();
-        project(ForwardOp::MatmulOutput, s_.xb.data(), m, {{&w.output, out}});
+        // The next step starts with layer 0's q/k/v.
+        const LlamaLayer& first = w.layers[0];
+        project(ForwardOp::MatmulOutput, s_.xb.data(), m, {{&w.output, out}}, {&first.wq, &first.wk, &first.wv});
         timed(ForwardOp::Softcap, [&] {
             for (int64_t j = 0; j < m; ++j) {
                 float* logits = wanting[size_t(j)]->logits;
@@ -252,9 +294,13 @@ private:
     const std::vector<PassSegment>& segments_;
     ThreadPool& pool_;
     ForwardProfile* profile_;
+    std::vector<PrefetchRange> next_;  // [pool size], first_reads()
 };
 
 }  // namespace
+
+void set_decode_prefetch_bytes(size_t bytes) { g_prefetch_bytes.store(bytes); }
+size_t decode_prefetch_bytes() { return g_prefetch_bytes.load(); }
 
 const char* forward_op_name(ForwardOp op) {
     switch (op) {

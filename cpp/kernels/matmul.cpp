@@ -212,56 +212,103 @@ void matmul(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool
     matmul(w, q, y, pool);
 }
 
-void matmul_shared(const SharedProduct* products, size_t count, const QuantizedActivations& x, ThreadPool& pool) {
-    // Each product's rows in tiles (as matmul() splits them), tiles in the products' order; a
-    // tile's cost is the bytes its rows hold. A part of the dispatch takes the tiles whose
-    // cost starts in its equal share of the total, so the parts stream alike.
+namespace {
+
+// matmul_shared's split of its products' rows: each product's rows in tiles (as matmul() splits
+// them), tiles in the products' order; a tile's cost is the bytes its rows hold. Part p of the
+// dispatch takes the tiles whose cost starts in its equal share of the total, so the parts stream
+// alike.
+class SharedSplit {
+public:
+    SharedSplit(const SharedProduct* products, size_t count, const ThreadPool& pool) : count_(count) {
+        if (count > kMaxSharedProducts) {
+            throw Error(code::InvalidInput, "matmul_shared takes at most " + std::to_string(kMaxSharedProducts) + " products, got " +
+                                                std::to_string(count));
+        }
+        for (size_t k = 0; k < count; ++k) {
+            const WeightView& w = *products[k].w;
+            const int64_t n_tiles = (w.rows + kRowTile - 1) / kRowTile, tile_bytes = kRowTile * int64_t(w.row_bytes);
+            pieces_[k] = Piece{tiles_, n_tiles, tile_bytes, bytes_};
+            tiles_ += n_tiles;
+            bytes_ += n_tiles * tile_bytes;
+        }
+        per_thread_ = chunks_per_thread_for(bytes_, pool);
+        parts_ = std::min<int64_t>(int64_t(pool.size()) * per_thread_, tiles_);
+    }
+
+    int per_thread() const { return per_thread_; }
+    int64_t parts() const { return parts_; }
+    // Part p's tiles of the concatenation: [first, second).
+    std::pair<int64_t, int64_t> part_tiles(int64_t p) const { return {tile_at(bytes_ * p / parts_), tile_at(bytes_ * (p + 1) / parts_)}; }
+    // fn(k, begin_row, end_row) for each product k's rows among tiles [begin, end).
+    template <typename Fn>
+    void for_rows(const SharedProduct* products, int64_t begin, int64_t end, Fn&& fn) const {
+        for (size_t k = 0; k < count_; ++k) {
+            const Piece& p = pieces_[k];
+            const int64_t b = std::max(begin, p.first_tile) - p.first_tile, e = std::min(end, p.first_tile + p.tiles) - p.first_tile;
+            if (b < e) fn(k, b * kRowTile, std::min(e * kRowTile, products[k].w->rows));
+        }
+    }
+
+private:
     struct Piece {
-        kernels::MatmulRowsFn fn;
         int64_t first_tile;  // of the concatenation
         int64_t tiles;
         int64_t tile_bytes;
         int64_t bytes_before;  // of the products before this one
     };
-    std::array<Piece, kMaxSharedProducts> pieces;
-    if (count > kMaxSharedProducts) {
-        throw Error(code::InvalidInput, "matmul_shared takes at most " + std::to_string(kMaxSharedProducts) + " products, got " +
-                                            std::to_string(count));
-    }
-    int64_t tiles = 0, bytes = 0;
-    for (size_t k = 0; k < count; ++k) {
-        const WeightView& w = *products[k].w;
-        const int64_t n_tiles = (w.rows + kRowTile - 1) / kRowTile, tile_bytes = kRowTile * int64_t(w.row_bytes);
-        pieces[k] = Piece{kernel_for(w, x), tiles, n_tiles, tile_bytes, bytes};
-        tiles += n_tiles;
-        bytes += n_tiles * tile_bytes;
-    }
-    if (x.n() == 0 || count == 0) return;
     // The first tile whose cost starts at or after byte `at`.
-    auto tile_at = [&](int64_t at) {
-        for (size_t k = 0; k < count; ++k) {
-            const Piece& p = pieces[k];
+    int64_t tile_at(int64_t at) const {
+        for (size_t k = 0; k < count_; ++k) {
+            const Piece& p = pieces_[k];
             if (at < p.bytes_before + p.tiles * p.tile_bytes) {
                 return p.first_tile + std::max<int64_t>(0, (at - p.bytes_before + p.tile_bytes - 1) / p.tile_bytes);
             }
         }
-        return tiles;
-    };
-    const int per_thread = chunks_per_thread_for(bytes, pool);
-    const int64_t parts = std::min<int64_t>(int64_t(pool.size()) * per_thread, tiles);
+        return tiles_;
+    }
+
+    size_t count_;
+    std::array<Piece, kMaxSharedProducts> pieces_{};
+    int64_t tiles_ = 0, bytes_ = 0, parts_ = 0;
+    int per_thread_ = 1;
+};
+
+}  // namespace
+
+void matmul_shared(const SharedProduct* products, size_t count, const QuantizedActivations& x, ThreadPool& pool,
+                   const PrefetchRange* next) {
+    const SharedSplit split(products, count, pool);
+    std::array<kernels::MatmulRowsFn, kMaxSharedProducts> fns{};
+    for (size_t k = 0; k < count; ++k) fns[k] = kernel_for(*products[k].w, x);
+    if (x.n() == 0 || count == 0) return;
     pool.parallel_for(
-        parts,
+        split.parts(),
         [&](int64_t part_begin, int64_t part_end, int) {
-            const int64_t begin = tile_at(bytes * part_begin / parts), end = tile_at(bytes * part_end / parts);
-            for (size_t k = 0; k < count; ++k) {
-                const Piece& p = pieces[k];
-                const int64_t b = std::max(begin, p.first_tile) - p.first_tile, e = std::min(end, p.first_tile + p.tiles) - p.first_tile;
-                if (b >= e) continue;
-                const WeightView& w = *products[k].w;
-                p.fn(w, x, products[k].y, b * kRowTile, std::min(e * kRowTile, w.rows));
-            }
+            const int64_t begin = split.part_tiles(part_begin).first, end = split.part_tiles(part_end - 1).second;
+            split.for_rows(products, begin, end, [&](size_t k, int64_t row_begin, int64_t row_end) {
+                fns[k](*products[k].w, x, products[k].y, row_begin, row_end);
+            });
         },
-        per_thread);
+        split.per_thread(), next);
+}
+
+void matmul_shared_first_reads(const SharedProduct* products, size_t count, const ThreadPool& pool, size_t bytes,
+                               PrefetchRange* next) {
+    for (int t = 0; t < pool.size(); ++t) next[t] = PrefetchRange{};
+    if (count == 0) return;
+    const SharedSplit split(products, count, pool);
+    for (int t = 0; t < pool.size() && t < split.parts(); ++t) {
+        const auto [begin, end] = split.part_tiles(t);
+        bool first = true;
+        split.for_rows(products, begin, end, [&](size_t k, int64_t row_begin, int64_t row_end) {
+            if (!first) return;
+            first = false;
+            const WeightView& w = *products[k].w;
+            next[t].data = static_cast<const uint8_t*>(w.data) + size_t(row_begin) * w.row_bytes;
+            next[t].bytes = std::min(bytes, size_t(row_end - row_begin) * w.row_bytes);
+        });
+    }
 }
 
 }  // namespace ggufsm

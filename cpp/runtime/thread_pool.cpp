@@ -9,8 +9,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define GGUFSM_PAUSE() _mm_pause()
+#define GGUFSM_PREFETCH_L2(p) _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1)
 #else
 #define GGUFSM_PAUSE() std::this_thread::yield()
+#define GGUFSM_PREFETCH_L2(p) __builtin_prefetch((p), 0, 2)
 #endif
 
 namespace ggufsm {
@@ -24,6 +26,62 @@ constexpr auto kSpinTime = std::chrono::microseconds(200);
 // so the few claims that overshoot a finished job (one per thread) never
 // carry into the count.
 constexpr int64_t kMaxChunks = 0x7FFF;
+
+// How long the caller spins for the others' chunks before it blocks: beyond the
+// few microseconds a layer matrix's chunks end apart on a quiet machine, and
+// most of a large matrix's chunk (~350 us, matmul.cpp), so blocking, and its
+// wake-up, is for a thread that is not running.
+constexpr auto kCallerSpinTime = std::chrono::microseconds(500);
+}  // namespace
+
+namespace detail {
+// A prefetch hint being worked through a few cache lines at a time, so a
+// waiting thread looks at its wait condition between bursts: the lines it asks
+// for queue in the core's miss buffers, and a long burst would stall it past
+// the moment its work arrives.
+class Fetcher {
+public:
+    explicit Fetcher(PrefetchRange r = {})
+        : p_(static_cast<const char*>(r.data)), end_(r.data ? p_ + r.bytes : nullptr) {}
+    // Asks for the next few lines; false once the range is done (nothing is left to ask for).
+    bool step() {
+        if (p_ >= end_) return false;
+        for (int i = 0; i < kLinesPerStep && p_ < end_; ++i, p_ += 64) GGUFSM_PREFETCH_L2(p_);
+        return true;
+    }
+
+private:
+    static constexpr int kLinesPerStep = 8;
+    const char* p_;
+    const char* end_;
+};
+}  // namespace detail
+using detail::Fetcher;
+
+namespace {
+// One waiting thread's spin, for up to `limit`; step() returns false once the
+// limit is past and the thread should block. It pauses rather than yields: at
+// load 14 on the 2 cores, yielding past 20 us of spin cut a SmolLM2 decode
+// step's CPU time by a third but made its wall time 1.56x (8 rounds, every
+// one slower): a yielded core goes to another process for a time slice.
+class Spin {
+public:
+    explicit Spin(std::chrono::microseconds limit) : limit_(limit) {}
+    bool step(Fetcher& fetch) {
+        if (fetch.step()) return true;
+        GGUFSM_PAUSE();
+        // The clock is read only every 64 spins, and first once the wait outlasts them: most end sooner.
+        if (++spins_ % 64 != 0) return true;
+        const auto now = std::chrono::steady_clock::now();
+        if (spins_ == 64) block_at_ = now + limit_;
+        return now < block_at_;
+    }
+
+private:
+    std::chrono::microseconds limit_;
+    int64_t spins_ = 0;
+    std::chrono::steady_clock::time_point block_at_{};
+};
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
@@ -44,7 +102,7 @@ ThreadPool::~ThreadPool() {
     for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::run_chunks(int thread_index) {
+PrefetchRange ThreadPool::run_chunks(int thread_index) {
     int64_t ran = 0;
     for (;;) {
         const uint64_t word = claim_.fetch_add(1, std::memory_order_acq_rel);
@@ -60,19 +118,26 @@ void ThreadPool::run_chunks(int thread_index) {
         }
         ++ran;
     }
-    if (ran > 0) done_.fetch_add(ran, std::memory_order_acq_rel);
+    if (ran == 0) return {};
+    // The hint is read before this thread's chunks count as done: after that the caller may return and drop it.
+    const PrefetchRange next = job_next_ ? job_next_[thread_index] : PrefetchRange{};
+    done_.fetch_add(ran);
+    if (caller_waiting_.load()) {
+        // The caller sets caller_waiting_ before its last look at done_ (both seq_cst), so it either
+        // sees this thread's chunks done or is woken here.
+        { std::lock_guard<std::mutex> lock(done_mutex_); }
+        job_done_.notify_one();
+    }
+    return next;
 }
 
 void ThreadPool::worker_loop(int thread_index) {
     uint64_t seen = 0;
+    Fetcher fetch;
     for (;;) {
         uint64_t now = generation_.load(std::memory_order_acquire);
-        const auto spin_until = std::chrono::steady_clock::now() + kSpinTime;
-        for (int spin = 1; now == seen; ++spin) {
-            GGUFSM_PAUSE();
-            now = generation_.load(std::memory_order_acquire);
-            if (spin % 64 == 0 && std::chrono::steady_clock::now() > spin_until) break;
-        }
+        Spin spin(kSpinTime);
+        while (now == seen && spin.step(fetch)) now = generation_.load(std::memory_order_acquire);
         if (now == seen) {
             // Announce the sleep before the last look at generation_; parallel_for
             // bumps generation_ before it looks at sleepers_ (both seq_cst), so
@@ -87,11 +152,28 @@ void ThreadPool::worker_loop(int thread_index) {
         }
         seen = now;
         if (stopping_.load()) return;
-        run_chunks(thread_index);
+        fetch = Fetcher(run_chunks(thread_index));
     }
 }
 
-void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int chunks_per_thread) {
+void ThreadPool::wait_done(int64_t chunks, Fetcher& fetch) {
+    Spin spin(kCallerSpinTime);
+    while (done_.load(std::memory_order_acquire) != chunks) {
+        if (spin.step(fetch)) continue;
+        // A chunk is taking long (a descheduled worker, or a large one): stop holding the core.
+        caller_waiting_.store(true);
+        blocked_waits_.fetch_add(1);
+        {
+            std::unique_lock<std::mutex> lock(done_mutex_);
+            job_done_.wait(lock, [&] { return done_.load() == chunks; });
+        }
+        caller_waiting_.store(false);
+        return;
+    }
+}
+
+void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int chunks_per_thread,
+                              const PrefetchRange* next) {
     if (n <= 0) return;
     if (n_threads_ == 1 || n == 1) {
         fn(0, n, 0);
@@ -101,6 +183,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     // The previous job is fully done, so no thread reads these until the claim word below publishes them.
     job_ = &fn;
     job_n_ = n;
+    job_next_ = next;
     first_error_ = nullptr;
     done_.store(0, std::memory_order_relaxed);
     const int64_t chunks = std::min({n, std::max<int64_t>(1, chunks_per_thread) * n_threads_, kMaxChunks});
@@ -112,9 +195,10 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
         { std::lock_guard<std::mutex> lock(sleep_mutex_); }
         work_ready_.notify_all();
     }
-    run_chunks(0);
-    while (done_.load(std::memory_order_acquire) != chunks) GGUFSM_PAUSE();
+    Fetcher fetch(run_chunks(0));
+    wait_done(chunks, fetch);
     job_ = nullptr;
+    job_next_ = nullptr;
     if (first_error_) std::rethrow_exception(first_error_);
 }
 
