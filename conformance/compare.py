@@ -66,14 +66,25 @@ class Run:
 
 
 def read_runs(paths: Iterable[Path]) -> list[Run]:
-    """Every run in the files, the first of each (implementation, input set) kept."""
-    runs: dict[tuple[str, str], Run] = {}
+    """One run per (implementation, input set): from its own report where one is given, else the first found.
+
+    A results.json is the report of its first implementation; the others in it ran beside that one for
+    comparison (`--impl PEER --impl "ggufsm serve-stdio"` keeps the reference's run in the peer's folder).
+    Such a guest run stands in only when no report of its own is among the files, so that an
+    implementation's row links to its own summary and diagram, whatever order the files come in.
+    """
+    own: dict[tuple[str, str], Run] = {}
+    guests: dict[tuple[str, str], Run] = {}
+    order: list[tuple[str, str]] = []   # each (implementation, input set) where it first appears
     for path in paths:
         file = results_path(path)
-        for record in load_records(file):
+        for index, record in enumerate(load_records(file)):
             run = Run(record["info"]["name"], file.parent.name, file.parent, record)
-            runs.setdefault((run.name, run.input_set), run)
-    return list(runs.values())
+            key = (run.name, run.input_set)
+            if key not in own and key not in guests:
+                order.append(key)
+            (own if index == 0 else guests).setdefault(key, run)
+    return [own.get(key) or guests[key] for key in order]
 
 
 def _ordered(values: Iterable[str]) -> list[str]:

@@ -13,6 +13,7 @@
 #include "bindings.h"
 #include "errors.h"
 #include "forward/forward.h"
+#include "kernels/ops.h"
 
 namespace py = pybind11;
 
@@ -208,6 +209,20 @@ void forward(py::module_& m) {
              "on: clear the profile and time every later pass into it, op by op; off: stop (the figures stay)")
         .def_property_readonly("profile", [](const DecodeBatch& b) { return profile_dict(b.profile()); },
                                "None until set_profiling(True); then {passes, rows, seconds, ops: [{op, type, seconds, calls}]} of the passes since");
+    m.def(
+        "greedy_token",
+        [](const py::array_t<float, py::array::c_style>& logits) {
+            if (logits.ndim() != 1 || logits.shape(0) == 0) {
+                throw Error(code::InvalidInput, "greedy_token takes a non-empty [n_vocab] float32 array");
+            }
+            const float* data = logits.data();
+            const int64_t n = logits.shape(0);
+            py::gil_scoped_release release;
+            return greedy_token(data, n);
+        },
+        py::arg("logits"),
+        "The first index of the largest logit (numpy's argmax), or -1 - the index of the first non-finite one; the GIL "
+        "released while it reads");
     m.def("shared_pool_count", &shared_pool_count, "worker pools alive in the process (one per thread count in use)");
 }
 

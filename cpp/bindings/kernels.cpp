@@ -296,6 +296,85 @@ py::array_t<float> attention_py(const FloatArray& q, const FloatArray& k_cache, 
     return out;
 }
 
+// Several sequences' decode tokens (attention_decode_batch): queries[i] = (q [n_head, hd], k_cache and
+// v_cache [n_head_kv, n_ctx_i, hd], pos_i), each cache stored as attention_over stores it. Returns
+// each token's [n_head, hd].
+py::list attention_decode_batch_py(const std::vector<std::tuple<FloatArray, FloatArray, FloatArray, int64_t>>& queries,
+                                   float scale, int64_t sliding_window, const Threads& threads, bool half) {
+    if (queries.empty()) return py::list();
+    const int64_t n_head = std::get<0>(queries[0]).ndim() == 2 ? std::get<0>(queries[0]).shape(0) : 0;
+    const int64_t hd = n_head > 0 ? std::get<0>(queries[0]).shape(1) : 0;
+    const int64_t n_head_kv = std::get<1>(queries[0]).ndim() == 3 ? std::get<1>(queries[0]).shape(0) : 0;
+    std::vector<py::array_t<float>> outs;
+    struct Caches {
+        std::vector<float> kf, vf;
+        std::vector<uint16_t> kh, vh;
+    };
+    std::vector<Caches> caches(queries.size());
+    std::vector<DecodeQuery<float>> qf(queries.size());
+    std::vector<DecodeQuery<uint16_t>> qh(queries.size());
+    for (size_t i = 0; i < queries.size(); ++i) {
+        const auto& [q, k, v, pos] = queries[i];
+        if (q.ndim() != 2 || q.shape(0) != n_head || q.shape(1) != hd || k.ndim() != 3 || v.ndim() != 3 || k.shape(0) != n_head_kv ||
+            k.shape(2) != hd || v.shape(0) != n_head_kv || v.shape(1) != k.shape(1) || v.shape(2) != hd) {
+            throw Error(code::InvalidInput, "attention_decode_batch: query " + std::to_string(i) + " must be q [" + std::to_string(n_head) +
+                                                ", " + std::to_string(hd) + "] with caches [" + std::to_string(n_head_kv) + ", n_ctx, " +
+                                                std::to_string(hd) + "]");
+        }
+        const int64_t n_ctx = k.shape(1), padded = round_up_to_key_tile(n_ctx);
+        Caches& c = caches[i];
+        const size_t elements = kv_layer_elements(n_head_kv, padded, hd);
+        if (half) {
+            c.kh.resize(elements);
+            c.vh.resize(elements);
+        } else {
+            c.kf.resize(elements);
+            c.vf.resize(elements);
+        }
+        for (int64_t h = 0; h < n_head_kv; ++h) {
+            for (int64_t p = 0; p < n_ctx; ++p) {
+                const size_t at = size_t((h * n_ctx + p) * hd);
+                if (half) {
+                    store_kv(k.data() + at, v.data() + at, c.kh.data(), c.vh.data(), padded, hd, h, p);
+                } else {
+                    store_kv(k.data() + at, v.data() + at, c.kf.data(), c.vf.data(), padded, hd, h, p);
+                }
+            }
+        }
+        outs.emplace_back(std::vector<py::ssize_t>{n_head, hd});
+        float* out = outs.back().mutable_data();
+        if (pos >= n_ctx) {  // inside the padding the kernel would accept it: refused as attention_over refuses it
+            throw Error(code::InvalidInput, "attention: positions [" + std::to_string(pos) + ", " + std::to_string(pos + 1) +
+                                                ") do not fit the cache of n_ctx " + std::to_string(n_ctx));
+        }
+        qf[i] = DecodeQuery<float>{q.data(), c.kf.data(), c.vf.data(), out, padded, pos};
+        qh[i] = DecodeQuery<uint16_t>{q.data(), c.kh.data(), c.vh.data(), out, padded, pos};
+    }
+    const std::shared_ptr<ThreadPool> owned = pool_of(threads);
+    {
+        py::gil_scoped_release release;
+        if (half) {
+            attention_decode_batch(qh.data(), int64_t(qh.size()), n_head, n_head_kv, hd, scale, sliding_window, *owned);
+        } else {
+            attention_decode_batch(qf.data(), int64_t(qf.size()), n_head, n_head_kv, hd, scale, sliding_window, *owned);
+        }
+    }
+    py::list result;
+    for (auto& o : outs) result.append(o);
+    return result;
+}
+
+py::array_t<uint16_t> to_half_py(const FloatArray& x) {
+    py::array_t<uint16_t> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+    const kernels::ToHalfFn to_half = kernels::active().to_half;
+    const float* src = x.data();
+    uint16_t* dst = out.mutable_data();
+    const int64_t n = x.size();
+    py::gil_scoped_release release;
+    to_half(src, dst, n);
+    return out;
+}
+
 double matvec_seconds_py(uint32_t type, const std::vector<py::buffer>& weights, int64_t rows, int64_t cols, const FloatArray& x,
                          int repeats, const Threads& threads, bool repacked) {
     std::vector<WeightView> views;
@@ -391,6 +470,7 @@ py::dict active_set() {
     entries["attend f32"] = owner(set.attend_f32 == scalar.attend_f32);
     entries["attend f16"] = owner(set.attend_f16 == scalar.attend_f16);
     entries["round_to_half"] = owner(set.round_to_half == scalar.round_to_half);
+    entries["to_half"] = owner(set.to_half == scalar.to_half);
     entries["quantize_blocks"] = owner(set.quantize_blocks == scalar.quantize_blocks);
     entries["silu"] = owner(set.silu == scalar.silu);
     entries["gelu"] = owner(set.gelu == scalar.gelu);
@@ -442,6 +522,11 @@ void kernels(py::module_& m) {
     m.def("geglu", &gated<geglu>, py::arg("gate"), py::arg("up"));
     m.def("attention", &attention_py, py::arg("q"), py::arg("k_cache"), py::arg("v_cache"), py::arg("start_pos"),
           py::arg("scale"), py::arg("sliding_window") = 0, py::arg("threads") = 0, py::arg("half") = false);
+    m.def("attention_decode_batch", &attention_decode_batch_py, py::arg("queries"), py::arg("scale"), py::arg("sliding_window") = 0,
+          py::arg("threads") = 0, py::arg("half") = false,
+          "queries: [(q [n_head, hd], k_cache [n_head_kv, n_ctx, hd], v_cache, pos)]: each token attended in one dispatch "
+          "(attention.h's attention_decode_batch); returns each token's [n_head, hd]");
+    m.def("to_half", &to_half_py, py::arg("x"), "the half bits nearest each float (the active set's to_half, as the KV store writes)");
 
     // ---- the kernel set (kernels/kernel_set.h)
     m.def("supported_isas", [] {

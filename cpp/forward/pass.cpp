@@ -18,9 +18,14 @@ namespace {
 // quiet machine, and up to a descheduled worker's time slice on a busy one (a batched decode step of
 // 4 sessions spent 10 of its 93 ms in norms, rope and residual adds handed off, at load 7-9).
 // The cheap ops (a norm or add is ~0.2 us a row) stay inline for any decode batch (up to 8 sessions);
-// the activations (an exp or tanh per element of n_ff) split from 4 rows, as before.
+// the activations (an exp or tanh per element of n_ff) split once a pass has more than 12288 of them
+// (8 SmolLM2 rows, fewer than 2 of Gemma 3's): below, the split saves a few microseconds on a quiet
+// machine and its hand-off cost 3.5 of an 82 ms 4-session step at load 12.
 constexpr int64_t kSplitCheapRows = 9;
-constexpr int64_t kSplitActivationRows = 4;
+constexpr int64_t kInlineActivationElements = 8 * 1536;
+
+// Sessions of a batched decode step whose attention queries live on the stack (more go to the heap).
+constexpr size_t kMaxDecodeQueries = 16;
 
 // A decode step's products (up to this many rows) hand the pool the first bytes of the next
 // product, which each thread fetches while it waits at the end of this one and while the caller
@@ -57,6 +62,9 @@ class Pass {
 public:
     Pass(const LlamaModel& model, ForwardScratch& s, const std::vector<PassSegment>& segments, ForwardProfile* profile)
         : model_(model), hp_(model.hparams()), s_(s), segments_(segments), pool_(model.pool()), profile_(profile),
+          one_token_each_(segments.size() > 1 && std::all_of(segments.begin(), segments.end(), [](const PassSegment& seg) {
+                              return seg.rows == 1;
+                          })),
           next_(size_t(pool_.size())) {}
 
     void run(const int64_t* tokens, int64_t n) {
@@ -187,7 +195,50 @@ private:
             rope(q, e - b, n_head, hd, hp_.n_rot, &s_.positions[size_t(b)], freq_base, hp_.rope_neox);
             rope(k, e - b, n_head_kv, hd, hp_.n_rot, &s_.positions[size_t(b)], freq_base, hp_.rope_neox);
         }); });
-        // Per segment: its k, v into its cache, then its queries over its cache.
+        if (one_token_each_) {
+            decode_attention(layer, slides);
+        } else {
+            segment_attention(layer, slides);
+        }
+        project(ForwardOp::MatmulOut, s_.att.data(), n, {{&l.wo, s_.xb.data()}}, {&l.w_gate, &l.w_up});
+        residual(l.post_attn_norm, n);
+    }
+
+    // A batched decode step (one row per segment): every session's k, v into its cache on this thread
+    // (a few hundred halves each), then all their queries in one attention dispatch.
+    void decode_attention(int64_t layer, bool slides) {
+        const int64_t hd = hp_.head_dim, q_width = hp_.n_head * hd, kv_width = hp_.n_head_kv * hd, n_head_kv = hp_.n_head_kv;
+        std::array<DecodeQuery<KvCache::Element>, kMaxDecodeQueries> fixed;
+        std::vector<DecodeQuery<KvCache::Element>> more;
+        DecodeQuery<KvCache::Element>* queries = fixed.data();
+        if (segments_.size() > fixed.size()) {
+            more.resize(segments_.size());
+            queries = more.data();
+        }
+        timed(ForwardOp::KvStore, [&] {
+            for (size_t i = 0; i < segments_.size(); ++i) {
+                const PassSegment& seg = segments_[i];
+                KvCache::Element* k_cache = &seg.kv->k[size_t(layer * kv_width * seg.kv->kv_ctx)];
+                KvCache::Element* v_cache = &seg.kv->v[size_t(layer * kv_width * seg.kv->kv_ctx)];
+                const int64_t t = seg.row_begin;
+                for (int64_t h = 0; h < n_head_kv; ++h) {
+                    const size_t from = size_t((t * n_head_kv + h) * hd);
+                    store_kv(&s_.k[from], &s_.v[from], k_cache, v_cache, seg.kv->kv_ctx, hd, h, s_.positions[size_t(t)]);
+                }
+                queries[i] = DecodeQuery<KvCache::Element>{&s_.q[size_t(t * q_width)], k_cache, v_cache, &s_.att[size_t(t * q_width)],
+                                                           seg.kv->kv_ctx, seg.start_pos};
+            }
+        });
+        timed(ForwardOp::Attention, [&] {
+            attention_decode_batch(queries, int64_t(segments_.size()), hp_.n_head, n_head_kv, hd, hp_.attn_scale,
+                                   slides ? hp_.sliding_window : 0, pool_);
+        });
+    }
+
+    // Per segment: its k, v into its cache, then its queries over its cache.
+    void segment_attention(int64_t layer, bool slides) {
+        const int64_t hd = hp_.head_dim, q_width = hp_.n_head * hd, kv_width = hp_.n_head_kv * hd;
+        const int64_t n_head = hp_.n_head, n_head_kv = hp_.n_head_kv;
         for (const PassSegment& seg : segments_) {
             KvCache::Element* k_cache = &seg.kv->k[size_t(layer * kv_width * seg.kv->kv_ctx)];
             KvCache::Element* v_cache = &seg.kv->v[size_t(layer * kv_width * seg.kv->kv_ctx)];
@@ -207,8 +258,6 @@ private:
                           slides ? hp_.sliding_window : 0, pool_);
             });
         }
-        project(ForwardOp::MatmulOut, s_.att.data(), n, {{&l.wo, s_.xb.data()}}, {&l.w_gate, &l.w_up});
-        residual(l.post_attn_norm, n);
     }
 
     // x += [post_ffn_norm] w_down . (act(w_gate . h) * (w_up . h)), h = ffn_norm(x).
@@ -229,7 +278,7 @@ private:
             } else {
                 geglu(gate, up, gate, (e - b) * n_ff);
             }
-        }, kSplitActivationRows); });
+        }, n * n_ff > kInlineActivationElements ? 1 : n + 1); });
         if (layer + 1 < hp_.n_layer) {
             const LlamaLayer& next = model_.weights().layers[size_t(layer + 1)];
             project(ForwardOp::MatmulDown, s_.gate.data(), n, {{&l.w_down, s_.xb.data()}}, {&next.wq, &next.wk, &next.wv});
@@ -294,6 +343,7 @@ private:
     const std::vector<PassSegment>& segments_;
     ThreadPool& pool_;
     ForwardProfile* profile_;
+    const bool one_token_each_;  // a batched decode step: several segments of one row each
     std::vector<PrefetchRange> next_;  // [pool size], first_reads()
 };
 

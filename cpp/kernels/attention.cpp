@@ -74,6 +74,25 @@ const float* query_group(const kernels::KernelSet& k, const float* q, int64_t t,
     }
 }
 
+void check_heads(int64_t n_head, int64_t n_head_kv) {
+    if (n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv != 0) {
+        throw Error(code::InvalidInput, "attention: n_head " + std::to_string(n_head) + " is not a positive multiple of n_head_kv " +
+                                            std::to_string(n_head_kv));
+    }
+}
+
+void check_positions(int64_t start_pos, int64_t n_tok, int64_t n_ctx) {
+    if (n_ctx % kKeyTile != 0) {
+        throw Error(code::InvalidInput, "attention: n_ctx " + std::to_string(n_ctx) + " is not a multiple of the key tile " +
+                                            std::to_string(kKeyTile));
+    }
+    if (start_pos < 0 || n_tok < 0 || start_pos + n_tok > n_ctx) {
+        throw Error(code::InvalidInput, "attention: positions [" + std::to_string(start_pos) + ", " +
+                                            std::to_string(start_pos + n_tok) + ") do not fit the cache of n_ctx " +
+                                            std::to_string(n_ctx));
+    }
+}
+
 // The positions [begin, end) in blocks of kBlock from begin's key tile on, into a fresh partial
 // (o [group][hd], m [group], l [group]): the one sequence of block steps a token's range is attended in.
 template <typename T>
@@ -84,6 +103,54 @@ void attend_range(kernels::AttendFn<T> attend, const float* q, int64_t group, co
     std::fill(l, l + group, 0.0f);
     for (int64_t b = begin / kKeyTile * kKeyTile; b < end; b += kernels::kBlock) {
         attend(q, group, k_tiles, v_rows, hd, b, std::max(b, begin), std::min(b + kernels::kBlock, end), scale, o, m, l);
+    }
+}
+
+// Segment seg of n_seg of a token's positions [first, stop) (whole blocks each), into partial
+// (o [group][hd], m [group], l [group]); an empty segment leaves o = 0, m = -inf, l = 0.
+template <typename T>
+void attend_segment(kernels::AttendFn<T> attend, const float* q, int64_t group, const T* k_tiles, const T* v_rows, int64_t hd,
+                    int64_t first, int64_t stop, int64_t seg, int64_t n_seg, float scale, float* partial) {
+    const int64_t piece = (stop - first + n_seg - 1) / n_seg;
+    const int64_t length = (piece + kernels::kBlock - 1) / kernels::kBlock * kernels::kBlock;
+    const int64_t lo = first + seg * length, hi = std::min(stop, lo + length);
+    float* o = partial;
+    float *m = o + group * hd, *l = m + group;
+    if (lo >= hi) {
+        std::fill(o, o + group * (hd + 2), 0.0f);
+        std::fill(m, m + group, -std::numeric_limits<float>::infinity());
+        return;
+    }
+    attend_range(attend, q, group, k_tiles, v_rows, hd, lo, hi, scale, o, m, l);
+}
+
+// out [group][hd] of one (token, KV head) from its n_seg segment partials [n_seg][group * (hd + 2)]:
+// the one order in which partials combine.
+void combine_segments(const float* partials, int64_t n_seg, int64_t group, int64_t hd, float* out) {
+    const int64_t stride = group * (hd + 2);
+    for (int64_t g = 0; g < group; ++g) {
+        float m_max = -std::numeric_limits<float>::infinity();
+        for (int64_t seg = 0; seg < n_seg; ++seg) m_max = std::max(m_max, partials[size_t(seg * stride + group * hd + g)]);
+        float* o = out + g * hd;
+        std::fill(o, o + hd, 0.0f);
+        float l_sum = 0;
+        for (int64_t seg = 0; seg < n_seg; ++seg) {
+            const float* p = &partials[size_t(seg * stride)];
+            const float weight = std::exp(p[group * hd + g] - m_max);
+            if (weight == 0.0f) continue;
+            l_sum += weight * p[group * hd + group + g];
+            for (int64_t d = 0; d < hd; ++d) o[d] += weight * p[g * hd + d];
+        }
+        const float inverse = 1.0f / l_sum;
+        for (int64_t d = 0; d < hd; ++d) o[d] *= inverse;
+    }
+}
+
+// o [group][hd] /= l [group]: a finished partial's output.
+void normalize(float* o, const float* l, int64_t group, int64_t hd) {
+    for (int64_t g = 0; g < group; ++g) {
+        const float inverse = 1.0f / l[g];
+        for (int64_t d = 0; d < hd; ++d) o[g * hd + d] *= inverse;
     }
 }
 
@@ -141,13 +208,7 @@ void attention_tiled(const kernels::KernelSet& isa_kernels, kernels::AttendFn<T>
                            &l[size_t(r)]);
                 }
             }
-            for (int64_t t = t0; t < t1; ++t) {
-                float* o = out + (t * n_head + kvh * group) * hd;
-                for (int64_t g = 0; g < group; ++g) {
-                    const float inverse = 1.0f / l[size_t((t - t0) * group + g)];
-                    for (int64_t d = 0; d < hd; ++d) o[g * hd + d] *= inverse;
-                }
-            }
+            for (int64_t t = t0; t < t1; ++t) normalize(out + (t * n_head + kvh * group) * hd, &l[size_t((t - t0) * group)], group, hd);
         }
     });
 }
@@ -156,19 +217,8 @@ template <typename T>
 void attention_any(const float* q, const T* k_cache, const T* v_cache, float* out, int64_t n_tok, int64_t start_pos,
                    int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t hd, float scale, int64_t sliding_window,
                    ThreadPool& pool) {
-    if (n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv != 0) {
-        throw Error(code::InvalidInput, "attention: n_head " + std::to_string(n_head) + " is not a positive multiple of n_head_kv " +
-                                            std::to_string(n_head_kv));
-    }
-    if (n_ctx % kKeyTile != 0) {
-        throw Error(code::InvalidInput, "attention: n_ctx " + std::to_string(n_ctx) + " is not a multiple of the key tile " +
-                                            std::to_string(kKeyTile));
-    }
-    if (start_pos < 0 || n_tok < 0 || start_pos + n_tok > n_ctx) {
-        throw Error(code::InvalidInput, "attention: positions [" + std::to_string(start_pos) + ", " +
-                                            std::to_string(start_pos + n_tok) + ") do not fit the cache of n_ctx " +
-                                            std::to_string(n_ctx));
-    }
+    check_heads(n_head, n_head_kv);
+    check_positions(start_pos, n_tok, n_ctx);
     if (n_tok == 0 || hd <= 0) return;
     const kernels::KernelSet& isa_kernels = kernels_for(hd);
     const kernels::AttendFn<T> attend = pick(isa_kernels, k_cache);
@@ -195,37 +245,69 @@ void attention_any(const float* q, const T* k_cache, const T* v_cache, float* ou
         for (int64_t job = begin; job < end; ++job) {
             const int64_t unit = job / n_seg, seg = job % n_seg, t = unit / n_head_kv, kvh = unit % n_head_kv;
             const auto [first, stop] = range(t);
-            const int64_t piece = (stop - first + n_seg - 1) / n_seg;
-            const int64_t length = (piece + kernels::kBlock - 1) / kernels::kBlock * kernels::kBlock;
-            const int64_t lo = first + seg * length, hi = std::min(stop, lo + length);
-            float* o = &partial[size_t(job * stride)];
-            float *m = o + group * hd, *l = m + group;
-            if (lo >= hi) {
-                std::fill(o, o + stride, 0.0f);
-                std::fill(m, m + group, -std::numeric_limits<float>::infinity());
-                continue;
-            }
-            attend_range(attend, query_group<T>(isa_kernels, q, t, kvh, n_head, group, hd, rounded), group,
-                         k_cache + kvh * n_ctx * hd, v_cache + kvh * n_ctx * hd, hd, lo, hi, scale, o, m, l);
+            attend_segment(attend, query_group<T>(isa_kernels, q, t, kvh, n_head, group, hd, rounded), group,
+                           k_cache + kvh * n_ctx * hd, v_cache + kvh * n_ctx * hd, hd, first, stop, seg, n_seg, scale,
+                           &partial[size_t(job * stride)]);
         }
     });
     for (int64_t unit = 0; unit < units; ++unit) {
         const int64_t t = unit / n_head_kv, kvh = unit % n_head_kv;
-        for (int64_t g = 0; g < group; ++g) {
-            float m_max = -std::numeric_limits<float>::infinity();
-            for (int64_t seg = 0; seg < n_seg; ++seg) m_max = std::max(m_max, partial[size_t((unit * n_seg + seg) * stride + group * hd + g)]);
-            float* o = out + (t * n_head + kvh * group + g) * hd;
-            std::fill(o, o + hd, 0.0f);
-            float l_sum = 0;
-            for (int64_t seg = 0; seg < n_seg; ++seg) {
-                const float* p = &partial[size_t((unit * n_seg + seg) * stride)];
-                const float weight = std::exp(p[group * hd + g] - m_max);
-                if (weight == 0.0f) continue;
-                l_sum += weight * p[group * hd + group + g];
-                for (int64_t d = 0; d < hd; ++d) o[d] += weight * p[g * hd + d];
+        combine_segments(&partial[size_t(unit * n_seg * stride)], n_seg, group, hd, out + (t * n_head + kvh * group) * hd);
+    }
+}
+
+// The decode tokens of several sequences: attention_any's steps for each token alone (n_tok = 1: its
+// segments as segments() picks them for its n_head_kv units, one block sequence per segment, the same
+// combination), its units and segments dealt to the pool in one dispatch with every other token's.
+template <typename T>
+void attention_decode_batch_any(const DecodeQuery<T>* queries, int64_t n, int64_t n_head, int64_t n_head_kv, int64_t hd,
+                                float scale, int64_t sliding_window, ThreadPool& pool) {
+    check_heads(n_head, n_head_kv);
+    for (int64_t i = 0; i < n; ++i) check_positions(queries[i].pos, 1, queries[i].n_ctx);
+    if (n <= 0 || hd <= 0) return;
+    const kernels::KernelSet& isa_kernels = kernels_for(hd);
+    const kernels::AttendFn<T> attend = pick(isa_kernels, queries[0].k_cache);
+    const int64_t group = n_head / n_head_kv, stride = group * (hd + 2);
+    struct Plan {
+        int64_t first, stop, n_seg, first_job, partial_at;
+    };
+    std::vector<Plan> plans(static_cast<size_t>(n));
+    int64_t jobs = 0, partial_floats = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t pos = queries[i].pos, first = sliding_window > 0 ? std::max<int64_t>(0, pos - sliding_window + 1) : 0;
+        const int64_t n_seg = segments(n_head_kv, pos + 1 - first, pool.size());
+        plans[size_t(i)] = Plan{first, pos + 1, n_seg, jobs, partial_floats};
+        jobs += n_head_kv * n_seg;
+        if (n_seg > 1) partial_floats += n_head_kv * n_seg * stride;
+    }
+    std::vector<float> partial(static_cast<size_t>(partial_floats));
+    pool.parallel_for(jobs, [&](int64_t begin, int64_t end, int) {
+        std::vector<float> rounded, m(static_cast<size_t>(group)), l(static_cast<size_t>(group));
+        int64_t i = 0;
+        for (int64_t job = begin; job < end; ++job) {
+            while (job >= plans[size_t(i)].first_job + n_head_kv * plans[size_t(i)].n_seg) ++i;
+            const Plan& plan = plans[size_t(i)];
+            const DecodeQuery<T>& query = queries[i];
+            const int64_t local = job - plan.first_job, kvh = local / plan.n_seg, seg = local % plan.n_seg;
+            const float* q = query_group<T>(isa_kernels, query.q, 0, kvh, n_head, group, hd, rounded);
+            const T* k_head = query.k_cache + kvh * query.n_ctx * hd;
+            const T* v_head = query.v_cache + kvh * query.n_ctx * hd;
+            if (plan.n_seg == 1) {
+                float* o = query.out + kvh * group * hd;
+                attend_range(attend, q, group, k_head, v_head, hd, plan.first, plan.stop, scale, o, m.data(), l.data());
+                normalize(o, l.data(), group, hd);
+            } else {
+                attend_segment(attend, q, group, k_head, v_head, hd, plan.first, plan.stop, seg, plan.n_seg, scale,
+                               &partial[size_t(plan.partial_at + local * stride)]);
             }
-            const float inverse = 1.0f / l_sum;
-            for (int64_t d = 0; d < hd; ++d) o[d] *= inverse;
+        }
+    });
+    for (int64_t i = 0; i < n; ++i) {
+        const Plan& plan = plans[size_t(i)];
+        if (plan.n_seg == 1) continue;
+        for (int64_t kvh = 0; kvh < n_head_kv; ++kvh) {
+            combine_segments(&partial[size_t(plan.partial_at + kvh * plan.n_seg * stride)], plan.n_seg, group, hd,
+                             queries[i].out + kvh * group * hd);
         }
     }
 }
@@ -239,9 +321,20 @@ void store_kv(const float* k, const float* v, float* k_cache, float* v_cache, in
     store_kv_any<float>(k, v, k_cache, v_cache, n_ctx, hd, kv_head, pos, &keep);
 }
 
+// The active set's to_half (the same bits as fp32_to_fp16 in every set): the value row straight into
+// the cache, the key through a small buffer into its transposed tile.
 void store_kv(const float* k, const float* v, uint16_t* k_cache, uint16_t* v_cache, int64_t n_ctx, int64_t hd,
               int64_t kv_head, int64_t pos) {
-    store_kv_any<uint16_t>(k, v, k_cache, v_cache, n_ctx, hd, kv_head, pos, &fp32_to_fp16);
+    const kernels::ToHalfFn to_half = kernels::active().to_half;
+    uint16_t* tile = k_cache + (kv_head * n_ctx + pos / kKeyTile * kKeyTile) * hd + pos % kKeyTile;
+    to_half(v, v_cache + (kv_head * n_ctx + pos) * hd, hd);
+    constexpr int64_t kChunk = 64;
+    uint16_t halves[kChunk];
+    for (int64_t d0 = 0; d0 < hd; d0 += kChunk) {
+        const int64_t m = std::min(kChunk, hd - d0);
+        to_half(k + d0, halves, m);
+        for (int64_t j = 0; j < m; ++j) tile[(d0 + j) * kKeyTile] = halves[j];
+    }
 }
 
 void attention(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t n_tok, int64_t start_pos,
@@ -254,6 +347,16 @@ void attention(const float* q, const uint16_t* k_cache, const uint16_t* v_cache,
                int64_t start_pos, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t hd, float scale,
                int64_t sliding_window, ThreadPool& pool) {
     attention_any(q, k_cache, v_cache, out, n_tok, start_pos, n_ctx, n_head, n_head_kv, hd, scale, sliding_window, pool);
+}
+
+void attention_decode_batch(const DecodeQuery<float>* queries, int64_t n, int64_t n_head, int64_t n_head_kv, int64_t hd, float scale,
+                            int64_t sliding_window, ThreadPool& pool) {
+    attention_decode_batch_any(queries, n, n_head, n_head_kv, hd, scale, sliding_window, pool);
+}
+
+void attention_decode_batch(const DecodeQuery<uint16_t>* queries, int64_t n, int64_t n_head, int64_t n_head_kv, int64_t hd,
+                            float scale, int64_t sliding_window, ThreadPool& pool) {
+    attention_decode_batch_any(queries, n, n_head, n_head_kv, hd, scale, sliding_window, pool);
 }
 
 }  // namespace ggufsm

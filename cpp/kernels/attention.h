@@ -7,8 +7,9 @@
 // horizontal sums; value rows are what the weighted sum over positions reads.
 // The element type is float or IEEE half (uint16_t bits, as llama.cpp keeps
 // its cache: half the memory, and half the bytes a long decode step streams).
-// Halves are rounded to nearest even on store (fp32_to_fp16), once, by one
-// scalar routine, so every ISA variant reads identical caches.
+// Halves are rounded to nearest even on store, once, by the kernel set's
+// to_half, which writes fp32_to_fp16's bits in every set, so every ISA
+// variant reads identical caches.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -57,5 +58,27 @@ void attention(const float* q, const float* k_cache, const float* v_cache, float
 void attention(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, float* out, int64_t n_tok,
                int64_t start_pos, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t hd, float scale,
                int64_t sliding_window, ThreadPool& pool);
+
+// One decode token of one sequence, for attention_decode_batch: its query heads q [n_head][hd], its
+// output out [n_head][hd], one layer of its cache (n_ctx positions, laid out as above) and its position.
+template <typename T>
+struct DecodeQuery {
+    const float* q = nullptr;
+    const T* k_cache = nullptr;
+    const T* v_cache = nullptr;
+    float* out = nullptr;
+    int64_t n_ctx = 0, pos = 0;
+};
+
+// The decode tokens of several sequences (a batched decode step), each in its own cache at its own
+// position, in one pool dispatch over all their (KV head, segment) units instead of one dispatch per
+// sequence (a SmolLM2 step of 4 sessions: 120 hand-offs and barriers, each a few units of work).
+// Each token runs exactly the steps attention(query.q, ..., n_tok = 1, query.pos) runs for it alone
+// (the same blocks, the same segments, combined in the same order), so its output is the same to the
+// last bit. The same checks as attention(), query by query, before anything runs.
+void attention_decode_batch(const DecodeQuery<float>* queries, int64_t n, int64_t n_head, int64_t n_head_kv, int64_t hd, float scale,
+                            int64_t sliding_window, ThreadPool& pool);
+void attention_decode_batch(const DecodeQuery<uint16_t>* queries, int64_t n, int64_t n_head, int64_t n_head_kv, int64_t hd,
+                            float scale, int64_t sliding_window, ThreadPool& pool);
 
 }  // namespace ggufsm

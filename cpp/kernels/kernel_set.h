@@ -67,6 +67,10 @@ using AttendFn = void (*)(const float* q, int64_t group, const T* k_tiles, const
 // dst [n] = src [n] rounded to the nearest half (ties to even), as floats.
 using RoundToHalfFn = void (*)(const float* src, float* dst, int64_t n);
 
+// dst [n] = the half bits nearest src [n]: fp32_to_fp16's (quant.h) in every variant, NaN included
+// (sign | 0x7E00), so every set writes the same KV cache.
+using ToHalfFn = void (*)(const float* src, uint16_t* dst, int64_t n);
+
 // Positions per online-softmax block: 4 key tiles. The rescale of o costs
 // hd multiplies per block and head, so longer blocks amortize it; 64 keeps a
 // block's scores in four vector registers.
@@ -92,6 +96,7 @@ struct KernelSet {
     // sizes attention() runs the scalar set's (a shape rule, not an ISA choice).
     int64_t attend_hd_multiple = 1;
     RoundToHalfFn round_to_half = nullptr;  // any n
+    ToHalfFn to_half = nullptr;             // any n
     GatedFn silu = nullptr;                 // x * sigmoid(x)
     GatedFn gelu = nullptr;                 // ggml's tanh approximation
 };

@@ -37,8 +37,10 @@ int chunks_per_thread_for(int64_t bytes, const ThreadPool& pool) {
     return int(std::clamp<int64_t>(bytes / (kStreamChunkBytes * pool.size()), 1, 64));
 }
 
-// Activations of at most this many elements are quantized on the calling thread (see quantize).
-constexpr int64_t kInlineQuantizeElements = 8 * 640;
+// Activations of at most this many elements are quantized on the calling thread (see quantize): a
+// batched decode step of up to 8 SmolLM2 sessions, the w_down input (n_ff 1536) included (at 4 sessions
+// its hand-off to the pool cost 3 of an 82 ms step at load 12), or one Gemma 3 row (n_ff 6912).
+constexpr int64_t kInlineQuantizeElements = 8 * 1536;
 
 const char* format_name(ActivationFormat f) {
     switch (f) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,28 @@
 #include "kernels/kernel_set.h"
 
 namespace ggufsm {
+
+int64_t greedy_token(const float* logits, int64_t n) {
+    // Branch-free over the whole row (it vectorizes): a value is not finite when its exponent bits are all
+    // ones; the largest is found among values that are all finite, then its first index.
+    uint32_t all_ones = 0;
+    float best = logits[0];
+    for (int64_t i = 0; i < n; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, &logits[i], 4);
+        all_ones |= uint32_t((bits & 0x7F800000u) == 0x7F800000u);
+        best = std::max(best, logits[i]);
+    }
+    if (all_ones) {
+        for (int64_t i = 0; i < n; ++i) {
+            if (!std::isfinite(logits[i])) return -1 - i;
+        }
+    }
+    for (int64_t i = 0; i < n; ++i) {
+        if (logits[i] == best) return i;
+    }
+    return 0;
+}
 
 void rmsnorm(const float* x, const float* weight, float* out, int64_t n_rows, int64_t dim, float eps) {
     for (int64_t r = 0; r < n_rows; ++r) {

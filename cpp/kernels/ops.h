@@ -29,6 +29,11 @@ void swiglu(const float* gate, const float* up, float* out, int64_t n);
 // out = gelu(gate) * up (gemma's feed-forward); out may equal gate or up.
 void geglu(const float* gate, const float* up, float* out, int64_t n);
 
+// The greedy token of logits [n] (n > 0): the index of the first largest value, as numpy's argmax
+// picks it; or, when a value is not finite (inf or NaN, which no argmax can rank), -1 - the index of
+// the first such value. One read for both: the sampler's finite check and its greedy choice.
+int64_t greedy_token(const float* logits, int64_t n);
+
 // attention: ggufsm/attention.h.
 
 }  // namespace ggufsm

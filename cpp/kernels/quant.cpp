@@ -214,9 +214,10 @@ uint16_t fp32_to_fp16(float f) {
     if (abs < 0x38800000) {                       // subnormal or zero half
         if (abs < 0x33000000) return sign;
         const uint32_t mantissa = (abs & 0x7FFFFF) | 0x800000;
+        // The half's units are 2^-24: f = mantissa * 2^(exponent - 150), so the half is mantissa >> (126 - exponent).
         const int shift = 126 - static_cast<int>(abs >> 23);
-        uint32_t half = mantissa >> (shift + 1);
-        const uint32_t rest = mantissa & ((1u << (shift + 1)) - 1), halfway = 1u << shift;
+        uint32_t half = mantissa >> shift;
+        const uint32_t rest = mantissa & ((1u << shift) - 1), halfway = 1u << (shift - 1);
         if (rest > halfway || (rest == halfway && (half & 1))) ++half;
         return sign | static_cast<uint16_t>(half);
     }

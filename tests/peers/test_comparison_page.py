@@ -64,7 +64,7 @@ def test_a_finding_is_refused_when_its_case_does_not_fail_in_the_stored_results(
 def report_of_the_current_spec(tmp_path: Path) -> Path:
     """A stored report of a run against the table as it is now, else one written from a fresh run of the
     reference (a few cases). Coverage is measured against the table in the repository, so a report of an
-    older spec (the stored peer runs were made with spec 1.1) cannot render again byte for byte."""
+    older spec (GPT4All's tiny-fixtures-pre-refact run is kept from spec 1.1) cannot render again byte for byte."""
     from ggufsm.conformance.adapter import InProcessImplementation, load_factory
     from ggufsm.conformance.inputs import prepare_inputs
     from ggufsm.conformance.report import write_reports
@@ -105,3 +105,35 @@ def test_a_runs_provenance_hashes_its_model_files_and_keeps_self_reports_apart(t
     assert block["artifact"]["implementation"]["version"]["kind"] == "reported"
     assert block["environment"]["cores"]["kind"] == "observed"
     assert block["assumptions"]["skipped"]["value"] == ["Ready.state"]
+
+
+def test_an_implementation_run_beside_a_peer_links_to_its_own_report_when_one_is_given(tmp_path):
+    """A peer's results.json also holds the reference's run (`--impl PEER --impl "ggufsm serve-stdio"`): the
+    reference's row and diagram come from the reference's own report, whichever file is read first, and
+    from the peer's folder only when the reference has no report of its own."""
+    import dataclasses
+
+    from ggufsm.conformance.adapter import InProcessImplementation, load_factory
+    from ggufsm.conformance.adapters.reference import ReferenceAdapter
+    from ggufsm.conformance.inputs import prepare_inputs
+    from ggufsm.conformance.report import write_reports
+    from ggufsm.conformance.run.runner import run_suite
+
+    impl = "python:ggufsm.conformance.adapters.reference:make_adapter"
+    reference = run_suite(InProcessImplementation(load_factory(impl), impl), prepare_inputs(tmp_path / "inputs"),
+                          case_globs=["Ready.state"], walk_examples=0)
+    peer = dataclasses.replace(reference, info={**reference.info, "name": "some-peer"})
+    write_reports([peer, reference], tmp_path / "some-peer" / "tiny-fixtures")
+    write_reports([reference], tmp_path / "reference" / "tiny-fixtures")
+    beside, own = (tmp_path / folder / "tiny-fixtures" / "results.json" for folder in ("some-peer", "reference"))
+
+    def reference_links(results: list[Path]) -> list[str]:
+        lines = compare.page(results, findings=None, base=tmp_path).splitlines()
+        row = next(line for line in lines if line.startswith(f"| {ReferenceAdapter.name} "))
+        diagram = next(line for line in lines if line.startswith("<tr><th>tiny-fixtures</th>"))
+        return [row, diagram.split("<td>")[-1]]
+
+    for order in ([beside, own], [own, beside]):
+        for link in reference_links(order):
+            assert "reference/tiny-fixtures/" in link and "some-peer/" not in link, link
+    assert all("some-peer/tiny-fixtures/" in link for link in reference_links([beside]))

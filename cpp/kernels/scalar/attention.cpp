@@ -50,6 +50,10 @@ void round_to_half(const float* src, float* dst, int64_t n) {
     for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(fp32_to_fp16(src[i]));
 }
 
+void to_half(const float* src, uint16_t* dst, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = fp32_to_fp16(src[i]);
+}
+
 }  // namespace
 
 void fill_attention(KernelSet& set) {
@@ -57,6 +61,7 @@ void fill_attention(KernelSet& set) {
     set.attend_f16 = &attend<uint16_t>;
     set.attend_hd_multiple = 1;
     set.round_to_half = &round_to_half;
+    set.to_half = &to_half;
 }
 
 }  // namespace ggufsm::kernels::scalar

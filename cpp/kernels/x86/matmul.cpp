@@ -9,6 +9,7 @@
 // activations in their grouped layout (matmul.h).
 // Semantics are those of kernels/scalar/matmul.cpp; only float summation order differs.
 #include <cstring>
+#include <vector>
 
 #include "kernels/quant.h"
 #include "kernels/x86/matmul_rows.h"
@@ -202,6 +203,95 @@ void dot_q8_0(const uint8_t* row, const QuantizedActivations& x, int64_t i, int6
     for (int k = 0; k < NR; ++k) out[k] = hsum(acc[k]);
 }
 
+// A batched decode step's 2 .. 8 activation rows against Q8_0 rows in the file's layout (the output
+// matrix of SmolLM2 and Gemma 3), all in one pass over each weight row. dot_q8_0 spends seven ALU ops
+// per block and activation row (the halves' insert, the sign trick, maddubs, the widening madd against
+// ones, the scale product, conversion, FMA). Here the codes are widened to int16 instead, once per
+// block for the weights (shared by all rows) and once per call for the activations, so that one
+// madd_epi16 pair makes the int32 sums directly (five ops). Lane j must hold what dot_q8_0's lane j
+// holds, the sum over elements 4j .. 4j+3: the codes are dealt into an "A" half (elements 4j, 4j+1
+// of every j) and a "B" half (4j+2, 4j+3), so madd's pair j of A plus its pair j of B is that sum,
+// exactly (int16 products of codes of at most 128 in magnitude, summed in int32). Each row's scale is
+// d_w * d_a as a vector product with a broadcast load (dot_q8_0's scalar product, the same float), and
+// its FMA chain and final sum are dot_q8_0<1>'s: each session's logits keep their bits alone
+// (tests/kernels/test_few_rows.py). Written against the file layout and reached only through
+// matmul_rows[Q8_0], so a repacked Q8_0 layout can take over the slot.
+
+// 32 codes in element order -> [A | B] as 16 int16 each (see above).
+inline void deal_codes(__m256i codes, __m256i* a, __m256i* b) {
+    // Within each 128-bit lane: elements 4j, 4j+1 (j = 0..3) first, then 4j+2, 4j+3.
+    const __m256i within = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                            0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    // [lane 0's A, lane 1's A, lane 0's B, lane 1's B] in 64-bit quarters.
+    const __m256i dealt = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(codes, within), _MM_SHUFFLE(3, 1, 2, 0));
+    *a = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(dealt));
+    *b = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(dealt, 1));
+}
+
+// The activation rows i .. i+n-1 dealt as int16: a16 [n][blocks][A 16 | B 16].
+void deal_activations(const QuantizedActivations& x, int64_t i, int64_t n, int64_t blocks, int16_t* a16) {
+    for (int64_t k = 0; k < n; ++k) {
+        for (int64_t b = 0; b < blocks; ++b) {
+            __m256i a, bb;
+            deal_codes(load_block_codes(x, i + k, b), &a, &bb);
+            int16_t* out = a16 + (k * blocks + b) * QK32;
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), a);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 16), bb);
+        }
+    }
+}
+
+template <int NR>
+void dot_q8_0_few(const uint8_t* row, const int16_t* a16, const float* const* ds, int64_t blocks, float* out) {
+    const BlockQ8_0* w = reinterpret_cast<const BlockQ8_0*>(row);
+    __m256 acc[NR];
+    for (int k = 0; k < NR; ++k) acc[k] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+        __m256i wa, wb;
+        deal_codes(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs)), &wa, &wb);
+        const __m256 dw = _mm256_set1_ps(half(w[b].d));
+        for (int k = 0; k < NR; ++k) {
+            const int16_t* a = a16 + (k * blocks + b) * QK32;
+            const __m256i p = _mm256_add_epi32(_mm256_madd_epi16(wa, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a))),
+                                               _mm256_madd_epi16(wb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 16))));
+            const __m256 scale = _mm256_mul_ps(dw, _mm256_broadcast_ss(ds[k] + 2 * b));
+            acc[k] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc[k]);
+        }
+    }
+    for (int k = 0; k < NR; ++k) out[k] = hsum(acc[k]);
+}
+
+template <int NR>
+void rows_q8_0_few(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    const uint8_t* base = static_cast<const uint8_t*>(w.data);
+    const int64_t blocks = w.cols / QK32;
+    thread_local std::vector<int16_t> a16;
+    a16.resize(size_t(NR * blocks * QK32));
+    deal_activations(x, 0, NR, blocks, a16.data());
+    const float* ds[NR];
+    for (int k = 0; k < NR; ++k) ds[k] = x.ds(k);
+    float out[NR];
+    for (int64_t r = row_begin; r < row_end; ++r) {
+        dot_q8_0_few<NR>(base + r * w.row_bytes, a16.data(), ds, blocks, out);
+        for (int k = 0; k < NR; ++k) y[k * w.rows + r] = out[k];
+    }
+}
+
+// Q8_0 rows: 2 .. kFewRowsMax activation rows in one pass (dot_q8_0_few), others as rows_n takes them.
+void rows_q8_0(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    static_assert(kFewRowsMax == 8, "rows_q8_0 has a pass for each width 2 .. 8");
+    switch (x.n()) {
+        case 2: rows_q8_0_few<2>(w, x, y, row_begin, row_end); break;
+        case 3: rows_q8_0_few<3>(w, x, y, row_begin, row_end); break;
+        case 4: rows_q8_0_few<4>(w, x, y, row_begin, row_end); break;
+        case 5: rows_q8_0_few<5>(w, x, y, row_begin, row_end); break;
+        case 6: rows_q8_0_few<6>(w, x, y, row_begin, row_end); break;
+        case 7: rows_q8_0_few<7>(w, x, y, row_begin, row_end); break;
+        case 8: rows_q8_0_few<8>(w, x, y, row_begin, row_end); break;
+        default: rows_n<dot_q8_0<4>, dot_q8_0<1>>(w, x, y, row_begin, row_end); break;
+    }
+}
+
 // ---- k-quants against Q8_K activations ----
 
 // acc (8 x int32) += pairwise sums of the int16 products p * scale.
@@ -392,6 +482,16 @@ void rows_stream(const WeightView& w, const QuantizedActivations& x, float* y, i
     }
 }
 
+// rows_q8_0's few-row passes, with one activation row through rows_one (the
+// same dot_q8_0<1> per row as rows_q8_0 gives it).
+void rows_q8_0_stream(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    if (x.n() == 1) {
+        rows_one<dot_q8_0<1>>(w, x, y, row_begin, row_end);
+    } else {
+        rows_q8_0(w, x, y, row_begin, row_end);
+    }
+}
+
 }  // namespace
 
 void fill_matmul(KernelSet& set) {
@@ -406,7 +506,7 @@ void fill_matmul(KernelSet& set) {
                                   dot_32<BlockQ5_0, 16, false, 1>>;
     set.matmul_rows[7] = rows_stream<dot_32<BlockQ5_1, 0, true, 4>, dot_32<BlockQ5_1, 0, true, 3>, dot_32<BlockQ5_1, 0, true, 2>,
                                   dot_32<BlockQ5_1, 0, true, 1>>;
-    set.matmul_rows[8] = rows_stream<dot_q8_0<4>, dot_q8_0<3>, dot_q8_0<2>, dot_q8_0<1>>;
+    set.matmul_rows[8] = rows_q8_0_stream;
     set.matmul_rows[12] = rows_stream<dot_q45_k<BlockQ4_K, 4>, dot_q45_k<BlockQ4_K, 3>, dot_q45_k<BlockQ4_K, 2>, dot_q45_k<BlockQ4_K, 1>>;
     set.matmul_rows[13] = rows_stream<dot_q45_k<BlockQ5_K, 4>, dot_q45_k<BlockQ5_K, 3>, dot_q45_k<BlockQ5_K, 2>, dot_q45_k<BlockQ5_K, 1>>;
     set.matmul_rows[14] = rows_stream<dot_q6_k<4>, dot_q6_k<3>, dot_q6_k<2>, dot_q6_k<1>>;
