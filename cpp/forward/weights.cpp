@@ -253,6 +253,11 @@ void LlamaModel::repack_layers() {
         if (raw == MAP_FAILED) throw Error(code::ModelUnavailable, "cannot allocate " + std::to_string(total) + " bytes for the repacked weights");
         packed_ = static_cast<uint8_t*>(raw);
         packed_bytes_ = total;
+        // 2 MiB pages where the kernel grants them (advice only): a decode step streams these
+        // matrices, and on 4 KiB pages the hardware prefetchers start over at every page (the
+        // streaming sum reads 15.7 GB/s on 4 KiB pages, 21.3 on 2 MiB, one thread). The repack
+        // below is each page's first touch, so this costs no copy.
+        madvise(packed_, packed_bytes_, MADV_HUGEPAGE);
         const long page = sysconf(_SC_PAGESIZE);
         size_t at = 0;
         for (WeightView* v : apart) {

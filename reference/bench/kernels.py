@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from ggufsm.reference.bench import int8_peak
+from ggufsm.reference.bench import decode_kernels, int8_peak
 from ggufsm.reference.bench.int8_peak import PREFILL_TYPES
 
 # Matrices [rows, cols] of the real models' layers.
@@ -76,6 +76,9 @@ def register_bench(bench_commands) -> None:
                              "(default %(default)s)")
     parser.add_argument("--prefill-types", default=",".join(PREFILL_TYPES),
                         help="comma-separated ggml types of the prefill products (default: %(default)s)")
+    parser.add_argument("--decode-shapes", action="store_true",
+                        help="also time every product of a SmolLM2 and a Gemma 3 decode step alone (one activation "
+                             "row, the model's layout) at the most threads (reference/bench/decode_kernels.py)")
     parser.add_argument("--isa", default=None, help="force a kernel variant (scalar, avx2, avx512)")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table as Markdown here")
     parser.set_defaults(handler=run)
@@ -103,6 +106,10 @@ def run(args) -> int:
     command = " ".join(["ggufsm", "bench", "kernels"] + sys.argv[3:])
     table = render_markdown(cells, bandwidth, handoff, threads, kernels.active_isa(), command,
                             (load_before, os.getloadavg()[0]))
+    if args.decode_shapes:
+        most = max(threads)
+        decode = decode_kernels.measure(pools[most], most, args.repeat, args.stream_mib << 20, probe, args.record)
+        table += "\n" + decode_kernels.render_markdown(decode, most)
     if args.prefill_rows > 0:
         peaks, prefill = int8_peak.measure([n.strip() for n in args.prefill_types.split(",")], threads, pools,
                                            args.repeat, args.prefill_rows, args.record)

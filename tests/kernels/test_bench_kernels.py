@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gguf.constants import GGMLQuantizationType
 
 from ggufsm._core import kernels
 from ggufsm.cli import main
@@ -88,3 +89,22 @@ def test_matmul_seconds_times_a_prefill_product_and_refuses_no_rows():
     assert kernels.matmul_seconds(int(T.Q4_0), w, 64, 64, rng.standard_normal((8, 64)).astype(np.float32), 2, 1) > 0
     with pytest.raises(InvalidInput):
         kernels.matmul_seconds(int(T.Q4_0), w, 64, 64, np.zeros((0, 64), np.float32), 1, 1)
+
+
+def test_decode_shapes_time_every_product_in_the_layout_the_model_loads(capsys, monkeypatch):
+    from ggufsm.reference.bench import decode_kernels
+
+    # A repacked layer matrix and a file-layout Q8_0 one (the real list holds Gemma 3's 178 MB output matrix).
+    shapes = tuple(s for s in decode_kernels.DECODE_SHAPES if s[1] in ("attn_k/attn_v", "attn_v"))
+    monkeypatch.setattr(decode_kernels, "DECODE_SHAPES", shapes)
+    assert main(["bench", "kernels", "--types", "Q8_0", "--threads", "1", "--repeat", "1", "--stream-mib", "1",
+                 "--prefill-rows", "0", "--decode-shapes"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| SmolLM2 |", "| Gemma 3 |"))]
+    assert [tuple(cell.strip() for cell in row.strip("|").split("|")[:3]) for row in rows] == \
+        [(model, matrix, tname) for model, matrix, tname, _, _ in shapes]
+    for row, (_, _, tname, rows_, _) in zip(rows, shapes, strict=True):
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        # Repacked exactly where the kernels have a Rows8 layout for the type and shape, as at load.
+        assert cells[3] == ("Rows8" if kernels.repackable(int(GGMLQuantizationType[tname]), rows_) else "file")
+        assert float(cells[6].split()[0]) > 0 and float(cells[7]) > 0 and float(cells[8].rstrip("%")) > 0
+    assert {row.split("|")[4].strip() for row in rows} == {"Rows8", "file"}

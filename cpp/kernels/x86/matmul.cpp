@@ -448,24 +448,68 @@ void rows(const WeightView& w, const QuantizedActivations& x, float* y, int64_t 
     drive_rows(w, x, y, row_begin, row_end, Dot);
 }
 
+// One activation row (a decode step of one session): a plain mat-vec that
+// streams the weights once, row after row. Before each row, every cache line
+// of the row kRowPrefetchBytes ahead is prefetched: the hardware prefetchers
+// start over at each 4 KiB page, and a row-at-a-time kernel that waits out
+// the latency there streamed Q8_0 at 65% of the streaming sum's rate; one
+// prefetch per line, issued per row rather than per block (a prefetch per
+// block cost a third of the kernel's in-cache rate), brought it to 85-95%
+// (a standalone stream test, 1 thread, 4 KiB and 2 MiB pages alike; 2-8 KiB
+// ahead measured the same). matmul_rows.h's drivers for several activation
+// rows keep leaving the stream to the hardware. Prefetches never fault; past
+// the end of the weights they read at most kRowPrefetchBytes more.
+constexpr int64_t kRowPrefetchBytes = 4096;
+
+template <DotNFn Dot1>
+void rows_one(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    const uint8_t* base = static_cast<const uint8_t*>(w.data);
+    for (int64_t r = row_begin; r < row_end; ++r) {
+        const uint8_t* row = base + r * w.row_bytes;
+        for (size_t k = 0; k < w.row_bytes; k += 64) _mm_prefetch(reinterpret_cast<const char*>(row) + kRowPrefetchBytes + k, _MM_HINT_T0);
+        Dot1(row, x, 0, w.cols, &y[r]);
+    }
+}
+
+// rows_any (matmul_rows.h), with one activation row through rows_one: the
+// same Dot1 per row, so the results are rows_any's bit for bit.
+template <DotNFn Dot4, DotNFn Dot3, DotNFn Dot2, DotNFn Dot1>
+void rows_stream(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    if (x.n() == 1) {
+        rows_one<Dot1>(w, x, y, row_begin, row_end);
+    } else {
+        rows_any<Dot4, Dot3, Dot2, Dot1>(w, x, y, row_begin, row_end);
+    }
+}
+
+// rows_q8_0's few-row passes, with one activation row through rows_one (the
+// same dot_q8_0<1> per row as rows_q8_0 gives it).
+void rows_q8_0_stream(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    if (x.n() == 1) {
+        rows_one<dot_q8_0<1>>(w, x, y, row_begin, row_end);
+    } else {
+        rows_q8_0(w, x, y, row_begin, row_end);
+    }
+}
+
 }  // namespace
 
 void fill_matmul(KernelSet& set) {
     set.matmul_rows[0] = rows<dot_f32>;
     set.matmul_rows[1] = rows<dot_half<false>>;
     set.matmul_rows[30] = rows<dot_half<true>>;
-    set.matmul_rows[2] = rows_any<dot_32<BlockQ4_0, 8, false, 4>, dot_32<BlockQ4_0, 8, false, 3>, dot_32<BlockQ4_0, 8, false, 2>,
+    set.matmul_rows[2] = rows_stream<dot_32<BlockQ4_0, 8, false, 4>, dot_32<BlockQ4_0, 8, false, 3>, dot_32<BlockQ4_0, 8, false, 2>,
                                   dot_32<BlockQ4_0, 8, false, 1>>;
-    set.matmul_rows[3] = rows_any<dot_32<BlockQ4_1, 0, true, 4>, dot_32<BlockQ4_1, 0, true, 3>, dot_32<BlockQ4_1, 0, true, 2>,
+    set.matmul_rows[3] = rows_stream<dot_32<BlockQ4_1, 0, true, 4>, dot_32<BlockQ4_1, 0, true, 3>, dot_32<BlockQ4_1, 0, true, 2>,
                                   dot_32<BlockQ4_1, 0, true, 1>>;
-    set.matmul_rows[6] = rows_any<dot_32<BlockQ5_0, 16, false, 4>, dot_32<BlockQ5_0, 16, false, 3>, dot_32<BlockQ5_0, 16, false, 2>,
+    set.matmul_rows[6] = rows_stream<dot_32<BlockQ5_0, 16, false, 4>, dot_32<BlockQ5_0, 16, false, 3>, dot_32<BlockQ5_0, 16, false, 2>,
                                   dot_32<BlockQ5_0, 16, false, 1>>;
-    set.matmul_rows[7] = rows_any<dot_32<BlockQ5_1, 0, true, 4>, dot_32<BlockQ5_1, 0, true, 3>, dot_32<BlockQ5_1, 0, true, 2>,
+    set.matmul_rows[7] = rows_stream<dot_32<BlockQ5_1, 0, true, 4>, dot_32<BlockQ5_1, 0, true, 3>, dot_32<BlockQ5_1, 0, true, 2>,
                                   dot_32<BlockQ5_1, 0, true, 1>>;
-    set.matmul_rows[8] = rows_q8_0;
-    set.matmul_rows[12] = rows_any<dot_q45_k<BlockQ4_K, 4>, dot_q45_k<BlockQ4_K, 3>, dot_q45_k<BlockQ4_K, 2>, dot_q45_k<BlockQ4_K, 1>>;
-    set.matmul_rows[13] = rows_any<dot_q45_k<BlockQ5_K, 4>, dot_q45_k<BlockQ5_K, 3>, dot_q45_k<BlockQ5_K, 2>, dot_q45_k<BlockQ5_K, 1>>;
-    set.matmul_rows[14] = rows_any<dot_q6_k<4>, dot_q6_k<3>, dot_q6_k<2>, dot_q6_k<1>>;
+    set.matmul_rows[8] = rows_q8_0_stream;
+    set.matmul_rows[12] = rows_stream<dot_q45_k<BlockQ4_K, 4>, dot_q45_k<BlockQ4_K, 3>, dot_q45_k<BlockQ4_K, 2>, dot_q45_k<BlockQ4_K, 1>>;
+    set.matmul_rows[13] = rows_stream<dot_q45_k<BlockQ5_K, 4>, dot_q45_k<BlockQ5_K, 3>, dot_q45_k<BlockQ5_K, 2>, dot_q45_k<BlockQ5_K, 1>>;
+    set.matmul_rows[14] = rows_stream<dot_q6_k<4>, dot_q6_k<3>, dot_q6_k<2>, dot_q6_k<1>>;
 }
 
 }  // namespace ggufsm::kernels::GGUFSM_ISA

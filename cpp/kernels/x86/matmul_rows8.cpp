@@ -52,6 +52,22 @@ inline __m256i broadcast_chunk(const QuantizedActivations& x, int64_t i, int64_t
     return _mm256_set1_epi32(v);
 }
 
+// The weight stream's software prefetch, per x8 block of `bytes`. One
+// activation row (a decode step of one session) prefetches every cache line
+// of the block kPrefetchBytes ahead: with matmul_rows.h's one prefetch per
+// block, a Q4_K (1184 bytes) or Q6_K (1680 bytes) block had one line in 19 or
+// 27 requested and the rest waited on the hardware prefetchers, which start
+// over at each 4 KiB page. Several activation rows keep the one prefetch per
+// block (their blocks take longer to compute, so the stream keeps up).
+template <int NA>
+inline void prefetch_block(const uint8_t* blk, size_t bytes) {
+    if constexpr (NA == 1) {
+        for (size_t k = 0; k < bytes; k += 64) _mm_prefetch(reinterpret_cast<const char*>(blk) + kPrefetchBytes + k, _MM_HINT_T0);
+    } else {
+        prefetch_ahead(blk);
+    }
+}
+
 // Eight rows (the group at `group`) dotted with activation rows i .. i+NA-1: out[t] lane r = y[i+t][row r].
 template <TensorType T, int NA>
 inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
@@ -61,7 +77,7 @@ inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64
     for (int t = 0; t < NA; ++t) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
         const uint8_t* blk = group + size_t(b) * F::kBlockBytes;
-        prefetch_ahead(blk);
+        prefetch_block<NA>(blk, F::kBlockBytes);
         __m256i hb = _mm256_setzero_si256();
         if constexpr (F::kHasQh) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + F::kQhAt));
         __m256i sum32[NA];
@@ -130,7 +146,7 @@ inline void group_dot_q4_k(const uint8_t* group, const QuantizedActivations& x, 
     for (int t = 0; t < NA; ++t) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
         const uint8_t* blk = group + size_t(b) * kX8;
-        prefetch_ahead(blk);
+        prefetch_block<NA>(blk, kX8);
         __m256i sum32[NA];
         for (int t = 0; t < NA; ++t) sum32[t] = _mm256_setzero_si256();
         for (int j = 0; j < 4; ++j) {
@@ -195,7 +211,7 @@ inline void group_dot_q6_k(const uint8_t* group, const QuantizedActivations& x, 
     for (int t = 0; t < NA; ++t) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
         const uint8_t* blk = group + size_t(b) * kX8;
-        prefetch_ahead(blk);
+        prefetch_block<NA>(blk, kX8);
         auto scale_pairs = [&](int p) {
             return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * p)));
         };
@@ -210,6 +226,40 @@ inline void group_dot_q6_k(const uint8_t* group, const QuantizedActivations& x, 
             }
             sum32[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 5));
         }
+        if constexpr (NA == 1) {
+            // One activation row (a decode step): chunks u and 32 + u together, from one load
+            // of their ql vector (low and high nibbles) and of their qh vector (bits 2q, q =
+            // u / 16 and 2 + u / 16), into sub-blocks s and 8 + s. The loop below loads each
+            // ql vector twice and each qh vector four times, and at one row those loads and
+            // shifts, not the products, set the pace (12 GB/s in cache against the file
+            // layout's 22). Integer sums: the same int32 per block in any order, so the row's
+            // result is bit for bit the one the loop below gives.
+            for (int s = 0; s < 8; ++s) {
+                const __m256i sc_lo = _mm256_shuffle_epi8(scale_pairs(s / 2), s % 2 ? second_word : first_word);
+                const __m256i sc_hi = _mm256_shuffle_epi8(scale_pairs(4 + s / 2), s % 2 ? second_word : first_word);
+                for (int half = 0; half < 2; ++half) {
+                    __m256i lo16 = _mm256_setzero_si256(), hi16 = _mm256_setzero_si256();
+                    for (int e = 0; e < 2; ++e) {
+                        const int u = 4 * s + 2 * half + e, q = u / 16;
+                        const __m256i ql = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQl + 32 * u));
+                        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQh + 32 * (u % 16)));
+                        // Bits 2q..2q+1 (chunk u) and 2q+4..2q+5 (chunk 32 + u) to bits 4..5.
+                        const __m256i high_lo = _mm256_slli_epi16(qh, 4 - 2 * q);
+                        const __m256i high_hi = q == 0 ? qh : _mm256_srli_epi16(qh, 2);
+                        const __m256i codes_lo = _mm256_or_si256(_mm256_and_si256(ql, nibble), _mm256_and_si256(high_lo, top));
+                        const __m256i codes_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql, 4), nibble), _mm256_and_si256(high_hi, top));
+                        int32_t a_lo, a_hi;
+                        std::memcpy(&a_lo, x.qs(i) + b * QK_K + 4 * u, 4);
+                        std::memcpy(&a_hi, x.qs(i) + b * QK_K + 4 * (32 + u), 4);
+                        lo16 = _mm256_add_epi16(lo16, _mm256_maddubs_epi16(codes_lo, _mm256_set1_epi32(a_lo)));
+                        in_order(lo16);
+                        hi16 = _mm256_add_epi16(hi16, _mm256_maddubs_epi16(codes_hi, _mm256_set1_epi32(a_hi)));
+                        in_order(hi16);
+                    }
+                    sum32[0] = _mm256_add_epi32(sum32[0], _mm256_add_epi32(_mm256_madd_epi16(lo16, sc_lo), _mm256_madd_epi16(hi16, sc_hi)));
+                }
+            }
+        } else
         for (int h = 0; h < 2; ++h) {          // chunks 0..31, then 32..63
             for (int s = 0; s < 8; ++s) {      // sub-block 8h + s: chunks 32h + 4s .. +3
                 const __m256i pairs = scale_pairs(4 * h + s / 2);

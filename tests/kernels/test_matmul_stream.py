@@ -1,0 +1,57 @@
+"""A decode step's product (one activation row) prefetches the weight stream ahead of the row it computes
+(cpp/kernels/x86/matmul.cpp rows_one, matmul_rows8.cpp prefetch_block), past the weights' end over the last
+rows. The rule proved here: what runs past the end is prefetch only, which never faults, so a matrix that ends
+right before an inaccessible page is multiplied without a fault, to the same bits as the same weights elsewhere."""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+
+import numpy as np
+import pytest
+from gguf.constants import GGMLQuantizationType
+from simd_variants import SIMD_VARIANTS
+
+from ggufsm._core import kernels
+from ggufsm.reference.bench.quant_blocks import random_weights
+
+PAGE = mmap.PAGESIZE
+PROT_NONE = 0  # <sys/mman.h>; the mmap module exports only PROT_READ and PROT_WRITE
+LIBC = ctypes.CDLL(None, use_errno=True)
+LIBC.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+
+
+@pytest.fixture
+def before_a_guard_page():
+    """place(a) -> a copy of the uint8 array `a` whose last byte is the last before a PROT_NONE page."""
+    maps = []
+
+    def place(a: np.ndarray) -> np.ndarray:
+        pages = -(-a.nbytes // PAGE) + 1
+        region = mmap.mmap(-1, (pages + 2) * PAGE)  # two guard pages, so even 8 KiB of read-ahead meets one
+        maps.append(region)
+        base = np.frombuffer(region, dtype=np.uint8)
+        guard = base.ctypes.data + pages * PAGE
+        assert LIBC.mprotect(guard, 2 * PAGE, PROT_NONE) == 0, ctypes.get_errno()
+        copy = base[pages * PAGE - a.nbytes:pages * PAGE].reshape(a.shape)
+        copy[...] = a
+        return copy
+
+    yield place
+    maps.clear()  # unmapped (guard pages included) once the test's views are gone
+
+
+@pytest.mark.parametrize("isa", ["scalar", *SIMD_VARIANTS])
+@pytest.mark.parametrize("qtype", [GGMLQuantizationType[n] for n in ("Q8_0", "Q4_1", "Q5_0", "Q4_K", "Q6_K")],
+                         ids=lambda t: t.name)
+def test_a_one_row_product_runs_to_the_last_byte_before_an_inaccessible_page(isa, qtype, before_a_guard_page, restore_isa):
+    kernels.force_isa(isa)
+    rows, cols = 200, 512  # 100+ KiB of weights: the read-ahead runs past the end over the last rows
+    rng = np.random.default_rng(7)
+    weights = random_weights(qtype, rows, cols, rng)
+    x = rng.standard_normal((1, cols)).astype(np.float32)
+    guarded = before_a_guard_page(weights)
+    for threads in (1, 2):
+        y = kernels.matmul(int(qtype), guarded, rows, cols, x, threads)
+        assert np.array_equal(y.view(np.uint32), kernels.matmul(int(qtype), weights, rows, cols, x, threads).view(np.uint32))
