@@ -328,8 +328,13 @@ class PythonAdapter(Adapter):
     def spec_version(self) -> str | None:
         return None
 
+    def reply_state(self) -> str | None:
+        """The state a reply carries: the state the call left. By default the state read right after the
+        call returns; an implementation whose queued commands can start in between says better."""
+        return self.current_state()
+
     def _reported_state(self) -> str | None:
-        return self.current_state() if self.info.capabilities.state else None
+        return self.reply_state() if self.info.capabilities.state else None
 
     def call(self, op: str, args: dict[str, Any] | None = None, on_token: TokenCallback | None = None,
              timeout: float | None = None, gate: Gate | None = None) -> Reply:

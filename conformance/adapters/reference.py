@@ -6,10 +6,11 @@ become JSON values. Nothing here decides an outcome; the Runtime does.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ggufsm.conformance.adapter import PythonAdapter, TokenCallback, attach_partial_value
+from ggufsm.conformance.adapter import Gate, PythonAdapter, Reply, TokenCallback, attach_partial_value
 from ggufsm.spec.errors import Cancelled
 from ggufsm.spec.names import FinishReason
 
@@ -24,6 +25,7 @@ class ReferenceAdapter(PythonAdapter):
 
         self.version = __version__
         self.runtime = Runtime(model_roots=model_roots)
+        self._calling = threading.local()   # this thread's last command end before its current call
         super().__init__()
 
     def spec_version(self) -> str | None:
@@ -32,6 +34,19 @@ class ReferenceAdapter(PythonAdapter):
         return load_spec().version
 
     def current_state(self) -> str | None:
+        return self.runtime.state
+
+    def call(self, op: str, args: dict[str, Any] | None = None, on_token: TokenCallback | None = None,
+             timeout: float | None = None, gate: Gate | None = None) -> Reply:
+        self._calling.before = self.runtime.last_command_end()
+        return super().call(op, args, on_token=on_token, timeout=timeout, gate=gate)
+
+    def reply_state(self) -> str | None:
+        # A command waiting behind this one may have started by now: the reply carries the state this
+        # call's own command left (queries and cancel take no command: the state read now).
+        end = self.runtime.last_command_end()
+        if end is not None and end != getattr(self._calling, "before", None):
+            return end.state
         return self.runtime.state
 
     def close(self) -> None:

@@ -25,7 +25,7 @@ from ggufsm.reference.runtime.commands import (
 )
 from ggufsm.reference.runtime.config import RuntimeConfig
 from ggufsm.reference.runtime.diagnostics import snapshot
-from ggufsm.reference.runtime.lifecycle import Lifecycle
+from ggufsm.reference.runtime.lifecycle import CommandEnd, Lifecycle
 from ggufsm.reference.runtime.path_policy import ModelRoots
 from ggufsm.reference.runtime.request import Generation, TokenEvent
 from ggufsm.reference.sampling import SamplingConfig
@@ -47,6 +47,12 @@ class Runtime:
     @property
     def state(self) -> State:
         return State(self._lifecycle.state)
+
+    def last_command_end(self) -> CommandEnd | None:
+        """How the calling thread's last command on this handle ended: its number on the handle and the
+        state it left the handle in, read as it let the handle go (None before its first). `state` may
+        already show a command that waited behind it; this is what that command itself left."""
+        return self._lifecycle.last_command_end()
 
     @property
     def last_error(self) -> GgufsmError | None:

@@ -21,7 +21,9 @@ the lock too: it stops the request it saw running, and nothing else.
 
 from __future__ import annotations
 
+import itertools
 import threading
+from dataclasses import dataclass
 
 from ggufsm.reference.runtime.commands import Cancel, Command
 from ggufsm.reference.runtime.config import RuntimeConfig
@@ -31,6 +33,14 @@ from ggufsm.spec.errors import error_class
 from ggufsm.spec.guard import Step, StepKind, lifecycle_machine
 from ggufsm.spec.names import Operation, ResidentDatum
 from ggufsm.spec.table import Spec
+
+
+@dataclass(frozen=True)
+class CommandEnd:
+    """How one command ended: its number on the handle and the state it left, read as it let the handle go."""
+
+    serial: int
+    state: str
 
 
 class Lifecycle(Guards):
@@ -43,20 +53,32 @@ class Lifecycle(Guards):
         self._allowed = {name: entry.required | entry.optional for name, entry in spec.states.items()}
         self.machine = lifecycle_machine(spec)
         self.machine.attach(self)
+        # A command waiting behind another takes the lock the moment it is released, so a state query
+        # made after a command returns may already see the next one's state: each thread keeps the
+        # end of its own last command, read under the lock.
+        self._ended = threading.local()
+        self._serials = itertools.count(1)
 
     # ─── the one path ──
 
     def perform(self, operation: Operation, command: Command) -> None:
         """Run one command through the machine; raise the table's error if its outcome has one."""
         with self.lock:
-            self.resident.counters["operations"] += 1
-            step = self._fire(operation, command)
-            if step.kind is StepKind.LAZY_INIT:
+            try:
+                self.resident.counters["operations"] += 1
                 step = self._fire(operation, command)
-            if step.kind is StepKind.ENTER:
-                self._run_in_transient_state(step, operation, command)
+                if step.kind is StepKind.LAZY_INIT:
+                    step = self._fire(operation, command)
+                if step.kind is StepKind.ENTER:
+                    self._run_in_transient_state(step, operation, command)
+            finally:
+                self._ended.last = CommandEnd(next(self._serials), self.state)
         if command.error is not None:
             raise command.error from command.cause
+
+    def last_command_end(self) -> CommandEnd | None:
+        """The calling thread's last command on this handle (None before its first)."""
+        return getattr(self._ended, "last", None)
 
     def cancel_running(self) -> bool:
         """Stop the request running now, if any (never waits). True when there was one."""
