@@ -4,8 +4,8 @@ matmul_rows8.cpp rows8_few), past 8 through the prefill drivers; on the tiny mod
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from batch_twins import batch_decodes_as_alone
 
 from ggufsm import _core
 from ggufsm.conformance.fixtures.tiny_models import write_tiny_gemma3, write_tiny_llama
@@ -21,20 +21,7 @@ def batched_steps_equal_alone(path, sizes, steps: int) -> None:
     batch = _core.DecodeBatch(model)
     for k in sizes:
         prompts = [[1 + i, 2 + 2 * i, 3 + i][: 1 + i % 3] for i in range(k)]
-        together = [_core.LlamaSession(model, N_CTX) for _ in range(k)]
-        alone = [_core.LlamaSession(model, N_CTX) for _ in range(k)]
-        tokens, positions = [], []
-        for t, a, prompt in zip(together, alone, prompts, strict=True):
-            t.prefill(prompt, 0)
-            tokens.append(int(np.argmax(a.prefill(prompt, 0))))
-            positions.append(len(prompt))
-        for step in range(steps):
-            batch.decode(together, tokens, positions)
-            for i, (t, a) in enumerate(zip(together, alone, strict=True)):
-                expected = a.decode(tokens[i], positions[i])
-                assert np.array_equal(t.logits.view(np.uint32), expected.view(np.uint32)), f"k={k} session {i} step {step}"
-            tokens = [int(np.argmax(a.logits)) for a in alone]
-            positions = [p + 1 for p in positions]
+        batch_decodes_as_alone(model, prompts, N_CTX, steps, label=f"k={k} ", batch=batch)
 
 
 @pytest.mark.parametrize("write", [write_tiny_llama, write_tiny_gemma3], ids=["llama", "gemma3"])

@@ -6,8 +6,8 @@ gives, to the last bit, on the tiny models and the real ones."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from batch_twins import batch_decodes_as_alone
 
 from ggufsm import _core
 from ggufsm.conformance.fixtures.tiny_models import write_tiny_gemma3, write_tiny_llama
@@ -23,21 +23,7 @@ def mixed_positions_equal_alone(path, lengths, steps: int) -> None:
     n_ctx = max(lengths) + steps + 16
     n_vocab = model.n_vocab
     prompts = [[(7 * i + 13 * t + 1) % n_vocab for t in range(length)] for i, length in enumerate(lengths)]
-    together = [_core.LlamaSession(model, n_ctx) for _ in lengths]
-    alone = [_core.LlamaSession(model, n_ctx) for _ in lengths]
-    tokens = []
-    for t, a, prompt in zip(together, alone, prompts, strict=True):
-        t.prefill(prompt, 0)
-        tokens.append(int(np.argmax(a.prefill(prompt, 0))))
-    positions = list(lengths)
-    batch = _core.DecodeBatch(model)
-    for _ in range(steps):
-        batch.decode(together, tokens, positions)
-        for i, (t, a) in enumerate(zip(together, alone, strict=True)):
-            expected = a.decode(tokens[i], positions[i])
-            assert np.array_equal(t.logits.view(np.uint32), expected.view(np.uint32)), f"session {i} at {positions[i]}"
-        tokens = [int(np.argmax(a.logits)) for a in alone]
-        positions = [p + 1 for p in positions]
+    batch_decodes_as_alone(model, prompts, n_ctx, steps)
 
 
 @pytest.mark.parametrize("write", [write_tiny_llama, write_tiny_gemma3], ids=["llama", "gemma3"])
