@@ -100,3 +100,20 @@ def test_every_must_wait_cell_has_a_mutant_that_refuses_instead() -> None:
     assert serialized == set(derived.must_wait_cells())
     for state, operation in serialized:
         assert f"{derived._camel(operation)}DoesNotWaitIn{state}" in mutants.BY_NAME
+
+
+def test_the_mutants_base_runtime_takes_init_runtime_as_the_reference_does() -> None:
+    # Every mutant is built on this base: if it broke a call the reference takes, every mutant would be
+    # "killed" by the suite's first case for that reason, and the kill rate would measure nothing.
+    from mutants.base import MutantRuntime
+
+    from ggufsm.reference.runtime import Runtime
+    from ggufsm.spec.errors import InvalidInput
+    from ggufsm.spec.names import State
+
+    for runtime in (Runtime(), MutantRuntime()):
+        runtime.init_runtime(n_ctx=128, n_threads=1)
+        assert runtime.state == State.Initialized
+        with pytest.raises(InvalidInput):
+            runtime.init_runtime(n_ctx=7)
+        assert runtime.state == State.Initialized
