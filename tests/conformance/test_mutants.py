@@ -117,3 +117,23 @@ def test_the_mutants_base_runtime_takes_init_runtime_as_the_reference_does() -> 
         with pytest.raises(InvalidInput):
             runtime.init_runtime(n_ctx=7)
         assert runtime.state == State.Initialized
+
+
+@pytest.mark.parametrize("mutant", [mutant for mutant in mutants.BY_NAME.values() if mutant.kind == "determinism"],
+                         ids=lambda mutant: mutant.__name__)
+def test_a_determinism_mutant_draws_seeded_tokens_without_failing_itself(mutant, tmp_path) -> None:
+    # A mutant that breaks on its own (an attribute the reference no longer has) is "killed" by whichever
+    # case first samples, whatever rule it was written to break: its kill would measure nothing.
+    from ggufsm.conformance.inputs import prepare_inputs
+
+    inputs = prepare_inputs(tmp_path)
+    adapter = mutant()
+    try:
+        for op, args in (("init_runtime", {"n_ctx": 128, "n_threads": 1}), ("load_model", {"path": inputs.model}),
+                         ("generate", {"prompt": inputs.prompt, "max_tokens": 4, "stop_at_eos": False,
+                                       "sampling": {"temperature": 0.9, "seed": 1234}}),
+                         ("generate_next_token", {})):
+            reply = adapter.call(op, args)
+            assert reply.ok, f"{mutant.__name__}: {op}: {reply.describe()}"
+    finally:
+        adapter.close()
