@@ -137,3 +137,20 @@ def test_a_determinism_mutant_draws_seeded_tokens_without_failing_itself(mutant,
             assert reply.ok, f"{mutant.__name__}: {op}: {reply.describe()}"
     finally:
         adapter.close()
+
+
+def test_the_half_built_model_mutant_answers_diagnostics_so_its_kill_is_the_resident_model(tmp_path) -> None:
+    # Its bug is a model left resident after a failed load; the kill must come from that, not from a
+    # stand-in model the reference's diagnostics cannot read.
+    from ggufsm.conformance.inputs import prepare_inputs
+
+    inputs = prepare_inputs(tmp_path)
+    adapter = mutants.BY_NAME["FailedLoadKeepsHalfBuiltModel"]()
+    try:
+        assert adapter.call("init_runtime", {"n_ctx": 128, "n_threads": 1}).ok
+        assert adapter.call("load_model", {"path": inputs.corrupt_model}).code == "InvalidModel"
+        diagnostics = adapter.call("diagnostics")
+        assert diagnostics.ok, diagnostics.describe()
+        assert "model" in diagnostics.value["resident"]
+    finally:
+        adapter.close()
