@@ -244,9 +244,11 @@ class _CommandWorker:
 
 
 class _Command:
-    """A command a dispatcher handed to a worker: done once it has been answered."""
+    """A command a dispatcher handed to a worker: begun once its gate is registered and whether it runs
+    is decided, done once it has been answered."""
 
     def __init__(self) -> None:
+        self.begun = threading.Event()
         self.done = threading.Event()
 
 
@@ -289,12 +291,16 @@ class HandleDispatcher:
         with self._lock:
             self._running.add(command)
         self.server.workers.run(lambda release: self._run_command(command, request_id, op, args, release))
+        # The reader reads on once the command has begun, as it did when a thread of its own started it: a
+        # close, resume or cancel read after this request finds it begun (a worker picks a command up at once).
+        command.begun.wait()
 
     def _run_command(self, command: _Command, request_id: RequestId, op: str, args: dict[str, Any],
                      release: Callable[[], None]) -> None:
         try:
-            self._run(request_id, op, args, release)
+            self._run(request_id, op, args, release, command.begun)
         finally:
+            command.begun.set()
             with self._lock:
                 self._running.discard(command)
             command.done.set()
@@ -304,13 +310,16 @@ class HandleDispatcher:
             self._run(*item)
 
     def _run(self, request_id: RequestId, op: str, args: dict[str, Any],
-             release: Callable[[], None] | None = None) -> None:
+             release: Callable[[], None] | None = None, begun: threading.Event | None = None) -> None:
         stream = bool(args.pop("stream", False))
         gate = self.server.gate_for(request_id, args)
         streamed = stream or (gate is not None and op == Operation.generate)
         on_token = (lambda token: self.server.write(token_event(request_id, token))) if streamed else None
+        refused = self._closing and op not in self.server.answered_inline
+        if begun is not None:
+            begun.set()
         try:
-            if self._closing and op not in self.server.answered_inline:
+            if refused:
                 reply = Reply(False, error=ErrorInfo(BUSY, f"{op} refused unrun: the server is closing this handle"))
             else:
                 reply = self.adapter.call(op, args, on_token=on_token, gate=gate)

@@ -94,3 +94,12 @@ def test_commands_sent_together_each_run_at_once_on_a_worker_of_their_own():
     finally:
         served.close()
     assert len(set(served.adapter.threads)) == 3 == served.server.workers.started
+
+
+def test_a_command_read_just_before_the_end_of_input_is_run_not_refused():
+    served = ServedRecorder()
+    served.send(0, "reset")
+    served.close()   # end of input right behind it: the server closes the handle once the command has begun
+    answer = served.answers.wait_for(0)
+    assert answer["ok"], answer
+    assert len(served.adapter.threads) == 1
