@@ -272,6 +272,7 @@ void rows_q8_0_few(const WeightView& w, const QuantizedActivations& x, float* y,
     for (int k = 0; k < NR; ++k) ds[k] = x.ds(k);
     float out[NR];
     for (int64_t r = row_begin; r < row_end; ++r) {
+        prefetch_row_ahead(base + r * w.row_bytes, w.row_bytes);
         dot_q8_0_few<NR>(base + r * w.row_bytes, a16.data(), ds, blocks, out);
         for (int k = 0; k < NR; ++k) y[k * w.rows + r] = out[k];
     }
