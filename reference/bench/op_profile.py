@@ -20,6 +20,7 @@ machine's read bandwidth is at its limit, one far below it is not.
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -142,11 +143,13 @@ def render(result: dict, threads: int, repeat: int, decode_tokens: int, bandwidt
 
 def run(args) -> int:
     from ggufsm._core import kernels
+    from ggufsm.reference.bench.limits import ReadProbe
     from ggufsm.reference.model.registry import resolve
 
     path = resolve(args.model, pull=True)
     result = profile_model(path, args.threads, args.repeat, args.decode_tokens)
     pool = kernels.ThreadPool(args.threads)
-    bandwidth = kernels.ReadBandwidthProbe(512 << 20, pool).best_gbs(3, pool)
+    probe = ReadProbe(pool)
+    bandwidth = statistics.median(max(probe.sample().values()) for _ in range(3))
     print(render(result, args.threads, args.repeat, args.decode_tokens, bandwidth))
     return 0
