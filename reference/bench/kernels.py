@@ -33,7 +33,7 @@ from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from ggufsm.reference.bench import decode_kernels, int8_peak
 from ggufsm.reference.bench.int8_peak import PREFILL_TYPES
-from ggufsm.reference.bench.limits import ReadProbe
+from ggufsm.reference.bench.limits import ReadProbe, compare_reads
 
 # Matrices [rows, cols] of the real models' layers.
 SHAPES: tuple[tuple[str, int, int], ...] = (
@@ -80,6 +80,9 @@ def register_bench(bench_commands) -> None:
     parser.add_argument("--decode-shapes", action="store_true",
                         help="also time every product of a SmolLM2 and a Gemma 3 decode step alone (one activation "
                              "row, the model's layout) at the most threads (reference/bench/decode_kernels.py)")
+    parser.add_argument("--probe-reads", type=int, default=0, metavar="ROUNDS",
+                        help="also compare the read probe's reads (plain sum, software prefetch) on 2 MiB and 4 KiB "
+                             "pages, ROUNDS interleaved rounds (reference/bench/limits.py, compare_reads)")
     parser.add_argument("--isa", default=None, help="force a kernel variant (scalar, avx2, avx512)")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table as Markdown here")
     parser.set_defaults(handler=run)
@@ -111,6 +114,8 @@ def run(args) -> int:
         most = max(threads)
         decode = decode_kernels.measure(pools[most], most, args.repeat, args.stream_mib << 20, probe, args.record)
         table += "\n" + decode_kernels.render_markdown(decode, most)
+    if args.probe_reads > 0:
+        table += "\n" + compare_reads(pools, args.probe_reads, args.record)
     if args.prefill_rows > 0:
         peaks, prefill = int8_peak.measure([n.strip() for n in args.prefill_types.split(",")], threads, pools,
                                            args.repeat, args.prefill_rows, args.record)

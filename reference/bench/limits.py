@@ -97,6 +97,34 @@ class ReadProbe:
         return text
 
 
+def compare_reads(pools: dict, rounds: int, record=None) -> str:
+    """The probe's choice, measured: every read (READS) on a 2 MiB-page and a 4 KiB-page buffer, at each thread count
+    (pools: count -> pool), interleaved round by round; a Markdown table of GB/s, median (range), and how often each
+    read was the faster on the buffer the probe uses."""
+    from ggufsm._core import kernels
+
+    most = max(pools)
+    buffers = {"2 MiB pages": kernels.ReadBandwidthProbe(BANDWIDTH_BUFFER, pools[most], True),
+               "4 KiB pages": kernels.ReadBandwidthProbe(BANDWIDTH_BUFFER, pools[most], False)}
+    runs: dict[tuple[int, str, str], list[float]] = {}
+    for _ in range(rounds):
+        for t, pool in pools.items():
+            for placement, buffer in buffers.items():
+                for read in READS:
+                    runs.setdefault((t, placement, read), []).append(buffer.pass_gbs(read, pool))
+    lines = [f"The read probe's choice ({rounds} interleaved rounds, one pass each): GB/s, median (range).", "",
+             "| threads | buffer | read | GB/s | faster than the other read, rounds |", "| ---: | --- | --- | ---: | ---: |"]
+    for (t, placement, read), values in runs.items():
+        other = runs[(t, placement, next(r for r in READS if r != read))]
+        wins = sum(a > b for a, b in zip(values, other, strict=True))
+        lines.append(f"| {t} | {placement} ({buffers[placement].huge_page_bytes / BANDWIDTH_BUFFER:.0%} in 2 MiB pages) | "
+                     f"{read} | {statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f}) | {wins}/{rounds} |")
+        if record is not None:
+            for value in values:
+                record.limit(f"probe {read} on {placement} {t}T", value, "GB/s")
+    return "\n".join(lines) + "\n"
+
+
 def record_beside(record, name: str, beside: Beside) -> None:
     """A run's limit in the record: the median of its samples (paired with the run), and every sample beside it."""
     record.limit(name, beside.median, "GB/s", samples=len(beside.samples))

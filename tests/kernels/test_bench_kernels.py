@@ -159,3 +159,11 @@ def test_decode_shapes_time_every_product_in_the_layout_the_model_loads(capsys, 
         assert cells[3] == ("Rows8" if kernels.repackable(int(GGMLQuantizationType[tname]), rows_) else "file")
         assert float(cells[6].split()[0]) > 0 and float(cells[7]) > 0 and float(cells[8].rstrip("%")) > 0
     assert {row.split("|")[4].strip() for row in rows} == {"Rows8", "file"}
+
+
+def test_the_probe_reads_compared_give_every_read_on_both_placements_at_each_thread_count(capsys):
+    assert main(["bench", "kernels", "--types", "Q8_0", "--threads", "1,2", "--repeat", "1", "--stream-mib", "1",
+                 "--prefill-rows", "0", "--probe-reads", "2"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "pages (" in line and line.startswith("| ")]
+    seen = {(row.split("|")[1].strip(), row.split("|")[2].split("(")[0].strip(), row.split("|")[3].strip()) for row in rows}
+    assert seen == {(t, p, r) for t in ("1", "2") for p in ("2 MiB pages", "4 KiB pages") for r in ("sum", "prefetch")}
