@@ -14,7 +14,8 @@ a plain pass and one with software prefetch) sampled 3 times right before and 3
 times right after each run of decode steps, at the same thread count: this
 machine's bandwidth drifts with its neighbours' load, so each run is held to the
 median of its own moment's samples and the share is the median of the rounds.
-The old measure (one plain-sum pass right after the run) is given beside it.
+The old measure (one plain-sum pass right after the run over a buffer on 4 KiB pages, the probe
+of sessions 1-5) is given beside it.
 
 Two placements of the same weights are measured in turn (A, B, A, B, ...):
 `in place` (views into the file's memory map, 4 KiB pages) and `huge pages`
@@ -101,7 +102,7 @@ def run(args) -> int:
         load_s = time.perf_counter() - started
         models[name] = (models[name], load_s)
     pool = kernels.ThreadPool(args.threads)
-    probe = ReadProbe(pool)
+    probe = ReadProbe(pool, old_measure=True)
     n_ctx = args.start + args.tokens + 16
     tokens = np.random.default_rng(0).integers(3, gguf_file.hyperparameters["n_vocab"], size=n_ctx).tolist()
     per_token = bytes_per_token(gguf_file, args.start + args.tokens // 2)
@@ -177,7 +178,8 @@ def render(path, args, models, series, peer, per_token, load, probe) -> str:
         f"model {path.name}, {args.threads} threads, {args.repeat} rounds of {args.tokens} decode steps from position "
         f"{args.start}, load average {load[0]:.2f} before / {load[1]:.2f} after. "
         f"Bytes read per token (weights, tied output whole, f16 KV at the middle step): {per_token / 2**20:.1f} MiB.",
-        f"The {probe.describe()}. Old measure: one plain-sum pass right after the run.",
+        f"The {probe.describe()}. Old measure: one plain-sum pass right after the run, over a buffer on 4 KiB pages "
+        "(the probe of sessions 1-5).",
         "",
         "| weights | load (s) | decode tok/s, median (range) | share of the read bandwidth, median (range) | "
         "old measure |",

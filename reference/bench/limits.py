@@ -6,7 +6,8 @@ The read bandwidth is the one probe of every bench that holds a figure to it (`b
 `bench decode`, `bench decode --long-context`): the limit is the fastest rate a reader reaches, so each sample reads
 the buffer twice, once as a plain sum (the hardware prefetchers alone) and once with a software prefetch of each line
 4 KiB ahead (as the m=1 kernels read their weights), and keeps the faster; the buffer is advised MADV_HUGEPAGE, as the
-weights' copy is. A timed run gets `around` samples right before it and as many right after, and is held to their
+weights' copy and the repacked matrices are (the probe of sessions 1-5 came from new[] and, THP being 'madvise' on this
+machine, sat on 4 KiB pages, where the hardware prefetchers restart at every page: slower than what the kernels read). A timed run gets `around` samples right before it and as many right after, and is held to their
 median (the range goes in the table): one sample after the run, as the benches took until session 5, scattered
 21-30 GB/s between rounds, so a share moved with the luck of one draw.
 """
@@ -31,6 +32,7 @@ class Beside:
 
     passes: list[dict[str, float]] = field(default_factory=list)  # per sample: read -> GB/s, in the order taken
     before: int = 0  # how many of them came before the run
+    old: float | None = None  # the old measure, if taken (ReadProbe(old_measure=True))
 
     @property
     def samples(self) -> list[float]:
@@ -50,19 +52,24 @@ class Beside:
 
     @property
     def old_measure(self) -> float:
-        """What the benches of sessions 1-5 held a run to: one plain-sum pass right after it."""
-        return self.passes[self.before]["sum"]
+        """What the benches of sessions 1-5 held a run to: one plain-sum pass right after it, over a buffer on
+        4 KiB pages (their buffer came from new[]; THP is 'madvise' here, so it never got 2 MiB pages)."""
+        if self.old is None:
+            raise ValueError("the old measure was not taken (ReadProbe(old_measure=True))")
+        return self.old
 
 
 class ReadProbe:
     """The read bandwidth beside timed runs (module docstring): `around(fn)` runs fn between two sets of samples."""
 
-    def __init__(self, pool, around: int = SAMPLES_AROUND, huge_pages: bool = True):
+    def __init__(self, pool, around: int = SAMPLES_AROUND, old_measure: bool = False):
         from ggufsm._core import kernels
 
         self.pool = pool
         self.around_count = around
-        self._probe = kernels.ReadBandwidthProbe(BANDWIDTH_BUFFER, pool, huge_pages)
+        self._probe = kernels.ReadBandwidthProbe(BANDWIDTH_BUFFER, pool, True)
+        # The probe of sessions 1-5, for reporting both measures side by side: its own buffer on 4 KiB pages.
+        self._old = kernels.ReadBandwidthProbe(BANDWIDTH_BUFFER, pool, False) if old_measure else None
         self.every: list[Beside] = []
 
     def sample(self, pool=None) -> dict[str, float]:
@@ -77,6 +84,8 @@ class ReadProbe:
         beside = Beside(before=self.around_count)
         beside.passes += [self.sample(pool) for _ in range(self.around_count)]
         result = fn()
+        if self._old is not None:  # first, as the old benches took it: right after the run
+            beside.old = self._old.pass_gbs("sum", pool or self.pool)
         beside.passes += [self.sample(pool) for _ in range(self.around_count)]
         self.every.append(beside)
         return result, beside
@@ -130,7 +139,8 @@ def record_beside(record, name: str, beside: Beside) -> None:
     record.limit(name, beside.median, "GB/s", samples=len(beside.samples))
     for value in beside.samples:
         record.limit(f"{name}, every sample", value, "GB/s")
-    record.limit(f"{name}, old measure (one plain sum after)", beside.old_measure, "GB/s")
+    if beside.old is not None:
+        record.limit(f"{name}, old measure (one plain sum after)", beside.old_measure, "GB/s")
 
 
 class Limits:
@@ -141,7 +151,7 @@ class Limits:
 
         self._kernels = kernels
         self.pool = kernels.ThreadPool(threads)
-        self.probe = ReadProbe(self.pool)
+        self.probe = ReadProbe(self.pool, old_measure=True)
         self.int8_gops: list[float] = []
 
     def around(self, fn: Callable[[], T]) -> tuple[T, Beside]:

@@ -48,22 +48,24 @@ def test_a_probe_sample_is_the_faster_of_its_two_reads_and_an_unknown_read_is_re
         kernels.ReadBandwidthProbe(1 << 20).pass_gbs("stream")
 
 
-def test_a_run_is_held_to_the_median_of_the_samples_around_it_and_the_old_measure_is_the_first_sum_after():
+def test_a_run_is_held_to_the_median_of_the_samples_around_it_and_the_old_measure_kept_apart():
     from ggufsm.reference.bench.limits import Beside
 
     beside = Beside([{"sum": 20.0, "prefetch": 24.0}, {"sum": 26.0, "prefetch": 22.0},
-                     {"sum": 21.0, "prefetch": 23.0}, {"sum": 30.0, "prefetch": 10.0}], before=2)
+                     {"sum": 21.0, "prefetch": 23.0}, {"sum": 30.0, "prefetch": 10.0}], before=2, old=19.0)
     assert beside.samples == [24.0, 26.0, 23.0, 30.0]
     assert beside.median == 25.0 and (beside.low, beside.high) == (23.0, 30.0)
-    assert beside.old_measure == 21.0
+    assert beside.old_measure == 19.0
+    with pytest.raises(ValueError, match="old measure was not taken"):
+        _ = Beside([{"sum": 1.0, "prefetch": 1.0}]).old_measure
 
 
 def test_the_read_probe_samples_before_and_after_the_run_it_brackets():
     from ggufsm.reference.bench.limits import ReadProbe
 
-    probe = ReadProbe(kernels.ThreadPool(1), around=2)
+    probe = ReadProbe(kernels.ThreadPool(1), around=2, old_measure=True)
     result, beside = probe.around(lambda: "ran")
-    assert result == "ran" and len(beside.passes) == 4 and beside.before == 2
+    assert result == "ran" and len(beside.passes) == 4 and beside.before == 2 and beside.old_measure > 0
     assert probe.every == [beside] and "2 samples right before and 2 right after" in probe.describe()
 
 
