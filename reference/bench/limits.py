@@ -7,9 +7,10 @@ The read bandwidth is the one probe of every bench that holds a figure to it (`b
 the buffer twice, once as a plain sum (the hardware prefetchers alone) and once with a software prefetch of each line
 4 KiB ahead (as the m=1 kernels read their weights), and keeps the faster; the buffer is advised MADV_HUGEPAGE, as the
 weights' copy and the repacked matrices are (the probe of sessions 1-5 came from new[] and, THP being 'madvise' on this
-machine, sat on 4 KiB pages, where the hardware prefetchers restart at every page: slower than what the kernels read). A timed run gets `around` samples right before it and as many right after, and is held to their
-median (the range goes in the table): one sample after the run, as the benches took until session 5, scattered
-21-30 GB/s between rounds, so a share moved with the luck of one draw.
+machine, sat on 4 KiB pages, where the hardware prefetchers restart at every page: slower than what the kernels read).
+A timed run gets `around` samples right before it and as many right after, and is held to their median (the range
+goes in the table): one sample after the run, as the benches took until session 5, scattered 21-30 GB/s between
+rounds, so a share moved with the luck of one draw.
 """
 
 from __future__ import annotations

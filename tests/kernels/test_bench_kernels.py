@@ -160,6 +160,7 @@ def test_decode_shapes_time_every_product_in_the_layout_the_model_loads(capsys, 
         # Repacked exactly where the kernels have a Rows8 layout for the type and shape, as at load.
         assert cells[3] == ("Rows8" if kernels.repackable(int(GGMLQuantizationType[tname]), rows_) else "file")
         assert float(cells[6].split()[0]) > 0 and float(cells[7]) > 0 and float(cells[8].rstrip("%")) > 0
+        assert float(cells[9]) > 0  # both matrices fit in cache: their in-cache rate is given
     assert {row.split("|")[4].strip() for row in rows} == {"Rows8", "file"}
 
 
