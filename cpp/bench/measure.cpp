@@ -122,12 +122,12 @@ double read_bandwidth_gbs(size_t bytes, int repeats, ThreadPool& pool) {
     return ReadBandwidthProbe(bytes, pool).best_gbs(repeats, pool);
 }
 
-double matvec_seconds(const std::vector<WeightView>& weights, const float* x, int repeats, ThreadPool& pool) {
-    if (weights.empty() || repeats < 1) throw Error(code::InvalidInput, "matvec_seconds: need >= 1 weight and >= 1 repeat");
+double matvec_seconds(const std::vector<WeightView>& weights, const float* x, int64_t n, int repeats, ThreadPool& pool) {
+    if (weights.empty() || repeats < 1 || n < 1) throw Error(code::InvalidInput, "matvec_seconds: need >= 1 weight and >= 1 repeat");
     const WeightView& first = weights.front();
     QuantizedActivations q;
-    q.quantize(x, 1, first.cols, first.type, pool);
-    std::vector<float> y(static_cast<size_t>(first.rows));
+    q.quantize(x, n, first.cols, first.type, pool);
+    std::vector<float> y(static_cast<size_t>(n * first.rows));
     matmul(weights.back(), q, y.data(), pool);  // warm the pool and the code
     double best = 1e30;
     for (int r = 0; r < repeats; ++r) {

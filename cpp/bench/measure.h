@@ -59,9 +59,10 @@ double read_bandwidth_gbs(size_t bytes, int repeats, ThreadPool& pool);
 // Best-of-`repeats` seconds per mat-vec y = W x, cycling through the weight
 // copies in `weights` (same type and shape, together larger than the cache,
 // so every call streams its weights from memory as a decode step does).
-// x: [cols] f32; activations are quantized once, outside the timing, as a
+// x: [n][cols] f32 (n = 1 one session's step, 2 .. 8 a batched step of n sessions);
+// activations are quantized once, outside the timing, as a
 // forward pass quantizes once for several weights.
-double matvec_seconds(const std::vector<WeightView>& weights, const float* x, int repeats, ThreadPool& pool);
+double matvec_seconds(const std::vector<WeightView>& weights, const float* x, int64_t n, int repeats, ThreadPool& pool);
 
 // Best-of-`repeats` seconds per matmul y [n][rows] = x [n][cols] . W^T: a
 // prefill's product, the weights cache-resident after the first call (the

@@ -379,7 +379,7 @@ double matvec_seconds_py(uint32_t type, const std::vector<py::buffer>& weights, 
                          int repeats, const Threads& threads, bool repacked) {
     std::vector<WeightView> views;
     for (const py::buffer& w : weights) views.push_back(weight_view(type, w, rows, cols));
-    rows_of(x, cols, "x");
+    const int64_t n = rows_of(x, cols, "x");
     const float* src = x.data();
     const std::shared_ptr<ThreadPool> owned = pool_of(threads);
     ThreadPool& pool = *owned;
@@ -388,7 +388,7 @@ double matvec_seconds_py(uint32_t type, const std::vector<py::buffer>& weights, 
         for (size_t k = 0; k < views.size(); ++k) views[k] = repacked_view(views[k], storage[k], pool);
     }
     py::gil_scoped_release release;
-    return matvec_seconds(views, src, repeats, pool);
+    return matvec_seconds(views, src, n, repeats, pool);
 }
 
 double matmul_seconds_py(uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols, const FloatArray& x, int repeats,
