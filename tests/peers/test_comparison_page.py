@@ -75,7 +75,7 @@ def test_a_finding_that_names_its_input_set_links_the_runs_on_that_set_and_is_re
     findings.write_text(json.dumps({name: [{"finding": "shown on one set", "input_set": "zzz-second",
                                             "cases": [failing]}]}))
     block = compare.page(list(copies.values()), findings=findings, base=tmp_path)
-    assert f"(impl/zzz-second/summary.md) (zzz-second)" in block
+    assert "(impl/zzz-second/summary.md) (zzz-second)" in block
     assert "(aaa-first): `" not in block
     findings.write_text(json.dumps({name: [{"finding": "shown on one set", "input_set": "no-such-set",
                                             "cases": [failing]}]}))
