@@ -26,6 +26,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -334,7 +335,7 @@ class PythonAdapter(Adapter):
         return self.current_state()
 
     def _reported_state(self) -> str | None:
-        return self.reply_state() if self.info.capabilities.state else None
+        return plain(self.reply_state()) if self.info.capabilities.state else None
 
     def call(self, op: str, args: dict[str, Any] | None = None, on_token: TokenCallback | None = None,
              timeout: float | None = None, gate: Gate | None = None) -> Reply:
@@ -353,8 +354,9 @@ class PythonAdapter(Adapter):
         try:
             value = method(**kwargs)
         except GgufsmError as error:
-            return Reply(False, value=getattr(error, PARTIAL_VALUE, None),
-                         error=ErrorInfo(error.code, error.message, error.state_after), state=self._reported_state())
+            return Reply(False, value=plain(getattr(error, PARTIAL_VALUE, None)),
+                         error=ErrorInfo(plain(error.code), error.message, plain(error.state_after)),
+                         state=self._reported_state())
         except TypeError as error:
             if _is_signature_error(error, method):
                 return Reply(False, error=ErrorInfo(ErrorCode.InvalidInput, f"{op}: {error}"),
@@ -362,7 +364,19 @@ class PythonAdapter(Adapter):
             return _internal_error(self, error)
         except Exception as error:  # a bug in the implementation: reported as such, never a pass
             return _internal_error(self, error)
-        return Reply(True, value=value, state=self._reported_state())
+        return Reply(True, value=plain(value), state=self._reported_state())
+
+
+def plain(value: Any) -> Any:
+    """`value` as the protocol carries it: the table's enums as their names, tuples as lists. An
+    in-process reply then reads as serve-stdio's does (a message shows 'Ready', not <State.Ready: 'Ready'>)."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
 
 
 def _pausing(on_token: TokenCallback | None, gate: Gate) -> TokenCallback:

@@ -12,7 +12,8 @@ reads ``results.json`` files (never runs anything) and renders:
 - each implementation's coloured diagram beside the others;
 - the findings (a YAML file: per implementation, a statement and the cases
   it rests on), each linked to its failing case and given its
-  ``conformance replay`` line, both taken from the stored results. A finding
+  ``conformance replay`` line, both taken from the stored results (from the
+  runs on the finding's ``input_set`` where it names one). A finding
   whose case does not fail in the stored results is an error: the page
   never states what the data does not show.
 
@@ -156,21 +157,24 @@ def _findings(names: list[str], findings: Mapping[str, list[dict[str, Any]]], ru
         for entry in entries:
             lines.append(f"- {entry['finding'].strip()}")
             for case_id in entry.get("cases", []):
-                run, case = _failing(name, case_id, runs)
+                run, case = _failing(name, case_id, runs, entry.get("input_set"))
                 summary = _link(run.folder / "summary.md", base)
                 lines.append(f"  - [`{case_id}`]({summary}) ({run.input_set}): `{_replay_line(case)}`")
         lines.append("")
     return lines
 
 
-def _failing(name: str, case_id: str, runs: list[Run]) -> tuple[Run, dict[str, Any]]:
+def _failing(name: str, case_id: str, runs: list[Run], input_set: str | None = None) -> tuple[Run, dict[str, Any]]:
+    """The first stored run of `name` (on `input_set`, where the finding names the one it shows on) in
+    which the case fails, and the case."""
     for run in runs:
-        if run.name != name:
+        if run.name != name or input_set not in (None, run.input_set):
             continue
         case = run.case(case_id)
         if case is not None and case["status"] == FAIL:
             return run, case
-    raise StaleFinding(f"finding for {name} names {case_id!r}, which does not fail in any stored run of {name}")
+    where = f" on {input_set}" if input_set else ""
+    raise StaleFinding(f"finding for {name} names {case_id!r}, which does not fail in any stored run of {name}{where}")
 
 
 def _replay_line(case: dict[str, Any]) -> str:

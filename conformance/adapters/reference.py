@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ggufsm.conformance.adapter import Gate, PythonAdapter, Reply, TokenCallback, attach_partial_value
+from ggufsm.conformance.adapter import Gate, PythonAdapter, Reply, TokenCallback, attach_partial_value, plain
 from ggufsm.spec.errors import Cancelled
 from ggufsm.spec.names import FinishReason
 
@@ -34,7 +34,7 @@ class ReferenceAdapter(PythonAdapter):
         return load_spec().version
 
     def current_state(self) -> str | None:
-        return self.runtime.state
+        return plain(self.runtime.state)
 
     def call(self, op: str, args: dict[str, Any] | None = None, on_token: TokenCallback | None = None,
              timeout: float | None = None, gate: Gate | None = None) -> Reply:
@@ -46,8 +46,8 @@ class ReferenceAdapter(PythonAdapter):
         # call's own command left (queries and cancel take no command: the state read now).
         end = self.runtime.last_command_end()
         if end is not None and end != getattr(self._calling, "before", None):
-            return end.state
-        return self.runtime.state
+            return plain(end.state)
+        return plain(self.runtime.state)
 
     def close(self) -> None:
         self.runtime.cancel()

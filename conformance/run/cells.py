@@ -120,7 +120,8 @@ def _run_plan(run: CaseRun, open_handle: Callable[[], Adapter] | None) -> list[s
     plan, adapter, inputs = run.plan, run.adapter, run.inputs
     for number, step in enumerate(plan.path, 1):
         reply = adapter.call(step.action.op, run.args(step.action.args))
-        check_reply(reply, step.expected, step.rule, f"reaching {plan.state}, step {number} {step.describe()}")
+        check_reply(reply, step.expected, step.rule, f"reaching {plan.state}, step {number} {step.describe()}",
+                    step.action.args)
         run.tracker.follow(step.action, step.expected, reply)
     before = observe(adapter) if adapter.capabilities.structured_diagnostics else None
     if run.copy is not None:
@@ -141,7 +142,7 @@ def _run_plan(run: CaseRun, open_handle: Callable[[], Adapter] | None) -> list[s
 def _run_call(run: CaseRun, before: Observed | None) -> None:
     plan, adapter, call = run.plan, run.adapter, run.plan.call
     reply = adapter.call(call.action.op, run.args(call.action.args))
-    check_reply(reply, call.expected, plan.rule, plan.cell)
+    check_reply(reply, call.expected, plan.rule, plan.cell, call.action.args)
     if plan.op == Operation.state and reply.ok and adapter.capabilities.state and reply.value != plan.state:
         raise CaseFailed(plan.rule, f"the state query answers {reply.value!r} in state {plan.state}")
     check_after(adapter, call.expected, plan.rule, f"after {plan.cell}", run.context(call.action.args, reply, before))
@@ -165,7 +166,7 @@ def _run_cancel_while_call_runs(run: CaseRun, concurrency: CancelWhileCallRuns, 
     kept = [int(token["token_id"]) for token in streamed]
     if reply.code == call.expected.error:
         _check_kept_tokens(reply, kept, call.action.args["max_tokens"], plan.rule, what)
-    check_reply(reply, call.expected, plan.rule, what)
+    check_reply(reply, call.expected, plan.rule, what, call.action.args)
     check_after(adapter, call.expected, plan.rule, f"after {what}", run.context(call.action.args, reply, before, kept))
     run.tracker.follow(call.action, call.expected, reply, streamed)
 
@@ -221,7 +222,8 @@ def _run_call_while_running(run: CaseRun, concurrency: CallWhileRunning) -> None
         # The state in a reply is read once the operation has returned; by then the command that
         # waited for it may already have applied. Its own reply and the state query judge that.
         running_reply = Reply(running_reply.ok, running_reply.value, running_reply.error, None)
-    check_reply(running_reply, running.expected, running.rule, f"{running.action.op} (while {plan.op} was made)")
+    check_reply(running_reply, running.expected, running.rule, f"{running.action.op} (while {plan.op} was made)",
+                running.action.args)
     if running.action.op == Operation.generate and running.expected.error is None:
         produced = len(tokens_of(running_reply))
         if produced != running.action.args["max_tokens"]:
@@ -237,7 +239,7 @@ def _run_call_while_running(run: CaseRun, concurrency: CallWhileRunning) -> None
     if overlapped.answered_while_held:
         raise CaseFailed(plan.rule, f"{what}: answered while {running.action.op} was still running (held in "
                                     f"{plan.state}); it must wait")
-    check_reply(overlapped.call, call.expected, plan.rule, what)
+    check_reply(overlapped.call, call.expected, plan.rule, what, call.action.args)
     check_after(adapter, call.expected, plan.rule, f"after {what}", run.context(call.action.args, overlapped.call, None))
     run.tracker.follow(call.action, call.expected, overlapped.call)
 

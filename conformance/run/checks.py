@@ -10,6 +10,7 @@ table.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +41,9 @@ def require_supported(adapter: Adapter, op: str) -> None:
         raise Unsupported(op)
 
 
-def check_reply(reply: Reply, expected: Expected, rule: str, what: str) -> None:
+def check_reply(reply: Reply, expected: Expected, rule: str, what: str, args: Mapping[str, Any] | None = None) -> None:
     """The reply's outcome (ok or the named error), every state it reports, and how its generate
-    ended match the expectation."""
+    ended match the expectation; with the call's `args`, also how many tokens its generate made."""
     if reply.not_supported:
         raise Unsupported(what, f"{what}: {reply.error.message if reply.error else ''}")
     got = reply.code
@@ -60,6 +61,23 @@ def check_reply(reply: Reply, expected: Expected, rule: str, what: str) -> None:
         raise CaseFailed(rule, f"{what}: expected state {expected.to} after {expected.error or 'success'}, "
                                f"the implementation reports {reply.state}")
     check_finish_reason(reply, expected, rule, what)
+    if args is not None:
+        check_generated_count(reply, args, rule, what)
+
+
+def check_generated_count(reply: Reply, args: Mapping[str, Any], rule: str, what: str) -> None:
+    """A generate makes up to max_tokens tokens, and exactly max_tokens when it ends for `length`
+    (the table's generate and finish reason)."""
+    value, max_tokens = reply.value, args.get("max_tokens")
+    if not reply.ok or not isinstance(value, dict) or "token_ids" not in value or not isinstance(max_tokens, int):
+        return
+    made = len(value["token_ids"])
+    if made > max_tokens:
+        raise CaseFailed(f"{rule} + operations.generate", f"{what}: generate makes up to max_tokens={max_tokens} "
+                                                          f"tokens, the reply carries {made}")
+    if value.get("finish_reason") == FinishReason.length and made != max_tokens:
+        raise CaseFailed(f"{rule} + finish_reasons.length", f"{what}: finish_reason length means max_tokens="
+                                                            f"{max_tokens} tokens were generated, the reply carries {made}")
 
 
 def check_finish_reason(reply: Reply, expected: Expected, rule: str, what: str) -> None:

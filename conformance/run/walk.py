@@ -95,7 +95,7 @@ class Walker:
         try:
             context = CallContext(dict(arrangement.action.args), reply, self.observed, self.identities,
                                   [int(token["token_id"]) for token in streamed] if streamed else None)
-            check_reply(reply, expected, branch.source, f"{state}.{op} ({choice})")
+            check_reply(reply, expected, branch.source, f"{state}.{op} ({choice})", arrangement.action.args)
             self.observed = check_after(self.adapter, expected, branch.source, f"after {state}.{op} ({choice})",
                                         context)
         except CaseFailed as failed:

@@ -103,6 +103,15 @@ class DiesOnFileChangeRuntime(Runtime):
         return super().generate_next_token(*args, **kwargs)
 
 
+class OneTokenPastMaxTokensRuntime(Runtime):
+    """A generate that reaches max_tokens makes one more token and still says `length` (llama-cpp-python
+    0.3.36's create_completion does this when the last token ends inside a UTF-8 character: its
+    multi-byte hold-back `continue`s past the max_tokens check)."""
+
+    def generate(self, prompt, max_tokens: int = 128, **options):
+        return super().generate(prompt, max_tokens + 1, **options)
+
+
 class BrokenReferenceAdapter(ReferenceAdapter):
     runtime_class: type[Runtime] = Runtime
 
@@ -139,6 +148,11 @@ class IgnoresFileChanges(BrokenReferenceAdapter):
 class DiesOnFileChange(BrokenReferenceAdapter):
     name = "reference-dies-on-file-change"
     runtime_class = DiesOnFileChangeRuntime
+
+
+class OneTokenPastMaxTokens(BrokenReferenceAdapter):
+    name = "reference-one-token-past-max-tokens"
+    runtime_class = OneTokenPastMaxTokensRuntime
 
 
 class SilentResetKeepsRequest(ResetKeepsRequest):
@@ -178,3 +192,7 @@ def make_ignores_file_changes() -> IgnoresFileChanges:
 
 def make_dies_on_file_change() -> DiesOnFileChange:
     return DiesOnFileChange()
+
+
+def make_one_token_past_max_tokens() -> OneTokenPastMaxTokens:
+    return OneTokenPastMaxTokens()

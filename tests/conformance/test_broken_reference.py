@@ -147,3 +147,12 @@ def test_a_runtime_killed_by_a_changed_file_fails_those_cases_with_the_signal_an
     changed = [result for case_id, result in results.items() if "model_intact=false" in case_id]
     assert len(changed) == 8 and all(result.status == FAIL and result.signal == signal.SIGBUS for result in changed)
     assert results["Ready.free"].status == PASS   # the next case starts a new process
+
+
+def test_a_generate_that_makes_more_than_max_tokens_is_caught_though_it_says_length(inputs):
+    results = run_broken("make_one_token_past_max_tokens", inputs, ["Ready.generate[*"])
+    past = results["Ready.generate[input_valid=true,sampling_valid=true,prompt_fits=true,model_intact=true,"
+                   "logits_finite=true,cancelled=false]"]
+    assert past.status == FAIL
+    assert "+ operations.generate" in past.message
+    assert "generate makes up to max_tokens=4 tokens, the reply carries 5" in past.message

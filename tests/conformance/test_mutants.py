@@ -100,3 +100,57 @@ def test_every_must_wait_cell_has_a_mutant_that_refuses_instead() -> None:
     assert serialized == set(derived.must_wait_cells())
     for state, operation in serialized:
         assert f"{derived._camel(operation)}DoesNotWaitIn{state}" in mutants.BY_NAME
+
+
+def test_the_mutants_base_runtime_takes_init_runtime_as_the_reference_does() -> None:
+    # Every mutant is built on this base: if it broke a call the reference takes, every mutant would be
+    # "killed" by the suite's first case for that reason, and the kill rate would measure nothing.
+    from mutants.base import MutantRuntime
+
+    from ggufsm.reference.runtime import Runtime
+    from ggufsm.spec.errors import InvalidInput
+    from ggufsm.spec.names import State
+
+    for runtime in (Runtime(), MutantRuntime()):
+        runtime.init_runtime(n_ctx=128, n_threads=1)
+        assert runtime.state == State.Initialized
+        with pytest.raises(InvalidInput):
+            runtime.init_runtime(n_ctx=7)
+        assert runtime.state == State.Initialized
+
+
+@pytest.mark.parametrize("mutant", [mutant for mutant in mutants.BY_NAME.values() if mutant.kind == "determinism"],
+                         ids=lambda mutant: mutant.__name__)
+def test_a_determinism_mutant_draws_seeded_tokens_without_failing_itself(mutant, tmp_path) -> None:
+    # A mutant that breaks on its own (an attribute the reference no longer has) is "killed" by whichever
+    # case first samples, whatever rule it was written to break: its kill would measure nothing.
+    from ggufsm.conformance.inputs import prepare_inputs
+
+    inputs = prepare_inputs(tmp_path)
+    adapter = mutant()
+    try:
+        for op, args in (("init_runtime", {"n_ctx": 128, "n_threads": 1}), ("load_model", {"path": inputs.model}),
+                         ("generate", {"prompt": inputs.prompt, "max_tokens": 4, "stop_at_eos": False,
+                                       "sampling": {"temperature": 0.9, "seed": 1234}}),
+                         ("generate_next_token", {})):
+            reply = adapter.call(op, args)
+            assert reply.ok, f"{mutant.__name__}: {op}: {reply.describe()}"
+    finally:
+        adapter.close()
+
+
+def test_the_half_built_model_mutant_answers_diagnostics_so_its_kill_is_the_resident_model(tmp_path) -> None:
+    # Its bug is a model left resident after a failed load; the kill must come from that, not from a
+    # stand-in model the reference's diagnostics cannot read.
+    from ggufsm.conformance.inputs import prepare_inputs
+
+    inputs = prepare_inputs(tmp_path)
+    adapter = mutants.BY_NAME["FailedLoadKeepsHalfBuiltModel"]()
+    try:
+        assert adapter.call("init_runtime", {"n_ctx": 128, "n_threads": 1}).ok
+        assert adapter.call("load_model", {"path": inputs.corrupt_model}).code == "InvalidModel"
+        diagnostics = adapter.call("diagnostics")
+        assert diagnostics.ok, diagnostics.describe()
+        assert "model" in diagnostics.value["resident"]
+    finally:
+        adapter.close()

@@ -35,7 +35,8 @@ def test_every_message_of_a_session_follows_the_schema(toy_on_child_path, toy_in
     for request in requests:
         assert schema_problems(request) == []
     answers = converse(requests)
-    assert [answer["id"] for answer in answers] == [1, 2, 3]
+    # Each is answered once; a query sent behind a command may answer first (it never waits for one).
+    assert sorted(answer["id"] for answer in answers) == [1, 2, 3]
     for answer in answers:
         assert schema_problems(answer) == [], answer
 

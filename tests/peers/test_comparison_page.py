@@ -61,6 +61,28 @@ def test_a_finding_is_refused_when_its_case_does_not_fail_in_the_stored_results(
         compare.page([results], findings=findings, base=tmp_path)
 
 
+def test_a_finding_that_names_its_input_set_links_the_runs_on_that_set_and_is_refused_where_it_does_not_fail(tmp_path):
+    copies = {}
+    for input_set in ("aaa-first", "zzz-second"):
+        folder = tmp_path / "impl" / input_set
+        folder.mkdir(parents=True)
+        copies[input_set] = folder / "results.json"
+        copies[input_set].write_text((DOCS / "llama-cpp-python" / "tiny-fixtures" / "results.json").read_text())
+    record = json.loads(copies["aaa-first"].read_text())[0]
+    failing = next(case["id"] for case in record["cases"] if case["status"] == "fail")
+    name = record["info"]["name"]
+    findings = tmp_path / "findings.yaml"
+    findings.write_text(json.dumps({name: [{"finding": "shown on one set", "input_set": "zzz-second",
+                                            "cases": [failing]}]}))
+    block = compare.page(list(copies.values()), findings=findings, base=tmp_path)
+    assert "(impl/zzz-second/summary.md) (zzz-second)" in block
+    assert "(aaa-first): `" not in block
+    findings.write_text(json.dumps({name: [{"finding": "shown on one set", "input_set": "no-such-set",
+                                            "cases": [failing]}]}))
+    with pytest.raises(compare.StaleFinding, match="on no-such-set"):
+        compare.page(list(copies.values()), findings=findings, base=tmp_path)
+
+
 def report_of_the_current_spec(tmp_path: Path) -> Path:
     """A stored report of a run against the table as it is now, else one written from a fresh run of the
     reference (a few cases). Coverage is measured against the table in the repository, so a report of an

@@ -82,7 +82,7 @@ class MutantRuntime(Runtime):
         self._lifecycle = self.lifecycle_class(load_spec())
 
     def init_runtime(self, config: RuntimeConfig | None = None, **settings) -> None:
-        self._lifecycle.perform(Operation.init_runtime, self.init_command(config or RuntimeConfig(**settings)))
+        self._lifecycle.perform(Operation.init_runtime, self.init_command(config, settings))
 
     def set_sampling(self, config: SamplingConfig | None = None, **parameters) -> None:
         self._lifecycle.perform(Operation.set_sampling, self.sampling_command(config, parameters))

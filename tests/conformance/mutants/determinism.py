@@ -18,7 +18,7 @@ class _NextTokenReseeding(GenerateNextToken):
         super().start(resident)
         assert resident.request is not None
         sampler = resident.request.sampler
-        sampler._rng = np.random.default_rng(sampler.config.seed)   # the bug: a fresh generator per call
+        sampler._generator = np.random.default_rng(sampler.config.seed)   # the bug: a fresh generator per call
 
 
 class ContinuationRestartsSeededDraws(Mutant):
@@ -55,7 +55,7 @@ class _GenerateWithHandleRng(Generate):
         if seed is not None:   # the bug: one generator per handle and seed, going on across requests
             if getattr(resident, "rng_seed", None) != seed:
                 resident.rng_seed, resident.rng = seed, np.random.default_rng(seed)  # type: ignore[attr-defined]
-            self.request.sampler._rng = resident.rng  # type: ignore[attr-defined]
+            self.request.sampler._generator = resident.rng  # type: ignore[attr-defined]
 
 
 class SeededRunsDoNotRepeat(Mutant):
@@ -70,7 +70,7 @@ class _GenerateIgnoringSeed(Generate):
     def start(self, resident: Resident) -> None:
         super().start(resident)
         assert self.request is not None
-        self.request.sampler._rng = np.random.default_rng()   # the bug: the seed never reaches the generator
+        self.request.sampler._generator = np.random.default_rng()   # the bug: the seed never reaches the generator
 
 
 class SeedIgnored(Mutant):
@@ -90,7 +90,7 @@ class _GenerateWithProcessRng(Generate):
         seed = self.request.sampler.config.seed
         if seed is not None or "rng" not in _PROCESS_RNG:   # the bug: one generator for the whole process
             _PROCESS_RNG["rng"] = np.random.default_rng(seed)
-        self.request.sampler._rng = _PROCESS_RNG["rng"]
+        self.request.sampler._generator = _PROCESS_RNG["rng"]
 
 
 class SharedRngAcrossHandles(Mutant):

@@ -136,7 +136,8 @@ class _HalfBuiltModel:
 
     def __init__(self, source) -> None:
         self.summary = {"source": str(source), "architecture": None}
-        self.gguf = SimpleNamespace(file_size=os.path.getsize(source))
+        self.source = str(source)
+        self.gguf = SimpleNamespace(file_size=os.path.getsize(source), path=str(source))
         self.tokenizer = None
 
     def close(self) -> None:
