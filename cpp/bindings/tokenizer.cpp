@@ -10,6 +10,7 @@
 
 #include "bindings.h"
 #include "gguf/model.h"
+#include "tokenizer/pretokenize.h"
 #include "tokenizer/string_table.h"
 
 namespace py = pybind11;
@@ -95,6 +96,21 @@ py::object from_file(const ggufsm::gguf::Model& model, const std::string& key, b
     return py::cast(table);
 }
 
+// The words of `text` (a list of str that concatenate back to it) as the GPT-2 pre-tokenizer cuts them.
+py::list pretokenize_gpt2(const py::str& text, bool split_digits) {
+    PyObject* object = text.ptr();
+    const Py_ssize_t length = PyUnicode_GET_LENGTH(object);
+    const int kind = PyUnicode_KIND(object);
+    const void* data = PyUnicode_DATA(object);
+    std::vector<uint32_t> codes(static_cast<size_t>(length));
+    for (Py_ssize_t i = 0; i < length; ++i) codes[static_cast<size_t>(i)] = PyUnicode_READ(kind, data, i);
+    py::list words;
+    for (const auto& [start, stop] : ggufsm::tokenizer::split_gpt2(codes, split_digits)) {
+        words.append(steal(PyUnicode_Substring(object, static_cast<Py_ssize_t>(start), static_cast<Py_ssize_t>(stop))));
+    }
+    return words;
+}
+
 }  // namespace
 
 namespace ggufsm::bind {
@@ -141,6 +157,8 @@ void tokenizer(py::module_& m) {
             return found;
         }, py::arg("positions"), py::arg("text"));
 
+    m.def("pretokenize_gpt2", &pretokenize_gpt2, py::arg("text"), py::arg("split_digits"),
+          "the words of text as GPT-2's pre-tokenizer cuts them (split_digits: each \\p{N} character first cut out alone)");
     m.def("string_table_from_list", &from_list, py::arg("items"), py::arg("keep_first") = false,
           py::arg("name_empty") = false, "a StringTable of a list of str (TypeError / ValueError name a bad item)");
     m.def("string_table_from_file", &from_file, py::arg("model"), py::arg("key"), py::arg("keep_first") = false,

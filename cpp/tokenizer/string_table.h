@@ -45,20 +45,21 @@ public:
     void build_index(bool keep_first) {
         size_t capacity = 16;
         while (capacity < 2 * size()) capacity <<= 1;  // at most half full: short probe runs
-        slots_.assign(capacity, -1);
+        slots_.assign(capacity, kEmpty);
         mask_ = capacity - 1;
         first_repeat_ = {kAbsent, kAbsent};
         for (size_t i = 0; i < size(); ++i) {
             const std::string_view text = at(i);
-            for (size_t slot = hash(text) & mask_;; slot = (slot + 1) & mask_) {
-                int32_t& held = slots_[slot];
-                if (held < 0) {
-                    held = static_cast<int32_t>(i);
+            const size_t full = hash(text);
+            for (size_t slot = full & mask_;; slot = (slot + 1) & mask_) {
+                uint64_t& held = slots_[slot];
+                if (held == kEmpty) {
+                    held = pack(full, i);
                     break;
                 }
-                if (at(static_cast<size_t>(held)) == text) {
-                    if (first_repeat_.first == kAbsent) first_repeat_ = {static_cast<int64_t>(i), held};
-                    if (!keep_first) held = static_cast<int32_t>(i);
+                if (same(held, full, text)) {
+                    if (first_repeat_.first == kAbsent) first_repeat_ = {static_cast<int64_t>(i), position(held)};
+                    if (!keep_first) held = pack(full, i);
                     break;
                 }
             }
@@ -67,10 +68,11 @@ public:
 
     // The position the index gives for `text`, or kAbsent.
     int64_t find(std::string_view text) const {
-        for (size_t slot = hash(text) & mask_;; slot = (slot + 1) & mask_) {
-            const int32_t held = slots_[slot];
-            if (held < 0) return kAbsent;
-            if (at(static_cast<size_t>(held)) == text) return held;
+        const size_t full = hash(text);
+        for (size_t slot = full & mask_;; slot = (slot + 1) & mask_) {
+            const uint64_t held = slots_[slot];
+            if (held == kEmpty) return kAbsent;
+            if (same(held, full, text)) return position(held);
         }
     }
 
@@ -90,14 +92,22 @@ public:
     }
 
 private:
+    // A slot holds the position (low 32 bits) and the hash's high 32 bits, so a probe compares strings
+    // (a cache miss into the buffer) only when the hashes agree.
+    static constexpr uint64_t kEmpty = ~uint64_t{0};
     static size_t hash(std::string_view text) { return std::hash<std::string_view>{}(text); }
+    static uint64_t pack(size_t full, size_t i) { return (static_cast<uint64_t>(full) & 0xFFFFFFFF00000000ull) | i; }
+    static int64_t position(uint64_t held) { return static_cast<int64_t>(held & 0xFFFFFFFFull); }
+    bool same(uint64_t held, size_t full, std::string_view text) const {
+        return (held >> 32) == (static_cast<uint64_t>(full) >> 32) && at(static_cast<size_t>(position(held))) == text;
+    }
     static size_t utf8_sequence_length(unsigned char lead) {
         return lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;  // the strings are valid UTF-8
     }
 
     std::string buffer_;
     std::vector<uint64_t> offsets_{0};
-    std::vector<int32_t> slots_;
+    std::vector<uint64_t> slots_;
     size_t mask_ = 0;
     std::pair<int64_t, int64_t> first_repeat_{kAbsent, kAbsent};
 };
