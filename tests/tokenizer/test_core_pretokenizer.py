@@ -14,7 +14,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ggufsm.reference.tokenizers.pretokenizers import CORE_GPT2, PRETOKENIZERS
+from ggufsm.reference.model import registry as models
+from ggufsm.reference.tokenizers.pretokenizers import CORE_GPT2, PRETOKENIZERS, PreTokenizer
 
 CORE_NAMES = sorted(name for name, pretokenizer in PRETOKENIZERS.items() if pretokenizer.runs_in_core)
 TABLES = Path(__file__).resolve().parents[2] / "cpp" / "tokenizer"
@@ -72,4 +73,31 @@ def test_a_bpe_tokenizer_the_core_splits_for_builds_and_encodes_without_importin
     )
     result = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)],
                             capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=TEXTS)
+def test_smollm2_encodes_every_text_to_the_ids_the_reference_split_gives(real_tokenizers, text):
+    tokenizer = real_tokenizers("smollm2")
+    assert tokenizer.pretokenizer.runs_in_core
+    ids = tokenizer.encode(text)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PreTokenizer, "split", PreTokenizer.split_reference)
+        assert tokenizer.encode(text) == ids
+
+
+@pytest.mark.parametrize("name", ["smollm2", "gemma3"])
+def test_loading_a_registry_models_tokenizer_and_encoding_never_imports_regex(name):
+    status = models.cache_status(models.REGISTRY[name])
+    if status.state != "verified":
+        pytest.skip(f"real model {name!r} not ready ({status.detail})")
+    script = (
+        "import sys\n"
+        "from ggufsm.reference.tokenizers.tokenizer import read_model_metadata, tokenizer_from_metadata\n"
+        "tokenizer = tokenizer_from_metadata(read_model_metadata(sys.argv[1]))\n"
+        "tokenizer.decode(tokenizer.encode('Hello world, 42 apples!'))\n"
+        "print('regex' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(status.path)], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
