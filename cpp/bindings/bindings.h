@@ -10,4 +10,5 @@ void errors(pybind11::module_& m);
 void gguf(pybind11::module_& m);
 void forward(pybind11::module_& m);
 void kernels(pybind11::module_& m);
+void tokenizer(pybind11::module_& m);
 }  // namespace ggufsm::bind

@@ -13,6 +13,7 @@ PYBIND11_MODULE(_core, m) {
     ggufsm::bind::errors(m);
     ggufsm::bind::gguf(m);
     ggufsm::bind::forward(m);
+    ggufsm::bind::tokenizer(m);
 
     py::module_ kernels = m.def_submodule(
         "kernels", "the kernels one by one, ISA forcing, thread pools and measurements: for tests and benchmarks");

@@ -144,6 +144,13 @@ class Metadata(Mapping[str, Any]):
             raise KeyError(key)
         return self._model.metadata_array(key)
 
+    def string_table(self, key: str, *, keep_first: bool = False, name_empty: bool = False) -> _core.StringTable | None:
+        """An array of strings as a core table (one buffer and an index, read from the header copy, no Python
+        str per entry; the tokenizer's vocabulary and merges), or None when the value is not one."""
+        if key not in self._known:
+            raise KeyError(key)
+        return _core.string_table_from_file(self._model, key, keep_first, name_empty)
+
     def __repr__(self) -> str:
         return f"<Metadata {len(self)} keys>"
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ggufsm import _core
 from ggufsm.reference.tokenizers.pretokenizers import pretokenizer_for
-from ggufsm.reference.tokenizers.tokenizer import KEY_PREFIX, Tokenizer
+from ggufsm.reference.tokenizers.tokenizer import KEY_PREFIX, Tokenizer, string_table
 from ggufsm.spec.errors import InvalidModel
 
 WORD_CACHE_LIMIT = 1 << 16
@@ -49,7 +49,7 @@ class BpeTokenizer(Tokenizer):
         self.pretokenizer = pretokenizer_for(metadata.get(KEY_PREFIX + "pre"))
         self.DEFAULT_ADD_BOS = self.pretokenizer.add_bos_default
         super().__init__(metadata)
-        self.merge_ranks = _merge_ranks(metadata)
+        self.merge_ranks: _core.StringTable = _merge_ranks(metadata)
         self._word_cache: dict[str, tuple[int, ...]] = {}
 
     @property
@@ -127,29 +127,26 @@ class BpeTokenizer(Tokenizer):
         return b"".join(bytes([CHAR_TO_BYTE[c]]) if c in CHAR_TO_BYTE else c.encode("utf-8") for c in text)
 
 
-def _merge_ranks(metadata: Mapping[str, Any]) -> dict[str, int]:
+def _merge_ranks(metadata: Mapping[str, Any]) -> _core.StringTable:
     """Each merge's rank, keyed by the merge's own text "left right" (the first listing of a pair wins).
 
     llama.cpp splits a merge at the first space after its first character. A spelled word never holds
     a space (byte 0x20 is spelled 'Ġ'), so neither does any symbol `_merge` makes, and the text
     `left + " " + right` it looks up is split there exactly: the merge text is the key as it is. The
-    check and the dict are made in the core (`first_lacking`, `string_index`), in one pass each: the
-    per-merge Python loop that split each merge into a (left, right) tuple cost 0.36 s of SmolLM2's
-    load, and the same from Python at C speed (map over str.find, dict over zip) still 14 ms and
-    18 ms, against 0.9 ms and 7 ms in the core (SmolLM2's 48,900 merges, medians of 7, load 8.5)."""
-    merges = metadata.get(KEY_PREFIX + "merges")
-    if merges is None:
-        raise InvalidModel(f"{KEY_PREFIX}merges is missing: a gpt2 (BPE) tokenizer needs its merge list")
-    merges = list(merges)
+    list, its index and the check are made in the core from the file's header copy (`_core.StringTable`),
+    without a Python str per merge: SmolLM2's 48,900 merges as Python strings and a dict over them
+    were 20-60 ms of every load."""
     try:
-        if _core.first_lacking(merges, " ", 1) < 0:
-            return _core.string_index(merges, keep_first=True)
-    except TypeError:  # an item that is not exactly a str
-        pass
-    _raise_first_bad_merge(merges)
-    # Only str subclasses get here (from a mapping built in Python, never from a file): the same dict,
-    # reversed so that a merge listed twice keeps its first (lowest) rank.
-    return dict(zip(reversed(merges), range(len(merges) - 1, -1, -1), strict=True))
+        ranks = string_table(metadata, KEY_PREFIX + "merges")
+    except InvalidModel:  # an item of a list that is no str: the first bad merge of either kind is the one named
+        _raise_first_bad_merge(list(metadata[KEY_PREFIX + "merges"]))
+        raise
+    if ranks is None:
+        raise InvalidModel(f"{KEY_PREFIX}merges is missing: a gpt2 (BPE) tokenizer needs its merge list")
+    bad = ranks.first_lacking_space()
+    if bad >= 0:
+        raise InvalidModel(f"{KEY_PREFIX}merges[{bad}] is not two symbols separated by a space")
+    return ranks
 
 
 def _raise_first_bad_merge(merges: list) -> None:

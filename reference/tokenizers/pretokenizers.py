@@ -7,17 +7,25 @@ expression does not match stays a piece of its own. Lookaheads never see past
 the end of the piece they run on.
 
 The expressions need Unicode classes (\\p{L}, \\p{N}) that the standard `re`
-module lacks, so they run on the `regex` package.
+module lacks, so they run on the `regex` package. GPT-2's expression (alone, or after
+`\\p{N}` as the `smollm` family runs it) is also hand-written in the core
+(`_core.pretokenize_gpt2`, cpp/tokenizer/pretokenize.h), as llama.cpp hand-writes it: those
+names split there, and a load of such a model never imports `regex` (30-70 ms of SmolLM2's
+first token in a fresh process). The expressions stay the reference: `split_reference` runs
+them, and the tests hold the core to it.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import regex
-
+from ggufsm import _core
 from ggufsm.spec.errors import UnsupportedModel
+
+if TYPE_CHECKING:
+    import regex
 
 # The GPT-2 expression. llama.cpp spells it without the final `\s+` and then
 # keeps unmatched text as pieces, which cuts exactly as the `\s+` branch does.
@@ -43,12 +51,24 @@ class PreTokenizer:
 
     @functools.cached_property
     def _compiled(self) -> tuple[regex.Pattern, ...]:
-        # Compiled on first use: a load builds one pre-tokenizer, and compiling every name's expressions
-        # when this module was imported was part of every BPE model's load.
+        # Imported and compiled on first use: a load builds one pre-tokenizer, and compiling every name's
+        # expressions when this module was imported was part of every BPE model's load.
+        import regex
         return tuple(regex.compile(e) for e in self.expressions)
+
+    @property
+    def runs_in_core(self) -> bool:
+        """The core splits as these expressions do (GPT-2's, alone or after `\\p{N}`)."""
+        return self.expressions in CORE_GPT2
 
     def split(self, text: str) -> list[str]:
         """Cut text into words; the words concatenate back to text."""
+        if self.runs_in_core:
+            return _core.pretokenize_gpt2(text, CORE_GPT2[self.expressions])
+        return self.split_reference(text)
+
+    def split_reference(self, text: str) -> list[str]:
+        """`split` by the expressions themselves, on the `regex` package: the reference for the core."""
         pieces = [text] if text else []
         for pattern in self._compiled:
             pieces = [word for piece in pieces for word in _split_keeping_gaps(pattern, piece)]
@@ -79,6 +99,9 @@ _DEFINITIONS = [
     (("qwen2", "deepseek-r1-qwen", "stablelm2", "megrez"), (QWEN2,), {}),
     (("default",), (r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", r"[0-9][0-9][0-9]"), {}),
 ]
+
+# The expression lists the core splits as (`_core.pretokenize_gpt2`), and its split_digits for each.
+CORE_GPT2 = {(GPT2,): False, (r"\p{N}", GPT2): True}
 
 PRETOKENIZERS: dict[str, PreTokenizer] = {
     name: PreTokenizer(name, expressions, **flags)

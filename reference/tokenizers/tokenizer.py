@@ -20,7 +20,7 @@ equal its ids:
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,12 @@ FIM_END_TEXTS = {
 SPECIAL_TYPES = (TokenType.CONTROL, TokenType.USER_DEFINED, TokenType.UNKNOWN)
 # The per-token arrays of numbers.
 NUMBER_ARRAYS = frozenset({KEY_PREFIX + "token_type", KEY_PREFIX + "scores"})
+# The arrays of strings, held in the core as one buffer with an index (`_core.StringTable`), and how
+# each is indexed: a merge listed twice keeps its first (lowest) rank; an empty token is named.
+STRING_TABLES = {
+    KEY_PREFIX + "tokens": {"keep_first": False, "name_empty": True},
+    KEY_PREFIX + "merges": {"keep_first": True, "name_empty": False},
+}
 
 # The value kind of each tokenizer key a file may carry: checked once, before anything reads them, so
 # a key of the wrong kind (an array where a string belongs) is InvalidModel naming it, never a
@@ -75,9 +81,13 @@ class Tokenizer:
     DEFAULT_ADD_BOS = False
 
     def __init__(self, metadata: Mapping[str, Any]):
-        self.tokens: list[str] = _token_list(metadata)
-        n_vocab = len(self.tokens)
-        self.token_to_id: dict[str, int] = _token_index(self.tokens)
+        table = _token_table(metadata)
+        n_vocab = len(table)
+        # The vocabulary stays in the core: a token's str is made when it is asked for (tokens[i]), and
+        # token_to_id is the core's index (get, [], in), not a dict of 262,144 Python strings.
+        self._table = table
+        self.tokens: Sequence[str] = TokenTexts(table)
+        self.token_to_id: _core.StringTable = table
         self.token_types = _array_of(metadata, "token_type", n_vocab, np.int32, default=TokenType.NORMAL)  # (n_vocab,)
         self.bos_id = _special_id(metadata, "bos_token_id", n_vocab, self.DEFAULT_BOS)
         self.eos_id = _special_id(metadata, "eos_token_id", n_vocab, self.DEFAULT_EOS)
@@ -93,8 +103,7 @@ class Tokenizer:
         # Longest first (in UTF-8 bytes, then by id): the order llama.cpp cuts them out in. Keys made and
         # sorted at C speed: a Python key per token was 15-90 ms of Gemma 3's load (6,414 special tokens).
         special = np.flatnonzero(np.isin(self.token_types, SPECIAL_TYPES))
-        utf8_lengths = np.fromiter(map(len, map(str.encode, map(self.tokens.__getitem__, special.tolist()))),
-                                   dtype=np.int64, count=special.size)
+        utf8_lengths = table.byte_lengths()[special]
         self._special_ids: list[int] = special[np.lexsort((special, -utf8_lengths))].tolist()
         user_defined = set(np.flatnonzero(self.token_types == TokenType.USER_DEFINED).tolist())
         self._user_defined_ids = [i for i in self._special_ids if i in user_defined]
@@ -153,7 +162,8 @@ class Tokenizer:
             return []
         candidates = self._special_ids if parse_special else self._user_defined_ids
         fragments: list[str | int] = [text]
-        for token_id in [i for i in candidates if self.tokens[i] in text]:
+        # Which special tokens occur at all is found in the core, without a str per special token.
+        for token_id in self._table.occurring(candidates, text):
             special = self.tokens[token_id]
             cut: list[str | int] = []
             for fragment in fragments:
@@ -260,40 +270,62 @@ class StreamDecoder:
 
 # ---------------------------------------------------------------------- metadata helpers
 
-def _token_list(metadata: Mapping[str, Any]) -> list[str]:
-    tokens = metadata.get(KEY_PREFIX + "tokens")
-    if tokens is None:
-        raise InvalidModel(f"{KEY_PREFIX}tokens is missing: the file has no vocabulary")
-    tokens = list(tokens)
-    if not tokens:
-        raise InvalidModel(f"{KEY_PREFIX}tokens is empty")
-    # Whole-list checks run at C speed; the per-token loop only runs to name the culprit. That every
-    # token is a str is checked where the index is built (_token_index), in the same pass.
-    if "" in tokens:
-        for i, token in enumerate(tokens):
-            if token == "":
-                tokens[i] = f"[EMPTY_{i}]"  # llama.cpp's name for an empty entry, so it stays unique
-    return tokens
+class TokenTexts(Sequence[str]):
+    """The vocabulary's token strings by id, each made a Python str only when asked for."""
+
+    __slots__ = ("_table", "_size")
+
+    def __init__(self, table: _core.StringTable):
+        self._table = table
+        self._size = len(table)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self._table.text(i) for i in range(*index.indices(self._size))]
+        return self._table.text(index)
 
 
-def _token_index(tokens: list[str]) -> dict[str, int]:
-    # Built in the core at its final size: dict(zip(tokens, range(n))) grows and rehashes its way to
-    # Gemma 3's 262,144 entries, 80-120 ms of every load against 40-60 ms (measured side by side).
+def string_table(metadata: Mapping[str, Any], key: str) -> _core.StringTable | None:
+    """The array of strings at `key` as a core table (None when the key is absent), made from the file's
+    header copy where the metadata can (`Metadata.string_table`), else from the list: InvalidModel names
+    an entry that is not a string."""
+    values = metadata.get(key)
+    if values is None or isinstance(values, _core.StringTable):
+        return values
+    items = list(values)
     try:
-        index: dict[str, int] = _core.string_index(tokens)
-    except TypeError:  # an item that is not exactly a str
-        bad = next((i for i, token in enumerate(tokens) if not isinstance(token, str)), None)
-        if bad is not None:
-            raise InvalidModel(f"{KEY_PREFIX}tokens[{bad}] is {type(tokens[bad]).__name__}, not a string") from None
-        index = dict(zip(tokens, range(len(tokens)), strict=True))  # str subclasses, from a mapping built in Python
-    if len(index) != len(tokens):
-        seen: dict[str, int] = {}
-        for i, token in enumerate(tokens):
-            if token in seen:
-                # Ids, not the token's text: a load error never quotes vocabulary text.
-                raise InvalidModel(f"{KEY_PREFIX}tokens: token {i} repeats token {seen[token]}")
-            seen[token] = i
-    return index
+        return _core.string_table_from_list(items, **STRING_TABLES[key])
+    except TypeError:  # an item that is not a str
+        bad = next(i for i, item in enumerate(items) if not isinstance(item, str))
+        raise InvalidModel(f"{key}[{bad}] is {type(items[bad]).__name__}, not a string") from None
+    except ValueError:  # a str with no UTF-8 (a lone surrogate); a file's strings are checked UTF-8
+        bad = next(i for i, item in enumerate(items) if not _has_utf8(item))
+        raise InvalidModel(f"{key}[{bad}] is not valid Unicode") from None
+
+
+def _has_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _token_table(metadata: Mapping[str, Any]) -> _core.StringTable:
+    # The whole-vocabulary checks run in the core, in the pass that builds the index.
+    table = string_table(metadata, KEY_PREFIX + "tokens")
+    if table is None:
+        raise InvalidModel(f"{KEY_PREFIX}tokens is missing: the file has no vocabulary")
+    if not len(table):
+        raise InvalidModel(f"{KEY_PREFIX}tokens is empty")
+    repeat = table.first_repeat()
+    if repeat is not None:
+        # Ids, not the token's text: a load error never quotes vocabulary text.
+        raise InvalidModel(f"{KEY_PREFIX}tokens: token {repeat[0]} repeats token {repeat[1]}")
+    return table
 
 
 def _array_of(metadata: Mapping[str, Any], name: str, n_vocab: int, dtype, *, default) -> np.ndarray:
@@ -357,7 +389,7 @@ def _is_kind(value: Any, kind: str) -> bool:
         return isinstance(value, (bool, np.bool_))
     if kind == INTEGER:
         return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-    return isinstance(value, (list, tuple, np.ndarray))
+    return isinstance(value, (list, tuple, np.ndarray, _core.StringTable))
 
 
 def tokenizer_keys(metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -368,10 +400,15 @@ def tokenizer_keys(metadata: Mapping[str, Any]) -> dict[str, Any]:
     (`Metadata.numeric_array`): a Python int or float per token, turned straight back into an array,
     cost Gemma 3's load 20-40 ms."""
     numeric = getattr(metadata, "numeric_array", None)
+    strings = getattr(metadata, "string_table", None)
     keys: dict[str, Any] = {}
     for key in METADATA_KINDS:
         if key in metadata:
-            array = numeric(key) if numeric is not None and key in NUMBER_ARRAYS else None
+            array = None
+            if numeric is not None and key in NUMBER_ARRAYS:
+                array = numeric(key)
+            elif strings is not None and key in STRING_TABLES:
+                array = strings(key, **STRING_TABLES[key])
             keys[key] = metadata[key] if array is None else array
     return keys
 

@@ -35,6 +35,15 @@ def test_scores_as_an_array_give_the_tokenizer_the_list_gives(dtype):
     assert all(type(score) is float for score in from_array.scores)
 
 
+def test_the_spm_tokenizer_keeps_its_own_scores_so_a_caller_changing_its_array_later_changes_nothing():
+    metadata = as_arrays(spm_metadata(), {"tokenizer.ggml.scores": np.float32})
+    tokenizer = tokenizer_from_metadata(metadata)
+    text = "hello world"
+    before = tokenizer.encode(text)
+    metadata["tokenizer.ggml.scores"][:] = -metadata["tokenizer.ggml.scores"]
+    assert tokenizer.encode(text) == before == tokenizer_from_metadata(spm_metadata()).encode(text)
+
+
 @pytest.mark.parametrize(("dtype", "value"), [(np.int64, 2**40), (np.uint32, 2**31), (np.int64, -(2**31) - 1)])
 def test_a_token_type_outside_int32_is_refused_by_name_as_the_list_refuses_it(dtype, value):
     metadata = bpe_metadata()
