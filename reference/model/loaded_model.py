@@ -24,9 +24,9 @@ objects); with it, only its session. Models given as bytes are never shared.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 from ggufsm import _core
