@@ -24,7 +24,6 @@ objects); with it, only its session. Models given as bytes are never shared.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,19 +100,13 @@ def validate_model_file(source) -> GgufFile:
 
 
 def build_loaded_model(source, *, n_threads: int) -> LoadedModel:
-    """The checks of `validate_model_file`, in its order, with the forward built (the repack) on a thread
-    of its own while this one builds the tokenizer: the repack releases the GIL, so on a cold page cache it
-    waits for the file while the tokenizer is built, and on a warm one the two share the cores (the
-    tokenizer is one Python thread). Its errors are raised after the tokenizer's, as validation orders them."""
     if not isinstance(source, (str, Path, bytes, bytearray, memoryview)):
         raise InvalidInput(f"model source must be a path or bytes, not {type(source).__name__}")
-    gguf = open_gguf(source)
-    forward = _ForwardBuild(gguf, n_threads)
+    gguf = validate_model_file(source)
     try:
         tokenizer = shared_tokenizer(gguf)
-        weights = forward.result()
+        weights = architectures.load(gguf, n_threads=n_threads)
     except BaseException as error:
-        forward.discard()
         # The error (kept as last_error) holds this frame through its traceback: drop the file from it,
         # and the deeper frames of the forward's build (which hold it too), so a failed load holds no map.
         gguf.close()
@@ -132,40 +125,6 @@ def build_loaded_model(source, *, n_threads: int) -> LoadedModel:
         "tensor_types": _count_tensor_types(gguf),
     }
     return LoadedModel(describe_source(source), gguf, weights, summary)
-
-
-class _ForwardBuild:
-    """The forward's checks and build (`validate_model_file`'s, then `architectures.load`) on a thread."""
-
-    def __init__(self, gguf: GgufFile, n_threads: int):
-        self._weights: Any = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._build, args=(gguf, n_threads), name="ggufsm-load-forward",
-                                        daemon=True)
-        self._thread.start()
-
-    def _build(self, gguf: GgufFile, n_threads: int) -> None:
-        try:
-            _core.LlamaModel(gguf.core, 1, repack=False)   # the forward's checks alone, as validation makes them
-            self._weights = architectures.load(gguf, n_threads=n_threads)
-        except BaseException as error:
-            # Without its traceback: the build's frames hold the file, and a failed load holds no map.
-            self._error = error.with_traceback(None)
-
-    def result(self) -> Any:
-        """The built forward, or the build's error raised here."""
-        self._thread.join()
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-        return self._weights
-
-    def discard(self) -> None:
-        """After a failure: the build finished and its forward (if any) given back."""
-        self._thread.join()
-        weights, self._weights, self._error = self._weights, None, None
-        if weights is not None:
-            weights.close()
 
 
 def check_finite_weights_once(gguf: GgufFile, checked: Mapping[int, int | None] | None = None) -> None:
