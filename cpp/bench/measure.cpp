@@ -1,9 +1,16 @@
 #include "bench/measure.h"
 
+#include <sys/mman.h>
+#include <xmmintrin.h>
+
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <memory>
+#include <sstream>
+#include <string>
 
 #include "errors.h"
 
@@ -15,38 +22,99 @@ double now_seconds() {
 }
 }  // namespace
 
-ReadBandwidthProbe::ReadBandwidthProbe(size_t bytes, ThreadPool& pool) : words_(bytes / 8) {
+namespace {
+constexpr size_t kHugePage = size_t(2) << 20;
+// As the m=1 kernels (kernels/x86/matmul.cpp, kRowPrefetchBytes): a line this far ahead is fetched.
+constexpr int64_t kProbePrefetchWords = 4096 / 8;
+
+// Bytes of the anonymous mapping that starts at `start` the kernel backs with 2 MiB pages
+// (/proc/self/smaps, its AnonHugePages line; as LlamaModel::huge_page_bytes reads it).
+size_t anon_huge_page_bytes(const void* start) {
+    std::ifstream smaps("/proc/self/smaps");
+    std::ostringstream prefix;
+    prefix << std::hex << reinterpret_cast<uintptr_t>(start) << "-";
+    std::string line;
+    bool inside = false;
+    while (std::getline(smaps, line)) {
+        if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') != std::string::npos &&
+            line.find(' ') > line.find('-')) {
+            inside = line.rfind(prefix.str(), 0) == 0;
+        } else if (inside && line.rfind("AnonHugePages:", 0) == 0) {
+            return size_t(std::stoull(line.substr(14))) * 1024;
+        }
+    }
+    return 0;
+}
+
+// Sums words [b, e) into acc; Prefetch also fetches each line kProbePrefetchWords ahead (a
+// prefetch never faults, so the last lines' prefetches past the buffer's end are harmless).
+template <bool kPrefetch>
+void sum_words(const uint64_t* buffer, int64_t b, int64_t e, uint64_t* acc) {
+    int64_t i = b;
+    for (; i + 8 <= e; i += 8) {
+        if (kPrefetch) _mm_prefetch(reinterpret_cast<const char*>(buffer + i + kProbePrefetchWords), _MM_HINT_T0);
+        // Integer sums vectorize at any ISA level (no float reassociation needed).
+        for (int k = 0; k < 8; ++k) acc[k] += buffer[i + k];
+    }
+    for (; i < e; ++i) acc[0] += buffer[i];
+}
+}  // namespace
+
+ReadBandwidthProbe::ReadBandwidthProbe(size_t bytes, ThreadPool& pool, bool huge_pages) : words_(bytes / 8), huge_pages_(huge_pages) {
     if (words_ < 1024) throw Error(code::InvalidInput, "ReadBandwidthProbe: need >= 8 KiB");
-    buffer_.reset(new uint64_t[words_]);
+    // 2 MiB-aligned (transparent huge pages need aligned ranges): over-map by one huge page, trim.
+    const size_t size = (words_ * 8 + kHugePage - 1) / kHugePage * kHugePage;
+    void* raw = mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) throw Error(code::InvalidInput, "ReadBandwidthProbe: cannot map " + std::to_string(size) + " bytes");
+    uint8_t* base = static_cast<uint8_t*>(raw);
+    const size_t lead = (kHugePage - reinterpret_cast<uintptr_t>(base) % kHugePage) % kHugePage;
+    if (lead) munmap(base, lead);
+    if (kHugePage - lead) munmap(base + lead + size, kHugePage - lead);
+    buffer_ = reinterpret_cast<uint64_t*>(base + lead);
+    mapped_bytes_ = size;
+    madvise(buffer_, size, huge_pages ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);  // advice only
     // Touch every page first (per thread, so pages land near the reader).
-    uint64_t* buffer = buffer_.get();
+    uint64_t* buffer = buffer_;
     pool.parallel_for(static_cast<int64_t>(words_), [&](int64_t b, int64_t e, int) {
         for (int64_t i = b; i < e; ++i) buffer[i] = static_cast<uint64_t>(i);
     });
 }
 
-double ReadBandwidthProbe::best_gbs(int repeats, ThreadPool& pool) const {
-    if (repeats < 1) throw Error(code::InvalidInput, "ReadBandwidthProbe: need >= 1 repeat");
-    const uint64_t* buffer = buffer_.get();
+ReadBandwidthProbe::~ReadBandwidthProbe() {
+    if (buffer_) munmap(buffer_, mapped_bytes_);
+}
+
+size_t ReadBandwidthProbe::huge_page_bytes() const { return anon_huge_page_bytes(buffer_); }
+
+double ReadBandwidthProbe::pass_gbs(ProbeRead read, ThreadPool& pool) const {
+    const uint64_t* buffer = buffer_;
     std::vector<uint64_t> sums(pool.size() * 8);
-    double best = 0;
-    for (int r = 0; r < repeats; ++r) {
-        const double start = now_seconds();
-        pool.parallel_for(static_cast<int64_t>(words_), [&](int64_t b, int64_t e, int t) {
-            // Integer sums vectorize at any ISA level (no float reassociation needed).
-            uint64_t acc[8] = {};
-            int64_t i = b;
-            for (; i + 8 <= e; i += 8) {
-                for (int k = 0; k < 8; ++k) acc[k] += buffer[i + k];
-            }
-            for (; i < e; ++i) acc[0] += buffer[i];
-            std::memcpy(&sums[t * 8], acc, sizeof acc);
-        });
-        const double seconds = now_seconds() - start;
-        best = std::max(best, static_cast<double>(words_ * 8) / seconds / 1e9);
-    }
+    const double start = now_seconds();
+    pool.parallel_for(static_cast<int64_t>(words_), [&](int64_t b, int64_t e, int t) {
+        uint64_t acc[8] = {};
+        if (read == ProbeRead::Prefetch) {
+            sum_words<true>(buffer, b, e, acc);
+        } else {
+            sum_words<false>(buffer, b, e, acc);
+        }
+        for (int k = 0; k < 8; ++k) sums[t * 8 + k] += acc[k];
+    });
+    const double seconds = now_seconds() - start;
     volatile uint64_t sink = 0;
     for (uint64_t s : sums) sink = sink + s;
+    return static_cast<double>(words_ * 8) / seconds / 1e9;
+}
+
+double ReadBandwidthProbe::sample_gbs(ThreadPool& pool) const {
+    double best = 0;
+    for (int read = 0; read < kProbeReads; ++read) best = std::max(best, pass_gbs(static_cast<ProbeRead>(read), pool));
+    return best;
+}
+
+double ReadBandwidthProbe::best_gbs(int repeats, ThreadPool& pool) const {
+    if (repeats < 1) throw Error(code::InvalidInput, "ReadBandwidthProbe: need >= 1 repeat");
+    double best = 0;
+    for (int r = 0; r < repeats; ++r) best = std::max(best, sample_gbs(pool));
     return best;
 }
 
@@ -54,12 +122,12 @@ double read_bandwidth_gbs(size_t bytes, int repeats, ThreadPool& pool) {
     return ReadBandwidthProbe(bytes, pool).best_gbs(repeats, pool);
 }
 
-double matvec_seconds(const std::vector<WeightView>& weights, const float* x, int repeats, ThreadPool& pool) {
-    if (weights.empty() || repeats < 1) throw Error(code::InvalidInput, "matvec_seconds: need >= 1 weight and >= 1 repeat");
+double matvec_seconds(const std::vector<WeightView>& weights, const float* x, int64_t n, int repeats, ThreadPool& pool) {
+    if (weights.empty() || repeats < 1 || n < 1) throw Error(code::InvalidInput, "matvec_seconds: need >= 1 weight and >= 1 repeat");
     const WeightView& first = weights.front();
     QuantizedActivations q;
-    q.quantize(x, 1, first.cols, first.type, pool);
-    std::vector<float> y(static_cast<size_t>(first.rows));
+    q.quantize(x, n, first.cols, first.type, pool);
+    std::vector<float> y(static_cast<size_t>(n * first.rows));
     matmul(weights.back(), q, y.data(), pool);  // warm the pool and the code
     double best = 1e30;
     for (int r = 0; r < repeats; ++r) {

@@ -12,20 +12,45 @@
 
 namespace ggufsm {
 
+// How the probe reads its buffer (each pass reads every byte once, split over the pool's threads).
+enum class ProbeRead {
+    Sum,       // a plain streaming sum: the hardware prefetchers alone (the probe of sessions 1-5)
+    Prefetch,  // the same sum with a software prefetch of each line 4 KiB ahead, as the m=1 kernels issue it
+};
+constexpr int kProbeReads = 2;
+
 // A buffer of `bytes` bytes (choose it much larger than the last-level
 // cache), allocated and touched once, whose streaming sum measures the read
-// bandwidth as often as asked: the kernel benchmark samples it between the
-// timings of each cell, so that a cell and its bandwidth share their moment
-// on a machine whose memory bandwidth drifts (a VM beside other tenants).
+// bandwidth as often as asked: the benchmarks sample it before and after each
+// timed run, so that a run and its bandwidth share their moment on a machine
+// whose memory bandwidth drifts (a VM beside other tenants).
+//
+// The limit a kernel is held to is the fastest rate a reader reaches here, so
+// a sample is one pass of every ProbeRead and keeps the fastest; the buffer is
+// 2 MiB-aligned and advised MADV_HUGEPAGE (huge_pages = true), as the weights'
+// copy is, or advised MADV_NOHUGEPAGE for the comparison of placements.
 class ReadBandwidthProbe {
 public:
-    ReadBandwidthProbe(size_t bytes, ThreadPool& pool);
-    // Best-of-`repeats` GB/s (1e9 bytes/s) of the sum, split over the pool's threads.
+    ReadBandwidthProbe(size_t bytes, ThreadPool& pool, bool huge_pages = true);
+    ~ReadBandwidthProbe();
+    ReadBandwidthProbe(const ReadBandwidthProbe&) = delete;
+    ReadBandwidthProbe& operator=(const ReadBandwidthProbe&) = delete;
+
+    // GB/s (1e9 bytes/s) of one pass read the `read` way.
+    double pass_gbs(ProbeRead read, ThreadPool& pool) const;
+    // One sample of the limit: one pass of every ProbeRead, the fastest.
+    double sample_gbs(ThreadPool& pool) const;
+    // Best of `repeats` samples.
     double best_gbs(int repeats, ThreadPool& pool) const;
+    // Bytes of the buffer the kernel backs with 2 MiB pages now (AnonHugePages).
+    size_t huge_page_bytes() const;
+    bool huge_pages() const { return huge_pages_; }
 
 private:
-    std::unique_ptr<uint64_t[]> buffer_;
+    uint64_t* buffer_ = nullptr;
     size_t words_;
+    size_t mapped_bytes_ = 0;
+    bool huge_pages_;
 };
 
 // A probe of `bytes` bytes, used once.
@@ -34,9 +59,10 @@ double read_bandwidth_gbs(size_t bytes, int repeats, ThreadPool& pool);
 // Best-of-`repeats` seconds per mat-vec y = W x, cycling through the weight
 // copies in `weights` (same type and shape, together larger than the cache,
 // so every call streams its weights from memory as a decode step does).
-// x: [cols] f32; activations are quantized once, outside the timing, as a
+// x: [n][cols] f32 (n = 1 one session's step, 2 .. 8 a batched step of n sessions);
+// activations are quantized once, outside the timing, as a
 // forward pass quantizes once for several weights.
-double matvec_seconds(const std::vector<WeightView>& weights, const float* x, int repeats, ThreadPool& pool);
+double matvec_seconds(const std::vector<WeightView>& weights, const float* x, int64_t n, int repeats, ThreadPool& pool);
 
 // Best-of-`repeats` seconds per matmul y [n][rows] = x [n][cols] . W^T: a
 // prefill's product, the weights cache-resident after the first call (the

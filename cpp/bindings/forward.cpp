@@ -159,9 +159,6 @@ void forward(py::module_& m) {
             py::arg("tokens"),
             "InvalidInput unless every token is an integer in [0, n_vocab): the one rule the forward and the runtime's guard apply");
 
-    m.def("set_decode_prefetch_bytes", &set_decode_prefetch_bytes, py::arg("bytes"),
-          "bytes per thread of the next product a decode pass has the pool fetch while it waits (0: off); process-wide, for A/B benchmarks");
-    m.def("decode_prefetch_bytes", &decode_prefetch_bytes);
     py::class_<LlamaSession>(m, "LlamaSession", "One sequence over a LlamaModel: KV cache (f16), scratch, logits.")
         .def(py::init([](std::shared_ptr<LlamaModel> model, int64_t n_ctx, int64_t n_batch) {
                  return std::make_unique<LlamaSession>(std::move(model), n_ctx, n_batch);

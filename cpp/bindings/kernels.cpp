@@ -379,7 +379,7 @@ double matvec_seconds_py(uint32_t type, const std::vector<py::buffer>& weights, 
                          int repeats, const Threads& threads, bool repacked) {
     std::vector<WeightView> views;
     for (const py::buffer& w : weights) views.push_back(weight_view(type, w, rows, cols));
-    rows_of(x, cols, "x");
+    const int64_t n = rows_of(x, cols, "x");
     const float* src = x.data();
     const std::shared_ptr<ThreadPool> owned = pool_of(threads);
     ThreadPool& pool = *owned;
@@ -388,7 +388,7 @@ double matvec_seconds_py(uint32_t type, const std::vector<py::buffer>& weights, 
         for (size_t k = 0; k < views.size(); ++k) views[k] = repacked_view(views[k], storage[k], pool);
     }
     py::gil_scoped_release release;
-    return matvec_seconds(views, src, repeats, pool);
+    return matvec_seconds(views, src, n, repeats, pool);
 }
 
 double matmul_seconds_py(uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols, const FloatArray& x, int repeats,
@@ -410,13 +410,12 @@ double matmul_seconds_py(uint32_t type, const py::buffer& weight, int64_t rows, 
 // slower), and returns how many times each item of each
 // job ran, jobs concatenated, and per item the index of the thread that last
 // ran it. An item equal to `fail_at` throws InvalidInput from inside its chunk.
-// With `prefetch_bytes`, each job hands the pool a prefetch hint of that many
-// bytes per thread (a buffer of this call's). With `worker_waits_for_caller_to_block`,
+// With `worker_waits_for_caller_to_block`,
 // a chunk on a worker does not end until the caller has blocked waiting for it
 // (ThreadPool::blocked_waits), so the job ends only if the blocked caller is woken.
 std::pair<py::array_t<int32_t>, py::array_t<int32_t>> parallel_for_items(const std::vector<int64_t>& sizes, const Threads& threads,
                                                                            int pause_us, bool caller_waits_for_a_worker, int64_t fail_at,
-                                                                           int chunks_per_thread, size_t prefetch_bytes,
+                                                                           int chunks_per_thread,
                                                                            bool worker_waits_for_caller_to_block) {
     const std::shared_ptr<ThreadPool> owned = pool_of(threads);
     ThreadPool& pool = *owned;
@@ -426,9 +425,6 @@ std::pair<py::array_t<int32_t>, py::array_t<int32_t>> parallel_for_items(const s
     int32_t* count_out = counts.mutable_data();
     int32_t* thread_out = ran_by.mutable_data();
     py::gil_scoped_release release;
-    std::vector<uint8_t> fetched(prefetch_bytes * size_t(pool.size()));
-    std::vector<PrefetchRange> hint(size_t(pool.size()));
-    for (size_t t = 0; t < hint.size(); ++t) hint[t] = PrefetchRange{fetched.data() + t * prefetch_bytes, prefetch_bytes};
     for (int64_t n : sizes) {
         std::vector<std::atomic<int32_t>> runs(static_cast<size_t>(std::max<int64_t>(n, 0)));
         std::vector<std::atomic<int32_t>> ran_on(runs.size());
@@ -447,7 +443,7 @@ std::pair<py::array_t<int32_t>, py::array_t<int32_t>> parallel_for_items(const s
                 runs[i].fetch_add(1);
                 ran_on[i].store(thread_index);
             }
-        }, chunks_per_thread, prefetch_bytes > 0 ? hint.data() : nullptr);
+        }, chunks_per_thread);
         for (size_t i = 0; i < runs.size(); ++i) {
             *count_out++ = runs[i].load();
             *thread_out++ = ran_on[i].load();
@@ -546,17 +542,42 @@ void kernels(py::module_& m) {
         py::gil_scoped_release release;
         return read_bandwidth_gbs(bytes, repeats, *pool);
     }, py::arg("bytes"), py::arg("repeats") = 5, py::arg("threads") = 0);
-    py::class_<ReadBandwidthProbe>(m, "ReadBandwidthProbe", "a buffer whose streaming sum measures the read bandwidth, on demand")
-        .def(py::init([](size_t bytes, const Threads& threads) {
+    py::class_<ReadBandwidthProbe>(m, "ReadBandwidthProbe",
+                                   "a buffer whose streaming sum measures the read bandwidth, on demand (bench/measure.h)")
+        .def(py::init([](size_t bytes, const Threads& threads, bool huge_pages) {
             const std::shared_ptr<ThreadPool> pool = pool_of(threads);
             py::gil_scoped_release release;
-            return std::make_unique<ReadBandwidthProbe>(bytes, *pool);
-        }), py::arg("bytes"), py::arg("threads") = 0, "`threads` first touch the pages (so they land near the readers)")
+            return std::make_unique<ReadBandwidthProbe>(bytes, *pool, huge_pages);
+        }), py::arg("bytes"), py::arg("threads") = 0, py::arg("huge_pages") = true,
+            "`threads` first touch the pages (so they land near the readers); huge_pages: advise MADV_HUGEPAGE, "
+            "else MADV_NOHUGEPAGE")
+        .def("pass_gbs", [](const ReadBandwidthProbe& probe, const std::string& read, const Threads& threads) {
+            ProbeRead how;
+            if (read == "sum") {
+                how = ProbeRead::Sum;
+            } else if (read == "prefetch") {
+                how = ProbeRead::Prefetch;
+            } else {
+                throw Error(code::InvalidInput, "ReadBandwidthProbe: read is 'sum' or 'prefetch', not '" + read + "'");
+            }
+            const std::shared_ptr<ThreadPool> pool = pool_of(threads);
+            py::gil_scoped_release release;
+            return probe.pass_gbs(how, *pool);
+        }, py::arg("read"), py::arg("threads") = 0, "GB/s of one pass: 'sum' (hardware prefetch only) or 'prefetch' "
+            "(software prefetch 4 KiB ahead, as the m=1 kernels)")
+        .def("sample_gbs", [](const ReadBandwidthProbe& probe, const Threads& threads) {
+            const std::shared_ptr<ThreadPool> pool = pool_of(threads);
+            py::gil_scoped_release release;
+            return probe.sample_gbs(*pool);
+        }, py::arg("threads") = 0, "one sample of the limit: one pass each way, the fastest")
         .def("best_gbs", [](const ReadBandwidthProbe& probe, int repeats, const Threads& threads) {
             const std::shared_ptr<ThreadPool> pool = pool_of(threads);
             py::gil_scoped_release release;
             return probe.best_gbs(repeats, *pool);
-        }, py::arg("repeats") = 1, py::arg("threads") = 0);
+        }, py::arg("repeats") = 1, py::arg("threads") = 0, "best of `repeats` samples")
+        .def_property_readonly("huge_pages", &ReadBandwidthProbe::huge_pages)
+        .def_property_readonly("huge_page_bytes", &ReadBandwidthProbe::huge_page_bytes,
+                               "bytes of the buffer backed by 2 MiB pages now (AnonHugePages)");
     m.def("parallel_for_overhead_seconds", [](int64_t n, int calls, int repeats, const Threads& threads) {
         const std::shared_ptr<ThreadPool> pool = pool_of(threads);
         py::gil_scoped_release release;
@@ -564,7 +585,7 @@ void kernels(py::module_& m) {
     }, py::arg("n"), py::arg("calls") = 1000, py::arg("repeats") = 5, py::arg("threads") = 0);
     m.def("parallel_for_items", &parallel_for_items, py::arg("sizes"), py::arg("threads"), py::arg("pause_us") = 0,
           py::arg("caller_waits_for_a_worker") = false, py::arg("fail_at") = -1,
-          py::arg("chunks_per_thread") = int(ThreadPool::kDefaultChunksPerThread), py::arg("prefetch_bytes") = 0,
+          py::arg("chunks_per_thread") = int(ThreadPool::kDefaultChunksPerThread), 
           py::arg("worker_waits_for_caller_to_block") = false);
     m.def("matvec_seconds", &matvec_seconds_py, py::arg("ggml_type"), py::arg("weights"), py::arg("rows"), py::arg("cols"),
           py::arg("x"), py::arg("repeats") = 5, py::arg("threads") = 0, py::arg("repacked") = false);

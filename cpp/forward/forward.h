@@ -361,11 +361,4 @@ private:
 void run_pass(const LlamaModel& model, ForwardScratch& scratch, const int64_t* tokens, int64_t n,
               const std::vector<PassSegment>& segments, ForwardProfile* profile = nullptr);
 
-// Bytes per thread of the next product that a decode pass has the pool fetch while its threads
-// wait (pass.cpp, kPrefetchBytes by default); 0 turns the hint off. Process-wide, for
-// benchmarks that compare the two step by step in one process (`ggufsm bench decode` cannot
-// resolve a few per cent on a loaded machine between processes). No result depends on it.
-void set_decode_prefetch_bytes(size_t bytes);
-size_t decode_prefetch_bytes();
-
 }  // namespace ggufsm

@@ -3,7 +3,6 @@
 // weight matrix is read once per pass; only the KV store and the attention
 // go segment by segment, each in its own sequence's cache.
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -26,17 +25,6 @@ constexpr int64_t kInlineActivationElements = 8 * 1536;
 
 // Sessions of a batched decode step whose attention queries live on the stack (more go to the heap).
 constexpr size_t kMaxDecodeQueries = 16;
-
-// A decode step's products (up to this many rows) hand the pool the first bytes of the next
-// product, which each thread fetches while it waits at the end of this one and while the caller
-// runs the small ops between them (ThreadPool::parallel_for); a prefill's products compute long
-// enough that their weights' latency does not show.
-constexpr int64_t kPrefetchRows = 8;
-// Bytes per thread: about what the memory streams in the gaps it fills (a few microseconds of
-// small ops and end-of-product waits per product at ~10 GB/s a thread), well inside a core's
-// 512 KiB L2, so what is fetched is still there when the product reaches it.
-constexpr size_t kPrefetchBytes = size_t(64) << 10;
-std::atomic<size_t> g_prefetch_bytes{kPrefetchBytes};
 
 // fn(begin, end) over rows [0, n): on the pool when there are at least min_rows, inline otherwise.
 template <typename Fn>
@@ -64,8 +52,7 @@ public:
         : model_(model), hp_(model.hparams()), s_(s), segments_(segments), pool_(model.pool()), profile_(profile),
           one_token_each_(segments.size() > 1 && std::all_of(segments.begin(), segments.end(), [](const PassSegment& seg) {
                               return seg.rows == 1;
-                          })),
-          next_(size_t(pool_.size())) {}
+                          })) {}
 
     void run(const int64_t* tokens, int64_t n) {
         const Clock::time_point started = profile_ ? Clock::now() : Clock::time_point{};
@@ -112,13 +99,8 @@ private:
     }
 
     // y_i = x . W_i^T for each (W_i, y_i), quantizing x once per activation format, and the
-    // products of one format in one pool dispatch (matmul_shared). `next`: the weights the pass
-    // reads after these (the first dispatch of them), whose first bytes the threads fetch while
-    // they wait at the end of the last dispatch here (kPrefetchRows).
-    void project(ForwardOp op, const float* x, int64_t n, std::initializer_list<std::pair<const WeightView*, float*>> outputs,
-                 std::initializer_list<const WeightView*> next = {}) {
-        int last_format = -1;
-        for (const auto& out : outputs) last_format = std::max(last_format, int(activation_format_for(out.first->type)));
+    // products of one format in one pool dispatch (matmul_shared).
+    void project(ForwardOp op, const float* x, int64_t n, std::initializer_list<std::pair<const WeightView*, float*>> outputs) {
         for (int format = 0; format < 3; ++format) {
             std::array<SharedProduct, kMaxSharedProducts> products;
             size_t count = 0;
@@ -126,27 +108,10 @@ private:
                 if (int(activation_format_for(w->type)) == format) products[count++] = SharedProduct{w, y};
             }
             if (count == 0) continue;
-            const PrefetchRange* hint = format == last_format && n <= kPrefetchRows ? first_reads(next) : nullptr;
             QuantizedActivations& a = s_.activations[size_t(format)];
             timed(ForwardOp::Quantize, [&] { a.quantize(x, n, products[0].w->cols, products[0].w->type, pool_); });
-            timed_products(op, products.data(), count, [&] { matmul_shared(products.data(), count, a, pool_, hint); });
+            timed_products(op, products.data(), count, [&] { matmul_shared(products.data(), count, a, pool_); });
         }
-    }
-
-    // The pool's prefetch hint for the first dispatch project() makes of `weights` (those of the
-    // lowest activation format among them), in next_; null when there is nothing to fetch.
-    const PrefetchRange* first_reads(std::initializer_list<const WeightView*> weights) {
-        const size_t bytes = g_prefetch_bytes.load(std::memory_order_relaxed);
-        if (weights.size() == 0 || bytes == 0 || pool_.size() < 2) return nullptr;
-        int first_format = 3;
-        for (const WeightView* w : weights) first_format = std::min(first_format, int(activation_format_for(w->type)));
-        std::array<SharedProduct, kMaxSharedProducts> products;
-        size_t count = 0;
-        for (const WeightView* w : weights) {
-            if (int(activation_format_for(w->type)) == first_format && count < kMaxSharedProducts) products[count++] = SharedProduct{w, nullptr};
-        }
-        matmul_shared_first_reads(products.data(), count, pool_, bytes, next_.data());
-        return next_.data();
     }
 
     // fn(), its wall time shared out to the products' weight types by the bytes each holds
@@ -181,7 +146,7 @@ private:
                 rmsnorm(&s_.x[size_t(b * n_embd)], l.attn_norm, &s_.xb[size_t(b * n_embd)], e - b, n_embd, hp_.rms_eps);
             });
         });
-        project(ForwardOp::MatmulQkv, s_.xb.data(), n, {{&l.wq, s_.q.data()}, {&l.wk, s_.k.data()}, {&l.wv, s_.v.data()}}, {&l.wo});
+        project(ForwardOp::MatmulQkv, s_.xb.data(), n, {{&l.wq, s_.q.data()}, {&l.wk, s_.k.data()}, {&l.wv, s_.v.data()}});
 
         // Per token: q/k norms and RoPE.
         const float freq_base = slides ? hp_.rope_freq_base_local : hp_.rope_freq_base;
@@ -200,7 +165,7 @@ private:
         } else {
             segment_attention(layer, slides);
         }
-        project(ForwardOp::MatmulOut, s_.att.data(), n, {{&l.wo, s_.xb.data()}}, {&l.w_gate, &l.w_up});
+        project(ForwardOp::MatmulOut, s_.att.data(), n, {{&l.wo, s_.xb.data()}});
         residual(l.post_attn_norm, n);
     }
 
@@ -269,7 +234,7 @@ private:
                 rmsnorm(&s_.x[size_t(b * n_embd)], l.ffn_norm, &s_.xb[size_t(b * n_embd)], e - b, n_embd, hp_.rms_eps);
             });
         });
-        project(ForwardOp::MatmulGateUp, s_.xb.data(), n, {{&l.w_gate, s_.gate.data()}, {&l.w_up, s_.up.data()}}, {&l.w_down});
+        project(ForwardOp::MatmulGateUp, s_.xb.data(), n, {{&l.w_gate, s_.gate.data()}, {&l.w_up, s_.up.data()}});
         timed(ForwardOp::Activation, [&] { for_rows(pool_, n, [&](int64_t b, int64_t e) {
             float* gate = &s_.gate[size_t(b * n_ff)];
             const float* up = &s_.up[size_t(b * n_ff)];
@@ -279,12 +244,7 @@ private:
                 geglu(gate, up, gate, (e - b) * n_ff);
             }
         }, n * n_ff > kInlineActivationElements ? 1 : n + 1); });
-        if (layer + 1 < hp_.n_layer) {
-            const LlamaLayer& next = model_.weights().layers[size_t(layer + 1)];
-            project(ForwardOp::MatmulDown, s_.gate.data(), n, {{&l.w_down, s_.xb.data()}}, {&next.wq, &next.wk, &next.wv});
-        } else {
-            project(ForwardOp::MatmulDown, s_.gate.data(), n, {{&l.w_down, s_.xb.data()}}, {&model_.weights().output});
-        }
+        project(ForwardOp::MatmulDown, s_.gate.data(), n, {{&l.w_down, s_.xb.data()}});
         residual(l.post_ffn_norm, n);
     }
 
@@ -322,9 +282,7 @@ private:
         });
         // One segment: straight into its buffer; several: through the scratch.
         float* out = m == 1 ? wanting[0]->logits : s_.logits.data();
-        // The next step starts with layer 0's q/k/v.
-        const LlamaLayer& first = w.layers[0];
-        project(ForwardOp::MatmulOutput, s_.xb.data(), m, {{&w.output, out}}, {&first.wq, &first.wk, &first.wv});
+        project(ForwardOp::MatmulOutput, s_.xb.data(), m, {{&w.output, out}});
         timed(ForwardOp::Softcap, [&] {
             for (int64_t j = 0; j < m; ++j) {
                 float* logits = wanting[size_t(j)]->logits;
@@ -344,13 +302,10 @@ private:
     ThreadPool& pool_;
     ForwardProfile* profile_;
     const bool one_token_each_;  // a batched decode step: several segments of one row each
-    std::vector<PrefetchRange> next_;  // [pool size], first_reads()
 };
 
 }  // namespace
 
-void set_decode_prefetch_bytes(size_t bytes) { g_prefetch_bytes.store(bytes); }
-size_t decode_prefetch_bytes() { return g_prefetch_bytes.load(); }
 
 const char* forward_op_name(ForwardOp op) {
     switch (op) {

@@ -278,8 +278,7 @@ private:
 
 }  // namespace
 
-void matmul_shared(const SharedProduct* products, size_t count, const QuantizedActivations& x, ThreadPool& pool,
-                   const PrefetchRange* next) {
+void matmul_shared(const SharedProduct* products, size_t count, const QuantizedActivations& x, ThreadPool& pool) {
     const SharedSplit split(products, count, pool);
     std::array<kernels::MatmulRowsFn, kMaxSharedProducts> fns{};
     for (size_t k = 0; k < count; ++k) fns[k] = kernel_for(*products[k].w, x);
@@ -292,25 +291,7 @@ void matmul_shared(const SharedProduct* products, size_t count, const QuantizedA
                 fns[k](*products[k].w, x, products[k].y, row_begin, row_end);
             });
         },
-        split.per_thread(), next);
-}
-
-void matmul_shared_first_reads(const SharedProduct* products, size_t count, const ThreadPool& pool, size_t bytes,
-                               PrefetchRange* next) {
-    for (int t = 0; t < pool.size(); ++t) next[t] = PrefetchRange{};
-    if (count == 0) return;
-    const SharedSplit split(products, count, pool);
-    for (int t = 0; t < pool.size() && t < split.parts(); ++t) {
-        const auto [begin, end] = split.part_tiles(t);
-        bool first = true;
-        split.for_rows(products, begin, end, [&](size_t k, int64_t row_begin, int64_t row_end) {
-            if (!first) return;
-            first = false;
-            const WeightView& w = *products[k].w;
-            next[t].data = static_cast<const uint8_t*>(w.data) + size_t(row_begin) * w.row_bytes;
-            next[t].bytes = std::min(bytes, size_t(row_end - row_begin) * w.row_bytes);
-        });
-    }
+        split.per_thread());
 }
 
 }  // namespace ggufsm

@@ -119,13 +119,6 @@ struct SharedProduct {
 // Same checks as matmul(), for each product; at most kMaxSharedProducts
 // (InvalidInput otherwise).
 constexpr size_t kMaxSharedProducts = 4;
-// next: the pool's prefetch hint for the job after this one (ThreadPool::parallel_for).
-void matmul_shared(const SharedProduct* products, size_t count, const QuantizedActivations& x, ThreadPool& pool,
-                   const PrefetchRange* next = nullptr);
-// The first `bytes` (at most) each thread reads when matmul_shared runs these products on pool,
-// into next[0 .. pool.size()): thread t's is part t's first rows (the caller claims the first part
-// as it hands the job out, a spinning worker the next), a guess that decides no result.
-void matmul_shared_first_reads(const SharedProduct* products, size_t count, const ThreadPool& pool, size_t bytes,
-                               PrefetchRange* next);
+void matmul_shared(const SharedProduct* products, size_t count, const QuantizedActivations& x, ThreadPool& pool);
 
 }  // namespace ggufsm

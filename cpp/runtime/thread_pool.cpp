@@ -9,10 +9,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define GGUFSM_PAUSE() _mm_pause()
-#define GGUFSM_PREFETCH_L2(p) _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1)
 #else
 #define GGUFSM_PAUSE() std::this_thread::yield()
-#define GGUFSM_PREFETCH_L2(p) __builtin_prefetch((p), 0, 2)
 #endif
 
 namespace ggufsm {
@@ -34,30 +32,6 @@ constexpr int64_t kMaxChunks = 0x7FFF;
 constexpr auto kCallerSpinTime = std::chrono::microseconds(500);
 }  // namespace
 
-namespace detail {
-// A prefetch hint being worked through a few cache lines at a time, so a
-// waiting thread looks at its wait condition between bursts: the lines it asks
-// for queue in the core's miss buffers, and a long burst would stall it past
-// the moment its work arrives.
-class Fetcher {
-public:
-    explicit Fetcher(PrefetchRange r = {})
-        : p_(static_cast<const char*>(r.data)), end_(r.data ? p_ + r.bytes : nullptr) {}
-    // Asks for the next few lines; false once the range is done (nothing is left to ask for).
-    bool step() {
-        if (p_ >= end_) return false;
-        for (int i = 0; i < kLinesPerStep && p_ < end_; ++i, p_ += 64) GGUFSM_PREFETCH_L2(p_);
-        return true;
-    }
-
-private:
-    static constexpr int kLinesPerStep = 8;
-    const char* p_;
-    const char* end_;
-};
-}  // namespace detail
-using detail::Fetcher;
-
 namespace {
 // One waiting thread's spin, for up to `limit`; step() returns false once the
 // limit is past and the thread should block. It pauses rather than yields: at
@@ -67,8 +41,7 @@ namespace {
 class Spin {
 public:
     explicit Spin(std::chrono::microseconds limit) : limit_(limit) {}
-    bool step(Fetcher& fetch) {
-        if (fetch.step()) return true;
+    bool step() {
         GGUFSM_PAUSE();
         // The clock is read only every 64 spins, and first once the wait outlasts them: most end sooner.
         if (++spins_ % 64 != 0) return true;
@@ -102,7 +75,7 @@ ThreadPool::~ThreadPool() {
     for (auto& t : workers_) t.join();
 }
 
-PrefetchRange ThreadPool::run_chunks(int thread_index) {
+void ThreadPool::run_chunks(int thread_index) {
     int64_t ran = 0;
     for (;;) {
         const uint64_t word = claim_.fetch_add(1, std::memory_order_acq_rel);
@@ -118,9 +91,7 @@ PrefetchRange ThreadPool::run_chunks(int thread_index) {
         }
         ++ran;
     }
-    if (ran == 0) return {};
-    // The hint is read before this thread's chunks count as done: after that the caller may return and drop it.
-    const PrefetchRange next = job_next_ ? job_next_[thread_index] : PrefetchRange{};
+    if (ran == 0) return;
     done_.fetch_add(ran);
     if (caller_waiting_.load()) {
         // The caller sets caller_waiting_ before its last look at done_ (both seq_cst), so it either
@@ -128,16 +99,14 @@ PrefetchRange ThreadPool::run_chunks(int thread_index) {
         { std::lock_guard<std::mutex> lock(done_mutex_); }
         job_done_.notify_one();
     }
-    return next;
 }
 
 void ThreadPool::worker_loop(int thread_index) {
     uint64_t seen = 0;
-    Fetcher fetch;
     for (;;) {
         uint64_t now = generation_.load(std::memory_order_acquire);
         Spin spin(kSpinTime);
-        while (now == seen && spin.step(fetch)) now = generation_.load(std::memory_order_acquire);
+        while (now == seen && spin.step()) now = generation_.load(std::memory_order_acquire);
         if (now == seen) {
             // Announce the sleep before the last look at generation_; parallel_for
             // bumps generation_ before it looks at sleepers_ (both seq_cst), so
@@ -152,14 +121,14 @@ void ThreadPool::worker_loop(int thread_index) {
         }
         seen = now;
         if (stopping_.load()) return;
-        fetch = Fetcher(run_chunks(thread_index));
+        run_chunks(thread_index);
     }
 }
 
-void ThreadPool::wait_done(int64_t chunks, Fetcher& fetch) {
+void ThreadPool::wait_done(int64_t chunks) {
     Spin spin(kCallerSpinTime);
     while (done_.load(std::memory_order_acquire) != chunks) {
-        if (spin.step(fetch)) continue;
+        if (spin.step()) continue;
         // A chunk is taking long (a descheduled worker, or a large one): stop holding the core.
         caller_waiting_.store(true);
         blocked_waits_.fetch_add(1);
@@ -172,8 +141,7 @@ void ThreadPool::wait_done(int64_t chunks, Fetcher& fetch) {
     }
 }
 
-void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int chunks_per_thread,
-                              const PrefetchRange* next) {
+void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int chunks_per_thread) {
     if (n <= 0) return;
     if (n_threads_ == 1 || n == 1) {
         fn(0, n, 0);
@@ -183,7 +151,6 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     // The previous job is fully done, so no thread reads these until the claim word below publishes them.
     job_ = &fn;
     job_n_ = n;
-    job_next_ = next;
     first_error_ = nullptr;
     done_.store(0, std::memory_order_relaxed);
     const int64_t chunks = std::min({n, std::max<int64_t>(1, chunks_per_thread) * n_threads_, kMaxChunks});
@@ -195,10 +162,9 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
         { std::lock_guard<std::mutex> lock(sleep_mutex_); }
         work_ready_.notify_all();
     }
-    Fetcher fetch(run_chunks(0));
-    wait_done(chunks, fetch);
+    run_chunks(0);
+    wait_done(chunks);
     job_ = nullptr;
-    job_next_ = nullptr;
     if (first_error_) std::rethrow_exception(first_error_);
 }
 

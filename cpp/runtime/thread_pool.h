@@ -16,17 +16,6 @@
 
 namespace ggufsm {
 
-// Bytes a thread is expected to read first in the job after the current one
-// (a decode step's next weight matrix): fetched while it would otherwise wait.
-struct PrefetchRange {
-    const void* data = nullptr;
-    size_t bytes = 0;
-};
-
-namespace detail {
-class Fetcher;
-}
-
 class ThreadPool {
 public:
     // n_threads = 0: one per hardware thread.
@@ -57,28 +46,19 @@ public:
     // first exception thrown by a chunk is rethrown here. Calls from several
     // threads at once are serialized.
     //
-    // next, if given, holds size() ranges: what thread t will read first in the
-    // caller's next job. A thread that has run its chunks fetches its range into
-    // its cache while it waits (the caller for the others' chunks, a worker for
-    // the next job), so the next job's weight streams start warm rather than
-    // wait out the memory latency. A hint only: it changes no result, and a
-    // thread stops fetching the moment there is work.
-    //
     // The caller waits for the others' chunks spinning for a while, then
     // blocking, so a worker descheduled mid-chunk on a busy machine gets a core
     // back rather than the caller spinning on it.
     void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn,
-                      int chunks_per_thread = kDefaultChunksPerThread, const PrefetchRange* next = nullptr);
+                      int chunks_per_thread = kDefaultChunksPerThread);
 
 private:
     void worker_loop(int thread_index);
     // Claims and runs chunks of the job in the claim word, whichever
-    // generation that is, until none is left. Returns this thread's entry of
-    // the job's prefetch hint if it ran a chunk (the hint outlives the job
-    // only in this copy), an empty range otherwise.
-    PrefetchRange run_chunks(int thread_index);
-    // The caller, after its own chunks: until all `chunks` are done, fetching its hint meanwhile.
-    void wait_done(int64_t chunks, detail::Fetcher& fetch);
+    // generation that is, until none is left.
+    void run_chunks(int thread_index);
+    // The caller, after its own chunks: until all `chunks` are done.
+    void wait_done(int64_t chunks);
 
     int n_threads_;
     std::vector<std::thread> workers_;
@@ -106,7 +86,6 @@ private:
     // Written only while no chunk of any job is unclaimed or running.
     const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
     int64_t job_n_ = 0;
-    const PrefetchRange* job_next_ = nullptr;
     // The caller, blocked until the job's chunks are done (after spinning a while).
     alignas(64) std::atomic<bool> caller_waiting_{false};
     std::atomic<int64_t> blocked_waits_{0};

@@ -8,10 +8,14 @@ is bound by memory bandwidth. Its distance to that limit is
 
     tok/s x bytes read per token / read bandwidth
 
-with the bandwidth measured by a streaming sum (`ReadBandwidthProbe`, 512 MiB)
-right after each run of decode steps, at the same thread count: this machine's
-bandwidth drifts with its neighbours' load, so each run is paired with the
-bandwidth of its own moment and the share is the median of the pairs.
+with the bandwidth measured by the benches' one read probe (reference/bench/limits.py,
+`ReadProbe`: a streaming sum over 512 MiB in 2 MiB pages, each sample the faster of
+a plain pass and one with software prefetch) sampled 3 times right before and 3
+times right after each run of decode steps, at the same thread count: this
+machine's bandwidth drifts with its neighbours' load, so each run is held to the
+median of its own moment's samples and the share is the median of the rounds.
+The old measure (one plain-sum pass right after the run over a buffer on 4 KiB pages, the probe
+of sessions 1-5) is given beside it.
 
 Two placements of the same weights are measured in turn (A, B, A, B, ...):
 `in place` (views into the file's memory map, 4 KiB pages) and `huge pages`
@@ -32,14 +36,19 @@ from pathlib import Path
 
 import numpy as np
 
-BANDWIDTH_BUFFER = 512 << 20
 LLAMA_BENCH = Path("/work/peer/llama-build/bin/llama-bench")
 
 
 @dataclass
 class Series:
     tok_s: list[float] = field(default_factory=list)
-    share: list[float] = field(default_factory=list)  # of the read bandwidth sampled right after each run
+    share: list[float] = field(default_factory=list)  # of the median of the probe's samples around each run
+    old_share: list[float] = field(default_factory=list)  # of one plain-sum pass right after each run (sessions 1-5)
+
+    def add(self, tok_s: float, per_token: int, beside) -> None:
+        self.tok_s.append(tok_s)
+        self.share.append(tok_s * per_token / (beside.median * 1e9))
+        self.old_share.append(tok_s * per_token / (beside.old_measure * 1e9))
 
 
 def bytes_per_token(gguf_file, position: int) -> int:
@@ -79,6 +88,7 @@ def run(args) -> int:
         return long_context.run(args)
     from ggufsm import _core
     from ggufsm._core import kernels
+    from ggufsm.reference.bench.limits import ReadProbe, record_beside
     from ggufsm.reference.model.gguf_file import open_gguf
     from ggufsm.reference.model.registry import resolve
 
@@ -92,7 +102,7 @@ def run(args) -> int:
         load_s = time.perf_counter() - started
         models[name] = (models[name], load_s)
     pool = kernels.ThreadPool(args.threads)
-    probe = kernels.ReadBandwidthProbe(BANDWIDTH_BUFFER, pool)
+    probe = ReadProbe(pool, old_measure=True)
     n_ctx = args.start + args.tokens + 16
     tokens = np.random.default_rng(0).integers(3, gguf_file.hyperparameters["n_vocab"], size=n_ctx).tolist()
     per_token = bytes_per_token(gguf_file, args.start + args.tokens // 2)
@@ -101,26 +111,27 @@ def run(args) -> int:
     start_record(args.record, path, models, per_token, peer is not None)
     for _ in range(args.repeat):
         for name, (model, _) in models.items():
-            session = _core.LlamaSession(model, n_ctx)
-            session.prefill(tokens[:args.start], 0)
-            started = time.perf_counter()
-            for step in range(args.tokens):
-                session.decode(tokens[args.start + step], args.start + step)
-            tok_s = args.tokens / (time.perf_counter() - started)
-            gbs = probe.best_gbs(1, pool)
-            series[name].tok_s.append(tok_s)
-            series[name].share.append(tok_s * per_token / (gbs * 1e9))
+            tok_s, beside = probe.around(lambda model=model: decode_run(_core, model, n_ctx, tokens, args))
+            series[name].add(tok_s, per_token, beside)
             args.record.sample(f"decode {name}", tok_s, "tok/s")
-            args.record.limit(f"read bandwidth after {name}", gbs, "GB/s")
+            record_beside(args.record, f"read bandwidth around {name}", beside)
         if peer is not None:
-            tok_s = llama_bench_tg(path, args.threads, args.tokens, args.start)
-            gbs = probe.best_gbs(1, pool)
-            peer.tok_s.append(tok_s)
-            peer.share.append(tok_s * per_token / (gbs * 1e9))
+            tok_s, beside = probe.around(lambda: llama_bench_tg(path, args.threads, args.tokens, args.start))
+            peer.add(tok_s, per_token, beside)
             args.record.sample("decode llama.cpp", tok_s, "tok/s", runner="llama.cpp")
-            args.record.limit("read bandwidth after llama.cpp", gbs, "GB/s")
-    print(render(path, args, models, series, peer, per_token, (load_before, os.getloadavg()[0])))
+            record_beside(args.record, "read bandwidth around llama.cpp", beside)
+    print(render(path, args, models, series, peer, per_token, (load_before, os.getloadavg()[0]), probe))
     return 0
+
+
+def decode_run(_core, model, n_ctx: int, tokens: list[int], args) -> float:
+    """tok/s of `args.tokens` decode steps from position `args.start` in a fresh session (its prompt prefilled first)."""
+    session = _core.LlamaSession(model, n_ctx)
+    session.prefill(tokens[:args.start], 0)
+    started = time.perf_counter()
+    for step in range(args.tokens):
+        session.decode(tokens[args.start + step], args.start + step)
+    return args.tokens / (time.perf_counter() - started)
 
 
 def start_record(record, path: Path, models, per_token: int, peer: bool) -> None:
@@ -140,8 +151,12 @@ def start_record(record, path: Path, models, per_token: int, peer: bool) -> None
                 "summed from the file's tensor infos: weights, tied output whole, f16 KV at the middle step")
     contenders = [*models, *(["llama.cpp"] if peer else [])]
     for name in contenders:
-        record.compare(f"decode {name} / read bandwidth", f"decode {name}", f"read bandwidth after {name}",
-                       factor=per_token / 1e9, how="tok/s x bytes per token / the read bandwidth sampled right after")
+        record.compare(f"decode {name} / read bandwidth", f"decode {name}", f"read bandwidth around {name}",
+                       factor=per_token / 1e9,
+                       how="tok/s x bytes per token / the median of the read probe's samples around the run")
+        record.compare(f"decode {name} / read bandwidth, old measure", f"decode {name}",
+                       f"read bandwidth around {name}, old measure (one plain sum after)", factor=per_token / 1e9,
+                       how="tok/s x bytes per token / one plain-sum pass right after the run (sessions 1-5)")
     record.compare("huge pages / in place", "decode huge pages", "decode in place", how="round by round")
     if peer:
         record.compare("in place / llama.cpp", "decode in place", "decode llama.cpp", how="round by round")
@@ -155,16 +170,20 @@ def llama_bench_tg(path: Path, threads: int, tokens: int, depth: int) -> float:
     return float(json.loads(out)[0]["avg_ts"])
 
 
-def render(path, args, models, series, peer, per_token, load) -> str:
+def render(path, args, models, series, peer, per_token, load, probe) -> str:
     median = lambda v: float(np.median(v))  # noqa: E731
     span = lambda v: f"{min(v):.1f}-{max(v):.1f}"  # noqa: E731
+    pct = lambda v: f"{median(v):.0%} ({min(v):.0%}-{max(v):.0%})"  # noqa: E731
     lines = [
         f"model {path.name}, {args.threads} threads, {args.repeat} rounds of {args.tokens} decode steps from position "
         f"{args.start}, load average {load[0]:.2f} before / {load[1]:.2f} after. "
         f"Bytes read per token (weights, tied output whole, f16 KV at the middle step): {per_token / 2**20:.1f} MiB.",
+        f"The {probe.describe()}. Old measure: one plain-sum pass right after the run, over a buffer on 4 KiB pages "
+        "(the probe of sessions 1-5).",
         "",
-        "| weights | load (s) | decode tok/s, median (range) | share of the read bandwidth, median (range) |",
-        "| --- | ---: | ---: | ---: |",
+        "| weights | load (s) | decode tok/s, median (range) | share of the read bandwidth, median (range) | "
+        "old measure |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for name, (model, load_s) in models.items():
         s = series[name]
@@ -172,10 +191,10 @@ def render(path, args, models, series, peer, per_token, load) -> str:
         if model.weights_copied:
             note = f" ({model.weights_in_huge_pages / max(model.weights_copied, 1):.0%} of the copy in 2 MiB pages)"
         lines.append(f"| {name}{note} | {load_s:.3f} | {median(s.tok_s):.1f} ({span(s.tok_s)}) | "
-                     f"{median(s.share):.0%} ({min(s.share):.0%}-{max(s.share):.0%}) |")
+                     f"{pct(s.share)} | {pct(s.old_share)} |")
     if peer is not None:
         lines.append(f"| llama.cpp (llama-bench tg) | | {median(peer.tok_s):.1f} ({span(peer.tok_s)}) | "
-                     f"{median(peer.share):.0%} ({min(peer.share):.0%}-{max(peer.share):.0%}) |")
+                     f"{pct(peer.share)} | {pct(peer.old_share)} |")
     base = series["in place"].tok_s
     ratios = [h / b for h, b in zip(series["huge pages"].tok_s, base, strict=True)]
     lines += ["", f"huge pages / in place, round by round: median {median(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f}x)"]

@@ -3,7 +3,8 @@ prefill, beside llama.cpp's own `llama-bench -p 4096 -n 0` and `llama-bench -p 0
 
 Rounds interleave the contenders (ggufsm prefill, llama-bench pp4096, ggufsm decode at depth, llama-bench tg32
 at depth 4000), so load swings hit both alike; the ratio is taken round by round and given as a median and a
-range, with the load average, the read bandwidth and the int8 peak sampled in each round (reference/bench/limits.py).
+range, with the load average and the int8 peak sampled in each round, and the read bandwidth sampled around each
+round's decode (reference/bench/limits.py, the benches' one read probe).
 ggufsm runs the fused forward directly (`_core.LlamaSession`, n_batch 512 as llama-bench's default), the token ids
 pseudo-random, as llama-bench's are.
 """
@@ -33,7 +34,7 @@ def llama_bench(binary: Path, path: Path, threads: int, *flags: str) -> float:
 def run(args) -> int:
     from ggufsm import _core
     from ggufsm.reference.bench.decode import LLAMA_BENCH
-    from ggufsm.reference.bench.limits import Limits
+    from ggufsm.reference.bench.limits import Limits, record_beside
     from ggufsm.reference.model.gguf_file import open_gguf
     from ggufsm.reference.model.registry import resolve
 
@@ -52,9 +53,8 @@ def run(args) -> int:
         if peer:
             record.peer_binary(LLAMA_BENCH)
     for _ in range(args.repeat):
-        gbs, gops = limits.sample()
+        gops = limits.sample_peak()
         if record is not None:
-            record.limit("read bandwidth", gbs, "GB/s")
             record.limit("int8 peak (avx2)", gops, "GOP/s")
         session = _core.LlamaSession(model, n_ctx, 512)
         started = time.perf_counter()
@@ -64,10 +64,17 @@ def run(args) -> int:
             figures["peer prefill"].append(llama_bench(LLAMA_BENCH, path, args.threads, "-p", str(PREFILL), "-n", "0"))
         session = _core.LlamaSession(model, n_ctx, 512)
         session.prefill(tokens[:DEPTH], 0)
-        started = time.perf_counter()
-        for step in range(DECODE_STEPS):
-            session.decode(tokens[DEPTH + step], DEPTH + step)
-        figures["decode"].append(DECODE_STEPS / (time.perf_counter() - started))
+
+        def decode(session=session) -> float:
+            started = time.perf_counter()
+            for step in range(DECODE_STEPS):
+                session.decode(tokens[DEPTH + step], DEPTH + step)
+            return DECODE_STEPS / (time.perf_counter() - started)
+
+        tok_s, beside = limits.around(decode)
+        figures["decode"].append(tok_s)
+        if record is not None:
+            record_beside(record, "read bandwidth around decode", beside)
         if peer:
             figures["peer decode"].append(llama_bench(LLAMA_BENCH, path, args.threads, "-p", "0", "-n", str(DECODE_STEPS),
                                                       "-d", str(DEPTH)))

@@ -20,6 +20,7 @@ machine's read bandwidth is at its limit, one far below it is not.
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -137,16 +138,38 @@ def render(result: dict, threads: int, repeat: int, decode_tokens: int, bandwidt
         lines.append(f"| {key} | | {p_cells} | {d * 1e6:.0f} | {d / decode_total:.1%} | | |")
     lines.append(f"| **total** (forward call; decode: + greedy sampling) | | {prefill['wall_s'] * 1e3:.2f} | | "
                  f"{decode_total * 1e6:.0f} | | | |")
+    lines += ["", step_split(decode, bytes_by_op, bandwidth_gbs)]
     return "\n".join(lines)
+
+
+def step_split(decode: dict, bytes_by_op: dict, bandwidth_gbs: float | None) -> str:
+    """A decode step in two: the products (their time, and the read rate their weights make) and everything else
+    (attention, norms, rope, KV store, quantize, residual, the hand-offs the small ops wait for, the binding)."""
+    products = sum(v for k, v in decode["ops"].items() if k[0].startswith("matmul"))
+    nbytes = sum(bytes_by_op.values())
+    step = decode["wall_s"]
+    others = sorted(((v, k[0] + (f" {k[1]}" if k[1] else "")) for k, v in decode["ops"].items()
+                     if not k[0].startswith("matmul")), reverse=True)
+    others += [(v, k) for k, v in decode["extra"].items() if not k.startswith("sampling")]
+    others.sort(reverse=True)
+    rate = nbytes / products / 1e9 if products else 0.0
+    at_limit = f"; the whole step at the read bandwidth would take {nbytes / (bandwidth_gbs * 1e9) * 1e6:.0f} us" \
+        if bandwidth_gbs else ""
+    return (f"Decode step split: {step * 1e6:.0f} us per step (forward call); in the products {products * 1e6:.0f} us "
+            f"({products / step:.0%}) reading {nbytes / 2**20:.1f} MiB at {rate:.1f} GB/s; outside them "
+            f"{(step - products) * 1e6:.0f} us ({(step - products) / step:.0%}): "
+            + ", ".join(f"{name} {v * 1e6:.0f} us" for v, name in others[:6]) + at_limit + ".")
 
 
 def run(args) -> int:
     from ggufsm._core import kernels
+    from ggufsm.reference.bench.limits import ReadProbe
     from ggufsm.reference.model.registry import resolve
 
     path = resolve(args.model, pull=True)
     result = profile_model(path, args.threads, args.repeat, args.decode_tokens)
     pool = kernels.ThreadPool(args.threads)
-    bandwidth = kernels.ReadBandwidthProbe(512 << 20, pool).best_gbs(3, pool)
+    probe = ReadProbe(pool)
+    bandwidth = statistics.median(max(probe.sample().values()) for _ in range(3))
     print(render(result, args.threads, args.repeat, args.decode_tokens, bandwidth))
     return 0

@@ -38,6 +38,37 @@ def test_the_probe_measures_again_on_demand_and_refuses_a_buffer_smaller_than_8_
         kernels.ReadBandwidthProbe(4096)
 
 
+def test_a_probe_sample_is_the_faster_of_its_two_reads_and_an_unknown_read_is_refused():
+    for huge_pages in (True, False):
+        probe = kernels.ReadBandwidthProbe(4 << 20, 2, huge_pages)
+        assert probe.huge_pages is huge_pages
+        assert probe.pass_gbs("sum", 2) > 0 and probe.pass_gbs("prefetch", 1) > 0 and probe.sample_gbs(2) > 0
+        assert 0 <= probe.huge_page_bytes <= 4 << 20
+    with pytest.raises(InvalidInput, match="'sum' or 'prefetch'"):
+        kernels.ReadBandwidthProbe(1 << 20).pass_gbs("stream")
+
+
+def test_a_run_is_held_to_the_median_of_the_samples_around_it_and_the_old_measure_kept_apart():
+    from ggufsm.reference.bench.limits import Beside
+
+    beside = Beside([{"sum": 20.0, "prefetch": 24.0}, {"sum": 26.0, "prefetch": 22.0},
+                     {"sum": 21.0, "prefetch": 23.0}, {"sum": 30.0, "prefetch": 10.0}], before=2, old=19.0)
+    assert beside.samples == [24.0, 26.0, 23.0, 30.0]
+    assert beside.median == 25.0 and (beside.low, beside.high) == (23.0, 30.0)
+    assert beside.old_measure == 19.0
+    with pytest.raises(ValueError, match="old measure was not taken"):
+        _ = Beside([{"sum": 1.0, "prefetch": 1.0}]).old_measure
+
+
+def test_the_read_probe_samples_before_and_after_the_run_it_brackets():
+    from ggufsm.reference.bench.limits import ReadProbe
+
+    probe = ReadProbe(kernels.ThreadPool(1), around=2, old_measure=True)
+    result, beside = probe.around(lambda: "ran")
+    assert result == "ran" and len(beside.passes) == 4 and beside.before == 2 and beside.old_measure > 0
+    assert probe.every == [beside] and "2 samples right before and 2 right after" in probe.describe()
+
+
 # ---------------------------------------------------------------- the int8 peak and the prefill products
 
 def test_every_int8_peak_loop_this_cpu_runs_does_the_products_it_counts():
@@ -91,12 +122,34 @@ def test_matmul_seconds_times_a_prefill_product_and_refuses_no_rows():
         kernels.matmul_seconds(int(T.Q4_0), w, 64, 64, np.zeros((0, 64), np.float32), 1, 1)
 
 
+def test_the_decode_shapes_are_read_from_the_registry_files_one_per_distinct_type_and_shape():
+    from ggufsm.reference.bench import decode_kernels
+
+    # Session 5 typed this list by hand from layer 0 and missed two products other layers run: Gemma 3's
+    # Q5_0 attn_v (a Q8_0 attn_v only in some layers) and its Q4_K ffn_down (beside the Q6_K ones).
+    assert decode_kernels.decode_shapes() == [
+        ("SmolLM2", "attn_q/attn_output", "Q4_1", 576, 576),
+        ("SmolLM2", "attn_k/attn_v", "Q4_1", 192, 576),
+        ("SmolLM2", "ffn_gate/ffn_up", "Q4_1", 1536, 576),
+        ("SmolLM2", "ffn_down", "Q4_1", 576, 1536),
+        ("SmolLM2", "output (tied)", "Q8_0", 49152, 576),
+        ("Gemma 3", "attn_q", "Q5_0", 1024, 640),
+        ("Gemma 3", "attn_k/attn_v", "Q5_0", 256, 640),
+        ("Gemma 3", "attn_v", "Q8_0", 256, 640),
+        ("Gemma 3", "attn_output", "Q4_K", 640, 1024),
+        ("Gemma 3", "ffn_gate/ffn_up", "Q5_0", 2048, 640),
+        ("Gemma 3", "ffn_down", "Q6_K", 640, 2048),
+        ("Gemma 3", "ffn_down", "Q4_K", 640, 2048),
+        ("Gemma 3", "output (tied)", "Q8_0", 262144, 640),
+    ]
+
+
 def test_decode_shapes_time_every_product_in_the_layout_the_model_loads(capsys, monkeypatch):
     from ggufsm.reference.bench import decode_kernels
 
     # A repacked layer matrix and a file-layout Q8_0 one (the real list holds Gemma 3's 178 MB output matrix).
-    shapes = tuple(s for s in decode_kernels.DECODE_SHAPES if s[1] in ("attn_k/attn_v", "attn_v"))
-    monkeypatch.setattr(decode_kernels, "DECODE_SHAPES", shapes)
+    shapes = [s for s in decode_kernels.decode_shapes() if s[1] in ("attn_k/attn_v", "attn_v") and s[2] != "Q5_0"]
+    monkeypatch.setattr(decode_kernels, "decode_shapes", lambda: shapes)
     assert main(["bench", "kernels", "--types", "Q8_0", "--threads", "1", "--repeat", "1", "--stream-mib", "1",
                  "--prefill-rows", "0", "--decode-shapes"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| SmolLM2 |", "| Gemma 3 |"))]
@@ -107,4 +160,13 @@ def test_decode_shapes_time_every_product_in_the_layout_the_model_loads(capsys, 
         # Repacked exactly where the kernels have a Rows8 layout for the type and shape, as at load.
         assert cells[3] == ("Rows8" if kernels.repackable(int(GGMLQuantizationType[tname]), rows_) else "file")
         assert float(cells[6].split()[0]) > 0 and float(cells[7]) > 0 and float(cells[8].rstrip("%")) > 0
+        assert float(cells[9]) > 0  # both matrices fit in cache: their in-cache rate is given
     assert {row.split("|")[4].strip() for row in rows} == {"Rows8", "file"}
+
+
+def test_the_probe_reads_compared_give_every_read_on_both_placements_at_each_thread_count(capsys):
+    assert main(["bench", "kernels", "--types", "Q8_0", "--threads", "1,2", "--repeat", "1", "--stream-mib", "1",
+                 "--prefill-rows", "0", "--probe-reads", "2"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "pages (" in line and line.startswith("| ")]
+    seen = {(row.split("|")[1].strip(), row.split("|")[2].split("(")[0].strip(), row.split("|")[3].strip()) for row in rows}
+    assert seen == {(t, p, r) for t in ("1", "2") for p in ("2 MiB pages", "4 KiB pages") for r in ("sum", "prefetch")}

@@ -55,3 +55,22 @@ def test_a_one_row_product_runs_to_the_last_byte_before_an_inaccessible_page(isa
     for threads in (1, 2):
         y = kernels.matmul(int(qtype), guarded, rows, cols, x, threads)
         assert np.array_equal(y.view(np.uint32), kernels.matmul(int(qtype), weights, rows, cols, x, threads).view(np.uint32))
+
+
+@pytest.mark.parametrize("isa", ["scalar", *SIMD_VARIANTS])
+@pytest.mark.parametrize("qtype", [GGMLQuantizationType[n] for n in ("Q8_0", "Q4_1", "Q5_0", "Q4_K", "Q6_K")],
+                         ids=lambda t: t.name)
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8])
+def test_a_batched_step_product_runs_to_the_last_byte_before_an_inaccessible_page(isa, qtype, n, before_a_guard_page,
+                                                                                  restore_isa):
+    """A batched decode step (2 .. 8 activation rows, matmul_rows.h rows_few, matmul.cpp rows_q8_0_few)
+    prefetches every line of each weight row ahead of it as the one-row product does: past the end too."""
+    kernels.force_isa(isa)
+    rows, cols = 200, 512
+    rng = np.random.default_rng(11)
+    weights = random_weights(qtype, rows, cols, rng)
+    x = rng.standard_normal((n, cols)).astype(np.float32)
+    guarded = before_a_guard_page(weights)
+    for threads in (1, 2):
+        y = kernels.matmul(int(qtype), guarded, rows, cols, x, threads)
+        assert np.array_equal(y.view(np.uint32), kernels.matmul(int(qtype), weights, rows, cols, x, threads).view(np.uint32))

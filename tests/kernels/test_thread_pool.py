@@ -55,39 +55,13 @@ def test_empty_and_negative_jobs_run_nothing():
     assert counts.size == 0
 
 
-@pytest.mark.parametrize("chunks_per_thread", [1, 4])
-@pytest.mark.parametrize("n_threads", [1, 2, 3])
-def test_jobs_that_hand_a_prefetch_hint_run_every_item_exactly_once(n_threads, chunks_per_thread):
-    # A decode step's products hand the pool the next product's first bytes; each
-    # thread fetches its range while it waits (the caller at the end of a job, a
-    # worker between jobs). The hint must change nothing but where bytes sit.
-    rng = np.random.default_rng(10 + n_threads)
-    sizes = [int(s) for s in rng.choice([1, 2, 3, 7, 16, 96], size=1000)]
-    counts, threads = kernels.parallel_for_items(sizes, n_threads, chunks_per_thread=chunks_per_thread,
-                                               prefetch_bytes=64 << 10)
-    assert counts.size == sum(sizes)
-    assert (counts == 1).all(), f"items run {sorted(set(counts.tolist()))} times"
-    assert ((threads >= 0) & (threads < n_threads)).all()
-
-
-@pytest.mark.parametrize("prefetch_bytes", [0, 4096])
 @pytest.mark.parametrize("n_threads", [2, 3])
-def test_a_caller_that_blocked_waiting_for_a_worker_is_woken_when_the_worker_finishes(n_threads, prefetch_bytes):
+def test_a_caller_that_blocked_waiting_for_a_worker_is_woken_when_the_worker_finishes(n_threads):
     # The caller spins for the others' chunks only a while, then blocks (so a
     # descheduled worker gets a core). Here a worker's chunk does not end until the
     # caller has blocked: each job ends only if the worker's finish wakes the
     # blocked caller (a lost wake-up hangs here, and pytest-timeout names it).
     counts, threads = kernels.parallel_for_items([4] * 5, n_threads, caller_waits_for_a_worker=True,
-                                               worker_waits_for_caller_to_block=True, chunks_per_thread=1,
-                                               prefetch_bytes=prefetch_bytes)
+                                               worker_waits_for_caller_to_block=True, chunks_per_thread=1)
     assert (counts == 1).all()
     assert (threads != 0).any(), "no worker ran a chunk"
-
-
-@pytest.mark.parametrize("n_threads", [1, 2])
-def test_an_error_in_a_job_with_a_prefetch_hint_reaches_the_caller_and_the_pool_keeps_working(n_threads):
-    pool = kernels.ThreadPool(n_threads)
-    with pytest.raises(InvalidInput, match="item 5 failed on purpose"):
-        kernels.parallel_for_items([3, 8, 2], pool, fail_at=5, prefetch_bytes=4096)
-    counts, _ = kernels.parallel_for_items([8, 3, 100], pool, prefetch_bytes=4096)
-    assert (counts == 1).all()

@@ -8,6 +8,7 @@
 // replace the pairs below in its set). The 32-block kernels read Q8_32
 // activations in their grouped layout (matmul.h).
 // Semantics are those of kernels/scalar/matmul.cpp; only float summation order differs.
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -204,58 +205,54 @@ void dot_q8_0(const uint8_t* row, const QuantizedActivations& x, int64_t i, int6
 }
 
 // A batched decode step's 2 .. 8 activation rows against Q8_0 rows in the file's layout (the output
-// matrix of SmolLM2 and Gemma 3), all in one pass over each weight row. dot_q8_0 spends seven ALU ops
-// per block and activation row (the halves' insert, the sign trick, maddubs, the widening madd against
-// ones, the scale product, conversion, FMA). Here the codes are widened to int16 instead, once per
-// block for the weights (shared by all rows) and once per call for the activations, so that one
-// madd_epi16 pair makes the int32 sums directly (five ops). Lane j must hold what dot_q8_0's lane j
-// holds, the sum over elements 4j .. 4j+3: the codes are dealt into an "A" half (elements 4j, 4j+1
-// of every j) and a "B" half (4j+2, 4j+3), so madd's pair j of A plus its pair j of B is that sum,
-// exactly (int16 products of codes of at most 128 in magnitude, summed in int32). Each row's scale is
-// d_w * d_a as a vector product with a broadcast load (dot_q8_0's scalar product, the same float), and
-// its FMA chain and final sum are dot_q8_0<1>'s: each session's logits keep their bits alone
-// (tests/kernels/test_few_rows.py). Written against the file layout and reached only through
-// matmul_rows[Q8_0], so a repacked Q8_0 layout can take over the slot.
+// matrix of SmolLM2 and Gemma 3), all in one pass over each weight row. Each session's logits must keep
+// the bits dot_q8_0<1> gives it alone (tests/kernels/test_few_rows.py), which fixes the float work per
+// block and activation row: lane j of the int32 sum p (elements 4j .. 4j+3, exact however it is
+// made), converted, times the scalar product d_w * d_a, added by one FMA into that row's accumulator,
+// and dot_q8_0<1>'s final sum. The int sum is dot_q8_0's sign trick (maddubs of |w| against a with
+// w's sign, madd against ones), the weight codes' magnitude made once per block for all rows, against
+// the activation codes copied once per call into element order (one load each, where dot_q8_0 joins
+// two halves of the grouped layout). It replaced an int16 "deal" of the codes (two madd and a shuffle
+// and widening per block) that ran m = 4 at 50 GOP/s a thread in cache (this AVX2 EPYC, 4096 x 576,
+// best of 300 calls); this runs 62 (m = 2: 37 -> 55, m = 8: 61 -> 67). Making the scale products
+// eight blocks at a time, as a vector, and handing them to the FMAs by a broadcast load or a lane
+// permute measured slower (33-35 and 55): the stores and scalar loads of that path stalled the
+// store forwarding, and the permute costs as much as the scalar product it saves.
 
-// 32 codes in element order -> [A | B] as 16 int16 each (see above).
-inline void deal_codes(__m256i codes, __m256i* a, __m256i* b) {
-    // Within each 128-bit lane: elements 4j, 4j+1 (j = 0..3) first, then 4j+2, 4j+3.
-    const __m256i within = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
-                                            0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-    // [lane 0's A, lane 1's A, lane 0's B, lane 1's B] in 64-bit quarters.
-    const __m256i dealt = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(codes, within), _MM_SHUFFLE(3, 1, 2, 0));
-    *a = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(dealt));
-    *b = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(dealt, 1));
-}
-
-// The activation rows i .. i+n-1 dealt as int16: a16 [n][blocks][A 16 | B 16].
-void deal_activations(const QuantizedActivations& x, int64_t i, int64_t n, int64_t blocks, int16_t* a16) {
-    for (int64_t k = 0; k < n; ++k) {
-        for (int64_t b = 0; b < blocks; ++b) {
-            __m256i a, bb;
-            deal_codes(load_block_codes(x, i + k, b), &a, &bb);
-            int16_t* out = a16 + (k * blocks + b) * QK32;
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), a);
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 16), bb);
+// The activation rows 0 .. n-1 as the few-row Q8_0 pass reads them: codes [n][blocks][32] in element
+// order, and d_a [n][blocks].
+struct FewQ8Activations {
+    int64_t blocks = 0;
+    std::vector<int8_t> codes;
+    std::vector<float> d;
+    void fill(const QuantizedActivations& x, int64_t n, int64_t n_blocks) {
+        blocks = n_blocks;
+        codes.resize(size_t(n * blocks * QK32));
+        d.resize(size_t(n * blocks));
+        for (int64_t k = 0; k < n; ++k) {
+            for (int64_t b = 0; b < blocks; ++b) {
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes.data() + (k * blocks + b) * QK32), load_block_codes(x, k, b));
+                d[size_t(k * blocks + b)] = x.ds(k)[2 * b];
+            }
         }
     }
-}
+    const int8_t* block(int64_t k, int64_t b) const { return codes.data() + (k * blocks + b) * QK32; }
+};
 
 template <int NR>
-void dot_q8_0_few(const uint8_t* row, const int16_t* a16, const float* const* ds, int64_t blocks, float* out) {
+void dot_q8_0_few(const uint8_t* row, const FewQ8Activations& a, float* out) {
     const BlockQ8_0* w = reinterpret_cast<const BlockQ8_0*>(row);
     __m256 acc[NR];
     for (int k = 0; k < NR; ++k) acc[k] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < blocks; ++b) {
-        __m256i wa, wb;
-        deal_codes(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs)), &wa, &wb);
-        const __m256 dw = _mm256_set1_ps(half(w[b].d));
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < a.blocks; ++b) {
+        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
+        const __m256i magnitude = _mm256_sign_epi8(q, q);
+        const float dw = half(w[b].d);
         for (int k = 0; k < NR; ++k) {
-            const int16_t* a = a16 + (k * blocks + b) * QK32;
-            const __m256i p = _mm256_add_epi32(_mm256_madd_epi16(wa, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a))),
-                                               _mm256_madd_epi16(wb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 16))));
-            const __m256 scale = _mm256_mul_ps(dw, _mm256_broadcast_ss(ds[k] + 2 * b));
-            acc[k] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc[k]);
+            const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.block(k, b)));
+            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(codes, q)), ones);
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a.d[size_t(k * a.blocks + b)]), _mm256_cvtepi32_ps(p), acc[k]);
         }
     }
     for (int k = 0; k < NR; ++k) out[k] = hsum(acc[k]);
@@ -264,15 +261,12 @@ void dot_q8_0_few(const uint8_t* row, const int16_t* a16, const float* const* ds
 template <int NR>
 void rows_q8_0_few(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
     const uint8_t* base = static_cast<const uint8_t*>(w.data);
-    const int64_t blocks = w.cols / QK32;
-    thread_local std::vector<int16_t> a16;
-    a16.resize(size_t(NR * blocks * QK32));
-    deal_activations(x, 0, NR, blocks, a16.data());
-    const float* ds[NR];
-    for (int k = 0; k < NR; ++k) ds[k] = x.ds(k);
+    thread_local FewQ8Activations a;
+    a.fill(x, NR, w.cols / QK32);
     float out[NR];
     for (int64_t r = row_begin; r < row_end; ++r) {
-        dot_q8_0_few<NR>(base + r * w.row_bytes, a16.data(), ds, blocks, out);
+        prefetch_row_ahead(base + r * w.row_bytes, w.row_bytes);
+        dot_q8_0_few<NR>(base + r * w.row_bytes, a, out);
         for (int k = 0; k < NR; ++k) y[k * w.rows + r] = out[k];
     }
 }

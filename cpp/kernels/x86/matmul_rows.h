@@ -66,6 +66,17 @@ inline FewRowsPasses few_rows_passes(int64_t n, int many) {
     return p;
 }
 
+// Software prefetch of every cache line of a weight row, kFewRowPrefetchBytes
+// ahead, once per row before the few-row passes read it: as the one-row
+// kernels do (kernels/x86/matmul.cpp, rows_one), since a step of a few
+// sessions streams each row once just as a single session's does and the
+// hardware prefetchers start over at each 4 KiB page. Prefetches never fault;
+// past the end of the weights they read at most kFewRowPrefetchBytes more.
+constexpr int64_t kFewRowPrefetchBytes = 4096;
+inline void prefetch_row_ahead(const uint8_t* row, size_t row_bytes) {
+    for (size_t k = 0; k < row_bytes; k += 64) _mm_prefetch(reinterpret_cast<const char*>(row) + kFewRowPrefetchBytes + k, _MM_HINT_T0);
+}
+
 static_assert(kRowsAtOnce == 4, "rows_few has a kernel for each pass width 1 .. 4");
 template <DotNFn Dot4, DotNFn Dot3, DotNFn Dot2, DotNFn Dot1>
 void rows_few(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
@@ -74,6 +85,7 @@ void rows_few(const WeightView& w, const QuantizedActivations& x, float* y, int6
     float out[kRowsAtOnce];
     for (int64_t r = row_begin; r < row_end; ++r) {
         const uint8_t* row = base + r * w.row_bytes;
+        prefetch_row_ahead(row, w.row_bytes);
         int64_t i = 0;
         for (int p = 0; p < passes.count; ++p) {
             const int width = passes.width[p];

@@ -52,16 +52,19 @@ inline __m256i broadcast_chunk(const QuantizedActivations& x, int64_t i, int64_t
     return _mm256_set1_epi32(v);
 }
 
-// The weight stream's software prefetch, per x8 block of `bytes`. One
-// activation row (a decode step of one session) prefetches every cache line
-// of the block kPrefetchBytes ahead: with matmul_rows.h's one prefetch per
-// block, a Q4_K (1184 bytes) or Q6_K (1680 bytes) block had one line in 19 or
-// 27 requested and the rest waited on the hardware prefetchers, which start
-// over at each 4 KiB page. Several activation rows keep the one prefetch per
-// block (their blocks take longer to compute, so the stream keeps up).
-template <int NA>
+// The weight stream's software prefetch, per x8 block of `bytes`. A decode
+// step (Stream: one activation row, or the 2 .. 8 rows of a batched step,
+// rows8_few) prefetches every cache line of the block kPrefetchBytes ahead:
+// with matmul_rows.h's one prefetch per block, a Q4_K (1184 bytes) or Q6_K
+// (1680 bytes) block had one line in 19 or 27 requested and the rest waited
+// on the hardware prefetchers, which start over at each 4 KiB page. A batched
+// step takes longer per block than one row, but with one prefetch per block it
+// still streamed at about half the one-row rate (m = 4), its compute and its
+// weight stream taking turns. A prefill (rows8 past kFewRowsMax rows, each
+// group read again for every four activation rows) keeps the one per block.
+template <bool Stream>
 inline void prefetch_block(const uint8_t* blk, size_t bytes) {
-    if constexpr (NA == 1) {
+    if constexpr (Stream) {
         for (size_t k = 0; k < bytes; k += 64) _mm_prefetch(reinterpret_cast<const char*>(blk) + kPrefetchBytes + k, _MM_HINT_T0);
     } else {
         prefetch_ahead(blk);
@@ -69,7 +72,7 @@ inline void prefetch_block(const uint8_t* blk, size_t bytes) {
 }
 
 // Eight rows (the group at `group`) dotted with activation rows i .. i+NA-1: out[t] lane r = y[i+t][row r].
-template <TensorType T, int NA>
+template <TensorType T, int NA, bool Stream>
 inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
     using F = Rows8Format<T>;
     const __m256i nibble = _mm256_set1_epi8(0x0F);
@@ -77,7 +80,7 @@ inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64
     for (int t = 0; t < NA; ++t) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
         const uint8_t* blk = group + size_t(b) * F::kBlockBytes;
-        prefetch_block<NA>(blk, F::kBlockBytes);
+        prefetch_block<Stream>(blk, F::kBlockBytes);
         __m256i hb = _mm256_setzero_si256();
         if constexpr (F::kHasQh) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + F::kQhAt));
         __m256i sum32[NA];
@@ -138,7 +141,7 @@ inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64
 // maddubs sums stay in int16 (8 x 3810 at most) and one madd against the
 // rows' scales as (sc, sc) words widens and scales them at once. The mins
 // (dmin * m * the activations' sub-block sums) take a second pass, as above.
-template <int NA>
+template <int NA, bool Stream>
 inline void group_dot_q4_k(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
     constexpr size_t kX8 = 1184, kSc = 32, kM = 96, kQs = 160;
     const __m256i nibble = _mm256_set1_epi8(0x0F);
@@ -146,7 +149,7 @@ inline void group_dot_q4_k(const uint8_t* group, const QuantizedActivations& x, 
     for (int t = 0; t < NA; ++t) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
         const uint8_t* blk = group + size_t(b) * kX8;
-        prefetch_block<NA>(blk, kX8);
+        prefetch_block<Stream>(blk, kX8);
         __m256i sum32[NA];
         for (int t = 0; t < NA; ++t) sum32[t] = _mm256_setzero_si256();
         for (int j = 0; j < 4; ++j) {
@@ -200,7 +203,7 @@ inline void group_dot_q4_k(const uint8_t* group, const QuantizedActivations& x, 
 // activations' 16-element sums, which lie in memory as the matching pairs.
 // A pair sum of maddubs is at most 2 x 63 x 127 = 16002, so two chunks add in
 // int16 before the madd against (sc, sc) words widens and scales them.
-template <int NA>
+template <int NA, bool Stream>
 inline void group_dot_q6_k(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
     constexpr size_t kX8 = 1680, kSc = 16, kQl = 144, kQh = 1168;
     const __m256i nibble = _mm256_set1_epi8(0x0F), top = _mm256_set1_epi8(0x30);
@@ -211,7 +214,7 @@ inline void group_dot_q6_k(const uint8_t* group, const QuantizedActivations& x, 
     for (int t = 0; t < NA; ++t) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
         const uint8_t* blk = group + size_t(b) * kX8;
-        prefetch_block<NA>(blk, kX8);
+        prefetch_block<Stream>(blk, kX8);
         auto scale_pairs = [&](int p) {
             return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * p)));
         };
@@ -298,14 +301,16 @@ inline void group_dot_q6_k(const uint8_t* group, const QuantizedActivations& x, 
 // the loop: NA float sums, NA int16 and NA int32 partials, the codes).
 constexpr int kActivationsAtOnce = 4;
 
-template <TensorType T, int NA>
+// Stream: the weights prefetch every line ahead (prefetch_block); a prefill's rows8 passes with
+// more than one activation row keep one prefetch per block.
+template <TensorType T, int NA, bool Stream = NA == 1>
 inline void dot_group(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
     if constexpr (T == TensorType::Q4_K) {
-        group_dot_q4_k<NA>(group, x, i, blocks, out);
+        group_dot_q4_k<NA, Stream>(group, x, i, blocks, out);
     } else if constexpr (T == TensorType::Q6_K) {
-        group_dot_q6_k<NA>(group, x, i, blocks, out);
+        group_dot_q6_k<NA, Stream>(group, x, i, blocks, out);
     } else {
-        group_dot<T, NA>(group, x, i, blocks, out);
+        group_dot<T, NA, Stream>(group, x, i, blocks, out);
     }
 }
 
@@ -338,7 +343,7 @@ void rows8(const WeightView& w, const QuantizedActivations& x, float* y, int64_t
 template <TensorType T, int NA>
 inline void group_pass(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, float* y, int64_t stride) {
     __m256 out[NA];
-    dot_group<T, NA>(group, x, i, blocks, out);
+    dot_group<T, NA, true>(group, x, i, blocks, out);
     for (int t = 0; t < NA; ++t) _mm256_storeu_ps(y + (i + t) * stride, out[t]);
 }
 
