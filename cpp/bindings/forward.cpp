@@ -129,6 +129,16 @@ void forward(py::module_& m) {
              "repack: repack the layer matrices the register-blocked kernels read (kernels/repack.h) at load")
         .def_property_readonly("weights_repacked", &LlamaModel::repacked_bytes, "bytes of the layer matrices repacked at load")
         .def_property_readonly("repack_seconds", &LlamaModel::repack_seconds, "seconds the repack took, part of the load")
+        .def_property_readonly(
+            "scales_checked",
+            [](const LlamaModel& model) {
+                py::dict checked;
+                for (const LlamaModel::ScaleCheck& c : model.scales_checked())
+                    checked[py::int_(c.tensor_offset)] = c.first_non_finite < 0 ? py::object(py::none()) : py::object(py::int_(c.first_non_finite));
+                return checked;
+            },
+            "tensor's byte offset in the file -> the byte offset within it of its first NaN or infinite block scale, or "
+            "None: the matrices whose scales the load's read already checked (the repack's, the Q8_0 scan's)")
         .def_property_readonly("weights_copied", &LlamaModel::copy_bytes, "bytes of the weights' huge-page copy (0: read in place)")
         .def_property_readonly("weights_in_huge_pages", &LlamaModel::huge_page_bytes,
                                "bytes of that copy the kernel backs with 2 MiB pages now (AnonHugePages)")

@@ -116,6 +116,15 @@ public:
     // Bytes of the matrices repacked at load, and the seconds the repack took (part of the load).
     size_t repacked_bytes() const { return repacked_bytes_; }
     double repack_seconds() const { return repack_seconds_; }
+    // The finite-weights check of the matrices this load read anyway, made in that read: per matrix
+    // in the file's layout (by the byte offset of its tensor in the file), the byte offset within
+    // it of its first NaN or infinite fp16 block scale, or -1. Filled with repack (not with the
+    // huge-page copy); the load's check (reference/model/finite_weights.py) scans only the rest.
+    struct ScaleCheck {
+        uint64_t tensor_offset;
+        int64_t first_non_finite;
+    };
+    const std::vector<ScaleCheck>& scales_checked() const { return scales_checked_; }
     const LlamaHparams& hparams() const { return hp_; }
     const LlamaWeights& weights() const { return weights_; }
     const gguf::Model& file() const { return *file_; }
@@ -132,8 +141,10 @@ private:
     size_t packed_bytes_ = 0;
     size_t repacked_bytes_ = 0;
     double repack_seconds_ = 0;
+    std::vector<ScaleCheck> scales_checked_;
     void place_in_huge_pages();
     void repack_layers();
+    void check_q8_0_scales();
     void release();
 };
 

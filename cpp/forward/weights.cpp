@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstddef>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -18,6 +19,7 @@
 
 #include "errors.h"
 #include "forward/forward.h"
+#include "gguf/finite_scan.h"
 #include "kernels/repack.h"
 
 namespace ggufsm {
@@ -178,6 +180,7 @@ LlamaModel::LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads, W
     if (repack) {
         try {
             repack_layers();
+            if (!copy_) check_q8_0_scales();
         } catch (...) {
             release();
             throw;
@@ -259,11 +262,15 @@ void LlamaModel::repack_layers() {
         // below is each page's first touch, so this costs no copy.
         madvise(packed_, packed_bytes_, MADV_HUGEPAGE);
         const long page = sysconf(_SC_PAGESIZE);
+        const uint8_t* file_bytes = file_->file->data();
         size_t at = 0;
         for (WeightView* v : apart) {
             const uint8_t* from = static_cast<const uint8_t*>(v->data);
             const size_t n = bytes_of(*v), packed = rows8_bytes(*v);
-            *v = repack_rows8(*v, packed_ + at, *pool_);
+            int64_t first_non_finite = -1;
+            // From the file map (not the huge-page copy) the matrix's offset in the file names its tensor.
+            *v = repack_rows8(*v, packed_ + at, *pool_, copy_ ? nullptr : &first_non_finite);
+            if (!copy_) scales_checked_.push_back({uint64_t(from - file_bytes), first_non_finite});
             at += (packed + kAlign - 1) / kAlign * kAlign;
             repacked_bytes_ += packed;
             // The whole pages of the file map inside this matrix: advice only (the huge-page copy's stay).
@@ -275,6 +282,35 @@ void LlamaModel::repack_layers() {
         mprotect(packed_, packed_bytes_, PROT_READ);
     }
     repack_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// The Q8_0 matrices left in the file's layout (the embedding, and with it
+// Gemma 3's tied output: 178 MB) have their block scales checked here across
+// the pool, rather than by the load's check on one thread afterwards.
+void LlamaModel::check_q8_0_scales() {
+    const uint8_t* file_bytes = file_->file->data();
+    std::vector<const WeightView*> views = {&weights_.token_embd};
+    if (weights_.output.data != weights_.token_embd.data) views.push_back(&weights_.output);
+    for (const LlamaLayer& l : weights_.layers)
+        for (const WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) views.push_back(v);
+    constexpr int64_t kStride = sizeof(BlockQ8_0);
+    static_assert(offsetof(BlockQ8_0, d) == 0, "the scale leads the block");
+    for (const WeightView* v : views) {
+        if (v->data == nullptr || v->type != TensorType::Q8_0 || v->layout != WeightLayout::Rows) continue;
+        const uint8_t* data = static_cast<const uint8_t*>(v->data);
+        const int64_t blocks_per_row = v->cols / block_size(TensorType::Q8_0);
+        std::mutex first_mutex;
+        int64_t first = -1;
+        pool_->parallel_for(v->rows, [&](int64_t begin, int64_t end, int) {
+            const std::optional<int64_t> found = gguf::first_masked(data + size_t(begin) * v->row_bytes, 2, 0x7C00, kStride,
+                                                                    (end - begin) * blocks_per_row);
+            if (!found) return;
+            const int64_t at = begin * int64_t(v->row_bytes) + *found * kStride;
+            std::lock_guard<std::mutex> lock(first_mutex);
+            if (first < 0 || at < first) first = at;
+        });
+        scales_checked_.push_back({uint64_t(data - file_bytes), first});
+    }
 }
 
 void LlamaModel::release() {

@@ -2,7 +2,9 @@
 // scalar, run once at load.
 #include "kernels/repack.h"
 
+#include <cstddef>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -53,22 +55,54 @@ inline uint8_t every_fourth_bit(uint32_t v) {
     return uint8_t(v | (v >> 12));
 }
 
-// One x8 block from the eight rows' block b (src: the group in the file's layout).
-void pack_block(TensorType t, const uint8_t* group, size_t row_bytes, int64_t b, uint8_t* out) {
-    const size_t bb = block_bytes(t);
-    const PlainOffsets po = plain_offsets(t);
-    const X8Offsets xo = x8_offsets(t);
-    std::memset(out, 0, rows8_block_bytes(t));
+// The file layout of the 32-element types, known at compile time so each
+// type's packer is its own straight-line code (the runtime-typed packer,
+// with its offsets looked up and its x8 block zeroed per block, ran the
+// repack at ~0.5 GB/s: most of SmolLM2's load).
+template <TensorType T>
+struct Plain;
+template <>
+struct Plain<TensorType::Q4_0> {
+    using Block = BlockQ4_0;
+    static constexpr bool mins = false, qh = false;
+    static constexpr size_t m = 0, qh_at = 0, qs = offsetof(BlockQ4_0, qs);
+};
+template <>
+struct Plain<TensorType::Q4_1> {
+    using Block = BlockQ4_1;
+    static constexpr bool mins = true, qh = false;
+    static constexpr size_t m = offsetof(BlockQ4_1, m), qh_at = 0, qs = offsetof(BlockQ4_1, qs);
+};
+template <>
+struct Plain<TensorType::Q5_0> {
+    using Block = BlockQ5_0;
+    static constexpr bool mins = false, qh = true;
+    static constexpr size_t m = 0, qh_at = offsetof(BlockQ5_0, qh), qs = offsetof(BlockQ5_0, qs);
+};
+template <>
+struct Plain<TensorType::Q5_1> {
+    using Block = BlockQ5_1;
+    static constexpr bool mins = true, qh = true;
+    static constexpr size_t m = offsetof(BlockQ5_1, m), qh_at = offsetof(BlockQ5_1, qh), qs = offsetof(BlockQ5_1, qs);
+};
+
+// One x8 block from the eight rows' block b (group: the group in the file's
+// layout). Every byte of the x8 block is written.
+template <TensorType T>
+inline void pack_block(const uint8_t* group, size_t row_bytes, int64_t b, uint8_t* out) {
+    using P = Plain<T>;
+    constexpr size_t bb = sizeof(typename P::Block);
+    constexpr size_t x8_m = 16, x8_qh = P::mins ? 32 : 16, x8_qs = x8_qh + (P::qh ? 32 : 0);
     for (int r = 0; r < 8; ++r) {
         const uint8_t* blk = group + size_t(r) * row_bytes + size_t(b) * bb;
         std::memcpy(out + 2 * r, blk, 2);
-        if (has_mins(t)) std::memcpy(out + xo.m + 2 * r, blk + po.m, 2);
-        if (has_qh(t)) {
+        if constexpr (P::mins) std::memcpy(out + x8_m + 2 * r, blk + P::m, 2);
+        if constexpr (P::qh) {
             uint32_t high;
-            std::memcpy(&high, blk + po.qh, 4);
-            for (int k = 0; k < 4; ++k) out[xo.qh + 4 * r + k] = every_fourth_bit(high >> k);
+            std::memcpy(&high, blk + P::qh_at, 4);
+            for (int k = 0; k < 4; ++k) out[x8_qh + 4 * r + k] = every_fourth_bit(high >> k);
         }
-        for (int j = 0; j < 4; ++j) std::memcpy(out + xo.qs + 32 * j + 4 * r, blk + po.qs + 4 * j, 4);
+        for (int j = 0; j < 4; ++j) std::memcpy(out + x8_qs + 32 * j + 4 * r, blk + P::qs + 4 * j, 4);
     }
 }
 
@@ -145,7 +179,7 @@ void q6_k_codes(const BlockQ6_K& b, uint8_t codes[QK_K]) {
 }
 
 void pack_q6_k(const uint8_t* group, size_t row_bytes, int64_t b, uint8_t* out) {
-    std::memset(out, 0, kQ6KX8Bytes);
+    // No zeroing first: every byte of the x8 block is assigned below.
     for (int r = 0; r < 8; ++r) {
         BlockQ6_K blk;
         std::memcpy(&blk, group + size_t(r) * row_bytes + size_t(b) * sizeof(BlockQ6_K), sizeof blk);
@@ -205,33 +239,132 @@ static_assert(kQ6KX8Bytes == 8 * sizeof(BlockQ6_K));
 size_t rows8_group_bytes(const WeightView& w) { return size_t(w.cols / block_size(w.type)) * rows8_block_bytes(w.type); }
 size_t rows8_bytes(const WeightView& w) { return size_t(w.rows / kRows8) * rows8_group_bytes(w); }
 
-WeightView repack_rows8(const WeightView& w, void* dst, ThreadPool& pool) {
+namespace {
+
+// Byte offsets of a block's fp16 scales in the file's layout (the ones the
+// finite-weights check reads: reference/model/finite_weights.py's
+// BLOCK_SCALE_OFFSETS). In the Rows8 layout they are the first 16 bytes of
+// every x8 block, or 32 with the mins (repack.h).
+struct Scales {
+    size_t at[2];
+    int n;
+};
+Scales scales_of(TensorType t) {
+    switch (t) {
+        case TensorType::Q4_0: return {{offsetof(BlockQ4_0, d), 0}, 1};
+        case TensorType::Q4_1: return {{offsetof(BlockQ4_1, d), offsetof(BlockQ4_1, m)}, 2};
+        case TensorType::Q5_0: return {{offsetof(BlockQ5_0, d), 0}, 1};
+        case TensorType::Q5_1: return {{offsetof(BlockQ5_1, d), offsetof(BlockQ5_1, m)}, 2};
+        case TensorType::Q4_K: return {{offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin)}, 2};
+        case TensorType::Q6_K: return {{offsetof(BlockQ6_K, d), 0}, 1};
+        default: break;
+    }
+    throw Error(code::InvalidInput, std::string(type_name(uint32_t(t))) + " has no repacked layout");
+}
+
+constexpr uint16_t kHalfExponent = 0x7C00;  // an fp16 is NaN or infinite iff its exponent bits are all ones
+
+// True when one of the n fp16 values at p is NaN or infinite; no early exit, so it vectorizes.
+inline bool any_non_finite_half(const uint8_t* p, int n) {
+    bool any = false;
+    for (int i = 0; i < n; ++i) {
+        uint16_t v;
+        std::memcpy(&v, p + 2 * i, 2);
+        any |= uint16_t(v & kHalfExponent) == kHalfExponent;
+    }
+    return any;
+}
+
+// The byte offset, within the group (file layout), of its first non-finite scale.
+int64_t first_non_finite_in_group(const uint8_t* group, size_t row_bytes, int64_t blocks, size_t bb, const Scales& s) {
+    for (int r = 0; r < 8; ++r)
+        for (int64_t b = 0; b < blocks; ++b)
+            for (int i = 0; i < s.n; ++i) {
+                const size_t at = size_t(r) * row_bytes + size_t(b) * bb + s.at[i];
+                if (any_non_finite_half(group + at, 1)) return int64_t(at);
+            }
+    return -1;  // not reached when the x8 check saw one
+}
+
+template <TensorType T>
+constexpr size_t x8_block_bytes() {
+    if constexpr (T == TensorType::Q4_K) return kQ4KX8Bytes;
+    else if constexpr (T == TensorType::Q6_K) return kQ6KX8Bytes;
+    else return 8 * sizeof(typename Plain<T>::Block);
+}
+
+template <TensorType T>
+void pack_group(const uint8_t* group, size_t row_bytes, int64_t blocks, uint8_t* to) {
+    constexpr size_t xb = x8_block_bytes<T>();
+    for (int64_t b = 0; b < blocks; ++b) {
+        if constexpr (T == TensorType::Q4_K) {
+            pack_q4_k(group, row_bytes, b, to + size_t(b) * xb);
+        } else if constexpr (T == TensorType::Q6_K) {
+            pack_q6_k(group, row_bytes, b, to + size_t(b) * xb);
+        } else {
+            pack_block<T>(group, row_bytes, b, to + size_t(b) * xb);
+        }
+    }
+}
+
+using PackGroup = void (*)(const uint8_t*, size_t, int64_t, uint8_t*);
+PackGroup group_packer(TensorType t) {
+    switch (t) {
+        case TensorType::Q4_0: return pack_group<TensorType::Q4_0>;
+        case TensorType::Q4_1: return pack_group<TensorType::Q4_1>;
+        case TensorType::Q5_0: return pack_group<TensorType::Q5_0>;
+        case TensorType::Q5_1: return pack_group<TensorType::Q5_1>;
+        case TensorType::Q4_K: return pack_group<TensorType::Q4_K>;
+        case TensorType::Q6_K: return pack_group<TensorType::Q6_K>;
+        default: break;
+    }
+    throw Error(code::InvalidInput, std::string(type_name(uint32_t(t))) + " has no repacked layout");
+}
+
+}  // namespace
+
+WeightView repack_rows8(const WeightView& w, void* dst, ThreadPool& pool, int64_t* first_non_finite_scale) {
     if (!repackable(w)) {
         throw Error(code::InvalidInput, std::string("cannot repack ") + type_name(uint32_t(w.type)) + " weights [" +
                                             std::to_string(w.rows) + ", " + std::to_string(w.cols) +
                                             "]: needs Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q6_K in the file's layout with rows a multiple of 8");
     }
     const size_t group_bytes = size_t(kRows8) * w.row_bytes, packed_group_bytes = rows8_group_bytes(w);
-    const size_t x8_bytes = rows8_block_bytes(w.type);
+    const size_t x8_bytes = rows8_block_bytes(w.type), bb = block_bytes(w.type);
     const int64_t blocks = w.cols / block_size(w.type);
     const uint8_t* src = static_cast<const uint8_t*>(w.data);
     uint8_t* out = static_cast<uint8_t*>(dst);
+    const PackGroup pack = group_packer(w.type);
+    const Scales scales = scales_of(w.type);
+    const int x8_scale_halves = 8 * scales.n;
+    const size_t n_src = size_t(w.rows) * w.row_bytes;
+    // Read straight from the source unless it overlaps the destination (the in-place repack of the huge-page copy).
+    const bool overlap = out < src + n_src && src < out + rows8_bytes(w);
+    std::mutex first_mutex;
+    int64_t first = -1;
     pool.parallel_for(w.rows / kRows8, [&](int64_t begin, int64_t end, int) {
-        std::vector<uint8_t> group(group_bytes);  // the group read whole first: dst may be w.data
+        std::vector<uint8_t> copy(overlap ? group_bytes : 0);  // the group read whole first: dst may be w.data
+        bool found = false;  // groups come in order within a chunk: only its first bad one counts
         for (int64_t g = begin; g < end; ++g) {
-            std::memcpy(group.data(), src + size_t(g) * group_bytes, group_bytes);
-            uint8_t* to = out + size_t(g) * packed_group_bytes;
-            for (int64_t b = 0; b < blocks; ++b) {
-                if (w.type == TensorType::Q4_K) {
-                    pack_q4_k(group.data(), w.row_bytes, b, to + size_t(b) * x8_bytes);
-                } else if (w.type == TensorType::Q6_K) {
-                    pack_q6_k(group.data(), w.row_bytes, b, to + size_t(b) * x8_bytes);
-                } else {
-                    pack_block(w.type, group.data(), w.row_bytes, b, to + size_t(b) * x8_bytes);
-                }
+            const uint8_t* group = src + size_t(g) * group_bytes;
+            if (overlap) {
+                std::memcpy(copy.data(), group, group_bytes);
+                group = copy.data();
             }
+            uint8_t* to = out + size_t(g) * packed_group_bytes;
+            pack(group, w.row_bytes, blocks, to);
+            if (first_non_finite_scale == nullptr || found) continue;
+            // The finite check fused into this one read: the scales just written, hot in cache.
+            bool bad = false;
+            for (int64_t b = 0; b < blocks; ++b) bad |= any_non_finite_half(to + size_t(b) * x8_bytes, x8_scale_halves);
+            if (!bad) continue;
+            const int64_t at = int64_t(size_t(g) * group_bytes) + first_non_finite_in_group(group, w.row_bytes, blocks, bb, scales);
+            found = true;
+            std::lock_guard<std::mutex> lock(first_mutex);
+            if (first < 0 || at < first) first = at;
         }
     });
+    if (first_non_finite_scale != nullptr) *first_non_finite_scale = first;
     WeightView packed = w;
     packed.data = dst;
     packed.layout = WeightLayout::Rows8;

@@ -65,7 +65,11 @@ size_t rows8_group_bytes(const WeightView& w);
 // Writes w (WeightLayout::Rows) repacked into dst (rows8_bytes(w) bytes;
 // dst may equal w.data when that is w's own size: each group is read whole
 // before it is written). Returns the view of dst. InvalidInput if !repackable(w).
-WeightView repack_rows8(const WeightView& w, void* dst, ThreadPool& pool);
+// first_non_finite_scale, when given: set to the byte offset within w (the
+// file's layout) of its first fp16 scale that is NaN or infinite, or -1: the
+// finite-weights check (reference/model/finite_weights.py) fused into the
+// repack's one read of w, so the load reads each repacked matrix once.
+WeightView repack_rows8(const WeightView& w, void* dst, ThreadPool& pool, int64_t* first_non_finite_scale = nullptr);
 
 // Row r of a Rows8 matrix back in the file's layout: dst holds w.row_bytes.
 // The scalar reference reads repacked weights through this (kernels/scalar/matmul.cpp).

@@ -57,6 +57,11 @@ class FusedModel:
         """Tensor bytes this model reads in place (mapped from the file, not copied)."""
         return {"weights_mapped": self._mapped if self._core else 0}
 
+    @property
+    def scales_checked(self) -> Mapping[int, int | None]:
+        """The finite-weights verdicts the build made in its own read of the weights (`_core.LlamaModel`)."""
+        return self._running().scales_checked
+
     def check_token_ids(self, tokens) -> None:
         """InvalidInput unless every token is an integer id of this model's vocabulary: the C++ core's one rule."""
         self._running().check_token_ids(tokens)

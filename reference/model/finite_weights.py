@@ -17,9 +17,22 @@ The scan runs in the core (`_core.first_masked`, cpp/gguf/finite_scan.cpp):
 numpy's mask builds a temporary per tensor and cannot stop early, and took
 0.109 s of Gemma 3's 0.51 s load (263 tensors, cProfile, quiet machine).
 `_first_masked_numpy` stays as the oracle the core is tested against.
+
+Most of a file's scales are checked before this runs, in a read the load
+makes anyway: the repack reads every layer matrix once, and checks each
+group's scales as it writes them; the Q8_0 matrices it leaves (the embedding:
+Gemma 3's 178 MB) are scanned across the model's thread pool
+(cpp/forward/weights.cpp, `_core.LlamaModel.scales_checked`). Those verdicts
+come in as `checked` and stand in for the scan of their tensors; the walk, its
+order and its error stay here, so the verdict and the named error are the
+same (tests/reliability/test_fused_finite_check.py). Re-reading the repacked
+matrices here cost a second pass over pages the repack had just dropped from
+the map.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import gguf
 import numpy as np
@@ -39,10 +52,15 @@ BLOCK_SCALE_OFFSETS: dict[T, tuple[int, ...]] = {
 FLOAT_WIDTHS = {T.F32: (4, EXPONENT_MASK[4]), T.F16: (2, EXPONENT_MASK[2]), T.BF16: (2, BF16_EXPONENT_MASK)}
 
 
-def check_finite_weights(gguf_file) -> None:
-    """InvalidModel naming the first tensor (and byte offset) holding a NaN or an infinity."""
+def check_finite_weights(gguf_file, checked: Mapping[int, int | None] | None = None) -> None:
+    """InvalidModel naming the first tensor (and byte offset) holding a NaN or an infinity.
+    checked: a quantized tensor's offset in the file -> its `first_non_finite`, already found by the core."""
+    checked = checked or {}
     for name, info in gguf_file.tensors.items():
-        relative = first_non_finite(gguf_file.tensor_data(name), info.type)
+        if info.type in BLOCK_SCALE_OFFSETS and info.offset in checked:
+            relative = checked[info.offset]
+        else:
+            relative = first_non_finite(gguf_file.tensor_data(name), info.type)
         if relative is not None:
             raise InvalidModel(f"tensor {name!r} ({info.type.name}) holds a NaN or infinite value at byte offset "
                                f"{info.offset + relative}: a model whose weights are not finite cannot compute")

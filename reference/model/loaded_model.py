@@ -24,6 +24,7 @@ objects); with it, only its session. Models given as bytes are never shared.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,14 +127,15 @@ def build_loaded_model(source, *, n_threads: int) -> LoadedModel:
     return LoadedModel(describe_source(source), gguf, weights, summary)
 
 
-def check_finite_weights_once(gguf: GgufFile) -> None:
-    """InvalidModel unless every weight is finite; checked once per file (shared with its other handles)."""
+def check_finite_weights_once(gguf: GgufFile, checked: Mapping[int, int | None] | None = None) -> None:
+    """InvalidModel unless every weight is finite; checked once per file (shared with its other handles).
+    checked: the verdicts the forward's build already made (finite_weights.check_finite_weights)."""
 
-    def checked() -> bool:
-        check_finite_weights(gguf)
+    def checked_now() -> bool:
+        check_finite_weights(gguf, checked)
         return True
 
-    gguf.shared("weights_finite", checked)
+    gguf.shared("weights_finite", checked_now)
 
 
 def _count_tensor_types(gguf: GgufFile) -> dict[str, int]:

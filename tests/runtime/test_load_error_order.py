@@ -63,7 +63,7 @@ def test_a_forward_error_comes_before_non_finite_weights(own_model, monkeypatch)
     def broken_forward(gguf_file, *, n_threads):
         raise UnsupportedModel("injected forward refusal")
 
-    def not_finite(gguf_file):
+    def not_finite(gguf_file, checked=None):
         raise InvalidModel("injected: a NaN")
 
     monkeypatch.setattr(architectures, "load", broken_forward)
