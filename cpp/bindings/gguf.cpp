@@ -87,53 +87,6 @@ PyObject* value_to_python(const File& file, const Value& value) {
     return list;
 }
 
-// str -> its position in a list of strings, made at its final size at once: Python can only grow a
-// dict, rehashing on the way, and on Gemma 3's 262,144 tokens the Python build took 80-120 ms against
-// 40-60 ms here (measured side by side, load ~2.5). A repeated string maps to its last position, as
-// dict(zip(...)) does, or with keep_first to its first (a BPE merge listed twice keeps its lowest rank).
-PyObject* string_index(PyObject* list, bool keep_first) {
-#if PY_VERSION_HEX < 0x030E0000
-    PyObject* index = _PyDict_NewPresized(PyList_GET_SIZE(list));
-#else
-    PyObject* index = PyDict_New();
-#endif
-    if (index == nullptr) return nullptr;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); ++i) {
-        PyObject* key = PyList_GET_ITEM(list, i);
-        if (!PyUnicode_CheckExact(key)) {
-            Py_DECREF(index);
-            PyErr_Format(PyExc_TypeError, "item %zd is %s, not str", i, Py_TYPE(key)->tp_name);
-            return nullptr;
-        }
-        PyObject* position = PyLong_FromSsize_t(i);
-        const int failed = position == nullptr ||
-                           (keep_first ? PyDict_SetDefault(index, key, position) == nullptr : PyDict_SetItem(index, key, position) < 0);
-        Py_XDECREF(position);
-        if (failed) {
-            Py_DECREF(index);
-            return nullptr;
-        }
-    }
-    return index;
-}
-
-// The position of the first str in a list without the character `wanted` at or after code point `from`,
-// or -1 (TypeError for an item that is not a str): the BPE merges' "two symbols and a space" check,
-// one pass at C speed instead of a Python call per merge.
-Py_ssize_t first_lacking(PyObject* list, Py_UCS4 wanted, Py_ssize_t from) {
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); ++i) {
-        PyObject* item = PyList_GET_ITEM(list, i);
-        if (!PyUnicode_CheckExact(item)) {
-            PyErr_Format(PyExc_TypeError, "item %zd is %s, not str", i, Py_TYPE(item)->tp_name);
-            return -2;
-        }
-        const Py_ssize_t found = PyUnicode_FindChar(item, wanted, from, PyUnicode_GET_LENGTH(item), 1);
-        if (found == -2) return -2;
-        if (found < 0) return i;
-    }
-    return -1;
-}
-
 // An array value of fixed-size numbers as a numpy array (its elements copied from the header copy), or
 // None for arrays of strings, booleans or arrays: the per-token arrays (token types, scores; 262,144 on
 // Gemma 3) without a Python object per element, which the tokenizer turned straight back into an array.
@@ -360,24 +313,6 @@ void gguf(py::module_& m) {
         py::arg("data"), py::arg("width"), py::arg("mask"), py::arg("offset"), py::arg("stride"), py::arg("count"),
         "index of the first of `count` floats (`width` bytes, `stride` apart from byte `offset`) whose bits & mask == "
         "mask (a NaN or an infinity), or None");
-    m.def(
-        "string_index",
-        [](const py::list& strings, bool keep_first) { return steal(string_index(strings.ptr(), keep_first)); },
-        py::arg("strings"), py::kw_only(), py::arg("keep_first") = false,
-        "str -> its position in `strings` (a list of str; a later repeat wins, or the first with keep_first), "
-        "built at its final size");
-    m.def(
-        "first_lacking",
-        [](const py::list& strings, const std::string& wanted, py::ssize_t start) {
-            const py::str character(wanted);
-            if (PyUnicode_GET_LENGTH(character.ptr()) != 1) throw py::value_error("wanted: one character");
-            if (start < 0) throw py::value_error("start: >= 0");
-            const Py_ssize_t found = first_lacking(strings.ptr(), PyUnicode_READ_CHAR(character.ptr(), 0), start);
-            if (found == -2) throw py::error_already_set();
-            return found;
-        },
-        py::arg("strings"), py::arg("wanted"), py::arg("start") = 0,
-        "position of the first str in `strings` without the character `wanted` at or after code point `start`, or -1");
     m.def("open_model_count", &open_model_count, "files held open for sharing (models alive in the cache)");
     m.def("gguf_tensor_types", [] {
         py::list types;

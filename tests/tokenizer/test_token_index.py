@@ -1,7 +1,6 @@
 """The vocabulary's token -> id index and the BPE merge ranks are held in the core (`_core.StringTable`:
 one buffer, offsets and a hash index, built without a Python object per entry); it must answer exactly
-as the Python dict over the same list did (dict(zip(...)), or its reversed form for keep_first).
-`_core.string_index` / `first_lacking`, the previous index, stay bound and are checked below too."""
+as the Python dict over the same list did (dict(zip(...)), or its reversed form for keep_first)."""
 
 from __future__ import annotations
 
@@ -84,46 +83,6 @@ def test_occurring_lists_the_given_positions_whose_entry_is_in_the_text_in_the_g
 def test_first_lacking_space_finds_the_first_merge_without_a_space_after_its_first_character(strings, expected):
     assert _core.string_table_from_list(strings, keep_first=True).first_lacking_space() == expected
     assert next((i for i, s in enumerate(strings) if s.find(" ", 1) < 0), -1) == expected
-
-
-def test_the_core_string_index_lets_a_later_repeat_win_like_dict_zip_so_the_repeat_check_sees_it():
-    tokens = ["a", "b", "a"]
-    assert _core.string_index(tokens) == dict(zip(tokens, range(3), strict=True)) == {"a": 2, "b": 1}
-
-
-@pytest.mark.parametrize("bad", [[b"bytes"], ["a", 1], ["a", None]])
-def test_the_core_string_index_refuses_anything_but_str_instead_of_indexing_it(bad):
-    with pytest.raises(TypeError, match="not str"):
-        _core.string_index(bad)
-
-
-def test_the_core_string_index_of_an_empty_list_is_empty():
-    assert _core.string_index([]) == {}
-
-
-def test_keep_first_lets_the_first_listing_win_like_the_reversed_dict_zip_the_merge_ranks_were():
-    merges = ["a b", "c d", "a b", "e f"]
-    reversed_zip = dict(zip(reversed(merges), range(len(merges) - 1, -1, -1), strict=True))
-    assert _core.string_index(merges, keep_first=True) == reversed_zip == {"a b": 0, "c d": 1, "e f": 3}
-
-
-@pytest.mark.parametrize(("strings", "expected"), [
-    (["a b", "ab c", "Ġ w"], -1),
-    (["a b", "ab", "c d"], 1),          # no space at all
-    ([" ab", "a b"], 0),                # a space only at the start
-    (["a b", ""], 1),                   # empty
-    (["日 本", "\U0001F600 x", "\U0001F600x"], 2),  # code points, not bytes
-])
-def test_first_lacking_finds_the_first_string_without_the_character_after_its_start(strings, expected):
-    assert _core.first_lacking(strings, " ", 1) == expected
-    python = next((i for i, s in enumerate(strings) if s.find(" ", 1) < 0), -1)
-    assert python == expected
-
-
-@pytest.mark.parametrize("bad", [[b"a b"], ["a b", 1]])
-def test_first_lacking_refuses_anything_but_str(bad):
-    with pytest.raises(TypeError, match="not str"):
-        _core.first_lacking(bad, " ", 1)
 
 
 @pytest.mark.parametrize("bad", [7, 0, None, b"", b"ab", 1.5])
