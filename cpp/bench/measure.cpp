@@ -13,6 +13,7 @@
 #include <string>
 
 #include "errors.h"
+#include "runtime/huge_pages.h"
 
 namespace ggufsm {
 
@@ -26,25 +27,6 @@ namespace {
 constexpr size_t kHugePage = size_t(2) << 20;
 // As the m=1 kernels (kernels/x86/matmul.cpp, kRowPrefetchBytes): a line this far ahead is fetched.
 constexpr int64_t kProbePrefetchWords = 4096 / 8;
-
-// Bytes of the anonymous mapping that starts at `start` the kernel backs with 2 MiB pages
-// (/proc/self/smaps, its AnonHugePages line; as LlamaModel::huge_page_bytes reads it).
-size_t anon_huge_page_bytes(const void* start) {
-    std::ifstream smaps("/proc/self/smaps");
-    std::ostringstream prefix;
-    prefix << std::hex << reinterpret_cast<uintptr_t>(start) << "-";
-    std::string line;
-    bool inside = false;
-    while (std::getline(smaps, line)) {
-        if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') != std::string::npos &&
-            line.find(' ') > line.find('-')) {
-            inside = line.rfind(prefix.str(), 0) == 0;
-        } else if (inside && line.rfind("AnonHugePages:", 0) == 0) {
-            return size_t(std::stoull(line.substr(14))) * 1024;
-        }
-    }
-    return 0;
-}
 
 // Sums words [b, e) into acc; Prefetch also fetches each line kProbePrefetchWords ahead (a
 // prefetch never faults, so the last lines' prefetches past the buffer's end are harmless).

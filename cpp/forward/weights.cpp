@@ -21,6 +21,7 @@
 #include "forward/forward.h"
 #include "gguf/finite_scan.h"
 #include "kernels/repack.h"
+#include "runtime/huge_pages.h"
 
 namespace ggufsm {
 
@@ -321,24 +322,7 @@ void LlamaModel::release() {
 
 LlamaModel::~LlamaModel() { release(); }
 
-size_t LlamaModel::huge_page_bytes() const {
-    if (!copy_) return 0;
-    // /proc/self/smaps: the AnonHugePages line of the mapping that starts at copy_.
-    std::ifstream smaps("/proc/self/smaps");
-    std::ostringstream start;
-    start << std::hex << reinterpret_cast<uintptr_t>(copy_) << "-";
-    std::string line;
-    bool inside = false;
-    while (std::getline(smaps, line)) {
-        if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') != std::string::npos &&
-            line.find(' ') > line.find('-')) {
-            inside = line.rfind(start.str(), 0) == 0;
-        } else if (inside && line.rfind("AnonHugePages:", 0) == 0) {
-            return size_t(std::stoull(line.substr(14))) * 1024;
-        }
-    }
-    return 0;
-}
+size_t LlamaModel::huge_page_bytes() const { return copy_ ? anon_huge_page_bytes(copy_) : 0; }
 
 namespace {
 std::mutex pools_mutex;
