@@ -49,7 +49,9 @@ void store_kv(const float* k, const float* v, uint16_t* k_cache, uint16_t* v_cac
 // same to the last bit as when it is attended alone). When the units do not
 // spread evenly over the threads (a decode step: as few units as KV heads)
 // and positions are many, each unit's positions are split into segments
-// whose partial softmaxes are then combined.
+// whose partial softmaxes are then combined. One token attending fewer than
+// 256 positions (an early decode step) runs on the calling thread, to the
+// same bits as on the pool: below 512 positions no unit is ever segmented.
 // Throws InvalidInput if n_head % n_head_kv != 0, n_ctx is not a multiple of
 // kKeyTile, or start_pos + n_tok > n_ctx.
 void attention(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t n_tok, int64_t start_pos,
