@@ -571,6 +571,12 @@ void kernels(py::module_& m) {
     }, "kernel variants this CPU runs, scalar first");
     m.def("active_isa", [] { return std::string(isa_name(kernels::active().isa)); },
           "the variant whose kernel set runs (chosen once: the best the CPU runs, or GGUFSM_ISA)");
+    m.def("set_step_shape", [](bool read_ahead, bool inline_attention) {
+        set_read_ahead_enabled(read_ahead);
+        set_inline_decode_attention(inline_attention);
+    }, py::arg("read_ahead") = true, py::arg("inline_attention") = true,
+          "For the benches' A/B within one process: the pool's read-ahead between products (thread_pool.h) and one decode "
+          "token's attention on the calling thread below 256 positions (attention.h); both on by default, neither changes a bit");
     m.def("force_isa", [](const std::string& name) { kernels::force(parse_isa(name)); }, py::arg("isa"),
           "swap in the whole kernel set of `isa`");
     m.def("active_set", &active_set, "entry of the active kernel set -> the variant whose kernel it is");

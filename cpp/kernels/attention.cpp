@@ -3,6 +3,7 @@
 #include "kernels/attention.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -227,6 +228,7 @@ void attention_tiled(const kernels::KernelSet& isa_kernels, kernels::AttendFn<T>
 // the pool's to the last bit, whatever the thread count.
 constexpr int64_t kInlineDecodePositions = 256;
 static_assert(kInlineDecodePositions <= 2 * kMinSegment, "an inline decode token is never cut into segments");
+std::atomic<bool> inline_decode{true};
 
 template <typename T>
 void attention_any(const float* q, const T* k_cache, const T* v_cache, float* out, int64_t n_tok, int64_t start_pos,
@@ -246,7 +248,7 @@ void attention_any(const float* q, const T* k_cache, const T* v_cache, float* ou
     const int64_t n_seg = segments(units, longest, pool.size());
 
     if (n_seg == 1) {
-        const bool on_caller = n_tok == 1 && longest < kInlineDecodePositions;
+        const bool on_caller = n_tok == 1 && longest < kInlineDecodePositions && inline_decode.load(std::memory_order_relaxed);
         attention_tiled<T>(isa_kernels, attend, q, k_cache, v_cache, out, n_tok, n_ctx, n_head, n_head_kv, hd, scale, range,
                            pool, on_caller);
         return;
@@ -331,6 +333,8 @@ void attention_decode_batch_any(const DecodeQuery<T>* queries, int64_t n, int64_
 float keep(float x) { return x; }
 
 }  // namespace
+
+void set_inline_decode_attention(bool on) { inline_decode.store(on); }
 
 void store_kv(const float* k, const float* v, float* k_cache, float* v_cache, int64_t n_ctx, int64_t hd, int64_t kv_head,
               int64_t pos) {

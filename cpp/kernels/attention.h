@@ -61,6 +61,10 @@ void attention(const float* q, const uint16_t* k_cache, const uint16_t* v_cache,
                int64_t start_pos, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t hd, float scale,
                int64_t sliding_window, ThreadPool& pool);
 
+// Whether one decode token below 256 positions runs on the calling thread (on by default): off only for
+// the benches' A/B within one process (kernels.set_step_shape). Either way the same bits.
+void set_inline_decode_attention(bool on);
+
 // One decode token of one sequence, for attention_decode_batch: its query heads q [n_head][hd], its
 // output out [n_head][hd], one layer of its cache (n_ctx positions, laid out as above) and its position.
 template <typename T>

@@ -93,6 +93,12 @@ private:
 };
 }  // namespace
 
+namespace {
+std::atomic<bool> read_ahead_on{true};
+}  // namespace
+void set_read_ahead_enabled(bool on) { read_ahead_on.store(on); }
+bool read_ahead_enabled() { return read_ahead_on.load(std::memory_order_relaxed); }
+
 void ReadAhead::add(int t, const void* begin, size_t bytes) {
     if (t < 0 || t >= kThreads || bytes == 0) return;
     for (ReadAheadRange& r : ranges[size_t(t)]) {
@@ -212,7 +218,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     // The previous job is fully done, so no thread reads these until the claim word below publishes them.
     job_ = &fn;
     job_n_ = n;
-    job_then_ = then;
+    job_then_ = read_ahead_enabled() ? then : nullptr;
     first_error_ = nullptr;
     done_.store(0, std::memory_order_relaxed);
     const int64_t chunks = std::min({n, std::max<int64_t>(1, chunks_per_thread) * n_threads_, kMaxChunks});
@@ -226,7 +232,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     }
     std::array<ReadAheadRange, ReadAhead::kRanges> caller_then{};
     run_chunks(0, &caller_then);
-    wait_done(chunks, then ? &caller_then : nullptr);
+    wait_done(chunks, job_then_ ? &caller_then : nullptr);
     job_ = nullptr;
     job_then_ = nullptr;
     if (first_error_) std::rethrow_exception(first_error_);

@@ -38,6 +38,11 @@ struct ReadAhead {
     void add(int t, const void* begin, size_t bytes);
 };
 
+// Whether parallel_for's `then` is honoured (on by default): off only for the
+// benches' A/B of the read-ahead within one process (kernels.set_step_shape).
+void set_read_ahead_enabled(bool on);
+bool read_ahead_enabled();
+
 class ThreadPool {
 public:
     // n_threads = 0: one per hardware thread.
