@@ -167,9 +167,9 @@ def test_a_token_attended_in_a_prefill_tile_gets_the_bits_it_gets_alone(isa, hal
     np.testing.assert_array_equal(together, np.concatenate(alone))
 
 
-# One decode token at the models' shapes, below 256 positions (on the calling thread), from 256 to 511 (on the pool,
+# One decode token at the models' shapes attending fewer than 256 positions (on the calling thread), 256 to 511 (on the pool,
 # one segment per KV head), from 512 (segments: there the split follows the thread count, by design).
-DECODE_AT = [0, 17, 130, 255, 256, 300, 511]
+DECODE_AT = [0, 17, 130, 254, 255, 300, 510]  # attending pos + 1 positions: 255 of them on the caller, 511 the most unsegmented
 
 
 @pytest.mark.parametrize("isa", ["scalar", *SIMD_VARIANTS])
