@@ -143,7 +143,9 @@ class GuardCondition(Condition):
         guard = cast(str, self.func)
         value = decision.values.get(guard)
         if value is None:
-            value = decision.evaluate(guard, event_data.machine.resolve_callable(guard, event_data))
+            # By name on the model: `attach` proved every guard a callable attribute of it, the one case of
+            # the library's resolve_callable this machine meets.
+            value = decision.evaluate(guard, getattr(event_data.model, guard))
         return value == self.target
 
 
@@ -163,16 +165,19 @@ class GuardedTransition(Transition):
         """The library's execute, less the hooks this machine never registers (prepare, after, exit,
         final, the machine-wide ones) and its per-step logging: conditions, ``before``, the state
         change and the new state's ``on_enter``, as ``transitions`` runs them."""
-        event_data.args[0].step = self.step
+        decision = event_data.args[0]
+        decision.step = self.step
         for condition in self.conditions:
             if not condition.check(event_data):
                 return False
-        machine = event_data.machine
-        machine.callbacks(self.before, event_data)
+        machine, model = event_data.machine, event_data.model
+        for name in self.before:  # the callbacks by name on the model (as `attach` proved them), with the Decision
+            getattr(model, name)(decision)
         if self.dest is not None:
-            machine.set_state(self.dest, event_data.model)
+            machine.set_state(self.dest, model)
             event_data.update(self.dest)
-            machine.callbacks(machine.get_state(self.dest).on_enter, event_data)
+            for name in machine.get_state(self.dest).on_enter:
+                getattr(model, name)(decision)
         return True
 
 
