@@ -54,7 +54,7 @@ def test_each_thread_reads_ahead_the_start_of_its_part_inside_the_weights(produc
     if threads == 2:  # the worker's starts where its part does: past the caller's
         assert ranges[1][0][:2] > ranges[0][0][:2]
     seen.sort()
-    for (k1, o1, n1), (k2, o2, _) in zip(seen, seen[1:]):  # the threads' ranges never overlap
+    for (k1, o1, n1), (k2, o2, _) in zip(seen[:-1], seen[1:], strict=True):  # the threads' ranges never overlap
         assert k1 != k2 or o1 + n1 <= o2
 
 
