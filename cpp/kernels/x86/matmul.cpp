@@ -267,8 +267,10 @@ void dot_q8_0_few(const uint8_t* row, const int8_t* codes, const float* da, int6
 
 // Two weight rows against the same NR activation rows: each activation block and scale is loaded once for
 // both, and twice the independent accumulator chains are in flight. Per row, the operations are
-// dot_q8_0_few's, so the bits are too. At m = 4 it ran 68.0 GOP/s a thread in cache against 64.3 (the
-// baseline's one row at a time), at m = 2 48.5 against 54.0, so rows_q8_0_few takes it at four rows only.
+// dot_q8_0_few's, so the bits are too. In cache, a thread: m = 4 68.0 GOP/s against 64.3 one row at a time,
+// m = 3 65.4 against 60.6, but m = 2 48.5 against 54.0 (and m >= 5 would spill its 2 x NR accumulators),
+// so rows_q8_0_few takes it at three and four rows. Summing all eight accumulators of m = 4 in one
+// transposed tree (hsum's adds in hsum's order) measured 4% slower than eight hsums.
 template <int NR>
 void dot_q8_0_few2(const uint8_t* row0, const uint8_t* row1, const int8_t* codes, const float* da, int64_t blocks, float* out0, float* out1) {
     const BlockQ8_0* w0 = reinterpret_cast<const BlockQ8_0*>(row0);
@@ -306,7 +308,7 @@ void rows_q8_0_few(const WeightView& w, const QuantizedActivations& x, float* y,
     const int64_t blocks = a.blocks;
     float out[NR], out1[NR];
     int64_t r = row_begin;
-    if constexpr (NR == 4) {
+    if constexpr (NR == 3 || NR == 4) {
         for (; r + 2 <= row_end; r += 2) {
             prefetch_row_ahead(base + r * w.row_bytes, 2 * w.row_bytes);
             dot_q8_0_few2<NR>(base + r * w.row_bytes, base + (r + 1) * w.row_bytes, codes, da, blocks, out, out1);
