@@ -171,6 +171,22 @@ void rebase(LlamaWeights& w, const uint8_t* from, size_t n, uint8_t* to) {
     }
 }
 
+// `bytes` (a multiple of the page size) of anonymous memory starting on a 2 MiB boundary,
+// advised MADV_HUGEPAGE, or nullptr. THP backs only aligned 2 MiB ranges: an unaligned mapping keeps its
+// first and last partial 2 MiB on 4 KiB pages (the repacked SmolLM2 matrices, 63 MiB, got 60 or
+// 62 MiB of huge pages by where ASLR put them, and 500 more page faults in the first case).
+uint8_t* map_huge_page_aligned(size_t bytes) {
+    // Over-allocate by one huge page and trim both ends to the boundary.
+    void* raw = mmap(nullptr, bytes + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return nullptr;
+    uint8_t* base = static_cast<uint8_t*>(raw);
+    const size_t lead = (kHugePage - reinterpret_cast<uintptr_t>(base) % kHugePage) % kHugePage;
+    if (lead) munmap(base, lead);
+    if (kHugePage - lead) munmap(base + lead + bytes, kHugePage - lead);
+    madvise(base + lead, bytes, MADV_HUGEPAGE);  // advice only: a kernel without THP keeps 4 KiB pages
+    return base + lead;
+}
+
 }  // namespace
 
 LlamaModel::LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads, WeightPlacement placement, bool repack)
@@ -202,18 +218,11 @@ void LlamaModel::place_in_huge_pages() {
         if (end <= begin) return;
         const size_t n = size_t(end - begin);
         copy_bytes_ = (n + kHugePage - 1) / kHugePage * kHugePage;
-        // Over-allocate by one huge page so the copy starts on a 2 MiB boundary (THP needs aligned ranges).
-        void* raw = mmap(nullptr, copy_bytes_ + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (raw == MAP_FAILED) {
+        copy_ = map_huge_page_aligned(copy_bytes_);
+        if (copy_ == nullptr) {
             copy_bytes_ = 0;
             throw Error(code::ModelUnavailable, "cannot allocate " + std::to_string(n) + " bytes for the weights' huge-page copy");
         }
-        uint8_t* base = static_cast<uint8_t*>(raw);
-        const size_t lead = (kHugePage - reinterpret_cast<uintptr_t>(base) % kHugePage) % kHugePage;
-        if (lead) munmap(base, lead);
-        if (kHugePage - lead) munmap(base + lead + copy_bytes_, kHugePage - lead);
-        copy_ = base + lead;
-        madvise(copy_, copy_bytes_, MADV_HUGEPAGE);  // advice only: a kernel without THP keeps 4 KiB pages
         const uint8_t* from = f.data() + begin;
         // Threads copy disjoint 2 MiB pieces, so each first touch faults in a huge page near its reader.
         pool_->parallel_for(int64_t(copy_bytes_ / kHugePage), [&](int64_t b, int64_t e, int) {
@@ -253,16 +262,17 @@ void LlamaModel::repack_layers() {
         constexpr size_t kAlign = 64;
         size_t total = 0;
         for (WeightView* v : apart) total += (rows8_bytes(*v) + kAlign - 1) / kAlign * kAlign;
-        void* raw = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (raw == MAP_FAILED) throw Error(code::ModelUnavailable, "cannot allocate " + std::to_string(total) + " bytes for the repacked weights");
-        packed_ = static_cast<uint8_t*>(raw);
-        packed_bytes_ = total;
         // 2 MiB pages where the kernel grants them (advice only): a decode step streams these
         // matrices, and on 4 KiB pages the hardware prefetchers start over at every page (the
         // streaming sum reads 15.7 GB/s on 4 KiB pages, 21.3 on 2 MiB, one thread). The repack
         // below is each page's first touch, so this costs no copy.
-        madvise(packed_, packed_bytes_, MADV_HUGEPAGE);
-        const long page = sysconf(_SC_PAGESIZE);
+        const size_t page = size_t(sysconf(_SC_PAGESIZE));
+        packed_bytes_ = (total + page - 1) / page * page;  // a partial last 2 MiB stays on 4 KiB pages (not a huge page's RSS)
+        packed_ = map_huge_page_aligned(packed_bytes_);
+        if (packed_ == nullptr) {
+            packed_bytes_ = 0;
+            throw Error(code::ModelUnavailable, "cannot allocate " + std::to_string(total) + " bytes for the repacked weights");
+        }
         const uint8_t* file_bytes = file_->file->data();
         size_t at = 0;
         for (WeightView* v : apart) {
