@@ -249,11 +249,13 @@ void LlamaModel::repack_layers() {
     auto bytes_of = [](const WeightView& v) { return v.row_bytes * size_t(v.rows); };
     // In the huge-page copy where the layout keeps the size; the rest (all of
     // them in place, Q4_K's larger layout always) into one anonymous mapping.
+    std::vector<Rows8Job> jobs;
+    std::vector<WeightView*> targets;  // the view each job replaces
     std::vector<WeightView*> apart;
     for (WeightView* v : todo) {
         if (copy_ && rows8_bytes(*v) == bytes_of(*v)) {
-            *v = repack_rows8(*v, const_cast<void*>(v->data), *pool_);
-            repacked_bytes_ += rows8_bytes(*v);
+            jobs.push_back({*v, const_cast<void*>(v->data)});
+            targets.push_back(v);
         } else {
             apart.push_back(v);
         }
@@ -273,25 +275,31 @@ void LlamaModel::repack_layers() {
             packed_bytes_ = 0;
             throw Error(code::ModelUnavailable, "cannot allocate " + std::to_string(total) + " bytes for the repacked weights");
         }
-        const uint8_t* file_bytes = file_->file->data();
         size_t at = 0;
         for (WeightView* v : apart) {
-            const uint8_t* from = static_cast<const uint8_t*>(v->data);
-            const size_t n = bytes_of(*v), packed = rows8_bytes(*v);
-            int64_t first_non_finite = -1;
-            // From the file map (not the huge-page copy) the matrix's offset in the file names its tensor.
-            *v = repack_rows8(*v, packed_ + at, *pool_, copy_ ? nullptr : &first_non_finite);
-            if (!copy_) scales_checked_.push_back({uint64_t(from - file_bytes), first_non_finite});
-            at += (packed + kAlign - 1) / kAlign * kAlign;
-            repacked_bytes_ += packed;
-            // The whole pages of the file map inside this matrix: advice only (the huge-page copy's stay).
-            if (copy_) continue;
-            const uintptr_t lo = (reinterpret_cast<uintptr_t>(from) + page - 1) / page * page;
-            const uintptr_t hi = (reinterpret_cast<uintptr_t>(from) + n) / page * page;
-            if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+            // From the file map (not the huge-page copy) the matrix's offset in the file names its tensor:
+            // the finite check is fused in there.
+            jobs.push_back({*v, packed_ + at, !copy_});
+            targets.push_back(v);
+            at += (rows8_bytes(*v) + kAlign - 1) / kAlign * kAlign;
         }
-        mprotect(packed_, packed_bytes_, PROT_READ);
     }
+    repack_rows8_many(jobs, *pool_);
+    const uint8_t* file_bytes = file_->file->data();
+    const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+    for (size_t i = 0; i < jobs.size(); ++i) {
+        const WeightView& from = jobs[i].w;
+        *targets[i] = rows8_view(from, jobs[i].dst);
+        repacked_bytes_ += rows8_bytes(from);
+        if (!jobs[i].check) continue;
+        const uint8_t* bytes = static_cast<const uint8_t*>(from.data);
+        scales_checked_.push_back({uint64_t(bytes - file_bytes), jobs[i].first_non_finite_scale});
+        // The whole pages of the file map inside this matrix: advice only (the huge-page copy's stay).
+        const uintptr_t lo = (reinterpret_cast<uintptr_t>(bytes) + page - 1) / page * page;
+        const uintptr_t hi = (reinterpret_cast<uintptr_t>(bytes) + bytes_of(from)) / page * page;
+        if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+    }
+    if (packed_) mprotect(packed_, packed_bytes_, PROT_READ);
     repack_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
