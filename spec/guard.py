@@ -63,6 +63,7 @@ from typing import Any, cast
 
 from transitions import Machine, MachineError
 from transitions.core import Condition, Event, EventData, Transition
+from transitions.core import State as MachineState
 
 from ggufsm.spec.errors import GgufsmError
 from ggufsm.spec.table import LAZY_INIT_STATE, Branch, Spec, SpecError
@@ -138,12 +139,18 @@ class Decision:
 class GuardCondition(Condition):
     """A condition naming a table guard: resolved by name on the model, computed once per operation."""
 
+    def __init__(self, func, target: bool = True):
+        super().__init__(func, target)
+        self.guard = cast(str, func)  # the name, typed once (check runs several times a token)
+
     def check(self, event_data) -> bool:
         decision: Decision = event_data.args[0]
-        guard = cast(str, self.func)
+        guard = self.guard
         value = decision.values.get(guard)
         if value is None:
-            value = decision.evaluate(guard, event_data.machine.resolve_callable(guard, event_data))
+            # By name on the model: `attach` proved every guard a callable attribute of it, the one case of
+            # the library's resolve_callable this machine meets.
+            value = decision.evaluate(guard, getattr(event_data.model, guard))
         return value == self.target
 
 
@@ -158,22 +165,36 @@ class GuardedTransition(Transition):
         super().__init__(*args, **kwargs)
         self.step = step
         self.conditions.sort(key=lambda condition: guard_order[cast(str, condition.func)])
+        self.before_names = tuple(cast(str, name) for name in self.before)  # the table names every callback
 
     def execute(self, event_data) -> bool:
         """The library's execute, less the hooks this machine never registers (prepare, after, exit,
         final, the machine-wide ones) and its per-step logging: conditions, ``before``, the state
         change and the new state's ``on_enter``, as ``transitions`` runs them."""
-        event_data.args[0].step = self.step
+        decision = event_data.args[0]
+        decision.step = self.step
         for condition in self.conditions:
             if not condition.check(event_data):
                 return False
-        machine = event_data.machine
-        machine.callbacks(self.before, event_data)
+        model = event_data.model
+        for name in self.before_names:  # the callbacks by name on the model (as `attach` proved them), with the Decision
+            getattr(model, name)(decision)
         if self.dest is not None:
-            machine.set_state(self.dest, event_data.model)
-            event_data.update(self.dest)
-            machine.callbacks(machine.get_state(self.dest).on_enter, event_data)
+            # The library's set_state and EventData.update for one model and a state name: its State, looked up
+            # once, gives the value the model holds.
+            dest, on_enter = self._entered or self._resolve_dest(event_data.machine)
+            setattr(model, STATE_ATTRIBUTE, dest.value)
+            event_data.state = dest
+            for name in on_enter:
+                getattr(model, name)(decision)
         return True
+
+    _entered: tuple[MachineState, tuple[str, ...]] | None = None  # the dest's State and its on_enter names
+
+    def _resolve_dest(self, machine: Machine) -> tuple[MachineState, tuple[str, ...]]:
+        dest = machine.get_state(cast(str, self.dest))
+        self._entered = dest, tuple(cast(str, name) for name in dest.on_enter)
+        return self._entered
 
 
 class TableEvent(Event):
@@ -182,11 +203,13 @@ class TableEvent(Event):
     in order until one executes; a trigger with none from that state raises MachineError."""
 
     def trigger(self, model, *args, **kwargs) -> bool:
-        event_data = EventData(None, self, self.machine, model, args, kwargs)
-        state = event_data.state = self.machine.get_model_state(model)
-        transitions = self.transitions.get(state.name)
+        machine = self.machine
+        event_data = EventData(None, self, machine, model, args, kwargs)
+        name = getattr(model, STATE_ATTRIBUTE)
+        transitions = self.transitions.get(name)
         if transitions is None:
-            raise MachineError(f"Can't trigger event {self.name} from state {state.name}!")
+            raise MachineError(f"Can't trigger event {self.name} from state {name}!")
+        event_data.state = machine.states[name]
         for transition in transitions:
             event_data.transition = transition
             if transition.execute(event_data):

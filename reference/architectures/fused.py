@@ -98,7 +98,14 @@ class FusedSession:
         return dict(self._core.nbytes) if self._core else {"kv_cache": 0, "scratch": 0, "logits": 0}
 
     def close(self) -> None:
+        self.idle()
         self._core = None
+
+    def idle(self) -> None:
+        """This session asks for no decode step until its next request: the scheduler's gathering stops
+        waiting for it (reference/runtime/batching.py, `withdraw`)."""
+        if self.scheduler is not None and self._core is not None:
+            self.scheduler.withdraw(self._core)
 
     def prefill(self, tokens, start_pos: int = 0) -> np.ndarray:
         """Tokens at positions start_pos..; logits [n_vocab] of the last (read-only, valid until the next call)."""

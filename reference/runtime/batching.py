@@ -21,14 +21,17 @@ How steps are grouped, with no waiting for anyone longer than half a step:
     millisecond later. Without this the handles fall into two groups that
     take turns (a pass of 1, then a pass of 3, measured with 4 handles: 28 of
     60 passes were of one step), reading the weights twice per token. The
-    leader waits on the queue's condition until each of them is queued, or
-    for at most half of the last pass's time (`GATHER_SHARE`), whichever
-    comes first: a handle that stopped generating, or does slow work between
-    its steps (a slow on_token consumer), holds the others up by at most half
-    a step, and a handle alone, whose own step is the only one expected,
-    never waits.
+    leader waits until each of them is queued, or for at most half of the
+    last pass's time (`GATHER_SHARE`), whichever comes first: a handle that
+    stopped generating, or does slow work between its steps (a slow on_token
+    consumer), holds the others up by at most half a step, and a handle
+    alone, whose own step is the only one expected, never waits. The leader
+    sleeps on a condition of its own, notified once, by the last of those
+    sessions to queue: a wake-up per returning caller was a GIL hand-off
+    each, between two passes that only the last of them ends.
 So a handle joining waits for no more than the pass in flight, one leaving
-delays the others by at most half a step, and a leader never serves steps
+delays the others by at most half a step (none when it says so: a request
+that ended and a closed session `withdraw`), and a leader never serves steps
 beyond its own pass.
 
 Errors stay each handle's own: a pass checks every entry before it runs any
@@ -75,9 +78,10 @@ class DecodeScheduler:
         self._batch = _core.DecodeBatch(model)
         self._lock = threading.Lock()
         self._queued = threading.Condition(self._lock)  # notified when a step is queued (tests wait on it)
+        self._all_back = threading.Condition(self._lock)  # notified when the last of `_awaited` queues (the leader waits)
         self._queue: list[_Step] = []
         self._running = False
-        self._returning: list[Any] = []  # the last pass's sessions, expected back for the next one
+        self._awaited: set[int] = set()  # ids of the last pass's sessions not queued again yet
         self._last_pass_s = 0.0
         self.pass_sizes: Counter[int] = Counter()  # passes run, by their number of steps
         # Wall seconds the leaders spent running passes and gathering before them (`ggufsm bench batch --split`:
@@ -92,6 +96,10 @@ class DecodeScheduler:
             step = _Step(session, token, pos, None if lead else threading.Event())
             self._queue.append(step)
             self._queued.notify_all()
+            if self._awaited:
+                self._awaited.discard(id(session))
+                if not self._awaited:
+                    self._all_back.notify()
             self._running = True
         if step.done is not None:
             step.done.wait()  # until this step ran in someone's pass, or the lead is handed here
@@ -101,6 +109,16 @@ class DecodeScheduler:
         if step.error is not None:
             raise step.error
         return session.logits
+
+    def withdraw(self, session: Any) -> None:
+        """`session` asks for no step until further notice (its request ended, it was closed): a leader
+        gathering the last pass's sessions stops waiting for it. Without this a handle that finished
+        held the others' next pass for the whole bound (half a pass)."""
+        with self._lock:
+            if id(session) in self._awaited:
+                self._awaited.discard(id(session))
+                if not self._awaited:
+                    self._all_back.notify()
 
     def queued(self) -> int:
         """Steps waiting for the next pass."""
@@ -118,7 +136,7 @@ class DecodeScheduler:
             self._run(steps)
         finally:
             with self._lock:
-                self._returning = [step.session for step in steps]
+                self._awaited = {id(step.session) for step in steps}
                 self._last_pass_s = time.perf_counter() - started
                 self.pass_seconds += self._last_pass_s
                 if self._queue:
@@ -134,13 +152,10 @@ class DecodeScheduler:
 
     def _gather(self) -> None:
         """(Lock held.) Until every session of the last pass has queued its next step, or the bound passed."""
-        def back() -> bool:
-            queued = {id(step.session) for step in self._queue}
-            return all(id(session) in queued for session in self._returning)
-
-        if not back():
-            self._queued.wait_for(back, timeout=min(GATHER_SHARE * self._last_pass_s, GATHER_MAX_S))
-        self._returning = []
+        if self._awaited:
+            self._all_back.wait_for(lambda: not self._awaited,
+                                    timeout=min(GATHER_SHARE * self._last_pass_s, GATHER_MAX_S))
+        self._awaited = set()
 
     def _run(self, steps: list[_Step]) -> None:
         self.pass_sizes[len(steps)] += 1

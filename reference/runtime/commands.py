@@ -169,7 +169,11 @@ class Generate(Forward):
             request.prefill(resident.session)
             request.run(resident.session, self.max_tokens, self.on_token, end_ids)
             self.cause = request.callback_error
-        self.run_forward(work)
+        try:
+            self.run_forward(work)
+        finally:  # its token loop is over: handles batched with it need not wait for its next step
+            if resident.session is not None:
+                resident.session.idle()
 
     def commit(self, resident: Resident) -> None:
         assert self.request is not None

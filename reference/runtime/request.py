@@ -72,6 +72,7 @@ class Request:
         self.sampler = sampler
         self.stream_decoder = stream_decoder
         self.generated_token_ids: list[int] = []
+        self._token_ids = list(prompt_token_ids)  # the prompt's and the generated, appended as sampled
         self.text_parts: list[str] = []
         self.n_past = 0                     # positions taken: evaluated into the KV cache, or owed (`pending`)
         self.pending: int | None = None     # the last sampled token, not yet evaluated (at position n_past - 1)
@@ -87,7 +88,9 @@ class Request:
 
     @property
     def all_token_ids(self) -> list[int]:
-        return self.prompt_token_ids + self.generated_token_ids
+        """The prompt's token ids, then the generated ones (the request's own list: read, never change it).
+        Kept as the tokens come rather than joined per token: the join copied the whole request each token."""
+        return self._token_ids
 
     def cancel(self) -> None:
         """Ask the token loop to stop after its current token (from any thread)."""
@@ -113,6 +116,7 @@ class Request:
         self.pending = token_id
         self.n_past += 1
         self.generated_token_ids.append(token_id)
+        self._token_ids.append(token_id)
         text = self.stream_decoder.push(token_id)
         self.text_parts.append(text)
         return TokenEvent(token_id, text, len(self.generated_token_ids) - 1)

@@ -341,3 +341,29 @@ def test_real_model_handles_generating_at_once_get_the_tokens_each_gets_alone(mo
     assert at_once(handles, [generating(i, 16, greedy) for i in range(4)]) == expected
     assert max(scheduler.pass_sizes) >= 3
     free_all(*handles)
+
+
+def core_session_of(runtime: Runtime):
+    return runtime._lifecycle.resident.session._core
+
+
+def test_a_handle_whose_generate_ended_or_that_was_freed_is_not_waited_for_by_the_next_pass(tiny_model):
+    """A leader gathers the last pass's sessions before its pass; a session whose request ended, or that was
+    freed, asks for no step, so it is no longer among those expected back (it withdrew)."""
+    finished, freed, stepping = loaded(tiny_model), loaded(tiny_model), loaded(tiny_model)
+    scheduler = scheduler_of(stepping)
+    try:
+        finished.generate("Hello", 3, temperature=0.0, stop_at_eos=False)
+        assert id(core_session_of(finished)) not in scheduler._awaited
+        freed.generate("Hello", 2, temperature=0.0, stop_at_eos=False)
+        freed.generate_next_token()  # a step of its own: its session is the one expected back now
+        gone = core_session_of(freed)
+        assert scheduler._awaited == {id(gone)}
+        freed.free()
+        assert not scheduler._awaited
+        stepping.generate("Hello", 1, temperature=0.0, stop_at_eos=False)
+        stepping.generate_next_token()
+        assert scheduler._awaited == {id(core_session_of(stepping))}  # a step of an open request: expected back
+    finally:
+        for runtime in (finished, freed, stepping):
+            runtime.free()

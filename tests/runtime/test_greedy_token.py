@@ -31,6 +31,34 @@ def rows():
     yield "huge and tiny", np.array([3e38, -3e38, 1e-45, 3.4e38], np.float32)
 
 
+def block_edges():
+    """The kernel reads blocks of 16 lanes, then a tail value by value: the maximum, a tie and a non-finite value
+    at each edge of a block and of the tail, over lengths around the block size."""
+    rng = rng_for("edges")
+    for n in (1, 2, 15, 16, 17, 31, 32, 33, 47, 48, 49, 1000, 1007):
+        for where in sorted({0, n // 2, n - 1, min(15, n - 1), min(16, n - 1), max(0, n - 17)}):
+            row = rng.standard_normal(n).astype(np.float32)
+            row[where] = 7.0
+            yield f"n{n} max at {where}", row
+            tied = row.copy()
+            tied[n - 1 - where // 3] = 7.0  # a tie after it (or the same index): the first wins
+            yield f"n{n} tie at {where}", tied
+
+
+@pytest.mark.parametrize("name,logits", list(block_edges()), ids=[name for name, _ in block_edges()])
+def test_the_greedy_token_is_numpys_argmax_at_every_block_edge(name, logits):
+    assert _core.greedy_token(logits) == int(np.argmax(logits))
+
+
+@pytest.mark.parametrize("n", [1, 16, 17, 33, 49])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_a_non_finite_logit_in_a_block_or_the_tail_is_found_first(n, bad):
+    for where in sorted({0, n // 2, n - 1, min(16, n - 1)}):
+        row = rng_for("edge-bad", n, where).standard_normal(n).astype(np.float32)
+        row[where] = bad
+        assert _core.greedy_token(row) == -1 - where
+
+
 @pytest.mark.parametrize("name,logits", list(rows()), ids=[name for name, _ in rows()])
 def test_the_greedy_token_is_numpys_argmax(name, logits):
     assert _core.greedy_token(logits) == int(np.argmax(logits))

@@ -138,3 +138,21 @@ def test_the_decode_rate_counts_the_decode_steps_run_not_the_tokens_emitted(read
     assert generation.timings["decode_tok_s"] == pytest.approx(3 / generation.timings["decode_s"])
     single = ready_runtime.generate(PROMPT, 1, stop_at_eos=False, temperature=0.0)
     assert single.timings["decode_s"] == 0.0 and single.timings["decode_tok_s"] == 0.0
+
+
+def test_the_sampler_sees_the_prompt_then_every_token_generated_so_far():
+    """The repetition penalty's window: the request's tokens, kept as they come (not joined anew per token)."""
+    seen: list[list[int]] = []
+    request = greedy_request()
+    sample = request.sampler.sample
+
+    def recorded(logits, recent_tokens):
+        seen.append(list(recent_tokens))
+        return sample(logits, recent_tokens)
+
+    request.sampler.sample = recorded  # type: ignore[method-assign]
+    session = FlakySession(fail_at_step=0)
+    request.prefill(session)
+    tokens = [request.next_token(session).token_id for _ in range(4)]
+    assert seen == [PROMPT + tokens[:i] for i in range(4)]
+    assert request.all_token_ids == PROMPT + tokens
