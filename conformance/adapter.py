@@ -119,11 +119,18 @@ class MemoryReading:
 
 
 def process_memory(pid: int, *, trim: bool) -> MemoryReading | None:
-    """VmRSS of `pid` (None where /proc cannot say); `trim`: this process's own allocator first returns
-    the memory it holds free (glibc's malloc_trim)."""
+    """VmRSS of `pid` (None where /proc cannot say); `trim`: this process first frees its unreachable
+    objects (Python's cyclic collector) and its allocator then returns the memory it holds free (glibc's
+    malloc_trim), so the reading counts what is in use. Without the collection, memory a free left in
+    reference cycles counts until the collector next runs: llama-cpp-python's `Llama` and its sampler's
+    closure hold each other, and its readings on the tiny fixtures climbed 450 KiB every few cycles until a
+    full collection returned 6.5-7.7 MiB at cycle 53, so its verdict depended on where those runs fell."""
     trimmed = False
     if trim and pid == os.getpid():
         import ctypes
+        import gc
+
+        gc.collect()
 
         try:
             ctypes.CDLL(None).malloc_trim(0)

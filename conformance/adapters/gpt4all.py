@@ -161,6 +161,8 @@ def make_adapter() -> Gpt4AllAdapter:
 
 PRE_TOKENIZER_KEY = b"tokenizer.ggml.pre"
 KIT_PRE_TOKENIZER, KNOWN_PRE_TOKENIZER = b"smollm", b"refact"
+# Every input the suite loads and expects to read (the corrupt and missing ones are refused before that).
+LOADED_MODELS = ("model", "alt_model", "unsupported_model", "overflow_model")
 
 
 def rewrite_pre_tokenizer(path: Path) -> None:
@@ -181,10 +183,10 @@ def write_inputs(directory: Path) -> Path:
     from ggufsm.conformance.inputs import prepare_inputs
 
     inputs = prepare_inputs(directory)
-    for name in ("model", "alt_model", "unsupported_model"):
+    for name in LOADED_MODELS:
         rewrite_pre_tokenizer(Path(getattr(inputs, name)))
     described = inputs.describe()
-    for name in ("model", "alt_model", "corrupt_model", "unsupported_model", "missing_model"):
+    for name in (*LOADED_MODELS, "corrupt_model", "missing_model"):
         described[name] = Path(described[name]).name
     target = directory / "inputs.json"
     target.write_text(json.dumps(described, indent=1) + "\n", encoding="utf-8")

@@ -129,6 +129,8 @@ void forward(py::module_& m) {
              "repack: repack the layer matrices the register-blocked kernels read (kernels/repack.h) at load")
         .def_property_readonly("weights_repacked", &LlamaModel::repacked_bytes, "bytes of the layer matrices repacked at load")
         .def_property_readonly("repack_seconds", &LlamaModel::repack_seconds, "seconds the repack took, part of the load")
+        .def_property_readonly("repacked_address", &LlamaModel::repacked_address,
+                               "address of the repacked matrices' own mapping (0 when they have none)")
         .def_property_readonly(
             "scales_checked",
             [](const LlamaModel& model) {

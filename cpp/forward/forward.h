@@ -116,6 +116,8 @@ public:
     // Bytes of the matrices repacked at load, and the seconds the repack took (part of the load).
     size_t repacked_bytes() const { return repacked_bytes_; }
     double repack_seconds() const { return repack_seconds_; }
+    // Where the repacked matrices' own mapping starts (0 when they have none: in the huge-page copy, or no repack).
+    uintptr_t repacked_address() const { return reinterpret_cast<uintptr_t>(packed_); }
     // The finite-weights check of the matrices this load read anyway, made in that read: per matrix
     // in the file's layout (by the byte offset of its tensor in the file), the byte offset within
     // it of its first NaN or infinite fp16 block scale, or -1. Filled with repack (not with the

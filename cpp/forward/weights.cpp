@@ -171,6 +171,22 @@ void rebase(LlamaWeights& w, const uint8_t* from, size_t n, uint8_t* to) {
     }
 }
 
+// `bytes` (a multiple of the page size) of anonymous memory starting on a 2 MiB boundary,
+// advised MADV_HUGEPAGE, or nullptr. THP backs only aligned 2 MiB ranges: an unaligned mapping keeps its
+// first and last partial 2 MiB on 4 KiB pages (the repacked SmolLM2 matrices, 63 MiB, got 60 or
+// 62 MiB of huge pages by where ASLR put them, and 500 more page faults in the first case).
+uint8_t* map_huge_page_aligned(size_t bytes) {
+    // Over-allocate by one huge page and trim both ends to the boundary.
+    void* raw = mmap(nullptr, bytes + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return nullptr;
+    uint8_t* base = static_cast<uint8_t*>(raw);
+    const size_t lead = (kHugePage - reinterpret_cast<uintptr_t>(base) % kHugePage) % kHugePage;
+    if (lead) munmap(base, lead);
+    if (kHugePage - lead) munmap(base + lead + bytes, kHugePage - lead);
+    madvise(base + lead, bytes, MADV_HUGEPAGE);  // advice only: a kernel without THP keeps 4 KiB pages
+    return base + lead;
+}
+
 }  // namespace
 
 LlamaModel::LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads, WeightPlacement placement, bool repack)
@@ -202,18 +218,11 @@ void LlamaModel::place_in_huge_pages() {
         if (end <= begin) return;
         const size_t n = size_t(end - begin);
         copy_bytes_ = (n + kHugePage - 1) / kHugePage * kHugePage;
-        // Over-allocate by one huge page so the copy starts on a 2 MiB boundary (THP needs aligned ranges).
-        void* raw = mmap(nullptr, copy_bytes_ + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (raw == MAP_FAILED) {
+        copy_ = map_huge_page_aligned(copy_bytes_);
+        if (copy_ == nullptr) {
             copy_bytes_ = 0;
             throw Error(code::ModelUnavailable, "cannot allocate " + std::to_string(n) + " bytes for the weights' huge-page copy");
         }
-        uint8_t* base = static_cast<uint8_t*>(raw);
-        const size_t lead = (kHugePage - reinterpret_cast<uintptr_t>(base) % kHugePage) % kHugePage;
-        if (lead) munmap(base, lead);
-        if (kHugePage - lead) munmap(base + lead + copy_bytes_, kHugePage - lead);
-        copy_ = base + lead;
-        madvise(copy_, copy_bytes_, MADV_HUGEPAGE);  // advice only: a kernel without THP keeps 4 KiB pages
         // A copy of the file's bytes has no place in a core dump; and the flag keeps the kernel from merging
         // this mapping with a neighbouring anonymous one of the same protection (Gemma 3's repacked Q4_K
         // matrices, mapped right below it): merged, the copy had no smaps entry of its own, and
@@ -245,11 +254,13 @@ void LlamaModel::repack_layers() {
     auto bytes_of = [](const WeightView& v) { return v.row_bytes * size_t(v.rows); };
     // In the huge-page copy where the layout keeps the size; the rest (all of
     // them in place, Q4_K's larger layout always) into one anonymous mapping.
+    std::vector<Rows8Job> jobs;
+    std::vector<WeightView*> targets;  // the view each job replaces
     std::vector<WeightView*> apart;
     for (WeightView* v : todo) {
         if (copy_ && rows8_bytes(*v) == bytes_of(*v)) {
-            *v = repack_rows8(*v, const_cast<void*>(v->data), *pool_);
-            repacked_bytes_ += rows8_bytes(*v);
+            jobs.push_back({*v, const_cast<void*>(v->data)});
+            targets.push_back(v);
         } else {
             apart.push_back(v);
         }
@@ -258,35 +269,42 @@ void LlamaModel::repack_layers() {
         constexpr size_t kAlign = 64;
         size_t total = 0;
         for (WeightView* v : apart) total += (rows8_bytes(*v) + kAlign - 1) / kAlign * kAlign;
-        void* raw = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (raw == MAP_FAILED) throw Error(code::ModelUnavailable, "cannot allocate " + std::to_string(total) + " bytes for the repacked weights");
-        packed_ = static_cast<uint8_t*>(raw);
-        packed_bytes_ = total;
         // 2 MiB pages where the kernel grants them (advice only): a decode step streams these
         // matrices, and on 4 KiB pages the hardware prefetchers start over at every page (the
         // streaming sum reads 15.7 GB/s on 4 KiB pages, 21.3 on 2 MiB, one thread). The repack
         // below is each page's first touch, so this costs no copy.
-        madvise(packed_, packed_bytes_, MADV_HUGEPAGE);
-        const long page = sysconf(_SC_PAGESIZE);
-        const uint8_t* file_bytes = file_->file->data();
+        const size_t page = size_t(sysconf(_SC_PAGESIZE));
+        packed_bytes_ = (total + page - 1) / page * page;  // a partial last 2 MiB stays on 4 KiB pages (not a huge page's RSS)
+        packed_ = map_huge_page_aligned(packed_bytes_);
+        if (packed_ == nullptr) {
+            packed_bytes_ = 0;
+            throw Error(code::ModelUnavailable, "cannot allocate " + std::to_string(total) + " bytes for the repacked weights");
+        }
         size_t at = 0;
         for (WeightView* v : apart) {
-            const uint8_t* from = static_cast<const uint8_t*>(v->data);
-            const size_t n = bytes_of(*v), packed = rows8_bytes(*v);
-            int64_t first_non_finite = -1;
-            // From the file map (not the huge-page copy) the matrix's offset in the file names its tensor.
-            *v = repack_rows8(*v, packed_ + at, *pool_, copy_ ? nullptr : &first_non_finite);
-            if (!copy_) scales_checked_.push_back({uint64_t(from - file_bytes), first_non_finite});
-            at += (packed + kAlign - 1) / kAlign * kAlign;
-            repacked_bytes_ += packed;
-            // The whole pages of the file map inside this matrix: advice only (the huge-page copy's stay).
-            if (copy_) continue;
-            const uintptr_t lo = (reinterpret_cast<uintptr_t>(from) + page - 1) / page * page;
-            const uintptr_t hi = (reinterpret_cast<uintptr_t>(from) + n) / page * page;
-            if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+            // From the file map (not the huge-page copy) the matrix's offset in the file names its tensor:
+            // the finite check is fused in there.
+            jobs.push_back({*v, packed_ + at, !copy_});
+            targets.push_back(v);
+            at += (rows8_bytes(*v) + kAlign - 1) / kAlign * kAlign;
         }
-        mprotect(packed_, packed_bytes_, PROT_READ);
     }
+    repack_rows8_many(jobs, *pool_);
+    const uint8_t* file_bytes = file_->file->data();
+    const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+    for (size_t i = 0; i < jobs.size(); ++i) {
+        const WeightView& from = jobs[i].w;
+        *targets[i] = rows8_view(from, jobs[i].dst);
+        repacked_bytes_ += rows8_bytes(from);
+        if (!jobs[i].check) continue;
+        const uint8_t* bytes = static_cast<const uint8_t*>(from.data);
+        scales_checked_.push_back({uint64_t(bytes - file_bytes), jobs[i].first_non_finite_scale});
+        // The whole pages of the file map inside this matrix: advice only (the huge-page copy's stay).
+        const uintptr_t lo = (reinterpret_cast<uintptr_t>(bytes) + page - 1) / page * page;
+        const uintptr_t hi = (reinterpret_cast<uintptr_t>(bytes) + bytes_of(from)) / page * page;
+        if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+    }
+    if (packed_) mprotect(packed_, packed_bytes_, PROT_READ);
     repack_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 

@@ -2,7 +2,9 @@
 // scalar, run once at load.
 #include "kernels/repack.h"
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -323,48 +325,104 @@ PackGroup group_packer(TensorType t) {
 
 }  // namespace
 
-WeightView repack_rows8(const WeightView& w, void* dst, ThreadPool& pool, int64_t* first_non_finite_scale) {
+namespace {
+
+void check_repackable(const WeightView& w) {
     if (!repackable(w)) {
         throw Error(code::InvalidInput, std::string("cannot repack ") + type_name(uint32_t(w.type)) + " weights [" +
                                             std::to_string(w.rows) + ", " + std::to_string(w.cols) +
                                             "]: needs Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q6_K in the file's layout with rows a multiple of 8");
     }
-    const size_t group_bytes = size_t(kRows8) * w.row_bytes, packed_group_bytes = rows8_group_bytes(w);
-    const size_t x8_bytes = rows8_block_bytes(w.type), bb = block_bytes(w.type);
-    const int64_t blocks = w.cols / block_size(w.type);
-    const uint8_t* src = static_cast<const uint8_t*>(w.data);
-    uint8_t* out = static_cast<uint8_t*>(dst);
-    const PackGroup pack = group_packer(w.type);
-    const Scales scales = scales_of(w.type);
-    const int x8_scale_halves = 8 * scales.n;
+}
+
+// One job's constants, worked out once for all of its groups.
+struct Plan {
+    const uint8_t* src;
+    uint8_t* out;
+    size_t row_bytes, group_bytes, packed_group_bytes, x8_bytes, bb;
+    int64_t blocks;
+    PackGroup pack;
+    Scales scales;
+    bool overlap;  // dst overlaps the source (the in-place repack of the huge-page copy)
+};
+
+Plan plan_of(const Rows8Job& job) {
+    const WeightView& w = job.w;
+    Plan p;
+    p.src = static_cast<const uint8_t*>(w.data);
+    p.out = static_cast<uint8_t*>(job.dst);
+    p.row_bytes = w.row_bytes;
+    p.group_bytes = size_t(kRows8) * w.row_bytes;
+    p.packed_group_bytes = rows8_group_bytes(w);
+    p.x8_bytes = rows8_block_bytes(w.type);
+    p.bb = block_bytes(w.type);
+    p.blocks = w.cols / block_size(w.type);
+    p.pack = group_packer(w.type);
+    p.scales = scales_of(w.type);
     const size_t n_src = size_t(w.rows) * w.row_bytes;
-    // Read straight from the source unless it overlaps the destination (the in-place repack of the huge-page copy).
-    const bool overlap = out < src + n_src && src < out + rows8_bytes(w);
+    p.overlap = p.out < p.src + n_src && p.src < p.out + rows8_bytes(w);
+    return p;
+}
+
+}  // namespace
+
+void repack_rows8_many(std::vector<Rows8Job>& jobs, ThreadPool& pool) {
+    std::vector<Plan> plans;
+    std::vector<int64_t> starts;  // the first global group of each job, then the total
+    plans.reserve(jobs.size());
+    starts.reserve(jobs.size() + 1);
+    int64_t total = 0;
+    size_t largest_group = 0;
+    for (Rows8Job& job : jobs) {
+        check_repackable(job.w);
+        plans.push_back(plan_of(job));
+        starts.push_back(total);
+        total += job.w.rows / kRows8;
+        if (plans.back().overlap) largest_group = std::max(largest_group, plans.back().group_bytes);
+        job.first_non_finite_scale = -1;
+    }
+    starts.push_back(total);
     std::mutex first_mutex;
-    int64_t first = -1;
-    pool.parallel_for(w.rows / kRows8, [&](int64_t begin, int64_t end, int) {
-        std::vector<uint8_t> copy(overlap ? group_bytes : 0);  // the group read whole first: dst may be w.data
-        bool found = false;  // groups come in order within a chunk: only its first bad one counts
-        for (int64_t g = begin; g < end; ++g) {
-            const uint8_t* group = src + size_t(g) * group_bytes;
-            if (overlap) {
-                std::memcpy(copy.data(), group, group_bytes);
+    // Chunks of the groups of all the jobs, in order: enough of them that a descheduled thread's
+    // share is taken over by the running one.
+    constexpr int kChunksPerThread = 16;
+    pool.parallel_for(total, [&](int64_t begin, int64_t end, int) {
+        std::vector<uint8_t> copy(largest_group);  // a group read whole first where dst overlaps the source
+        size_t j = size_t(std::upper_bound(starts.begin(), starts.end(), begin) - starts.begin()) - 1;
+        size_t found_in = SIZE_MAX;  // groups come in order within a chunk: only a job's first bad one counts
+        for (int64_t at_group = begin; at_group < end; ++at_group) {
+            while (at_group >= starts[j + 1]) ++j;
+            const Plan& p = plans[j];
+            const int64_t g = at_group - starts[j];
+            const uint8_t* group = p.src + size_t(g) * p.group_bytes;
+            if (p.overlap) {
+                std::memcpy(copy.data(), group, p.group_bytes);
                 group = copy.data();
             }
-            uint8_t* to = out + size_t(g) * packed_group_bytes;
-            pack(group, w.row_bytes, blocks, to);
-            if (first_non_finite_scale == nullptr || found) continue;
+            uint8_t* to = p.out + size_t(g) * p.packed_group_bytes;
+            p.pack(group, p.row_bytes, p.blocks, to);
+            if (!jobs[j].check || found_in == j) continue;
             // The finite check fused into this one read: the scales just written, hot in cache.
             bool bad = false;
-            for (int64_t b = 0; b < blocks; ++b) bad |= any_non_finite_half(to + size_t(b) * x8_bytes, x8_scale_halves);
+            for (int64_t b = 0; b < p.blocks; ++b) bad |= any_non_finite_half(to + size_t(b) * p.x8_bytes, 8 * p.scales.n);
             if (!bad) continue;
-            const int64_t at = int64_t(size_t(g) * group_bytes) + first_non_finite_in_group(group, w.row_bytes, blocks, bb, scales);
-            found = true;
+            const int64_t at = int64_t(size_t(g) * p.group_bytes) + first_non_finite_in_group(group, p.row_bytes, p.blocks, p.bb, p.scales);
+            found_in = j;
             std::lock_guard<std::mutex> lock(first_mutex);
+            int64_t& first = jobs[j].first_non_finite_scale;
             if (first < 0 || at < first) first = at;
         }
-    });
-    if (first_non_finite_scale != nullptr) *first_non_finite_scale = first;
+    }, kChunksPerThread);
+}
+
+WeightView repack_rows8(const WeightView& w, void* dst, ThreadPool& pool, int64_t* first_non_finite_scale) {
+    std::vector<Rows8Job> jobs = {{w, dst, first_non_finite_scale != nullptr, -1}};
+    repack_rows8_many(jobs, pool);
+    if (first_non_finite_scale != nullptr) *first_non_finite_scale = jobs[0].first_non_finite_scale;
+    return rows8_view(w, dst);
+}
+
+WeightView rows8_view(const WeightView& w, void* dst) {
     WeightView packed = w;
     packed.data = dst;
     packed.layout = WeightLayout::Rows8;

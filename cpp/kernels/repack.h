@@ -44,6 +44,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/matmul.h"
 #include "runtime/thread_pool.h"
@@ -70,6 +71,21 @@ size_t rows8_group_bytes(const WeightView& w);
 // finite-weights check (reference/model/finite_weights.py) fused into the
 // repack's one read of w, so the load reads each repacked matrix once.
 WeightView repack_rows8(const WeightView& w, void* dst, ThreadPool& pool, int64_t* first_non_finite_scale = nullptr);
+
+// One matrix of repack_rows8_many: w (WeightLayout::Rows) into dst, as repack_rows8 does it; check:
+// fill first_non_finite_scale as repack_rows8's argument is filled.
+struct Rows8Job {
+    WeightView w;
+    void* dst;
+    bool check = false;
+    int64_t first_non_finite_scale = -1;
+};
+// Every job repacked as repack_rows8 repacks one, in one pool dispatch over all their groups: a
+// dispatch per matrix left the workers spinning between ~200 small ones at a SmolLM2 load (a fifth
+// of the build's CPU). InvalidInput, before anything is written, if a job is not repackable.
+void repack_rows8_many(std::vector<Rows8Job>& jobs, ThreadPool& pool);
+// The view of w's matrix repacked into dst.
+WeightView rows8_view(const WeightView& w, void* dst);
 
 // Row r of a Rows8 matrix back in the file's layout: dst holds w.row_bytes.
 // The scalar reference reads repacked weights through this (kernels/scalar/matmul.cpp).

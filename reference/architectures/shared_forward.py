@@ -81,9 +81,12 @@ class SharedForwards:
             if entry is not None:
                 entry.leases += 1
                 return Lease(entry)
-        from ggufsm.reference.runtime.batching import DecodeScheduler  # the runtime imports this module
-
         model = _core.LlamaModel(file, n_threads)
+        # Imported here, not at the top (the runtime imports this module), and after the build: a load builds
+        # the forward on a thread beside the tokenizer's (model/loaded_model.py), and the C++ build, which
+        # releases the GIL, starts before an import that would wait for the GIL.
+        from ggufsm.reference.runtime.batching import DecodeScheduler
+
         scheduler = DecodeScheduler(model)
         with self._lock:
             # Two first loads at once both build; the first registered is kept, the other dropped unused.

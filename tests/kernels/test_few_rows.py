@@ -73,3 +73,24 @@ def test_a_few_rows_product_agrees_with_the_scalar_reference_within_summation_or
         # Two float summation orders of the same integer dot products differ by at most this.
         bound = 2 * FLOAT_RELATIVE * (np.abs(as_quantized(qtype, x)) @ np.abs(dequantized(qtype, weights, 48, cols)).T) + 1e-30
         assert (np.abs(simd - scalar) <= bound).all(), f"{isa} n={n}: max difference {np.abs(simd - scalar).max():.3g}"
+
+
+@pytest.mark.parametrize("isa", ["scalar", *SIMD_VARIANTS])
+@pytest.mark.parametrize("rows", [1, 2, 3, 17])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_q8_0_few_rows_over_odd_and_even_weight_row_counts_keep_each_row_bit_identical_to_alone(isa, rows, threads,
+                                                                                                restore_isa):
+    # The Q8_0 pass of four activation rows takes weight rows two at a time and a last odd one alone
+    # (cpp/kernels/x86/matmul.cpp, rows_q8_0_few): both paths, and every split of the rows over threads,
+    # must give each session its bits alone.
+    qtype = GGMLQuantizationType.Q8_0
+    kernels.force_isa(isa)
+    cols = 32 * 11
+    rng = np.random.default_rng(rows * 10 + threads)
+    weights = random_weights(qtype, rows, cols, rng)
+    for n in FEW_ROWS:
+        x = rng.standard_normal((n, cols)).astype(np.float32)
+        together = kernels.matmul(int(qtype), weights, rows, cols, x, threads)
+        for i in range(n):
+            alone = kernels.matmul(int(qtype), weights, rows, cols, x[i:i + 1], threads)
+            assert np.array_equal(together[i].view(np.uint32), alone[0].view(np.uint32)), f"{isa} n={n}: row {i} differs"

@@ -116,3 +116,28 @@ def test_the_builds_verdicts_cover_every_repacked_matrix_and_agree_with_the_scan
                 assert first_non_finite(file.tensor_data(info.name), info.type) is None
         finally:
             weights.close()
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_with_every_matrix_repacked_in_one_dispatch_each_matrix_gets_its_own_first_non_finite_scale(
+        tmp_path, n_threads):
+    # The repack runs over the groups of all the layer matrices at once, so one chunk spans the end of a
+    # matrix and the start of the next: a bad scale at either side of that seam belongs to its own matrix.
+    from ggufsm import _core
+
+    path = write_tiny_llama(tmp_path / "q.gguf", matrix_type=T.Q4_1)
+    with open_gguf(path) as model:
+        last_block = {name: info.nbytes // gguf.GGML_QUANT_SIZES[info.type][1] - 1
+                      for name, info in model.tensors.items() if info.type == T.Q4_1}
+    plant(path, "blk.0.attn_q.weight", last_block["blk.0.attn_q.weight"], 0, HALF_NAN)  # its last group
+    plant(path, "blk.0.attn_k.weight", 0, 2, HALF_INF)                                    # the next one's first
+    plant(path, "blk.1.ffn_down.weight", 5, 0, HALF_NAN)
+    plant(path, "blk.1.ffn_down.weight", 2, 2, HALF_NAN)                                  # the earlier of two
+    with open_gguf(path) as model:
+        checked = _core.LlamaModel(model.core, n_threads).scales_checked
+        by_offset = {info.offset: info for info in model.tensors.values()}
+        verdicts = {by_offset[offset].name: verdict for offset, verdict in checked.items()}
+        expected = {name: first_non_finite(model.tensor_data(name), T.Q4_1) for name in verdicts}
+    assert verdicts == expected
+    assert {name for name, verdict in verdicts.items() if verdict is not None} == {
+        "blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.1.ffn_down.weight"}

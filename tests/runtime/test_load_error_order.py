@@ -1,10 +1,12 @@
-"""A load's errors come in the validation's order (tokenizer, forward, finite weights), and a failed
-load holds nothing: not the forward it leased, not the file through its kept error's traceback."""
+"""A load's errors come in the validation's order (tokenizer, forward, finite weights), though the forward
+is built beside the tokenizer, and a failed load holds nothing: not the forward it leased, not the file
+through its kept error's traceback."""
 
 from __future__ import annotations
 
 import gc
 import shutil
+import threading
 
 import pytest
 
@@ -92,3 +94,37 @@ def test_a_load_failed_in_the_forward_holds_no_file(own_model, monkeypatch):
     with open_gguf(path) as reopened:
         assert "tokenizer" not in getattr(reopened.core, "_ggufsm_derived", {})
     runtime.free()
+
+
+def test_the_forward_is_built_while_the_tokenizer_is(own_model, monkeypatch):
+    # The tokenizer's build waits for the forward's to have started: a load that built them one after
+    # the other would never finish it (the wait's limit only keeps such a failure from hanging the suite).
+    forward_started = threading.Event()
+    real_load, real_tokenizer = architectures.load, loaded_model.tokenizer_from_metadata
+
+    def forward(gguf_file, *, n_threads):
+        forward_started.set()
+        return real_load(gguf_file, n_threads=n_threads)
+
+    def tokenizer(metadata):
+        assert forward_started.wait(timeout=60), "the forward's build did not start beside the tokenizer's"
+        return real_tokenizer(metadata)
+
+    monkeypatch.setattr(architectures, "load", forward)
+    monkeypatch.setattr(loaded_model, "tokenizer_from_metadata", tokenizer)
+    runtime = load(own_model)
+    assert runtime.generate("hello", 2, temperature=0.0).token_ids
+    runtime.free()
+
+
+def test_a_forward_error_beside_a_tokenizer_error_leaves_no_thread_behind(own_model, monkeypatch):
+    def broken_tokenizer(metadata):
+        raise InvalidModel("tokenizer.ggml.tokens: injected")
+
+    def broken_forward(gguf_file, *, n_threads):
+        raise UnsupportedModel("injected forward refusal")
+
+    monkeypatch.setattr(loaded_model, "tokenizer_from_metadata", broken_tokenizer)
+    monkeypatch.setattr(architectures, "load", broken_forward)
+    assert load_error(own_model).message == "tokenizer.ggml.tokens: injected"
+    assert not [thread for thread in threading.enumerate() if thread.name == "ggufsm-load-forward"]
