@@ -157,9 +157,39 @@ py::array_t<float> matmul_py(uint32_t type, const py::buffer& weight, int64_t ro
     return y;
 }
 
+using ProductSpec = std::tuple<uint32_t, py::buffer, int64_t, bool>;
+
+// The read-ahead matmul.h's read_ahead_for gives products (ProductSpec tuples, not repacked): per thread,
+// its ranges as (product index, byte offset in that weight, bytes).
+std::vector<std::vector<std::tuple<size_t, int64_t, int64_t>>> read_ahead_ranges(const std::vector<ProductSpec>& products, int64_t cols,
+                                                                                  const Threads& threads) {
+    const std::shared_ptr<ThreadPool> owned = pool_of(threads);
+    std::vector<WeightView> views;
+    for (const auto& [type, weight, rows, repacked] : products) views.push_back(weight_view(type, weight, rows, cols));
+    std::vector<SharedProduct> shared;
+    for (const WeightView& v : views) shared.push_back(SharedProduct{&v, nullptr});
+    const ReadAhead ahead = read_ahead_for(shared.data(), shared.size(), *owned);
+    std::vector<std::vector<std::tuple<size_t, int64_t, int64_t>>> out(size_t(std::min(owned->size(), ReadAhead::kThreads)));
+    for (size_t t = 0; t < out.size(); ++t) {
+        for (const ReadAheadRange& r : ahead.ranges[t]) {
+            if (r.bytes == 0) continue;
+            for (size_t k = 0; k < views.size(); ++k) {
+                const uint8_t* base = static_cast<const uint8_t*>(views[k].data);
+                const uint8_t* at = static_cast<const uint8_t*>(r.begin);
+                if (at >= base && at < base + size_t(views[k].rows) * views[k].row_bytes) {
+                    out[t].emplace_back(k, int64_t(at - base), int64_t(r.bytes));
+                    break;
+                }
+            }
+        }
+    }
+    return out;
+}
+
 // products: (ggml_type, weight, rows, repacked) tuples sharing x's format; y of each, as matmul_py gives it.
-std::vector<py::array_t<float>> matmul_shared_py(const std::vector<std::tuple<uint32_t, py::buffer, int64_t, bool>>& products, int64_t cols,
-                                                 const FloatArray& x, const Threads& threads) {
+// then: products (not repacked) whose weights the pool reads ahead once its rows are done (read_ahead_for).
+std::vector<py::array_t<float>> matmul_shared_py(const std::vector<ProductSpec>& products, int64_t cols,
+                                                 const FloatArray& x, const Threads& threads, const std::vector<ProductSpec>& then) {
     const int64_t n = rows_of(x, cols, "x");
     const std::shared_ptr<ThreadPool> owned = pool_of(threads);
     ThreadPool& pool = *owned;
@@ -175,11 +205,16 @@ std::vector<py::array_t<float>> matmul_shared_py(const std::vector<std::tuple<ui
     std::vector<SharedProduct> shared;
     for (size_t k = 0; k < views.size(); ++k) shared.push_back(SharedProduct{&views[k], ys[k].mutable_data()});
     const TensorType first = views.empty() ? TensorType::F32 : views[0].type;
+    std::vector<WeightView> next;
+    for (const auto& [type, weight, rows, repacked] : then) next.push_back(weight_view(type, weight, rows, cols));
+    std::vector<SharedProduct> next_shared;
+    for (const WeightView& v : next) next_shared.push_back(SharedProduct{&v, nullptr});
+    const ReadAhead ahead = read_ahead_for(next_shared.data(), next_shared.size(), pool);
     {
         py::gil_scoped_release release;
         QuantizedActivations q;
         q.quantize(x.data(), n, cols, first, pool);
-        matmul_shared(shared.data(), shared.size(), q, pool);
+        matmul_shared(shared.data(), shared.size(), q, pool, next.empty() ? nullptr : &ahead);
     }
     return ys;
 }
@@ -496,8 +531,12 @@ void kernels(py::module_& m) {
     m.def("quantize_blocks", &quantize_blocks_py, py::arg("x"), py::arg("block"),
           "the active set's activation quantization of x [blocks * block] -> (codes int8, scales f32, sums of each 16 codes int16)");
     m.def("matmul_shared", &matmul_shared_py, py::arg("products"), py::arg("cols"), py::arg("x"), py::arg("threads") = 0,
+          py::arg("then") = std::vector<ProductSpec>{},
           "[x . W_k^T for each (ggml_type, weight, rows, repacked) in products], in one pool dispatch over all their rows "
-          "(matmul.h, matmul_shared); x is quantized for the first product's type");
+          "(matmul.h, matmul_shared); x is quantized for the first product's type; the pool then reads ahead the weights "
+          "of the products `then` (same tuples, not repacked, same cols) as read_ahead_for splits them");
+    m.def("read_ahead_ranges", &read_ahead_ranges, py::arg("products"), py::arg("cols"), py::arg("threads") = 0,
+          "matmul.h's read_ahead_for(products): per thread, its ranges as (product index, byte offset, bytes)");
     m.def("repackable", [](uint32_t t, int64_t rows) { return kernels_support(t) && repackable_type(static_cast<TensorType>(t)) && rows > 0 && rows % kRows8 == 0; },
           py::arg("ggml_type"), py::arg("rows"), "True when a [rows, cols] matrix of this type is repacked at load (kernels/repack.h)");
     m.def("repack", [](uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols, const Threads& threads) {
@@ -532,6 +571,12 @@ void kernels(py::module_& m) {
     }, "kernel variants this CPU runs, scalar first");
     m.def("active_isa", [] { return std::string(isa_name(kernels::active().isa)); },
           "the variant whose kernel set runs (chosen once: the best the CPU runs, or GGUFSM_ISA)");
+    m.def("set_step_shape", [](bool read_ahead, bool inline_attention) {
+        set_read_ahead_enabled(read_ahead);
+        set_inline_decode_attention(inline_attention);
+    }, py::arg("read_ahead") = true, py::arg("inline_attention") = true,
+          "For the benches' A/B within one process: the pool's read-ahead between products (thread_pool.h) and one decode "
+          "token's attention on the calling thread below 256 positions (attention.h); both on by default, neither changes a bit");
     m.def("force_isa", [](const std::string& name) { kernels::force(parse_isa(name)); }, py::arg("isa"),
           "swap in the whole kernel set of `isa`");
     m.def("active_set", &active_set, "entry of the active kernel set -> the variant whose kernel it is");

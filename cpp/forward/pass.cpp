@@ -98,19 +98,47 @@ private:
         }
     }
 
+    using Outputs = std::initializer_list<std::pair<const WeightView*, float*>>;
+
+    // outputs' products grouped by activation format, in format order: project's dispatches.
+    struct Groups {
+        std::array<std::array<SharedProduct, kMaxSharedProducts>, 3> products{};
+        std::array<size_t, 3> count{};
+    };
+    static Groups group_by_format(Outputs outputs) {
+        Groups g;
+        for (const auto& [w, y] : outputs) {
+            const size_t format = size_t(activation_format_for(w->type));
+            g.products[format][g.count[format]++] = SharedProduct{w, y};
+        }
+        return g;
+    }
+
     // y_i = x . W_i^T for each (W_i, y_i), quantizing x once per activation format, and the
-    // products of one format in one pool dispatch (matmul_shared).
-    void project(ForwardOp op, const float* x, int64_t n, std::initializer_list<std::pair<const WeightView*, float*>> outputs) {
-        for (int format = 0; format < 3; ++format) {
-            std::array<SharedProduct, kMaxSharedProducts> products;
-            size_t count = 0;
-            for (const auto& [w, y] : outputs) {
-                if (int(activation_format_for(w->type)) == format) products[count++] = SharedProduct{w, y};
-            }
+    // products of one format in one pool dispatch (matmul_shared). next: the products that come
+    // after these; while the calling thread works between the two (a norm, the attention), the
+    // pool's threads read ahead the first weights of their shares of them (ThreadPool's read-ahead).
+    void project(ForwardOp op, const float* x, int64_t n, Outputs outputs, Outputs next = {}) {
+        const Groups groups = group_by_format(outputs);
+        for (size_t format = 0; format < 3; ++format) {
+            const size_t count = groups.count[format];
             if (count == 0) continue;
-            QuantizedActivations& a = s_.activations[size_t(format)];
+            const SharedProduct* products = groups.products[format].data();
+            // The read-ahead for the next dispatch: this set's next format, else the first of `next`.
+            ReadAhead then;
+            bool ahead = false;
+            for (size_t f = format + 1; f < 3 && !ahead; ++f) {
+                if (groups.count[f]) then = read_ahead_for(groups.products[f].data(), groups.count[f], pool_), ahead = true;
+            }
+            if (!ahead && next.size()) {
+                const Groups after = group_by_format(next);
+                for (size_t f = 0; f < 3 && !ahead; ++f) {
+                    if (after.count[f]) then = read_ahead_for(after.products[f].data(), after.count[f], pool_), ahead = true;
+                }
+            }
+            QuantizedActivations& a = s_.activations[format];
             timed(ForwardOp::Quantize, [&] { a.quantize(x, n, products[0].w->cols, products[0].w->type, pool_); });
-            timed_products(op, products.data(), count, [&] { matmul_shared(products.data(), count, a, pool_); });
+            timed_products(op, products, count, [&] { matmul_shared(products, count, a, pool_, ahead ? &then : nullptr); });
         }
     }
 
@@ -146,7 +174,8 @@ private:
                 rmsnorm(&s_.x[size_t(b * n_embd)], l.attn_norm, &s_.xb[size_t(b * n_embd)], e - b, n_embd, hp_.rms_eps);
             });
         });
-        project(ForwardOp::MatmulQkv, s_.xb.data(), n, {{&l.wq, s_.q.data()}, {&l.wk, s_.k.data()}, {&l.wv, s_.v.data()}});
+        project(ForwardOp::MatmulQkv, s_.xb.data(), n, {{&l.wq, s_.q.data()}, {&l.wk, s_.k.data()}, {&l.wv, s_.v.data()}},
+                {{&l.wo, nullptr}});
 
         // Per token: q/k norms and RoPE.
         const float freq_base = slides ? hp_.rope_freq_base_local : hp_.rope_freq_base;
@@ -165,7 +194,7 @@ private:
         } else {
             segment_attention(layer, slides);
         }
-        project(ForwardOp::MatmulOut, s_.att.data(), n, {{&l.wo, s_.xb.data()}});
+        project(ForwardOp::MatmulOut, s_.att.data(), n, {{&l.wo, s_.xb.data()}}, {{&l.w_gate, nullptr}, {&l.w_up, nullptr}});
         residual(l.post_attn_norm, n);
     }
 
@@ -234,7 +263,8 @@ private:
                 rmsnorm(&s_.x[size_t(b * n_embd)], l.ffn_norm, &s_.xb[size_t(b * n_embd)], e - b, n_embd, hp_.rms_eps);
             });
         });
-        project(ForwardOp::MatmulGateUp, s_.xb.data(), n, {{&l.w_gate, s_.gate.data()}, {&l.w_up, s_.up.data()}});
+        project(ForwardOp::MatmulGateUp, s_.xb.data(), n, {{&l.w_gate, s_.gate.data()}, {&l.w_up, s_.up.data()}},
+                {{&l.w_down, nullptr}});
         timed(ForwardOp::Activation, [&] { for_rows(pool_, n, [&](int64_t b, int64_t e) {
             float* gate = &s_.gate[size_t(b * n_ff)];
             const float* up = &s_.up[size_t(b * n_ff)];
@@ -244,7 +274,13 @@ private:
                 geglu(gate, up, gate, (e - b) * n_ff);
             }
         }, n * n_ff > kInlineActivationElements ? 1 : n + 1); });
-        project(ForwardOp::MatmulDown, s_.gate.data(), n, {{&l.w_down, s_.xb.data()}});
+        if (layer + 1 < hp_.n_layer) {
+            const LlamaLayer& after = model_.weights().layers[size_t(layer + 1)];
+            project(ForwardOp::MatmulDown, s_.gate.data(), n, {{&l.w_down, s_.xb.data()}},
+                    {{&after.wq, nullptr}, {&after.wk, nullptr}, {&after.wv, nullptr}});
+        } else {
+            project(ForwardOp::MatmulDown, s_.gate.data(), n, {{&l.w_down, s_.xb.data()}}, {{&model_.weights().output, nullptr}});
+        }
         residual(l.post_ffn_norm, n);
     }
 

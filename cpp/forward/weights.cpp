@@ -223,6 +223,11 @@ void LlamaModel::place_in_huge_pages() {
             copy_bytes_ = 0;
             throw Error(code::ModelUnavailable, "cannot allocate " + std::to_string(n) + " bytes for the weights' huge-page copy");
         }
+        // A copy of the file's bytes has no place in a core dump; and the flag keeps the kernel from merging
+        // this mapping with a neighbouring anonymous one of the same protection (Gemma 3's repacked Q4_K
+        // matrices, mapped right below it): merged, the copy had no smaps entry of its own, and
+        // huge_page_bytes() read 0 for a copy wholly on 2 MiB pages.
+        madvise(copy_, copy_bytes_, MADV_DONTDUMP);
         const uint8_t* from = f.data() + begin;
         // Threads copy disjoint 2 MiB pieces, so each first touch faults in a huge page near its reader.
         pool_->parallel_for(int64_t(copy_bytes_ / kHugePage), [&](int64_t b, int64_t e, int) {

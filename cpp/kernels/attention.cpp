@@ -3,7 +3,9 @@
 #include "kernels/attention.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <string>
 #include <type_traits>
@@ -169,13 +171,14 @@ int64_t query_tile(int64_t n_tok, int64_t n_head_kv, int64_t threads) {
 
 // Units of (query tile, KV head), the tiles that attend the most positions first (the pool's last
 // chunks are then the short ones). A token's partial lives in its rows of `out` (o), m and l.
+// on_caller: every unit on the calling thread, one after another (each unit's steps as on the pool).
 template <typename T, typename Range>
 void attention_tiled(const kernels::KernelSet& isa_kernels, kernels::AttendFn<T> attend, const float* q, const T* k_cache,
                      const T* v_cache, float* out, int64_t n_tok, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t hd,
-                     float scale, const Range& range, ThreadPool& pool) {
+                     float scale, const Range& range, ThreadPool& pool, bool on_caller) {
     const int64_t group = n_head / n_head_kv, tile_tokens = query_tile(n_tok, n_head_kv, pool.size());
     const int64_t tiles = (n_tok + tile_tokens - 1) / tile_tokens;
-    pool.parallel_for(tiles * n_head_kv, [&](int64_t begin, int64_t end, int) {
+    const std::function<void(int64_t, int64_t, int)> units = [&](int64_t begin, int64_t end, int) {
         std::vector<float> m(size_t(tile_tokens * group)), l(m.size()), rounded;
         std::vector<float> tile_q(size_t(tile_tokens * group * hd));
         for (int64_t unit = begin; unit < end; ++unit) {
@@ -210,8 +213,22 @@ void attention_tiled(const kernels::KernelSet& isa_kernels, kernels::AttendFn<T>
             }
             for (int64_t t = t0; t < t1; ++t) normalize(out + (t * n_head + kvh * group) * hd, &l[size_t((t - t0) * group)], group, hd);
         }
-    });
+    };
+    if (on_caller) {
+        units(0, tiles * n_head_kv, 0);
+    } else {
+        pool.parallel_for(tiles * n_head_kv, units);
+    }
 }
+
+// Positions below which one decode token's attention runs on the calling thread: its few units (as
+// many as KV heads: 3 in SmolLM2, 1 in Gemma 3) each read a few KiB of cache per layer, about what a
+// hand-off to the pool costs, and 3 units on 2 threads leave one thread a third of the time idle.
+// Below kMinSegment * 2 positions a unit is never cut into segments (segments()), so its result is
+// the pool's to the last bit, whatever the thread count.
+constexpr int64_t kInlineDecodePositions = 256;
+static_assert(kInlineDecodePositions <= 2 * kMinSegment, "an inline decode token is never cut into segments");
+std::atomic<bool> inline_decode{true};
 
 template <typename T>
 void attention_any(const float* q, const T* k_cache, const T* v_cache, float* out, int64_t n_tok, int64_t start_pos,
@@ -231,8 +248,9 @@ void attention_any(const float* q, const T* k_cache, const T* v_cache, float* ou
     const int64_t n_seg = segments(units, longest, pool.size());
 
     if (n_seg == 1) {
+        const bool on_caller = n_tok == 1 && longest < kInlineDecodePositions && inline_decode.load(std::memory_order_relaxed);
         attention_tiled<T>(isa_kernels, attend, q, k_cache, v_cache, out, n_tok, n_ctx, n_head, n_head_kv, hd, scale, range,
-                           pool);
+                           pool, on_caller);
         return;
     }
 
@@ -315,6 +333,8 @@ void attention_decode_batch_any(const DecodeQuery<T>* queries, int64_t n, int64_
 float keep(float x) { return x; }
 
 }  // namespace
+
+void set_inline_decode_attention(bool on) { inline_decode.store(on); }
 
 void store_kv(const float* k, const float* v, float* k_cache, float* v_cache, int64_t n_ctx, int64_t hd, int64_t kv_head,
               int64_t pos) {

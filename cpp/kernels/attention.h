@@ -49,7 +49,9 @@ void store_kv(const float* k, const float* v, uint16_t* k_cache, uint16_t* v_cac
 // same to the last bit as when it is attended alone). When the units do not
 // spread evenly over the threads (a decode step: as few units as KV heads)
 // and positions are many, each unit's positions are split into segments
-// whose partial softmaxes are then combined.
+// whose partial softmaxes are then combined. One token attending fewer than
+// 256 positions (an early decode step) runs on the calling thread, to the
+// same bits as on the pool: below 512 positions no unit is ever segmented.
 // Throws InvalidInput if n_head % n_head_kv != 0, n_ctx is not a multiple of
 // kKeyTile, or start_pos + n_tok > n_ctx.
 void attention(const float* q, const float* k_cache, const float* v_cache, float* out, int64_t n_tok, int64_t start_pos,
@@ -58,6 +60,10 @@ void attention(const float* q, const float* k_cache, const float* v_cache, float
 void attention(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, float* out, int64_t n_tok,
                int64_t start_pos, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t hd, float scale,
                int64_t sliding_window, ThreadPool& pool);
+
+// Whether one decode token below 256 positions runs on the calling thread (on by default): off only for
+// the benches' A/B within one process (kernels.set_step_shape). Either way the same bits.
+void set_inline_decode_attention(bool on);
 
 // One decode token of one sequence, for attention_decode_batch: its query heads q [n_head][hd], its
 // output out [n_head][hd], one layer of its cache (n_ctx positions, laid out as above) and its position.

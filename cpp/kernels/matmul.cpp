@@ -12,6 +12,7 @@
 
 #include "errors.h"
 #include "kernels/kernel_set.h"
+#include "kernels/repack.h"
 
 namespace ggufsm {
 
@@ -276,9 +277,31 @@ private:
     int per_thread_ = 1;
 };
 
+// Byte offset of row r (a multiple of kRowTile) in w's layout: Rows8 keeps groups of eight rows, each
+// rows8_group_bytes long (Q4_K's repacked rows are longer than the file's).
+size_t row_offset(const WeightView& w, int64_t r) {
+    return w.layout == WeightLayout::Rows8 ? size_t(r / 8) * rows8_group_bytes(w) : size_t(r) * w.row_bytes;
+}
+
 }  // namespace
 
-void matmul_shared(const SharedProduct* products, size_t count, const QuantizedActivations& x, ThreadPool& pool) {
+ReadAhead read_ahead_for(const SharedProduct* products, size_t count, const ThreadPool& pool) {
+    ReadAhead ahead;
+    if (count == 0 || count > kMaxSharedProducts) return ahead;
+    const SharedSplit split(products, count, pool);
+    for (int64_t t = 0; t < std::min<int64_t>({split.parts(), pool.size(), ReadAhead::kThreads}); ++t) {
+        const auto [begin, end] = split.part_tiles(t);
+        split.for_rows(products, begin, end, [&](size_t k, int64_t row_begin, int64_t row_end) {
+            const WeightView& w = *products[k].w;
+            const uint8_t* data = static_cast<const uint8_t*>(w.data);
+            ahead.add(int(t), data + row_offset(w, row_begin), row_offset(w, row_end) - row_offset(w, row_begin));
+        });
+    }
+    return ahead;
+}
+
+void matmul_shared(const SharedProduct* products, size_t count, const QuantizedActivations& x, ThreadPool& pool,
+                   const ReadAhead* then) {
     const SharedSplit split(products, count, pool);
     std::array<kernels::MatmulRowsFn, kMaxSharedProducts> fns{};
     for (size_t k = 0; k < count; ++k) fns[k] = kernel_for(*products[k].w, x);
@@ -291,7 +314,7 @@ void matmul_shared(const SharedProduct* products, size_t count, const QuantizedA
                 fns[k](*products[k].w, x, products[k].y, row_begin, row_end);
             });
         },
-        split.per_thread());
+        split.per_thread(), then);
 }
 
 }  // namespace ggufsm

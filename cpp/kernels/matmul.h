@@ -118,7 +118,19 @@ struct SharedProduct {
 // matrices' types differ. Each product as matmul() computes it, bit for bit.
 // Same checks as matmul(), for each product; at most kMaxSharedProducts
 // (InvalidInput otherwise).
+//
+// then: the pool's read-ahead once the threads' rows are done (thread_pool.h),
+// usually read_ahead_for the products that come next.
 constexpr size_t kMaxSharedProducts = 4;
-void matmul_shared(const SharedProduct* products, size_t count, const QuantizedActivations& x, ThreadPool& pool);
+void matmul_shared(const SharedProduct* products, size_t count, const QuantizedActivations& x, ThreadPool& pool,
+                   const ReadAhead* then = nullptr);
+
+// The weights matmul_shared(products, count, ..., pool) will stream first on
+// each thread, as read-ahead for the pool: part t of its split, which thread t
+// claims first on a quiet machine (the caller its first part, worker t the
+// t-th; a thread that claims another part finds these lines in a cache near
+// it). Only the weights' own bytes; no check of the products (matmul_shared
+// makes them).
+ReadAhead read_ahead_for(const SharedProduct* products, size_t count, const ThreadPool& pool);
 
 }  // namespace ggufsm

@@ -55,7 +55,59 @@ private:
     int64_t spins_ = 0;
     std::chrono::steady_clock::time_point block_at_{};
 };
+// A thread's read-ahead (thread_pool.h), a few lines at a time between its looks
+// at whether the next job has come, at most kReadAheadBytes in all.
+class ReadAheadCursor {
+public:
+    using Ranges = std::array<ReadAheadRange, ReadAhead::kRanges>;
+    explicit ReadAheadCursor(const Ranges& ranges) : ranges_(ranges) {}
+    // Prefetches the next kLinesPerStep lines; false once there is nothing left.
+    bool step() {
+        int lines = 0;
+        while (range_ < ranges_.size() && lines < kLinesPerStep) {
+            const ReadAheadRange& r = ranges_[range_];
+            if (offset_ >= r.bytes || budget_ == 0) {
+                if (budget_ == 0) range_ = ranges_.size();
+                ++range_;
+                offset_ = 0;
+                continue;
+            }
+#if defined(__x86_64__) || defined(__i386__)
+            _mm_prefetch(static_cast<const char*>(r.begin) + offset_, _MM_HINT_T0);
+#else
+            __builtin_prefetch(static_cast<const char*>(r.begin) + offset_);
+#endif
+            offset_ += kLine;
+            budget_ = budget_ > kLine ? budget_ - kLine : 0;
+            ++lines;
+        }
+        return range_ < ranges_.size();
+    }
+
+private:
+    static constexpr size_t kLine = 64;
+    // 4 KiB a step: the next job's wait for a thread that is reading ahead is about one step's issue.
+    static constexpr int kLinesPerStep = 64;
+    Ranges ranges_;
+    size_t range_ = 0, offset_ = 0, budget_ = ThreadPool::kReadAheadBytes;
+};
 }  // namespace
+
+namespace {
+std::atomic<bool> read_ahead_on{true};
+}  // namespace
+void set_read_ahead_enabled(bool on) { read_ahead_on.store(on); }
+bool read_ahead_enabled() { return read_ahead_on.load(std::memory_order_relaxed); }
+
+void ReadAhead::add(int t, const void* begin, size_t bytes) {
+    if (t < 0 || t >= kThreads || bytes == 0) return;
+    for (ReadAheadRange& r : ranges[size_t(t)]) {
+        if (r.bytes == 0) {
+            r = ReadAheadRange{begin, bytes};
+            return;
+        }
+    }
+}
 
 ThreadPool::ThreadPool(int n_threads) {
     if (n_threads < 0) {
@@ -75,7 +127,7 @@ ThreadPool::~ThreadPool() {
     for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::run_chunks(int thread_index) {
+bool ThreadPool::run_chunks(int thread_index, std::array<ReadAheadRange, ReadAhead::kRanges>* then) {
     int64_t ran = 0;
     for (;;) {
         const uint64_t word = claim_.fetch_add(1, std::memory_order_acq_rel);
@@ -91,7 +143,10 @@ void ThreadPool::run_chunks(int thread_index) {
         }
         ++ran;
     }
-    if (ran == 0) return;
+    if (ran == 0) return false;
+    // The job's fields stay put until every chunk is counted done, this thread's among them.
+    if (then) *then = job_then_ && thread_index < ReadAhead::kThreads ? job_then_->ranges[size_t(thread_index)]
+                                                                      : std::array<ReadAheadRange, ReadAhead::kRanges>{};
     done_.fetch_add(ran);
     if (caller_waiting_.load()) {
         // The caller sets caller_waiting_ before its last look at done_ (both seq_cst), so it either
@@ -99,12 +154,18 @@ void ThreadPool::run_chunks(int thread_index) {
         { std::lock_guard<std::mutex> lock(done_mutex_); }
         job_done_.notify_one();
     }
+    return true;
 }
 
 void ThreadPool::worker_loop(int thread_index) {
     uint64_t seen = 0;
+    std::array<ReadAheadRange, ReadAhead::kRanges> then{};
     for (;;) {
         uint64_t now = generation_.load(std::memory_order_acquire);
+        // The last job's read-ahead first, a step between looks at generation_, then the spin.
+        ReadAheadCursor ahead(then);
+        while (now == seen && ahead.step()) now = generation_.load(std::memory_order_acquire);
+        then = {};
         Spin spin(kSpinTime);
         while (now == seen && spin.step()) now = generation_.load(std::memory_order_acquire);
         if (now == seen) {
@@ -121,11 +182,16 @@ void ThreadPool::worker_loop(int thread_index) {
         }
         seen = now;
         if (stopping_.load()) return;
-        run_chunks(thread_index);
+        run_chunks(thread_index, &then);
     }
 }
 
-void ThreadPool::wait_done(int64_t chunks) {
+void ThreadPool::wait_done(int64_t chunks, std::array<ReadAheadRange, ReadAhead::kRanges>* then) {
+    if (then) {
+        ReadAheadCursor ahead(*then);
+        while (done_.load(std::memory_order_acquire) != chunks && ahead.step()) {
+        }
+    }
     Spin spin(kCallerSpinTime);
     while (done_.load(std::memory_order_acquire) != chunks) {
         if (spin.step()) continue;
@@ -141,7 +207,8 @@ void ThreadPool::wait_done(int64_t chunks) {
     }
 }
 
-void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int chunks_per_thread) {
+void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int chunks_per_thread,
+                              const ReadAhead* then) {
     if (n <= 0) return;
     if (n_threads_ == 1 || n == 1) {
         fn(0, n, 0);
@@ -151,6 +218,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     // The previous job is fully done, so no thread reads these until the claim word below publishes them.
     job_ = &fn;
     job_n_ = n;
+    job_then_ = read_ahead_enabled() ? then : nullptr;
     first_error_ = nullptr;
     done_.store(0, std::memory_order_relaxed);
     const int64_t chunks = std::min({n, std::max<int64_t>(1, chunks_per_thread) * n_threads_, kMaxChunks});
@@ -162,9 +230,11 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
         { std::lock_guard<std::mutex> lock(sleep_mutex_); }
         work_ready_.notify_all();
     }
-    run_chunks(0);
-    wait_done(chunks);
+    std::array<ReadAheadRange, ReadAhead::kRanges> caller_then{};
+    run_chunks(0, &caller_then);
+    wait_done(chunks, job_then_ ? &caller_then : nullptr);
     job_ = nullptr;
+    job_then_ = nullptr;
     if (first_error_) std::rethrow_exception(first_error_);
 }
 

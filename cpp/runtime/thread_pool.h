@@ -5,7 +5,9 @@
 // fixed split keeps a call fast when a worker is descheduled on a busy
 // machine: whoever is running takes the remaining chunks.
 #pragma once
+#include <array>
 #include <atomic>
+#include <cstddef>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -15,6 +17,31 @@
 #include <vector>
 
 namespace ggufsm {
+
+// Memory a pool thread reads ahead, by software prefetch, while it waits for
+// the next job: the first bytes of the weights its share of the next product
+// will stream. A decode step of one session leaves the memory idle between its
+// products (a norm, the attention, a quantization: one thread busy, the other
+// spinning); prefetching there starts the next product's stream early. A
+// prefetch never faults, so a range may even outlive its memory (a freed
+// model's weights): it is a hint, never a read.
+struct ReadAheadRange {
+    const void* begin = nullptr;
+    size_t bytes = 0;
+};
+// Per thread index (0 = the caller), up to kRanges ranges, read in order.
+struct ReadAhead {
+    static constexpr int kThreads = 8;
+    static constexpr int kRanges = 4;
+    std::array<std::array<ReadAheadRange, kRanges>, kThreads> ranges{};
+    // Adds [begin, begin + bytes) to thread t's ranges (ignored past kThreads or kRanges).
+    void add(int t, const void* begin, size_t bytes);
+};
+
+// Whether parallel_for's `then` is honoured (on by default): off only for the
+// benches' A/B of the read-ahead within one process (kernels.set_step_shape).
+void set_read_ahead_enabled(bool on);
+bool read_ahead_enabled();
 
 class ThreadPool {
 public:
@@ -49,16 +76,26 @@ public:
     // The caller waits for the others' chunks spinning for a while, then
     // blocking, so a worker descheduled mid-chunk on a busy machine gets a core
     // back rather than the caller spinning on it.
+    //
+    // then: what each thread reads ahead once its chunks are done, until the
+    // next job comes (the caller: while it waits for the others' chunks).
+    // Reading ahead changes no result; the ranges need not stay valid.
     void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn,
-                      int chunks_per_thread = kDefaultChunksPerThread);
+                      int chunks_per_thread = kDefaultChunksPerThread, const ReadAhead* then = nullptr);
+
+    // Bytes a thread reads ahead at most after one job: well inside its L2
+    // (512 KiB on this host's cores), so the lines are still there when its
+    // share of the next product streams them.
+    static constexpr size_t kReadAheadBytes = size_t(192) << 10;
 
 private:
     void worker_loop(int thread_index);
     // Claims and runs chunks of the job in the claim word, whichever
     // generation that is, until none is left.
-    void run_chunks(int thread_index);
+    // Returns whether it ran any; then *then holds its read-ahead for after the job.
+    bool run_chunks(int thread_index, std::array<ReadAheadRange, ReadAhead::kRanges>* then);
     // The caller, after its own chunks: until all `chunks` are done.
-    void wait_done(int64_t chunks);
+    void wait_done(int64_t chunks, std::array<ReadAheadRange, ReadAhead::kRanges>* then);
 
     int n_threads_;
     std::vector<std::thread> workers_;
@@ -86,6 +123,7 @@ private:
     // Written only while no chunk of any job is unclaimed or running.
     const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
     int64_t job_n_ = 0;
+    const ReadAhead* job_then_ = nullptr;
     // The caller, blocked until the job's chunks are done (after spinning a while).
     alignas(64) std::atomic<bool> caller_waiting_{false};
     std::atomic<int64_t> blocked_waits_{0};

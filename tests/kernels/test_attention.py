@@ -165,3 +165,22 @@ def test_a_token_attended_in_a_prefill_tile_gets_the_bits_it_gets_alone(isa, hal
     alone = [kernels.attention(q[t:t + 1], k_cache, v_cache, s["start_pos"] + t, scale, s["window"], 1, half=half)
              for t in range(s["n_tok"])]
     np.testing.assert_array_equal(together, np.concatenate(alone))
+
+
+# One decode token at the models' shapes attending fewer than 256 positions (on the calling thread), 256 to 511 (on the pool,
+# one segment per KV head), from 512 (segments: there the split follows the thread count, by design).
+DECODE_AT = [0, 17, 130, 254, 255, 300, 510]  # attending pos + 1 positions: 255 of them on the caller, 511 the most unsegmented
+
+
+@pytest.mark.parametrize("isa", ["scalar", *SIMD_VARIANTS])
+@pytest.mark.parametrize("half", [False, True], ids=["f32", "f16"])
+@pytest.mark.parametrize("heads", [(9, 3, 64, 0), (4, 1, 256, 0), (4, 1, 256, 200)], ids=["smollm2", "gemma3", "gemma3-sliding"])
+def test_one_decode_token_below_512_positions_gets_the_same_bits_on_one_and_two_threads(isa, half, heads, restore_isa):
+    n_head, n_head_kv, hd, window = heads
+    n_ctx = 528
+    kernels.force_isa(isa)
+    q, k_cache, v_cache = inputs(rng_for("threads", heads, half), len(DECODE_AT), n_head, n_head_kv, hd, n_ctx, spread=2.0)
+    for t, pos in enumerate(DECODE_AT):
+        args = (q[t:t + 1], k_cache, v_cache, pos, hd ** -0.5, window)
+        one, two = (kernels.attention(*args, threads, half=half) for threads in (1, 2))
+        assert np.array_equal(one.view(np.uint32), two.view(np.uint32)), pos
