@@ -217,10 +217,8 @@ LlamaModel::LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads, W
     if (placement == WeightPlacement::HugePages) place_in_huge_pages();
     if (repack) {
         try {
-            // In the file's order (the embedding leads it, the layers follow): on a cold page cache the
-            // file arrives in that order (gguf/read_ahead.h), and each read here waits only for its own bytes.
-            if (!copy_) check_q8_0_scales();
             repack_layers();
+            if (!copy_) check_q8_0_scales();
         } catch (...) {
             release();
             throw;
