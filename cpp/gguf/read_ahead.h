@@ -16,9 +16,10 @@
 // window (8 MiB here), and issued for the whole file at once they were slower
 // than no advice at all; MADV_SEQUENTIAL slowed page-fault reads too.
 // Measured on SmolLM2's 98 MB after POSIX_FADV_DONTNEED, two threads touching
-// it (docs in the s8-coldload report): no advice 0.096-0.119 s (medians),
-// fadvise windows from a thread 0.146-0.173 s, this 0.073-0.096 s,
-// MAP_POPULATE of the whole file 0.077 s.
+// it in halves, medians of 6-8 interleaved rounds (a C probe, load average
+// 3-16): no advice 0.096-0.119 s, fadvise windows from a thread 0.146-0.173 s,
+// this 0.073-0.096 s, MAP_POPULATE of the whole file 0.077-0.082 s; two or
+// three readers, or an fadvise of the next windows beside it, were no faster.
 //
 // Advice only: a kernel without MADV_POPULATE_READ (before 5.14), or a file
 // that shrank under the mapping (the populate returns EFAULT where an access
