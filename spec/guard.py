@@ -298,7 +298,8 @@ class LifecycleMachine(Machine):
     def fire(self, model: Any, operation: str, decision: Decision) -> Step:
         """Trigger the operation on the model; the step the transition that fired took."""
         decision.step = None
-        if not self.event(operation).trigger(model, decision):
+        event = self._built.get(operation) or self.event(operation)
+        if not event.trigger(model, decision):
             raise SpecError(f"{getattr(model, STATE_ATTRIBUTE)}.{operation}: no transition of the table's machine fired")
         assert decision.step is not None
         return decision.step
