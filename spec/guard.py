@@ -222,7 +222,7 @@ class TableEvent(Event):
         if transitions is None:
             raise MachineError(f"Can't trigger event {self.name} from state {name}!")
         decision, machine = args[0], self.machine
-        for transition in transitions:
+        for transition in cast("list[GuardedTransition]", transitions):  # the machine's transition_cls
             if transition.take(model, decision, machine):
                 return True
         return False
