@@ -181,7 +181,7 @@ class GuardedTransition(Transition):
         state's ``on_enter``. The trigger calls it with the model and the Decision themselves: the
         library's EventData per trigger and a condition object's call per guard were a third of a fire's
         Python, and after a decode pass has streamed the weights through the caches every object a token
-        touches is a cache miss (a generate_next_token's Python 30 us hot, ~250 us cold; s8-sched)."""
+        touches is a cache miss (a generate_next_token's Python: 30 us hot, ~250 us cold)."""
         decision.step = self.step
         values = decision.values
         for guard, target in self.guard_checks:
