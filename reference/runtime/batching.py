@@ -30,8 +30,7 @@ How steps are grouped, with no waiting for anyone longer than half a step:
     own thread, which holds the GIL already and lets it go in the pass; the
     gathering leader sleeps until its own step has run (or the bound
     passes). Waking the leader to run it was one more thread hand-off
-    between every two passes, 40-80 us under the GIL (stamps of 4 handles,
-    s8-sched).
+    between every two passes, 40-80 us under the GIL (stamps of 4 handles).
 So a handle joining waits for no more than the pass in flight, one leaving
 delays the others by at most half a step (none when it says so: a request
 that ended and a closed session `withdraw`), and a leader never serves steps
