@@ -52,7 +52,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ggufsm import _core
@@ -64,7 +64,9 @@ class _Step:
     session: Any  # _core.LlamaSession
     token: int
     pos: int
-    done: threading.Event = field(default_factory=threading.Event)  # set when it ran, or when its caller is to lead
+    # Set when it ran, or when its caller is to lead; made only for a caller that sleeps (a handle alone never
+    # does: an Event a token is a Condition, a lock and their allocation, in the Python a token touches cold).
+    done: threading.Event | None = None
     lead: bool = False  # its caller is handed the lead (queued behind a pass, it is first when that pass ends)
     ran: bool = False  # it ran in a pass: its session's logits, or its error, are in
     error: BaseException | None = None
@@ -108,7 +110,9 @@ class DecodeScheduler:
                 steps = self._take()
             else:
                 steps = None
+                step.done = threading.Event()
         while steps is None:  # until this step ran in someone's pass, or this caller runs one
+            assert step.done is not None  # made, under the lock, before anyone could set it
             with self._lock:
                 timeout = self._gather_bound() if self._gatherer is step else None
             step.done.wait(timeout)
@@ -134,7 +138,7 @@ class DecodeScheduler:
         with self._lock:
             if id(session) in self._awaited:
                 self._awaited.discard(id(session))
-                if not self._awaited and self._gatherer is not None:
+                if not self._awaited and self._gatherer is not None and self._gatherer.done is not None:
                     self._gatherer.done.set()  # the gather is over: its leader runs the pass now
 
     def queued(self) -> int:
@@ -150,6 +154,8 @@ class DecodeScheduler:
         if not self._awaited:
             return self._take()
         self._gatherer, self._gather_began = step, time.perf_counter()
+        if step.done is None:
+            step.done = threading.Event()
         self._queued.notify_all()
         return None
 
@@ -180,12 +186,14 @@ class DecodeScheduler:
                     step.ran = True
                 if self._queue:  # steps queued during the pass: the first one's caller leads the next
                     successor = self._queue[0]
+                    assert successor.done is not None  # it was queued behind a running pass: it sleeps
                     successor.lead = True
                     successor.done.set()
                 else:
                     self._running = False
             for step in steps:
-                step.done.set()
+                if step.done is not None:  # the callers that sleep; the one running this pass does not
+                    step.done.set()
 
     def _run(self, steps: list[_Step]) -> None:
         self.pass_sizes[len(steps)] += 1

@@ -87,6 +87,25 @@ def test_a_caller_alone_runs_its_own_decode_at_once_with_its_own_logits(model):
     assert scheduler.pass_sizes == {1: 3}
 
 
+def test_a_caller_alone_makes_nothing_to_sleep_on(model, monkeypatch):
+    """A handle alone runs its step at once: no Event (a condition and a lock) is made for it, as none is waited on."""
+    from ggufsm.reference.runtime import batching
+
+    made = []
+
+    class NotedEvent(threading.Event):
+        def __init__(self):
+            made.append(self)
+            super().__init__()
+
+    monkeypatch.setattr(batching.threading, "Event", NotedEvent)
+    scheduler = DecodeScheduler(model)
+    (a, b), = twins(model, 1)
+    for pos, token in enumerate([4, 9, 2], start=3):
+        np.testing.assert_array_equal(scheduler.decode(a, token, pos), b.decode(token, pos))
+    assert made == []
+
+
 def test_steps_queued_behind_a_running_pass_run_together_next_each_with_its_sessions_own_logits(model):
     scheduler = DecodeScheduler(model)
     pairs = twins(model, 4)
