@@ -63,7 +63,7 @@ from types import MappingProxyType
 from typing import Any, cast
 
 from transitions import Machine, MachineError
-from transitions.core import Condition, Event, EventData, Transition
+from transitions.core import Condition, Event, Transition
 from transitions.core import State as MachineState
 
 from ggufsm.spec.errors import GgufsmError
@@ -166,35 +166,49 @@ class GuardedTransition(Transition):
         super().__init__(*args, **kwargs)
         self.step = step
         self.conditions.sort(key=lambda condition: guard_order[cast(str, condition.func)])
+        # (guard name, the value it must have), in that order: what ``take`` checks.
+        self.guard_checks = tuple((cast(str, condition.func), condition.target) for condition in self.conditions)
         self.before_names = tuple(cast(str, name) for name in self.before)  # the table names every callback
 
     def execute(self, event_data) -> bool:
         """The library's execute, less the hooks this machine never registers (prepare, after, exit,
         final, the machine-wide ones) and its per-step logging: conditions, ``before``, the state
-        change and the new state's ``on_enter``, as ``transitions`` runs them."""
-        decision = event_data.args[0]
+        change and the new state's ``on_enter``, as ``transitions`` runs them (see ``take``)."""
+        return self.take(event_data.model, event_data.args[0], event_data.machine)
+
+    def take(self, model, decision: Decision, machine: Machine) -> bool:
+        """This transition for `model` if its guards hold: the step put on the Decision, the guards in the
+        table's order (each computed at most once per operation), ``before``, the state set and the new
+        state's ``on_enter``. The trigger calls it with the model and the Decision themselves: the
+        library's EventData per trigger and a condition object's call per guard were a third of a fire's
+        Python, and after a decode pass has streamed the weights through the caches every object a token
+        touches is a cache miss (a generate_next_token's Python: 30 us hot, ~250 us cold)."""
         decision.step = self.step
-        for condition in self.conditions:
-            if not condition.check(event_data):
+        values = decision.values
+        for guard, target in self.guard_checks:
+            value = values.get(guard)
+            if value is None:
+                # By name on the model: `attach` proved every guard a callable attribute of it, the one case of
+                # the library's resolve_callable this machine meets.
+                value = decision.evaluate(guard, getattr(model, guard))
+            if value != target:
                 return False
-        model = event_data.model
         for name in self.before_names:  # the callbacks by name on the model (as `attach` proved them), with the Decision
             getattr(model, name)(decision)
         if self.dest is not None:
-            # The library's set_state and EventData.update for one model and a state name: its State, looked up
-            # once, gives the value the model holds.
-            dest, on_enter = self._entered or self._resolve_dest(event_data.machine)
-            setattr(model, STATE_ATTRIBUTE, dest.value)
-            event_data.state = dest
+            # The library's set_state for one model and a state name: its State, looked up once, gives the
+            # value the model holds.
+            value, on_enter = self._entered or self._resolve_dest(machine)
+            setattr(model, STATE_ATTRIBUTE, value)
             for name in on_enter:
                 getattr(model, name)(decision)
         return True
 
-    _entered: tuple[MachineState, tuple[str, ...]] | None = None  # the dest's State and its on_enter names
+    _entered: tuple[Any, tuple[str, ...]] | None = None  # the value the dest's State gives the model, its on_enter names
 
-    def _resolve_dest(self, machine: Machine) -> tuple[MachineState, tuple[str, ...]]:
-        dest = machine.get_state(cast(str, self.dest))
-        self._entered = dest, tuple(cast(str, name) for name in dest.on_enter)
+    def _resolve_dest(self, machine: Machine) -> tuple[Any, tuple[str, ...]]:
+        dest: MachineState = machine.get_state(cast(str, self.dest))
+        self._entered = dest.value, tuple(cast(str, name) for name in dest.on_enter)
         return self._entered
 
 
@@ -204,17 +218,13 @@ class TableEvent(Event):
     in order until one executes; a trigger with none from that state raises MachineError."""
 
     def trigger(self, model, *args, **kwargs) -> bool:
-        machine = self.machine
-        event_data = EventData(None, self, machine, model, args, kwargs)
         name = getattr(model, STATE_ATTRIBUTE)
         transitions = self.transitions.get(name)
         if transitions is None:
             raise MachineError(f"Can't trigger event {self.name} from state {name}!")
-        event_data.state = machine.states[name]
-        for transition in transitions:
-            event_data.transition = transition
-            if transition.execute(event_data):
-                event_data.result = True
+        decision, machine = args[0], self.machine
+        for transition in cast("list[GuardedTransition]", transitions):  # the machine's transition_cls
+            if transition.take(model, decision, machine):
                 return True
         return False
 
