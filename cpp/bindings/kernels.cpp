@@ -25,6 +25,7 @@
 #include "bench/measure.h"
 #include "bindings.h"
 #include "errors.h"
+#include "forward/forward.h"
 #include "kernels/attention.h"
 #include "kernels/kernel_set.h"
 #include "kernels/matmul.h"
@@ -488,6 +489,47 @@ std::pair<py::array_t<int32_t>, py::array_t<int32_t>> parallel_for_items(const s
     return {counts, ran_by};
 }
 
+// ThreadPool::run_team over a list of claims (Team::claim of claims[i] parts, a sync after each): each
+// part's run count, claim after claim, and how many times a member left a sync before every member had
+// reached it. fail_member throws a named error at its fail_at-th claim; nested: each part runs a
+// parallel_for of 4 items inside the team (which must run them on the member) and counts them.
+std::pair<py::array_t<int32_t>, int64_t> team_claims(const std::vector<int64_t>& claims, const Threads& threads, int fail_member,
+                                                     int64_t fail_at, bool nested) {
+    const std::shared_ptr<ThreadPool> owned = pool_of(threads);
+    ThreadPool& pool = *owned;
+    int64_t total = 0;
+    for (int64_t n : claims) total += std::max<int64_t>(n, 0);
+    std::vector<std::atomic<int32_t>> runs(static_cast<size_t>(total));
+    std::atomic<int64_t> arrivals{0}, early{0};
+    {
+        py::gil_scoped_release release;
+        pool.run_team([&](Team& team, int member) {
+            int64_t at = 0;
+            for (size_t c = 0; c < claims.size(); ++c) {
+                if (member == fail_member && int64_t(c) == fail_at) {
+                    throw Error(code::InvalidInput, "member " + std::to_string(member) + " failed on purpose at claim " + std::to_string(c));
+                }
+                team.claim(member, claims[c], [&](int64_t part) {
+                    if (nested) {
+                        std::atomic<int32_t> items{0};
+                        pool.parallel_for(4, [&](int64_t b, int64_t e, int) { items.fetch_add(int32_t(e - b)); });
+                        runs[size_t(at + part)].fetch_add(items.load() == 4 ? 1 : 100);
+                    } else {
+                        runs[size_t(at + part)].fetch_add(1);
+                    }
+                });
+                arrivals.fetch_add(1);
+                team.sync(member);
+                if (arrivals.load() < int64_t(c + 1) * team.size()) early.fetch_add(1);
+                at += std::max<int64_t>(claims[c], 0);
+            }
+        });
+    }
+    py::array_t<int32_t> counts(total);
+    for (int64_t i = 0; i < total; ++i) counts.mutable_data()[i] = runs[size_t(i)].load();
+    return {counts, early.load()};
+}
+
 // Entry -> the variant whose kernel fills it in the active set: the set's own
 // ISA, or "scalar" where the set keeps the scalar kernel.
 py::dict active_set() {
@@ -571,12 +613,15 @@ void kernels(py::module_& m) {
     }, "kernel variants this CPU runs, scalar first");
     m.def("active_isa", [] { return std::string(isa_name(kernels::active().isa)); },
           "the variant whose kernel set runs (chosen once: the best the CPU runs, or GGUFSM_ISA)");
-    m.def("set_step_shape", [](bool read_ahead, bool inline_attention) {
+    m.def("set_step_shape", [](bool read_ahead, bool inline_attention, bool layer_walk) {
         set_read_ahead_enabled(read_ahead);
         set_inline_decode_attention(inline_attention);
-    }, py::arg("read_ahead") = true, py::arg("inline_attention") = true,
-          "For the benches' A/B within one process: the pool's read-ahead between products (thread_pool.h) and one decode "
-          "token's attention on the calling thread below 256 positions (attention.h); both on by default, neither changes a bit");
+        set_layer_walk(layer_walk);
+    }, py::arg("read_ahead") = true, py::arg("inline_attention") = true, py::arg("layer_walk") = true,
+          "For the benches' A/B within one process: the pool's read-ahead between products (thread_pool.h), one decode "
+          "token's attention on the calling thread below 256 positions (attention.h), and one session's decode step "
+          "walked by the pool's threads as a team rather than a dispatch per product (forward/pass.cpp); all on by "
+          "default, none changes a bit");
     m.def("force_isa", [](const std::string& name) { kernels::force(parse_isa(name)); }, py::arg("isa"),
           "swap in the whole kernel set of `isa`");
     m.def("active_set", &active_set, "entry of the active kernel set -> the variant whose kernel it is");
@@ -632,6 +677,10 @@ void kernels(py::module_& m) {
           py::arg("caller_waits_for_a_worker") = false, py::arg("fail_at") = -1,
           py::arg("chunks_per_thread") = int(ThreadPool::kDefaultChunksPerThread), 
           py::arg("worker_waits_for_caller_to_block") = false);
+    m.def("team_claims", &team_claims, py::arg("claims"), py::arg("threads"), py::arg("fail_member") = -1, py::arg("fail_at") = -1,
+          py::arg("nested") = false,
+          "ThreadPool::run_team over claims (a Team::claim of each count, a sync after each): (each part's run count, "
+          "syncs left before every member arrived)");
     m.def("matvec_seconds", &matvec_seconds_py, py::arg("ggml_type"), py::arg("weights"), py::arg("rows"), py::arg("cols"),
           py::arg("x"), py::arg("repeats") = 5, py::arg("threads") = 0, py::arg("repacked") = false);
     m.def("matmul_seconds", &matmul_seconds_py, py::arg("ggml_type"), py::arg("weight"), py::arg("rows"), py::arg("cols"),

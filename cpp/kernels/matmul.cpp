@@ -317,4 +317,22 @@ void matmul_shared(const SharedProduct* products, size_t count, const QuantizedA
         split.per_thread(), then);
 }
 
+void matmul_shared_member(const SharedProduct* products, size_t count, const QuantizedActivations& x, const ThreadPool& pool,
+                          Team& team, int member) {
+    const SharedSplit split(products, count, pool);
+    std::array<kernels::MatmulRowsFn, kMaxSharedProducts> fns{};
+    for (size_t k = 0; k < count; ++k) fns[k] = kernel_for(*products[k].w, x);
+    if (x.n() == 0 || count == 0) return;
+    if (split.parts() > team.max_parts()) {
+        throw Error(code::InvalidInput, "matmul_shared_member: " + std::to_string(split.parts()) + " parts exceed the team's " +
+                                            std::to_string(team.max_parts()));
+    }
+    team.claim(member, split.parts(), [&](int64_t part) {
+        const auto [begin, end] = split.part_tiles(part);
+        split.for_rows(products, begin, end, [&](size_t k, int64_t row_begin, int64_t row_end) {
+            fns[k](*products[k].w, x, products[k].y, row_begin, row_end);
+        });
+    });
+}
+
 }  // namespace ggufsm

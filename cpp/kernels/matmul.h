@@ -125,6 +125,14 @@ constexpr size_t kMaxSharedProducts = 4;
 void matmul_shared(const SharedProduct* products, size_t count, const QuantizedActivations& x, ThreadPool& pool,
                    const ReadAhead* then = nullptr);
 
+// matmul_shared's products, run by one member of a team (ThreadPool::run_team) walking a decode step:
+// the same split into parts as matmul_shared on `pool` (the team's pool), the parts dealt by
+// Team::claim (each member its own share first, the one read_ahead_for read ahead for it), so every
+// row is computed by the same kernel call and every output element keeps its bits. Every member of
+// the team calls it with the same products; no sync (the caller syncs before it reads y).
+void matmul_shared_member(const SharedProduct* products, size_t count, const QuantizedActivations& x, const ThreadPool& pool,
+                          Team& team, int member);
+
 // The weights matmul_shared(products, count, ..., pool) will stream first on
 // each thread, as read-ahead for the pool: part t of its split, which thread t
 // claims first on a quiet machine (the caller its first part, worker t the

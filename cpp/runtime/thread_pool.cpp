@@ -95,6 +95,8 @@ private:
 
 namespace {
 std::atomic<bool> read_ahead_on{true};
+// Whether this thread is a member of a running team (run_team): its parallel_for calls run inline.
+thread_local bool in_team = false;
 }  // namespace
 void set_read_ahead_enabled(bool on) { read_ahead_on.store(on); }
 bool read_ahead_enabled() { return read_ahead_on.load(std::memory_order_relaxed); }
@@ -210,7 +212,7 @@ void ThreadPool::wait_done(int64_t chunks, std::array<ReadAheadRange, ReadAhead:
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int chunks_per_thread,
                               const ReadAhead* then) {
     if (n <= 0) return;
-    if (n_threads_ == 1 || n == 1) {
+    if (n_threads_ == 1 || n == 1 || in_team) {
         fn(0, n, 0);
         return;
     }
@@ -236,6 +238,108 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     job_ = nullptr;
     job_then_ = nullptr;
     if (first_error_) std::rethrow_exception(first_error_);
+}
+
+void ThreadPool::run_team(const std::function<void(Team&, int)>& fn) {
+    Team team(in_team ? 1 : n_threads_);
+    if (team.size() == 1) {
+        fn(team, 0);
+        return;
+    }
+    // One chunk per member: a thread runs a second member only once its first has returned, which it
+    // does only when every member has passed every sync (or the team aborted), so no thread ever waits
+    // on a member queued behind itself.
+    parallel_for(
+        team.size(),
+        [&](int64_t member, int64_t, int) {
+            struct InTeam {
+                InTeam() { in_team = true; }
+                ~InTeam() { in_team = false; }
+            } member_of_team;
+            try {
+                fn(team, int(member));
+            } catch (const Team::Aborted&) {
+                // Another member failed: its exception is the one parallel_for rethrows.
+            } catch (...) {
+                team.abort();
+                throw;
+            }
+        },
+        1);
+}
+
+// Parts a claim takes at most: 64 per member, the most matmul.cpp cuts a product into (its chunks_per_thread_for),
+// and at least 1024 (a decode token's attention jobs: 8 segments per KV head).
+Team::Team(int members) : members_(members), member_state_(size_t(members)), parts_(std::max<size_t>(1024, size_t(64) * size_t(members))) {
+    for (auto& p : parts_) p.store(0, std::memory_order_relaxed);
+}
+
+void Team::set_read_ahead(int member, const ReadAhead& ahead) {
+    MemberState& m = member_state_[size_t(member)];
+    m.ahead = member < ReadAhead::kThreads && read_ahead_enabled() ? ahead.ranges[size_t(member)]
+                                                                   : std::array<ReadAheadRange, ReadAhead::kRanges>{};
+    m.ahead_range = m.ahead_offset = 0;
+    m.ahead_budget = ThreadPool::kReadAheadBytes;
+}
+
+bool Team::read_ahead_step(MemberState& m) {
+    constexpr size_t kLine = 64;
+    constexpr int kLinesPerStep = 16;
+    int lines = 0;
+    while (m.ahead_range < m.ahead.size() && lines < kLinesPerStep) {
+        const ReadAheadRange& r = m.ahead[m.ahead_range];
+        if (m.ahead_offset >= r.bytes || m.ahead_budget == 0) {
+            m.ahead_range = m.ahead_budget == 0 ? m.ahead.size() : m.ahead_range + 1;
+            m.ahead_offset = 0;
+            continue;
+        }
+#if defined(__x86_64__) || defined(__i386__)
+        _mm_prefetch(static_cast<const char*>(r.begin) + m.ahead_offset, _MM_HINT_T0);
+#else
+        __builtin_prefetch(static_cast<const char*>(r.begin) + m.ahead_offset);
+#endif
+        m.ahead_offset += kLine;
+        m.ahead_budget = m.ahead_budget > kLine ? m.ahead_budget - kLine : 0;
+        ++lines;
+    }
+    return m.ahead_range < m.ahead.size();
+}
+
+void Team::sync(int member) {
+    MemberState& m = member_state_[size_t(member)];
+    const uint64_t target = ++m.syncs * uint64_t(members_);
+    // seq_cst, as the sleepers_ look after it and the sleeper's look at arrived_: one sees the other.
+    const uint64_t arrived = arrived_.fetch_add(1) + 1;
+    if (arrived == target) {
+        // The last to arrive: wake any member that stopped spinning.
+        if (sleepers_.load() > 0) {
+            { std::lock_guard<std::mutex> lock(sleep_mutex_); }
+            released_.notify_all();
+        }
+        return;
+    }
+    const auto passed = [&] { return arrived_.load() >= target; };
+    // The first to arrive reads ahead the next product's weights while it waits (a few lines between looks).
+    while (!passed() && !aborted() && read_ahead_step(m)) {
+    }
+    Spin spin(kCallerSpinTime);
+    while (!passed() && !aborted()) {
+        if (spin.step()) continue;
+        // A member is not running (a busy machine): give the core back until it arrives.
+        sleepers_.fetch_add(1);
+        {
+            std::unique_lock<std::mutex> lock(sleep_mutex_);
+            released_.wait(lock, [&] { return passed() || aborted(); });
+        }
+        sleepers_.fetch_sub(1);
+    }
+    if (!passed()) throw Aborted{};
+}
+
+void Team::abort() {
+    aborted_.store(true, std::memory_order_release);
+    { std::lock_guard<std::mutex> lock(sleep_mutex_); }
+    released_.notify_all();
 }
 
 }  // namespace ggufsm

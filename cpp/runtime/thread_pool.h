@@ -43,6 +43,8 @@ struct ReadAhead {
 void set_read_ahead_enabled(bool on);
 bool read_ahead_enabled();
 
+class Team;
+
 class ThreadPool {
 public:
     // n_threads = 0: one per hardware thread.
@@ -82,6 +84,15 @@ public:
     // Reading ahead changes no result; the ranges need not stay valid.
     void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn,
                       int chunks_per_thread = kDefaultChunksPerThread, const ReadAhead* then = nullptr);
+
+    // fn(team, member) once on every thread of the pool at once, member 0..size()-1 (0 usually the
+    // caller), in one dispatch: the members walk the same ops together and meet at team.sync() where
+    // one needs another's result (a decode step's layers, forward/pass.cpp), instead of one dispatch
+    // and barrier per op. Blocks until every member has returned. A member that throws releases the
+    // others from their syncs (each leaves its fn), and the first exception is rethrown here, the pool
+    // usable after. Inside fn, parallel_for runs its whole range on the calling thread (a team
+    // already holds every thread).
+    void run_team(const std::function<void(Team&, int)>& fn);
 
     // Bytes a thread reads ahead at most after one job: well inside its L2
     // (512 KiB on this host's cores), so the lines are still there when its
@@ -131,6 +142,79 @@ private:
     std::condition_variable job_done_;
     std::mutex error_mutex_;
     std::exception_ptr first_error_;
+};
+
+// The members of one run_team. Every member calls sync() the same number of times, in the same
+// order (they walk the same op list). While a member waits at a sync it reads ahead what
+// set_read_ahead gave it: the first weights of its share of the next product, which the small ops
+// between the products (norms, rope, the quantization of the activations, on member 0) leave the
+// memory idle for.
+class Team {
+public:
+    explicit Team(int members);
+    int size() const { return members_; }
+
+    // Blocks until every member has called its k-th sync (this is member's k-th), spinning a while,
+    // then sleeping. Throws Aborted once a member has failed (run_team's members catch it).
+    void sync(int member);
+    // Member's read-ahead for its next waits (its ranges of `ahead`), replacing what was left of the
+    // last; nothing when the pool's read-ahead is off (set_read_ahead_enabled).
+    void set_read_ahead(int member, const ReadAhead& ahead);
+
+    // fn(part) for every part of [0, parts) exactly once across the members that call claim with the
+    // same `parts` as their k-th claim (every member calls it, in the same order): member m first runs
+    // its own share, the parts [m * parts / size, (m + 1) * parts / size) in order (the share its
+    // read-ahead read the first bytes of), then takes the parts others have not started yet, from
+    // the end of their shares, so a descheduled member's share is finished by a running one.
+    // parts <= max_parts(). No sync: the caller syncs when it needs the results.
+    template <typename Fn>
+    void claim(int member, int64_t parts, Fn&& fn) {
+        const uint64_t stamp = ++member_state_[size_t(member)].claims;
+        const auto share = [&](int64_t m) { return std::pair<int64_t, int64_t>{parts * m / members_, parts * (m + 1) / members_}; };
+        const auto [own_begin, own_end] = share(member);
+        for (int64_t p = own_begin; p < own_end; ++p) {
+            if (take(p, stamp)) fn(p);
+        }
+        for (int other = 1; other < members_; ++other) {
+            const auto [begin, end] = share((member + other) % members_);
+            for (int64_t p = end - 1; p >= begin; --p) {
+                if (!take(p, stamp)) break;  // the owner has come this far: the rest of its share is taken
+                fn(p);
+            }
+        }
+    }
+    int64_t max_parts() const { return int64_t(parts_.size()); }
+
+    // Releases every member from its syncs; they throw Aborted.
+    void abort();
+    bool aborted() const { return aborted_.load(std::memory_order_acquire); }
+    struct Aborted {};
+
+private:
+    // Whether this member takes part p of the claim stamped `stamp` (the members' count of claims so
+    // far, the same for all): the flag holds the stamp of the last claim that took the part, and
+    // every earlier claim's takes are over (the members synced after it).
+    bool take(int64_t p, uint64_t stamp) {
+        uint64_t seen = parts_[size_t(p)].load(std::memory_order_relaxed);
+        return seen < stamp && parts_[size_t(p)].compare_exchange_strong(seen, stamp, std::memory_order_acq_rel);
+    }
+
+    struct alignas(64) MemberState {
+        uint64_t syncs = 0, claims = 0;
+        std::array<ReadAheadRange, ReadAhead::kRanges> ahead{};
+        size_t ahead_range = 0, ahead_offset = 0, ahead_budget = 0;
+    };
+    // Member's read-ahead: the next few lines; false once there is nothing left.
+    bool read_ahead_step(MemberState& m);
+
+    const int members_;
+    std::vector<MemberState> member_state_;
+    std::vector<std::atomic<uint64_t>> parts_;
+    alignas(64) std::atomic<uint64_t> arrived_{0};
+    alignas(64) std::atomic<bool> aborted_{false};
+    std::atomic<int> sleepers_{0};
+    std::mutex sleep_mutex_;
+    std::condition_variable released_;
 };
 
 }  // namespace ggufsm
