@@ -489,27 +489,31 @@ std::pair<py::array_t<int32_t>, py::array_t<int32_t>> parallel_for_items(const s
     return {counts, ran_by};
 }
 
-// ThreadPool::run_team over a list of claims (Team::claim of claims[i] parts, a sync after each): each
-// part's run count, claim after claim, and how many times a member left a sync before every member had
-// reached it. fail_member throws a named error at its fail_at-th claim; nested: each part runs a
-// parallel_for of 4 items inside the team (which must run them on the member) and counts them.
-std::pair<py::array_t<int32_t>, int64_t> team_claims(const std::vector<int64_t>& claims, const Threads& threads, int fail_member,
-                                                     int64_t fail_at, bool nested) {
+// ThreadPool::run_team over a chain of phases (Team::phase of phases[i] parts each): each part's run
+// count, phase after phase, and how many parts ran before the phase before theirs was done.
+// fail_member throws a named error when it comes to phase fail_at (before it); pause_member sleeps
+// pause_us in each of its parts (a descheduled thread); nested: each part runs a parallel_for of 4
+// items inside the team (which must run them on the member) and counts them.
+std::pair<py::array_t<int32_t>, int64_t> team_phases(const std::vector<int64_t>& phases, const Threads& threads, int fail_member,
+                                                     int64_t fail_at, bool nested, int pause_member, int pause_us) {
     const std::shared_ptr<ThreadPool> owned = pool_of(threads);
     ThreadPool& pool = *owned;
     int64_t total = 0;
-    for (int64_t n : claims) total += std::max<int64_t>(n, 0);
+    for (int64_t n : phases) total += std::max<int64_t>(n, 0);
     std::vector<std::atomic<int32_t>> runs(static_cast<size_t>(total));
-    std::atomic<int64_t> arrivals{0}, early{0};
+    std::vector<std::atomic<int64_t>> done(phases.size());
+    std::atomic<int64_t> early{0};
     {
         py::gil_scoped_release release;
         pool.run_team([&](Team& team, int member) {
             int64_t at = 0;
-            for (size_t c = 0; c < claims.size(); ++c) {
+            for (size_t c = 0; c < phases.size(); ++c) {
                 if (member == fail_member && int64_t(c) == fail_at) {
-                    throw Error(code::InvalidInput, "member " + std::to_string(member) + " failed on purpose at claim " + std::to_string(c));
+                    throw Error(code::InvalidInput, "member " + std::to_string(member) + " failed on purpose at phase " + std::to_string(c));
                 }
-                team.claim(member, claims[c], [&](int64_t part) {
+                team.phase(member, phases[c], [&](int64_t part) {
+                    if (c > 0 && done[c - 1].load() != std::max<int64_t>(phases[c - 1], 0)) early.fetch_add(1);
+                    if (member == pause_member && pause_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
                     if (nested) {
                         std::atomic<int32_t> items{0};
                         pool.parallel_for(4, [&](int64_t b, int64_t e, int) { items.fetch_add(int32_t(e - b)); });
@@ -517,11 +521,9 @@ std::pair<py::array_t<int32_t>, int64_t> team_claims(const std::vector<int64_t>&
                     } else {
                         runs[size_t(at + part)].fetch_add(1);
                     }
+                    done[c].fetch_add(1);
                 });
-                arrivals.fetch_add(1);
-                team.sync(member);
-                if (arrivals.load() < int64_t(c + 1) * team.size()) early.fetch_add(1);
-                at += std::max<int64_t>(claims[c], 0);
+                at += std::max<int64_t>(phases[c], 0);
             }
         });
     }
@@ -677,10 +679,10 @@ void kernels(py::module_& m) {
           py::arg("caller_waits_for_a_worker") = false, py::arg("fail_at") = -1,
           py::arg("chunks_per_thread") = int(ThreadPool::kDefaultChunksPerThread), 
           py::arg("worker_waits_for_caller_to_block") = false);
-    m.def("team_claims", &team_claims, py::arg("claims"), py::arg("threads"), py::arg("fail_member") = -1, py::arg("fail_at") = -1,
-          py::arg("nested") = false,
-          "ThreadPool::run_team over claims (a Team::claim of each count, a sync after each): (each part's run count, "
-          "syncs left before every member arrived)");
+    m.def("team_phases", &team_phases, py::arg("phases"), py::arg("threads"), py::arg("fail_member") = -1, py::arg("fail_at") = -1,
+          py::arg("nested") = false, py::arg("pause_member") = -1, py::arg("pause_us") = 0,
+          "ThreadPool::run_team over a chain of phases (Team::phase of each count): (each part's run count, parts run "
+          "before the phase before theirs was done)");
     m.def("matvec_seconds", &matvec_seconds_py, py::arg("ggml_type"), py::arg("weights"), py::arg("rows"), py::arg("cols"),
           py::arg("x"), py::arg("repeats") = 5, py::arg("threads") = 0, py::arg("repacked") = false);
     m.def("matmul_seconds", &matmul_seconds_py, py::arg("ggml_type"), py::arg("weight"), py::arg("rows"), py::arg("cols"),

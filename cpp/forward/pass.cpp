@@ -6,6 +6,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <mutex>
+#include <optional>
 
 #include "forward/forward.h"
 #include "kernels/quant.h"
@@ -53,17 +55,19 @@ std::atomic<bool> layer_walk{true};
 // the attention's segment partials (each member makes the same plan, attention.h DecodeAttention).
 struct TeamShared {
     std::vector<float> partials;
+    std::mutex profile;  // the members' additions to the profile (profiling only)
 };
 
 // One pass over the op list below, run one of two ways:
 //  * dispatched (team == nullptr): the calling thread walks the ops, and each product, and the
 //    attention, is one pool dispatch (parallel_for) with its barrier;
 //  * walked by a team (a one-session decode step, run_pass): every pool thread walks the same ops at
-//    once (ThreadPool::run_team), each computing its share of every product and of the attention,
-//    member 0 alone the small ops between (the norms, rope, the KV store, the quantization, the
-//    residual adds), the others meeting it at a Team::sync where a result is needed, and reading ahead
-//    their share of the next product's weights while they wait. The products keep the dispatched
-//    split (matmul_shared_member) and the attention its plan, so every value has the same bits.
+//    once (ThreadPool::run_team), each op a Team::phase: a product's parts (its own share first) and
+//    the attention's jobs spread over the members, a small op (a norm, rope, the KV store, a
+//    quantization, a residual add) run whole by whichever member comes first while the others go on
+//    to the next product and read ahead their share of its weights until its input is ready. The
+//    products keep the dispatched split (SharedParts) and the attention its plan, and the small ops
+//    their order, so every value has the same bits.
 class Pass {
 public:
     Pass(const LlamaModel& model, ForwardScratch& s, const std::vector<PassSegment>& segments, ForwardProfile* profile,
@@ -76,23 +80,23 @@ public:
 
     void run(const int64_t* tokens, int64_t n) {
         const Clock::time_point started = profile_ ? Clock::now() : Clock::time_point{};
-        if (lead()) {
-            for (const PassSegment& seg : segments_) {
-                for (int64_t t = 0; t < seg.rows; ++t) s_.positions[size_t(seg.row_begin + t)] = int32_t(seg.start_pos + t);
-            }
-        }
         if (team_) {
             // While member 0 embeds, norms and quantizes, the others read ahead the first layer's wq/wk/wv.
             const LlamaLayer& first = model_.weights().layers[0];
             read_ahead_next({{&first.wq, nullptr}, {&first.wk, nullptr}, {&first.wv, nullptr}});
         }
-        timed(ForwardOp::Embed, [&] { embed(tokens, n); });
+        timed(ForwardOp::Embed, [&] {
+            for (const PassSegment& seg : segments_) {
+                for (int64_t t = 0; t < seg.rows; ++t) s_.positions[size_t(seg.row_begin + t)] = int32_t(seg.start_pos + t);
+            }
+            embed(tokens, n);
+        });
         for (int64_t layer = 0; layer < hp_.n_layer; ++layer) {
             attention_block(layer, n);
             feed_forward_block(layer, n);
         }
         output_logits();
-        if (profile_) {
+        if (profile_ && !team_) {  // a team's pass: run_pass counts it (its members end apart)
             profile_->passes += 1;
             profile_->rows += n;
             profile_->pass_ns += ns_since(started);
@@ -100,14 +104,18 @@ public:
     }
 
 private:
-    // Whether this walker runs the small ops: the one walker of a dispatched pass, member 0 of a team.
-    bool lead() const { return member_ == 0; }
-
-    // fn(), its wall time added to op's (and the weight type's) account when profiling; in a team,
-    // member 0's alone (the small ops: the others go on to their next sync).
+    // fn(), its wall time added to op's (and the weight type's) account when profiling; in a team, a
+    // phase of one part: run by the first member to come (the others go on).
     template <typename Fn>
     void timed(ForwardOp op, Fn&& fn, TensorType type = TensorType::F32) {
-        if (!lead()) return;
+        if (team_) {
+            team_->phase(member_, 1, [&](int64_t) {
+                const Clock::time_point started = profile_ ? Clock::now() : Clock::time_point{};
+                fn();
+                if (profile_) add_to_profile(op, type, ns_since(started));
+            });
+            return;
+        }
         if (!profile_) {
             fn();
             return;
@@ -178,9 +186,9 @@ private:
         }
     }
 
-    // project() walked by a team: member 0 quantizes x for every format, a sync, each member its share of
-    // every product (the formats one after another, no sync between: they read different activations),
-    // then its read-ahead of the next products' first weights set, and a sync (member 0 reads y next).
+    // project() walked by a team: a phase quantizes x for every format, then one phase takes every
+    // format's product parts (they read different activations), each member setting its read-ahead of
+    // the next products' first weights once it has no part left to take.
     void project_in_team(ForwardOp op, const float* x, int64_t n, Outputs outputs, Outputs next) {
         const Groups groups = group_by_format(outputs);
         timed(ForwardOp::Quantize, [&] {
@@ -189,20 +197,29 @@ private:
                 if (groups.count[format]) s_.activations[format].quantize(x, n, products[0].w->cols, products[0].w->type, pool_);
             }
         });
-        std::array<SharedProduct, kMaxSharedProducts> all{};
-        size_t count = 0;
-        for (const auto& [w, y] : outputs) all[count++] = SharedProduct{w, y};
-        timed_products(op, all.data(), count, [&] {
-            team_->sync(member_);
-            for (size_t format = 0; format < 3; ++format) {
-                if (groups.count[format]) {
-                    matmul_shared_member(groups.products[format].data(), groups.count[format], s_.activations[format], pool_, *team_,
-                                         member_);
-                }
-            }
-            read_ahead_next(next);
-            team_->sync(member_);
+        std::array<std::optional<SharedParts>, 3> parts;
+        std::array<int64_t, 4> first{};  // part index where each format's parts start
+        for (size_t format = 0; format < 3; ++format) {
+            if (groups.count[format]) parts[format].emplace(groups.products[format].data(), groups.count[format], pool_);
+            first[format + 1] = first[format] + (parts[format] ? parts[format]->parts() : 0);
+        }
+        const TensorType type = outputs.begin()->first->type;
+        team_->phase(member_, first[3], [&](int64_t part) {
+            const Clock::time_point started = profile_ ? Clock::now() : Clock::time_point{};
+            size_t format = 0;
+            while (part >= first[format + 1]) ++format;
+            parts[format]->run(part - first[format], s_.activations[format]);
+            // A part's time over the members: what the product costs the step's wall, the waits aside.
+            if (profile_) add_to_profile(op, type, ns_since(started) / team_->size(), part == 0);
         });
+        read_ahead_next(next);
+    }
+
+    void add_to_profile(ForwardOp op, TensorType type, int64_t ns, bool call = true) {
+        std::lock_guard<std::mutex> lock(shared_->profile);
+        const size_t o = size_t(op), t = std::min<size_t>(size_t(type), ForwardProfile::kTypes - 1);
+        profile_->ns[o][t] += ns;
+        profile_->calls[o][t] += call ? 1 : 0;
     }
 
     // A team member's read-ahead for its next waits: its share of the first format's products of `next`.
@@ -224,7 +241,7 @@ private:
     // (Gemma 3's wv is Q8_0 beside Q5_0 wq/wk), so the profile keeps a rate per type.
     template <typename Fn>
     void timed_products(ForwardOp op, const SharedProduct* products, size_t count, Fn&& fn) {
-        if (!profile_ || !lead()) {
+        if (!profile_) {
             fn();
             return;
         }
@@ -309,11 +326,10 @@ private:
         });
     }
 
-    // One session's decode token walked by a team: member 0 stores its k, v; the attention's plan as
-    // attention_decode_batch makes it for one query (the same bits as attention() alone). Below 256
-    // positions member 0 runs it all (as attention() runs it on the calling thread), the others going on
-    // to the next product's sync; else a sync (the cache and q ready), each member its jobs, a sync,
-    // and member 0 combines the segments.
+    // One session's decode token walked by a team: a phase stores its k, v; the attention's plan as
+    // attention_decode_batch makes it for one query (the same bits as attention() alone), every member
+    // making the same plan over one partials store. Below 256 positions one phase runs it all (as
+    // attention() runs it on the calling thread); else a phase of its jobs, then one combining them.
     void team_attention(int64_t layer, bool slides) {
         const PassSegment& seg = segments_[0];
         const int64_t hd = hp_.head_dim, kv_width = hp_.n_head_kv * hd, n_head_kv = hp_.n_head_kv;
@@ -331,17 +347,12 @@ private:
             timed(ForwardOp::Attention, [&] { plan.run(0, plan.jobs()); });
             return;
         }
-        team_->sync(member_);
-        const Clock::time_point started = profile_ && lead() ? Clock::now() : Clock::time_point{};
-        team_->claim(member_, plan.jobs(), [&](int64_t job) { plan.run(job, job + 1); });
-        team_->sync(member_);
-        if (lead()) {
-            plan.combine();
-            if (profile_) {
-                profile_->ns[size_t(ForwardOp::Attention)][size_t(TensorType::F32)] += ns_since(started);
-                profile_->calls[size_t(ForwardOp::Attention)][size_t(TensorType::F32)] += 1;
-            }
-        }
+        team_->phase(member_, plan.jobs(), [&](int64_t job) {
+            const Clock::time_point started = profile_ ? Clock::now() : Clock::time_point{};
+            plan.run(job, job + 1);
+            if (profile_) add_to_profile(ForwardOp::Attention, TensorType::F32, ns_since(started) / team_->size(), job == 0);
+        });
+        timed(ForwardOp::Attention, [&] { plan.combine(); });
     }
 
     // Per segment: its k, v into its cache, then its queries over its cache.
@@ -454,7 +465,7 @@ private:
     ForwardProfile* profile_;
     const bool one_token_each_;  // a batched decode step: several segments of one row each
     Team* team_;                 // the team walking this pass, or nullptr (dispatched)
-    const int member_;           // this walker's member index in team_ (0 when dispatched)
+    const int member_;           // this walker's member index in team_
     TeamShared* shared_;
 };
 
@@ -516,9 +527,13 @@ void run_pass(const LlamaModel& model, ForwardScratch& scratch, const int64_t* t
         const LlamaHparams& hp = model.hparams();
         TeamShared shared;
         shared.partials.resize(DecodeAttention<KvCache::Element>::max_partial_floats(1, hp.n_head, hp.n_head_kv, hp.head_dim));
-        pool.run_team([&](Team& team, int member) {
-            Pass(model, scratch, segments, member == 0 ? profile : nullptr, &team, member, &shared).run(tokens, n);
-        });
+        const Clock::time_point started = profile ? Clock::now() : Clock::time_point{};
+        pool.run_team([&](Team& team, int member) { Pass(model, scratch, segments, profile, &team, member, &shared).run(tokens, n); });
+        if (profile) {
+            profile->passes += 1;
+            profile->rows += n;
+            profile->pass_ns += ns_since(started);
+        }
         return;
     }
     Pass(model, scratch, segments, profile).run(tokens, n);

@@ -317,21 +317,27 @@ void matmul_shared(const SharedProduct* products, size_t count, const QuantizedA
         split.per_thread(), then);
 }
 
-void matmul_shared_member(const SharedProduct* products, size_t count, const QuantizedActivations& x, const ThreadPool& pool,
-                          Team& team, int member) {
-    const SharedSplit split(products, count, pool);
-    std::array<kernels::MatmulRowsFn, kMaxSharedProducts> fns{};
-    for (size_t k = 0; k < count; ++k) fns[k] = kernel_for(*products[k].w, x);
-    if (x.n() == 0 || count == 0) return;
-    if (split.parts() > team.max_parts()) {
-        throw Error(code::InvalidInput, "matmul_shared_member: " + std::to_string(split.parts()) + " parts exceed the team's " +
-                                            std::to_string(team.max_parts()));
-    }
-    team.claim(member, split.parts(), [&](int64_t part) {
-        const auto [begin, end] = split.part_tiles(part);
-        split.for_rows(products, begin, end, [&](size_t k, int64_t row_begin, int64_t row_end) {
-            fns[k](*products[k].w, x, products[k].y, row_begin, row_end);
-        });
+struct SharedParts::State {
+    State(const SharedProduct* p, size_t c, const ThreadPool& pool) : split(p, c, pool), count(c) { std::copy(p, p + c, products.begin()); }
+    SharedSplit split;
+    std::array<SharedProduct, kMaxSharedProducts> products{};
+    size_t count;
+};
+
+SharedParts::SharedParts(const SharedProduct* products, size_t count, const ThreadPool& pool)
+    : s_(std::make_unique<State>(products, count, pool)) {}
+SharedParts::~SharedParts() = default;
+SharedParts::SharedParts(SharedParts&&) noexcept = default;
+SharedParts& SharedParts::operator=(SharedParts&&) noexcept = default;
+
+int64_t SharedParts::parts() const { return s_->count == 0 ? 0 : s_->split.parts(); }
+
+void SharedParts::run(int64_t part, const QuantizedActivations& x) const {
+    const State& s = *s_;
+    if (x.n() == 0) return;
+    const auto [begin, end] = s.split.part_tiles(part);
+    s.split.for_rows(s.products.data(), begin, end, [&](size_t k, int64_t row_begin, int64_t row_end) {
+        kernel_for(*s.products[k].w, x)(*s.products[k].w, x, s.products[k].y, row_begin, row_end);
     });
 }
 

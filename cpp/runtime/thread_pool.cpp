@@ -272,6 +272,7 @@ void ThreadPool::run_team(const std::function<void(Team&, int)>& fn) {
 // and at least 1024 (a decode token's attention jobs: 8 segments per KV head).
 Team::Team(int members) : members_(members), member_state_(size_t(members)), parts_(std::max<size_t>(1024, size_t(64) * size_t(members))) {
     for (auto& p : parts_) p.store(0, std::memory_order_relaxed);
+    for (auto& slot : slots_) slot.store(0, std::memory_order_relaxed);
 }
 
 void Team::set_read_ahead(int member, const ReadAhead& ahead) {
@@ -305,35 +306,39 @@ bool Team::read_ahead_step(MemberState& m) {
     return m.ahead_range < m.ahead.size();
 }
 
-void Team::sync(int member) {
-    MemberState& m = member_state_[size_t(member)];
-    const uint64_t target = ++m.syncs * uint64_t(members_);
-    // seq_cst, as the sleepers_ look after it and the sleeper's look at arrived_: one sees the other.
-    const uint64_t arrived = arrived_.fetch_add(1) + 1;
-    if (arrived == target) {
-        // The last to arrive: wake any member that stopped spinning.
-        if (sleepers_.load() > 0) {
-            { std::lock_guard<std::mutex> lock(sleep_mutex_); }
-            released_.notify_all();
-        }
-        return;
+void Team::finish(uint64_t j) {
+    std::atomic<uint64_t>& slot = slots_[j % kSlots];
+    uint64_t v = slot.load();
+    // seq_cst, as the sleepers_ look after it and a sleeper's look at the slot: one sees the other.
+    while (!slot.compare_exchange_weak(v, (v >> kCountBits) == j ? v + 1 : (j << kCountBits) | 1)) {
     }
-    const auto passed = [&] { return arrived_.load() >= target; };
-    // The first to arrive reads ahead the next product's weights while it waits (a few lines between looks).
-    while (!passed() && !aborted() && read_ahead_step(m)) {
+    if (sleepers_.load() > 0) {
+        { std::lock_guard<std::mutex> lock(sleep_mutex_); }
+        released_.notify_all();
+    }
+}
+
+void Team::throw_too_many_parts(int64_t parts) const {
+    throw Error(code::InvalidInput, "a team's phase takes at most " + std::to_string(max_parts()) + " parts, got " + std::to_string(parts));
+}
+
+void Team::wait_done(MemberState& m, uint64_t j, int64_t parts) {
+    if (done(j, parts)) return;
+    // The member that arrives first reads ahead the next product's weights while it waits (a few lines between looks).
+    while (!done(j, parts) && !aborted() && read_ahead_step(m)) {
     }
     Spin spin(kCallerSpinTime);
-    while (!passed() && !aborted()) {
+    while (!done(j, parts) && !aborted()) {
         if (spin.step()) continue;
-        // A member is not running (a busy machine): give the core back until it arrives.
+        // The member running a part is not running (a busy machine): give the core back until it is done.
         sleepers_.fetch_add(1);
         {
             std::unique_lock<std::mutex> lock(sleep_mutex_);
-            released_.wait(lock, [&] { return passed() || aborted(); });
+            released_.wait(lock, [&] { return done(j, parts) || aborted(); });
         }
         sleepers_.fetch_sub(1);
     }
-    if (!passed()) throw Aborted{};
+    if (!done(j, parts)) throw Aborted{};
 }
 
 void Team::abort() {
