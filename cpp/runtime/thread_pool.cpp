@@ -251,15 +251,24 @@ void ThreadPool::run_team(const std::function<void(Team&, int)>& fn) {
     // on a member queued behind itself.
     parallel_for(
         team.size(),
-        [&](int64_t member, int64_t, int) {
+        [&](int64_t member, int64_t, int thread_index) {
             struct InTeam {
-                InTeam() { in_team = true; }
-                ~InTeam() { in_team = false; }
-            } member_of_team;
+                InTeam(Team& t, int m) : team(t), member(m) { in_team = true; }
+                ~InTeam() {
+                    in_team = false;
+                    team.leave(member);
+                }
+                Team& team;
+                int member;
+            } member_of_team(team, int(member));
+            // The caller's member never resigns: it would only wait in parallel_for for the others.
+            team.set_resignable(int(member), thread_index != 0);
             try {
                 fn(team, int(member));
             } catch (const Team::Aborted&) {
                 // Another member failed: its exception is the one parallel_for rethrows.
+            } catch (const Team::Resigned&) {
+                // Left the walk to the others rather than sleep (Team::wait_done).
             } catch (...) {
                 team.abort();
                 throw;
@@ -270,7 +279,8 @@ void ThreadPool::run_team(const std::function<void(Team&, int)>& fn) {
 
 // Parts a claim takes at most: 64 per member, the most matmul.cpp cuts a product into (its chunks_per_thread_for),
 // and at least 1024 (a decode token's attention jobs: 8 segments per KV head).
-Team::Team(int members) : members_(members), member_state_(size_t(members)), parts_(std::max<size_t>(1024, size_t(64) * size_t(members))) {
+Team::Team(int members)
+    : members_(members), member_state_(size_t(members)), parts_(std::max<size_t>(1024, size_t(64) * size_t(members))), walking_(members) {
     for (auto& p : parts_) p.store(0, std::memory_order_relaxed);
     for (auto& slot : slots_) slot.store(0, std::memory_order_relaxed);
 }
@@ -330,7 +340,18 @@ void Team::wait_done(MemberState& m, uint64_t j, int64_t parts) {
     Spin spin(kCallerSpinTime);
     while (!done(j, parts) && !aborted()) {
         if (spin.step()) continue;
-        // The member running a part is not running (a busy machine): give the core back until it is done.
+        // The member running a part is not running (a busy machine). One that may resign leaves the walk
+        // while another still walks (that one, or the holder, takes what is left); else it gives the
+        // core back until the part is done.
+        if (m.resignable) {
+            int walking = walking_.load();
+            while (walking > 1 && !walking_.compare_exchange_weak(walking, walking - 1)) {
+            }
+            if (walking > 1) {
+                m.resigned = true;  // counted out here: leave() does not count it again
+                throw Resigned{};
+            }
+        }
         sleepers_.fetch_add(1);
         {
             std::unique_lock<std::mutex> lock(sleep_mutex_);

@@ -209,6 +209,17 @@ public:
     bool aborted() const { return aborted_.load(std::memory_order_acquire); }
     struct Aborted {};
 
+    // A member that may leave the walk rather than sleep (run_team: one on a worker thread). No part ever
+    // waits for a given member, so one that would sleep while another member still walks leaves
+    // instead (throws Resigned): asleep, it would still hold up the end of the team until a busy
+    // machine gave it a core again, only to find every phase done.
+    void set_resignable(int member, bool on) { member_state_[size_t(member)].resignable = on; }
+    struct Resigned {};
+    // Member's walk is over (it returned or failed; one that resigned is counted out already).
+    void leave(int member) {
+        if (!member_state_[size_t(member)].resigned) walking_.fetch_sub(1);
+    }
+
 private:
     // A part's flag holds the last phase that took it: a phase j' > j takes parts only once phase j'-1
     // is done, so every phase before it too, and a flag at or past j means the part is (being) run.
@@ -227,6 +238,7 @@ private:
     struct alignas(64) MemberState {
         uint64_t phases = 0;
         int64_t last_parts = 0;
+        bool resignable = false, resigned = false;
         std::array<ReadAheadRange, ReadAhead::kRanges> ahead{};
         size_t ahead_range = 0, ahead_offset = 0, ahead_budget = 0;
     };
@@ -240,6 +252,7 @@ private:
     std::vector<std::atomic<uint64_t>> parts_;
     alignas(64) std::array<std::atomic<uint64_t>, kSlots> slots_{};
     alignas(64) std::atomic<bool> aborted_{false};
+    std::atomic<int> walking_;  // members whose walk is not over
     std::atomic<int> sleepers_{0};
     std::mutex sleep_mutex_;
     std::condition_variable released_;

@@ -2,7 +2,8 @@
 the same chain of phases at once, the way a one-session decode step is walked (cpp/forward/pass.cpp). The
 rules: every part of every phase runs exactly once across the members; no part runs before the phase before
 its own is done; a member that fails releases the others and its named error surfaces, the pool usable
-after; a slow member's parts leave the walk whole; a parallel_for inside a team runs on the member."""
+after; a slow member's parts leave the walk whole (the others resign or wait, never skip a part); a
+parallel_for inside a team runs on the member."""
 
 from __future__ import annotations
 
@@ -29,10 +30,14 @@ def test_no_part_runs_before_the_phase_before_its_own_is_done(n_threads):
     assert early == 0
 
 
+@pytest.mark.parametrize("pause_us", [300, 2000])  # shorter than a member's spin, and longer: the other resigns or sleeps
 @pytest.mark.parametrize("pause_member", [0, 1])
-def test_a_slow_member_leaves_every_part_run_once_in_order(pause_member):
-    # Each part the slow member takes sleeps 300 us (a thread descheduled mid-walk).
-    counts, early = kernels.team_phases(PHASES[:26], 2, pause_member=pause_member, pause_us=300)
+def test_a_slow_member_leaves_every_part_run_once_in_order(pause_member, pause_us):
+    # Each part the slow member takes sleeps (a thread descheduled mid-walk); a worker's member waiting for it
+    # past its spin leaves the walk to the others (Team::Resigned), the caller's sleeps until it is done.
+    counts, early = kernels.team_phases(PHASES[:26], 2, pause_member=pause_member, pause_us=pause_us)
+    assert (counts == 1).all() and early == 0
+    counts, early = kernels.team_phases(PHASES, 2)
     assert (counts == 1).all() and early == 0
 
 
