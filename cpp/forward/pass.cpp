@@ -64,7 +64,7 @@ struct TeamShared {
 //  * walked by a team (a one-session decode step, run_pass): every pool thread walks the same ops at
 //    once (ThreadPool::run_team), each op a Team::phase: a product's parts (its own share first) and
 //    the attention's jobs spread over the members, a small op (a norm, rope, the KV store, a
-//    quantization, a residual add) run whole by whichever member comes first while the others go on
+//    quantization, a residual add) run whole by member 0 while the others go on
 //    to the next product and read ahead their share of its weights until its input is ready. The
 //    products keep the dispatched split (SharedParts) and the attention its plan, and the small ops
 //    their order, so every value has the same bits.
@@ -105,7 +105,7 @@ public:
 
 private:
     // fn(), its wall time added to op's (and the weight type's) account when profiling; in a team, a
-    // phase of one part: run by the first member to come (the others go on).
+    // phase of one part: run by member 0 (the others go on).
     template <typename Fn>
     void timed(ForwardOp op, Fn&& fn, TensorType type = TensorType::F32) {
         if (team_) {

@@ -251,7 +251,7 @@ void ThreadPool::run_team(const std::function<void(Team&, int)>& fn) {
     // on a member queued behind itself.
     parallel_for(
         team.size(),
-        [&](int64_t member, int64_t, int thread_index) {
+        [&](int64_t member, int64_t, int) {
             struct InTeam {
                 InTeam(Team& t, int m) : team(t), member(m) { in_team = true; }
                 ~InTeam() {
@@ -261,8 +261,8 @@ void ThreadPool::run_team(const std::function<void(Team&, int)>& fn) {
                 Team& team;
                 int member;
             } member_of_team(team, int(member));
-            // The caller's member never resigns: it would only wait in parallel_for for the others.
-            team.set_resignable(int(member), thread_index != 0);
+            // Member 0 never resigns: it runs the small ops, and some member must be there to.
+            team.set_resignable(int(member), member != 0);
             try {
                 fn(team, int(member));
             } catch (const Team::Aborted&) {

@@ -148,10 +148,11 @@ private:
 // phase() for every op, in the same order, with the same part count (a product's row parts, an
 // attention's jobs, 1 for a small op: a norm, rope, the KV store, a quantization). A phase's parts
 // run only once the phase before is done (its results are what they read), each exactly once, by
-// whichever member takes it; a member that finds nothing left to take goes straight on to the next
-// phase without waiting. So no member ever waits for another member, only for parts in progress: one
-// descheduled on a busy machine between its parts leaves the walk to the others (a barrier that every
-// member must reach would hold the step for its time slice, hundreds of times a step). While a member
+// whichever member takes it (a small op: member 0); a member that finds nothing left to take goes
+// straight on to the next phase without waiting. So no member waits for another member, only for
+// parts in progress: one descheduled on a busy machine between its parts leaves the walk to the
+// others (a barrier that every member must reach would hold the step for its time slice, hundreds of
+// times a step). While a member
 // waits for a phase to finish it reads ahead what set_read_ahead gave it: the first weights of its
 // share of the next product.
 class Team {
@@ -175,6 +176,16 @@ public:
         m.last_parts = parts;
         if (parts > max_parts()) throw_too_many_parts(parts);
         bool ready = j == 1;
+        if (parts == 1) {
+            // A small op: member 0's alone (it never resigns), so a chain of them stays on one thread and
+            // its data in one core's cache; the others go on to the next phase of several parts.
+            if (member == 0) {
+                if (!ready) wait_done(m, j - 1, before);
+                fn(int64_t(0));
+                finish(j);
+            }
+            return;
+        }
         // Takes part p and runs it: false when another member has it.
         const auto take_and_run = [&](int64_t p) {
             if (parts_[size_t(p)].load(std::memory_order_relaxed) >= j) return false;
@@ -209,10 +220,10 @@ public:
     bool aborted() const { return aborted_.load(std::memory_order_acquire); }
     struct Aborted {};
 
-    // A member that may leave the walk rather than sleep (run_team: one on a worker thread). No part ever
-    // waits for a given member, so one that would sleep while another member still walks leaves
-    // instead (throws Resigned): asleep, it would still hold up the end of the team until a busy
-    // machine gave it a core again, only to find every phase done.
+    // A member that may leave the walk rather than sleep (run_team: every member but 0, which runs the
+    // small ops). No part of several waits for a given member, so one that would sleep while another
+    // member still walks leaves instead (throws Resigned): asleep, it would still hold up the end of
+    // the team until a busy machine gave it a core again, only to find every phase done.
     void set_resignable(int member, bool on) { member_state_[size_t(member)].resignable = on; }
     struct Resigned {};
     // Member's walk is over (it returned or failed; one that resigned is counted out already).
