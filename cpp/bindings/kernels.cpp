@@ -25,6 +25,7 @@
 #include "bench/measure.h"
 #include "bindings.h"
 #include "errors.h"
+#include "forward/forward.h"
 #include "kernels/attention.h"
 #include "kernels/kernel_set.h"
 #include "kernels/matmul.h"
@@ -488,6 +489,49 @@ std::pair<py::array_t<int32_t>, py::array_t<int32_t>> parallel_for_items(const s
     return {counts, ran_by};
 }
 
+// ThreadPool::run_team over a chain of phases (Team::phase of phases[i] parts each): each part's run
+// count, phase after phase, and how many parts ran before the phase before theirs was done.
+// fail_member throws a named error when it comes to phase fail_at (before it); pause_member sleeps
+// pause_us in each of its parts (a descheduled thread); nested: each part runs a parallel_for of 4
+// items inside the team (which must run them on the member) and counts them.
+std::pair<py::array_t<int32_t>, int64_t> team_phases(const std::vector<int64_t>& phases, const Threads& threads, int fail_member,
+                                                     int64_t fail_at, bool nested, int pause_member, int pause_us) {
+    const std::shared_ptr<ThreadPool> owned = pool_of(threads);
+    ThreadPool& pool = *owned;
+    int64_t total = 0;
+    for (int64_t n : phases) total += std::max<int64_t>(n, 0);
+    std::vector<std::atomic<int32_t>> runs(static_cast<size_t>(total));
+    std::vector<std::atomic<int64_t>> done(phases.size());
+    std::atomic<int64_t> early{0};
+    {
+        py::gil_scoped_release release;
+        pool.run_team([&](Team& team, int member) {
+            int64_t at = 0;
+            for (size_t c = 0; c < phases.size(); ++c) {
+                if (member == fail_member && int64_t(c) == fail_at) {
+                    throw Error(code::InvalidInput, "member " + std::to_string(member) + " failed on purpose at phase " + std::to_string(c));
+                }
+                team.phase(member, phases[c], [&](int64_t part) {
+                    if (c > 0 && done[c - 1].load() != std::max<int64_t>(phases[c - 1], 0)) early.fetch_add(1);
+                    if (member == pause_member && pause_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
+                    if (nested) {
+                        std::atomic<int32_t> items{0};
+                        pool.parallel_for(4, [&](int64_t b, int64_t e, int) { items.fetch_add(int32_t(e - b)); });
+                        runs[size_t(at + part)].fetch_add(items.load() == 4 ? 1 : 100);
+                    } else {
+                        runs[size_t(at + part)].fetch_add(1);
+                    }
+                    done[c].fetch_add(1);
+                });
+                at += std::max<int64_t>(phases[c], 0);
+            }
+        });
+    }
+    py::array_t<int32_t> counts(total);
+    for (int64_t i = 0; i < total; ++i) counts.mutable_data()[i] = runs[size_t(i)].load();
+    return {counts, early.load()};
+}
+
 // Entry -> the variant whose kernel fills it in the active set: the set's own
 // ISA, or "scalar" where the set keeps the scalar kernel.
 py::dict active_set() {
@@ -571,12 +615,15 @@ void kernels(py::module_& m) {
     }, "kernel variants this CPU runs, scalar first");
     m.def("active_isa", [] { return std::string(isa_name(kernels::active().isa)); },
           "the variant whose kernel set runs (chosen once: the best the CPU runs, or GGUFSM_ISA)");
-    m.def("set_step_shape", [](bool read_ahead, bool inline_attention) {
+    m.def("set_step_shape", [](bool read_ahead, bool inline_attention, bool layer_walk) {
         set_read_ahead_enabled(read_ahead);
         set_inline_decode_attention(inline_attention);
-    }, py::arg("read_ahead") = true, py::arg("inline_attention") = true,
-          "For the benches' A/B within one process: the pool's read-ahead between products (thread_pool.h) and one decode "
-          "token's attention on the calling thread below 256 positions (attention.h); both on by default, neither changes a bit");
+        set_layer_walk(layer_walk);
+    }, py::arg("read_ahead") = true, py::arg("inline_attention") = true, py::arg("layer_walk") = true,
+          "For the benches' A/B within one process: the pool's read-ahead between products (thread_pool.h), one decode "
+          "token's attention on the calling thread below 256 positions (attention.h), and one session's decode step "
+          "walked by the pool's threads as a team rather than a dispatch per product (forward/pass.cpp); all on by "
+          "default, none changes a bit");
     m.def("force_isa", [](const std::string& name) { kernels::force(parse_isa(name)); }, py::arg("isa"),
           "swap in the whole kernel set of `isa`");
     m.def("active_set", &active_set, "entry of the active kernel set -> the variant whose kernel it is");
@@ -632,6 +679,10 @@ void kernels(py::module_& m) {
           py::arg("caller_waits_for_a_worker") = false, py::arg("fail_at") = -1,
           py::arg("chunks_per_thread") = int(ThreadPool::kDefaultChunksPerThread), 
           py::arg("worker_waits_for_caller_to_block") = false);
+    m.def("team_phases", &team_phases, py::arg("phases"), py::arg("threads"), py::arg("fail_member") = -1, py::arg("fail_at") = -1,
+          py::arg("nested") = false, py::arg("pause_member") = -1, py::arg("pause_us") = 0,
+          "ThreadPool::run_team over a chain of phases (Team::phase of each count): (each part's run count, parts run "
+          "before the phase before theirs was done)");
     m.def("matvec_seconds", &matvec_seconds_py, py::arg("ggml_type"), py::arg("weights"), py::arg("rows"), py::arg("cols"),
           py::arg("x"), py::arg("repeats") = 5, py::arg("threads") = 0, py::arg("repacked") = false);
     m.def("matmul_seconds", &matmul_seconds_py, py::arg("ggml_type"), py::arg("weight"), py::arg("rows"), py::arg("cols"),

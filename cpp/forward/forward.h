@@ -363,4 +363,9 @@ private:
 void run_pass(const LlamaModel& model, ForwardScratch& scratch, const int64_t* tokens, int64_t n,
               const std::vector<PassSegment>& segments, ForwardProfile* profile = nullptr);
 
+// Whether one session's decode step is walked by the pool's threads as a team (pass.cpp; on by
+// default): off only for the benches' A/B within one process (kernels.set_step_shape). Either way the
+// same bits.
+void set_layer_walk(bool on);
+
 }  // namespace ggufsm

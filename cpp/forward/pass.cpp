@@ -3,8 +3,11 @@
 // weight matrix is read once per pass; only the KV store and the attention
 // go segment by segment, each in its own sequence's cache.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <mutex>
+#include <optional>
 
 #include "forward/forward.h"
 #include "kernels/quant.h"
@@ -46,26 +49,54 @@ int64_t ns_since(Clock::time_point start) {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
 }
 
+std::atomic<bool> layer_walk{true};
+
+// What the members of a team walking one decode step share besides the session's scratch: the store of
+// the attention's segment partials (each member makes the same plan, attention.h DecodeAttention).
+struct TeamShared {
+    std::vector<float> partials;
+    std::mutex profile;  // the members' additions to the profile (profiling only)
+};
+
+// One pass over the op list below, run one of two ways:
+//  * dispatched (team == nullptr): the calling thread walks the ops, and each product, and the
+//    attention, is one pool dispatch (parallel_for) with its barrier;
+//  * walked by a team (a one-session decode step, run_pass): every pool thread walks the same ops at
+//    once (ThreadPool::run_team), each op a Team::phase: a product's parts (its own share first) and
+//    the attention's jobs spread over the members, a small op (a norm, rope, the KV store, a
+//    quantization, a residual add) run whole by member 0 while the others go on
+//    to the next product and read ahead their share of its weights until its input is ready. The
+//    products keep the dispatched split (SharedParts) and the attention its plan, and the small ops
+//    their order, so every value has the same bits.
 class Pass {
 public:
-    Pass(const LlamaModel& model, ForwardScratch& s, const std::vector<PassSegment>& segments, ForwardProfile* profile)
+    Pass(const LlamaModel& model, ForwardScratch& s, const std::vector<PassSegment>& segments, ForwardProfile* profile,
+         Team* team = nullptr, int member = 0, TeamShared* shared = nullptr)
         : model_(model), hp_(model.hparams()), s_(s), segments_(segments), pool_(model.pool()), profile_(profile),
           one_token_each_(segments.size() > 1 && std::all_of(segments.begin(), segments.end(), [](const PassSegment& seg) {
                               return seg.rows == 1;
-                          })) {}
+                          })),
+          team_(team), member_(member), shared_(shared) {}
 
     void run(const int64_t* tokens, int64_t n) {
         const Clock::time_point started = profile_ ? Clock::now() : Clock::time_point{};
-        for (const PassSegment& seg : segments_) {
-            for (int64_t t = 0; t < seg.rows; ++t) s_.positions[size_t(seg.row_begin + t)] = int32_t(seg.start_pos + t);
+        if (team_) {
+            // While member 0 embeds, norms and quantizes, the others read ahead the first layer's wq/wk/wv.
+            const LlamaLayer& first = model_.weights().layers[0];
+            read_ahead_next({{&first.wq, nullptr}, {&first.wk, nullptr}, {&first.wv, nullptr}});
         }
-        timed(ForwardOp::Embed, [&] { embed(tokens, n); });
+        timed(ForwardOp::Embed, [&] {
+            for (const PassSegment& seg : segments_) {
+                for (int64_t t = 0; t < seg.rows; ++t) s_.positions[size_t(seg.row_begin + t)] = int32_t(seg.start_pos + t);
+            }
+            embed(tokens, n);
+        });
         for (int64_t layer = 0; layer < hp_.n_layer; ++layer) {
             attention_block(layer, n);
             feed_forward_block(layer, n);
         }
         output_logits();
-        if (profile_) {
+        if (profile_ && !team_) {  // a team's pass: run_pass counts it (its members end apart)
             profile_->passes += 1;
             profile_->rows += n;
             profile_->pass_ns += ns_since(started);
@@ -73,9 +104,18 @@ public:
     }
 
 private:
-    // fn(), its wall time added to op's (and the weight type's) account when profiling.
+    // fn(), its wall time added to op's (and the weight type's) account when profiling; in a team, a
+    // phase of one part: run by member 0 (the others go on).
     template <typename Fn>
     void timed(ForwardOp op, Fn&& fn, TensorType type = TensorType::F32) {
+        if (team_) {
+            team_->phase(member_, 1, [&](int64_t) {
+                const Clock::time_point started = profile_ ? Clock::now() : Clock::time_point{};
+                fn();
+                if (profile_) add_to_profile(op, type, ns_since(started));
+            });
+            return;
+        }
         if (!profile_) {
             fn();
             return;
@@ -119,6 +159,10 @@ private:
     // after these; while the calling thread works between the two (a norm, the attention), the
     // pool's threads read ahead the first weights of their shares of them (ThreadPool's read-ahead).
     void project(ForwardOp op, const float* x, int64_t n, Outputs outputs, Outputs next = {}) {
+        if (team_) {
+            project_in_team(op, x, n, outputs, next);
+            return;
+        }
         const Groups groups = group_by_format(outputs);
         for (size_t format = 0; format < 3; ++format) {
             const size_t count = groups.count[format];
@@ -139,6 +183,57 @@ private:
             QuantizedActivations& a = s_.activations[format];
             timed(ForwardOp::Quantize, [&] { a.quantize(x, n, products[0].w->cols, products[0].w->type, pool_); });
             timed_products(op, products, count, [&] { matmul_shared(products, count, a, pool_, ahead ? &then : nullptr); });
+        }
+    }
+
+    // project() walked by a team: a phase quantizes x for every format, then one phase takes every
+    // format's product parts (they read different activations), each member setting its read-ahead of
+    // the next products' first weights once it has no part left to take.
+    void project_in_team(ForwardOp op, const float* x, int64_t n, Outputs outputs, Outputs next) {
+        const Groups groups = group_by_format(outputs);
+        timed(ForwardOp::Quantize, [&] {
+            for (size_t format = 0; format < 3; ++format) {
+                const SharedProduct* products = groups.products[format].data();
+                if (groups.count[format]) s_.activations[format].quantize(x, n, products[0].w->cols, products[0].w->type, pool_);
+            }
+        });
+        std::array<std::optional<SharedParts>, 3> parts;
+        std::array<int64_t, 4> first{};  // part index where each format's parts start
+        for (size_t format = 0; format < 3; ++format) {
+            if (groups.count[format]) parts[format].emplace(groups.products[format].data(), groups.count[format], pool_);
+            first[format + 1] = first[format] + (parts[format] ? parts[format]->parts() : 0);
+        }
+        const TensorType type = outputs.begin()->first->type;
+        team_->phase(member_, first[3], [&](int64_t part) {
+            const Clock::time_point started = profile_ ? Clock::now() : Clock::time_point{};
+            size_t format = 0;
+            while (part >= first[format + 1]) ++format;
+            parts[format]->run(part - first[format], s_.activations[format]);
+            // A part's time over the members: what the product costs the step's wall, the waits aside.
+            if (profile_) add_to_profile(op, type, ns_since(started) / team_->size(), part == 0);
+        });
+        read_ahead_next(next);
+    }
+
+    void add_to_profile(ForwardOp op, TensorType type, int64_t ns, bool call = true) {
+        std::lock_guard<std::mutex> lock(shared_->profile);
+        const size_t o = size_t(op), t = std::min<size_t>(size_t(type), ForwardProfile::kTypes - 1);
+        profile_->ns[o][t] += ns;
+        profile_->calls[o][t] += call ? 1 : 0;
+    }
+
+    // A team member's read-ahead for its next waits: its share of the first format's products of `next`.
+    void read_ahead_next(Outputs next) {
+        if (next.size() == 0) {
+            team_->set_read_ahead(member_, ReadAhead{});
+            return;
+        }
+        const Groups after = group_by_format(next);
+        for (size_t f = 0; f < 3; ++f) {
+            if (after.count[f]) {
+                team_->set_read_ahead(member_, read_ahead_for(after.products[f].data(), after.count[f], pool_));
+                return;
+            }
         }
     }
 
@@ -189,7 +284,9 @@ private:
             rope(q, e - b, n_head, hd, hp_.n_rot, &s_.positions[size_t(b)], freq_base, hp_.rope_neox);
             rope(k, e - b, n_head_kv, hd, hp_.n_rot, &s_.positions[size_t(b)], freq_base, hp_.rope_neox);
         }); });
-        if (one_token_each_) {
+        if (team_) {
+            team_attention(layer, slides);
+        } else if (one_token_each_) {
             decode_attention(layer, slides);
         } else {
             segment_attention(layer, slides);
@@ -227,6 +324,35 @@ private:
             attention_decode_batch(queries, int64_t(segments_.size()), hp_.n_head, n_head_kv, hd, hp_.attn_scale,
                                    slides ? hp_.sliding_window : 0, pool_);
         });
+    }
+
+    // One session's decode token walked by a team: a phase stores its k, v; the attention's plan as
+    // attention_decode_batch makes it for one query (the same bits as attention() alone), every member
+    // making the same plan over one partials store. Below 256 positions one phase runs it all (as
+    // attention() runs it on the calling thread); else a phase of its jobs, then one combining them.
+    void team_attention(int64_t layer, bool slides) {
+        const PassSegment& seg = segments_[0];
+        const int64_t hd = hp_.head_dim, kv_width = hp_.n_head_kv * hd, n_head_kv = hp_.n_head_kv;
+        KvCache::Element* k_cache = &seg.kv->k[size_t(layer * kv_width * seg.kv->kv_ctx)];
+        KvCache::Element* v_cache = &seg.kv->v[size_t(layer * kv_width * seg.kv->kv_ctx)];
+        timed(ForwardOp::KvStore, [&] {
+            for (int64_t h = 0; h < n_head_kv; ++h) {
+                store_kv(&s_.k[size_t(h * hd)], &s_.v[size_t(h * hd)], k_cache, v_cache, seg.kv->kv_ctx, hd, h, seg.start_pos);
+            }
+        });
+        const DecodeQuery<KvCache::Element> query{s_.q.data(), k_cache, v_cache, s_.att.data(), seg.kv->kv_ctx, seg.start_pos};
+        DecodeAttention<KvCache::Element> plan(&query, 1, hp_.n_head, n_head_kv, hd, hp_.attn_scale, slides ? hp_.sliding_window : 0,
+                                               pool_.size(), shared_->partials.data());
+        if (plan.inline_on_caller()) {
+            timed(ForwardOp::Attention, [&] { plan.run(0, plan.jobs()); });
+            return;
+        }
+        team_->phase(member_, plan.jobs(), [&](int64_t job) {
+            const Clock::time_point started = profile_ ? Clock::now() : Clock::time_point{};
+            plan.run(job, job + 1);
+            if (profile_) add_to_profile(ForwardOp::Attention, TensorType::F32, ns_since(started) / team_->size(), job == 0);
+        });
+        timed(ForwardOp::Attention, [&] { plan.combine(); });
     }
 
     // Per segment: its k, v into its cache, then its queries over its cache.
@@ -338,6 +464,9 @@ private:
     ThreadPool& pool_;
     ForwardProfile* profile_;
     const bool one_token_each_;  // a batched decode step: several segments of one row each
+    Team* team_;                 // the team walking this pass, or nullptr (dispatched)
+    const int member_;           // this walker's member index in team_
+    TeamShared* shared_;
 };
 
 }  // namespace
@@ -391,7 +520,25 @@ void run_pass(const LlamaModel& model, ForwardScratch& scratch, const int64_t* t
     int64_t wanting = 0;
     for (const PassSegment& seg : segments) wanting += seg.logits ? 1 : 0;
     if (wanting > 1) scratch.logits.resize(size_t(wanting * model.hparams().n_vocab));
+    ThreadPool& pool = model.pool();
+    // One session's decode token: the layers walked by the pool's threads as a team (Pass), one
+    // dispatch a step instead of ~120 (30 SmolLM2 layers of 4 products each, and the attention).
+    if (n == 1 && segments.size() == 1 && pool.size() > 1 && layer_walk.load(std::memory_order_relaxed)) {
+        const LlamaHparams& hp = model.hparams();
+        TeamShared shared;
+        shared.partials.resize(DecodeAttention<KvCache::Element>::max_partial_floats(1, hp.n_head, hp.n_head_kv, hp.head_dim));
+        const Clock::time_point started = profile ? Clock::now() : Clock::time_point{};
+        pool.run_team([&](Team& team, int member) { Pass(model, scratch, segments, profile, &team, member, &shared).run(tokens, n); });
+        if (profile) {
+            profile->passes += 1;
+            profile->rows += n;
+            profile->pass_ns += ns_since(started);
+        }
+        return;
+    }
     Pass(model, scratch, segments, profile).run(tokens, n);
 }
+
+void set_layer_walk(bool on) { layer_walk.store(on); }
 
 }  // namespace ggufsm

@@ -276,58 +276,15 @@ void attention_any(const float* q, const T* k_cache, const T* v_cache, float* ou
 
 // The decode tokens of several sequences: attention_any's steps for each token alone (n_tok = 1: its
 // segments as segments() picks them for its n_head_kv units, one block sequence per segment, the same
-// combination), its units and segments dealt to the pool in one dispatch with every other token's.
+// combination), its units and segments dealt to the pool in one dispatch with every other token's
+// (DecodeAttention's plan, jobs and combination).
 template <typename T>
 void attention_decode_batch_any(const DecodeQuery<T>* queries, int64_t n, int64_t n_head, int64_t n_head_kv, int64_t hd,
                                 float scale, int64_t sliding_window, ThreadPool& pool) {
-    check_heads(n_head, n_head_kv);
-    for (int64_t i = 0; i < n; ++i) check_positions(queries[i].pos, 1, queries[i].n_ctx);
-    if (n <= 0 || hd <= 0) return;
-    const kernels::KernelSet& isa_kernels = kernels_for(hd);
-    const kernels::AttendFn<T> attend = pick(isa_kernels, queries[0].k_cache);
-    const int64_t group = n_head / n_head_kv, stride = group * (hd + 2);
-    struct Plan {
-        int64_t first, stop, n_seg, first_job, partial_at;
-    };
-    std::vector<Plan> plans(static_cast<size_t>(n));
-    int64_t jobs = 0, partial_floats = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        const int64_t pos = queries[i].pos, first = sliding_window > 0 ? std::max<int64_t>(0, pos - sliding_window + 1) : 0;
-        const int64_t n_seg = segments(n_head_kv, pos + 1 - first, pool.size());
-        plans[size_t(i)] = Plan{first, pos + 1, n_seg, jobs, partial_floats};
-        jobs += n_head_kv * n_seg;
-        if (n_seg > 1) partial_floats += n_head_kv * n_seg * stride;
-    }
-    std::vector<float> partial(static_cast<size_t>(partial_floats));
-    pool.parallel_for(jobs, [&](int64_t begin, int64_t end, int) {
-        std::vector<float> rounded, m(static_cast<size_t>(group)), l(static_cast<size_t>(group));
-        int64_t i = 0;
-        for (int64_t job = begin; job < end; ++job) {
-            while (job >= plans[size_t(i)].first_job + n_head_kv * plans[size_t(i)].n_seg) ++i;
-            const Plan& plan = plans[size_t(i)];
-            const DecodeQuery<T>& query = queries[i];
-            const int64_t local = job - plan.first_job, kvh = local / plan.n_seg, seg = local % plan.n_seg;
-            const float* q = query_group<T>(isa_kernels, query.q, 0, kvh, n_head, group, hd, rounded);
-            const T* k_head = query.k_cache + kvh * query.n_ctx * hd;
-            const T* v_head = query.v_cache + kvh * query.n_ctx * hd;
-            if (plan.n_seg == 1) {
-                float* o = query.out + kvh * group * hd;
-                attend_range(attend, q, group, k_head, v_head, hd, plan.first, plan.stop, scale, o, m.data(), l.data());
-                normalize(o, l.data(), group, hd);
-            } else {
-                attend_segment(attend, q, group, k_head, v_head, hd, plan.first, plan.stop, seg, plan.n_seg, scale,
-                               &partial[size_t(plan.partial_at + local * stride)]);
-            }
-        }
-    });
-    for (int64_t i = 0; i < n; ++i) {
-        const Plan& plan = plans[size_t(i)];
-        if (plan.n_seg == 1) continue;
-        for (int64_t kvh = 0; kvh < n_head_kv; ++kvh) {
-            combine_segments(&partial[size_t(plan.partial_at + kvh * plan.n_seg * stride)], plan.n_seg, group, hd,
-                             queries[i].out + kvh * group * hd);
-        }
-    }
+    DecodeAttention<T> plan(queries, n, n_head, n_head_kv, hd, scale, sliding_window, pool.size());
+    if (plan.jobs() == 0) return;
+    pool.parallel_for(plan.jobs(), [&](int64_t begin, int64_t end, int) { plan.run(begin, end); });
+    plan.combine();
 }
 
 float keep(float x) { return x; }
@@ -378,5 +335,116 @@ void attention_decode_batch(const DecodeQuery<uint16_t>* queries, int64_t n, int
                             float scale, int64_t sliding_window, ThreadPool& pool) {
     attention_decode_batch_any(queries, n, n_head, n_head_kv, hd, scale, sliding_window, pool);
 }
+
+template <typename T>
+struct DecodeAttention<T>::State {
+    struct Plan {
+        int64_t first, stop, n_seg, first_job, partial_at;
+    };
+    const DecodeQuery<T>* queries = nullptr;
+    int64_t n = 0, n_head = 0, n_head_kv = 0, hd = 0, group = 0, stride = 0, jobs = 0;
+    float scale = 0;
+    const kernels::KernelSet* isa_kernels = nullptr;
+    kernels::AttendFn<T> attend = nullptr;
+    std::vector<Plan> plans;
+    std::vector<float> own_partial;
+    float* partial = nullptr;
+};
+
+template <typename T>
+DecodeAttention<T>::DecodeAttention(const DecodeQuery<T>* queries, int64_t n, int64_t n_head, int64_t n_head_kv, int64_t hd, float scale,
+                                    int64_t sliding_window, int threads, float* partials) {
+    check_heads(n_head, n_head_kv);
+    for (int64_t i = 0; i < n; ++i) check_positions(queries[i].pos, 1, queries[i].n_ctx);
+    s_ = std::make_unique<State>();
+    s_->queries = queries;
+    s_->n = std::max<int64_t>(n, 0);
+    s_->n_head = n_head;
+    s_->n_head_kv = n_head_kv;
+    s_->hd = hd;
+    s_->group = n_head / n_head_kv;
+    s_->stride = s_->group * (hd + 2);
+    s_->scale = scale;
+    if (n <= 0 || hd <= 0) return;
+    s_->isa_kernels = &kernels_for(hd);
+    s_->attend = pick(*s_->isa_kernels, queries[0].k_cache);
+    s_->plans.resize(size_t(n));
+    int64_t partial_floats = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t pos = queries[i].pos, first = sliding_window > 0 ? std::max<int64_t>(0, pos - sliding_window + 1) : 0;
+        const int64_t n_seg = segments(n_head_kv, pos + 1 - first, threads);
+        s_->plans[size_t(i)] = typename State::Plan{first, pos + 1, n_seg, s_->jobs, partial_floats};
+        s_->jobs += n_head_kv * n_seg;
+        if (n_seg > 1) partial_floats += n_head_kv * n_seg * s_->stride;
+    }
+    if (partials) {
+        s_->partial = partials;
+    } else {
+        s_->own_partial.resize(size_t(partial_floats));
+        s_->partial = s_->own_partial.data();
+    }
+}
+
+// At most 8 segments per unit (segments()).
+template <typename T>
+size_t DecodeAttention<T>::max_partial_floats(int64_t n, int64_t n_head, int64_t n_head_kv, int64_t hd) {
+    return size_t(std::max<int64_t>(n, 0) * n_head_kv * 8 * (n_head / std::max<int64_t>(n_head_kv, 1)) * (hd + 2));
+}
+
+template <typename T>
+DecodeAttention<T>::~DecodeAttention() = default;
+
+template <typename T>
+int64_t DecodeAttention<T>::jobs() const {
+    return s_->jobs;
+}
+
+template <typename T>
+bool DecodeAttention<T>::inline_on_caller() const {
+    if (s_->n != 1 || s_->plans.empty()) return false;
+    const auto& plan = s_->plans[0];
+    return plan.n_seg == 1 && plan.stop - plan.first < kInlineDecodePositions && inline_decode.load(std::memory_order_relaxed);
+}
+
+template <typename T>
+void DecodeAttention<T>::run(int64_t begin, int64_t end) {
+    State& s = *s_;
+    const int64_t group = s.group, hd = s.hd, n_head_kv = s.n_head_kv;
+    std::vector<float> rounded, m(static_cast<size_t>(group)), l(static_cast<size_t>(group));
+    int64_t i = 0;
+    for (int64_t job = begin; job < end; ++job) {
+        while (job >= s.plans[size_t(i)].first_job + n_head_kv * s.plans[size_t(i)].n_seg) ++i;
+        const auto& plan = s.plans[size_t(i)];
+        const DecodeQuery<T>& query = s.queries[i];
+        const int64_t local = job - plan.first_job, kvh = local / plan.n_seg, seg = local % plan.n_seg;
+        const float* q = query_group<T>(*s.isa_kernels, query.q, 0, kvh, s.n_head, group, hd, rounded);
+        const T* k_head = query.k_cache + kvh * query.n_ctx * hd;
+        const T* v_head = query.v_cache + kvh * query.n_ctx * hd;
+        if (plan.n_seg == 1) {
+            float* o = query.out + kvh * group * hd;
+            attend_range(s.attend, q, group, k_head, v_head, hd, plan.first, plan.stop, s.scale, o, m.data(), l.data());
+            normalize(o, l.data(), group, hd);
+        } else {
+            attend_segment(s.attend, q, group, k_head, v_head, hd, plan.first, plan.stop, seg, plan.n_seg, s.scale,
+                           s.partial + plan.partial_at + local * s.stride);
+        }
+    }
+}
+
+template <typename T>
+void DecodeAttention<T>::combine() {
+    State& s = *s_;
+    for (int64_t i = 0; i < s.n; ++i) {
+        const auto& plan = s.plans[size_t(i)];
+        if (plan.n_seg == 1) continue;
+        for (int64_t kvh = 0; kvh < s.n_head_kv; ++kvh) {
+            combine_segments(s.partial + plan.partial_at + kvh * plan.n_seg * s.stride, plan.n_seg, s.group, s.hd,
+                             s.queries[i].out + kvh * s.group * s.hd);
+        }
+    }
+}
+
+template class DecodeAttention<float>;
+template class DecodeAttention<uint16_t>;
 
 }  // namespace ggufsm

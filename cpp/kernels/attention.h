@@ -13,6 +13,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "runtime/thread_pool.h"
 
@@ -86,5 +87,35 @@ void attention_decode_batch(const DecodeQuery<float>* queries, int64_t n, int64_
                             int64_t sliding_window, ThreadPool& pool);
 void attention_decode_batch(const DecodeQuery<uint16_t>* queries, int64_t n, int64_t n_head, int64_t n_head_kv, int64_t hd,
                             float scale, int64_t sliding_window, ThreadPool& pool);
+
+// attention_decode_batch in three steps, for a team of threads walking a decode step (forward/pass.cpp):
+// the plan (the same checks, the same segments for `threads` threads as the pool's dispatch picks),
+// its jobs run in any split over threads (run(begin, end) on disjoint ranges at once), then combine()
+// once every job has run. attention_decode_batch is exactly these three on the pool, so the bits are
+// the same whichever runs them.
+template <typename T>
+class DecodeAttention {
+public:
+    // partials: where the segments' partials go, at least max_partial_floats(n, ...) floats (the team's
+    // members each make the same plan and share one store); nullptr: the plan's own.
+    DecodeAttention(const DecodeQuery<T>* queries, int64_t n, int64_t n_head, int64_t n_head_kv, int64_t hd, float scale,
+                    int64_t sliding_window, int threads, float* partials = nullptr);
+    static size_t max_partial_floats(int64_t n, int64_t n_head, int64_t n_head_kv, int64_t hd);
+    ~DecodeAttention();
+    DecodeAttention(const DecodeAttention&) = delete;
+    DecodeAttention& operator=(const DecodeAttention&) = delete;
+    int64_t jobs() const;
+    // Whether one token below 256 positions, cut into no segments: what attention() runs on the
+    // calling thread (set_inline_decode_attention).
+    bool inline_on_caller() const;
+    void run(int64_t begin, int64_t end);
+    void combine();
+
+private:
+    struct State;
+    std::unique_ptr<State> s_;
+};
+extern template class DecodeAttention<float>;
+extern template class DecodeAttention<uint16_t>;
 
 }  // namespace ggufsm

@@ -317,4 +317,28 @@ void matmul_shared(const SharedProduct* products, size_t count, const QuantizedA
         split.per_thread(), then);
 }
 
+struct SharedParts::State {
+    State(const SharedProduct* p, size_t c, const ThreadPool& pool) : split(p, c, pool), count(c) { std::copy(p, p + c, products.begin()); }
+    SharedSplit split;
+    std::array<SharedProduct, kMaxSharedProducts> products{};
+    size_t count;
+};
+
+SharedParts::SharedParts(const SharedProduct* products, size_t count, const ThreadPool& pool)
+    : s_(std::make_unique<State>(products, count, pool)) {}
+SharedParts::~SharedParts() = default;
+SharedParts::SharedParts(SharedParts&&) noexcept = default;
+SharedParts& SharedParts::operator=(SharedParts&&) noexcept = default;
+
+int64_t SharedParts::parts() const { return s_->count == 0 ? 0 : s_->split.parts(); }
+
+void SharedParts::run(int64_t part, const QuantizedActivations& x) const {
+    const State& s = *s_;
+    if (x.n() == 0) return;
+    const auto [begin, end] = s.split.part_tiles(part);
+    s.split.for_rows(s.products.data(), begin, end, [&](size_t k, int64_t row_begin, int64_t row_end) {
+        kernel_for(*s.products[k].w, x)(*s.products[k].w, x, s.products[k].y, row_begin, row_end);
+    });
+}
+
 }  // namespace ggufsm

@@ -125,6 +125,26 @@ constexpr size_t kMaxSharedProducts = 4;
 void matmul_shared(const SharedProduct* products, size_t count, const QuantizedActivations& x, ThreadPool& pool,
                    const ReadAhead* then = nullptr);
 
+// matmul_shared's products cut into the same parts as matmul_shared cuts them on `pool`, for a team
+// walking a decode step (ThreadPool::run_team, Team::phase): run(p, x) computes part p's rows, each
+// row by the same kernel call as matmul_shared's, so every output element keeps its bits whichever
+// thread runs which part. Part t of the first pool.size() parts is the one read_ahead_for reads
+// ahead for thread t. The parts are known before x is quantized (a team counts them before the
+// phase that quantizes x is done); run makes matmul_shared's checks of x.
+class SharedParts {
+public:
+    SharedParts(const SharedProduct* products, size_t count, const ThreadPool& pool);
+    ~SharedParts();
+    SharedParts(SharedParts&&) noexcept;
+    SharedParts& operator=(SharedParts&&) noexcept;
+    int64_t parts() const;
+    void run(int64_t part, const QuantizedActivations& x) const;
+
+private:
+    struct State;
+    std::unique_ptr<State> s_;
+};
+
 // The weights matmul_shared(products, count, ..., pool) will stream first on
 // each thread, as read-ahead for the pool: part t of its split, which thread t
 // claims first on a quiet machine (the caller its first part, worker t the

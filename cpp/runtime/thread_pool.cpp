@@ -95,6 +95,8 @@ private:
 
 namespace {
 std::atomic<bool> read_ahead_on{true};
+// Whether this thread is a member of a running team (run_team): its parallel_for calls run inline.
+thread_local bool in_team = false;
 }  // namespace
 void set_read_ahead_enabled(bool on) { read_ahead_on.store(on); }
 bool read_ahead_enabled() { return read_ahead_on.load(std::memory_order_relaxed); }
@@ -210,7 +212,7 @@ void ThreadPool::wait_done(int64_t chunks, std::array<ReadAheadRange, ReadAhead:
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int chunks_per_thread,
                               const ReadAhead* then) {
     if (n <= 0) return;
-    if (n_threads_ == 1 || n == 1) {
+    if (n_threads_ == 1 || n == 1 || in_team) {
         fn(0, n, 0);
         return;
     }
@@ -236,6 +238,134 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     job_ = nullptr;
     job_then_ = nullptr;
     if (first_error_) std::rethrow_exception(first_error_);
+}
+
+void ThreadPool::run_team(const std::function<void(Team&, int)>& fn) {
+    Team team(in_team ? 1 : n_threads_);
+    if (team.size() == 1) {
+        fn(team, 0);
+        return;
+    }
+    // One chunk per member: a thread runs a second member only once its first has returned, which it
+    // does only when every member has passed every sync (or the team aborted), so no thread ever waits
+    // on a member queued behind itself.
+    parallel_for(
+        team.size(),
+        [&](int64_t member, int64_t, int) {
+            struct InTeam {
+                InTeam(Team& t, int m) : team(t), member(m) { in_team = true; }
+                ~InTeam() {
+                    in_team = false;
+                    team.leave(member);
+                }
+                Team& team;
+                int member;
+            } member_of_team(team, int(member));
+            // Member 0 never resigns: it runs the small ops, and some member must be there to.
+            team.set_resignable(int(member), member != 0);
+            try {
+                fn(team, int(member));
+            } catch (const Team::Aborted&) {
+                // Another member failed: its exception is the one parallel_for rethrows.
+            } catch (const Team::Resigned&) {
+                // Left the walk to the others rather than sleep (Team::wait_done).
+            } catch (...) {
+                team.abort();
+                throw;
+            }
+        },
+        1);
+}
+
+// Parts a claim takes at most: 64 per member, the most matmul.cpp cuts a product into (its chunks_per_thread_for),
+// and at least 1024 (a decode token's attention jobs: 8 segments per KV head).
+Team::Team(int members)
+    : members_(members), member_state_(size_t(members)), parts_(std::max<size_t>(1024, size_t(64) * size_t(members))), walking_(members) {
+    for (auto& p : parts_) p.store(0, std::memory_order_relaxed);
+    for (auto& slot : slots_) slot.store(0, std::memory_order_relaxed);
+}
+
+void Team::set_read_ahead(int member, const ReadAhead& ahead) {
+    MemberState& m = member_state_[size_t(member)];
+    m.ahead = member < ReadAhead::kThreads && read_ahead_enabled() ? ahead.ranges[size_t(member)]
+                                                                   : std::array<ReadAheadRange, ReadAhead::kRanges>{};
+    m.ahead_range = m.ahead_offset = 0;
+    m.ahead_budget = ThreadPool::kReadAheadBytes;
+}
+
+bool Team::read_ahead_step(MemberState& m) {
+    constexpr size_t kLine = 64;
+    constexpr int kLinesPerStep = 16;
+    int lines = 0;
+    while (m.ahead_range < m.ahead.size() && lines < kLinesPerStep) {
+        const ReadAheadRange& r = m.ahead[m.ahead_range];
+        if (m.ahead_offset >= r.bytes || m.ahead_budget == 0) {
+            m.ahead_range = m.ahead_budget == 0 ? m.ahead.size() : m.ahead_range + 1;
+            m.ahead_offset = 0;
+            continue;
+        }
+#if defined(__x86_64__) || defined(__i386__)
+        _mm_prefetch(static_cast<const char*>(r.begin) + m.ahead_offset, _MM_HINT_T0);
+#else
+        __builtin_prefetch(static_cast<const char*>(r.begin) + m.ahead_offset);
+#endif
+        m.ahead_offset += kLine;
+        m.ahead_budget = m.ahead_budget > kLine ? m.ahead_budget - kLine : 0;
+        ++lines;
+    }
+    return m.ahead_range < m.ahead.size();
+}
+
+void Team::finish(uint64_t j) {
+    std::atomic<uint64_t>& slot = slots_[j % kSlots];
+    uint64_t v = slot.load();
+    // seq_cst, as the sleepers_ look after it and a sleeper's look at the slot: one sees the other.
+    while (!slot.compare_exchange_weak(v, (v >> kCountBits) == j ? v + 1 : (j << kCountBits) | 1)) {
+    }
+    if (sleepers_.load() > 0) {
+        { std::lock_guard<std::mutex> lock(sleep_mutex_); }
+        released_.notify_all();
+    }
+}
+
+void Team::throw_too_many_parts(int64_t parts) const {
+    throw Error(code::InvalidInput, "a team's phase takes at most " + std::to_string(max_parts()) + " parts, got " + std::to_string(parts));
+}
+
+void Team::wait_done(MemberState& m, uint64_t j, int64_t parts) {
+    if (done(j, parts)) return;
+    // The member that arrives first reads ahead the next product's weights while it waits (a few lines between looks).
+    while (!done(j, parts) && !aborted() && read_ahead_step(m)) {
+    }
+    Spin spin(kCallerSpinTime);
+    while (!done(j, parts) && !aborted()) {
+        if (spin.step()) continue;
+        // The member running a part is not running (a busy machine). One that may resign leaves the walk
+        // while another still walks (that one, or the holder, takes what is left); else it gives the
+        // core back until the part is done.
+        if (m.resignable) {
+            int walking = walking_.load();
+            while (walking > 1 && !walking_.compare_exchange_weak(walking, walking - 1)) {
+            }
+            if (walking > 1) {
+                m.resigned = true;  // counted out here: leave() does not count it again
+                throw Resigned{};
+            }
+        }
+        sleepers_.fetch_add(1);
+        {
+            std::unique_lock<std::mutex> lock(sleep_mutex_);
+            released_.wait(lock, [&] { return done(j, parts) || aborted(); });
+        }
+        sleepers_.fetch_sub(1);
+    }
+    if (!done(j, parts)) throw Aborted{};
+}
+
+void Team::abort() {
+    aborted_.store(true, std::memory_order_release);
+    { std::lock_guard<std::mutex> lock(sleep_mutex_); }
+    released_.notify_all();
 }
 
 }  // namespace ggufsm

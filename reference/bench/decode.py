@@ -22,6 +22,10 @@ Two placements of the same weights are measured in turn (A, B, A, B, ...):
 (one anonymous copy advised MADV_HUGEPAGE at load, LlamaModel(huge_pages=True)).
 With --peer, llama.cpp's own `llama-bench -n TOKENS -p 0 -r 1` on the same file runs
 in each round too (tg, its decode tok/s; -d START puts its steps at the same depth).
+
+With --step-ab the two contenders are instead two shapes of the same step over one in-place model, in one
+process (`kernels.set_step_shape(layer_walk=...)`): `layer walk` (the pool's threads walk the step's ops
+together, cpp/forward/pass.cpp) and `dispatched` (one pool dispatch per product), alternating run by run.
 """
 
 from __future__ import annotations
@@ -75,6 +79,9 @@ def register_bench(bench_commands) -> None:
     parser.add_argument("--tokens", type=int, default=64, help="decode steps per run (default 64)")
     parser.add_argument("--start", type=int, default=16, help="position of the first decode step (default 16)")
     parser.add_argument("--peer", action="store_true", help=f"also run llama.cpp's {LLAMA_BENCH} in each round")
+    parser.add_argument("--step-ab", action="store_true",
+                        help="instead of the two placements: the step walked by the pool's threads (layer walk) against "
+                             "one dispatch per product (dispatched), on one in-place model, alternating in one process")
     parser.add_argument("--long-context", action="store_true",
                         help="instead: prefill of 4096 tokens and decode at position 4000, beside llama-bench "
                              "(reference/bench/long_context.py; --repeat rounds)")
@@ -96,11 +103,17 @@ def run(args) -> int:
     gguf_file = open_gguf(path)
     load_before = os.getloadavg()[0]
     models = {}
-    for name, huge in (("in place", False), ("huge pages", True)):
+    step_ab = getattr(args, "step_ab", False)
+    for name, huge in (("in place", False), *([] if step_ab else [("huge pages", True)])):
         started = time.perf_counter()
         models[name] = _core.LlamaModel(gguf_file.core, args.threads, huge_pages=huge)
         load_s = time.perf_counter() - started
         models[name] = (models[name], load_s)
+    # Contender -> its step shape (layer_walk), or None: the default shape.
+    shapes: dict[str, bool | None] = {name: None for name in models}
+    if step_ab:
+        models = {"layer walk": models["in place"], "dispatched": models["in place"]}
+        shapes = {"layer walk": True, "dispatched": False}
     pool = kernels.ThreadPool(args.threads)
     probe = ReadProbe(pool, old_measure=True)
     n_ctx = args.start + args.tokens + 16
@@ -109,9 +122,16 @@ def run(args) -> int:
     series = {name: Series() for name in models}
     peer = Series() if args.peer and LLAMA_BENCH.exists() else None
     start_record(args.record, path, models, per_token, peer is not None)
-    for _ in range(args.repeat):
-        for name, (model, _) in models.items():
-            tok_s, beside = probe.around(lambda model=model: decode_run(_core, model, n_ctx, tokens, args))
+    for round_ in range(args.repeat):
+        # Step shapes alternate which runs first, round by round (the first run of a round meets a colder cache).
+        order = list(models.items()) if not step_ab or round_ % 2 == 0 else list(models.items())[::-1]
+        for name, (model, _) in order:
+            if shapes[name] is not None:
+                kernels.set_step_shape(layer_walk=shapes[name])
+            try:
+                tok_s, beside = probe.around(lambda model=model: decode_run(_core, model, n_ctx, tokens, args))
+            finally:
+                kernels.set_step_shape()
             series[name].add(tok_s, per_token, beside)
             args.record.sample(f"decode {name}", tok_s, "tok/s")
             record_beside(args.record, f"read bandwidth around {name}", beside)
@@ -157,7 +177,8 @@ def start_record(record, path: Path, models, per_token: int, peer: bool) -> None
         record.compare(f"decode {name} / read bandwidth, old measure", f"decode {name}",
                        f"read bandwidth around {name}, old measure (one plain sum after)", factor=per_token / 1e9,
                        how="tok/s x bytes per token / one plain-sum pass right after the run (sessions 1-5)")
-    record.compare("huge pages / in place", "decode huge pages", "decode in place", how="round by round")
+    first, second = list(models)[:2]
+    record.compare(f"{second} / {first}", f"decode {second}", f"decode {first}", how="round by round")
     if peer:
         record.compare("in place / llama.cpp", "decode in place", "decode llama.cpp", how="round by round")
 
@@ -195,10 +216,11 @@ def render(path, args, models, series, peer, per_token, load, probe) -> str:
     if peer is not None:
         lines.append(f"| llama.cpp (llama-bench tg) | | {median(peer.tok_s):.1f} ({span(peer.tok_s)}) | "
                      f"{pct(peer.share)} | {pct(peer.old_share)} |")
-    base = series["in place"].tok_s
-    ratios = [h / b for h, b in zip(series["huge pages"].tok_s, base, strict=True)]
-    lines += ["", f"huge pages / in place, round by round: median {median(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f}x)"]
+    first, second = list(series)[:2]
+    base = series[first].tok_s
+    ratios = [h / b for h, b in zip(series[second].tok_s, base, strict=True)]
+    lines += ["", f"{second} / {first}, round by round: median {median(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f}x)"]
     if peer is not None:
         vs = [b / p for b, p in zip(base, peer.tok_s, strict=True)]
-        lines.append(f"in place / llama.cpp, round by round: median {median(vs):.2f}x (range {min(vs):.2f}-{max(vs):.2f}x)")
+        lines.append(f"{first} / llama.cpp, round by round: median {median(vs):.2f}x (range {min(vs):.2f}-{max(vs):.2f}x)")
     return "\n".join(lines)

@@ -37,3 +37,16 @@ def test_long_context_decode_is_held_to_the_probe_around_it(tmp_path, capsys, mo
     args = argparse.Namespace(model=str(model), threads=1, repeat=2, peer=False, record=None)
     assert long_context.run(args) == 0
     assert "samples right before" in capsys.readouterr().out
+
+
+def test_step_ab_runs_both_step_shapes_in_one_process_round_by_round(tmp_path, capsys):
+    model = write_tiny_llama(tmp_path / "tiny.gguf")
+    out = tmp_path / "decode.json"
+    assert main(["bench", "decode", "-m", str(model), "--step-ab", "--repeat", "2", "--tokens", "2", "--start", "2",
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| layer walk |" in text and "| dispatched |" in text
+    assert "dispatched / layer walk, round by round" in text
+    series = {s["name"]: s for s in json.loads(out.read_text())["series"]}
+    for name in ("layer walk", "dispatched"):
+        assert len(series[f"decode {name}"]["samples"]) == 2
