@@ -250,6 +250,11 @@ void LlamaModel::repack_layers() {
             if (repackable(*v)) todo.push_back(v);
         }
     }
+    // s8-q8lanes: the output matrix too where it is Q8_0 (the tied embedding of SmolLM2 and Gemma 3), for
+    // its lanes-across-rows decode kernels (kernels/repack.h). A tied embedding is the same matrix: its
+    // lookup reads the repacked rows (dequantize_weight_row), and no copy stays in the file's layout.
+    const bool tied = weights_.output.data == weights_.token_embd.data;
+    if (weights_.output.type == TensorType::Q8_0 && repackable(weights_.output)) todo.push_back(&weights_.output);
     if (todo.empty()) return;
     auto bytes_of = [](const WeightView& v) { return v.row_bytes * size_t(v.rows); };
     // In the huge-page copy where the layout keeps the size; the rest (all of
@@ -304,6 +309,7 @@ void LlamaModel::repack_layers() {
         const uintptr_t hi = (reinterpret_cast<uintptr_t>(bytes) + bytes_of(from)) / page * page;
         if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
     }
+    if (tied) weights_.token_embd = weights_.output;
     if (packed_) mprotect(packed_, packed_bytes_, PROT_READ);
     repack_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
