@@ -103,9 +103,9 @@ class LlamaModel {
 public:
     // InvalidModel or UnsupportedModel for hyperparameters the forward cannot
     // run (naming the first), InvalidInput for n_threads < 0 (0: all cores).
-    // repack: the layer matrices that have a Rows8 layout (kernels/repack.h), and a
-    // Q8_0 output matrix (with it a tied embedding), are repacked once here, into
-    // the huge-page copy or else one anonymous copy of just those matrices.
+    // repack: the layer matrices that have a Rows8 layout (kernels/repack.h) are
+    // repacked once here, into the huge-page copy or else one anonymous copy of
+    // just those matrices, for the register-blocked kernels.
     LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads, WeightPlacement placement = WeightPlacement::InPlace,
                bool repack = true);
     ~LlamaModel();

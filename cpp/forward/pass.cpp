@@ -8,7 +8,6 @@
 
 #include "forward/forward.h"
 #include "kernels/quant.h"
-#include "kernels/repack.h"
 
 namespace ggufsm {
 
@@ -92,7 +91,7 @@ private:
         const WeightView& e = model_.weights().token_embd;
         for (int64_t t = 0; t < n; ++t) {
             float* row = &s_.x[size_t(t * hp_.n_embd)];
-            dequantize_weight_row(e, tokens[t], row);  // either layout: a tied embedding is repacked
+            dequantize_row(e.type, static_cast<const uint8_t*>(e.data) + size_t(tokens[t]) * e.row_bytes, row, hp_.n_embd);
             if (hp_.embd_scale != 1.0f) {
                 for (int64_t i = 0; i < hp_.n_embd; ++i) row[i] *= hp_.embd_scale;
             }

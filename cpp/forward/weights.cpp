@@ -154,8 +154,6 @@ void check_token_ids(const int64_t* tokens, int64_t n, int64_t n_vocab) {
 namespace {
 
 constexpr size_t kHugePage = size_t(2) << 20;
-// The largest Q8_0 output matrix repacked into fresh memory at load (repack_layers): SmolLM2's is 30 MB.
-constexpr size_t kOutputRepackMaxBytes = size_t(64) << 20;
 
 // Every pointer of `w` that lies in [from, from + n) moved to the same offset in `to`.
 void rebase(LlamaWeights& w, const uint8_t* from, size_t n, uint8_t* to) {
@@ -252,17 +250,6 @@ void LlamaModel::repack_layers() {
             if (repackable(*v)) todo.push_back(v);
         }
     }
-    // s8-q8lanes: the output matrix too where it is Q8_0 (the tied embedding of SmolLM2 and Gemma 3), for
-    // its lanes-across-rows decode kernels (kernels/repack.h). A tied embedding is the same matrix: its
-    // lookup reads the repacked rows (dequantize_weight_row), and no copy stays in the file's layout.
-    // Outside the huge-page copy the repack needs fresh memory, whose first touch can wait for the host
-    // (the balloon's page reporting): Gemma 3's 178 MB output so placed took its load from 0.12 to 1.15 s
-    // (first token warm 5.8x the baseline's, cold 2.0x), so a larger output stays in the file's layout.
-    const bool tied = weights_.output.data == weights_.token_embd.data;
-    const WeightView& out = weights_.output;
-    if (out.type == TensorType::Q8_0 && repackable(out) && (copy_ || out.row_bytes * size_t(out.rows) <= kOutputRepackMaxBytes)) {
-        todo.push_back(&weights_.output);
-    }
     if (todo.empty()) return;
     auto bytes_of = [](const WeightView& v) { return v.row_bytes * size_t(v.rows); };
     // In the huge-page copy where the layout keeps the size; the rest (all of
@@ -317,7 +304,6 @@ void LlamaModel::repack_layers() {
         const uintptr_t hi = (reinterpret_cast<uintptr_t>(bytes) + bytes_of(from)) / page * page;
         if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
     }
-    if (tied) weights_.token_embd = weights_.output;
     if (packed_) mprotect(packed_, packed_bytes_, PROT_READ);
     repack_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }

@@ -18,8 +18,9 @@
 // products' sake: one broadcast of an activation's four codes of chunk c meets
 // the eight rows' codes of that chunk, and the eight rows' int32 block sums
 // come out in one vector, so the convert, the scale product and the FMA of a
-// block serve eight rows (in the file's layout they are made per row and
-// block, and set that kernel's pace: kernels/x86/matmul.cpp). Its d first and
+// block serve eight rows (its kernels: kernels/x86/matmul.cpp, rows8_q8_0; in
+// the file's layout those three are made per row and block, and set the
+// pace). Its d first and
 // the unaligned qs loads measured as fast as the scales grouped after the
 // group's codes with aligned loads (a scratch prototype, 4096 x 576, m = 1..8).
 //
@@ -102,7 +103,8 @@ WeightView rows8_view(const WeightView& w, void* dst);
 void unpack_row8(const WeightView& w, int64_t r, uint8_t* dst);
 
 // Row r of w (either layout) dequantized into dst [w.cols]: exactly the file's row, as dequantize_row
-// (quant.h) gives it. The token embedding's lookup: a tied embedding is the output matrix, repacked.
+// (quant.h) gives it: the token embedding's lookup once a tied output matrix is repacked (not yet at
+// load: forward/weights.cpp keeps the output in the file's layout, for the first token's sake).
 void dequantize_weight_row(const WeightView& w, int64_t r, float* dst);
 
 // Bytes of one x8 block (eight rows' block or super-block b).

@@ -3,8 +3,8 @@ cpp/kernels/x86/matmul.cpp, q8_0_x8_group, and cpp/kernels/scalar/matmul.cpp, do
 every variant runs one float order per output element (per block, the exact integer sum times
 d_w * d_a by one fused multiply-add), so every SIMD variant gives the scalar reference's bits, a
 batched product gives each row's bits alone, and the result stays within float summation order of
-the file layout's product. A row of the repacked matrix still dequantizes to the file's row exactly:
-a tied embedding is the repacked output matrix."""
+the file layout's product. A row of the repacked matrix still dequantizes to the file's row exactly
+(the lookup a tied embedding needs once the output matrix is repacked at load)."""
 
 from __future__ import annotations
 
