@@ -165,6 +165,18 @@ def test_decode_shapes_time_every_product_in_the_layout_the_model_loads(capsys, 
     assert "Rows8" in {row.split("|")[4].strip() for row in rows}
 
 
+def test_decode_shapes_time_the_output_matrix_in_the_file_layout_the_load_keeps_it_in(capsys, monkeypatch):
+    from ggufsm.reference.bench import decode_kernels
+
+    # Q8_0 has a Rows8 layout, but the load leaves the output matrix in the file's (forward/weights.cpp).
+    shapes = [("SmolLM2", "output (tied)", "Q8_0", 256, 576), ("SmolLM2", "attn_v", "Q8_0", 256, 576)]
+    monkeypatch.setattr(decode_kernels, "decode_shapes", lambda: shapes)
+    assert main(["bench", "kernels", "--types", "Q8_0", "--threads", "1", "--repeat", "1", "--stream-mib", "1",
+                 "--prefill-rows", "0", "--decode-shapes"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| SmolLM2 |")]
+    assert [row.split("|")[4].strip() for row in rows] == ["file", "Rows8"]
+
+
 def test_the_probe_reads_compared_give_every_read_on_both_placements_at_each_thread_count(capsys):
     assert main(["bench", "kernels", "--types", "Q8_0", "--threads", "1,2", "--repeat", "1", "--stream-mib", "1",
                  "--prefill-rows", "0", "--probe-reads", "2"]) == 0
