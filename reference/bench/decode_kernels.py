@@ -94,8 +94,7 @@ def measure(pool, threads: int, repeat: int, stream_bytes: int, probe, record=No
         qtype = GGMLQuantizationType[tname]
         weights = random_weights(qtype, rows, cols, rng)
         x = rng.standard_normal(cols).astype(np.float32)
-        # The load repacks the layer matrices only: the output matrix stays in the file's layout (forward/weights.cpp).
-        repacked = bool(kernels.repackable(int(qtype), rows)) and not matrix.startswith("output")
+        repacked = bool(kernels.repackable(int(qtype), rows))
         # Enough copies to exceed the last-level cache: every call streams its weights from memory.
         copies = [on_small_pages(weights) for _ in range(max(1, -(-stream_bytes // weights.nbytes)))]
         cell = DecodeCell(model, matrix, tname, rows, cols, "Rows8" if repacked else "file", weights.nbytes, [], [])

@@ -50,7 +50,7 @@ def test_the_types_with_a_rows8_layout_are_repackable_when_rows_are_a_multiple_o
     assert not kernels.repackable(int(qtype), 12)
 
 
-@pytest.mark.parametrize("qtype", [GGMLQuantizationType[n] for n in ("F32", "Q3_K", "Q5_K")], ids=lambda t: t.name)
+@pytest.mark.parametrize("qtype", [GGMLQuantizationType[n] for n in ("F32", "Q8_0", "Q3_K", "Q5_K")], ids=lambda t: t.name)
 def test_types_without_a_rows8_layout_are_not_repackable(qtype):
     assert not kernels.repackable(int(qtype), 16)
 
