@@ -1,7 +1,8 @@
 """The lifecycle machine: a ``transitions`` Machine built from the table, driving each handle's state.
 
 There is one :class:`LifecycleMachine` per table (:func:`lifecycle_machine`),
-and every runtime handle is a model it fires on: the model keeps its state in
+its operations' transitions added the first time each is fired, and every
+runtime handle is a model it fires on: the model keeps its state in
 its ``state`` attribute, which the machine reads and writes, and the machine
 resolves every condition and callback **by name** on the model, as
 ``transitions`` does. The model implements one small function per table
@@ -62,7 +63,7 @@ from types import MappingProxyType
 from typing import Any, cast
 
 from transitions import Machine, MachineError
-from transitions.core import Condition, Event, EventData, Transition
+from transitions.core import Condition, Event, Transition
 from transitions.core import State as MachineState
 
 from ggufsm.spec.errors import GgufsmError
@@ -165,35 +166,49 @@ class GuardedTransition(Transition):
         super().__init__(*args, **kwargs)
         self.step = step
         self.conditions.sort(key=lambda condition: guard_order[cast(str, condition.func)])
+        # (guard name, the value it must have), in that order: what ``take`` checks.
+        self.guard_checks = tuple((cast(str, condition.func), condition.target) for condition in self.conditions)
         self.before_names = tuple(cast(str, name) for name in self.before)  # the table names every callback
 
     def execute(self, event_data) -> bool:
         """The library's execute, less the hooks this machine never registers (prepare, after, exit,
         final, the machine-wide ones) and its per-step logging: conditions, ``before``, the state
-        change and the new state's ``on_enter``, as ``transitions`` runs them."""
-        decision = event_data.args[0]
+        change and the new state's ``on_enter``, as ``transitions`` runs them (see ``take``)."""
+        return self.take(event_data.model, event_data.args[0], event_data.machine)
+
+    def take(self, model, decision: Decision, machine: Machine) -> bool:
+        """This transition for `model` if its guards hold: the step put on the Decision, the guards in the
+        table's order (each computed at most once per operation), ``before``, the state set and the new
+        state's ``on_enter``. The trigger calls it with the model and the Decision themselves: the
+        library's EventData per trigger and a condition object's call per guard were a third of a fire's
+        Python, and after a decode pass has streamed the weights through the caches every object a token
+        touches is a cache miss (a generate_next_token's Python: 30 us hot, ~250 us cold)."""
         decision.step = self.step
-        for condition in self.conditions:
-            if not condition.check(event_data):
+        values = decision.values
+        for guard, target in self.guard_checks:
+            value = values.get(guard)
+            if value is None:
+                # By name on the model: `attach` proved every guard a callable attribute of it, the one case of
+                # the library's resolve_callable this machine meets.
+                value = decision.evaluate(guard, getattr(model, guard))
+            if value != target:
                 return False
-        model = event_data.model
         for name in self.before_names:  # the callbacks by name on the model (as `attach` proved them), with the Decision
             getattr(model, name)(decision)
         if self.dest is not None:
-            # The library's set_state and EventData.update for one model and a state name: its State, looked up
-            # once, gives the value the model holds.
-            dest, on_enter = self._entered or self._resolve_dest(event_data.machine)
-            setattr(model, STATE_ATTRIBUTE, dest.value)
-            event_data.state = dest
+            # The library's set_state for one model and a state name: its State, looked up once, gives the
+            # value the model holds.
+            value, on_enter = self._entered or self._resolve_dest(machine)
+            setattr(model, STATE_ATTRIBUTE, value)
             for name in on_enter:
                 getattr(model, name)(decision)
         return True
 
-    _entered: tuple[MachineState, tuple[str, ...]] | None = None  # the dest's State and its on_enter names
+    _entered: tuple[Any, tuple[str, ...]] | None = None  # the value the dest's State gives the model, its on_enter names
 
-    def _resolve_dest(self, machine: Machine) -> tuple[MachineState, tuple[str, ...]]:
-        dest = machine.get_state(cast(str, self.dest))
-        self._entered = dest, tuple(cast(str, name) for name in dest.on_enter)
+    def _resolve_dest(self, machine: Machine) -> tuple[Any, tuple[str, ...]]:
+        dest: MachineState = machine.get_state(cast(str, self.dest))
+        self._entered = dest.value, tuple(cast(str, name) for name in dest.on_enter)
         return self._entered
 
 
@@ -203,17 +218,13 @@ class TableEvent(Event):
     in order until one executes; a trigger with none from that state raises MachineError."""
 
     def trigger(self, model, *args, **kwargs) -> bool:
-        machine = self.machine
-        event_data = EventData(None, self, machine, model, args, kwargs)
         name = getattr(model, STATE_ATTRIBUTE)
         transitions = self.transitions.get(name)
         if transitions is None:
             raise MachineError(f"Can't trigger event {self.name} from state {name}!")
-        event_data.state = machine.states[name]
-        for transition in transitions:
-            event_data.transition = transition
-            if transition.execute(event_data):
-                event_data.result = True
+        decision, machine = args[0], self.machine
+        for transition in cast("list[GuardedTransition]", transitions):  # the machine's transition_cls
+            if transition.take(model, decision, machine):
                 return True
         return False
 
@@ -236,13 +247,44 @@ class LifecycleMachine(Machine):
             model=None,
             states=[{"name": state, "on_enter": [KEEP_ALLOWED]} for state in spec.states],
             initial=spec.initial_state,
-            transitions=machine_transitions(spec),
+            transitions=(),
             model_attribute=STATE_ATTRIBUTE,
             auto_transitions=False,
             send_event=False,
             ignore_invalid_triggers=False,
         )
         self.spec = spec
+        # An operation's transitions are added when it is first fired (or by `complete`): a fresh process's
+        # first token fires 3 of the table's commands (init_runtime, load_model, generate: 40 of its 95
+        # transitions), and building all of them was 1.5-3 ms of CPU in its first Runtime(). An event is
+        # published in `_built` only once all its transitions are in, so a fire on another thread never
+        # sees one half added.
+        self._built: dict[str, TableEvent] = {}
+        self._adding = threading.Lock()
+        self._check_hooks()
+
+    def event(self, operation: str) -> TableEvent:
+        """The operation's event, with every transition the table gives it (added now if not yet).
+        KeyError for a name that is not a command of the table (a query is no event)."""
+        built = self._built.get(operation)
+        if built is not None:
+            return built
+        if operation not in self.spec.operations or self.spec.operations[operation].is_query:
+            raise KeyError(operation)
+        with self._adding:
+            if operation not in self._built:
+                self.add_transitions(operation_transitions(self.spec, operation))
+                self._check_hooks()
+                self._built[operation] = cast(TableEvent, self.events[operation])
+        return self._built[operation]
+
+    def complete(self) -> LifecycleMachine:
+        """Add every command's transitions now (for readers of `events`: tests, docs)."""
+        for operation in self.spec.commands:
+            self.event(operation)
+        return self
+
+    def _check_hooks(self) -> None:
         skipped = self._hooks_the_lean_path_skips()
         if skipped:
             raise SpecError(f"the table's machine runs a lean trigger path that would skip {', '.join(skipped)}")
@@ -266,7 +308,8 @@ class LifecycleMachine(Machine):
     def fire(self, model: Any, operation: str, decision: Decision) -> Step:
         """Trigger the operation on the model; the step the transition that fired took."""
         decision.step = None
-        if not self.events[operation].trigger(model, decision):
+        event = self._built.get(operation) or self.event(operation)
+        if not event.trigger(model, decision):
             raise SpecError(f"{getattr(model, STATE_ATTRIBUTE)}.{operation}: no transition of the table's machine fired")
         assert decision.step is not None
         return decision.step
@@ -279,36 +322,40 @@ def lifecycle_machine(spec: Spec) -> LifecycleMachine:
 
 
 def machine_transitions(spec: Spec) -> tuple[dict, ...]:
-    """The table's cells as ``transitions`` transition dicts (see the module docstring)."""
+    """The table's cells as ``transitions`` transition dicts (see the module docstring), command by command."""
+    return tuple(transition for operation in spec.commands for transition in operation_transitions(spec, operation))
+
+
+def operation_transitions(spec: Spec, operation: str) -> tuple[dict, ...]:
+    """One command's cells, state by state, as transition dicts: its entries and finishes in the table's
+    order, then the exits from its transient states (one per transient state and guards known while running)."""
     order = MappingProxyType({name: position for position, name in enumerate(spec.guards)})
     late = {name for name, guard in spec.guards.items() if guard.while_running}
     transitions: list[dict] = []
     exits: dict[tuple, dict] = {}
     for state in spec.states:
-        for operation in spec.commands:
-            branches = [branch for branch in spec.branches(state, operation) if not branch.outcome.serialized]
-            if any(branch.outcome.lazy_init for branch in branches):
-                step = Step(StepKind.LAZY_INIT, operation, state, LAZY_INIT_STATE)
-                transitions.append(_transition(step, (), INITIALIZE, order))
+        branches = [branch for branch in spec.cells[(state, operation)] if not branch.outcome.serialized]
+        if any(branch.outcome.lazy_init for branch in branches):
+            step = Step(StepKind.LAZY_INIT, operation, state, LAZY_INIT_STATE)
+            transitions.append(_transition(step, (), INITIALIZE, order))
+            continue
+        entries: set[tuple] = set()
+        for branch in branches:
+            outcome = branch.outcome
+            if outcome.via is None:
+                step = Step(StepKind.FINISH, operation, state, outcome.to, outcome.error,
+                            tuple(name for name, _ in branch.conditions))
+                transitions.append(_transition(step, branch.conditions, _finish_callback(step), order))
                 continue
-            entries: set[tuple] = set()
-            for branch in branches:
-                outcome = branch.outcome
-                if outcome.via is None:
-                    step = Step(StepKind.FINISH, operation, state, outcome.to, outcome.error,
-                                tuple(name for name, _ in branch.conditions))
-                    transitions.append(_transition(step, branch.conditions, _finish_callback(step), order))
-                    continue
-                before = tuple((name, value) for name, value in branch.conditions if name not in late)
-                if before not in entries:
-                    entries.add(before)
-                    step = Step(StepKind.ENTER, operation, state, outcome.via)
-                    transitions.append(_transition(step, before, START, order))
-                running = tuple((name, value) for name, value in branch.conditions if name in late)
-                step = Step(StepKind.FINISH, operation, outcome.via, outcome.to, outcome.error,
-                            tuple(name for name, _ in running))
-                exits.setdefault((outcome.via, operation, running),
-                                 _transition(step, running, _finish_callback(step), order))
+            before = tuple((name, value) for name, value in branch.conditions if name not in late)
+            if before not in entries:
+                entries.add(before)
+                step = Step(StepKind.ENTER, operation, state, outcome.via)
+                transitions.append(_transition(step, before, START, order))
+            running = tuple((name, value) for name, value in branch.conditions if name in late)
+            step = Step(StepKind.FINISH, operation, outcome.via, outcome.to, outcome.error,
+                        tuple(name for name, _ in running))
+            exits.setdefault((outcome.via, running), _transition(step, running, _finish_callback(step), order))
     return (*transitions, *exits.values())
 
 
@@ -393,7 +440,7 @@ class MachineOracle:
     def __init__(self, spec: Spec):
         self.spec = spec
         self.model = _GivenGuards(spec)
-        self.machine = lifecycle_machine(spec)
+        self.machine = lifecycle_machine(spec).complete()  # its readers (tests, docs) see every event
         self.machine.attach(self.model)
         self._lock = threading.Lock()  # one model, so one question at a time
 

@@ -8,9 +8,10 @@ for every (state, operation) an ordered tuple of :class:`Branch`, each a
 conjunction of guard values and one resolved :class:`Outcome`.
 
 ``load_spec()`` also runs the checker (``ggufsm.spec.check``) and refuses a
-table with defects, so a :class:`Spec` in hand is always a sound one; the
-checker's verdict on a sound file is remembered across processes, keyed by
-the file's bytes and the checker's code (``table_cache.py``).
+table with defects, so a :class:`Spec` in hand is always a sound one; a
+sound file's normal form (the Spec as plain data, :func:`normal_form`) is
+remembered across processes, keyed by the file's bytes and the checker's
+code (``table_cache.py``).
 """
 
 from __future__ import annotations
@@ -591,6 +592,106 @@ def _guard_ranges(guard: str, entry: Mapping) -> GuardRanges:
     return GuardRanges(guard, entry["arguments_of"], MappingProxyType(values))
 
 
+# ─── the normal form: a checked table's Spec as plain data ──────────────────
+#
+# What table_cache.py stores for a sound table: the Spec's values with every cell already flattened and
+# resolved, each distinct outcome written once. Building a Spec from it skips the YAML, the checker and the
+# normalisation (`resolve_cell`): 5-7 ms of CPU in every fresh process's first load_spec(), against well
+# under a millisecond from this form. JSON types only (lists, never tuples), so that the stored text reads
+# back equal to what was written.
+
+
+def normal_form(spec: Spec) -> dict:
+    """The Spec as plain data that `spec_from_normal_form` turns back into an equal Spec."""
+    effect_names = list(spec.effect_fields)
+    outcome_index: dict[str, int] = {}  # an outcome row written as text -> its position
+    outcomes: list[list] = []
+    cells: list[list] = []
+    for (state, operation), branches in spec.cells.items():
+        written = []
+        for branch in branches:
+            outcome = branch.outcome
+            row = [outcome.to, outcome.error, outcome.via, outcome.lazy_init, outcome.serialized, outcome.effect,
+                   [outcome.effects[name] for name in effect_names]]
+            index = outcome_index.setdefault(repr(row), len(outcomes))
+            if index == len(outcomes):
+                outcomes.append(row)
+            written.append([[[name, value] for name, value in branch.conditions], index, branch.source])
+        cells.append([state, operation, written])
+    return {
+        "version": spec.version, "source": spec.source, "initial_state": spec.initial_state,
+        "resident_data": dict(spec.resident_data),
+        "states": {name: [entry.description, entry.transient, sorted(entry.required), sorted(entry.optional),
+                          entry.allowed_summary] for name, entry in spec.states.items()},
+        "operations": {name: [entry.kind, entry.description] for name, entry in spec.operations.items()},
+        "guards": {name: [entry.description, entry.known, list(entry.needs)] for name, entry in spec.guards.items()},
+        "errors": {name: entry.meaning for name, entry in spec.errors.items()},
+        "finish_reasons": dict(spec.finish_reasons),
+        "effect_fields": {name: dict(values) for name, values in spec.effect_fields.items()},
+        "ranges": {guard: [entry.arguments_of, {name: _value_range_form(value) for name, value in entry.values.items()}]
+                   for guard, entry in spec.ranges.items()},
+        "outcomes": outcomes,
+        "cells": cells,
+    }
+
+
+def _value_range_form(value: ValueRange) -> list:
+    def text(interval: Interval | None) -> str | None:
+        return None if interval is None else interval.text
+    return [value.type, text(value.range), value.step, value.nullable, value.null_means, value.meaning,
+            text(value.length), text(value.token_ids)]
+
+
+def spec_from_normal_form(form: Mapping) -> Spec:
+    """The Spec `normal_form` wrote. A form this code cannot read raises (TypeError, KeyError, ValueError
+    ...), and one that leaves a cell out raises SpecError: the caller takes either as a miss."""
+    effect_fields = {name: MappingProxyType(dict(values)) for name, values in form["effect_fields"].items()}
+    effect_names = tuple(effect_fields)
+    outcomes = [
+        Outcome(to=to, error=error, via=via, lazy_init=lazy_init, serialized=serialized, effect=effect,
+                effects=MappingProxyType(dict(zip(effect_names, values, strict=True))))
+        for to, error, via, lazy_init, serialized, effect, values in form["outcomes"]
+    ]
+    cells = {
+        (state, operation): tuple(
+            Branch(state, operation, tuple((name, value) for name, value in conditions), outcomes[index], source)
+            for conditions, index, source in branches)
+        for state, operation, branches in form["cells"]
+    }
+    states = {
+        name: State(name, description, transient, frozenset(required), frozenset(optional), allowed_summary)
+        for name, (description, transient, required, optional, allowed_summary) in form["states"].items()
+    }
+    operations = {name: Operation(name, kind, description) for name, (kind, description) in form["operations"].items()}
+    if set(cells) != {(state, operation) for state in states for operation in operations}:
+        raise SpecError("the normal form does not hold exactly one cell per state and operation")
+    return Spec(
+        version=form["version"],
+        source=form["source"],
+        initial_state=form["initial_state"],
+        resident_data=MappingProxyType(dict(form["resident_data"])),
+        states=MappingProxyType(states),
+        operations=MappingProxyType(operations),
+        guards=MappingProxyType({name: Guard(name, description, known, tuple(needs))
+                                 for name, (description, known, needs) in form["guards"].items()}),
+        errors=MappingProxyType({name: ErrorCode(name, meaning) for name, meaning in form["errors"].items()}),
+        finish_reasons=MappingProxyType(dict(form["finish_reasons"])),
+        cells=MappingProxyType(cells),
+        effect_fields=MappingProxyType(effect_fields),
+        ranges=MappingProxyType({guard: GuardRanges(guard, arguments_of, MappingProxyType(
+            {name: _value_range(name, value) for name, value in values.items()}))
+            for guard, (arguments_of, values) in form["ranges"].items()}),
+    )
+
+
+def _value_range(name: str, form: list) -> ValueRange:
+    type_, range_, step, nullable, null_means, meaning, length, token_ids = form
+    def interval(text: str | None) -> Interval | None:
+        return None if text is None else parse_interval(text)
+    return ValueRange(name=name, type=type_, range=interval(range_), step=step, nullable=nullable,
+                      null_means=null_means, meaning=meaning, length=interval(length), token_ids=interval(token_ids))
+
+
 def spec_from_table(raw: Mapping) -> Spec:
     """Check a parsed table and build its Spec; raises SpecDefects listing every defect."""
     from ggufsm.spec.check import check_table  # the checker reuses this module's flattening
@@ -607,16 +708,25 @@ def _load_cached(path: str) -> Spec:
     remembered = table_cache.recall(table_bytes)
     if remembered is not None:
         try:
-            return build_spec(remembered)
+            return spec_from_normal_form(remembered)
         except Exception:  # noqa: BLE001 - a stored form this code cannot build is a miss, not an error
             pass
     raw = parse_table(table_bytes, path)
     spec = spec_from_table(raw)
-    table_cache.remember(table_bytes, raw)
+    table_cache.remember(table_bytes, normal_form(spec))
     return spec
 
 
 def load_spec(path: Path | str | None = None) -> Spec:
     """The table at ``path`` (default: the packaged lifecycle.yaml), parsed, checked and cached: in the
-    process, and across processes by the checker's verdict on the file's bytes (table_cache.py)."""
-    return _load_cached(str(Path(path or TABLE_PATH).resolve()))
+    process, and across processes by the sound file's normal form, keyed by its bytes (table_cache.py)."""
+    if not path:
+        return _load_cached(_packaged_table_path())
+    return _load_cached(str(Path(path).resolve()))
+
+
+@functools.cache
+def _packaged_table_path() -> str:
+    # Resolved once: the runtime asks for the packaged table in every range check (config, sampling), and
+    # resolving it stats each folder of the path (~50 µs a call).
+    return str(TABLE_PATH.resolve())

@@ -273,6 +273,14 @@ void gguf(py::module_& m) {
         .def("tensor_data", &tensor_view, py::arg("index"), "read-only uint8 view [n_bytes] of tensor `index`")
         .def("changed", [](const Model& p) { return p.file->bytes()->changed(); },
              "why the file's bytes can no longer be trusted (it changed after it was mapped), or '' while they can")
+        .def("finish_read_ahead", [](const Model& p, bool stop) {
+            py::gil_scoped_release unlocked;
+            p.file->bytes()->finish_read_ahead(stop);
+        }, py::arg("stop") = false,
+             "wait for the read-ahead that opening the file started (gguf/read_ahead.h) to end: at once when stop, "
+             "else once it has read the whole file")
+        .def_property_readonly("read_ahead_windows", [](const Model& p) { return p.file->bytes()->read_ahead_windows(); },
+                               "windows of the file the read-ahead found missing from the page cache and read in")
         .def("hyperparameters", [](const Model& p) { return hyperparameter_dict(p.hp); },
              "the validated hyperparameters, defaults resolved, and the architecture's forward switches");
 

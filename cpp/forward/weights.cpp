@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -187,6 +188,26 @@ uint8_t* map_huge_page_aligned(size_t bytes) {
     return base + lead;
 }
 
+// The jobs (and the views they replace) sorted by where their source lies: the layers come in the
+// file's order (blk.0, blk.1, blk.10, ..., blk.19, blk.2, ...), not in the layers' order, and a cold
+// file arrives in its own order. Each job keeps its destination, so the repacked mapping keeps the
+// layers' order the decode walks.
+void in_file_order(std::vector<Rows8Job>& jobs, std::vector<WeightView*>& targets) {
+    std::vector<size_t> order(jobs.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+        return std::less<const void*>()(jobs[a].w.data, jobs[b].w.data);
+    });
+    std::vector<Rows8Job> sorted_jobs;
+    std::vector<WeightView*> sorted_targets;
+    for (size_t i : order) {
+        sorted_jobs.push_back(jobs[i]);
+        sorted_targets.push_back(targets[i]);
+    }
+    jobs = std::move(sorted_jobs);
+    targets = std::move(sorted_targets);
+}
+
 }  // namespace
 
 LlamaModel::LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads, WeightPlacement placement, bool repack)
@@ -290,7 +311,11 @@ void LlamaModel::repack_layers() {
             at += (rows8_bytes(*v) + kAlign - 1) / kAlign * kAlign;
         }
     }
+    in_file_order(jobs, targets);
     repack_rows8_many(jobs, *pool_);
+    // The read-ahead maps the file's pages; ended before the pages the repack copied are dropped below,
+    // so that it maps none of them again behind the drop.
+    file_->file->bytes()->finish_read_ahead(true);
     const uint8_t* file_bytes = file_->file->data();
     const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
     for (size_t i = 0; i < jobs.size(); ++i) {

@@ -49,6 +49,11 @@ public:
     virtual std::string changed() const { return {}; }
     // Throws ModelUnavailable naming changed() unless it is "".
     void check_intact() const;
+    // Ends the read-ahead that mapping a file started (read_ahead.h): after its current window when
+    // `stop`, else once it has read the whole file. A caller's buffer has none.
+    virtual void finish_read_ahead(bool /*stop*/) const {}
+    // Windows of the file the read-ahead found missing from the page cache and read in.
+    virtual uint64_t read_ahead_windows() const { return 0; }
 
 protected:
     const uint8_t* data_ = nullptr;

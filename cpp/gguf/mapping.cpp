@@ -8,11 +8,13 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <tuple>
 
 #include "errors.h"
 #include "gguf/fault_guard.h"
 #include "gguf/gguf.h"
+#include "gguf/read_ahead.h"
 
 namespace ggufsm::gguf {
 
@@ -28,8 +30,10 @@ public:
         data_ = static_cast<const uint8_t*>(base);
         size_ = static_cast<uint64_t>(identity.size);
         if (base_ != nullptr) guard_ = register_mapping(base_, size_);
+        read_ahead_ = std::make_unique<ReadAhead>(data_, size_);
     }
     ~FileMapping() override {
+        read_ahead_.reset();  // its thread reads the mapping: ended before the unmap
         unregister_mapping(guard_);
         if (base_ != nullptr) munmap(base_, size_);
         if (fd_ >= 0) close(fd_);
@@ -47,12 +51,16 @@ public:
         return {};
     }
 
+    void finish_read_ahead(bool stop) const override { read_ahead_->finish(stop); }
+    uint64_t read_ahead_windows() const override { return read_ahead_->windows_read(); }
+
 private:
     std::string path_;
     int fd_;
     FileIdentity identity_;
     void* base_;  // nullptr for an empty file (mmap refuses length 0)
     GuardedRange* guard_ = nullptr;
+    std::unique_ptr<ReadAhead> read_ahead_;
 };
 
 [[noreturn]] void unavailable(const std::string& path, const std::string& why) {

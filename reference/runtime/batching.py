@@ -25,10 +25,12 @@ How steps are grouped, with no waiting for anyone longer than half a step:
     last pass's time (`GATHER_SHARE`), whichever comes first: a handle that
     stopped generating, or does slow work between its steps (a slow on_token
     consumer), holds the others up by at most half a step, and a handle
-    alone, whose own step is the only one expected, never waits. The leader
-    sleeps on a condition of its own, notified once, by the last of those
-    sessions to queue: a wake-up per returning caller was a GIL hand-off
-    each, between two passes that only the last of them ends.
+    alone, whose own step is the only one expected, never waits;
+  * the last of those sessions to queue runs the gathered pass itself, on its
+    own thread, which holds the GIL already and lets it go in the pass; the
+    gathering leader sleeps until its own step has run (or the bound
+    passes). Waking the leader to run it was one more thread hand-off
+    between every two passes, 40-80 us under the GIL (stamps of 4 handles).
 So a handle joining waits for no more than the pass in flight, one leaving
 delays the others by at most half a step (none when it says so: a request
 that ended and a closed session `withdraw`), and a leader never serves steps
@@ -62,8 +64,11 @@ class _Step:
     session: Any  # _core.LlamaSession
     token: int
     pos: int
-    done: threading.Event | None = None  # made only for a caller that waits (a leader never does)
-    lead: bool = False  # set (with done) when this caller is handed the lead
+    # Set when it ran, or when its caller is to lead; made only for a caller that sleeps (a handle alone never
+    # does: an Event a token is a Condition, a lock and their allocation, in the Python a token touches cold).
+    done: threading.Event | None = None
+    lead: bool = False  # its caller is handed the lead (queued behind a pass, it is first when that pass ends)
+    ran: bool = False  # it ran in a pass: its session's logits, or its error, are in
     error: BaseException | None = None
 
 
@@ -77,35 +82,51 @@ class DecodeScheduler:
     def __init__(self, model: Any) -> None:
         self._batch = _core.DecodeBatch(model)
         self._lock = threading.Lock()
-        self._queued = threading.Condition(self._lock)  # notified when a step is queued (tests wait on it)
-        self._all_back = threading.Condition(self._lock)  # notified when the last of `_awaited` queues (the leader waits)
+        # Notified when a step is queued and when a leader starts gathering (tests wait on it).
+        self._queued = threading.Condition(self._lock)
         self._queue: list[_Step] = []
-        self._running = False
+        self._running = False  # a pass is running, or a leader is gathering the next one
+        self._gatherer: _Step | None = None  # the step of the leader gathering, while it gathers
+        self._gather_began = 0.0
         self._awaited: set[int] = set()  # ids of the last pass's sessions not queued again yet
         self._last_pass_s = 0.0
         self.pass_sizes: Counter[int] = Counter()  # passes run, by their number of steps
-        # Wall seconds the leaders spent running passes and gathering before them (`ggufsm bench batch --split`:
+        # Wall seconds the passes took and the gathering before them (`ggufsm bench batch --split`:
         # a step's time is these two and the callers' own work between their steps).
         self.pass_seconds = 0.0
         self.gather_seconds = 0.0
 
     def decode(self, session: Any, token: int, pos: int) -> Any:
         """The logits of `token` at `pos` in `session` (the session's own read-only buffer, as session.decode returns)."""
+        step = _Step(session, token, pos)
         with self._lock:
-            lead = not self._running
-            step = _Step(session, token, pos, None if lead else threading.Event())
             self._queue.append(step)
             self._queued.notify_all()
-            if self._awaited:
-                self._awaited.discard(id(session))
-                if not self._awaited:
-                    self._all_back.notify()
-            self._running = True
-        if step.done is not None:
-            step.done.wait()  # until this step ran in someone's pass, or the lead is handed here
-            lead = step.lead
-        if lead:
-            self._lead()
+            self._awaited.discard(id(session))
+            if not self._running:  # nothing running or gathering: this caller leads
+                self._running = True
+                steps = self._lead(step)
+            elif self._gatherer is not None and not self._awaited:  # the last one a gathering leader waits for
+                steps = self._take()
+            else:
+                steps = None
+                step.done = threading.Event()
+        while steps is None:  # until this step ran in someone's pass, or this caller runs one
+            assert step.done is not None  # made, under the lock, before anyone could set it
+            with self._lock:
+                timeout = self._gather_bound() if self._gatherer is step else None
+            step.done.wait(timeout)
+            with self._lock:
+                if step.ran:
+                    break
+                step.done.clear()
+                if step.lead:  # handed the lead: gather the last pass's sessions, or run at once
+                    step.lead = False
+                    steps = self._lead(step)
+                elif self._gatherer is step:  # the gather's bound passed, or the last awaited session withdrew
+                    steps = self._take()
+        if steps:
+            self._run_pass(steps)
         if step.error is not None:
             raise step.error
         return session.logits
@@ -117,21 +138,43 @@ class DecodeScheduler:
         with self._lock:
             if id(session) in self._awaited:
                 self._awaited.discard(id(session))
-                if not self._awaited:
-                    self._all_back.notify()
+                if not self._awaited and self._gatherer is not None and self._gatherer.done is not None:
+                    self._gatherer.done.set()  # the gather is over: its leader runs the pass now
 
     def queued(self) -> int:
         """Steps waiting for the next pass."""
         with self._lock:
             return len(self._queue)
 
-    def _lead(self) -> None:
-        with self._lock:
-            gathering = time.perf_counter()
-            self._gather()
-            steps, self._queue = self._queue, []
-            started = time.perf_counter()
-            self.gather_seconds += started - gathering
+    # ─── (lock held) who runs the next pass ──
+
+    def _lead(self, step: _Step) -> list[_Step] | None:
+        """`step`'s caller leads: the queued steps to run now, or None when it is to gather the last pass's
+        sessions first (until the last of them queues, which then runs the pass, or the bound passes)."""
+        if not self._awaited:
+            return self._take()
+        self._gatherer, self._gather_began = step, time.perf_counter()
+        if step.done is None:
+            step.done = threading.Event()
+        self._queued.notify_all()
+        return None
+
+    def _gather_bound(self) -> float:
+        return max(0.0, min(GATHER_SHARE * self._last_pass_s, GATHER_MAX_S) - (time.perf_counter() - self._gather_began))
+
+    def _take(self) -> list[_Step]:
+        """Every queued step, for the pass the caller runs now; the gather, if any, ends."""
+        if self._gatherer is not None:
+            self.gather_seconds += time.perf_counter() - self._gather_began
+            self._gatherer = None
+        self._awaited = set()
+        steps, self._queue = self._queue, []
+        return steps
+
+    # ─── running a pass ──
+
+    def _run_pass(self, steps: list[_Step]) -> None:
+        started = time.perf_counter()
         try:
             self._run(steps)
         finally:
@@ -139,23 +182,18 @@ class DecodeScheduler:
                 self._awaited = {id(step.session) for step in steps}
                 self._last_pass_s = time.perf_counter() - started
                 self.pass_seconds += self._last_pass_s
-                if self._queue:
+                for step in steps:
+                    step.ran = True
+                if self._queue:  # steps queued during the pass: the first one's caller leads the next
                     successor = self._queue[0]
+                    assert successor.done is not None  # it was queued behind a running pass: it sleeps
                     successor.lead = True
-                    assert successor.done is not None  # it was queued behind a running pass
                     successor.done.set()
                 else:
                     self._running = False
             for step in steps:
-                if step.done is not None:
+                if step.done is not None:  # the callers that sleep; the one running this pass does not
                     step.done.set()
-
-    def _gather(self) -> None:
-        """(Lock held.) Until every session of the last pass has queued its next step, or the bound passed."""
-        if self._awaited:
-            self._all_back.wait_for(lambda: not self._awaited,
-                                    timeout=min(GATHER_SHARE * self._last_pass_s, GATHER_MAX_S))
-        self._awaited = set()
 
     def _run(self, steps: list[_Step]) -> None:
         self.pass_sizes[len(steps)] += 1

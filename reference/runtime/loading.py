@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import stat
 import time
 from dataclasses import dataclass
 
@@ -46,7 +45,6 @@ def load_off_to_the_side(source, config: RuntimeConfig) -> Load:
             # A registry name means its cached file, pulled (with a progress bar) when missing;
             # a failed pull is this load's ModelUnavailable like any unreadable path.
             source = registry.resolve(source, pull=True)
-        read_ahead(source)
         load.model = build_loaded_model(source, n_threads=config.thread_count())
         weights_are_finite(load.model)
         load.session = load.model.weights.new_session(config.context_for(load.model.weights.n_ctx_train),
@@ -59,29 +57,6 @@ def load_off_to_the_side(source, config: RuntimeConfig) -> Load:
         raise
     load.seconds = time.perf_counter() - started
     return load
-
-
-def read_ahead(source) -> None:
-    """Asks the kernel to start reading a model file into the page cache now, in the background: the load
-    reads all of it (the repack, the finite-weights check, the first forward), and on a cold cache it
-    would otherwise wait on one page fault's readahead window at a time. Measured on a cold private copy of
-    Gemma 3 (3 alternations, load average 11): load 1.15-1.66 s with it, 2.28-4.33 s without; advising the
-    file in 8 MiB chunks from a thread (one advice is capped at the kernel's readahead window) measured no
-    better (1.67-4.33 s). Advice only: a path that cannot be opened here is left to the load to name."""
-    if not isinstance(source, (str, os.PathLike)):
-        return
-    try:
-        # Non-blocking: a FIFO at the path must not hold the load here (the core refuses it by name).
-        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except (OSError, TypeError, ValueError):
-        return
-    try:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def weights_are_finite(model: LoadedModel) -> None:

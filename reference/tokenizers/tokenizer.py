@@ -102,11 +102,12 @@ class Tokenizer:
         self.eot_ids: frozenset[int] = self._end_of_generation_ids(metadata)
         # Longest first (in UTF-8 bytes, then by id): the order llama.cpp cuts them out in. Keys made and
         # sorted at C speed: a Python key per token was 15-90 ms of Gemma 3's load (6,414 special tokens).
-        special = np.flatnonzero(np.isin(self.token_types, SPECIAL_TYPES))
-        utf8_lengths = table.byte_lengths()[special]
-        self._special_ids: list[int] = special[np.lexsort((special, -utf8_lengths))].tolist()
-        user_defined = set(np.flatnonzero(self.token_types == TokenType.USER_DEFINED).tolist())
-        self._user_defined_ids = [i for i in self._special_ids if i in user_defined]
+        # Three comparisons rather than np.isin: 0.2 ms against 1.2-1.5 ms over Gemma 3's 262,144 types.
+        special = np.flatnonzero(np.logical_or.reduce([self.token_types == kind for kind in SPECIAL_TYPES]))
+        utf8_lengths = table.byte_lengths(special)
+        longest_first = special[np.lexsort((special, -utf8_lengths))]
+        self._special_ids: list[int] = longest_first.tolist()
+        self._user_defined_ids: list[int] = longest_first[self.token_types[longest_first] == TokenType.USER_DEFINED].tolist()
         self._piece_cache: dict[int, bytes] = {}
         # Checked now, not when a generated token is first decoded: a generate has no outcome for a bad vocabulary.
         for token_id in np.flatnonzero(self.token_types == TokenType.BYTE).tolist():

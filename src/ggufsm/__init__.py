@@ -21,8 +21,6 @@ GgufsmError        every named error; ggufsm.errors has one class per table code
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _distribution_version
 from typing import TYPE_CHECKING
 
 from ggufsm.spec import errors
@@ -34,10 +32,8 @@ if TYPE_CHECKING:
     from ggufsm.reference.runtime import Generation, Runtime, RuntimeConfig, TokenEvent
     from ggufsm.reference.sampling import SamplingConfig
 
-try:
-    __version__ = _distribution_version("ggufsm")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0+unknown"
+if TYPE_CHECKING:
+    __version__: str
 
 __all__ = ["Generation", "GgufsmError", "Runtime", "RuntimeConfig", "SamplingConfig", "State", "TokenEvent",
            "__version__", "errors"]
@@ -53,7 +49,21 @@ _LAZY = {
 }
 
 
+def _version() -> str:
+    # Asked for on first use: importlib.metadata (with the email package it reads metadata with) and the
+    # search of sys.path for the distribution were 40-70 ms of every `import ggufsm`.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ggufsm")
+    except PackageNotFoundError:  # running from a source tree without an install
+        return "0+unknown"
+
+
 def __getattr__(name: str):
+    if name == "__version__":
+        value = globals()["__version__"] = _version()
+        return value
     if name in _LAZY:
         from importlib import import_module
 

@@ -87,6 +87,25 @@ def test_a_caller_alone_runs_its_own_decode_at_once_with_its_own_logits(model):
     assert scheduler.pass_sizes == {1: 3}
 
 
+def test_a_caller_alone_makes_nothing_to_sleep_on(model, monkeypatch):
+    """A handle alone runs its step at once: no Event (a condition and a lock) is made for it, as none is waited on."""
+    from ggufsm.reference.runtime import batching
+
+    made = []
+
+    class NotedEvent(threading.Event):
+        def __init__(self):
+            made.append(self)
+            super().__init__()
+
+    monkeypatch.setattr(batching.threading, "Event", NotedEvent)
+    scheduler = DecodeScheduler(model)
+    (a, b), = twins(model, 1)
+    for pos, token in enumerate([4, 9, 2], start=3):
+        np.testing.assert_array_equal(scheduler.decode(a, token, pos), b.decode(token, pos))
+    assert made == []
+
+
 def test_steps_queued_behind_a_running_pass_run_together_next_each_with_its_sessions_own_logits(model):
     scheduler = DecodeScheduler(model)
     pairs = twins(model, 4)
@@ -191,50 +210,50 @@ def test_a_caller_alone_never_waits_for_anyone_however_long_the_gather_may_be(mo
     assert scheduler.pass_sizes == {1: 4}
 
 
-class CountedWaits(threading.Condition):
-    """A condition that counts its waits and says when the first one began."""
-
-    def __init__(self, lock):
-        super().__init__(lock)
-        self.waits = 0
-        self.waiting = threading.Event()
-
-    def wait(self, timeout=None):
-        self.waits += 1
-        self.waiting.set()
-        return super().wait(timeout)
+def gathering(scheduler) -> None:
+    """Until a leader is gathering the last pass's sessions (the scheduler notifies `_queued` as it starts)."""
+    with scheduler._queued:
+        scheduler._queued.wait_for(lambda: scheduler._gatherer is not None)
 
 
-def test_a_gathering_leader_is_woken_once_by_the_last_of_the_last_passs_sessions_to_queue(model, monkeypatch):
-    """Each returning caller queueing is not the leader's business: only the last one ends the gather, so only
-    it wakes the leader (a wake-up is a GIL hand-off between two passes)."""
+def test_the_last_of_the_last_passs_sessions_to_queue_runs_the_gathered_pass_on_its_own_thread(model, monkeypatch):
+    """Each returning caller queueing is not the leader's business: the last one ends the gather and runs the
+    pass itself (it holds the GIL already), so the gathering leader is not woken to run it (a wake-up is a
+    thread hand-off under the GIL between two passes); the leader wakes with its step's logits in."""
     from ggufsm.reference.runtime import batching
 
     monkeypatch.setattr(batching, "GATHER_MAX_S", 3600.0)
     monkeypatch.setattr(batching, "GATHER_SHARE", 10.0**9)
     scheduler = DecodeScheduler(model)
     (a, a_twin), (b, b_twin), (c, c_twin) = twins(model, 3)
-    scheduler._all_back = CountedWaits(scheduler._lock)
     with scheduler._lock:  # as a pass of a, b and c leaves it: all three expected back, after a pass of 1 s
         scheduler._awaited = {id(a), id(b), id(c)}
         scheduler._last_pass_s = 1.0
     got: dict[str, np.ndarray] = {}
+    ran_on: list[str] = []
+    run = scheduler._run
+
+    def noted_run(steps):
+        ran_on.append(threading.current_thread().name)
+        run(steps)
+
+    scheduler._run = noted_run
 
     def call(name, session, token):
         got[name] = scheduler.decode(session, token, 3).copy()
 
-    leader = threading.Thread(target=call, args=("a", a, 4))
+    leader = threading.Thread(target=call, args=("a", a, 4), name="a")
     leader.start()
-    scheduler._all_back.waiting.wait()  # a leads and waits for b and c
-    second = threading.Thread(target=call, args=("b", b, 5))
+    gathering(scheduler)  # a leads and waits for b and c
+    second = threading.Thread(target=call, args=("b", b, 5), name="b")
     second.start()
     with scheduler._queued:
         scheduler._queued.wait_for(lambda: len(scheduler._queue) == 2)
-    last = threading.Thread(target=call, args=("c", c, 6))
+    last = threading.Thread(target=call, args=("c", c, 6), name="c")
     last.start()
     for t in (leader, second, last):
         t.join()
-    assert scheduler._all_back.waits == 1
+    assert ran_on == ["c"]
     assert scheduler.pass_sizes == {3: 1}
     for name, twin, token in (("a", a_twin, 4), ("b", b_twin, 5), ("c", c_twin, 6)):
         np.testing.assert_array_equal(got[name], twin.decode(token, 3))
@@ -247,14 +266,13 @@ def test_a_withdrawn_session_is_no_longer_waited_for_and_the_leader_runs_at_once
     monkeypatch.setattr(batching, "GATHER_SHARE", 10.0**9)
     scheduler = DecodeScheduler(model)
     (a, a_twin), (b, _) = twins(model, 2)
-    scheduler._all_back = CountedWaits(scheduler._lock)
     with scheduler._lock:  # as a pass of a and b leaves it
         scheduler._awaited = {id(a), id(b)}
         scheduler._last_pass_s = 1.0
     got: list[np.ndarray] = []
     leader = threading.Thread(target=lambda: got.append(scheduler.decode(a, 4, 3).copy()))
     leader.start()
-    scheduler._all_back.waiting.wait()  # a waits for b
+    gathering(scheduler)  # a waits for b
     scheduler.withdraw(b)  # b's request ended
     leader.join()
     assert scheduler.pass_sizes == {1: 1}

@@ -83,6 +83,28 @@ def test_the_machine_registers_no_hook_its_lean_trigger_path_would_skip():
     assert machine_oracle().machine._hooks_the_lean_path_skips() == []
 
 
+def test_the_lean_trigger_builds_no_event_data_and_checks_each_transitions_guards_in_the_tables_order(monkeypatch):
+    """Every cell still ends where the table says with the library's EventData made unbuildable: the trigger hands
+    each transition the model and the Decision, and each transition's guard checks are its conditions, in order."""
+    import transitions.core
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the lean trigger built an EventData")
+
+    monkeypatch.setattr(transitions.core, "EventData", refused)
+    oracle = machine_oracle()
+    for state, operation, guards in FIRED:
+        walk = oracle.walk(state, operation, guards)
+        assert walk.to == SPEC.branch(state, operation, guards).outcome.to, (state, operation, guards)
+    order = list(SPEC.guards)
+    for event in oracle.machine.events.values():
+        for transitions_from in event.transitions.values():
+            for transition in transitions_from:
+                names = [name for name, _ in transition.guard_checks]
+                assert names == sorted(names, key=order.index)
+                assert transition.guard_checks == tuple((c.func, c.target) for c in transition.conditions)
+
+
 def test_queries_are_no_events_of_the_machine():
     assert not set(SPEC.queries) & set(machine_oracle().machine.events)
 

@@ -1,4 +1,6 @@
-"""The checker's verdict is remembered per table file's bytes and checker code, and never trusted past them.
+"""A sound table's normal form is remembered per table file's bytes and checker code, and never trusted past
+them: a changed table, changed code or a stored file that is not what its digest says is a miss, and the
+full path (YAML, checker, normalisation) runs and stores the form again.
 
 Each test loads copies of the real table at fresh paths (so the process's own
 cache of Specs, keyed by path, is a miss) with the verdict store in a
@@ -8,6 +10,7 @@ temporary $GGUFSM_CACHE.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 
@@ -16,7 +19,7 @@ import yaml
 
 from ggufsm.spec import SpecDefects, table_cache
 from ggufsm.spec import check as spec_check
-from ggufsm.spec.table import TABLE_PATH, load_spec, read_table
+from ggufsm.spec.table import TABLE_PATH, build_spec, load_spec, normal_form, read_table, spec_from_normal_form
 
 
 @pytest.fixture
@@ -73,12 +76,45 @@ def test_a_defective_table_is_never_stored(tmp_path, store):
     assert not store.exists() or not list(store.iterdir())
 
 
-def test_a_corrupt_stored_verdict_is_a_miss(tmp_path, store, monkeypatch):
+def stored_text(payload: bytes) -> bytes:
+    """A stored file as table_cache writes one: the payload's sha256, then the payload."""
+    return hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+
+
+def test_the_normal_form_builds_the_spec_the_table_builds():
+    spec = build_spec(read_table())
+    form = normal_form(spec)
+    assert json.loads(json.dumps(form)) == form  # plain JSON data: it reads back as written
+    assert same_spec(spec_from_normal_form(form), spec)
+
+
+def test_a_corrupt_stored_form_is_a_miss_and_is_rewritten(tmp_path, store, monkeypatch):
     expected = load_spec(table_copy(tmp_path, "first.yaml"))
     (stored,) = store.iterdir()
-    for corrupt in ("{not json", "[]", json.dumps({"states": "not a mapping"})):
-        stored.write_text(corrupt, encoding="utf-8")
-        assert same_spec(load_spec(table_copy(tmp_path, f"again-{len(corrupt)}.yaml")), expected)
+    good = stored.read_bytes()
+    digest, _, payload = good.partition(b"\n")
+    flipped = payload.replace(b'"Ready"', b'"Reddy"', 1)  # still JSON, still a form: only the digest tells
+    form = json.loads(payload)
+    form["cells"].pop()  # a form that leaves a cell out, under a digest that matches it
+    corrupt = [b"{not json", good[:len(good) // 2], digest + b"\n" + flipped, stored_text(b"[]"),
+               stored_text(json.dumps({"states": "not a mapping"}).encode()), stored_text(json.dumps(form).encode())]
+    for number, text in enumerate(corrupt):
+        stored.write_bytes(text)
+        assert same_spec(load_spec(table_copy(tmp_path, f"again-{number}.yaml")), expected), number
+        assert stored.read_bytes() == good, number  # the full path stored the sound form again
+    refuse_to_check(monkeypatch)
+    assert same_spec(load_spec(table_copy(tmp_path, "hit.yaml")), expected)
+
+
+def test_a_changed_table_changes_the_loaded_spec_with_no_other_step_and_the_stale_form_is_left_unused(tmp_path, store):
+    load_spec(table_copy(tmp_path, "before.yaml"))
+    raw = read_table()
+    raw["states"]["Ready"]["description"] = "a changed description"
+    raw["errors"]["InvalidInput"]["meaning"] = "a changed meaning"
+    changed = load_spec(table_copy(tmp_path, "after.yaml", yaml.safe_dump(raw)))
+    assert changed.states["Ready"].description == "a changed description"
+    assert changed.errors["InvalidInput"].meaning == "a changed meaning"
+    assert len(list(store.iterdir())) == 2  # the old table's form stays, under its own key, unused
 
 
 def test_an_unwritable_cache_leaves_the_load_working(tmp_path, monkeypatch):

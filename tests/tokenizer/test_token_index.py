@@ -4,6 +4,7 @@ as the Python dict over the same list did (dict(zip(...)), or its reversed form 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -22,6 +23,16 @@ def test_the_core_string_table_answers_as_the_dict_zip_index_does():
     assert [table.text(i) for i in range(len(table))] == VOCABULARY
     assert all(type(table[token]) is int for token in VOCABULARY)
     assert table.byte_lengths().tolist() == [len(token.encode()) for token in VOCABULARY]
+
+
+def test_the_byte_lengths_of_given_positions_come_in_their_order_and_a_bad_position_is_refused():
+    table = _core.string_table_from_list(VOCABULARY)
+    positions = [len(VOCABULARY) - 1, 0, 2, 2]
+    assert table.byte_lengths(np.array(positions)).tolist() == [len(VOCABULARY[i].encode()) for i in positions]
+    assert table.byte_lengths([]).tolist() == []
+    for bad in ([len(VOCABULARY)], [-1]):
+        with pytest.raises(IndexError, match="position out of range"):
+            table.byte_lengths(bad)
 
 
 @pytest.mark.parametrize("absent", ["", "▁th", "日", "a" * 299, "\ud800", b"<s>", 3, None])
