@@ -158,6 +158,38 @@ py::array_t<float> matmul_py(uint32_t type, const py::buffer& weight, int64_t ro
     return y;
 }
 
+// s8-q8lanes: the product over weights already in the Rows8 layout, read in place (the PROT_NONE tests
+// place them before a guard page), and row r of a matrix in either layout as floats (the embedding lookup).
+WeightView packed_view(uint32_t type, const py::buffer& packed, int64_t rows, int64_t cols) {
+    const WeightView w = weight_view(type, packed, rows, cols);
+    if (!repackable(w) || rows8_bytes(w) != size_t(rows) * w.row_bytes) {
+        throw Error(code::InvalidInput, std::string("no Rows8 layout of ") + type_name(type) + " [" + std::to_string(rows) + ", " +
+                                            std::to_string(cols) + "] is read in place");
+    }
+    return rows8_view(w, const_cast<void*>(w.data));
+}
+
+py::array_t<float> matmul_packed_py(uint32_t type, const py::buffer& packed, int64_t rows, int64_t cols, const FloatArray& x,
+                                    const Threads& threads) {
+    const WeightView w = packed_view(type, packed, rows, cols);
+    const int64_t n = rows_of(x, cols, "x");
+    py::array_t<float> y({n, rows});
+    const float* src = x.data();
+    float* dst = y.mutable_data();
+    const std::shared_ptr<ThreadPool> owned = pool_of(threads);
+    py::gil_scoped_release release;
+    matmul(w, src, n, dst, *owned);
+    return y;
+}
+
+py::array_t<float> weight_row_py(uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols, int64_t r, bool packed) {
+    const WeightView w = packed ? packed_view(type, weight, rows, cols) : weight_view(type, weight, rows, cols);
+    if (r < 0 || r >= rows) throw Error(code::InvalidInput, "row " + std::to_string(r) + " is outside [0, " + std::to_string(rows) + ")");
+    py::array_t<float> out(cols);
+    dequantize_weight_row(w, r, out.mutable_data());
+    return out;
+}
+
 using ProductSpec = std::tuple<uint32_t, py::buffer, int64_t, bool>;
 
 // The read-ahead matmul.h's read_ahead_for gives products (ProductSpec tuples, not repacked): per thread,
@@ -572,6 +604,10 @@ void kernels(py::module_& m) {
           py::arg("threads") = 0, py::arg("repacked") = false,
           "y[n, rows] = x[n, cols] . W^T (the numeric contract is in matmul.h); repacked: through the Rows8 layout the model loads "
           "(kernels/repack.h)");
+    m.def("matmul_packed", &matmul_packed_py, py::arg("ggml_type"), py::arg("packed"), py::arg("rows"), py::arg("cols"), py::arg("x"),
+          py::arg("threads") = 0, "y[n, rows] = x[n, cols] . W^T over weights already in the Rows8 layout (kernels.repack's bytes), read in place");
+    m.def("weight_row", &weight_row_py, py::arg("ggml_type"), py::arg("weight"), py::arg("rows"), py::arg("cols"), py::arg("row"),
+          py::arg("packed") = false, "row `row` of the matrix as float32 (the embedding lookup); packed: the weight is in the Rows8 layout");
     m.def("quantize_blocks", &quantize_blocks_py, py::arg("x"), py::arg("block"),
           "the active set's activation quantization of x [blocks * block] -> (codes int8, scales f32, sums of each 16 codes int16)");
     m.def("matmul_shared", &matmul_shared_py, py::arg("products"), py::arg("cols"), py::arg("x"), py::arg("threads") = 0,
@@ -581,7 +617,9 @@ void kernels(py::module_& m) {
           "of the products `then` (same tuples, not repacked, same cols) as read_ahead_for splits them");
     m.def("read_ahead_ranges", &read_ahead_ranges, py::arg("products"), py::arg("cols"), py::arg("threads") = 0,
           "matmul.h's read_ahead_for(products): per thread, its ranges as (product index, byte offset, bytes)");
-    m.def("repackable", [](uint32_t t, int64_t rows) { return kernels_support(t) && repackable_type(static_cast<TensorType>(t)) && rows > 0 && rows % kRows8 == 0; },
+    // Q8_0 has a Rows8 layout (kernels.repack makes it) but the load leaves it in the file's (forward/weights.cpp).
+    m.def("repackable", [](uint32_t t, int64_t rows) { return kernels_support(t) && repackable_type(static_cast<TensorType>(t)) &&
+                                                              t != uint32_t(TensorType::Q8_0) && rows > 0 && rows % kRows8 == 0; },
           py::arg("ggml_type"), py::arg("rows"), "True when a [rows, cols] matrix of this type is repacked at load (kernels/repack.h)");
     m.def("repack", [](uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols, const Threads& threads) {
         const WeightView w = weight_view(type, weight, rows, cols);

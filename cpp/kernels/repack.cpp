@@ -29,10 +29,14 @@ PlainOffsets plain_offsets(TensorType t) {
         case TensorType::Q4_1: return {offsetof(BlockQ4_1, m), 0, offsetof(BlockQ4_1, qs)};
         case TensorType::Q5_0: return {0, offsetof(BlockQ5_0, qh), offsetof(BlockQ5_0, qs)};
         case TensorType::Q5_1: return {offsetof(BlockQ5_1, m), offsetof(BlockQ5_1, qh), offsetof(BlockQ5_1, qs)};
+        case TensorType::Q8_0: return {0, 0, offsetof(BlockQ8_0, qs)};
         default: break;
     }
     throw Error(code::InvalidInput, std::string(type_name(uint32_t(t))) + " has no repacked layout");
 }
+
+// The 4-byte chunks of a block's qs: 16 packed nibble bytes (Q4/Q5), or Q8_0's 32 codes.
+int qs_chunks(TensorType t) { return t == TensorType::Q8_0 ? 8 : 4; }
 
 // Offsets of m, qh and qs inside an x8 block (repack.h).
 struct X8Offsets {
@@ -87,6 +91,12 @@ struct Plain<TensorType::Q5_1> {
     static constexpr bool mins = true, qh = true;
     static constexpr size_t m = offsetof(BlockQ5_1, m), qh_at = offsetof(BlockQ5_1, qh), qs = offsetof(BlockQ5_1, qs);
 };
+template <>
+struct Plain<TensorType::Q8_0> {
+    using Block = BlockQ8_0;
+    static constexpr bool mins = false, qh = false;
+    static constexpr size_t m = 0, qh_at = 0, qs = offsetof(BlockQ8_0, qs);
+};
 
 // One x8 block from the eight rows' block b (group: the group in the file's
 // layout). Every byte of the x8 block is written.
@@ -104,7 +114,8 @@ inline void pack_block(const uint8_t* group, size_t row_bytes, int64_t b, uint8_
             std::memcpy(&high, blk + P::qh_at, 4);
             for (int k = 0; k < 4; ++k) out[x8_qh + 4 * r + k] = every_fourth_bit(high >> k);
         }
-        for (int j = 0; j < 4; ++j) std::memcpy(out + x8_qs + 32 * j + 4 * r, blk + P::qs + 4 * j, 4);
+        constexpr int chunks = sizeof(typename P::Block) == sizeof(BlockQ8_0) ? 8 : 4;  // qs_chunks
+        for (int j = 0; j < chunks; ++j) std::memcpy(out + x8_qs + 32 * j + 4 * r, blk + P::qs + 4 * j, 4);
     }
 }
 
@@ -122,7 +133,7 @@ void unpack_block(TensorType t, const uint8_t* x8, int r, uint8_t* out) {
         }
         std::memcpy(out + po.qh, &high, 4);
     }
-    for (int j = 0; j < 4; ++j) std::memcpy(out + po.qs + 4 * j, x8 + xo.qs + 32 * j + 4 * r, 4);
+    for (int j = 0; j < qs_chunks(t); ++j) std::memcpy(out + po.qs + 4 * j, x8 + xo.qs + 32 * j + 4 * r, 4);
 }
 
 // ---- Q4_K ----
@@ -229,7 +240,7 @@ void unpack_q6_k(const uint8_t* x8, int r, uint8_t* out) {
 
 bool repackable_type(TensorType type) {
     return type == TensorType::Q4_0 || type == TensorType::Q4_1 || type == TensorType::Q5_0 || type == TensorType::Q5_1 ||
-           type == TensorType::Q4_K || type == TensorType::Q6_K;
+           type == TensorType::Q4_K || type == TensorType::Q6_K || type == TensorType::Q8_0;
 }
 
 bool repackable(const WeightView& w) {
@@ -259,6 +270,7 @@ Scales scales_of(TensorType t) {
         case TensorType::Q5_1: return {{offsetof(BlockQ5_1, d), offsetof(BlockQ5_1, m)}, 2};
         case TensorType::Q4_K: return {{offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin)}, 2};
         case TensorType::Q6_K: return {{offsetof(BlockQ6_K, d), 0}, 1};
+        case TensorType::Q8_0: return {{offsetof(BlockQ8_0, d), 0}, 1};
         default: break;
     }
     throw Error(code::InvalidInput, std::string(type_name(uint32_t(t))) + " has no repacked layout");
@@ -318,6 +330,7 @@ PackGroup group_packer(TensorType t) {
         case TensorType::Q5_1: return pack_group<TensorType::Q5_1>;
         case TensorType::Q4_K: return pack_group<TensorType::Q4_K>;
         case TensorType::Q6_K: return pack_group<TensorType::Q6_K>;
+        case TensorType::Q8_0: return pack_group<TensorType::Q8_0>;
         default: break;
     }
     throw Error(code::InvalidInput, std::string(type_name(uint32_t(t))) + " has no repacked layout");
@@ -331,7 +344,7 @@ void check_repackable(const WeightView& w) {
     if (!repackable(w)) {
         throw Error(code::InvalidInput, std::string("cannot repack ") + type_name(uint32_t(w.type)) + " weights [" +
                                             std::to_string(w.rows) + ", " + std::to_string(w.cols) +
-                                            "]: needs Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q6_K in the file's layout with rows a multiple of 8");
+                                            "]: needs Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q6_K in the file's layout with rows a multiple of 8");
     }
 }
 
@@ -427,6 +440,16 @@ WeightView rows8_view(const WeightView& w, void* dst) {
     packed.data = dst;
     packed.layout = WeightLayout::Rows8;
     return packed;
+}
+
+void dequantize_weight_row(const WeightView& w, int64_t r, float* dst) {
+    if (w.layout != WeightLayout::Rows8) {
+        dequantize_row(w.type, static_cast<const uint8_t*>(w.data) + size_t(r) * w.row_bytes, dst, w.cols);
+        return;
+    }
+    std::vector<uint8_t> row(w.row_bytes);
+    unpack_row8(w, r, row.data());
+    dequantize_row(w.type, row.data(), dst, w.cols);
 }
 
 void unpack_row8(const WeightView& w, int64_t r, uint8_t* dst) {

@@ -12,6 +12,17 @@
 //   qh  uint8 [32]         Q5_0/Q5_1: byte 4r+k, bit c = the fifth bit of row r's element 4c+k
 //   qs  uint8 [4][32]      Q4/Q5: vector j, byte 4r+k = row r's qs[4j+k]: its low
 //                          nibble is element 4j+k, its high nibble element 16+4j+k
+//       int8 [8][32]       Q8_0: vector c, byte 4r+k = row r's code of element 4c+k
+//
+// Q8_0's x8 block (272 bytes) has its lanes across the rows for the decode
+// products' sake: one broadcast of an activation's four codes of chunk c meets
+// the eight rows' codes of that chunk, and the eight rows' int32 block sums
+// come out in one vector, so the convert, the scale product and the FMA of a
+// block serve eight rows (its kernels: kernels/x86/matmul.cpp, rows8_q8_0; in
+// the file's layout those three are made per row and block, and set the
+// pace). Its d first and
+// the unaligned qs loads measured as fast as the scales grouped after the
+// group's codes with aligned loads (a scratch prototype, 4096 x 576, m = 1..8).
 //
 // Q4_K (super-blocks of 256 in eight sub-blocks of 32) is laid out alike, per
 // super-block b, in 1184 bytes (the eight blocks' 1152 and 32 more: the 6-bit
@@ -53,7 +64,7 @@ namespace ggufsm {
 
 constexpr int64_t kRows8 = 8;
 
-// True when `type` has a Rows8 layout (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K).
+// True when `type` has a Rows8 layout (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K).
 bool repackable_type(TensorType type);
 // True when w (in the file's layout) can be repacked: a repackable type and rows % 8 == 0.
 bool repackable(const WeightView& w);
@@ -90,6 +101,11 @@ WeightView rows8_view(const WeightView& w, void* dst);
 // Row r of a Rows8 matrix back in the file's layout: dst holds w.row_bytes.
 // The scalar reference reads repacked weights through this (kernels/scalar/matmul.cpp).
 void unpack_row8(const WeightView& w, int64_t r, uint8_t* dst);
+
+// Row r of w (either layout) dequantized into dst [w.cols]: exactly the file's row, as dequantize_row
+// (quant.h) gives it: the token embedding's lookup once a tied output matrix is repacked (not yet at
+// load: forward/weights.cpp keeps the output in the file's layout, for the first token's sake).
+void dequantize_weight_row(const WeightView& w, int64_t r, float* dst);
 
 // Bytes of one x8 block (eight rows' block or super-block b).
 size_t rows8_block_bytes(TensorType type);

@@ -1,5 +1,6 @@
 // The scalar reference matmul kernels: plain C++ over the block layouts, the
 // semantics every SIMD variant must reproduce (tests/kernels/test_isa_variants.py).
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -112,6 +113,21 @@ float dot_q8_0(const uint8_t* row, const QuantizedActivations& x, int64_t i, int
     for (int64_t b = 0; b < cols / QK32; ++b) {
         const int isum = dot_codes(w[b].qs, x.q8_32_half(i, b, 0), 16) + dot_codes(w[b].qs + 16, x.q8_32_half(i, b, 1), 16);
         acc += fp16_to_fp32(w[b].d) * ds[2 * b] * static_cast<float>(isum);
+    }
+    return acc;
+}
+
+// Q8_0 repacked (WeightLayout::Rows8), in the order of its x86 kernel (kernels/x86/matmul.cpp,
+// q8_0_x8_group): per block the exact integer sum, times d_w * d_a rounded to float, added by one
+// fused multiply-add, blocks in order. The same bits as that kernel; dot_q8_0 above (the file's layout)
+// adds unfused, so the two layouts' results differ in the last bits, within matmul.h's bound.
+float dot_q8_0_rows8(const uint8_t* row, const QuantizedActivations& x, int64_t i, int64_t cols) {
+    const BlockQ8_0* w = reinterpret_cast<const BlockQ8_0*>(row);
+    const float* ds = x.ds(i);
+    float acc = 0;
+    for (int64_t b = 0; b < cols / QK32; ++b) {
+        const int isum = dot_codes(w[b].qs, x.q8_32_half(i, b, 0), 16) + dot_codes(w[b].qs + 16, x.q8_32_half(i, b, 1), 16);
+        acc = std::fma(fp16_to_fp32(w[b].d) * ds[2 * b], static_cast<float>(isum), acc);
     }
     return acc;
 }
@@ -258,6 +274,7 @@ void fill_matmul(KernelSet& set) {
     set.matmul_rows8[7] = rows8<dot_min32<BlockQ5_1>>;
     set.matmul_rows8[12] = rows8<dot_q45_k<BlockQ4_K>>;
     set.matmul_rows8[14] = rows8<dot_q6_k>;
+    set.matmul_rows8[8] = rows8<dot_q8_0_rows8>;
     set.matmul_rows[0] = rows<dot_f32>;
     set.matmul_rows[1] = rows<dot_half<fp16_to_fp32>>;
     set.matmul_rows[30] = rows<dot_half<bf16_to_fp32>>;
