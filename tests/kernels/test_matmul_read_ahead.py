@@ -6,9 +6,6 @@ changes no bit of any product."""
 
 from __future__ import annotations
 
-import ctypes
-import mmap
-
 import numpy as np
 import pytest
 from gguf.constants import GGMLQuantizationType
@@ -16,10 +13,6 @@ from gguf.constants import GGMLQuantizationType
 from ggufsm._core import kernels
 from ggufsm.reference.bench.quant_blocks import random_weights
 
-PAGE = mmap.PAGESIZE
-PROT_NONE = 0
-LIBC = ctypes.CDLL(None, use_errno=True)
-LIBC.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 READ_AHEAD_MAX = 192 << 10  # ThreadPool::kReadAheadBytes
 
 Q4_1, Q8_0, Q4_K = GGMLQuantizationType.Q4_1, GGMLQuantizationType.Q8_0, GGMLQuantizationType.Q4_K
@@ -58,23 +51,6 @@ def test_each_thread_reads_ahead_the_start_of_its_part_inside_the_weights(produc
         assert k1 != k2 or o1 + n1 <= o2
 
 
-@pytest.fixture
-def before_a_guard_page():
-    """place(a) -> a copy of the uint8 array `a` whose last byte is the last before a PROT_NONE page."""
-    maps = []
-
-    def place(a: np.ndarray) -> np.ndarray:
-        pages = -(-a.nbytes // PAGE) + 1
-        region = mmap.mmap(-1, (pages + 2) * PAGE)
-        maps.append(region)
-        base = np.frombuffer(region, dtype=np.uint8)
-        assert LIBC.mprotect(base.ctypes.data + pages * PAGE, 2 * PAGE, PROT_NONE) == 0, ctypes.get_errno()
-        copy = base[pages * PAGE - a.nbytes:pages * PAGE].reshape(a.shape)
-        copy[...] = a
-        return copy
-
-    yield place
-    maps.clear()
 
 
 @pytest.mark.parametrize("qtype", [Q4_1, Q8_0, Q4_K], ids=lambda t: t.name)

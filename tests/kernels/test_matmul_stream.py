@@ -5,9 +5,6 @@ right before an inaccessible page is multiplied without a fault, to the same bit
 
 from __future__ import annotations
 
-import ctypes
-import mmap
-
 import numpy as np
 import pytest
 from gguf.constants import GGMLQuantizationType
@@ -15,31 +12,6 @@ from simd_variants import SIMD_VARIANTS
 
 from ggufsm._core import kernels
 from ggufsm.reference.bench.quant_blocks import random_weights
-
-PAGE = mmap.PAGESIZE
-PROT_NONE = 0  # <sys/mman.h>; the mmap module exports only PROT_READ and PROT_WRITE
-LIBC = ctypes.CDLL(None, use_errno=True)
-LIBC.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-
-
-@pytest.fixture
-def before_a_guard_page():
-    """place(a) -> a copy of the uint8 array `a` whose last byte is the last before a PROT_NONE page."""
-    maps = []
-
-    def place(a: np.ndarray) -> np.ndarray:
-        pages = -(-a.nbytes // PAGE) + 1
-        region = mmap.mmap(-1, (pages + 2) * PAGE)  # two guard pages, so even 8 KiB of read-ahead meets one
-        maps.append(region)
-        base = np.frombuffer(region, dtype=np.uint8)
-        guard = base.ctypes.data + pages * PAGE
-        assert LIBC.mprotect(guard, 2 * PAGE, PROT_NONE) == 0, ctypes.get_errno()
-        copy = base[pages * PAGE - a.nbytes:pages * PAGE].reshape(a.shape)
-        copy[...] = a
-        return copy
-
-    yield place
-    maps.clear()  # unmapped (guard pages included) once the test's views are gone
 
 
 @pytest.mark.parametrize("isa", ["scalar", *SIMD_VARIANTS])

@@ -8,8 +8,6 @@ the file layout's product. A row of the repacked matrix still dequantizes to the
 
 from __future__ import annotations
 
-import ctypes
-import mmap
 import zlib
 
 import numpy as np
@@ -30,10 +28,6 @@ ALL_ISAS = ["scalar", *SIMD_VARIANTS]
 # Activation rows: decode's one, a batched step's two to eight (one pass each), prefill's more (passes of eight).
 ACTIVATION_ROWS = [1, 2, 3, 4, 5, 7, 8, 9, 17]
 
-PAGE = mmap.PAGESIZE
-PROT_NONE = 0  # <sys/mman.h>
-LIBC = ctypes.CDLL(None, use_errno=True)
-LIBC.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
 
 def case(label: str, rows: int, cols: int, n: int):
@@ -130,23 +124,6 @@ def test_the_extreme_codes_against_the_largest_activations_do_not_saturate(isa, 
     assert np.array_equal(y.view(np.uint32), packed_product(weights, rows, cols, x, "scalar").view(np.uint32))
 
 
-@pytest.fixture
-def before_a_guard_page():
-    """place(a) -> a copy of the uint8 array `a` whose last byte is the last before a PROT_NONE page."""
-    maps = []
-
-    def place(a: np.ndarray) -> np.ndarray:
-        pages = -(-a.nbytes // PAGE) + 1
-        region = mmap.mmap(-1, (pages + 2) * PAGE)  # two guard pages: past the bytes the kernel prefetches ahead
-        maps.append(region)
-        base = np.frombuffer(region, dtype=np.uint8)
-        assert LIBC.mprotect(base.ctypes.data + pages * PAGE, 2 * PAGE, PROT_NONE) == 0, ctypes.get_errno()
-        copy = base[pages * PAGE - a.nbytes:pages * PAGE].reshape(a.shape)
-        copy[...] = a
-        return copy
-
-    yield place
-    maps.clear()
 
 
 @pytest.mark.parametrize("isa", ALL_ISAS)
