@@ -617,9 +617,8 @@ void kernels(py::module_& m) {
           "of the products `then` (same tuples, not repacked, same cols) as read_ahead_for splits them");
     m.def("read_ahead_ranges", &read_ahead_ranges, py::arg("products"), py::arg("cols"), py::arg("threads") = 0,
           "matmul.h's read_ahead_for(products): per thread, its ranges as (product index, byte offset, bytes)");
-    // Q8_0 has a Rows8 layout (kernels.repack makes it) but the load leaves it in the file's (forward/weights.cpp).
-    m.def("repackable", [](uint32_t t, int64_t rows) { return kernels_support(t) && repackable_type(static_cast<TensorType>(t)) &&
-                                                              t != uint32_t(TensorType::Q8_0) && rows > 0 && rows % kRows8 == 0; },
+    m.def("repackable", [](uint32_t t, int64_t rows) { return kernels_support(t) && repacked_at_load(static_cast<TensorType>(t)) &&
+                                                              rows > 0 && rows % kRows8 == 0; },
           py::arg("ggml_type"), py::arg("rows"), "True when a [rows, cols] matrix of this type is repacked at load (kernels/repack.h)");
     m.def("repack", [](uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols, const Threads& threads) {
         const WeightView w = weight_view(type, weight, rows, cols);

@@ -268,8 +268,7 @@ void LlamaModel::repack_layers() {
     std::vector<WeightView*> todo;
     for (LlamaLayer& l : weights_.layers) {
         for (WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
-            // s8-q8lanes: Q8_0 (which has a Rows8 layout now) stays in the file's layout at load for now.
-            if (repackable(*v) && v->type != TensorType::Q8_0) todo.push_back(v);
+            if (repackable(*v) && repacked_at_load(v->type)) todo.push_back(v);
         }
     }
     if (todo.empty()) return;

@@ -247,6 +247,8 @@ bool repackable(const WeightView& w) {
     return w.layout == WeightLayout::Rows && repackable_type(w.type) && w.rows > 0 && w.rows % kRows8 == 0;
 }
 
+bool repacked_at_load(TensorType type) { return repackable_type(type) && type != TensorType::Q8_0; }
+
 size_t rows8_block_bytes(TensorType type) { return type == TensorType::Q4_K ? kQ4KX8Bytes : 8 * block_bytes(type); }
 static_assert(kQ6KX8Bytes == 8 * sizeof(BlockQ6_K));
 size_t rows8_group_bytes(const WeightView& w) { return size_t(w.cols / block_size(w.type)) * rows8_block_bytes(w.type); }

@@ -68,6 +68,10 @@ constexpr int64_t kRows8 = 8;
 bool repackable_type(TensorType type);
 // True when w (in the file's layout) can be repacked: a repackable type and rows % 8 == 0.
 bool repackable(const WeightView& w);
+// True when the load repacks a layer matrix of `type` (forward/weights.cpp): every repackable type but
+// Q8_0, whose Rows8 kernels add in another float order than its file layout's and whose repack into fresh
+// memory cost the first token more than it gave (docs/benchmarks/96-quiet-session8.md).
+bool repacked_at_load(TensorType type);
 
 // Bytes of w repacked (w.rows * w.row_bytes for the 32-block types, 32 more
 // per eight rows and super-block for Q4_K), and of one group of eight rows.
