@@ -661,9 +661,6 @@ void kernels(py::module_& m) {
           "token's attention on the calling thread below 256 positions (attention.h), and one session's decode step "
           "walked by the pool's threads as a team rather than a dispatch per product (forward/pass.cpp); all on by "
           "default, none changes a bit");
-    m.def("set_decode_kv_prefetch", &set_decode_kv_prefetch, py::arg("on") = true,
-          "For the benches' A/B within one process: a batched decode step reads ahead each session's cache of a layer "
-          "before its q/k/v products (attention.h, prefetch_decode_kv); on by default, no bit changes");
     m.def("force_isa", [](const std::string& name) { kernels::force(parse_isa(name)); }, py::arg("isa"),
           "swap in the whole kernel set of `isa`");
     m.def("active_set", &active_set, "entry of the active kernel set -> the variant whose kernel it is");

@@ -29,10 +29,6 @@ constexpr int64_t kInlineActivationElements = 8 * 1536;
 // Sessions of a batched decode step whose attention queries live on the stack (more go to the heap).
 constexpr size_t kMaxDecodeQueries = 16;
 
-// A batched decode step reads ahead its sessions' caches of a layer (attention.h, prefetch_decode_kv)
-// while they take at most this much: a third of the 1 MiB L2, beside the q/k/v weights streaming through it.
-constexpr int64_t kKvReadAheadBytes = 384 * 1024;
-
 // fn(begin, end) over rows [0, n): on the pool when there are at least min_rows, inline otherwise.
 template <typename Fn>
 void for_rows(ThreadPool& pool, int64_t n, Fn&& fn, int64_t min_rows = kSplitCheapRows) {
@@ -80,7 +76,7 @@ public:
           one_token_each_(segments.size() > 1 && std::all_of(segments.begin(), segments.end(), [](const PassSegment& seg) {
                               return seg.rows == 1;
                           })),
-          team_(team), member_(member), shared_(shared), kv_read_ahead_fits_(kv_read_ahead_fits(segments, model.hparams())) {}
+          team_(team), member_(member), shared_(shared) {}
 
     void run(const int64_t* tokens, int64_t n) {
         const Clock::time_point started = profile_ ? Clock::now() : Clock::time_point{};
@@ -268,15 +264,6 @@ private:
         const int64_t hd = hp_.head_dim, q_width = hp_.n_head * hd, kv_width = hp_.n_head_kv * hd;
         const bool slides = hp_.layer_slides(layer);
         const int64_t n_embd = hp_.n_embd, n_head = hp_.n_head, n_head_kv = hp_.n_head_kv;
-        if (one_token_each_ && kv_read_ahead_fits_ && decode_kv_prefetch()) {
-            // A batched decode step: each session's cache of this layer read ahead now, while the q/k/v
-            // products run, for the attention after them (attention.h, prefetch_decode_kv).
-            for (const PassSegment& seg : segments_) {
-                const size_t at = size_t(layer * kv_width * seg.kv->kv_ctx);
-                prefetch_decode_kv(&seg.kv->k[at], &seg.kv->v[at], seg.kv->kv_ctx, n_head_kv, hd, seg.start_pos,
-                                   slides ? hp_.sliding_window : 0);
-            }
-        }
         timed(ForwardOp::Norm, [&] {
             for_rows(pool_, n, [&](int64_t b, int64_t e) {
                 rmsnorm(&s_.x[size_t(b * n_embd)], l.attn_norm, &s_.xb[size_t(b * n_embd)], e - b, n_embd, hp_.rms_eps);
@@ -480,18 +467,6 @@ private:
     Team* team_;                 // the team walking this pass, or nullptr (dispatched)
     const int member_;           // this walker's member index in team_
     TeamShared* shared_;
-    const bool kv_read_ahead_fits_;  // a layer's caches of every segment fit kKvReadAheadBytes
-
-    // Whether one layer's K and V of every segment, up to its position, fit the read-ahead's budget: a
-    // longer context streams its caches (the hardware prefetchers follow the contiguous rows), and a
-    // read-ahead of megabytes would only push the products' weights out of L2.
-    static bool kv_read_ahead_fits(const std::vector<PassSegment>& segments, const LlamaHparams& hp) {
-        int64_t bytes = 0;
-        for (const PassSegment& seg : segments) {
-            bytes += (seg.start_pos + seg.rows) * hp.n_head_kv * hp.head_dim * 2 * int64_t(sizeof(KvCache::Element));
-        }
-        return bytes <= kKvReadAheadBytes;
-    }
 };
 
 }  // namespace

@@ -15,10 +15,6 @@
 #include "kernels/kernel_set.h"
 #include "kernels/quant.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#endif
-
 namespace ggufsm {
 
 namespace {
@@ -296,47 +292,6 @@ float keep(float x) { return x; }
 }  // namespace
 
 void set_inline_decode_attention(bool on) { inline_decode.store(on); }
-
-namespace {
-
-std::atomic<bool> kv_prefetch{true};
-
-void prefetch_lines(const void* begin, const void* end) {
-    for (const char* line = static_cast<const char*>(begin); line < static_cast<const char*>(end); line += 64) {
-#if defined(__x86_64__) || defined(_M_X64)
-        _mm_prefetch(line, _MM_HINT_T1);
-#else
-        __builtin_prefetch(line, 0, 2);
-#endif
-    }
-}
-
-template <typename T>
-void prefetch_decode_kv_any(const T* k_cache, const T* v_cache, int64_t n_ctx, int64_t n_head_kv, int64_t hd, int64_t pos,
-                            int64_t sliding_window) {
-    if (pos < 0 || pos >= n_ctx || hd <= 0) return;  // nothing the attention would read (it checks, and throws)
-    const int64_t first = sliding_window > 0 ? std::max<int64_t>(0, pos - sliding_window + 1) : 0;
-    for (int64_t h = 0; h < n_head_kv; ++h) {
-        // Keys: the tiles holding positions first..pos; values: their rows.
-        prefetch_lines(k_cache + (h * n_ctx + first / kKeyTile * kKeyTile) * hd, k_cache + (h * n_ctx + (pos / kKeyTile + 1) * kKeyTile) * hd);
-        prefetch_lines(v_cache + (h * n_ctx + first) * hd, v_cache + (h * n_ctx + pos + 1) * hd);
-    }
-}
-
-}  // namespace
-
-void prefetch_decode_kv(const float* k_cache, const float* v_cache, int64_t n_ctx, int64_t n_head_kv, int64_t hd, int64_t pos,
-                        int64_t sliding_window) {
-    prefetch_decode_kv_any(k_cache, v_cache, n_ctx, n_head_kv, hd, pos, sliding_window);
-}
-
-void prefetch_decode_kv(const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_ctx, int64_t n_head_kv, int64_t hd,
-                        int64_t pos, int64_t sliding_window) {
-    prefetch_decode_kv_any(k_cache, v_cache, n_ctx, n_head_kv, hd, pos, sliding_window);
-}
-
-void set_decode_kv_prefetch(bool on) { kv_prefetch.store(on); }
-bool decode_kv_prefetch() { return kv_prefetch.load(std::memory_order_relaxed); }
 
 void store_kv(const float* k, const float* v, float* k_cache, float* v_cache, int64_t n_ctx, int64_t hd, int64_t kv_head,
               int64_t pos) {

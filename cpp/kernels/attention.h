@@ -62,20 +62,6 @@ void attention(const float* q, const uint16_t* k_cache, const uint16_t* v_cache,
                int64_t start_pos, int64_t n_ctx, int64_t n_head, int64_t n_head_kv, int64_t hd, float scale,
                int64_t sliding_window, ThreadPool& pool);
 
-// Reads ahead into the calling thread's caches the cache lines of one layer's K and V (laid out as above)
-// that a decode token at `pos` attends (positions up to pos, within the sliding window if any): a batched
-// decode step asks it before its q/k/v products, so the attention after them reads its sessions' caches
-// from L2 rather than from memory (the pass streams the weights through the caches between two visits of
-// a layer). A prefetch only: no value changes, and it never faults.
-void prefetch_decode_kv(const float* k_cache, const float* v_cache, int64_t n_ctx, int64_t n_head_kv, int64_t hd, int64_t pos,
-                        int64_t sliding_window);
-void prefetch_decode_kv(const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_ctx, int64_t n_head_kv, int64_t hd,
-                        int64_t pos, int64_t sliding_window);
-// Whether a batched decode step reads ahead its sessions' caches (on by default): off only for the
-// benches' A/B within one process (kernels.set_decode_kv_prefetch). Either way the same bits.
-void set_decode_kv_prefetch(bool on);
-bool decode_kv_prefetch();
-
 // Whether one decode token below 256 positions runs on the calling thread (on by default): off only for
 // the benches' A/B within one process (kernels.set_step_shape). Either way the same bits.
 void set_inline_decode_attention(bool on);

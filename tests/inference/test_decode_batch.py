@@ -56,20 +56,6 @@ def test_each_session_of_a_batch_gets_the_logits_its_own_decode_gives_tiny_gemma
     assert_batched_equals_alone(model_of(write_tiny_gemma3(tmp_path / "g.gguf")), steps=6)
 
 
-@pytest.mark.parametrize("read_ahead", [False, True], ids=["kv read-ahead off", "kv read-ahead on"])
-def test_the_kv_read_ahead_of_a_batched_step_changes_no_bit_either_way(tmp_path, read_ahead):
-    """A batched step reads ahead its sessions' caches (attention.h, prefetch_decode_kv): a prefetch, so the
-    logits are every session's own decode's with it off or on, over a sliding window (tiny Gemma 3) too."""
-    from ggufsm._core import kernels
-
-    kernels.set_decode_kv_prefetch(read_ahead)
-    try:
-        assert_batched_equals_alone(model_of(write_tiny_llama(tmp_path / "l.gguf")), steps=4)
-        assert_batched_equals_alone(model_of(write_tiny_gemma3(tmp_path / "g.gguf")), steps=4)
-    finally:
-        kernels.set_decode_kv_prefetch(True)
-
-
 @pytest.mark.real_model
 @pytest.mark.parametrize("name", ["smollm2", "gemma3"])
 def test_each_session_of_a_batch_gets_the_logits_its_own_decode_gives_real_models(name, request):
