@@ -265,6 +265,9 @@ void forward(py::module_& m) {
         "The first index of the largest logit (numpy's argmax), or -1 - the index of the first non-finite one; the GIL "
         "released while it reads. A session's own logits (its decode's or prefill's view, or session.logits): the answer "
         "the forward computed as it wrote them, without reading them again");
+    m.def("set_settled_greedy", &set_settled_greedy, py::arg("on") = true,
+          "For the benches' A/B within one process: whether prefill, decode and a batched decode settle each session's "
+          "greedy token as they write its logits (on by default; off, greedy_token reads the row again); no token changes");
     m.def("shared_pool_count", &shared_pool_count, "worker pools alive in the process (one per thread count in use)");
 }
 

@@ -265,6 +265,12 @@ std::shared_ptr<ThreadPool> shared_pool(int n_threads);
 // Pools alive in the process (diagnostics, tests).
 size_t shared_pool_count();
 
+// Whether a call settles the greedy token of the logits it writes (SessionLogits; on by default): off
+// only for the benches' A/B within one process (_core.set_settled_greedy, `ggufsm bench batch
+// --settled-ab`), every greedy choice then reading its row again. Either way the same tokens.
+void set_settled_greedy(bool on);
+bool settled_greedy();
+
 // A session's logits buffer [n_vocab], and the greedy token of the values in it (greedy_token: the
 // argmax, or -1 - the first non-finite index) as the call that wrote them computed it while they were
 // in cache, kUnknown while none has. The sampler's greedy choice then reads one integer instead of
@@ -276,7 +282,7 @@ struct SessionLogits {
     // Values about to be overwritten: no greedy token until the call writing them has finished.
     void forget() { greedy.store(kUnknown, std::memory_order_relaxed); }
     // The values are final (the call succeeded): their greedy token, read while they are in cache.
-    void settle() { greedy.store(greedy_token(values.get(), n), std::memory_order_relaxed); }
+    void settle() { greedy.store(settled_greedy() ? greedy_token(values.get(), n) : kUnknown, std::memory_order_relaxed); }
     const std::unique_ptr<float[]> values;
     const int64_t n;
     std::atomic<int64_t> greedy{kUnknown};

@@ -1,5 +1,6 @@
 // LlamaSession: one sequence through the fused forward (forward.h); the pass
 // itself is forward/pass.cpp.
+#include <atomic>
 #include <string>
 
 #include "errors.h"
@@ -15,7 +16,12 @@ namespace {
 
 std::string str(int64_t v) { return std::to_string(v); }
 
+std::atomic<bool> settle_greedy{true};
+
 }  // namespace
+
+void set_settled_greedy(bool on) { settle_greedy.store(on); }
+bool settled_greedy() { return settle_greedy.load(std::memory_order_relaxed); }
 
 LlamaSession::LlamaSession(std::shared_ptr<const LlamaModel> model, int64_t n_ctx, int64_t n_batch)
     : model_(std::move(model)), hp_(model_->hparams()), n_ctx_(n_ctx), n_batch_(std::min(n_batch, n_ctx)) {

@@ -189,3 +189,21 @@ def test_non_finite_logits_settle_as_the_first_non_finite_index_as_greedy_token_
     first_bad = int(np.flatnonzero(~np.isfinite(logits))[0])
     assert session.greedy_token == -1 - first_bad
     assert _core.greedy_token(logits) == -1 - first_bad
+
+
+def test_with_settling_off_no_greedy_token_is_settled_and_the_greedy_choice_reads_the_row(tiny):
+    """The benches' in-process A/B (`_core.set_settled_greedy`): off, every call leaves the token unknown, and
+    greedy_token reads the logits themselves, to the same token."""
+    sessions = [_core.LlamaSession(tiny, 16) for _ in range(2)]
+    _core.set_settled_greedy(False)
+    try:
+        for s in sessions:
+            s.prefill([1, 2, 3], 0)
+        _core.DecodeBatch(tiny).decode(sessions, [4, 5], [3, 3])
+        for s in sessions:
+            assert s.greedy_token is None
+            assert _core.greedy_token(s.logits) == int(np.argmax(s.logits))
+    finally:
+        _core.set_settled_greedy(True)
+    sessions[0].decode(6, 4)
+    assert_settled(sessions[0])
