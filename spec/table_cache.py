@@ -155,3 +155,25 @@ def prune(folder: Path, keep: str) -> None:
 def _remove(path: Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+def clear() -> tuple[int, int]:
+    """Removes every stored form and temporary file (`ggufsm cache clear spec`): (files removed, bytes freed).
+    The next load takes the full path and stores its form again."""
+    folder = cache_folder()
+    removed = freed = 0
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0, 0
+    for name in names:
+        if not (name.endswith(".json") or (name.startswith(TEMPORARY_PREFIX) and name.endswith(TEMPORARY_SUFFIX))):
+            continue  # not ours
+        try:
+            size = os.stat(folder / name).st_size
+            os.unlink(folder / name)
+        except OSError:
+            continue
+        removed += 1
+        freed += size
+    return removed, freed

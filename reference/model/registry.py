@@ -95,7 +95,8 @@ def model_path(entry: RegistryEntry) -> Path:
     return models_dir() / entry.filename
 
 
-def _stamp_path(path: Path) -> Path:
+def stamp_path(path: Path) -> Path:
+    """The stamp file beside a cached model: its sha256, size and mtime when last verified."""
     return path.with_name(path.name + ".sha256.json")
 
 
@@ -130,13 +131,13 @@ def _stamp(sha256: str, stat: os.stat_result) -> dict:
 
 def _read_stamp(path: Path) -> dict | None:
     try:
-        return json.loads(_stamp_path(path).read_text(encoding="utf-8"))
+        return json.loads(stamp_path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
 
 def _write_stamp(path: Path, sha256: str) -> None:
-    _stamp_path(path).write_text(json.dumps(_stamp(sha256, path.stat())) + "\n", encoding="utf-8")
+    stamp_path(path).write_text(json.dumps(_stamp(sha256, path.stat())) + "\n", encoding="utf-8")
 
 
 def sha256_of_file(path: Path) -> str:
