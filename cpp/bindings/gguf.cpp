@@ -18,6 +18,7 @@
 #include "gguf/finite_scan.h"
 #include "gguf/model.h"
 #include "gguf/read_ahead.h"
+#include "gguf/utf8.h"
 
 namespace py = pybind11;
 using namespace ggufsm::gguf;
@@ -353,6 +354,14 @@ void gguf(py::module_& m) {
         py::arg("data"), py::arg("width"), py::arg("mask"), py::arg("offset"), py::arg("stride"), py::arg("count"),
         "index of the first of `count` floats (`width` bytes, `stride` apart from byte `offset`) whose bits & mask == "
         "mask (a NaN or an infinity), or None");
+    m.def(
+        "utf8_error_at",
+        [](const py::bytes& text) -> py::object {
+            const std::string_view view = text;
+            const size_t at = utf8_error_at(reinterpret_cast<const uint8_t*>(view.data()), view.size());
+            return at == SIZE_MAX ? py::object(py::none()) : py::object(py::int_(at));
+        },
+        py::arg("text"), "the index of the first invalid byte of `text` as strict UTF-8 (gguf/utf8.h), or None");
     m.def("set_read_ahead_distance", &set_read_ahead_distance, py::arg("bytes"),
           "bytes files opened from now on read ahead of their loads (0: automatic, read_ahead.h); returns the last setting");
     m.def("read_ahead_distance", &read_ahead_distance, "the distance files opened now read ahead of their loads");

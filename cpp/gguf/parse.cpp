@@ -12,6 +12,7 @@
 
 #include "errors.h"
 #include "gguf/gguf.h"
+#include "gguf/utf8.h"
 
 namespace ggufsm::gguf {
 
@@ -40,42 +41,6 @@ std::string quoted(std::string_view text) {
 
 bool checked_mul(uint64_t a, uint64_t b, uint64_t* out) { return !__builtin_mul_overflow(a, b, out); }
 bool checked_add(uint64_t a, uint64_t b, uint64_t* out) { return !__builtin_add_overflow(a, b, out); }
-
-// Strict UTF-8 (RFC 3629: no overlongs, no surrogates, at most U+10FFFF),
-// exactly what Python's strict decoder accepts. Returns the index of the
-// first bad byte, or npos.
-size_t utf8_error_at(const uint8_t* text, size_t length) {
-    size_t i = 0;
-    while (i < length) {
-        // ASCII runs are the common case; skip 8 bytes at a time.
-        while (i + 8 <= length) {
-            uint64_t chunk;
-            std::memcpy(&chunk, text + i, 8);
-            if (chunk & 0x8080808080808080ull) break;
-            i += 8;
-        }
-        if (i >= length) break;
-        const uint8_t lead = text[i];
-        if (lead < 0x80) { ++i; continue; }
-        size_t extra;
-        uint8_t low = 0x80, high = 0xBF;  // allowed range of the first continuation byte
-        if (lead >= 0xC2 && lead <= 0xDF) extra = 1;
-        else if (lead == 0xE0) { extra = 2; low = 0xA0; }
-        else if (lead >= 0xE1 && lead <= 0xEC) extra = 2;
-        else if (lead == 0xED) { extra = 2; high = 0x9F; }
-        else if (lead >= 0xEE && lead <= 0xEF) extra = 2;
-        else if (lead == 0xF0) { extra = 3; low = 0x90; }
-        else if (lead >= 0xF1 && lead <= 0xF3) extra = 3;
-        else if (lead == 0xF4) { extra = 3; high = 0x8F; }
-        else return i;
-        if (extra >= length - i) return i;  // truncated sequence
-        if (text[i + 1] < low || text[i + 1] > high) return i;
-        for (size_t k = 2; k <= extra; ++k)
-            if ((text[i + k] & 0xC0) != 0x80) return i;
-        i += extra + 1;
-    }
-    return std::string::npos;
-}
 
 // A bounds-checked cursor over the file. `what` callables build the field's
 // description only when a check fails, so the happy path allocates nothing.
@@ -119,7 +84,7 @@ public:
                     std::to_string(size_) + ")");
         }
         const uint8_t* text = base_ + position_;
-        if (const size_t bad = check_text_ ? utf8_error_at(text, length) : std::string::npos; bad != std::string::npos) {
+        if (const size_t bad = check_text_ ? utf8_error_at(text, size_t(length)) : SIZE_MAX; bad != SIZE_MAX) {
             invalid(what() + " at offset " + std::to_string(start) + ": invalid UTF-8 at byte offset " +
                     std::to_string(position_ + bad));
         }
