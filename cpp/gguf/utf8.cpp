@@ -57,6 +57,8 @@ constexpr std::array<uint64_t, 256> make_rows() {
 }
 
 constexpr std::array<uint64_t, 256> kRows = make_rows();
+static_assert((kRows[0x41] & 63) == kAccept && (kRows[0xE2] & 63) == kNeed2 && ((kRows[0x80] >> kNeed1) & 63) == kAccept,
+              "the rows send ASCII to itself, a 3-byte lead to two left, a continuation on to the end");
 
 // ------------------------------------------------------- the byte scan
 
@@ -96,11 +98,19 @@ size_t scan_error_at(const uint8_t* text, size_t length) {
 
 }  // namespace
 
+const uint64_t kUtf8Rows[256] = {
+#define ROW(b) kRows[b], kRows[b + 1], kRows[b + 2], kRows[b + 3], kRows[b + 4], kRows[b + 5], kRows[b + 6], kRows[b + 7]
+    ROW(0x00), ROW(0x08), ROW(0x10), ROW(0x18), ROW(0x20), ROW(0x28), ROW(0x30), ROW(0x38),
+    ROW(0x40), ROW(0x48), ROW(0x50), ROW(0x58), ROW(0x60), ROW(0x68), ROW(0x70), ROW(0x78),
+    ROW(0x80), ROW(0x88), ROW(0x90), ROW(0x98), ROW(0xA0), ROW(0xA8), ROW(0xB0), ROW(0xB8),
+    ROW(0xC0), ROW(0xC8), ROW(0xD0), ROW(0xD8), ROW(0xE0), ROW(0xE8), ROW(0xF0), ROW(0xF8),
+#undef ROW
+};
+
 bool utf8_valid(const uint8_t* text, size_t length) {
-    uint64_t state = kAccept;
-    // The shift count is taken mod 64 (x86's SHRX does it in hardware); only the low 6 bits of state matter.
-    for (size_t i = 0; i < length; ++i) state = kRows[text[i]] >> (state & 63);
-    return (state & 63) == kAccept;
+    uint64_t state = kUtf8Accept;
+    for (size_t i = 0; i < length; ++i) state = utf8_step(state, text[i]);
+    return utf8_accepts(state);
 }
 
 size_t utf8_error_at(const uint8_t* text, size_t length) {
