@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -64,6 +65,7 @@ ReadAhead::ReadAhead(const uint8_t* begin, uint64_t size, uint64_t window, uint6
     // Read once per mapping (/proc/meminfo: tens of microseconds); a window is its floor, or the reader could never
     // take a step.
     distance_ = std::max(window_, distance_ ? distance_ : read_ahead_distance());
+    page_ = uint64_t(sysconf(_SC_PAGESIZE));
     try {
         ended_ = false;
         thread_ = std::thread([this] { run(); });
@@ -95,8 +97,13 @@ void ReadAhead::run() {
             if (!may_read(lock, at, n)) break;
         }
         if (!resident(begin_ + at, n)) {
+            // madvise takes a page-aligned start: the page holding the window's first byte is mapped (a mapping's
+            // start is aligned; a caller's buffer may not be), and the length is rounded up to the page holding its
+            // last byte, so nothing outside the pages of [begin, begin + size) is touched.
+            const uintptr_t first = reinterpret_cast<uintptr_t>(begin_ + at);
+            const uintptr_t start = first / page_ * page_;
             // EINVAL (a kernel without it), EFAULT (the file shrank), ENOMEM: the load's faults do the rest.
-            if (madvise(const_cast<uint8_t*>(begin_ + at), size_t(n), MADV_POPULATE_READ) != 0) break;
+            if (madvise(reinterpret_cast<void*>(start), size_t(first - start + n), MADV_POPULATE_READ) != 0) break;
             windows_read_.fetch_add(1);
         }
         handled_to_.store(at + n);

@@ -97,6 +97,7 @@ private:
     uint64_t size_;
     uint64_t window_;
     uint64_t distance_;
+    uint64_t page_ = 4096;
     std::atomic<uint64_t> read_to_{0};
     std::atomic<uint64_t> windows_read_{0};
     std::atomic<uint64_t> handled_to_{0};

@@ -10,9 +10,11 @@ ended), so no assertion here depends on time."""
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 
+import numpy as np
 import pytest
 from gguf import GGMLQuantizationType
 
@@ -26,6 +28,9 @@ WINDOW = 64 << 10
 WINDOWS = 32
 DISTANCE = 4 * WINDOW
 FILE_WINDOW = 8 << 20  # read_ahead.h's kWindow, the window of a model file's read-ahead
+PROT_NONE = 0  # <sys/mman.h> (the mmap module exports only PROT_READ and PROT_WRITE)
+LIBC = ctypes.CDLL(None, use_errno=True)
+LIBC.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
 
 @pytest.fixture
@@ -136,6 +141,24 @@ def test_a_file_that_shrinks_under_the_reader_ends_it_without_a_fault(mapped):
     probe.finish(False)
     assert probe.state["handled_to"] == DISTANCE
     assert not probe.state["running"]
+
+
+def test_a_buffer_that_ends_before_a_guard_page_and_starts_mid_page_is_read_to_its_last_byte_and_no_further():
+    # Its start is not page-aligned (madvise wants one), its size no multiple of the window, and the two pages after
+    # its last byte are PROT_NONE: populating one of them would fail the reader, reading one would fault.
+    size = 10 * WINDOW + WINDOW // 2 + 100
+    pages = -(-size // mmap.PAGESIZE) + 1
+    region = mmap.mmap(-1, (pages + 2) * mmap.PAGESIZE)
+    base = np.frombuffer(region, dtype=np.uint8)
+    assert LIBC.mprotect(base.ctypes.data + pages * mmap.PAGESIZE, 2 * mmap.PAGESIZE, PROT_NONE) == 0
+    buffer = base[pages * mmap.PAGESIZE - size:pages * mmap.PAGESIZE]
+    buffer[...] = 7
+    probe = _core.ReadAheadProbe(buffer, WINDOW, 4 * WINDOW)
+    probe.read_through(size)
+    probe.wait_idle()
+    assert probe.state["handled_to"] == size
+    assert not probe.state["running"]
+    del probe, buffer, base
 
 
 def test_the_automatic_distance_is_at_least_a_window_and_at_most_512_mib():
