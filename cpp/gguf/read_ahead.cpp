@@ -78,7 +78,10 @@ ReadAhead::ReadAhead(const uint8_t* begin, uint64_t size, uint64_t window, uint6
 ReadAhead::~ReadAhead() { finish(true); }
 
 bool ReadAhead::may_read(std::unique_lock<std::mutex>& lock, uint64_t at, uint64_t n) {
-    auto within = [&] { return at + n <= read_to_.load() + distance_; };
+    auto within = [&] {
+        const uint64_t read_to = read_to_.load();
+        return at + n <= read_to || at + n - read_to <= distance_;  // no read_to + distance: a set distance may be huge
+    };
     while (!stop_ && !within()) {
         if (to_bound_) return false;
         waiting_ = true;
