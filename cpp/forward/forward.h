@@ -22,6 +22,7 @@
 // (kernels/); these files only orchestrate them.
 #pragma once
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -267,6 +268,29 @@ std::shared_ptr<ThreadPool> shared_pool(int n_threads);
 // Pools alive in the process (diagnostics, tests).
 size_t shared_pool_count();
 
+// Whether a call settles the greedy token of the logits it writes (SessionLogits; on by default): off
+// only for the benches' A/B within one process (_core.set_settled_greedy, `ggufsm bench batch
+// --settled-ab`), every greedy choice then reading its row again. Either way the same tokens.
+void set_settled_greedy(bool on);
+bool settled_greedy();
+
+// A session's logits buffer [n_vocab], and the greedy token of the values in it (greedy_token: the
+// argmax, or -1 - the first non-finite index) as the call that wrote them computed it while they were
+// in cache, kUnknown while none has. The sampler's greedy choice then reads one integer instead of
+// the 196 KB row (a SmolLM2 handle's Python after a batched pass, when everything it touches is cold;
+// bindings/forward.cpp greedy_token). Shared, as the buffer: a view handed out outlives the session.
+struct SessionLogits {
+    static constexpr int64_t kUnknown = INT64_MIN;
+    explicit SessionLogits(int64_t n_vocab) : values(new float[size_t(n_vocab)]()), n(n_vocab) {}
+    // Values about to be overwritten: no greedy token until the call writing them has finished.
+    void forget() { greedy.store(kUnknown, std::memory_order_relaxed); }
+    // The values are final (the call succeeded): their greedy token, read while they are in cache.
+    void settle() { greedy.store(settled_greedy() ? greedy_token(values.get(), n) : kUnknown, std::memory_order_relaxed); }
+    const std::unique_ptr<float[]> values;
+    const int64_t n;
+    std::atomic<int64_t> greedy{kUnknown};
+};
+
 class LlamaSession {
 public:
     // Throws InvalidInput unless n_ctx and n_batch are positive.
@@ -284,10 +308,10 @@ public:
     void prefill(const int64_t* tokens, int64_t n, int64_t start_pos);
     void decode(int64_t token, int64_t pos) { prefill(&token, 1, pos); }
 
-    // The logits [n_vocab] of the last evaluated token: one buffer for the
+    // The logits [n_vocab] of the last evaluated token (and their greedy token): one buffer for the
     // session's life, overwritten by every prefill and decode. Shared, so a
     // view handed out (Python's read-only array) outlives the session safely.
-    const std::shared_ptr<float[]>& logits() const { return logits_; }
+    const std::shared_ptr<SessionLogits>& logits() const { return logits_; }
 
     const LlamaModel& model() const { return *model_; }
     int64_t n_ctx() const { return n_ctx_; }
@@ -319,7 +343,7 @@ private:
     int64_t n_ctx_, n_batch_;
     KvCache kv_;
     ForwardScratch scratch_;
-    std::shared_ptr<float[]> logits_;  // [n_vocab]
+    std::shared_ptr<SessionLogits> logits_;
     std::unique_ptr<ForwardProfile> profile_;
     bool profiling_ = false;
 };
