@@ -113,7 +113,8 @@ py::array run(LlamaSession& session, const std::vector<int64_t>& tokens, int64_t
 
 int64_t vocabulary(const LlamaSession& session) { return int64_t(session.logits_bytes() / sizeof(float)); }
 
-// None, or {passes, rows, seconds, ops: [{op, type, seconds, calls}]} (LlamaSession's and DecodeBatch's profile).
+// None, or {passes, rows, seconds, ops: [{op, type, seconds, calls}], waits: [{op, member0_seconds, others_seconds}],
+// walked_seconds, ran_seconds: (member 0, the others)} (LlamaSession's and DecodeBatch's profile).
 py::object profile_dict(const ForwardProfile* p) {
     if (!p) return py::none();
     py::list ops;
@@ -129,7 +130,20 @@ py::object profile_dict(const ForwardProfile* p) {
             ops.append(row);
         }
     }
+    py::list waits;
+    for (int op = 0; op < ForwardProfile::kOps; ++op) {
+        const int64_t first = p->wait_ns[0][size_t(op)], others = p->wait_ns[1][size_t(op)];
+        if (first == 0 && others == 0) continue;
+        py::dict row;
+        row["op"] = forward_op_name(ForwardOp(op));
+        row["member0_seconds"] = double(first) * 1e-9;
+        row["others_seconds"] = double(others) * 1e-9;
+        waits.append(row);
+    }
     py::dict d;
+    d["waits"] = waits;
+    d["walked_seconds"] = py::make_tuple(double(p->walked_ns[0]) * 1e-9, double(p->walked_ns[1]) * 1e-9);
+    d["ran_seconds"] = py::make_tuple(double(p->ran_ns[0]) * 1e-9, double(p->ran_ns[1]) * 1e-9);
     d["passes"] = p->passes;
     d["rows"] = p->rows;
     d["seconds"] = double(p->pass_ns) * 1e-9;

@@ -239,6 +239,14 @@ struct ForwardProfile {
     std::array<std::array<int64_t, kTypes>, kOps> ns{};     // [op][weight type; 0 for ops without one]
     std::array<std::array<int64_t, kTypes>, kOps> calls{};
     int64_t passes = 0, pass_ns = 0, rows = 0;              // whole passes: their count, time and rows
+    // A walked step (pass.cpp): the time its members spent in each op's phases not running a part (waiting for
+    // the phase before to finish, or finding nothing left to take): [0] member 0 (it runs the small ops), [1] the
+    // others, summed. A product's wait is mostly the small ops before it; a small op's, the product's tail.
+    std::array<std::array<int64_t, kOps>, 2> wait_ns{};
+    // And per member ([0] member 0, [1] the others summed): its time from the pass's start to its leaving the walk
+    // (at the end, or resigned to the others on a busy machine), and its time running parts (a product's rows, an
+    // attention job, a small op). A worker's member that resigned leaves the rest of the step to member 0.
+    std::array<int64_t, 2> walked_ns{}, ran_ns{};
 };
 
 // One sequence's KV cache, attention.h's layout per layer over n_ctx rounded
@@ -394,5 +402,11 @@ void run_pass(const LlamaModel& model, ForwardScratch& scratch, const int64_t* t
 // default): off only for the benches' A/B within one process (kernels.set_step_shape). Either way the
 // same bits.
 void set_layer_walk(bool on);
+// A walked step's products cut into parts of about `bytes` each (a member done with its share takes the
+// others' last parts); 0: as the dispatched step cuts them. No bit changes (kernels.set_step_shape).
+void set_walk_part_bytes(int64_t bytes);
+// A pass's RoPE rotations computed once and shared by its layers (on), or again for each layer's q and k
+// (off: the step before), for the benches' A/B; the same floats either way.
+void set_rope_once(bool on);
 
 }  // namespace ggufsm
