@@ -258,10 +258,10 @@ private:
         const int64_t part_bytes = walk_part_bytes.load(std::memory_order_relaxed);
         for (size_t f = 0; f < 3; ++f) {
             if (!after.count[f]) continue;
-            // Cut finer than the dispatched split, a member's share no longer starts at part `member`.
-            team_->set_read_ahead(member_, part_bytes > 0
-                                               ? SharedParts(after.products[f].data(), after.count[f], pool_, part_bytes).read_ahead(team_->size())
-                                               : read_ahead_for(after.products[f].data(), after.count[f], pool_));
+            // A member's share of the parts, not part `member`: even the dispatched split cuts a product into
+            // several parts a thread (per_thread), and read_ahead_for's part t would be member 0's share.
+            team_->set_read_ahead(member_, SharedParts(after.products[f].data(), after.count[f], pool_, part_bytes)
+                                               .read_ahead(team_->size()));
             return;
         }
     }
