@@ -175,6 +175,9 @@ private:
     void place_in_huge_pages();
     void repack_layers();
     void check_q8_0_scales();
+    // Tells the file's read-ahead the load reads from `at` now (gguf/read_ahead.h); a pointer outside the mapping
+    // (the huge-page copy) says nothing.
+    void read_through(const void* at) const;
     void release();
 };
 
