@@ -178,6 +178,36 @@ void forward(py::module_& m) {
             },
             "tensor's byte offset in the file -> the byte offset within it of its first NaN or infinite block scale, or "
             "None: the matrices whose scales the load's read already checked (the repack's, the Q8_0 scan's)")
+        .def_property_readonly(
+            "output_repack",
+            [](const LlamaModel& model) -> py::object {
+                const OutputRepack* r = model.output_repack();
+                if (!r) return py::none();
+                static const char* const names[] = {"waiting", "repacking", "ready", "swapped", "cancelled", "failed"};
+                return py::str(names[int(r->state())]);
+            },
+            "the output matrix's repack after the first pass (forward/output_repack.h): None (none for this model), "
+            "'waiting' (for the first pass to end), 'repacking', 'ready', 'swapped', 'cancelled' or 'failed'")
+        .def(
+            "wait_output_repack",
+            [](const LlamaModel& model, bool start) -> py::object {
+                OutputRepack* r = model.output_repack();
+                if (!r) return py::none();
+                py::gil_scoped_release release;
+                if (start) r->start();
+                r->wait_done();
+                return py::none();
+            },
+            py::arg("start") = false,
+            "block until the output's repack has ended (swapped, with the file pages released, or cancelled/failed); start: "
+            "start it now rather than after the first pass. With a pass in flight on another thread, the swap waits for it")
+        .def_property_readonly("output_copy", [](const LlamaModel& model) {
+            const OutputRepack* r = model.output_repack();
+            py::dict d;
+            d["bytes"] = r ? r->copy_bytes() : 0;
+            d["huge_page_bytes"] = r ? r->huge_page_bytes() : 0;
+            return d;
+        }, "the output's Rows8 copy: its bytes and of them in 2 MiB pages (0 before the repack)")
         .def_property_readonly("weights_copied", &LlamaModel::copy_bytes, "bytes of the weights' huge-page copy (0: read in place)")
         .def_property_readonly("weights_in_huge_pages", &LlamaModel::huge_page_bytes,
                                "bytes of that copy the kernel backs with 2 MiB pages now (AnonHugePages)")
@@ -197,6 +227,11 @@ void forward(py::module_& m) {
             },
             py::arg("tokens"),
             "InvalidInput unless every token is an integer in [0, n_vocab): the one rule the forward and the runtime's guard apply");
+
+    m.def("set_output_repack", &set_output_repack, py::arg("on"),
+          "whether models loaded from now on repack their Q8_0 output matrix after the first pass (default on; "
+          "forward/output_repack.h): off, it stays in the file's layout, read in the same float order");
+    m.def("output_repack_enabled", &output_repack_enabled);
 
     py::class_<LlamaSession>(m, "LlamaSession", "One sequence over a LlamaModel: KV cache (f16), scratch, logits.")
         .def(py::init([](std::shared_ptr<LlamaModel> model, int64_t n_ctx, int64_t n_batch) {

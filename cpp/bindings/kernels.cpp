@@ -141,8 +141,9 @@ py::tuple quantize_blocks_py(const FloatArray& x, int64_t block) {
 }
 
 py::array_t<float> matmul_py(uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols, const FloatArray& x, const Threads& threads,
-                             bool repacked) {
+                             bool repacked, bool rows8_order) {
     WeightView w = weight_view(type, weight, rows, cols);
+    w.rows8_order = rows8_order;
     const int64_t n = rows_of(x, cols, "x");
     py::array_t<float> y = x.ndim() == 1 ? py::array_t<float>(rows) : py::array_t<float>({n, rows});
     const float* src = x.data();
@@ -444,9 +445,10 @@ py::array_t<uint16_t> to_half_py(const FloatArray& x) {
 }
 
 double matvec_seconds_py(uint32_t type, const std::vector<py::buffer>& weights, int64_t rows, int64_t cols, const FloatArray& x,
-                         int repeats, const Threads& threads, bool repacked) {
+                         int repeats, const Threads& threads, bool repacked, bool rows8_order) {
     std::vector<WeightView> views;
     for (const py::buffer& w : weights) views.push_back(weight_view(type, w, rows, cols));
+    for (WeightView& v : views) v.rows8_order = rows8_order;
     const int64_t n = rows_of(x, cols, "x");
     const float* src = x.data();
     const std::shared_ptr<ThreadPool> owned = pool_of(threads);
@@ -460,8 +462,9 @@ double matvec_seconds_py(uint32_t type, const std::vector<py::buffer>& weights, 
 }
 
 double matmul_seconds_py(uint32_t type, const py::buffer& weight, int64_t rows, int64_t cols, const FloatArray& x, int repeats,
-                         const Threads& threads, bool repacked) {
+                         const Threads& threads, bool repacked, bool rows8_order) {
     WeightView w = weight_view(type, weight, rows, cols);
+    w.rows8_order = rows8_order;
     const int64_t n = rows_of(x, cols, "x");
     const float* src = x.data();
     const std::shared_ptr<ThreadPool> owned = pool_of(threads);
@@ -601,9 +604,9 @@ void kernels(py::module_& m) {
     m.def("dequantize", &dequantize, py::arg("ggml_type"), py::arg("data"), py::arg("n"),
           "The first n elements encoded in data, as float32 (exact)");
     m.def("matmul", &matmul_py, py::arg("ggml_type"), py::arg("weight"), py::arg("rows"), py::arg("cols"), py::arg("x"),
-          py::arg("threads") = 0, py::arg("repacked") = false,
+          py::arg("threads") = 0, py::arg("repacked") = false, py::arg("rows8_order") = false,
           "y[n, rows] = x[n, cols] . W^T (the numeric contract is in matmul.h); repacked: through the Rows8 layout the model loads "
-          "(kernels/repack.h)");
+          "(kernels/repack.h); rows8_order: the file's layout summed in the Rows8 kernels' float order (matmul.h, WeightView)");
     m.def("matmul_packed", &matmul_packed_py, py::arg("ggml_type"), py::arg("packed"), py::arg("rows"), py::arg("cols"), py::arg("x"),
           py::arg("threads") = 0, "y[n, rows] = x[n, cols] . W^T over weights already in the Rows8 layout (kernels.repack's bytes), read in place");
     m.def("weight_row", &weight_row_py, py::arg("ggml_type"), py::arg("weight"), py::arg("rows"), py::arg("cols"), py::arg("row"),
@@ -728,9 +731,9 @@ void kernels(py::module_& m) {
           "ThreadPool::run_team over a chain of phases (Team::phase of each count): (each part's run count, parts run "
           "before the phase before theirs was done)");
     m.def("matvec_seconds", &matvec_seconds_py, py::arg("ggml_type"), py::arg("weights"), py::arg("rows"), py::arg("cols"),
-          py::arg("x"), py::arg("repeats") = 5, py::arg("threads") = 0, py::arg("repacked") = false);
+          py::arg("x"), py::arg("repeats") = 5, py::arg("threads") = 0, py::arg("repacked") = false, py::arg("rows8_order") = false);
     m.def("matmul_seconds", &matmul_seconds_py, py::arg("ggml_type"), py::arg("weight"), py::arg("rows"), py::arg("cols"),
-          py::arg("x"), py::arg("repeats") = 5, py::arg("threads") = 0, py::arg("repacked") = false,
+          py::arg("x"), py::arg("repeats") = 5, py::arg("threads") = 0, py::arg("repacked") = false, py::arg("rows8_order") = false,
           "best-of-repeats seconds of y[n, rows] = x[n, cols] . W^T (a prefill's product; x quantized outside the timing)");
 
     // ---- the int8 compute peak (bench/int8_peak.h)

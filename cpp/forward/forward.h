@@ -33,6 +33,7 @@
 #include <mutex>
 #include <vector>
 
+#include "forward/output_repack.h"
 #include "gguf/model.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
@@ -130,6 +131,31 @@ public:
     const std::vector<ScaleCheck>& scales_checked() const { return scales_checked_; }
     const LlamaHparams& hparams() const { return hp_; }
     const LlamaWeights& weights() const { return weights_; }
+    // The output matrix and the token embedding as a pass reads them (inside a PassReads): weights()'s views
+    // until the output's background repack (forward/output_repack.h) swaps in its Rows8 copy; a tied
+    // embedding reads that copy too (dequantize_weight_row).
+    const WeightView& output() const { return output_repack_ ? output_repack_->current() : weights_.output; }
+    const WeightView& token_embd() const { return output_repack_ && tied_ ? output_repack_->current() : weights_.token_embd; }
+    // One pass's reads of output() and token_embd(): the views stay the same from construction to
+    // destruction (the swap waits for a moment with no pass in flight); the first one's end starts the
+    // output's repack.
+    class PassReads {
+    public:
+        explicit PassReads(const LlamaModel& model) : repack_(model.output_repack_.get()) {
+            if (repack_) repack_->enter();
+        }
+        ~PassReads() {
+            if (repack_) repack_->leave();
+        }
+        PassReads(const PassReads&) = delete;
+        PassReads& operator=(const PassReads&) = delete;
+
+    private:
+        OutputRepack* repack_;
+    };
+    // The output's background repack, or nullptr (not Q8_0, rows % 8 != 0, no repack, the huge-page copy,
+    // or set_output_repack(false) at load).
+    OutputRepack* output_repack() const { return output_repack_.get(); }
     const gguf::Model& file() const { return *file_; }
     ThreadPool& pool() const { return *pool_; }
 
@@ -145,6 +171,8 @@ private:
     size_t repacked_bytes_ = 0;
     double repack_seconds_ = 0;
     std::vector<ScaleCheck> scales_checked_;
+    bool tied_ = false;  // the output matrix is the token embedding
+    std::unique_ptr<OutputRepack> output_repack_;
     void place_in_huge_pages();
     void repack_layers();
     void check_q8_0_scales();

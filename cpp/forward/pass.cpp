@@ -11,6 +11,7 @@
 
 #include "forward/forward.h"
 #include "kernels/quant.h"
+#include "kernels/repack.h"
 
 namespace ggufsm {
 
@@ -133,10 +134,10 @@ private:
     }
 
     void embed(const int64_t* tokens, int64_t n) {
-        const WeightView& e = model_.weights().token_embd;
+        const WeightView& e = model_.token_embd();
         for (int64_t t = 0; t < n; ++t) {
             float* row = &s_.x[size_t(t * hp_.n_embd)];
-            dequantize_row(e.type, static_cast<const uint8_t*>(e.data) + size_t(tokens[t]) * e.row_bytes, row, hp_.n_embd);
+            dequantize_weight_row(e, tokens[t], row);  // either layout: a tied embedding is repacked after the first pass
             if (hp_.embd_scale != 1.0f) {
                 for (int64_t i = 0; i < hp_.n_embd; ++i) row[i] *= hp_.embd_scale;
             }
@@ -449,7 +450,7 @@ private:
             project(ForwardOp::MatmulDown, s_.gate.data(), n, {{&l.w_down, s_.xb.data()}},
                     {{&after.wq, nullptr}, {&after.wk, nullptr}, {&after.wv, nullptr}});
         } else {
-            project(ForwardOp::MatmulDown, s_.gate.data(), n, {{&l.w_down, s_.xb.data()}}, {{&model_.weights().output, nullptr}});
+            project(ForwardOp::MatmulDown, s_.gate.data(), n, {{&l.w_down, s_.xb.data()}}, {{&model_.output(), nullptr}});
         }
         residual(l.post_ffn_norm, n);
     }
@@ -488,7 +489,7 @@ private:
         });
         // One segment: straight into its buffer; several: through the scratch.
         float* out = m == 1 ? wanting[0]->logits : s_.logits.data();
-        project(ForwardOp::MatmulOutput, s_.xb.data(), m, {{&w.output, out}});
+        project(ForwardOp::MatmulOutput, s_.xb.data(), m, {{&model_.output(), out}});
         timed(ForwardOp::Softcap, [&] {
             for (int64_t j = 0; j < m; ++j) {
                 float* logits = wanting[size_t(j)]->logits;
@@ -565,6 +566,7 @@ void run_pass(const LlamaModel& model, ForwardScratch& scratch, const int64_t* t
     int64_t wanting = 0;
     for (const PassSegment& seg : segments) wanting += seg.logits ? 1 : 0;
     if (wanting > 1) scratch.logits.resize(size_t(wanting * model.hparams().n_vocab));
+    const LlamaModel::PassReads reads(model);  // model.output() stays one view for the whole pass
     ThreadPool& pool = model.pool();
     // One session's decode token: the layers walked by the pool's threads as a team (Pass), one
     // dispatch a step instead of ~120 (30 SmolLM2 layers of 4 products each, and the attention).

@@ -154,7 +154,7 @@ void check_token_ids(const int64_t* tokens, int64_t n, int64_t n_vocab) {
 
 namespace {
 
-constexpr size_t kHugePage = size_t(2) << 20;
+constexpr size_t kHugePage = kHugePageBytes;
 
 // Every pointer of `w` that lies in [from, from + n) moved to the same offset in `to`.
 void rebase(LlamaWeights& w, const uint8_t* from, size_t n, uint8_t* to) {
@@ -170,22 +170,6 @@ void rebase(LlamaWeights& w, const uint8_t* from, size_t n, uint8_t* to) {
         for (WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) move_view(*v);
         for (const float** f : {&l.attn_norm, &l.q_norm, &l.k_norm, &l.post_attn_norm, &l.ffn_norm, &l.post_ffn_norm}) move(*f);
     }
-}
-
-// `bytes` (a multiple of the page size) of anonymous memory starting on a 2 MiB boundary,
-// advised MADV_HUGEPAGE, or nullptr. THP backs only aligned 2 MiB ranges: an unaligned mapping keeps its
-// first and last partial 2 MiB on 4 KiB pages (the repacked SmolLM2 matrices, 63 MiB, got 60 or
-// 62 MiB of huge pages by where ASLR put them, and 500 more page faults in the first case).
-uint8_t* map_huge_page_aligned(size_t bytes) {
-    // Over-allocate by one huge page and trim both ends to the boundary.
-    void* raw = mmap(nullptr, bytes + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) return nullptr;
-    uint8_t* base = static_cast<uint8_t*>(raw);
-    const size_t lead = (kHugePage - reinterpret_cast<uintptr_t>(base) % kHugePage) % kHugePage;
-    if (lead) munmap(base, lead);
-    if (kHugePage - lead) munmap(base + lead + bytes, kHugePage - lead);
-    madvise(base + lead, bytes, MADV_HUGEPAGE);  // advice only: a kernel without THP keeps 4 KiB pages
-    return base + lead;
 }
 
 // The jobs (and the views they replace) sorted by where their source lies: the layers come in the
@@ -225,6 +209,18 @@ LlamaModel::LlamaModel(std::shared_ptr<const gguf::Model> file, int n_threads, W
         }
     }
     if (copy_) mprotect(copy_, copy_bytes_, PROT_READ);  // the weights are read-only, as in the mapping
+    // s9-q8order: a Q8_0 output matrix (SmolLM2's and Gemma 3's, tied to the embedding) is read in the Rows8
+    // kernels' float order in the file's layout too, so its repack after the first pass, on a thread of
+    // its own (forward/output_repack.h), changes no result; at load it would cost the first token (fresh
+    // memory's first touch). The huge-page copy already holds it on 2 MiB pages: it stays there.
+    tied_ = weights_.output.data == weights_.token_embd.data;
+    if (weights_.output.type == TensorType::Q8_0) {
+        weights_.output.rows8_order = true;
+        if (tied_) weights_.token_embd.rows8_order = true;
+        if (repack && !copy_ && repackable(weights_.output) && output_repack_enabled()) {
+            output_repack_ = std::make_unique<OutputRepack>(weights_.output, true);
+        }
+    }
 }
 
 void LlamaModel::place_in_huge_pages() {
@@ -376,7 +372,10 @@ void LlamaModel::release() {
     copy_ = packed_ = nullptr;
 }
 
-LlamaModel::~LlamaModel() { release(); }
+LlamaModel::~LlamaModel() {
+    output_repack_.reset();  // cancels a repack under way and waits for its thread
+    release();
+}
 
 size_t LlamaModel::huge_page_bytes() const { return copy_ ? anon_huge_page_bytes(copy_) : 0; }
 

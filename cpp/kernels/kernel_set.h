@@ -89,6 +89,9 @@ struct KernelSet {
     // The same over WeightLayout::Rows8 weights (row_begin, row_end multiples of 8);
     // nullptr: a type that is never repacked (kernels/repack.h).
     MatmulRowsFn matmul_rows8[kTypeSlots] = {};
+    // WeightLayout::Rows weights with WeightView::rows8_order: the file's layout summed in matmul_rows8's
+    // float order (Q8_0 only; nullptr elsewhere).
+    MatmulRowsFn matmul_rows_rows8_order[kTypeSlots] = {};
     QuantizeBlocksFn quantize_blocks = nullptr;
     AttendFn<float> attend_f32 = nullptr;
     AttendFn<uint16_t> attend_f16 = nullptr;

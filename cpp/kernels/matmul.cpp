@@ -188,8 +188,11 @@ kernels::MatmulRowsFn kernel_for(const WeightView& w, const QuantizedActivations
     }
     const uint32_t id = static_cast<uint32_t>(w.type);
     const kernels::KernelSet& set = kernels::active();
-    const kernels::MatmulRowsFn fn = w.layout == WeightLayout::Rows8 ? set.matmul_rows8[id] : set.matmul_rows[id];
-    if (!fn) throw Error(code::InvalidInput, std::string("no kernel runs repacked ") + type_name(id) + " weights");
+    const bool rows8 = w.layout == WeightLayout::Rows8;
+    const kernels::MatmulRowsFn fn = rows8 ? set.matmul_rows8[id] : w.rows8_order ? set.matmul_rows_rows8_order[id] : set.matmul_rows[id];
+    if (!fn) {
+        throw Error(code::InvalidInput, std::string("no kernel runs ") + type_name(id) + (rows8 ? " weights repacked" : " weights in the Rows8 order"));
+    }
     return fn;
 }
 

@@ -41,6 +41,10 @@ struct WeightView {
     int64_t cols = 0;
     size_t row_bytes = 0;
     WeightLayout layout = WeightLayout::Rows;
+    // Rows layout, Q8_0: the products summed in the Rows8 kernels' float order (KernelSet::
+    // matmul_rows_rows8_order), so the matrix gives the same bits before and after a repack into Rows8
+    // (forward/weights.cpp repacks the output matrix after the first token).
+    bool rows8_order = false;
 };
 
 // Checks the type is supported (UnsupportedModel otherwise), rows/cols are

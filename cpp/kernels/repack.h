@@ -70,8 +70,10 @@ bool repackable_type(TensorType type);
 // True when w (in the file's layout) can be repacked: a repackable type and rows % 8 == 0.
 bool repackable(const WeightView& w);
 // True when the load repacks a layer matrix of `type` (forward/weights.cpp): every repackable type but
-// Q8_0, whose Rows8 kernels add in another float order than its file layout's and whose repack into fresh
-// memory cost the first token more than it gave (docs/benchmarks/96-quiet-session8.md).
+// Q8_0, whose Rows8 kernels add in another float order than its file layout's (Gemma 3's attn_v in that
+// order missed a llama.cpp near-tie by one token) and whose repack into fresh memory at load cost the first
+// token more than it gave (docs/benchmarks/96-quiet-session8.md). The Q8_0 output matrix is repacked after
+// the first pass instead, read until then in the Rows8 order (forward/output_repack.h).
 bool repacked_at_load(TensorType type);
 
 // Bytes of w repacked (w.rows * w.row_bytes for the 32-block types, 32 more
@@ -110,8 +112,8 @@ WeightView rows8_view(const WeightView& w, void* dst);
 void unpack_row8(const WeightView& w, int64_t r, uint8_t* dst);
 
 // Row r of w (either layout) dequantized into dst [w.cols]: exactly the file's row, as dequantize_row
-// (quant.h) gives it: the token embedding's lookup once a tied output matrix is repacked (not yet at
-// load: forward/weights.cpp keeps the output in the file's layout, for the first token's sake).
+// (quant.h) gives it: the token embedding's lookup, which reads a tied output matrix's Rows8 copy once
+// forward/output_repack.h has swapped it in.
 void dequantize_weight_row(const WeightView& w, int64_t r, float* dst);
 
 // Bytes of one x8 block (eight rows' block or super-block b).

@@ -1,12 +1,13 @@
 """The decode half of `ggufsm bench kernels --decode-shapes`: every product of a decode step of both models, alone.
 
-Each matrix of a SmolLM2 and a Gemma 3 decode step (its real type and shape) is timed as one activation row
-(m = 1) against weights streamed from memory, in the layout a loaded model gives it: Rows8 where the type is
-repacked at load (cpp/kernels/repack.h), the file's layout otherwise (the Q8_0 output matrix, tied to the
-embedding, and Gemma 3's Q8_0 wv). File-layout copies sit on 4 KiB pages (an anonymous map, as the model's
-file map is), not on numpy's huge-page-advised heap. Each round is paired with the read probe
-(reference/bench/limits.py) sampled right before and right after it, as `measure_all` does; a cell's share is the
-median of the pairs. The figures say which kernels stream below the memory rate, and by how much.
+Each matrix of a SmolLM2 and a Gemma 3 decode step (its real type and shape) is timed as one activation row (m = 1)
+against weights streamed from memory, in the layout a loaded model's decode steps read: Rows8 where the type is
+repacked at load (cpp/kernels/repack.h) and for the Q8_0 output matrix (tied to the embedding, repacked after the
+first pass: cpp/forward/output_repack.h), the file's layout otherwise (Gemma 3's Q8_0 wv). File-layout copies sit
+on 4 KiB pages (an anonymous map, as the model's file map is), not on numpy's huge-page-advised heap. Each round is
+paired with the read probe (reference/bench/limits.py) sampled right before and right after it, as `measure_all`
+does; a cell's share is the median of the pairs. The figures say which kernels stream below the memory rate, and by
+how much.
 """
 
 from __future__ import annotations
@@ -94,7 +95,10 @@ def measure(pool, threads: int, repeat: int, stream_bytes: int, probe, record=No
         qtype = GGMLQuantizationType[tname]
         weights = random_weights(qtype, rows, cols, rng)
         x = rng.standard_normal(cols).astype(np.float32)
-        repacked = bool(kernels.repackable(int(qtype), rows))
+        # The Q8_0 output is repacked after the first pass (cpp/forward/output_repack.h): a decode step reads
+        # it in the Rows8 layout from then on.
+        output_repacked = matrix.startswith("output") and qtype == GGMLQuantizationType.Q8_0 and rows % 8 == 0
+        repacked = bool(kernels.repackable(int(qtype), rows)) or output_repacked
         # Enough copies to exceed the last-level cache: every call streams its weights from memory.
         copies = [on_small_pages(weights) for _ in range(max(1, -(-stream_bytes // weights.nbytes)))]
         cell = DecodeCell(model, matrix, tname, rows, cols, "Rows8" if repacked else "file", weights.nbytes, [], [])

@@ -275,6 +275,7 @@ void fill_matmul(KernelSet& set) {
     set.matmul_rows8[12] = rows8<dot_q45_k<BlockQ4_K>>;
     set.matmul_rows8[14] = rows8<dot_q6_k>;
     set.matmul_rows8[8] = rows8<dot_q8_0_rows8>;
+    set.matmul_rows_rows8_order[8] = rows<dot_q8_0_rows8>;  // the file's rows, the Rows8 order
     set.matmul_rows[0] = rows<dot_f32>;
     set.matmul_rows[1] = rows<dot_half<fp16_to_fp32>>;
     set.matmul_rows[30] = rows<dot_half<bf16_to_fp32>>;

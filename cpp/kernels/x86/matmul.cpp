@@ -9,6 +9,7 @@
 // activations in their grouped layout (matmul.h).
 // Semantics are those of kernels/scalar/matmul.cpp; only float summation order differs.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -435,6 +436,118 @@ void rows8_q8_0(const WeightView& w, const QuantizedActivations& x, float* y, in
     }
 }
 
+// ---- Q8_0 in the file's layout, in the Rows8 kernels' float order ----
+
+// 8 vectors of eight int32 -> one vector whose lane r is the sum of v[r]'s lanes. Integer adds, so exact
+// in any order: only the float work after it fixes a product's bits.
+inline __m256i lane_sums_x8(const __m256i v[8]) {
+    const __m256i a = _mm256_hadd_epi32(v[0], v[1]), b = _mm256_hadd_epi32(v[2], v[3]);
+    const __m256i c = _mm256_hadd_epi32(v[4], v[5]), d = _mm256_hadd_epi32(v[6], v[7]);
+    // ab: [v0..v3's lanes 0..3 | v0..v3's lanes 4..7], cd the same for v4..v7.
+    const __m256i ab = _mm256_hadd_epi32(a, b), cd = _mm256_hadd_epi32(c, d);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(ab, cd, 0x20), _mm256_permute2x128_si256(ab, cd, 0x31));
+}
+
+// Activation rows i .. i+NR-1 against eight consecutive Q8_0 rows in the file's layout, in q8_0_x8_group's
+// float order: per block, the eight rows' exact int32 sums gathered into one vector (lane r: row r), then
+// one convert, one scale product (d_w of the eight rows times d_a) and one FMA into that row's lane,
+// blocks in order. So a matrix gives the same bits in either layout, and a repack between two steps
+// (forward/weights.cpp: the output matrix) changes no result. The per-row float work it shares over
+// eight rows pays for the lanes' horizontal adds (bench kernels --decode-shapes; s9-q8order's report).
+// Prefetch: per block, five lines of the next group, which covers the next group as the blocks run
+// (8 rows x 34 bytes a block = 4.25 lines): the hardware prefetchers start over at every 4 KiB page.
+// Prefetches never fault; past the end of the weights they read at most one group (+ 320 bytes) more.
+template <int NR, bool Prefetch>
+inline void q8_0_lanes_group(const uint8_t* rows, size_t row_bytes, const QuantizedActivations& x, int64_t i, int64_t blocks, float* y,
+                             int64_t y_stride) {
+    const float* ds[NR];
+    __m256 acc[NR];
+    for (int k = 0; k < NR; ++k) {
+        ds[k] = x.ds(i + k);
+        acc[k] = _mm256_setzero_ps();
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    const uint8_t* next = rows + 8 * row_bytes;
+    for (int64_t b = 0; b < blocks; ++b) {
+        const uint8_t* block = rows + size_t(b) * sizeof(BlockQ8_0);
+        if constexpr (Prefetch) {
+            for (int line = 0; line < 5; ++line) {
+                _mm_prefetch(reinterpret_cast<const char*>(next) + size_t(b) * 8 * sizeof(BlockQ8_0) + 64 * line, _MM_HINT_T0);
+            }
+        }
+        uint16_t h[8];
+        for (int r = 0; r < 8; ++r) std::memcpy(&h[r], block + r * row_bytes, 2);
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)));
+        for (int k = 0; k < NR; ++k) {
+            const __m256i a = load_block_codes(x, i + k, b);
+            __m256i p[8];
+            for (int r = 0; r < 8; ++r) {
+                const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + r * row_bytes + 2));
+                p[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q)), ones);
+            }
+            acc[k] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(ds[k][2 * b])), _mm256_cvtepi32_ps(lane_sums_x8(p)), acc[k]);
+        }
+    }
+    for (int k = 0; k < NR; ++k) _mm256_storeu_ps(y + k * y_stride, acc[k]);
+}
+
+// One row in the same order, for the rows after the last whole group of eight.
+void q8_0_lanes_row(const uint8_t* row, const QuantizedActivations& x, int64_t i, int64_t blocks, float* out) {
+    const BlockQ8_0* w = reinterpret_cast<const BlockQ8_0*>(row);
+    const float* ds = x.ds(i);
+    const __m256i ones = _mm256_set1_epi16(1);
+    float acc = 0;
+    for (int64_t b = 0; b < blocks; ++b) {
+        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
+        const __m256i a = load_block_codes(x, i, b);
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q)), ones);
+        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+        acc = std::fma(half(w[b].d) * ds[2 * b], static_cast<float>(_mm_cvtsi128_si32(s)), acc);
+    }
+    *out = acc;
+}
+
+template <bool Prefetch>
+inline void q8_0_lanes_pass(int64_t m, const uint8_t* rows, size_t row_bytes, const QuantizedActivations& x, int64_t i, int64_t blocks,
+                            float* out, int64_t stride) {
+    switch (m) {
+        case 1: q8_0_lanes_group<1, Prefetch>(rows, row_bytes, x, i, blocks, out, stride); break;
+        case 2: q8_0_lanes_group<2, Prefetch>(rows, row_bytes, x, i, blocks, out, stride); break;
+        case 3: q8_0_lanes_group<3, Prefetch>(rows, row_bytes, x, i, blocks, out, stride); break;
+        case 4: q8_0_lanes_group<4, Prefetch>(rows, row_bytes, x, i, blocks, out, stride); break;
+        case 5: q8_0_lanes_group<5, Prefetch>(rows, row_bytes, x, i, blocks, out, stride); break;
+        case 6: q8_0_lanes_group<6, Prefetch>(rows, row_bytes, x, i, blocks, out, stride); break;
+        case 7: q8_0_lanes_group<7, Prefetch>(rows, row_bytes, x, i, blocks, out, stride); break;
+        default: q8_0_lanes_group<8, Prefetch>(rows, row_bytes, x, i, blocks, out, stride); break;
+    }
+}
+
+// Q8_0 file-layout rows [row_begin, row_end) in the Rows8 order (WeightView::rows8_order): eight rows at a
+// time against up to eight activation rows a pass, as rows8_q8_0 takes them (the group stays in L1
+// between passes); the rows after the last whole group one by one.
+void rows_q8_0_lanes(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    const uint8_t* base = static_cast<const uint8_t*>(w.data);
+    const int64_t blocks = w.cols / QK32, n = x.n();
+    int64_t r = row_begin;
+    for (; r + 8 <= row_end; r += 8) {
+        const uint8_t* rows = base + size_t(r) * w.row_bytes;
+        for (int64_t i = 0; i < n;) {
+            const int64_t m = std::min<int64_t>(n - i, 8);
+            if (i == 0) {
+                q8_0_lanes_pass<true>(m, rows, w.row_bytes, x, i, blocks, y + i * w.rows + r, w.rows);
+            } else {
+                q8_0_lanes_pass<false>(m, rows, w.row_bytes, x, i, blocks, y + i * w.rows + r, w.rows);
+            }
+            i += m;
+        }
+    }
+    for (; r < row_end; ++r) {
+        for (int64_t i = 0; i < n; ++i) q8_0_lanes_row(base + size_t(r) * w.row_bytes, x, i, blocks, &y[i * w.rows + r]);
+    }
+}
+
 // ---- k-quants against Q8_K activations ----
 
 // acc (8 x int32) += pairwise sums of the int16 products p * scale.
@@ -651,6 +764,7 @@ void fill_matmul(KernelSet& set) {
                                   dot_32<BlockQ5_1, 0, true, 1>>;
     set.matmul_rows[8] = rows_q8_0_stream;
     set.matmul_rows8[8] = rows8_q8_0;
+    set.matmul_rows_rows8_order[8] = rows_q8_0_lanes;
     set.matmul_rows[12] = rows_stream<dot_q45_k<BlockQ4_K, 4>, dot_q45_k<BlockQ4_K, 3>, dot_q45_k<BlockQ4_K, 2>, dot_q45_k<BlockQ4_K, 1>>;
     set.matmul_rows[13] = rows_stream<dot_q45_k<BlockQ5_K, 4>, dot_q45_k<BlockQ5_K, 3>, dot_q45_k<BlockQ5_K, 2>, dot_q45_k<BlockQ5_K, 1>>;
     set.matmul_rows[14] = rows_stream<dot_q6_k<4>, dot_q6_k<3>, dot_q6_k<2>, dot_q6_k<1>>;
