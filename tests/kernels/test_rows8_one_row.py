@@ -1,10 +1,8 @@
-"""A decode step's product over repacked weights (one activation row, kernels/x86/matmul_rows8.cpp rows8).
-
-Up to kSpreadMaxCols columns its activation row is spread once per call (each chunk's four codes in every
-lane) and the kernel reads that instead of broadcasting each chunk; past it, and for Q6_K, it broadcasts as
-the few-row kernels do. The rules proved here, on both sides of the limit: the one-row product gives the bits
-each row of a batched step gives (so batched and alone stay bit-identical), agrees with the scalar reference
-within summation order, and runs to the last byte of weights that end before an inaccessible page."""
+"""A decode step's product over repacked weights (one activation row, kernels/x86/matmul_rows8.cpp rows8), for
+every Rows8 type at Gemma 3's and SmolLM2's column counts and around them. The rules proved here: the one-row
+product gives the bits each row of a batched step gives (so batched and alone stay bit-identical), agrees with
+the scalar reference within summation order, and runs to the last byte of repacked weights (Q4_K's longer x8
+blocks included) that end before an inaccessible page."""
 
 from __future__ import annotations
 
@@ -18,7 +16,7 @@ from ggufsm._core import kernels
 from ggufsm.reference.bench.quant_blocks import random_weights
 
 ROWS8_TYPES = [GGMLQuantizationType[n] for n in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q6_K")]
-# Columns: a spread of one block, Gemma 3's 640, the limit itself (1024), and one block past it.
+# Columns: one block, Gemma 3's 640, 1024 and one block past it.
 COLS_32 = (32, 640, 1024, 1056)
 COLS_256 = (256, 1024, 1280, 2048)
 

@@ -19,7 +19,6 @@
 // Semantics are those of the scalar reference (kernels/scalar/matmul.cpp,
 // rows8); only float summation order differs.
 #include <cstring>
-#include <vector>
 
 #include "kernels/quant.h"
 #include "kernels/repack.h"
@@ -53,49 +52,6 @@ inline __m256i broadcast_chunk(const QuantizedActivations& x, int64_t i, int64_t
     return _mm256_set1_epi32(v);
 }
 
-// A decode step's one activation row, each chunk's four codes already in every lane: chunk k (elements
-// 4k..4k+3, in the order the kernels read them: block b's chunk c is 8b + c for the 32-blocks, element
-// 4k of the row for the k-quants) at spread[k]. Built once per call of the m = 1 kernel, so that each
-// product's u8 x s8 step reads its activation operand as a plain load folded into vpmaddubsw rather
-// than a broadcast of its own: on Zen 3 a vpbroadcastd from memory takes a vector pipe as well as a
-// load, one in eight of a Q4_1 block's vector ops. The codes are the same, so every sum is too.
-struct alignas(32) SpreadChunk {
-    int32_t lanes[8];
-};
-struct Spread {
-    const SpreadChunk* chunks;
-    __m256i chunk(int64_t k) const { return _mm256_load_si256(reinterpret_cast<const __m256i*>(chunks + k)); }
-};
-
-inline void build_spread(const QuantizedActivations& x, int64_t i, int64_t cols, bool k_quant, std::vector<SpreadChunk>& out) {
-    const int64_t chunks = cols / 4;
-    if (static_cast<int64_t>(out.size()) < chunks) out.resize(static_cast<size_t>(chunks));
-    if (k_quant) {
-        for (int64_t k = 0; k < chunks; ++k) {
-            int32_t v;
-            std::memcpy(&v, x.qs(i) + 4 * k, 4);
-            _mm256_store_si256(reinterpret_cast<__m256i*>(&out[static_cast<size_t>(k)]), _mm256_set1_epi32(v));
-        }
-    } else {
-        for (int64_t b = 0; b < cols / QK32; ++b) {
-            for (int c = 0; c < 8; ++c) {
-                int32_t v;
-                std::memcpy(&v, x.q8_32_half(i, b, c >> 2) + 4 * (c & 3), 4);
-                _mm256_store_si256(reinterpret_cast<__m256i*>(&out[static_cast<size_t>(8 * b + c)]), _mm256_set1_epi32(v));
-            }
-        }
-    }
-}
-
-// Which m = 1 kernels read a Spread, and up to how many columns. A spread is 8 bytes a column, read
-// again for every group beside the weight stream: at 1024 columns (8 KiB) it stays in the 32 KiB L1; at
-// 1536-2048 (12-16 KiB) the m = 1 kernels measured no faster with it (Q4_1 1.00x, Q4_K 0.98x) and Q6_K's
-// (1680-byte x8 blocks) slower, 0.90x, so Q6_K, whose only real shape is Gemma 3's 2048-column
-// ffn_down, keeps its broadcasts (in cache, one thread, interleaved with the broadcasts in one process).
-template <TensorType T>
-constexpr bool kSpreadsAtOneRow = T != TensorType::Q6_K;
-constexpr int64_t kSpreadMaxCols = 1024;
-
 // The weight stream's software prefetch, per x8 block of `bytes`. A decode
 // step (Stream: one activation row, or the 2 .. 8 rows of a batched step,
 // rows8_few) prefetches every cache line of the block kPrefetchBytes ahead:
@@ -116,8 +72,8 @@ inline void prefetch_block(const uint8_t* blk, size_t bytes) {
 }
 
 // Eight rows (the group at `group`) dotted with activation rows i .. i+NA-1: out[t] lane r = y[i+t][row r].
-template <TensorType T, int NA, bool Stream, bool Spreads = false>
-inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out, Spread spread = {}) {
+template <TensorType T, int NA, bool Stream>
+inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
     using F = Rows8Format<T>;
     const __m256i nibble = _mm256_set1_epi8(0x0F);
     __m256 acc[NA];
@@ -145,8 +101,7 @@ inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64
                 hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_srli_epi16(hb, j), bit4));
             }
             for (int t = 0; t < NA; ++t) {
-                const __m256i a_lo = Spreads ? spread.chunk(8 * b + j) : broadcast_chunk(x, i + t, b, j);
-                const __m256i a_hi = Spreads ? spread.chunk(8 * b + 4 + j) : broadcast_chunk(x, i + t, b, 4 + j);
+                const __m256i a_lo = broadcast_chunk(x, i + t, b, j), a_hi = broadcast_chunk(x, i + t, b, 4 + j);
 #ifdef GGUFSM_VNNI
                 sum32[t] = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(sum32[t], lo, a_lo), hi, a_hi);
 #else
@@ -186,8 +141,8 @@ inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64
 // maddubs sums stay in int16 (8 x 3810 at most) and one madd against the
 // rows' scales as (sc, sc) words widens and scales them at once. The mins
 // (dmin * m * the activations' sub-block sums) take a second pass, as above.
-template <int NA, bool Stream, bool Spreads = false>
-inline void group_dot_q4_k(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out, Spread spread = {}) {
+template <int NA, bool Stream>
+inline void group_dot_q4_k(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
     constexpr size_t kX8 = 1184, kSc = 32, kM = 96, kQs = 160;
     const __m256i nibble = _mm256_set1_epi8(0x0F);
     __m256 acc[NA];
@@ -205,11 +160,9 @@ inline void group_dot_q4_k(const uint8_t* group, const QuantizedActivations& x, 
                     const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQs + 256 * j + 32 * v));
                     const __m256i codes = h ? _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble) : _mm256_and_si256(packed, nibble);
                     for (int t = 0; t < NA; ++t) {
-                        const int64_t k = b * (QK_K / 4) + 16 * j + 8 * h + v;
                         int32_t a;
-                        if constexpr (!Spreads) std::memcpy(&a, x.qs(i + t) + 4 * k, 4);
-                        const __m256i acts = Spreads ? spread.chunk(k) : _mm256_set1_epi32(a);
-                        sum16[t] = _mm256_add_epi16(sum16[t], _mm256_maddubs_epi16(codes, acts));
+                        std::memcpy(&a, x.qs(i + t) + b * QK_K + 64 * j + 32 * h + 4 * v, 4);
+                        sum16[t] = _mm256_add_epi16(sum16[t], _mm256_maddubs_epi16(codes, _mm256_set1_epi32(a)));
                         in_order(sum16[t]);
                     }
                 }
@@ -350,15 +303,14 @@ constexpr int kActivationsAtOnce = 4;
 
 // Stream: the weights prefetch every line ahead (prefetch_block); a prefill's rows8 passes with
 // more than one activation row keep one prefetch per block.
-template <TensorType T, int NA, bool Stream = NA == 1, bool Spreads = false>
-inline void dot_group(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out, Spread spread = {}) {
+template <TensorType T, int NA, bool Stream = NA == 1>
+inline void dot_group(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
     if constexpr (T == TensorType::Q4_K) {
-        group_dot_q4_k<NA, Stream, Spreads>(group, x, i, blocks, out, spread);
+        group_dot_q4_k<NA, Stream>(group, x, i, blocks, out);
     } else if constexpr (T == TensorType::Q6_K) {
-        static_assert(!Spreads, "Q6_K reads its activations by broadcast (rows8)");
         group_dot_q6_k<NA, Stream>(group, x, i, blocks, out);
     } else {
-        group_dot<T, NA, Stream, Spreads>(group, x, i, blocks, out, spread);
+        group_dot<T, NA, Stream>(group, x, i, blocks, out);
     }
 }
 
@@ -368,16 +320,6 @@ void rows8(const WeightView& w, const QuantizedActivations& x, float* y, int64_t
     const size_t group_bytes = rows8_group_bytes(w);
     const int64_t blocks = w.cols / block_size(T), n = x.n();
     __m256 out[kActivationsAtOnce];
-    if (kSpreadsAtOneRow<T> && n == 1 && w.cols <= kSpreadMaxCols) {
-        // A decode step: the activation row's chunks spread once for every group of this call.
-        thread_local std::vector<SpreadChunk> spread;
-        build_spread(x, 0, w.cols, block_size(T) == QK_K, spread);
-        for (int64_t g = row_begin / kRows8; g < row_end / kRows8; ++g) {
-            dot_group<T, 1, true, kSpreadsAtOneRow<T>>(base + size_t(g) * group_bytes, x, 0, blocks, out, Spread{spread.data()});
-            _mm256_storeu_ps(y + g * kRows8, out[0]);
-        }
-        return;
-    }
     for (int64_t g = row_begin / kRows8; g < row_end / kRows8; ++g) {
         const uint8_t* group = base + size_t(g) * group_bytes;
         int64_t i = 0;
