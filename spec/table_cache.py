@@ -19,10 +19,22 @@ The stored file is the sha256 of its payload on the first line, then the
 payload as JSON (read in well under a millisecond; a form whose JSON would
 not read back equal is never stored). A file whose payload does not match its
 digest (truncated, edited, a bit flipped) is a miss, and is rewritten by the
-load that follows. It lives in the user's cache (``$GGUFSM_CACHE/spec/``,
-default ``~/.cache/ggufsm/spec/``, the folder the model cache uses), and is
-advice only: missing, unreadable, corrupt or unwritable, the load takes the
-full path. ``GGUFSM_SPEC_CACHE=0`` turns it off.
+load that follows. It lives in the ``spec/`` folder of the user's ggufsm
+cache (user_cache.py: ``$GGUFSM_CACHE``, else ``$XDG_CACHE_HOME/ggufsm``, else
+``~/.cache/ggufsm``; the model cache's root), and is advice only: missing,
+unreadable, corrupt, read-only or unwritable, the load takes the full path.
+``GGUFSM_SPEC_CACHE=0`` turns it off; deleting the folder clears it.
+
+Every table edit and every version of the checking code is a new key, and
+the folders of several checkouts share one cache: each write prunes the
+folder to the KEEP forms used last (by modification time; a hit refreshes
+its file's), the one just written always among them, and removes the
+temporary files of writes that died more than an hour ago. Safe beside other
+processes doing the same: a form is written whole to a temporary name and
+renamed, so a reader opens the whole file or none; a reader that opened a
+file a pruner then removes still reads it whole (an unlink does not touch an
+open file); a file that vanished between the listing and its stat or unlink
+is skipped; a form pruned before it is read is a miss, like any other.
 """
 
 from __future__ import annotations
@@ -32,19 +44,27 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from ggufsm.spec.user_cache import cache_root
 
 FORMAT = 2  # of the stored file (2: a digest line, then the normal form); part of the key
 # The code whose behaviour decides a verdict: the table's reader, its checker, and this cache.
 CHECKING_CODE = ("table.py", "check.py", "table_cache.py")
 SWITCH = "GGUFSM_SPEC_CACHE"
+# Forms kept after a write: this checkout's, and a few for other checkouts and recent edits (each ~45 KB).
+KEEP = 8
+# A temporary file older than this is a write that died (a live write renames its file within milliseconds).
+ABANDONED_SECONDS = 3600.0
+TEMPORARY_PREFIX, TEMPORARY_SUFFIX = ".spec-", ".tmp"
 
 
 def cache_folder() -> Path:
-    """Where verdicts are stored: the spec/ folder of the user's ggufsm cache (as the model cache's root)."""
-    return Path(os.environ.get("GGUFSM_CACHE") or Path.home() / ".cache" / "ggufsm") / "spec"
+    """Where verdicts are stored: the spec/ folder of the user's ggufsm cache (the model cache's root)."""
+    return cache_root() / "spec"
 
 
 def enabled() -> bool:
@@ -67,14 +87,19 @@ def recall(table_bytes: bytes) -> dict[str, Any] | None:
     if not enabled():
         return None
     try:
-        stored = (cache_folder() / f"{key(table_bytes)}.json").read_bytes()
+        path = cache_folder() / f"{key(table_bytes)}.json"
+        stored = path.read_bytes()
         digest, _, payload = stored.partition(b"\n")
         if hashlib.sha256(payload).hexdigest().encode() != digest:
             return None
         form = json.loads(payload)
     except (OSError, ValueError):
         return None
-    return form if isinstance(form, dict) else None
+    if not isinstance(form, dict):
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # used now: the last a prune removes (a read-only cache keeps its old time)
+    return form
 
 
 def remember(table_bytes: bytes, form: Mapping[str, Any]) -> None:
@@ -89,7 +114,7 @@ def remember(table_bytes: bytes, form: Mapping[str, Any]) -> None:
         folder = cache_folder()
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{key(table_bytes)}.json"
-        fd, temporary = tempfile.mkstemp(prefix=".spec-", suffix=".tmp", dir=folder)
+        fd, temporary = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=TEMPORARY_SUFFIX, dir=folder)
         try:
             with os.fdopen(fd, "wb") as stream:
                 stream.write(hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
@@ -98,5 +123,57 @@ def remember(table_bytes: bytes, form: Mapping[str, Any]) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise
+        prune(folder, keep=target.name)
     except (OSError, ValueError, TypeError):
         pass
+
+
+def prune(folder: Path, keep: str) -> None:
+    """Removes all but the KEEP forms used last (`keep`, just written, always stays) and abandoned temporary files.
+    Files that vanish meanwhile (another process pruning) are skipped; nothing here raises OSError."""
+    forms: list[tuple[float, str]] = []
+    now = time.time()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        try:
+            modified = os.stat(folder / name).st_mtime
+        except OSError:
+            continue  # removed since the listing
+        if name.startswith(TEMPORARY_PREFIX) and name.endswith(TEMPORARY_SUFFIX):
+            if now - modified > ABANDONED_SECONDS:
+                _remove(folder / name)
+        elif name.endswith(".json") and name != keep:
+            forms.append((modified, name))
+    forms.sort(reverse=True)  # most recently used first
+    for _, name in forms[KEEP - 1:]:
+        _remove(folder / name)
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def clear() -> tuple[int, int]:
+    """Removes every stored form and temporary file (`ggufsm cache clear spec`): (files removed, bytes freed).
+    The next load takes the full path and stores its form again."""
+    folder = cache_folder()
+    removed = freed = 0
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0, 0
+    for name in names:
+        if not (name.endswith(".json") or (name.startswith(TEMPORARY_PREFIX) and name.endswith(TEMPORARY_SUFFIX))):
+            continue  # not ours
+        try:
+            size = os.stat(folder / name).st_size
+            os.unlink(folder / name)
+        except OSError:
+            continue
+        removed += 1
+        freed += size
+    return removed, freed

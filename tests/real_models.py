@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+
+from ggufsm.spec.user_cache import cache_root
 
 REAL_MODEL_FILES = {
     "smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -14,7 +15,7 @@ REAL_MODEL_FILES = {
 
 
 def model_cache_dir() -> Path:
-    return Path(os.environ.get("GGUFSM_CACHE", Path.home() / ".cache" / "ggufsm")) / "models"
+    return cache_root() / "models"
 
 
 def real_model_path(name: str) -> Path:

@@ -68,16 +68,39 @@ std::vector<int64_t> token_ids(py::handle tokens, int64_t n_vocab) {
     return ids;
 }
 
+// The name of the capsule a logits view keeps its buffer alive by: greedy_token knows a session's
+// buffer by it (and reads the greedy token the forward left there).
+constexpr const char* kLogitsCapsule = "ggufsm.SessionLogits";
+
 // A read-only float32 view [n_vocab] of the session's logits buffer; the
 // capsule shares its ownership, so the view stays valid after the session is
 // gone (it shows the values of the session's last call).
 py::array logits_view(const LlamaSession& session, int64_t n_vocab) {
-    auto* owner = new std::shared_ptr<float[]>(session.logits());
-    py::capsule base(owner, [](void* pointer) { delete static_cast<std::shared_ptr<float[]>*>(pointer); });
+    auto* owner = new std::shared_ptr<SessionLogits>(session.logits());
+    PyObject* capsule = PyCapsule_New(owner, kLogitsCapsule, [](PyObject* self) {
+        delete static_cast<std::shared_ptr<SessionLogits>*>(PyCapsule_GetPointer(self, kLogitsCapsule));
+    });
+    if (!capsule) {
+        delete owner;
+        throw py::error_already_set();
+    }
+    const py::object base = py::reinterpret_steal<py::object>(capsule);
     py::array view(py::dtype::of<float>(), {static_cast<py::ssize_t>(n_vocab)}, {static_cast<py::ssize_t>(sizeof(float))},
-                   owner->get(), base);
+                   (*owner)->values.get(), base);
     py::detail::array_proxy(view.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
     return view;
+}
+
+// The greedy token the forward settled for `logits` when they are exactly a session's whole buffer (a view
+// of it: its capsule, its first value, its length), else SessionLogits::kUnknown. Any other array (a copy, a
+// penalised one, a slice) is read as given.
+int64_t settled_greedy_token(const py::array& logits, const float* data, int64_t n) {
+    PyObject* base = py::detail::array_proxy(logits.ptr())->base;
+    if (!base || !PyCapsule_IsValid(base, kLogitsCapsule)) return SessionLogits::kUnknown;
+    const auto* owner = static_cast<const std::shared_ptr<SessionLogits>*>(PyCapsule_GetPointer(base, kLogitsCapsule));
+    const SessionLogits& buffer = **owner;
+    if (buffer.values.get() != data || buffer.n != n) return SessionLogits::kUnknown;
+    return buffer.greedy.load(std::memory_order_relaxed);
 }
 
 py::array run(LlamaSession& session, const std::vector<int64_t>& tokens, int64_t start_pos) {
@@ -90,7 +113,8 @@ py::array run(LlamaSession& session, const std::vector<int64_t>& tokens, int64_t
 
 int64_t vocabulary(const LlamaSession& session) { return int64_t(session.logits_bytes() / sizeof(float)); }
 
-// None, or {passes, rows, seconds, ops: [{op, type, seconds, calls}]} (LlamaSession's and DecodeBatch's profile).
+// None, or {passes, rows, seconds, ops: [{op, type, seconds, calls}], waits: [{op, member0_seconds, others_seconds}],
+// walked_seconds, ran_seconds: (member 0, the others)} (LlamaSession's and DecodeBatch's profile).
 py::object profile_dict(const ForwardProfile* p) {
     if (!p) return py::none();
     py::list ops;
@@ -106,7 +130,20 @@ py::object profile_dict(const ForwardProfile* p) {
             ops.append(row);
         }
     }
+    py::list waits;
+    for (int op = 0; op < ForwardProfile::kOps; ++op) {
+        const int64_t first = p->wait_ns[0][size_t(op)], others = p->wait_ns[1][size_t(op)];
+        if (first == 0 && others == 0) continue;
+        py::dict row;
+        row["op"] = forward_op_name(ForwardOp(op));
+        row["member0_seconds"] = double(first) * 1e-9;
+        row["others_seconds"] = double(others) * 1e-9;
+        waits.append(row);
+    }
     py::dict d;
+    d["waits"] = waits;
+    d["walked_seconds"] = py::make_tuple(double(p->walked_ns[0]) * 1e-9, double(p->walked_ns[1]) * 1e-9);
+    d["ran_seconds"] = py::make_tuple(double(p->ran_ns[0]) * 1e-9, double(p->ran_ns[1]) * 1e-9);
     d["passes"] = p->passes;
     d["rows"] = p->rows;
     d["seconds"] = double(p->pass_ns) * 1e-9;
@@ -180,6 +217,14 @@ void forward(py::module_& m) {
         .def_property_readonly("n_ctx", &LlamaSession::n_ctx)
         .def_property_readonly("logits", [](const LlamaSession& s) { return logits_view(s, vocabulary(s)); },
                                "the logits of the last evaluated token (read-only view, as prefill returns)")
+        .def_property_readonly(
+            "greedy_token",
+            [](const LlamaSession& s) -> py::object {
+                const int64_t token = s.logits()->greedy.load(std::memory_order_relaxed);
+                return token == SessionLogits::kUnknown ? py::object(py::none()) : py::object(py::int_(token));
+            },
+            "the greedy token of the logits (as greedy_token reads them) the last call settled as it wrote them; None while "
+            "no call has, or the last one failed partway")
         .def_property_readonly("n_batch", &LlamaSession::n_batch)
         .def("set_profiling", &LlamaSession::set_profiling, py::arg("on"),
              "on: clear the profile and time every later pass into it, op by op; off: stop (the figures stay)")
@@ -226,12 +271,17 @@ void forward(py::module_& m) {
             }
             const float* data = logits.data();
             const int64_t n = logits.shape(0);
+            if (const int64_t known = settled_greedy_token(logits, data, n); known != SessionLogits::kUnknown) return known;
             py::gil_scoped_release release;
             return greedy_token(data, n);
         },
         py::arg("logits"),
         "The first index of the largest logit (numpy's argmax), or -1 - the index of the first non-finite one; the GIL "
-        "released while it reads");
+        "released while it reads. A session's own logits (its decode's or prefill's view, or session.logits): the answer "
+        "the forward computed as it wrote them, without reading them again");
+    m.def("set_settled_greedy", &set_settled_greedy, py::arg("on") = true,
+          "For the benches' A/B within one process: whether prefill, decode and a batched decode settle each session's "
+          "greedy token as they write its logits (on by default; off, greedy_token reads the row again); no token changes");
     m.def("shared_pool_count", &shared_pool_count, "worker pools alive in the process (one per thread count in use)");
 }
 

@@ -17,6 +17,8 @@
 #include "errors.h"
 #include "gguf/finite_scan.h"
 #include "gguf/model.h"
+#include "gguf/read_ahead.h"
+#include "gguf/utf8.h"
 
 namespace py = pybind11;
 using namespace ggufsm::gguf;
@@ -43,6 +45,29 @@ public:
 private:
     Py_buffer view_{};
 };
+
+// A read-ahead over a caller's buffer (a mapped file, mmap.mmap), with its own window and distance: the tests
+// drive its bound with a progress of their own (read_through) and observe it (read_ahead.h).
+class ReadAheadProbe {
+public:
+    ReadAheadProbe(py::handle buffer, uint64_t window, uint64_t distance)
+        : bytes_(buffer), ahead_(bytes_.data(), bytes_.size(), window, distance) {}
+    ReadAhead& ahead() { return ahead_; }
+
+private:
+    BorrowedBuffer bytes_;
+    ReadAhead ahead_;  // after bytes_: stopped before the buffer is released
+};
+
+py::dict read_ahead_state(const ReadAhead* ahead) {
+    py::dict d;
+    d["windows_read"] = ahead ? ahead->windows_read() : 0;
+    d["handled_to"] = ahead ? ahead->handled_to() : 0;
+    d["read_to"] = ahead ? ahead->read_to() : 0;
+    d["distance"] = ahead ? ahead->distance() : 0;
+    d["running"] = ahead ? ahead->running() : false;
+    return d;
+}
 
 // Python holds models by a non-const holder (pybind11's); the core hands out const ones.
 using ModelPtr = std::shared_ptr<Model>;
@@ -141,6 +166,9 @@ py::array tensor_view(const Model& model, size_t index) {
         throw ggufsm::Error(ggufsm::code::InvalidInput, "tensor index " + std::to_string(index) + " is out of range 0.." +
                                                             std::to_string(model.file->tensors.size()));
     const TensorInfo& info = model.file->tensors[index];
+    // A tensor's bytes are asked for to be read (the finite check walks them in file order): the read-ahead may
+    // go its distance past where it starts.
+    model.file->bytes()->read_through(info.offset);
     auto* owner = new std::shared_ptr<const ByteSource>(model.file->bytes());
     py::capsule base(owner, [](void* pointer) { delete static_cast<std::shared_ptr<const ByteSource>*>(pointer); });
     py::array view(py::dtype::of<uint8_t>(), {static_cast<py::ssize_t>(info.n_bytes)}, {static_cast<py::ssize_t>(1)},
@@ -278,9 +306,14 @@ void gguf(py::module_& m) {
             p.file->bytes()->finish_read_ahead(stop);
         }, py::arg("stop") = false,
              "wait for the read-ahead that opening the file started (gguf/read_ahead.h) to end: at once when stop, "
-             "else once it has read the whole file")
+             "else once it has read all the load's progress allows (its distance past read_through, or the whole file)")
         .def_property_readonly("read_ahead_windows", [](const Model& p) { return p.file->bytes()->read_ahead_windows(); },
                                "windows of the file the read-ahead found missing from the page cache and read in")
+        .def("read_through", [](const Model& p, uint64_t end) { p.file->bytes()->read_through(end); }, py::arg("end"),
+             "tell the read-ahead the load has read the file up to byte `end`")
+        .def_property_readonly("read_ahead_state", [](const Model& p) { return read_ahead_state(p.file->bytes()->read_ahead()); },
+                               "the read-ahead's windows_read, handled_to (end of the windows it has handled), read_to (the "
+                               "load's furthest read_through), distance and running; zeros for a buffer")
         .def("hyperparameters", [](const Model& p) { return hyperparameter_dict(p.hp); },
              "the validated hyperparameters, defaults resolved, and the architecture's forward switches");
 
@@ -321,6 +354,31 @@ void gguf(py::module_& m) {
         py::arg("data"), py::arg("width"), py::arg("mask"), py::arg("offset"), py::arg("stride"), py::arg("count"),
         "index of the first of `count` floats (`width` bytes, `stride` apart from byte `offset`) whose bits & mask == "
         "mask (a NaN or an infinity), or None");
+    m.def(
+        "utf8_error_at",
+        [](const py::bytes& text) -> py::object {
+            const std::string_view view = text;
+            const size_t at = utf8_error_at(reinterpret_cast<const uint8_t*>(view.data()), view.size());
+            return at == SIZE_MAX ? py::object(py::none()) : py::object(py::int_(at));
+        },
+        py::arg("text"), "the index of the first invalid byte of `text` as strict UTF-8 (gguf/utf8.h), or None");
+    m.def("set_read_ahead_distance", &set_read_ahead_distance, py::arg("bytes"),
+          "bytes files opened from now on read ahead of their loads (0: automatic, read_ahead.h); returns the last setting");
+    m.def("read_ahead_distance", &read_ahead_distance, "the distance files opened now read ahead of their loads");
+    py::class_<ReadAheadProbe>(m, "ReadAheadProbe",
+                               "a read-ahead (gguf/read_ahead.h) over a buffer (a mapped file), with its own window and "
+                               "distance, for tests")
+        .def(py::init<py::handle, uint64_t, uint64_t>(), py::arg("buffer"), py::arg("window"), py::arg("distance"))
+        .def("read_through", [](ReadAheadProbe& p, uint64_t end) { p.ahead().read_through(end); }, py::arg("end"))
+        .def("wait_idle", [](ReadAheadProbe& p) {
+            py::gil_scoped_release unlocked;
+            p.ahead().wait_idle();
+        }, "return once the reader waits at the bound of the last read_through, or has ended")
+        .def("finish", [](ReadAheadProbe& p, bool stop) {
+            py::gil_scoped_release unlocked;
+            p.ahead().finish(stop);
+        }, py::arg("stop"))
+        .def_property_readonly("state", [](ReadAheadProbe& p) { return read_ahead_state(&p.ahead()); });
     m.def("open_model_count", &open_model_count, "files held open for sharing (models alive in the cache)");
     m.def("gguf_tensor_types", [] {
         py::list types;

@@ -51,9 +51,15 @@ void DecodeBatch::decode(LlamaSession* const* sessions, const int64_t* tokens, c
     scratch_.reserve(model_->hparams(), n);
     std::vector<PassSegment> segments;
     segments.reserve(size_t(n));
-    for (int64_t i = 0; i < n; ++i) segments.push_back(PassSegment{&sessions[i]->kv_, i, 1, positions[i], sessions[i]->logits_.get()});
+    for (int64_t i = 0; i < n; ++i) {
+        sessions[i]->logits_->forget();
+        segments.push_back(PassSegment{&sessions[i]->kv_, i, 1, positions[i], sessions[i]->logits_->values.get()});
+    }
     run_pass(*model_, scratch_, tokens, n, segments, profiling_ ? profile_.get() : nullptr);
     bytes.check_intact();
+    // Each session's greedy token while its row is in cache (the pass just copied it out), here once for
+    // all rather than by each handle's Python after the pass, one after another under the GIL.
+    for (int64_t i = 0; i < n; ++i) sessions[i]->logits_->settle();
 }
 
 }  // namespace ggufsm

@@ -22,6 +22,7 @@
 // (kernels/); these files only orchestrate them.
 #pragma once
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -147,6 +148,9 @@ private:
     void place_in_huge_pages();
     void repack_layers();
     void check_q8_0_scales();
+    // Tells the file's read-ahead the load reads from `at` now (gguf/read_ahead.h); a pointer outside the mapping
+    // (the huge-page copy) says nothing.
+    void read_through(const void* at) const;
     void release();
 };
 
@@ -235,6 +239,14 @@ struct ForwardProfile {
     std::array<std::array<int64_t, kTypes>, kOps> ns{};     // [op][weight type; 0 for ops without one]
     std::array<std::array<int64_t, kTypes>, kOps> calls{};
     int64_t passes = 0, pass_ns = 0, rows = 0;              // whole passes: their count, time and rows
+    // A walked step (pass.cpp): the time its members spent in each op's phases not running a part (waiting for
+    // the phase before to finish, or finding nothing left to take): [0] member 0 (it runs the small ops), [1] the
+    // others, summed. A product's wait is mostly the small ops before it; a small op's, the product's tail.
+    std::array<std::array<int64_t, kOps>, 2> wait_ns{};
+    // And per member ([0] member 0, [1] the others summed): its time from the pass's start to its leaving the walk
+    // (at the end, or resigned to the others on a busy machine), and its time running parts (a product's rows, an
+    // attention job, a small op). A worker's member that resigned leaves the rest of the step to member 0.
+    std::array<int64_t, 2> walked_ns{}, ran_ns{};
 };
 
 // One sequence's KV cache, attention.h's layout per layer over n_ctx rounded
@@ -264,6 +276,29 @@ std::shared_ptr<ThreadPool> shared_pool(int n_threads);
 // Pools alive in the process (diagnostics, tests).
 size_t shared_pool_count();
 
+// Whether a call settles the greedy token of the logits it writes (SessionLogits; on by default): off
+// only for the benches' A/B within one process (_core.set_settled_greedy, `ggufsm bench batch
+// --settled-ab`), every greedy choice then reading its row again. Either way the same tokens.
+void set_settled_greedy(bool on);
+bool settled_greedy();
+
+// A session's logits buffer [n_vocab], and the greedy token of the values in it (greedy_token: the
+// argmax, or -1 - the first non-finite index) as the call that wrote them computed it while they were
+// in cache, kUnknown while none has. The sampler's greedy choice then reads one integer instead of
+// the 196 KB row (a SmolLM2 handle's Python after a batched pass, when everything it touches is cold;
+// bindings/forward.cpp greedy_token). Shared, as the buffer: a view handed out outlives the session.
+struct SessionLogits {
+    static constexpr int64_t kUnknown = INT64_MIN;
+    explicit SessionLogits(int64_t n_vocab) : values(new float[size_t(n_vocab)]()), n(n_vocab) {}
+    // Values about to be overwritten: no greedy token until the call writing them has finished.
+    void forget() { greedy.store(kUnknown, std::memory_order_relaxed); }
+    // The values are final (the call succeeded): their greedy token, read while they are in cache.
+    void settle() { greedy.store(settled_greedy() ? greedy_token(values.get(), n) : kUnknown, std::memory_order_relaxed); }
+    const std::unique_ptr<float[]> values;
+    const int64_t n;
+    std::atomic<int64_t> greedy{kUnknown};
+};
+
 class LlamaSession {
 public:
     // Throws InvalidInput unless n_ctx and n_batch are positive.
@@ -281,10 +316,10 @@ public:
     void prefill(const int64_t* tokens, int64_t n, int64_t start_pos);
     void decode(int64_t token, int64_t pos) { prefill(&token, 1, pos); }
 
-    // The logits [n_vocab] of the last evaluated token: one buffer for the
+    // The logits [n_vocab] of the last evaluated token (and their greedy token): one buffer for the
     // session's life, overwritten by every prefill and decode. Shared, so a
     // view handed out (Python's read-only array) outlives the session safely.
-    const std::shared_ptr<float[]>& logits() const { return logits_; }
+    const std::shared_ptr<SessionLogits>& logits() const { return logits_; }
 
     const LlamaModel& model() const { return *model_; }
     int64_t n_ctx() const { return n_ctx_; }
@@ -316,7 +351,7 @@ private:
     int64_t n_ctx_, n_batch_;
     KvCache kv_;
     ForwardScratch scratch_;
-    std::shared_ptr<float[]> logits_;  // [n_vocab]
+    std::shared_ptr<SessionLogits> logits_;
     std::unique_ptr<ForwardProfile> profile_;
     bool profiling_ = false;
 };
@@ -367,5 +402,11 @@ void run_pass(const LlamaModel& model, ForwardScratch& scratch, const int64_t* t
 // default): off only for the benches' A/B within one process (kernels.set_step_shape). Either way the
 // same bits.
 void set_layer_walk(bool on);
+// A walked step's products cut into parts of about `bytes` each (a member done with its share takes the
+// others' last parts); 0: as the dispatched step cuts them. No bit changes (kernels.set_step_shape).
+void set_walk_part_bytes(int64_t bytes);
+// A pass's RoPE rotations computed once and shared by its layers (on), or again for each layer's q and k
+// (off: the step before), for the benches' A/B; the same floats either way.
+void set_rope_once(bool on);
 
 }  // namespace ggufsm

@@ -50,6 +50,11 @@ int64_t ns_since(Clock::time_point start) {
 }
 
 std::atomic<bool> layer_walk{true};
+// A walked step's products cut into parts of about this many bytes (0: as the dispatched step cuts them,
+// one part per thread below 8 MiB): set_walk_part_bytes.
+std::atomic<int64_t> walk_part_bytes{0};
+// Whether a pass's rotations are computed once (rope_table) or again for every layer's q and k: set_rope_once.
+std::atomic<bool> rope_once{true};
 
 // What the members of a team walking one decode step share besides the session's scratch: the store of
 // the attention's segment partials (each member makes the same plan, attention.h DecodeAttention).
@@ -109,7 +114,7 @@ private:
     template <typename Fn>
     void timed(ForwardOp op, Fn&& fn, TensorType type = TensorType::F32) {
         if (team_) {
-            team_->phase(member_, 1, [&](int64_t) {
+            walk(op, 1, [&](int64_t) {
                 const Clock::time_point started = profile_ ? Clock::now() : Clock::time_point{};
                 fn();
                 if (profile_) add_to_profile(op, type, ns_since(started));
@@ -199,12 +204,13 @@ private:
         });
         std::array<std::optional<SharedParts>, 3> parts;
         std::array<int64_t, 4> first{};  // part index where each format's parts start
+        const int64_t part_bytes = walk_part_bytes.load(std::memory_order_relaxed);
         for (size_t format = 0; format < 3; ++format) {
-            if (groups.count[format]) parts[format].emplace(groups.products[format].data(), groups.count[format], pool_);
+            if (groups.count[format]) parts[format].emplace(groups.products[format].data(), groups.count[format], pool_, part_bytes);
             first[format + 1] = first[format] + (parts[format] ? parts[format]->parts() : 0);
         }
         const TensorType type = outputs.begin()->first->type;
-        team_->phase(member_, first[3], [&](int64_t part) {
+        walk(op, first[3], [&](int64_t part) {
             const Clock::time_point started = profile_ ? Clock::now() : Clock::time_point{};
             size_t format = 0;
             while (part >= first[format + 1]) ++format;
@@ -213,6 +219,26 @@ private:
             if (profile_) add_to_profile(op, type, ns_since(started) / team_->size(), part == 0);
         });
         read_ahead_next(next);
+    }
+
+    // team_->phase(member_, parts, fn); when profiling, this member's time in it beside fn's counted as op's wait.
+    template <typename Fn>
+    void walk(ForwardOp op, int64_t parts, Fn&& fn) {
+        if (!profile_) {
+            team_->phase(member_, parts, fn);
+            return;
+        }
+        const Clock::time_point entered = Clock::now();
+        int64_t ran = 0;
+        team_->phase(member_, parts, [&](int64_t part) {
+            const Clock::time_point started = Clock::now();
+            fn(part);
+            ran += ns_since(started);
+        });
+        const int64_t waited = ns_since(entered) - ran;
+        std::lock_guard<std::mutex> lock(shared_->profile);
+        profile_->wait_ns[member_ == 0 ? 0 : 1][size_t(op)] += waited;
+        profile_->ran_ns[member_ == 0 ? 0 : 1] += ran;
     }
 
     void add_to_profile(ForwardOp op, TensorType type, int64_t ns, bool call = true) {
@@ -229,11 +255,14 @@ private:
             return;
         }
         const Groups after = group_by_format(next);
+        const int64_t part_bytes = walk_part_bytes.load(std::memory_order_relaxed);
         for (size_t f = 0; f < 3; ++f) {
-            if (after.count[f]) {
-                team_->set_read_ahead(member_, read_ahead_for(after.products[f].data(), after.count[f], pool_));
-                return;
-            }
+            if (!after.count[f]) continue;
+            // A member's share of the parts, not part `member`: even the dispatched split cuts a product into
+            // several parts a thread (per_thread), and read_ahead_for's part t would be member 0's share.
+            team_->set_read_ahead(member_, SharedParts(after.products[f].data(), after.count[f], pool_, part_bytes)
+                                               .read_ahead(team_->size()));
+            return;
         }
     }
 
@@ -273,17 +302,19 @@ private:
                 {{&l.wo, nullptr}});
 
         // Per token: q/k norms and RoPE.
-        const float freq_base = slides ? hp_.rope_freq_base_local : hp_.rope_freq_base;
-        timed(ForwardOp::QkNormRope, [&] { for_rows(pool_, n, [&](int64_t b, int64_t e) {
-            float* q = &s_.q[size_t(b * q_width)];
-            float* k = &s_.k[size_t(b * kv_width)];
-            if (l.q_norm) {
-                rmsnorm(q, l.q_norm, q, (e - b) * n_head, hd, hp_.rms_eps);
-                rmsnorm(k, l.k_norm, k, (e - b) * n_head_kv, hd, hp_.rms_eps);
-            }
-            rope(q, e - b, n_head, hd, hp_.n_rot, &s_.positions[size_t(b)], freq_base, hp_.rope_neox);
-            rope(k, e - b, n_head_kv, hd, hp_.n_rot, &s_.positions[size_t(b)], freq_base, hp_.rope_neox);
-        }); });
+        timed(ForwardOp::QkNormRope, [&] {
+            const RopeTable& rotations = rope_table(slides, n);
+            for_rows(pool_, n, [&](int64_t b, int64_t e) {
+                float* q = &s_.q[size_t(b * q_width)];
+                float* k = &s_.k[size_t(b * kv_width)];
+                if (l.q_norm) {
+                    rmsnorm(q, l.q_norm, q, (e - b) * n_head, hd, hp_.rms_eps);
+                    rmsnorm(k, l.k_norm, k, (e - b) * n_head_kv, hd, hp_.rms_eps);
+                }
+                rope(q, e - b, n_head, hd, rotations, b, hp_.rope_neox);
+                rope(k, e - b, n_head_kv, hd, rotations, b, hp_.rope_neox);
+            });
+        });
         if (team_) {
             team_attention(layer, slides);
         } else if (one_token_each_) {
@@ -293,6 +324,19 @@ private:
         }
         project(ForwardOp::MatmulOut, s_.att.data(), n, {{&l.wo, s_.xb.data()}}, {{&l.w_gate, nullptr}, {&l.w_up, nullptr}});
         residual(l.post_attn_norm, n);
+    }
+
+    // The pass's rotations at its rows' positions with a sliding layer's base (Gemma 3's local layers) or
+    // the global one, computed on first use and then shared by every layer's q and k: the same floats rope()
+    // computes for each. The members of a team each hold their own (a small op runs on member 0 alone, and
+    // only member 0's is ever computed); a dispatched pass computes it here, on the calling thread, before
+    // any rows are split.
+    const RopeTable& rope_table(bool slides, int64_t n) {
+        RopeTable& table = rope_tables_[slides ? 1 : 0];
+        if (table.n_tok != n || !rope_once.load(std::memory_order_relaxed)) {
+            table.compute(s_.positions.data(), n, hp_.n_rot, slides ? hp_.rope_freq_base_local : hp_.rope_freq_base);
+        }
+        return table;
     }
 
     // A batched decode step (one row per segment): every session's k, v into its cache on this thread
@@ -347,7 +391,7 @@ private:
             timed(ForwardOp::Attention, [&] { plan.run(0, plan.jobs()); });
             return;
         }
-        team_->phase(member_, plan.jobs(), [&](int64_t job) {
+        walk(ForwardOp::Attention, plan.jobs(), [&](int64_t job) {
             const Clock::time_point started = profile_ ? Clock::now() : Clock::time_point{};
             plan.run(job, job + 1);
             if (profile_) add_to_profile(ForwardOp::Attention, TensorType::F32, ns_since(started) / team_->size(), job == 0);
@@ -467,6 +511,7 @@ private:
     Team* team_;                 // the team walking this pass, or nullptr (dispatched)
     const int member_;           // this walker's member index in team_
     TeamShared* shared_;
+    std::array<RopeTable, 2> rope_tables_;  // [0] the global base's rotations, [1] a sliding layer's (rope_table)
 };
 
 }  // namespace
@@ -528,7 +573,21 @@ void run_pass(const LlamaModel& model, ForwardScratch& scratch, const int64_t* t
         TeamShared shared;
         shared.partials.resize(DecodeAttention<KvCache::Element>::max_partial_floats(1, hp.n_head, hp.n_head_kv, hp.head_dim));
         const Clock::time_point started = profile ? Clock::now() : Clock::time_point{};
-        pool.run_team([&](Team& team, int member) { Pass(model, scratch, segments, profile, &team, member, &shared).run(tokens, n); });
+        pool.run_team([&](Team& team, int member) {
+            // The member's walk timed to its leaving, however it leaves (returned, resigned or aborted).
+            struct Walked {
+                ForwardProfile* profile;
+                TeamShared& shared;
+                int member;
+                Clock::time_point started;
+                ~Walked() {
+                    if (!profile) return;
+                    std::lock_guard<std::mutex> lock(shared.profile);
+                    profile->walked_ns[member == 0 ? 0 : 1] += ns_since(started);
+                }
+            } walked{profile, shared, member, started};
+            Pass(model, scratch, segments, profile, &team, member, &shared).run(tokens, n);
+        });
         if (profile) {
             profile->passes += 1;
             profile->rows += n;
@@ -540,5 +599,9 @@ void run_pass(const LlamaModel& model, ForwardScratch& scratch, const int64_t* t
 }
 
 void set_layer_walk(bool on) { layer_walk.store(on); }
+
+void set_walk_part_bytes(int64_t bytes) { walk_part_bytes.store(std::max<int64_t>(0, bytes)); }
+
+void set_rope_once(bool on) { rope_once.store(on); }
 
 }  // namespace ggufsm

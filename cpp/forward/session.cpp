@@ -1,5 +1,6 @@
 // LlamaSession: one sequence through the fused forward (forward.h); the pass
 // itself is forward/pass.cpp.
+#include <atomic>
 #include <string>
 
 #include "errors.h"
@@ -15,7 +16,12 @@ namespace {
 
 std::string str(int64_t v) { return std::to_string(v); }
 
+std::atomic<bool> settle_greedy{true};
+
 }  // namespace
+
+void set_settled_greedy(bool on) { settle_greedy.store(on); }
+bool settled_greedy() { return settle_greedy.load(std::memory_order_relaxed); }
 
 LlamaSession::LlamaSession(std::shared_ptr<const LlamaModel> model, int64_t n_ctx, int64_t n_batch)
     : model_(std::move(model)), hp_(model_->hparams()), n_ctx_(n_ctx), n_batch_(std::min(n_batch, n_ctx)) {
@@ -27,7 +33,7 @@ LlamaSession::LlamaSession(std::shared_ptr<const LlamaModel> model, int64_t n_ct
     kv_.k.resize(size_t(hp_.n_layer) * kv_layer_elements(hp_.n_head_kv, kv_.kv_ctx, hp_.head_dim));
     kv_.v.resize(kv_.k.size());
     scratch_.reserve(hp_, n_batch_);
-    logits_ = std::shared_ptr<float[]>(new float[size_t(hp_.n_vocab)]());
+    logits_ = std::make_shared<SessionLogits>(hp_.n_vocab);
 }
 
 LlamaSession::ReturnMemoryOnDestroy::~ReturnMemoryOnDestroy() {
@@ -63,13 +69,15 @@ void LlamaSession::prefill(const int64_t* tokens, int64_t n, int64_t start_pos) 
     // and after it too: a forward that ran over zero pages left garbage logits, never to be sampled.
     const gguf::ByteSource& bytes = *model_->file().file->bytes();
     bytes.check_intact();
+    logits_->forget();
     for (int64_t done = 0; done < n; done += n_batch_) {
         const int64_t m = std::min(n_batch_, n - done);
         const bool last = done + m == n;
-        run_pass(*model_, scratch_, tokens + done, m, {PassSegment{&kv_, 0, m, start_pos + done, last ? logits_.get() : nullptr}},
+        run_pass(*model_, scratch_, tokens + done, m, {PassSegment{&kv_, 0, m, start_pos + done, last ? logits_->values.get() : nullptr}},
                  profiling_ ? profile_.get() : nullptr);
     }
     bytes.check_intact();
+    logits_->settle();
 }
 
 }  // namespace ggufsm

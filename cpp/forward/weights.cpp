@@ -253,6 +253,7 @@ void LlamaModel::place_in_huge_pages() {
         // Threads copy disjoint 2 MiB pieces, so each first touch faults in a huge page near its reader.
         pool_->parallel_for(int64_t(copy_bytes_ / kHugePage), [&](int64_t b, int64_t e, int) {
             const size_t lo = size_t(b) * kHugePage, hi = std::min(size_t(e) * kHugePage, n);
+            read_through(from + lo);
             if (lo < hi) std::memcpy(copy_ + lo, from + lo, hi - lo);
         });
         rebase(weights_, from, n, copy_);
@@ -311,7 +312,7 @@ void LlamaModel::repack_layers() {
         }
     }
     in_file_order(jobs, targets);
-    repack_rows8_many(jobs, *pool_);
+    repack_rows8_many(jobs, *pool_, [this](const void* at) { read_through(at); });
     // The read-ahead maps the file's pages; ended before the pages the repack copied are dropped below,
     // so that it maps none of them again behind the drop.
     file_->file->bytes()->finish_read_ahead(true);
@@ -351,6 +352,7 @@ void LlamaModel::check_q8_0_scales() {
         std::mutex first_mutex;
         int64_t first = -1;
         pool_->parallel_for(v->rows, [&](int64_t begin, int64_t end, int) {
+            read_through(data + size_t(begin) * v->row_bytes);
             const std::optional<int64_t> found = gguf::first_masked(data + size_t(begin) * v->row_bytes, 2, 0x7C00, kStride,
                                                                     (end - begin) * blocks_per_row);
             if (!found) return;
@@ -360,6 +362,12 @@ void LlamaModel::check_q8_0_scales() {
         });
         scales_checked_.push_back({uint64_t(data - file_bytes), first});
     }
+}
+
+void LlamaModel::read_through(const void* at) const {
+    const gguf::ByteSource& bytes = *file_->file->bytes();
+    const uint8_t* p = static_cast<const uint8_t*>(at);
+    if (p >= bytes.data() && p < bytes.data() + bytes.size()) bytes.read_through(uint64_t(p - bytes.data()));
 }
 
 void LlamaModel::release() {

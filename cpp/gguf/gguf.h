@@ -31,6 +31,8 @@
 
 namespace ggufsm::gguf {
 
+class ReadAhead;  // read_ahead.h
+
 // ---------------------------------------------------------------- byte sources
 
 // Read-only bytes of one model: a file's memory map, or a caller's buffer
@@ -54,6 +56,11 @@ public:
     virtual void finish_read_ahead(bool /*stop*/) const {}
     // Windows of the file the read-ahead found missing from the page cache and read in.
     virtual uint64_t read_ahead_windows() const { return 0; }
+    // The load has read these bytes up to offset `end`: the read-ahead keeps its distance past the furthest such
+    // point (read_ahead.h). The parse, the repack and the scans report it.
+    virtual void read_through(uint64_t /*end*/) const {}
+    // The file's read-ahead, for reports and tests; nullptr for a caller's buffer.
+    virtual ReadAhead* read_ahead() const { return nullptr; }
 
 protected:
     const uint8_t* data_ = nullptr;

@@ -53,6 +53,8 @@ public:
 
     void finish_read_ahead(bool stop) const override { read_ahead_->finish(stop); }
     uint64_t read_ahead_windows() const override { return read_ahead_->windows_read(); }
+    void read_through(uint64_t end) const override { read_ahead_->read_through(end); }
+    ReadAhead* read_ahead() const override { return read_ahead_.get(); }
 
 private:
     std::string path_;

@@ -32,6 +32,7 @@ std::shared_ptr<const Model> load_model(std::shared_ptr<const ByteSource> bytes)
         throw;
     }
     bytes->check_intact();
+    bytes->read_through(model->file->data_offset);  // the header: the read-ahead may go its distance past it
     return model;
 }
 

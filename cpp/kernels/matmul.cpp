@@ -223,7 +223,8 @@ namespace {
 // alike.
 class SharedSplit {
 public:
-    SharedSplit(const SharedProduct* products, size_t count, const ThreadPool& pool) : count_(count) {
+    // part_bytes > 0: parts of about that many bytes each instead (at least one per thread, at most 64).
+    SharedSplit(const SharedProduct* products, size_t count, const ThreadPool& pool, int64_t part_bytes = 0) : count_(count) {
         if (count > kMaxSharedProducts) {
             throw Error(code::InvalidInput, "matmul_shared takes at most " + std::to_string(kMaxSharedProducts) + " products, got " +
                                                 std::to_string(count));
@@ -237,6 +238,9 @@ public:
         }
         per_thread_ = chunks_per_thread_for(bytes_, pool);
         parts_ = std::min<int64_t>(int64_t(pool.size()) * per_thread_, tiles_);
+        if (part_bytes > 0) {
+            parts_ = std::min(std::clamp<int64_t>((bytes_ + part_bytes - 1) / part_bytes, pool.size(), int64_t(64) * pool.size()), tiles_);
+        }
     }
 
     int per_thread() const { return per_thread_; }
@@ -318,19 +322,39 @@ void matmul_shared(const SharedProduct* products, size_t count, const QuantizedA
 }
 
 struct SharedParts::State {
-    State(const SharedProduct* p, size_t c, const ThreadPool& pool) : split(p, c, pool), count(c) { std::copy(p, p + c, products.begin()); }
+    State(const SharedProduct* p, size_t c, const ThreadPool& pool, int64_t part_bytes)
+        : split(p, c, pool, part_bytes), count(c) {
+        std::copy(p, p + c, products.begin());
+    }
     SharedSplit split;
     std::array<SharedProduct, kMaxSharedProducts> products{};
     size_t count;
 };
 
-SharedParts::SharedParts(const SharedProduct* products, size_t count, const ThreadPool& pool)
-    : s_(std::make_unique<State>(products, count, pool)) {}
+SharedParts::SharedParts(const SharedProduct* products, size_t count, const ThreadPool& pool, int64_t part_bytes)
+    : s_(std::make_unique<State>(products, count, pool, part_bytes)) {}
 SharedParts::~SharedParts() = default;
 SharedParts::SharedParts(SharedParts&&) noexcept = default;
 SharedParts& SharedParts::operator=(SharedParts&&) noexcept = default;
 
 int64_t SharedParts::parts() const { return s_->count == 0 ? 0 : s_->split.parts(); }
+
+ReadAhead SharedParts::read_ahead(int members) const {
+    ReadAhead ahead;
+    const State& s = *s_;
+    const int64_t parts = s.split.parts();
+    for (int m = 0; m < std::min(members, ReadAhead::kThreads); ++m) {
+        const int64_t first = parts * m / members, last = parts * (m + 1) / members;
+        if (first >= last) continue;
+        const int64_t begin = s.split.part_tiles(first).first, end = s.split.part_tiles(last - 1).second;
+        s.split.for_rows(s.products.data(), begin, end, [&](size_t k, int64_t row_begin, int64_t row_end) {
+            const WeightView& w = *s.products[k].w;
+            const uint8_t* data = static_cast<const uint8_t*>(w.data);
+            ahead.add(m, data + row_offset(w, row_begin), row_offset(w, row_end) - row_offset(w, row_begin));
+        });
+    }
+    return ahead;
+}
 
 void SharedParts::run(int64_t part, const QuantizedActivations& x) const {
     const State& s = *s_;

@@ -131,14 +131,22 @@ void matmul_shared(const SharedProduct* products, size_t count, const QuantizedA
 // thread runs which part. Part t of the first pool.size() parts is the one read_ahead_for reads
 // ahead for thread t. The parts are known before x is quantized (a team counts them before the
 // phase that quantizes x is done); run makes matmul_shared's checks of x.
+//
+// part_bytes > 0 cuts them instead into parts of about that many bytes (at least one per thread, at
+// most 64 per thread, whole row tiles as ever, so every row keeps its bits): a team's member that
+// finishes its share early takes the others' last parts rather than waiting for them.
 class SharedParts {
 public:
-    SharedParts(const SharedProduct* products, size_t count, const ThreadPool& pool);
+    SharedParts(const SharedProduct* products, size_t count, const ThreadPool& pool, int64_t part_bytes = 0);
     ~SharedParts();
     SharedParts(SharedParts&&) noexcept;
     SharedParts& operator=(SharedParts&&) noexcept;
     int64_t parts() const;
     void run(int64_t part, const QuantizedActivations& x) const;
+    // What member m of a team of `members` streams first (Team::phase: its own share of the parts,
+    // [m * parts / members, (m + 1) * parts / members), in order): the weights of that share, to read
+    // ahead (the budget stops it at the first bytes).
+    ReadAhead read_ahead(int members) const;
 
 private:
     struct State;

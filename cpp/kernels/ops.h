@@ -2,6 +2,7 @@
 // (tests/kernels/test_ops.py); shapes are in the comments.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 namespace ggufsm {
 
@@ -15,6 +16,17 @@ void rmsnorm(const float* x, const float* weight, float* out, int64_t n_rows, in
 // (gemma, qwen). Dims from n_rot on are left alone. Angles in double.
 void rope(float* x, int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t n_rot, const int32_t* positions,
           float freq_base, bool neox);
+
+// rope()'s rotations for n_tok tokens, computed once for every head and layer that rotates at those
+// positions with that base (a decode step of Gemma 3 asked for 128 x 3 transcendentals a head group, 52
+// times a step): cos and sin, [n_tok][n_rot / 2] each, the very floats rope() computes.
+struct RopeTable {
+    int64_t n_tok = 0, half = 0;
+    std::vector<float> cos, sin;
+    void compute(const int32_t* positions, int64_t n_tok, int64_t n_rot, float freq_base);
+};
+// rope() with the rotations of `table`'s tokens [first_tok, first_tok + n_tok): the same bits.
+void rope(float* x, int64_t n_tok, int64_t n_head, int64_t head_dim, const RopeTable& table, int64_t first_tok, bool neox);
 
 // In place over x[0..n): exp(x - max) / sum.
 // The four activations below run the active kernel set's (kernel_set.h); the

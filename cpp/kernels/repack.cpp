@@ -381,7 +381,7 @@ Plan plan_of(const Rows8Job& job) {
 
 }  // namespace
 
-void repack_rows8_many(std::vector<Rows8Job>& jobs, ThreadPool& pool) {
+void repack_rows8_many(std::vector<Rows8Job>& jobs, ThreadPool& pool, const std::function<void(const void*)>& reading) {
     std::vector<Plan> plans;
     std::vector<int64_t> starts;  // the first global group of each job, then the total
     plans.reserve(jobs.size());
@@ -405,6 +405,7 @@ void repack_rows8_many(std::vector<Rows8Job>& jobs, ThreadPool& pool) {
         std::vector<uint8_t> copy(largest_group);  // a group read whole first where dst overlaps the source
         size_t j = size_t(std::upper_bound(starts.begin(), starts.end(), begin) - starts.begin()) - 1;
         size_t found_in = SIZE_MAX;  // groups come in order within a chunk: only a job's first bad one counts
+        if (reading) reading(plans[j].src + size_t(begin - starts[j]) * plans[j].group_bytes);
         for (int64_t at_group = begin; at_group < end; ++at_group) {
             while (at_group >= starts[j + 1]) ++j;
             const Plan& p = plans[j];

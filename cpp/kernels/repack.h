@@ -55,6 +55,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "kernels/matmul.h"
@@ -98,7 +99,9 @@ struct Rows8Job {
 // Every job repacked as repack_rows8 repacks one, in one pool dispatch over all their groups: a
 // dispatch per matrix left the workers spinning between ~200 small ones at a SmolLM2 load (a fifth
 // of the build's CPU). InvalidInput, before anything is written, if a job is not repackable.
-void repack_rows8_many(std::vector<Rows8Job>& jobs, ThreadPool& pool);
+// reading, when given, is called as each chunk of groups starts, from the thread that runs it, with the address
+// of the source bytes the chunk reads first: the load's read-ahead keeps its distance past it (gguf/read_ahead.h).
+void repack_rows8_many(std::vector<Rows8Job>& jobs, ThreadPool& pool, const std::function<void(const void*)>& reading = {});
 // The view of w's matrix repacked into dst.
 WeightView rows8_view(const WeightView& w, void* dst);
 

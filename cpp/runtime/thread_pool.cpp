@@ -95,11 +95,15 @@ private:
 
 namespace {
 std::atomic<bool> read_ahead_on{true};
+std::atomic<int> small_op_read_ahead_lines{0};
+// Lines read_ahead_step asks for a step.
+constexpr int kTeamLinesPerStep = 16;
 // Whether this thread is a member of a running team (run_team): its parallel_for calls run inline.
 thread_local bool in_team = false;
 }  // namespace
 void set_read_ahead_enabled(bool on) { read_ahead_on.store(on); }
 bool read_ahead_enabled() { return read_ahead_on.load(std::memory_order_relaxed); }
+void set_small_op_read_ahead(int lines) { small_op_read_ahead_lines.store(std::max(0, lines)); }
 
 void ReadAhead::add(int t, const void* begin, size_t bytes) {
     if (t < 0 || t >= kThreads || bytes == 0) return;
@@ -280,7 +284,9 @@ void ThreadPool::run_team(const std::function<void(Team&, int)>& fn) {
 // Parts a claim takes at most: 64 per member, the most matmul.cpp cuts a product into (its chunks_per_thread_for),
 // and at least 1024 (a decode token's attention jobs: 8 segments per KV head).
 Team::Team(int members)
-    : members_(members), member_state_(size_t(members)), parts_(std::max<size_t>(1024, size_t(64) * size_t(members))), walking_(members) {
+    : members_(members),
+      lead_read_ahead_steps_((small_op_read_ahead_lines.load(std::memory_order_relaxed) + kTeamLinesPerStep - 1) / kTeamLinesPerStep),
+      member_state_(size_t(members)), parts_(std::max<size_t>(1024, size_t(64) * size_t(members))), walking_(members) {
     for (auto& p : parts_) p.store(0, std::memory_order_relaxed);
     for (auto& slot : slots_) slot.store(0, std::memory_order_relaxed);
 }
@@ -295,9 +301,8 @@ void Team::set_read_ahead(int member, const ReadAhead& ahead) {
 
 bool Team::read_ahead_step(MemberState& m) {
     constexpr size_t kLine = 64;
-    constexpr int kLinesPerStep = 16;
     int lines = 0;
-    while (m.ahead_range < m.ahead.size() && lines < kLinesPerStep) {
+    while (m.ahead_range < m.ahead.size() && lines < kTeamLinesPerStep) {
         const ReadAheadRange& r = m.ahead[m.ahead_range];
         if (m.ahead_offset >= r.bytes || m.ahead_budget == 0) {
             m.ahead_range = m.ahead_budget == 0 ? m.ahead.size() : m.ahead_range + 1;

@@ -42,6 +42,9 @@ struct ReadAhead {
 // benches' A/B of the read-ahead within one process (kernels.set_step_shape).
 void set_read_ahead_enabled(bool on);
 bool read_ahead_enabled();
+// Lines (of 64 bytes) a team's member 0 asks for of its next product share right before each small op
+// it runs (Team::phase); 0: none. For the benches' A/B (kernels.set_step_shape); no result changes.
+void set_small_op_read_ahead(int lines);
 
 class Team;
 
@@ -181,6 +184,10 @@ public:
             // its data in one core's cache; the others go on to the next phase of several parts.
             if (member == 0) {
                 if (!ready) wait_done(m, j - 1, before);
+                // Member 0 streams nothing while it runs a small op: the next lines of its share of the next
+                // product asked for first arrive meanwhile, so its stream does not start cold after the op.
+                for (int step = 0; step < lead_read_ahead_steps_ && read_ahead_step(m); ++step) {
+                }
                 fn(int64_t(0));
                 finish(j);
             }
@@ -259,6 +266,7 @@ private:
     bool read_ahead_step(MemberState& m);
 
     const int members_;
+    const int lead_read_ahead_steps_;  // read_ahead_step()s member 0 takes before a small op (set_small_op_read_ahead)
     std::vector<MemberState> member_state_;
     std::vector<std::atomic<uint64_t>> parts_;
     alignas(64) std::array<std::atomic<uint64_t>, kSlots> slots_{};

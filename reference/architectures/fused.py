@@ -91,6 +91,9 @@ class FusedSession:
         self.n_ctx = n_ctx
         self.scheduler = scheduler  # the shared model's DecodeScheduler, or None: decode alone
         self._core: _core.LlamaSession | None = _core.LlamaSession(model._running(), n_ctx, n_batch)
+        # The session's one logits buffer, viewed once: every batched decode step hands back this view rather
+        # than a new one (an array, a capsule and its owner a token, made after the pass, when all is cold).
+        self._logits: np.ndarray | None = self._core.logits
 
     @property
     def nbytes(self) -> dict[str, int]:
@@ -99,7 +102,7 @@ class FusedSession:
 
     def close(self) -> None:
         self.idle()
-        self._core = None
+        self._core = self._logits = None
 
     def idle(self) -> None:
         """This session asks for no decode step until its next request: the scheduler's gathering stops
@@ -116,7 +119,7 @@ class FusedSession:
         Batched or not, the same logits, bit for bit (tests/runtime/test_batching.py)."""
         session = self._running()
         if self.scheduler is not None:
-            return self.scheduler.decode(session, token, pos)
+            return self.scheduler.decode(session, token, pos, self._logits)
         return session.decode(token, pos)
 
     def _running(self) -> _core.LlamaSession:

@@ -21,6 +21,11 @@ figure is the median of the rounds with their range beside it (a machine shared
 with other jobs moves them all); `batched / one by one` pairs the two ways of
 the same round, the figure least moved by the neighbours' load.
 
+With --settled-ab, instead of the rounds: batched runs of each count in one process, alternating round by
+round between the greedy token settled by the pass that wrote the logits (the default: each handle's
+sampling reads one integer) and read again from the row by each handle (`_core.set_settled_greedy(False)`),
+the two ways' order swapped every round; each count's figure is the median of the rounds' paired ratios.
+
 With --split, one more batched run per count after the rounds says where a step's wall time goes: the passes
 (the C++ forward, split op by op by the pass's profile into the weights' matmuls, each session's attention
 and KV store, and the other ops), the leaders' gathering (waiting for the last pass's sessions to queue
@@ -56,6 +61,9 @@ def register_bench(bench_commands) -> None:
     parser.add_argument("--split", action="store_true",
                         help="then one batched run per count, profiled: a step's time split into the pass's ops, "
                              "the scheduler's gathering and the handles' own work between steps")
+    parser.add_argument("--settled-ab", action="store_true",
+                        help="instead of the rounds: batched runs alternating in one process between the greedy token "
+                             "settled by the pass and read again by each handle (_core.set_settled_greedy)")
     parser.add_argument("--peer-timeout", type=float, default=1800.0,
                         help="seconds one llama-batched-bench run may take; past it the round has no peer figures "
                              "(its spin-waiting threads can crawl on a loaded machine) (default %(default)s)")
@@ -84,6 +92,12 @@ def run(args) -> int:
     if peer:
         record.peer_binary(LLAMA_BATCHED_BENCH)
     scheduler = anchor._lifecycle.resident.session.scheduler
+    if getattr(args, "settled_ab", False):
+        try:
+            print(settled_ab(path, args, counts, prompts, record))
+        finally:
+            anchor.free()
+        return 0
     for _ in range(args.repeat):
         for k in counts:
             for way in WAYS:
@@ -119,6 +133,38 @@ def run(args) -> int:
     if splits:
         print("\n" + render_split(splits))
     return 0
+
+
+SETTLED_WAYS = ("settled", "read again")
+
+
+def settled_ab(path, args, counts: list[int], prompts: list[list[int]], record) -> str:
+    """--settled-ab: batched runs alternating between the two ways of the greedy choice, round by round."""
+    from ggufsm import _core
+
+    figures: dict[tuple[str, int], list[float]] = {}
+    try:
+        for round_index in range(args.repeat):
+            for k in counts:
+                for way in SETTLED_WAYS if round_index % 2 == 0 else SETTLED_WAYS[::-1]:
+                    _core.set_settled_greedy(way == "settled")
+                    aggregate, per_token = handles_at_once(path, args, prompts[:k], batched=True)
+                    figures.setdefault((way, k), []).append(aggregate)
+                    record.sample(f"{way} x{k}: aggregate", aggregate, "tok/s", handles=k)
+                    record.sample(f"{way} x{k}: per-token latency", per_token, "s", better="lower", handles=k)
+    finally:
+        _core.set_settled_greedy(True)
+    lines = [f"model {path.name}, {args.threads} threads, batched Runtime handles (greedy generate_next_token), "
+             f"{args.repeat} rounds of {args.tokens} steps per handle; load average {os.getloadavg()[0]:.2f} after.", "",
+             "| handles | settled: aggregate tok/s | read again: aggregate tok/s | settled / read again, same round |",
+             "| ---: | ---: | ---: | ---: |"]
+    for k in counts:
+        record.compare(f"settled / read again x{k}: aggregate", f"settled x{k}: aggregate", f"read again x{k}: aggregate")
+        ours, theirs = figures[("settled", k)], figures[("read again", k)]
+        paired = [a / b for a, b in zip(ours, theirs, strict=True)]
+        lines.append(f"| {k} | {np.median(ours):.1f} | {np.median(theirs):.1f} | "
+                     f"{np.median(paired):.3f}x ({min(paired):.3f}-{max(paired):.3f}x) |")
+    return "\n".join(lines)
 
 
 def step_split(path, args, prompts: list[list[int]], scheduler) -> dict[str, float]:

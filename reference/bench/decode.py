@@ -25,7 +25,10 @@ in each round too (tg, its decode tok/s; -d START puts its steps at the same dep
 
 With --step-ab the two contenders are instead two shapes of the same step over one in-place model, in one
 process (`kernels.set_step_shape(layer_walk=...)`): `layer walk` (the pool's threads walk the step's ops
-together, cpp/forward/pass.cpp) and `dispatched` (one pool dispatch per product), alternating run by run.
+together, cpp/forward/pass.cpp) and `dispatched` (one pool dispatch per product), alternating run by run;
+with --shape NAME=VALUE,..., the default step against the step with those `set_step_shape` arguments
+(e.g. `walk_part_bytes=65536`: the walk's products cut into parts of about 64 KiB, a member done with its share
+taking the other's last parts).
 """
 
 from __future__ import annotations
@@ -82,6 +85,9 @@ def register_bench(bench_commands) -> None:
     parser.add_argument("--step-ab", action="store_true",
                         help="instead of the two placements: the step walked by the pool's threads (layer walk) against "
                              "one dispatch per product (dispatched), on one in-place model, alternating in one process")
+    parser.add_argument("--shape", default=None, metavar="NAME=VALUE,...",
+                        help="with --step-ab: the default step against the step with these kernels.set_step_shape "
+                             "arguments (e.g. walk_part_bytes=65536,small_op_read_ahead=32), instead of walk vs dispatched")
     parser.add_argument("--long-context", action="store_true",
                         help="instead: prefill of 4096 tokens and decode at position 4000, beside llama-bench "
                              "(reference/bench/long_context.py; --repeat rounds)")
@@ -109,11 +115,15 @@ def run(args) -> int:
         models[name] = _core.LlamaModel(gguf_file.core, args.threads, huge_pages=huge)
         load_s = time.perf_counter() - started
         models[name] = (models[name], load_s)
-    # Contender -> its step shape (layer_walk), or None: the default shape.
-    shapes: dict[str, bool | None] = {name: None for name in models}
-    if step_ab:
+    # Contender -> its step shape (set_step_shape's arguments), or None: the default shape.
+    shapes: dict[str, dict | None] = {name: None for name in models}
+    shaped = parse_shape(getattr(args, "shape", None))
+    if step_ab and shaped:
+        models = {args.shape: models["in place"], "default": models["in place"]}
+        shapes = {args.shape: shaped, "default": {}}
+    elif step_ab:
         models = {"layer walk": models["in place"], "dispatched": models["in place"]}
-        shapes = {"layer walk": True, "dispatched": False}
+        shapes = {"layer walk": {"layer_walk": True}, "dispatched": {"layer_walk": False}}
     pool = kernels.ThreadPool(args.threads)
     probe = ReadProbe(pool, old_measure=True)
     n_ctx = args.start + args.tokens + 16
@@ -127,7 +137,7 @@ def run(args) -> int:
         order = list(models.items()) if not step_ab or round_ % 2 == 0 else list(models.items())[::-1]
         for name, (model, _) in order:
             if shapes[name] is not None:
-                kernels.set_step_shape(layer_walk=shapes[name])
+                kernels.set_step_shape(**shapes[name])
             try:
                 tok_s, beside = probe.around(lambda model=model: decode_run(_core, model, n_ctx, tokens, args))
             finally:
@@ -142,6 +152,18 @@ def run(args) -> int:
             record_beside(args.record, "read bandwidth around llama.cpp", beside)
     print(render(path, args, models, series, peer, per_token, (load_before, os.getloadavg()[0]), probe))
     return 0
+
+
+def parse_shape(text: str | None) -> dict[str, int]:
+    """--shape's NAME=VALUE,... as kernels.set_step_shape's keyword arguments (integers; true/false for switches)."""
+    if not text:
+        return {}
+    words = {"true": 1, "false": 0}
+    shape = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        shape[name.strip()] = words[value.strip().lower()] if value.strip().lower() in words else int(value)
+    return shape
 
 
 def decode_run(_core, model, n_ctx: int, tokens: list[int], args) -> float:

@@ -96,7 +96,11 @@ def _run(profile: dict, wall_s: float, per: int) -> dict:
     """One run's figures per pass (prefill) or per step (decode)."""
     ops = {(row["op"], row["type"] or ""): row["seconds"] / per for row in profile["ops"]}
     pass_s = profile["seconds"] / per
-    return {"wall_s": wall_s / per, "pass_s": pass_s, "ops": ops,
+    waits = {row["op"]: (row["member0_seconds"] / per, row["others_seconds"] / per) for row in profile.get("waits", [])}
+    if waits:
+        waits["(walked: entry to leaving)"] = tuple(v / per for v in profile["walked_seconds"])
+        waits["(ran parts)"] = tuple(v / per for v in profile["ran_seconds"])
+    return {"wall_s": wall_s / per, "pass_s": pass_s, "ops": ops, "waits": waits,
             "extra": {"between the ops (loop, scratch)": pass_s - sum(ops.values()),
                       "binding + Python call (ids in, logits view out)": wall_s / per - pass_s}}
 
@@ -105,7 +109,10 @@ def _median_run(runs: list[dict]) -> dict:
     """Op by op, the median over runs (and the median wall time)."""
     keys = {key for run in runs for key in run["ops"]}
     extras = {key for run in runs for key in run["extra"]}
+    waited = {key for run in runs for key in run["waits"]}
     return {"wall_s": float(np.median([r["wall_s"] for r in runs])),
+            "waits": {key: tuple(float(np.median([r["waits"].get(key, (0.0, 0.0))[i] for r in runs])) for i in (0, 1))
+                      for key in waited},
             "ops": {key: float(np.median([r["ops"].get(key, 0.0) for r in runs])) for key in keys},
             "extra": {key: float(np.median([r["extra"].get(key, 0.0) for r in runs])) for key in extras}}
 
@@ -138,8 +145,26 @@ def render(result: dict, threads: int, repeat: int, decode_tokens: int, bandwidt
         lines.append(f"| {key} | | {p_cells} | {d * 1e6:.0f} | {d / decode_total:.1%} | | |")
     lines.append(f"| **total** (forward call; decode: + greedy sampling) | | {prefill['wall_s'] * 1e3:.2f} | | "
                  f"{decode_total * 1e6:.0f} | | | |")
-    lines += ["", step_split(decode, bytes_by_op, bandwidth_gbs)]
+    lines += ["", step_split(decode, bytes_by_op, bandwidth_gbs), *walk_waits(decode)]
     return "\n".join(lines)
+
+
+def walk_waits(decode: dict) -> list[str]:
+    """A walked decode step's waits (ForwardProfile.wait_ns): per op, the time its phases held each member without
+    a part to run: member 0 (the small ops' runner) and the others summed. Empty when the step was dispatched."""
+    if not decode["waits"]:
+        return []
+    lines = ["", "Waits in the walked step (us/step, a member in an op's phases with no part to run: the phase "
+             "before still running, or the op's last parts on another member):", "",
+             "| op | member 0 | others |", "| --- | ---: | ---: |"]
+    rows = sorted(((op, v) for op, v in decode["waits"].items() if not op.startswith("(")), key=lambda kv: -sum(kv[1]))
+    for op, (first, others) in rows:
+        lines.append(f"| {op} | {first * 1e6:.0f} | {others * 1e6:.0f} |")
+    lines.append(f"| **waits** | {sum(v[0] for _, v in rows) * 1e6:.0f} | {sum(v[1] for _, v in rows) * 1e6:.0f} |")
+    for op in ("(ran parts)", "(walked: entry to leaving)"):
+        first, others = decode["waits"].get(op, (0.0, 0.0))
+        lines.append(f"| {op} | {first * 1e6:.0f} | {others * 1e6:.0f} |")
+    return lines
 
 
 def step_split(decode: dict, bytes_by_op: dict, bandwidth_gbs: float | None) -> str:
@@ -167,7 +192,13 @@ def run(args) -> int:
     from ggufsm.reference.model.registry import resolve
 
     path = resolve(args.model, pull=True)
-    result = profile_model(path, args.threads, args.repeat, args.decode_tokens)
+    from ggufsm.reference.bench.decode import parse_shape
+
+    kernels.set_step_shape(**parse_shape(getattr(args, "shape", None)))
+    try:
+        result = profile_model(path, args.threads, args.repeat, args.decode_tokens)
+    finally:
+        kernels.set_step_shape()
     pool = kernels.ThreadPool(args.threads)
     probe = ReadProbe(pool)
     bandwidth = statistics.median(max(probe.sample().values()) for _ in range(3))

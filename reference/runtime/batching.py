@@ -96,8 +96,9 @@ class DecodeScheduler:
         self.pass_seconds = 0.0
         self.gather_seconds = 0.0
 
-    def decode(self, session: Any, token: int, pos: int) -> Any:
-        """The logits of `token` at `pos` in `session` (the session's own read-only buffer, as session.decode returns)."""
+    def decode(self, session: Any, token: int, pos: int, logits: Any = None) -> Any:
+        """The logits of `token` at `pos` in `session` (the session's own read-only buffer, as session.decode returns):
+        `logits` when given (a view of that buffer the caller keeps), else a new view of it."""
         step = _Step(session, token, pos)
         with self._lock:
             self._queue.append(step)
@@ -129,7 +130,7 @@ class DecodeScheduler:
             self._run_pass(steps)
         if step.error is not None:
             raise step.error
-        return session.logits
+        return session.logits if logits is None else logits
 
     def withdraw(self, session: Any) -> None:
         """`session` asks for no step until further notice (its request ended, it was closed): a leader

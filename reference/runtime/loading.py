@@ -47,6 +47,7 @@ def load_off_to_the_side(source, config: RuntimeConfig) -> Load:
             source = registry.resolve(source, pull=True)
         load.model = build_loaded_model(source, n_threads=config.thread_count())
         weights_are_finite(load.model)
+        end_read_ahead(load.model)
         load.session = load.model.weights.new_session(config.context_for(load.model.weights.n_ctx_train),
                                                       batched=config.batch_decode)
     except GgufsmError as error:
@@ -65,3 +66,10 @@ def weights_are_finite(model: LoadedModel) -> None:
     assert gguf is not None  # a model just built holds its file
     # The forward's build checked the scales of the matrices it read (the repack, the Q8_0 scan) in that read.
     check_finite_weights_once(gguf, getattr(model.weights, "scales_checked", None))
+
+
+def end_read_ahead(model: LoadedModel) -> None:
+    """The load has read what it reads: the file's read-ahead (cpp/gguf/read_ahead.h) ends here, rather than wait at
+    its distance past the load's last read for as long as the file stays open."""
+    assert model.gguf is not None  # a model just built holds its file
+    model.gguf.core.finish_read_ahead(True)

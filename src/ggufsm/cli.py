@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "ggufsm.reference.cli.inspect",
     "ggufsm.reference.cli.tokenize",
     "ggufsm.reference.cli.models",
+    "ggufsm.reference.cli.cache",
     "ggufsm.spec.cli",
     "ggufsm.conformance.cli",
     "ggufsm.reference.cli.bench",

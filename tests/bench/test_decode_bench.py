@@ -50,3 +50,13 @@ def test_step_ab_runs_both_step_shapes_in_one_process_round_by_round(tmp_path, c
     series = {s["name"]: s for s in json.loads(out.read_text())["series"]}
     for name in ("layer walk", "dispatched"):
         assert len(series[f"decode {name}"]["samples"]) == 2
+
+
+def test_step_ab_with_a_shape_runs_the_default_step_against_that_shape_round_by_round(tmp_path, capsys):
+    model = write_tiny_llama(tmp_path / "tiny.gguf")
+    shape = "walk_part_bytes=256,small_op_read_ahead=32,rope_once=false"
+    assert main(["bench", "decode", "-m", str(model), "--step-ab", "--shape", shape, "--repeat", "2", "--tokens", "2",
+                 "--start", "2"]) == 0
+    text = capsys.readouterr().out
+    assert f"| {shape} |" in text and "| default |" in text
+    assert f"default / {shape}, round by round" in text

@@ -116,3 +116,94 @@ def test_a_session_of_another_model_is_invalid_input(tiny, tmp_path):
 def test_an_empty_batch_is_invalid_input(tiny):
     with pytest.raises(InvalidInput, match="at least one session"):
         _core.DecodeBatch(tiny).decode([], [], [])
+
+
+# ─── the greedy token a call settles as it writes the logits (SessionLogits) ──
+
+def assert_settled(session) -> int:
+    """The session's settled greedy token is numpy's argmax of its logits, and greedy_token of its logits view answers it."""
+    logits = session.logits
+    expected = int(np.argmax(logits))
+    assert session.greedy_token == expected
+    assert _core.greedy_token(logits) == expected
+    return expected
+
+
+def test_prefill_decode_and_a_batched_decode_each_settle_the_greedy_token_of_the_logits_they_leave(tiny):
+    sessions = [_core.LlamaSession(tiny, 32) for _ in PROMPTS]
+    assert all(s.greedy_token is None for s in sessions)  # no call has written logits yet
+    tokens = []
+    for s, prompt in zip(sessions, PROMPTS, strict=True):
+        s.prefill(prompt, 0)
+        tokens.append(assert_settled(s))
+    positions = [len(p) for p in PROMPTS]
+    batch = _core.DecodeBatch(tiny)
+    for step in range(4):
+        if step % 2:
+            batch.decode(sessions, tokens, positions)
+        else:
+            for s, token, pos in zip(sessions, tokens, positions, strict=True):
+                s.decode(token, pos)
+        tokens = [assert_settled(s) for s in sessions]
+        positions = [pos + 1 for pos in positions]
+
+
+def test_a_refused_call_keeps_the_greedy_token_of_the_logits_it_left_untouched(tiny):
+    session = _core.LlamaSession(tiny, 8)
+    session.prefill([1, 2, 3], 0)
+    before = assert_settled(session)
+    with pytest.raises(InvalidInput):
+        session.decode(N_VOCAB, 3)
+    with pytest.raises(ContextOverflow):
+        _core.DecodeBatch(tiny).decode([session, _core.LlamaSession(tiny, 8)], [4, 4], [8, 0])
+    assert assert_settled(session) == before
+
+
+def test_any_array_but_a_sessions_whole_logits_buffer_is_read_as_given(tiny):
+    session = _core.LlamaSession(tiny, 16)
+    logits = session.prefill([1, 2, 3], 0)
+    settled = assert_settled(session)
+    other = (settled + 1) % N_VOCAB
+    changed = logits.copy()  # a copy (a penalised row is one): its own values, not the session's answer
+    changed[other] = logits.max() + 1
+    assert _core.greedy_token(changed) == other
+    head = logits[:max(settled, 1)]  # from the buffer's first value, shorter: without the settled token
+    assert _core.greedy_token(head) == int(np.argmax(head))
+    shifted = logits[1:]  # a view one value in: not the buffer's first value
+    assert _core.greedy_token(shifted) == int(np.argmax(shifted))
+
+
+def test_a_view_kept_from_an_earlier_call_answers_for_the_values_it_shows_now(tiny):
+    session = _core.LlamaSession(tiny, 16)
+    kept = session.prefill([1, 2, 3], 0)
+    session.decode(assert_settled(session), 3)
+    assert _core.greedy_token(kept) == int(np.argmax(kept)) == session.greedy_token  # the one buffer, rewritten
+
+
+def test_non_finite_logits_settle_as_the_first_non_finite_index_as_greedy_token_reads_them(tmp_path):
+    from ggufsm.conformance.fixtures.overflow import overflow_prompt, write_overflow_llama
+
+    model = model_of(write_overflow_llama(tmp_path / "overflow.gguf", n_ctx=16))
+    session = _core.LlamaSession(model, 16)
+    logits = session.prefill(overflow_prompt(), 0)
+    first_bad = int(np.flatnonzero(~np.isfinite(logits))[0])
+    assert session.greedy_token == -1 - first_bad
+    assert _core.greedy_token(logits) == -1 - first_bad
+
+
+def test_with_settling_off_no_greedy_token_is_settled_and_the_greedy_choice_reads_the_row(tiny):
+    """The benches' in-process A/B (`_core.set_settled_greedy`): off, every call leaves the token unknown, and
+    greedy_token reads the logits themselves, to the same token."""
+    sessions = [_core.LlamaSession(tiny, 16) for _ in range(2)]
+    _core.set_settled_greedy(False)
+    try:
+        for s in sessions:
+            s.prefill([1, 2, 3], 0)
+        _core.DecodeBatch(tiny).decode(sessions, [4, 5], [3, 3])
+        for s in sessions:
+            assert s.greedy_token is None
+            assert _core.greedy_token(s.logits) == int(np.argmax(s.logits))
+    finally:
+        _core.set_settled_greedy(True)
+    sessions[0].decode(6, 4)
+    assert_settled(sessions[0])

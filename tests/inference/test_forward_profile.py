@@ -58,3 +58,30 @@ def test_profiling_off_keeps_the_figures_and_adds_no_more(tmp_path):
     assert session.profile["passes"] == 1
     session.set_profiling(True)
     assert session.profile["passes"] == 0
+
+
+@pytest.mark.parametrize("write", [write_tiny_llama, write_tiny_gemma3])
+def test_a_walked_step_accounts_each_member_s_time_running_parts_and_waiting_within_its_walk(write, tmp_path):
+    model = _core.LlamaModel(open_gguf(write(tmp_path / "m.gguf")).core, 2)
+    session = _core.LlamaSession(model, 32)
+    session.prefill(TOKENS[:4], 0)
+    session.set_profiling(True)
+    for i, t in enumerate(TOKENS[4:]):
+        session.decode(t, 4 + i)
+    profile = session.profile
+    walked, ran = profile["walked_seconds"], profile["ran_seconds"]
+    waited = [sum(row[key] for row in profile["waits"]) for key in ("member0_seconds", "others_seconds")]
+    # Member 0 walks the whole step (it never resigns) and runs every small op; a member's parts and waits
+    # lie within its walk.
+    assert 0 < ran[0] and walked[0] <= profile["seconds"]
+    for member in (0, 1):
+        assert min(ran[member], waited[member]) >= 0 and ran[member] + waited[member] <= walked[member]
+    assert {row["op"] for row in profile["waits"]} <= {row["op"] for row in profile["ops"]}
+
+
+def test_a_dispatched_step_has_no_walk_accounting(tmp_path):
+    model = _core.LlamaModel(open_gguf(write_tiny_llama(tmp_path / "m.gguf")).core, 1)
+    session = _core.LlamaSession(model, 32)
+    session.set_profiling(True)
+    run(session)
+    assert session.profile["waits"] == [] and session.profile["walked_seconds"] == (0.0, 0.0)

@@ -2,9 +2,9 @@
 very logits, to the last bit, that the step dispatched product by product gives (`kernels.set_step_shape(
 layer_walk=False)`) on as many threads: each product keeps its split into row tiles, each row one kernel
 call; the attention keeps its plan (the same segments, combined in the same order); the small ops run in the
-same order on one thread. The positions cross the inline attention's edge (254-257) and the first cut into
-segments (512), and a window slides (Gemma 3's local layers). An error in a step leaves the pool walking the
-next step to the same bits."""
+same order on one thread; and so in every shape of the walk (WALK_SHAPES). The positions cross the inline
+attention's edge (254-257) and the first cut into segments (512), and a window slides (Gemma 3's local layers).
+An error in a step leaves the pool walking the next step to the same bits."""
 
 from __future__ import annotations
 
@@ -25,9 +25,17 @@ def layer_walk_back_on():
     kernels.set_step_shape()
 
 
-def decode_logits(core, threads: int, tokens: list[int], prompt: int, layer_walk: bool, n_ctx: int) -> np.ndarray:
+# The walk's shapes (kernels.set_step_shape): its products cut as the dispatched step cuts them, cut into parts of
+# a few tiles each (a member done with its share takes the other's last parts), and member 0 reading ahead before
+# each small op. The tiny models' matrices are a few KiB: 256-byte parts make every row tile a part.
+WALK_SHAPES = {"dispatched cut": {}, "fine parts": {"walk_part_bytes": 256}, "small-op read-ahead": {"small_op_read_ahead": 64},
+               "both": {"walk_part_bytes": 256, "small_op_read_ahead": 64}}
+
+
+def decode_logits(core, threads: int, tokens: list[int], prompt: int, layer_walk: bool, n_ctx: int,
+                  shape: dict | None = None) -> np.ndarray:
     """The logits of decode steps prompt .. len(tokens) - 1 of one session after a prefill of tokens[:prompt]."""
-    kernels.set_step_shape(layer_walk=layer_walk)
+    kernels.set_step_shape(layer_walk=layer_walk, **(shape or {}))
     model = _core.LlamaModel(core, threads)
     session = _core.LlamaSession(model, n_ctx)
     session.prefill(tokens[:prompt], 0)
@@ -35,14 +43,17 @@ def decode_logits(core, threads: int, tokens: list[int], prompt: int, layer_walk
     return np.stack(steps)
 
 
-def assert_walked_equals_dispatched(core, n_vocab: int, prompt: int, steps: int, n_ctx: int, seed: int = 3):
+def assert_walked_equals_dispatched(core, n_vocab: int, prompt: int, steps: int, n_ctx: int, seed: int = 3,
+                                    shapes: tuple[str, ...] = tuple(WALK_SHAPES)):
     """At each thread count (from 512 positions on, a token's attention is cut into as many segments as
-    the thread count favours, so 1 and 2 threads may differ there, as they did before the walk)."""
+    the thread count favours, so 1 and 2 threads may differ there, as they did before the walk), in each of
+    the walk's shapes."""
     tokens = np.random.default_rng(seed).integers(3, n_vocab, size=prompt + steps).tolist()
     for threads in (1, 2):
         dispatched = decode_logits(core, threads, tokens, prompt, False, n_ctx)
-        walked = decode_logits(core, threads, tokens, prompt, True, n_ctx)
-        assert np.array_equal(walked.view(np.uint32), dispatched.view(np.uint32)), f"{threads} threads"
+        for shape in shapes:
+            walked = decode_logits(core, threads, tokens, prompt, True, n_ctx, WALK_SHAPES[shape])
+            assert np.array_equal(walked.view(np.uint32), dispatched.view(np.uint32)), f"{threads} threads, {shape}"
 
 
 @pytest.mark.parametrize("matrix_type", [T.F32, T.Q4_1, T.Q8_0], ids=["f32", "q4_1", "q8_0"])
@@ -83,5 +94,6 @@ def test_real_model_walked_decode_steps_equal_the_dispatched_ones_to_the_bit(nam
     from real_models import real_model_path
 
     g = open_gguf(real_model_path(name))
-    assert_walked_equals_dispatched(g.core, g.hyperparameters["n_vocab"], prompt, steps, prompt + steps + 16)
+    assert_walked_equals_dispatched(g.core, g.hyperparameters["n_vocab"], prompt, steps, prompt + steps + 16,
+                                    shapes=("dispatched cut", "both"))
 
