@@ -161,12 +161,15 @@ py::array_t<float> matmul_py(uint32_t type, const py::buffer& weight, int64_t ro
 
 // s8-q8lanes: the product over weights already in the Rows8 layout, read in place (the PROT_NONE tests
 // place them before a guard page), and row r of a matrix in either layout as floats (the embedding lookup).
+// The buffer holds rows8_bytes: Q4_K's x8 blocks are longer than the file's (repack.h).
 WeightView packed_view(uint32_t type, const py::buffer& packed, int64_t rows, int64_t cols) {
-    const WeightView w = weight_view(type, packed, rows, cols);
-    if (!repackable(w) || rows8_bytes(w) != size_t(rows) * w.row_bytes) {
+    const Bytes b = bytes_of(packed, "packed");
+    const WeightView w = make_weight_view(type, b.data, rows, cols);
+    if (!repackable(w)) {
         throw Error(code::InvalidInput, std::string("no Rows8 layout of ") + type_name(type) + " [" + std::to_string(rows) + ", " +
                                             std::to_string(cols) + "] is read in place");
     }
+    need_bytes(b, rows8_bytes(w), std::string(type_name(type)) + " Rows8 weight [" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
     return rows8_view(w, const_cast<void*>(w.data));
 }
 

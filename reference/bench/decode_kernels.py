@@ -8,6 +8,13 @@ on 4 KiB pages (an anonymous map, as the model's file map is), not on numpy's hu
 paired with the read probe (reference/bench/limits.py) sampled right before and right after it, as `measure_all`
 does; a cell's share is the median of the pairs. The figures say which kernels stream below the memory rate, and by
 how much.
+
+Beside them, each matrix that fits in cache is also timed on one thread (the caller alone) and its fastest call
+kept: the kernel's own rate a thread, the memory out of the way and a call that ran uninterrupted, so it holds
+on a busy machine where the two-thread rates do not. `headroom` is that rate times the threads over the read
+probe: how far a thread's arithmetic outruns its share of the memory. A product can stream near the probe's rate
+only when it is well above 1 (the arithmetic and the stream then overlap with room to spare); at 1 the kernel
+spends as long computing a byte as the memory takes to bring it.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from gguf.constants import GGMLQuantizationType
 # Matrices up to this size are also timed in cache (a core's L2 is 512 KiB-2 MiB; the shared L3 holds more).
 IN_CACHE_BYTES = 4 << 20
 IN_CACHE_CALLS = 20
+# One-thread calls a round of the in-cache rate a thread; the fastest is kept (an uninterrupted one).
+ONE_THREAD_CALLS = 50
 # The models whose decode step is measured: (label, registry name).
 MODELS: tuple[tuple[str, str], ...] = (("SmolLM2", "smollm2"), ("Gemma 3", "gemma3"))
 
@@ -71,6 +80,15 @@ class DecodeCell:
     gbs: list[float]  # per round
     read_gbs: list[float]  # the read probe around each round (median of its samples)
     in_cache_gbs: list[float] = field(default_factory=list)  # per round, one copy called again and again (if it fits)
+    thread_gbs: list[float] = field(default_factory=list)  # per round, in cache on one thread: the fastest call
+    threads: int = 1
+
+    @property
+    def headroom(self) -> float | None:
+        """The one-thread in-cache rate times the threads over the read probe (median of the rounds' pairs)."""
+        if not self.thread_gbs:
+            return None
+        return float(np.median(self.threads * np.asarray(self.thread_gbs) / np.asarray(self.read_gbs)))
 
     @property
     def share(self) -> float:
@@ -90,6 +108,7 @@ def measure(pool, threads: int, repeat: int, stream_bytes: int, probe, record=No
     from ggufsm.reference.bench.quant_blocks import random_weights
 
     rng = np.random.default_rng(0)
+    one_thread = kernels.ThreadPool(1)
     cells = []
     for model, matrix, tname, rows, cols in decode_shapes():
         qtype = GGMLQuantizationType[tname]
@@ -101,7 +120,8 @@ def measure(pool, threads: int, repeat: int, stream_bytes: int, probe, record=No
         repacked = bool(kernels.repackable(int(qtype), rows)) or output_repacked
         # Enough copies to exceed the last-level cache: every call streams its weights from memory.
         copies = [on_small_pages(weights) for _ in range(max(1, -(-stream_bytes // weights.nbytes)))]
-        cell = DecodeCell(model, matrix, tname, rows, cols, "Rows8" if repacked else "file", weights.nbytes, [], [])
+        cell = DecodeCell(model, matrix, tname, rows, cols, "Rows8" if repacked else "file", weights.nbytes, [], [],
+                          threads=threads)
         for _ in range(repeat):
             seconds, beside = probe.around(
                 lambda copies=copies, qtype=qtype, rows=rows, cols=cols, x=x, repacked=repacked:
@@ -112,6 +132,9 @@ def measure(pool, threads: int, repeat: int, stream_bytes: int, probe, record=No
                 # The same copy over and over: the kernel's own rate with the memory out of the way.
                 hot = kernels.matvec_seconds(int(qtype), copies[:1], rows, cols, x, IN_CACHE_CALLS, pool, repacked=repacked)
                 cell.in_cache_gbs.append(weights.nbytes / hot / 1e9)
+                alone = kernels.matvec_seconds(int(qtype), copies[:1], rows, cols, x, ONE_THREAD_CALLS, one_thread,
+                                               repacked=repacked)
+                cell.thread_gbs.append(weights.nbytes / alone / 1e9)
         del copies
         if record is not None:
             name = f"decode {model} {matrix} {tname} {cell.layout} [{rows} x {cols}] {threads}T"
@@ -120,6 +143,9 @@ def measure(pool, threads: int, repeat: int, stream_bytes: int, probe, record=No
                 record.limit(f"read bandwidth around {name}", read, "GB/s")
             record.compare(f"{name} / read bandwidth", name, f"read bandwidth around {name}",
                            how="each round's GB/s over the median of the read probe's samples right before and after it")
+            for value in cell.thread_gbs:
+                record.sample(f"{name} in cache, one thread", value, "GB/s", type=tname, matrix=matrix, threads=1,
+                              how=f"fastest of {ONE_THREAD_CALLS} calls on the same copy")
         cells.append(cell)
     return cells
 
@@ -130,15 +156,18 @@ def render_markdown(cells: list[DecodeCell], threads: int) -> str:
         "from memory in the layout the model loads; file layout on 4 KiB pages). GB/s: median (range) of the rounds; "
         "share: median of each round over the read probe sampled around it. In cache: the same copy called again and "
         f"again (best of {IN_CACHE_CALLS}, each round; matrices up to {IN_CACHE_BYTES >> 20} MiB): the kernel's own "
-        "rate, which a product streaming at the memory's rate needs to be well above.",
+        "rate, which a product streaming at the memory's rate needs to be well above. A thread: in cache on one "
+        f"thread, the fastest of {ONE_THREAD_CALLS} calls (median of the rounds); headroom: that times {threads} over "
+        "the read probe (reference/bench/decode_kernels.py).",
         "",
         "| model | matrix | type | layout | [rows x cols] | MiB | GB/s | read GB/s | share of the read bandwidth | "
-        "in cache GB/s |",
-        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "in cache GB/s | in cache GB/s a thread | headroom |",
+        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for c in cells:
         lines.append(f"| {c.model} | {c.matrix} | {c.qtype} | {c.layout} | [{c.rows} x {c.cols}] | "
                      f"{c.weight_bytes / 2**20:.2f} | {np.median(c.gbs):.1f} ({min(c.gbs):.1f}-{max(c.gbs):.1f}) | "
                      f"{np.median(c.read_gbs):.1f} | {c.share:.0%} | "
-                     + (f"{np.median(c.in_cache_gbs):.1f} |" if c.in_cache_gbs else "- |"))
+                     + (f"{np.median(c.in_cache_gbs):.1f} |" if c.in_cache_gbs else "- |")
+                     + (f" {np.median(c.thread_gbs):.1f} | {c.headroom:.2f} |" if c.headroom is not None else " - | - |"))
     return "\n".join(lines) + "\n"

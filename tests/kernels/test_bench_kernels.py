@@ -161,7 +161,18 @@ def test_decode_shapes_time_every_product_in_the_layout_the_model_loads(capsys, 
         assert cells[3] == ("Rows8" if kernels.repackable(int(GGMLQuantizationType[tname]), rows_) else "file")
         assert float(cells[6].split()[0]) > 0 and float(cells[7]) > 0 and float(cells[8].rstrip("%")) > 0
         assert float(cells[9]) > 0  # both matrices fit in cache: their in-cache rate is given
+        # ... and their rate on one thread, with the headroom it gives over the read probe at the threads timed.
+        assert float(cells[10]) > 0 and float(cells[11]) > 0
     assert {row.split("|")[4].strip() for row in rows} == {"Rows8", "file"}
+
+
+def test_the_headroom_is_a_threads_in_cache_rate_times_the_threads_over_the_probe_beside_each_round():
+    from ggufsm.reference.bench.decode_kernels import DecodeCell
+
+    cell = DecodeCell("m", "w", "Q4_1", 8, 32, "Rows8", 160, gbs=[5.0, 6.0, 7.0], read_gbs=[20.0, 30.0, 10.0],
+                      thread_gbs=[20.0, 15.0, 10.0], threads=2)
+    assert cell.headroom == 2.0  # rounds: 2 x 20 / 20, 2 x 15 / 30, 2 x 10 / 10 -> median of (2, 1, 2)
+    assert DecodeCell("m", "w", "Q8_0", 8, 32, "file", 272, [1.0], [2.0]).headroom is None  # not timed in cache
 
 
 def test_the_probe_reads_compared_give_every_read_on_both_placements_at_each_thread_count(capsys):
