@@ -70,33 +70,7 @@ def test_the_rows8_order_meets_the_matmul_contract(n, restore_isa):
         assert (np.abs(in_order(weights, rows, cols, x, isa) - exact) <= bound).all(), isa
 
 
-@pytest.mark.parametrize("isa", ALL_ISAS)
-@pytest.mark.parametrize("n", [2, 4, 8, 9])
-def test_each_activation_row_of_a_batched_product_in_the_rows8_order_has_its_bits_alone(isa, n, restore_isa):
-    rows, cols = 48, 576
-    weights, x = case(f"alone {isa} {n}", rows, cols, n)
-    together = in_order(weights, rows, cols, x, isa)
-    for i in range(n):
-        for threads in (1, 2):
-            alone = in_order(weights, rows, cols, x[i:i + 1], isa, threads)
-            assert np.array_equal(bits(together[i]), bits(alone[0])), (i, threads)
-
-
-@pytest.mark.parametrize("isa", ALL_ISAS)
-def test_the_extreme_codes_against_the_largest_activations_do_not_saturate_in_the_rows8_order(isa, restore_isa):
-    # Codes -128 and 127 (|w| = 128 is the sign trick's largest magnitude) against activations that quantize
-    # to +-127: the AVX2 path's int16 pair sums at their maximum.
-    rows, cols = 8, 512
-    weights = random_weights(Q8_0, rows, cols, np.random.default_rng(3)).reshape(rows, -1, BLOCK_BYTES).copy()
-    weights[:, :, 2:18] = 0x80
-    weights[:, :, 18:34] = 0x7F
-    weights = weights.reshape(-1)
-    x = np.tile(np.array([1.0, -1.0, 1.0, 1.0], np.float32), (2, cols // 4))
-    x[1] = -x[1]
-    y = in_order(weights, rows, cols, x, isa)
-    exact, bound = reference_and_bound(Q8_0, weights, rows, cols, x)
-    assert (np.abs(y - exact) <= bound).all()
-    assert np.array_equal(bits(y), bits(in_order(weights, rows, cols, x, "scalar")))
+# A batched product's rows alone and the extreme codes: test_repack_q8_0.py, for both layouts in this order.
 
 
 @pytest.mark.parametrize("isa", ALL_ISAS)
@@ -110,23 +84,4 @@ def test_the_rows8_order_runs_to_the_last_byte_before_an_inaccessible_page(isa, 
         assert np.array_equal(bits(in_order(guarded, rows, cols, x, isa, threads)), bits(in_order(weights, rows, cols, x, isa, threads)))
 
 
-def tied_embedding(path):
-    from ggufsm.reference.model.gguf_file import open_gguf
-
-    with open_gguf(path) as model:
-        info = model.tensors["token_embd.weight"]
-        cols, rows = int(info.shape[0]), int(np.prod(info.shape[1:]))
-        return info.type, np.ascontiguousarray(model.tensor_data("token_embd.weight")).view(np.uint8).ravel(), rows, cols
-
-
-@pytest.mark.real_model
-@pytest.mark.parametrize("model_path", ["smollm2_path", "gemma3_path"])
-def test_the_real_tied_output_matrix_gives_the_same_bits_in_either_layout(model_path, request, restore_isa):
-    qtype, raw, rows, cols = tied_embedding(request.getfixturevalue(model_path))
-    assert qtype == Q8_0
-    head = raw[:1024 * (cols // 32) * BLOCK_BYTES]  # its first 1024 rows
-    rng = np.random.default_rng(7)
-    for n in (1, 4):
-        x = rng.standard_normal((n, cols)).astype(np.float32)
-        for isa in ALL_ISAS:
-            assert np.array_equal(bits(in_order(head, 1024, cols, x, isa)), bits(repacked(head, 1024, cols, x, isa))), isa
+# The real tied output matrices in either layout: test_repack_q8_0.py, beside their repack's own test.

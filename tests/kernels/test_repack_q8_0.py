@@ -42,6 +42,17 @@ def packed_product(weights, rows, cols, x, isa, threads=2):
     return kernels.matmul(int(Q8_0), weights, rows, cols, x, threads, repacked=True)
 
 
+# The two ways a product adds in the Rows8 order: the repacked copy, and the file's layout read in that order
+# (the output matrix until forward/output_repack.h swaps its copy in; test_q8_0_rows8_order.py proves the two
+# give the same bits). The properties below hold for both.
+IN_ROWS8_ORDER = {"repacked": {"repacked": True}, "file layout": {"rows8_order": True}}
+
+
+def product_in_rows8_order(layout, weights, rows, cols, x, isa, threads=2):
+    kernels.force_isa(isa)
+    return kernels.matmul(int(Q8_0), weights, rows, cols, x, threads, **IN_ROWS8_ORDER[layout])
+
+
 def order_bound(weights, rows, cols, x):
     magnitude = np.abs(as_quantized(Q8_0, x)) @ np.abs(dequantized(Q8_0, weights, rows, cols)).T
     return 2 * FLOAT_RELATIVE * magnitude + 1e-30
@@ -97,18 +108,20 @@ def test_each_simd_variant_over_repacked_q8_0_gives_the_scalar_references_bits(i
 
 @pytest.mark.parametrize("isa", ALL_ISAS)
 @pytest.mark.parametrize("n", [2, 4, 8, 9])
-def test_each_activation_row_of_a_batched_product_has_its_bits_alone(isa, n, restore_isa):
+@pytest.mark.parametrize("layout", IN_ROWS8_ORDER)
+def test_each_activation_row_of_a_batched_product_has_its_bits_alone(layout, isa, n, restore_isa):
     rows, cols = 48, 576
     weights, x = case(f"alone {isa} {n}", rows, cols, n)
-    together = packed_product(weights, rows, cols, x, isa)
+    together = product_in_rows8_order(layout, weights, rows, cols, x, isa)
     for i in range(n):
         for threads in (1, 2):
-            alone = packed_product(weights, rows, cols, x[i:i + 1], isa, threads)
+            alone = product_in_rows8_order(layout, weights, rows, cols, x[i:i + 1], isa, threads)
             assert np.array_equal(together[i].view(np.uint32), alone[0].view(np.uint32)), (i, threads)
 
 
 @pytest.mark.parametrize("isa", ALL_ISAS)
-def test_the_extreme_codes_against_the_largest_activations_do_not_saturate(isa, restore_isa):
+@pytest.mark.parametrize("layout", IN_ROWS8_ORDER)
+def test_the_extreme_codes_against_the_largest_activations_do_not_saturate(layout, isa, restore_isa):
     # Codes -128 and 127 (|w| = 128 is the sign trick's largest magnitude) against activations that
     # quantize to +-127: the AVX2 path's int16 pair sums at their maximum.
     rows, cols = 8, 512
@@ -118,10 +131,11 @@ def test_the_extreme_codes_against_the_largest_activations_do_not_saturate(isa, 
     weights = weights.reshape(-1)
     x = np.tile(np.array([1.0, -1.0, 1.0, 1.0], np.float32), (2, cols // 4))
     x[1] = -x[1]
-    y = packed_product(weights, rows, cols, x, isa)
+    y = product_in_rows8_order(layout, weights, rows, cols, x, isa)
     exact, bound = reference_and_bound(Q8_0, weights, rows, cols, x)
     assert (np.abs(y - exact) <= bound).all()
-    assert np.array_equal(y.view(np.uint32), packed_product(weights, rows, cols, x, "scalar").view(np.uint32))
+    scalar = product_in_rows8_order(layout, weights, rows, cols, x, "scalar")
+    assert np.array_equal(y.view(np.uint32), scalar.view(np.uint32))
 
 
 
@@ -187,3 +201,17 @@ def test_the_real_tied_output_matrix_repacked_gives_its_rows_and_the_scalar_refe
         assert (np.abs(scalar - plain) <= order_bound(head, 1024, cols, x)).all()
         for isa in SIMD_VARIANTS:
             assert np.array_equal(packed_product(head, 1024, cols, x, isa).view(np.uint32), scalar.view(np.uint32)), isa
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize("model_path", ["smollm2_path", "gemma3_path"])
+def test_the_real_tied_output_matrix_gives_the_same_bits_in_either_layout_in_the_rows8_order(model_path, request, restore_isa):
+    qtype, raw, rows, cols = tied_embedding(request.getfixturevalue(model_path))
+    assert qtype == Q8_0
+    head = raw[:1024 * (cols // 32) * BLOCK_BYTES]  # its first 1024 rows
+    rng = np.random.default_rng(7)
+    for n in (1, 4):
+        x = rng.standard_normal((n, cols)).astype(np.float32)
+        for isa in ALL_ISAS:
+            packed, file_layout = (product_in_rows8_order(layout, head, 1024, cols, x, isa) for layout in IN_ROWS8_ORDER)
+            assert np.array_equal(file_layout.view(np.uint32), packed.view(np.uint32)), isa
