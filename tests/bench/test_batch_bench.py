@@ -1,4 +1,5 @@
-"""`ggufsm bench batch --settled-ab`: the greedy token settled by the pass against read again by each handle,
+"""`ggufsm bench batch --settled-ab` (the greedy token settled by the pass against read again by each handle) and
+`--shape-ab` (the default step against another step shape),
 alternating in one process round by round, each count's figure paired within its round."""
 
 from __future__ import annotations
@@ -25,3 +26,26 @@ def test_settled_ab_runs_both_ways_of_the_greedy_choice_in_one_process_and_leave
     session = _core.LlamaSession(_core.LlamaModel(open_gguf(model).core, 1), 8)
     session.prefill([1, 2], 0)
     assert session.greedy_token == int(session.logits.argmax())  # the A/B left settling on
+
+
+def test_shape_ab_runs_the_default_and_the_given_step_shape_in_one_process_and_leaves_the_default(tmp_path, capsys):
+    model = write_tiny_llama(tmp_path / "tiny.gguf")
+    out = tmp_path / "batch.json"
+    assert main(["bench", "batch", "-m", str(model), "--handles", "1,2", "--repeat", "2", "--tokens", "2",
+                 "--shape-ab", "batch_walk=false", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| default: aggregate tok/s | batch_walk=false: aggregate tok/s | default / batch_walk=false, same round |" in text
+    series = {s["name"]: s for s in json.loads(out.read_text())["series"]}
+    for way in ("default", "batch_walk=false"):
+        for k in (1, 2):
+            assert len(series[f"{way} x{k}: aggregate"]["samples"]) == 2
+            assert len(series[f"{way} x{k}: per-token latency"]["samples"]) == 2
+    # The A/B left the batched step walked (the default): its members' walk time is in the profile.
+    core_model = _core.LlamaModel(open_gguf(model).core, 2)
+    sessions = [_core.LlamaSession(core_model, 8) for _ in range(2)]
+    for session in sessions:
+        session.prefill([1, 2], 0)
+    batch = _core.DecodeBatch(core_model)
+    batch.set_profiling(True)
+    batch.decode(sessions, [3, 4], [2, 2])
+    assert batch.profile["walked_seconds"][0] > 0
