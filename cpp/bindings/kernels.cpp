@@ -669,14 +669,14 @@ void kernels(py::module_& m) {
         set_walk_part_bytes(walk_part_bytes);
     }, py::arg("read_ahead") = true, py::arg("inline_attention") = true, py::arg("layer_walk") = true,
           py::arg("walk_part_bytes") = 0, py::arg("small_op_read_ahead") = 0, py::arg("rope_once") = true,
-          py::arg("batch_walk") = true,
+          py::arg("batch_walk") = false,
           "For the benches' A/B within one process: the pool's read-ahead between products (thread_pool.h), one decode "
           "token's attention on the calling thread below 256 positions (attention.h), and one session's decode step "
           "walked by the pool's threads as a team rather than a dispatch per product (forward/pass.cpp), and the walk's "
           "products cut into parts of about walk_part_bytes (0: the dispatched step's cut), and the lines of its next share "
           "a walk's member 0 asks for before each small op (small_op_read_ahead), and a pass's RoPE rotations computed "
           "once for all its layers (rope_once), and a batched decode step (one token of each of several sessions) walked "
-          "by a team too (batch_walk); none changes a bit");
+          "by a team too (batch_walk, off by default); none changes a bit");
     m.def("force_isa", [](const std::string& name) { kernels::force(parse_isa(name)); }, py::arg("isa"),
           "swap in the whole kernel set of `isa`");
     m.def("active_set", &active_set, "entry of the active kernel set -> the variant whose kernel it is");

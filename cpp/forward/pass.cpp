@@ -49,7 +49,10 @@ int64_t ns_since(Clock::time_point start) {
 
 std::atomic<bool> layer_walk{true};
 // Whether a batched decode step (one token of each of several sessions) is walked by a team too: set_batch_walk.
-std::atomic<bool> batch_walk{true};
+// Off by default: under load 9-11 the walked 4-session pass measured 0.60x (0.39-1.34x) the dispatched one's
+// speed (24 rounds alternating in one process), member 1 leaving the walk and member 0 running most of the step
+// alone; a quiet machine decides (`ggufsm bench batch --shape-ab batch_walk=true`).
+std::atomic<bool> batch_walk{false};
 // A walked step's products cut into parts of about this many bytes (0: as the dispatched step cuts them,
 // one part per thread below 8 MiB): set_walk_part_bytes.
 std::atomic<int64_t> walk_part_bytes{0};
@@ -570,10 +573,10 @@ void run_pass(const LlamaModel& model, ForwardScratch& scratch, const int64_t* t
     if (wanting > 1) scratch.logits.resize(size_t(wanting * model.hparams().n_vocab));
     const LlamaModel::PassReads reads(model);  // model.output() stays one view for the whole pass
     ThreadPool& pool = model.pool();
-    // A decode step, one session's token or one token of each session of a batched step: the layers walked
-    // by the pool's threads as a team (Pass), one dispatch a step instead of ~120 (30 SmolLM2 layers of 4
-    // products each, and the attention), and the small ops of a batched step off the other member's path:
-    // it reads ahead its share of the next product meanwhile.
+    // A decode step, one session's token or (set_batch_walk) one token of each session of a batched step: the
+    // layers walked by the pool's threads as a team (Pass), one dispatch a step instead of ~120 (30 SmolLM2
+    // layers of 4 products each, and the attention), and the small ops of a batched step off the other
+    // member's path: it reads ahead its share of the next product meanwhile.
     const bool decode_step = n == int64_t(segments.size()) &&
                              std::all_of(segments.begin(), segments.end(), [](const PassSegment& seg) { return seg.rows == 1; });
     const bool walked = n == 1 ? layer_walk.load(std::memory_order_relaxed) : batch_walk.load(std::memory_order_relaxed);
