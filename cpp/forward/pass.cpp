@@ -516,8 +516,8 @@ private:
     Team* team_;                 // the team walking this pass, or nullptr (dispatched)
     const int member_;           // this walker's member index in team_
     TeamShared* shared_;
-    std::array<RopeTable, 2> rope_tables_;
-    std::vector<DecodeQuery<KvCache::Element>> queries_;  // a decode step's, one per segment (decode_queries)  // [0] the global base's rotations, [1] a sliding layer's (rope_table)
+    std::array<RopeTable, 2> rope_tables_;  // [0] the global base's rotations, [1] a sliding layer's (rope_table)
+    std::vector<DecodeQuery<KvCache::Element>> queries_;  // a decode step's, one per segment (decode_queries)
 };
 
 }  // namespace
