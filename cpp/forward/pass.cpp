@@ -27,9 +27,6 @@ namespace {
 constexpr int64_t kSplitCheapRows = 9;
 constexpr int64_t kInlineActivationElements = 8 * 1536;
 
-// Sessions of a batched decode step whose attention queries live on the stack (more go to the heap).
-constexpr size_t kMaxDecodeQueries = 16;
-
 // fn(begin, end) over rows [0, n): on the pool when there are at least min_rows, inline otherwise.
 template <typename Fn>
 void for_rows(ThreadPool& pool, int64_t n, Fn&& fn, int64_t min_rows = kSplitCheapRows) {
@@ -51,6 +48,11 @@ int64_t ns_since(Clock::time_point start) {
 }
 
 std::atomic<bool> layer_walk{true};
+// Whether a batched decode step (one token of each of several sessions) is walked by a team too: set_batch_walk.
+// Off by default: under load 9-11 the walked 4-session pass measured 0.60x (0.39-1.34x) the dispatched one's
+// speed (24 rounds alternating in one process), member 1 leaving the walk and member 0 running most of the step
+// alone; a quiet machine decides (`ggufsm bench batch --shape-ab batch_walk=true`).
+std::atomic<bool> batch_walk{false};
 // A walked step's products cut into parts of about this many bytes (0: as the dispatched step cuts them,
 // one part per thread below 8 MiB): set_walk_part_bytes.
 std::atomic<int64_t> walk_part_bytes{0};
@@ -340,54 +342,56 @@ private:
         return table;
     }
 
-    // A batched decode step (one row per segment): every session's k, v into its cache on this thread
-    // (a few hundred halves each), then all their queries in one attention dispatch.
-    void decode_attention(int64_t layer, bool slides) {
-        const int64_t hd = hp_.head_dim, q_width = hp_.n_head * hd, kv_width = hp_.n_head_kv * hd, n_head_kv = hp_.n_head_kv;
-        std::array<DecodeQuery<KvCache::Element>, kMaxDecodeQueries> fixed;
-        std::vector<DecodeQuery<KvCache::Element>> more;
-        DecodeQuery<KvCache::Element>* queries = fixed.data();
-        if (segments_.size() > fixed.size()) {
-            more.resize(segments_.size());
-            queries = more.data();
+    // A decode step's queries, one per segment (its one row), over layer's caches: every member of a team
+    // makes the same, so each can run any of the attention's jobs.
+    const DecodeQuery<KvCache::Element>* decode_queries(int64_t layer) {
+        const int64_t q_width = hp_.n_head * hp_.head_dim, kv_width = hp_.n_head_kv * hp_.head_dim;
+        queries_.resize(segments_.size());
+        for (size_t i = 0; i < segments_.size(); ++i) {
+            const PassSegment& seg = segments_[i];
+            const size_t layer_offset = size_t(layer * kv_width * seg.kv->kv_ctx);
+            queries_[i] = DecodeQuery<KvCache::Element>{&s_.q[size_t(seg.row_begin * q_width)], &seg.kv->k[layer_offset],
+                                                        &seg.kv->v[layer_offset], &s_.att[size_t(seg.row_begin * q_width)],
+                                                        seg.kv->kv_ctx, seg.start_pos};
         }
-        timed(ForwardOp::KvStore, [&] {
-            for (size_t i = 0; i < segments_.size(); ++i) {
-                const PassSegment& seg = segments_[i];
-                KvCache::Element* k_cache = &seg.kv->k[size_t(layer * kv_width * seg.kv->kv_ctx)];
-                KvCache::Element* v_cache = &seg.kv->v[size_t(layer * kv_width * seg.kv->kv_ctx)];
-                const int64_t t = seg.row_begin;
-                for (int64_t h = 0; h < n_head_kv; ++h) {
-                    const size_t from = size_t((t * n_head_kv + h) * hd);
-                    store_kv(&s_.k[from], &s_.v[from], k_cache, v_cache, seg.kv->kv_ctx, hd, h, s_.positions[size_t(t)]);
-                }
-                queries[i] = DecodeQuery<KvCache::Element>{&s_.q[size_t(t * q_width)], k_cache, v_cache, &s_.att[size_t(t * q_width)],
-                                                           seg.kv->kv_ctx, seg.start_pos};
+        return queries_.data();
+    }
+
+    // Every session's k, v of a decode step into its cache at layer (a few hundred halves each), on this thread.
+    void store_decode_kv(int64_t layer) {
+        const int64_t hd = hp_.head_dim, n_head_kv = hp_.n_head_kv, kv_width = n_head_kv * hd;
+        for (const PassSegment& seg : segments_) {
+            const size_t layer_offset = size_t(layer * kv_width * seg.kv->kv_ctx);
+            const int64_t t = seg.row_begin;
+            for (int64_t h = 0; h < n_head_kv; ++h) {
+                const size_t from = size_t((t * n_head_kv + h) * hd);
+                store_kv(&s_.k[from], &s_.v[from], &seg.kv->k[layer_offset], &seg.kv->v[layer_offset], seg.kv->kv_ctx, hd, h,
+                         seg.start_pos);
             }
-        });
+        }
+    }
+
+    // A batched decode step dispatched: the k, v stores, then all the queries in one attention dispatch.
+    void decode_attention(int64_t layer, bool slides) {
+        const DecodeQuery<KvCache::Element>* queries = decode_queries(layer);
+        timed(ForwardOp::KvStore, [&] { store_decode_kv(layer); });
         timed(ForwardOp::Attention, [&] {
-            attention_decode_batch(queries, int64_t(segments_.size()), hp_.n_head, n_head_kv, hd, hp_.attn_scale,
+            attention_decode_batch(queries, int64_t(segments_.size()), hp_.n_head, hp_.n_head_kv, hp_.head_dim, hp_.attn_scale,
                                    slides ? hp_.sliding_window : 0, pool_);
         });
     }
 
-    // One session's decode token walked by a team: a phase stores its k, v; the attention's plan as
-    // attention_decode_batch makes it for one query (the same bits as attention() alone), every member
-    // making the same plan over one partials store. Below 256 positions one phase runs it all (as
-    // attention() runs it on the calling thread); else a phase of its jobs, then one combining them.
+    // A decode step walked by a team (one session's token, or one token of each session of a batched step):
+    // a phase stores the k, v; the attention's plan as attention_decode_batch makes it for these queries (the
+    // same bits as the dispatched step), every member making the same plan over one partials store. One token
+    // below 256 positions runs in one phase (as attention() runs it on the calling thread); else a phase of
+    // the jobs, then one combining them.
     void team_attention(int64_t layer, bool slides) {
-        const PassSegment& seg = segments_[0];
-        const int64_t hd = hp_.head_dim, kv_width = hp_.n_head_kv * hd, n_head_kv = hp_.n_head_kv;
-        KvCache::Element* k_cache = &seg.kv->k[size_t(layer * kv_width * seg.kv->kv_ctx)];
-        KvCache::Element* v_cache = &seg.kv->v[size_t(layer * kv_width * seg.kv->kv_ctx)];
-        timed(ForwardOp::KvStore, [&] {
-            for (int64_t h = 0; h < n_head_kv; ++h) {
-                store_kv(&s_.k[size_t(h * hd)], &s_.v[size_t(h * hd)], k_cache, v_cache, seg.kv->kv_ctx, hd, h, seg.start_pos);
-            }
-        });
-        const DecodeQuery<KvCache::Element> query{s_.q.data(), k_cache, v_cache, s_.att.data(), seg.kv->kv_ctx, seg.start_pos};
-        DecodeAttention<KvCache::Element> plan(&query, 1, hp_.n_head, n_head_kv, hd, hp_.attn_scale, slides ? hp_.sliding_window : 0,
-                                               pool_.size(), shared_->partials.data());
+        const DecodeQuery<KvCache::Element>* queries = decode_queries(layer);
+        timed(ForwardOp::KvStore, [&] { store_decode_kv(layer); });
+        DecodeAttention<KvCache::Element> plan(queries, int64_t(segments_.size()), hp_.n_head, hp_.n_head_kv, hp_.head_dim,
+                                               hp_.attn_scale, slides ? hp_.sliding_window : 0, pool_.size(),
+                                               shared_->partials.data());
         if (plan.inline_on_caller()) {
             timed(ForwardOp::Attention, [&] { plan.run(0, plan.jobs()); });
             return;
@@ -513,6 +517,7 @@ private:
     const int member_;           // this walker's member index in team_
     TeamShared* shared_;
     std::array<RopeTable, 2> rope_tables_;  // [0] the global base's rotations, [1] a sliding layer's (rope_table)
+    std::vector<DecodeQuery<KvCache::Element>> queries_;  // a decode step's, one per segment (decode_queries)
 };
 
 }  // namespace
@@ -568,12 +573,17 @@ void run_pass(const LlamaModel& model, ForwardScratch& scratch, const int64_t* t
     if (wanting > 1) scratch.logits.resize(size_t(wanting * model.hparams().n_vocab));
     const LlamaModel::PassReads reads(model);  // model.output() stays one view for the whole pass
     ThreadPool& pool = model.pool();
-    // One session's decode token: the layers walked by the pool's threads as a team (Pass), one
-    // dispatch a step instead of ~120 (30 SmolLM2 layers of 4 products each, and the attention).
-    if (n == 1 && segments.size() == 1 && pool.size() > 1 && layer_walk.load(std::memory_order_relaxed)) {
+    // A decode step, one session's token or (set_batch_walk) one token of each session of a batched step: the
+    // layers walked by the pool's threads as a team (Pass), one dispatch a step instead of ~120 (30 SmolLM2
+    // layers of 4 products each, and the attention), and the small ops of a batched step off the other
+    // member's path: it reads ahead its share of the next product meanwhile.
+    const bool decode_step = n == int64_t(segments.size()) &&
+                             std::all_of(segments.begin(), segments.end(), [](const PassSegment& seg) { return seg.rows == 1; });
+    const bool walked = n == 1 ? layer_walk.load(std::memory_order_relaxed) : batch_walk.load(std::memory_order_relaxed);
+    if (decode_step && walked && pool.size() > 1) {
         const LlamaHparams& hp = model.hparams();
         TeamShared shared;
-        shared.partials.resize(DecodeAttention<KvCache::Element>::max_partial_floats(1, hp.n_head, hp.n_head_kv, hp.head_dim));
+        shared.partials.resize(DecodeAttention<KvCache::Element>::max_partial_floats(n, hp.n_head, hp.n_head_kv, hp.head_dim));
         const Clock::time_point started = profile ? Clock::now() : Clock::time_point{};
         pool.run_team([&](Team& team, int member) {
             // The member's walk timed to its leaving, however it leaves (returned, resigned or aborted).
@@ -601,6 +611,8 @@ void run_pass(const LlamaModel& model, ForwardScratch& scratch, const int64_t* t
 }
 
 void set_layer_walk(bool on) { layer_walk.store(on); }
+
+void set_batch_walk(bool on) { batch_walk.store(on); }
 
 void set_walk_part_bytes(int64_t bytes) { walk_part_bytes.store(std::max<int64_t>(0, bytes)); }
 

@@ -25,6 +25,9 @@ With --settled-ab, instead of the rounds: batched runs of each count in one proc
 round between the greedy token settled by the pass that wrote the logits (the default: each handle's
 sampling reads one integer) and read again from the row by each handle (`_core.set_settled_greedy(False)`),
 the two ways' order swapped every round; each count's figure is the median of the rounds' paired ratios.
+With --shape-ab NAME=VALUE,... the same, between the default step and the step with those
+`kernels.set_step_shape` arguments (e.g. `batch_walk=true`: a batched pass walked by the pool's threads as a
+team rather than dispatched op by op); both print each count's per-token latency over one handle's of the same way.
 
 With --split, one more batched run per count after the rounds says where a step's wall time goes: the passes
 (the C++ forward, split op by op by the pass's profile into the weights' matmuls, each session's attention
@@ -64,6 +67,9 @@ def register_bench(bench_commands) -> None:
     parser.add_argument("--settled-ab", action="store_true",
                         help="instead of the rounds: batched runs alternating in one process between the greedy token "
                              "settled by the pass and read again by each handle (_core.set_settled_greedy)")
+    parser.add_argument("--shape-ab", default=None, metavar="NAME=VALUE,...",
+                        help="instead of the rounds: batched runs alternating in one process between the default step and "
+                             "the step with these kernels.set_step_shape arguments (e.g. batch_walk=true)")
     parser.add_argument("--peer-timeout", type=float, default=1800.0,
                         help="seconds one llama-batched-bench run may take; past it the round has no peer figures "
                              "(its spin-waiting threads can crawl on a loaded machine) (default %(default)s)")
@@ -95,9 +101,10 @@ def run(args) -> int:
     if peer:
         record.peer_binary(LLAMA_BATCHED_BENCH)
     scheduler = anchor._lifecycle.resident.session.scheduler
-    if getattr(args, "settled_ab", False):
+    ways = ab_ways(args)
+    if ways:
         try:
-            print(settled_ab(path, args, counts, prompts, record))
+            print(ways_ab(path, args, counts, prompts, record, ways))
         finally:
             anchor.free()
         return 0
@@ -138,35 +145,53 @@ def run(args) -> int:
     return 0
 
 
-SETTLED_WAYS = ("settled", "read again")
-
-
-def settled_ab(path, args, counts: list[int], prompts: list[list[int]], record) -> str:
-    """--settled-ab: batched runs alternating between the two ways of the greedy choice, round by round."""
+def ab_ways(args) -> dict | None:
+    """--settled-ab or --shape-ab: way name -> its setting (called before each of its runs), the default's first;
+    and "reset" -> what puts every setting back. None for neither."""
     from ggufsm import _core
+    from ggufsm._core import kernels
 
+    if getattr(args, "settled_ab", False):
+        return {"settled": lambda: _core.set_settled_greedy(True), "read again": lambda: _core.set_settled_greedy(False),
+                "reset": lambda: _core.set_settled_greedy(True)}
+    if getattr(args, "shape_ab", None):
+        from ggufsm.reference.bench.decode import parse_shape
+
+        shape = parse_shape(args.shape_ab)
+        return {"default": kernels.set_step_shape, args.shape_ab: lambda: kernels.set_step_shape(**shape),
+                "reset": kernels.set_step_shape}
+    return None
+
+
+def ways_ab(path, args, counts: list[int], prompts: list[list[int]], record, ways: dict) -> str:
+    """--settled-ab, --shape-ab: batched runs of each count in one process, alternating round by round between two
+    ways (their order swapped every round); each count's figure is the median of the rounds' paired ratios."""
+    names = [name for name in ways if name != "reset"]
     figures: dict[tuple[str, int], list[float]] = {}
+    latency: dict[tuple[str, int], list[float]] = {}
     try:
         for round_index in range(args.repeat):
             for k in counts:
-                for way in SETTLED_WAYS if round_index % 2 == 0 else SETTLED_WAYS[::-1]:
-                    _core.set_settled_greedy(way == "settled")
+                for way in names if round_index % 2 == 0 else names[::-1]:
+                    ways[way]()
                     aggregate, per_token = handles_at_once(path, args, prompts[:k], batched=True)
                     figures.setdefault((way, k), []).append(aggregate)
+                    latency.setdefault((way, k), []).append(per_token)
                     record.sample(f"{way} x{k}: aggregate", aggregate, "tok/s", handles=k)
                     record.sample(f"{way} x{k}: per-token latency", per_token, "s", better="lower", handles=k)
     finally:
-        _core.set_settled_greedy(True)
+        ways["reset"]()
+    a, b = names
     lines = [f"model {path.name}, {args.threads} threads, batched Runtime handles (greedy generate_next_token), "
              f"{args.repeat} rounds of {args.tokens} steps per handle; load average {os.getloadavg()[0]:.2f} after.", "",
-             "| handles | settled: aggregate tok/s | read again: aggregate tok/s | settled / read again, same round |",
-             "| ---: | ---: | ---: | ---: |"]
+             f"| handles | {a}: aggregate tok/s | {b}: aggregate tok/s | {a} / {b}, same round | {a}: latency / 1 handle's "
+             f"| {b}: latency / 1 handle's |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
     for k in counts:
-        record.compare(f"settled / read again x{k}: aggregate", f"settled x{k}: aggregate", f"read again x{k}: aggregate")
-        ours, theirs = figures[("settled", k)], figures[("read again", k)]
-        paired = [a / b for a, b in zip(ours, theirs, strict=True)]
-        lines.append(f"| {k} | {np.median(ours):.1f} | {np.median(theirs):.1f} | "
-                     f"{np.median(paired):.3f}x ({min(paired):.3f}-{max(paired):.3f}x) |")
+        record.compare(f"{a} / {b} x{k}: aggregate", f"{a} x{k}: aggregate", f"{b} x{k}: aggregate")
+        paired = [x / y for x, y in zip(figures[(a, k)], figures[(b, k)], strict=True)]
+        over_one = [f"{np.median(latency[(way, k)]) / np.median(latency[(way, 1)]):.2f}x" if 1 in counts else "" for way in names]
+        lines.append(f"| {k} | {np.median(figures[(a, k)]):.1f} | {np.median(figures[(b, k)]):.1f} | "
+                     f"{np.median(paired):.3f}x ({min(paired):.3f}-{max(paired):.3f}x) | {over_one[0]} | {over_one[1]} |")
     return "\n".join(lines)
 
 

@@ -87,18 +87,33 @@ def test_a_caller_alone_runs_its_own_decode_at_once_with_its_own_logits(model):
     assert scheduler.pass_sizes == {1: 3}
 
 
+def test_a_wake_set_before_its_wait_is_consumed_by_that_wait_and_two_sets_are_one_wake():
+    from ggufsm.reference.runtime.batching import Wake
+
+    wake = Wake()
+    assert not wake.wait(0)
+    wake.set()
+    wake.set()
+    assert wake.wait(None)
+    assert not wake.wait(0)
+    wake.set()
+    assert wake.wait(0)
+
+
 def test_a_caller_alone_makes_nothing_to_sleep_on(model, monkeypatch):
-    """A handle alone runs its step at once: no Event (a condition and a lock) is made for it, as none is waited on."""
+    """A handle alone runs its step at once: nothing to sleep on (a Wake) is made for it, as none is waited on."""
     from ggufsm.reference.runtime import batching
 
     made = []
 
-    class NotedEvent(threading.Event):
+    class NotedWake(batching.Wake):
+        __slots__ = ()
+
         def __init__(self):
             made.append(self)
             super().__init__()
 
-    monkeypatch.setattr(batching.threading, "Event", NotedEvent)
+    monkeypatch.setattr(batching, "Wake", NotedWake)
     scheduler = DecodeScheduler(model)
     (a, b), = twins(model, 1)
     for pos, token in enumerate([4, 9, 2], start=3):
