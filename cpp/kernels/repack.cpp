@@ -178,7 +178,7 @@ void unpack_q4_k(const uint8_t* x8, int r, uint8_t* out) {
 }
 
 // ---- Q6_K ----
-constexpr size_t kQ6KScAt = 16, kQ6KQlAt = 144, kQ6KQhAt = 1168, kQ6KX8Bytes = 1680;
+constexpr size_t kQ6KScAt = 16, kQ6KCodesAt = 144, kQ6KX8Bytes = 1680;
 
 // Element e of a Q6_K block as its unsigned 6-bit code (ggml's layout; quant.h).
 void q6_k_codes(const BlockQ6_K& b, uint8_t codes[QK_K]) {
@@ -191,6 +191,9 @@ void q6_k_codes(const BlockQ6_K& b, uint8_t codes[QK_K]) {
             }
 }
 
+// The code byte of sub-block s, vector v, row r, element k of the chunk (repack.h).
+inline size_t q6_k_code_at(int s, int v, int r, int k) { return kQ6KCodesAt + 96 * size_t(s) + 32 * size_t(v) + 4 * size_t(r) + size_t(k); }
+
 void pack_q6_k(const uint8_t* group, size_t row_bytes, int64_t b, uint8_t* out) {
     // No zeroing first: every byte of the x8 block is assigned below.
     for (int r = 0; r < 8; ++r) {
@@ -201,16 +204,12 @@ void pack_q6_k(const uint8_t* group, size_t row_bytes, int64_t b, uint8_t* out) 
             for (int e = 0; e < 2; ++e) out[kQ6KScAt + 16 * p + 2 * r + e] = uint8_t(blk.scales[2 * p + e]);
         uint8_t codes[QK_K];
         q6_k_codes(blk, codes);
-        for (int u = 0; u < 32; ++u)
-            for (int k = 0; k < 4; ++k) {
-                out[kQ6KQlAt + 32 * u + 4 * r + k] = uint8_t((codes[4 * u + k] & 0xF) | ((codes[128 + 4 * u + k] & 0xF) << 4));
-            }
-        for (int w = 0; w < 16; ++w)
-            for (int k = 0; k < 4; ++k) {
-                uint8_t byte = 0;
-                for (int q = 0; q < 4; ++q) byte |= uint8_t(((codes[4 * (w + 16 * q) + k] >> 4) & 3) << (2 * q));
-                out[kQ6KQhAt + 32 * w + 4 * r + k] = byte;
-            }
+        for (int s = 0; s < 16; ++s)
+            for (int v = 0; v < 3; ++v)
+                for (int k = 0; k < 4; ++k) {
+                    const uint8_t spread = uint8_t(((codes[16 * s + 12 + k] >> (2 * v)) & 3) << 6);
+                    out[q6_k_code_at(s, v, r, k)] = uint8_t(codes[16 * s + 4 * v + k] | spread);
+                }
     }
 }
 
@@ -219,13 +218,14 @@ void unpack_q6_k(const uint8_t* x8, int r, uint8_t* out) {
     std::memcpy(&blk.d, x8 + 2 * r, 2);
     for (int p = 0; p < 8; ++p)
         for (int e = 0; e < 2; ++e) blk.scales[2 * p + e] = int8_t(x8[kQ6KScAt + 16 * p + 2 * r + e]);
-    uint8_t codes[QK_K];
-    for (int c = 0; c < 64; ++c)
-        for (int k = 0; k < 4; ++k) {
-            const uint8_t ql = x8[kQ6KQlAt + 32 * (c % 32) + 4 * r + k];
-            const uint8_t qh = x8[kQ6KQhAt + 32 * (c % 16) + 4 * r + k];
-            codes[4 * c + k] = uint8_t(((ql >> (4 * (c / 32))) & 0xF) | (((qh >> (2 * (c / 16))) & 3) << 4));
-        }
+    uint8_t codes[QK_K] = {};
+    for (int s = 0; s < 16; ++s)
+        for (int v = 0; v < 3; ++v)
+            for (int k = 0; k < 4; ++k) {
+                const uint8_t byte = x8[q6_k_code_at(s, v, r, k)];
+                codes[16 * s + 4 * v + k] = byte & 0x3F;
+                codes[16 * s + 12 + k] |= uint8_t((byte >> 6) << (2 * v));
+            }
     for (int j = 0; j < 2; ++j)
         for (int t = 0; t < 4; ++t)
             for (int l = 0; l < 32; ++l) {

@@ -39,12 +39,15 @@
 // Q6_K, per super-block b, in its own 1680 bytes (chunk c: elements 4c..4c+3 of
 // each row, within sub-block c / 4; code = the unsigned six bits, 32 too high):
 //
-//   d    fp16 [8]
-//   sc   int8 [8][8][2]     sc[p][r][e]: row r's scale of sub-block 2p+e
-//   ql   uint8 [32][32]     vector u, byte 4r+k: low nibble = the low four bits of
-//                           chunk u's element k, high nibble those of chunk 32+u
-//   qh   uint8 [16][32]     vector w, byte 4r+k, bits 2q..2q+1: the top two bits
-//                           of chunk w+16q's element k
+//   d     fp16 [8]
+//   sc    int8 [8][8][2]       sc[p][r][e]: row r's scale of sub-block 2p+e
+//   codes uint8 [16][3][32]    sub-block s (chunks 4s..4s+3), vector v, byte 4r+k:
+//                              bits 0..5 = chunk 4s+v's element k, bits 6..7 = bits
+//                              2v..2v+1 of chunk 4s+3's element k
+//
+// so three of a sub-block's four chunks come out of a vector by one AND each
+// (ggml's ql nibbles and qh bit pairs took a shift, two ANDs and an OR per
+// chunk, the mask and shift of the qh pair per chunk besides).
 //
 // Read as 32-byte vectors, each 32-bit lane is one row: vector j's low nibbles
 // are the rows' elements 4j..4j+3 ("chunk" j), its high nibbles elements

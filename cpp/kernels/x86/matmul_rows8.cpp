@@ -62,9 +62,12 @@ inline __m256i broadcast_chunk(const QuantizedActivations& x, int64_t i, int64_t
 // still streamed at about half the one-row rate (m = 4), its compute and its
 // weight stream taking turns. A prefill (rows8 past kFewRowsMax rows, each
 // group read again for every four activation rows) keeps the one per block.
+// Unrolled: GCC kept the loop rolled for the k-quants, an add, a compare and a branch beside each of a Q4_K
+// block's 19 prefetches and a Q6_K block's 27.
 template <bool Stream>
 inline void prefetch_block(const uint8_t* blk, size_t bytes) {
     if constexpr (Stream) {
+#pragma GCC unroll 32
         for (size_t k = 0; k < bytes; k += 64) _mm_prefetch(reinterpret_cast<const char*>(blk) + kPrefetchBytes + k, _MM_HINT_T0);
     } else {
         prefetch_ahead(blk);
@@ -201,12 +204,20 @@ inline void group_dot_q4_k(const uint8_t* group, const QuantizedActivations& x, 
 //   sum sc (q - 32) a = sum sc q a - 32 sum sc bsum16,
 // the second from the scales as (sc[2p], sc[2p+1]) word pairs against the
 // activations' 16-element sums, which lie in memory as the matching pairs.
-// A pair sum of maddubs is at most 2 x 63 x 127 = 16002, so two chunks add in
-// int16 before the madd against (sc, sc) words widens and scales them.
+// A sub-block's three code vectors give its first three chunks by one AND
+// each; the fourth chunk's six bits, two in the top of each vector, are
+// gathered by three ANDs, two ORs and three shifts: 11 vector ops per
+// sub-block's codes, where the layout with ql nibbles and qh bit pairs took
+// 17 (and the loads and shifts of that unpack, not the products, set the
+// pace at one activation row). A pair sum of maddubs is at most
+// 2 x 63 x 127 = 16002, so two chunks add in int16 before the madd against
+// (sc, sc) words widens and scales them. The integer sum of a super-block is
+// exact in any order, so each row's result has the bits of any other order
+// of these integer steps.
 template <int NA, bool Stream>
 inline void group_dot_q6_k(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
-    constexpr size_t kX8 = 1680, kSc = 16, kQl = 144, kQh = 1168;
-    const __m256i nibble = _mm256_set1_epi8(0x0F), top = _mm256_set1_epi8(0x30);
+    constexpr size_t kX8 = 1680, kSc = 16, kCodes = 144;
+    const __m256i six = _mm256_set1_epi8(0x3F), top = _mm256_set1_epi8(static_cast<char>(0xC0));
     // Byte shuffles within each 128-bit half: 32-bit lane j takes its word 0 (bytes 4j, 4j+1) twice, or its word 1.
     const __m256i first_word = _mm256_setr_epi32(0x01000100, 0x05040504, 0x09080908, 0x0D0C0D0C, 0x01000100, 0x05040504, 0x09080908, 0x0D0C0D0C);
     const __m256i second_word = _mm256_add_epi8(first_word, _mm256_set1_epi8(2));
@@ -229,64 +240,32 @@ inline void group_dot_q6_k(const uint8_t* group, const QuantizedActivations& x, 
             }
             sum32[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 5));
         }
-        if constexpr (NA == 1) {
-            // One activation row (a decode step): chunks u and 32 + u together, from one load
-            // of their ql vector (low and high nibbles) and of their qh vector (bits 2q, q =
-            // u / 16 and 2 + u / 16), into sub-blocks s and 8 + s. The loop below loads each
-            // ql vector twice and each qh vector four times, and at one row those loads and
-            // shifts, not the products, set the pace (12 GB/s in cache against the file
-            // layout's 22). Integer sums: the same int32 per block in any order, so the row's
-            // result is bit for bit the one the loop below gives.
-            for (int s = 0; s < 8; ++s) {
-                const __m256i sc_lo = _mm256_shuffle_epi8(scale_pairs(s / 2), s % 2 ? second_word : first_word);
-                const __m256i sc_hi = _mm256_shuffle_epi8(scale_pairs(4 + s / 2), s % 2 ? second_word : first_word);
-                for (int half = 0; half < 2; ++half) {
-                    __m256i lo16 = _mm256_setzero_si256(), hi16 = _mm256_setzero_si256();
-                    for (int e = 0; e < 2; ++e) {
-                        const int u = 4 * s + 2 * half + e, q = u / 16;
-                        const __m256i ql = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQl + 32 * u));
-                        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQh + 32 * (u % 16)));
-                        // Bits 2q..2q+1 (chunk u) and 2q+4..2q+5 (chunk 32 + u) to bits 4..5.
-                        const __m256i high_lo = _mm256_slli_epi16(qh, 4 - 2 * q);
-                        const __m256i high_hi = q == 0 ? qh : _mm256_srli_epi16(qh, 2);
-                        const __m256i codes_lo = _mm256_or_si256(_mm256_and_si256(ql, nibble), _mm256_and_si256(high_lo, top));
-                        const __m256i codes_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql, 4), nibble), _mm256_and_si256(high_hi, top));
-                        int32_t a_lo, a_hi;
-                        std::memcpy(&a_lo, x.qs(i) + b * QK_K + 4 * u, 4);
-                        std::memcpy(&a_hi, x.qs(i) + b * QK_K + 4 * (32 + u), 4);
-                        lo16 = _mm256_add_epi16(lo16, _mm256_maddubs_epi16(codes_lo, _mm256_set1_epi32(a_lo)));
-                        in_order(lo16);
-                        hi16 = _mm256_add_epi16(hi16, _mm256_maddubs_epi16(codes_hi, _mm256_set1_epi32(a_hi)));
-                        in_order(hi16);
-                    }
-                    sum32[0] = _mm256_add_epi32(sum32[0], _mm256_add_epi32(_mm256_madd_epi16(lo16, sc_lo), _mm256_madd_epi16(hi16, sc_hi)));
+        for (int s = 0; s < 16; ++s) {  // sub-block s: chunks 4s .. 4s + 3
+            const __m256i sc_words = _mm256_shuffle_epi8(scale_pairs(s / 2), s % 2 ? second_word : first_word);
+            const uint8_t* v = blk + kCodes + 96 * s;
+            const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v));
+            const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + 32));
+            const __m256i v2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + 64));
+            // The fourth chunk's bits 0..1, 2..3, 4..5 sit at bits 6..7 of v0, v1, v2. The 16-bit shifts move
+            // bits across bytes only where the masks left zeros.
+            __m256i fourth = _mm256_and_si256(v0, top);
+            fourth = _mm256_or_si256(_mm256_srli_epi16(fourth, 2), _mm256_and_si256(v1, top));
+            fourth = _mm256_or_si256(_mm256_srli_epi16(fourth, 2), _mm256_and_si256(v2, top));
+            const __m256i codes[4] = {_mm256_and_si256(v0, six), _mm256_and_si256(v1, six), _mm256_and_si256(v2, six),
+                                      _mm256_srli_epi16(fourth, 2)};
+            for (int t = 0; t < NA; ++t) {
+                const int8_t* a = x.qs(i + t) + b * QK_K + 16 * s;
+                __m256i sum16[2];
+                for (int h = 0; h < 2; ++h) {
+                    int32_t a0, a1;
+                    std::memcpy(&a0, a + 8 * h, 4);
+                    std::memcpy(&a1, a + 8 * h + 4, 4);
+                    sum16[h] = _mm256_add_epi16(_mm256_maddubs_epi16(codes[2 * h], _mm256_set1_epi32(a0)),
+                                                _mm256_maddubs_epi16(codes[2 * h + 1], _mm256_set1_epi32(a1)));
+                    in_order(sum16[h]);
                 }
-            }
-        } else
-        for (int h = 0; h < 2; ++h) {          // chunks 0..31, then 32..63
-            for (int s = 0; s < 8; ++s) {      // sub-block 8h + s: chunks 32h + 4s .. +3
-                const __m256i pairs = scale_pairs(4 * h + s / 2);
-                const __m256i sc_words = _mm256_shuffle_epi8(pairs, s % 2 ? second_word : first_word);
-                for (int half = 0; half < 2; ++half) {
-                    __m256i sum16[NA];
-                    for (int t = 0; t < NA; ++t) sum16[t] = _mm256_setzero_si256();
-                    for (int e = 0; e < 2; ++e) {
-                        const int u = 4 * s + 2 * half + e, c = 32 * h + u;
-                        const __m256i ql = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQl + 32 * u));
-                        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQh + 32 * (c % 16)));
-                        const int q = c / 16;  // bits 2q..2q+1 to bits 4..5
-                        const __m256i high = q < 3 ? _mm256_slli_epi16(qh, 4 - 2 * q) : _mm256_srli_epi16(qh, 2);
-                        const __m256i low = h ? _mm256_and_si256(_mm256_srli_epi16(ql, 4), nibble) : _mm256_and_si256(ql, nibble);
-                        const __m256i codes = _mm256_or_si256(low, _mm256_and_si256(high, top));
-                        for (int t = 0; t < NA; ++t) {
-                            int32_t a;
-                            std::memcpy(&a, x.qs(i + t) + b * QK_K + 4 * c, 4);
-                            sum16[t] = _mm256_add_epi16(sum16[t], _mm256_maddubs_epi16(codes, _mm256_set1_epi32(a)));
-                            in_order(sum16[t]);
-                        }
-                    }
-                    for (int t = 0; t < NA; ++t) sum32[t] = _mm256_add_epi32(sum32[t], _mm256_madd_epi16(sum16[t], sc_words));
-                }
+                sum32[t] = _mm256_add_epi32(sum32[t], _mm256_add_epi32(_mm256_madd_epi16(sum16[0], sc_words),
+                                                                       _mm256_madd_epi16(sum16[1], sc_words)));
             }
         }
         const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
