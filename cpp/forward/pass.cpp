@@ -91,7 +91,7 @@ public:
         if (team_) {
             // While member 0 embeds, norms and quantizes, the others read ahead the first layer's wq/wk/wv.
             const LlamaLayer& first = model_.weights().layers[0];
-            read_ahead_next({{&first.wq, nullptr}, {&first.wk, nullptr}, {&first.wv, nullptr}});
+            read_ahead_next({{&first.wq, s_.q.data()}, {&first.wk, s_.k.data()}, {&first.wv, s_.v.data()}});
         }
         timed(ForwardOp::Embed, [&] {
             for (const PassSegment& seg : segments_) {
@@ -166,6 +166,8 @@ private:
     // products of one format in one pool dispatch (matmul_shared). next: the products that come
     // after these; while the calling thread works between the two (a norm, the attention), the
     // pool's threads read ahead the first weights of their shares of them (ThreadPool's read-ahead).
+    // next's outputs are those its own project() will name: a walking member keeps the parts it cuts
+    // for its read-ahead for that project (read_ahead_next), where outputs and all match.
     void project(ForwardOp op, const float* x, int64_t n, Outputs outputs, Outputs next = {}) {
         if (team_) {
             project_in_team(op, x, n, outputs, next);
@@ -208,8 +210,11 @@ private:
         std::array<std::optional<SharedParts>, 3> parts;
         std::array<int64_t, 4> first{};  // part index where each format's parts start
         const int64_t part_bytes = walk_part_bytes.load(std::memory_order_relaxed);
+        const bool prepared = prepared_.cut_for(outputs, part_bytes);
+        if (prepared) parts = std::move(prepared_.parts);
+        prepared_.count = 0;
         for (size_t format = 0; format < 3; ++format) {
-            if (groups.count[format]) parts[format].emplace(groups.products[format].data(), groups.count[format], pool_, part_bytes);
+            if (groups.count[format] && !prepared) parts[format].emplace(groups.products[format].data(), groups.count[format], pool_, part_bytes);
             first[format + 1] = first[format] + (parts[format] ? parts[format]->parts() : 0);
         }
         const TensorType type = outputs.begin()->first->type;
@@ -251,8 +256,12 @@ private:
         profile_->calls[o][t] += call ? 1 : 0;
     }
 
-    // A team member's read-ahead for its next waits: its share of the first format's products of `next`.
+    // A team member's read-ahead for its next waits: its share of the first format's products of `next`. The
+    // parts it cuts for that are kept (prepared_) for the project of `next`: cut here, after the member's share
+    // of this project and before its wait, rather than on member 0's way from its small ops into that project.
     void read_ahead_next(Outputs next) {
+        prepared_.count = 0;
+        for (auto& parts : prepared_.parts) parts.reset();
         if (next.size() == 0) {
             team_->set_read_ahead(member_, ReadAhead{});
             return;
@@ -260,11 +269,18 @@ private:
         const Groups after = group_by_format(next);
         const int64_t part_bytes = walk_part_bytes.load(std::memory_order_relaxed);
         for (size_t f = 0; f < 3; ++f) {
-            if (!after.count[f]) continue;
+            if (after.count[f]) prepared_.parts[f].emplace(after.products[f].data(), after.count[f], pool_, part_bytes);
+        }
+        if (next.size() <= prepared_.products.size()) {
+            std::copy(next.begin(), next.end(), prepared_.products.begin());
+            prepared_.count = next.size();
+            prepared_.part_bytes = part_bytes;
+        }
+        for (const auto& parts : prepared_.parts) {
+            if (!parts) continue;
             // A member's share of the parts, not part `member`: even the dispatched split cuts a product into
             // several parts a thread (per_thread), and read_ahead_for's part t would be member 0's share.
-            team_->set_read_ahead(member_, SharedParts(after.products[f].data(), after.count[f], pool_, part_bytes)
-                                               .read_ahead(team_->size()));
+            team_->set_read_ahead(member_, parts->read_ahead(team_->size()));
             return;
         }
     }
@@ -302,7 +318,7 @@ private:
             });
         });
         project(ForwardOp::MatmulQkv, s_.xb.data(), n, {{&l.wq, s_.q.data()}, {&l.wk, s_.k.data()}, {&l.wv, s_.v.data()}},
-                {{&l.wo, nullptr}});
+                {{&l.wo, s_.xb.data()}});
 
         // Per token: q/k norms and RoPE.
         timed(ForwardOp::QkNormRope, [&] {
@@ -325,7 +341,7 @@ private:
         } else {
             segment_attention(layer, slides);
         }
-        project(ForwardOp::MatmulOut, s_.att.data(), n, {{&l.wo, s_.xb.data()}}, {{&l.w_gate, nullptr}, {&l.w_up, nullptr}});
+        project(ForwardOp::MatmulOut, s_.att.data(), n, {{&l.wo, s_.xb.data()}}, {{&l.w_gate, s_.gate.data()}, {&l.w_up, s_.up.data()}});
         residual(l.post_attn_norm, n);
     }
 
@@ -439,7 +455,7 @@ private:
             });
         });
         project(ForwardOp::MatmulGateUp, s_.xb.data(), n, {{&l.w_gate, s_.gate.data()}, {&l.w_up, s_.up.data()}},
-                {{&l.w_down, nullptr}});
+                {{&l.w_down, s_.xb.data()}});
         timed(ForwardOp::Activation, [&] { for_rows(pool_, n, [&](int64_t b, int64_t e) {
             float* gate = &s_.gate[size_t(b * n_ff)];
             const float* up = &s_.up[size_t(b * n_ff)];
@@ -452,9 +468,11 @@ private:
         if (layer + 1 < hp_.n_layer) {
             const LlamaLayer& after = model_.weights().layers[size_t(layer + 1)];
             project(ForwardOp::MatmulDown, s_.gate.data(), n, {{&l.w_down, s_.xb.data()}},
-                    {{&after.wq, nullptr}, {&after.wk, nullptr}, {&after.wv, nullptr}});
+                    {{&after.wq, s_.q.data()}, {&after.wk, s_.k.data()}, {&after.wv, s_.v.data()}});
         } else {
-            project(ForwardOp::MatmulDown, s_.gate.data(), n, {{&l.w_down, s_.xb.data()}}, {{&model_.output(), nullptr}});
+            // The output's product writes one wanting segment's logits straight into its buffer (output_logits).
+            float* logits = segments_.size() == 1 ? segments_[0].logits : nullptr;
+            project(ForwardOp::MatmulDown, s_.gate.data(), n, {{&l.w_down, s_.xb.data()}}, {{&model_.output(), logits}});
         }
         residual(l.post_ffn_norm, n);
     }
@@ -518,6 +536,17 @@ private:
     TeamShared* shared_;
     std::array<RopeTable, 2> rope_tables_;  // [0] the global base's rotations, [1] a sliding layer's (rope_table)
     std::vector<DecodeQuery<KvCache::Element>> queries_;  // a decode step's, one per segment (decode_queries)
+    // A walking member's parts of its next product, cut by read_ahead_next: for `count` products (weights and
+    // outputs, in order) at part_bytes.
+    struct Prepared {
+        std::array<std::optional<SharedParts>, 3> parts;  // per activation format
+        std::array<std::pair<const WeightView*, float*>, 4> products{};
+        size_t count = 0;
+        int64_t part_bytes = 0;
+        bool cut_for(Outputs outputs, int64_t bytes) const {
+            return count == outputs.size() && part_bytes == bytes && std::equal(outputs.begin(), outputs.end(), products.begin());
+        }
+    } prepared_;
 };
 
 }  // namespace
