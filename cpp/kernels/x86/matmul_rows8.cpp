@@ -91,14 +91,18 @@ inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64
         for (int t = 0; t < NA; ++t) sum32[t] = _mm256_setzero_si256();
         for (int j = 0; j < 4; ++j) {
             const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + F::kQsAt + 32 * j));
-            __m256i lo = _mm256_and_si256(packed, nibble);                          // chunk j
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);    // chunk 4 + j
+            __m256i lo, hi;  // chunks j and 4 + j
             if constexpr (F::kHasQh) {
-                // Bit c of byte 4r+k is the fifth bit of chunk c: moved to bit 4. The 16-bit
-                // shifts carry bits across bytes only outside bit 4 (shifts of at most 4).
-                const __m256i bit4 = _mm256_set1_epi8(0x10);
-                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(hb, 4 - j), bit4));
-                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_srli_epi16(hb, j), bit4));
+                // The five-bit layout (repack.h): chunk j whole in bits 0..4 of vector j; chunk 4 + j's low
+                // three bits in its bits 5..7 and its top two in bits 2j, 2j + 1 of hb, moved to bits 3..4.
+                // The 16-bit shifts carry bits across bytes only into bits the masks clear.
+                lo = _mm256_and_si256(packed, _mm256_set1_epi8(0x1F));
+                const __m256i tops = j < 2 ? _mm256_slli_epi16(hb, 3 - 2 * j) : _mm256_srli_epi16(hb, 2 * j - 3);
+                hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(packed, 5), _mm256_set1_epi8(0x07)),
+                                     _mm256_and_si256(tops, _mm256_set1_epi8(0x18)));
+            } else {
+                lo = _mm256_and_si256(packed, nibble);
+                hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
             }
             for (int t = 0; t < NA; ++t) {
                 const __m256i a_lo = broadcast_chunk(x, i + t, b, j), a_hi = broadcast_chunk(x, i + t, b, 4 + j);
