@@ -51,16 +51,6 @@ X8Offsets x8_offsets(TensorType t) {
     return {m, qh, at};
 }
 
-// Bits 0, 4, 8, ..., 28 of v as one byte (bit c from bit 4c): pairs, then
-// nibbles, then the byte, folded together (the per-bit loop was most of the
-// repack's time on Q5_0).
-inline uint8_t every_fourth_bit(uint32_t v) {
-    v &= 0x11111111u;
-    v = (v | (v >> 3)) & 0x03030303u;
-    v = (v | (v >> 6)) & 0x000F000Fu;
-    return uint8_t(v | (v >> 12));
-}
-
 // The file layout of the 32-element types, known at compile time so each
 // type's packer is its own straight-line code (the runtime-typed packer,
 // with its offsets looked up and its x8 block zeroed per block, ran the
@@ -98,6 +88,26 @@ struct Plain<TensorType::Q8_0> {
     static constexpr size_t m = 0, qh_at = 0, qs = offsetof(BlockQ8_0, qs);
 };
 
+// Bits 0..3 of n as bit 0 of bytes 0..3 (the four shifted copies of n never overlap, so nothing carries).
+inline uint32_t bits_to_bytes(uint32_t n) { return (n * 0x00204081u) & 0x01010101u; }
+
+// Q5_0/Q5_1: row r's block (its qh, and qs as four 4-byte words, chunk j's and 4 + j's nibbles in word j) into
+// the x8 block's five-bit layout (repack.h): word j's byte k = element 4j + k's code (bits 0..4) and element
+// 16 + 4j + k's low three bits (5..7); the tops word's byte k = element 16 + 4j + k's top two bits at 2j, 2j + 1.
+inline void pack_five_bit_row(uint32_t high, const uint8_t* qs, uint8_t* x8_qh, uint8_t* x8_qs, int r) {
+    uint32_t tops = 0;
+    for (int j = 0; j < 4; ++j) {
+        uint32_t nibbles;
+        std::memcpy(&nibbles, qs + 4 * j, 4);
+        const uint32_t lo = (nibbles & 0x0F0F0F0Fu) | bits_to_bytes((high >> (4 * j)) & 0xF) << 4;
+        const uint32_t hi = ((nibbles >> 4) & 0x0F0F0F0Fu) | bits_to_bytes((high >> (16 + 4 * j)) & 0xF) << 4;
+        const uint32_t word = lo | (hi & 0x07070707u) << 5;
+        tops |= ((hi >> 3) & 0x03030303u) << (2 * j);
+        std::memcpy(x8_qs + 32 * j + 4 * r, &word, 4);
+    }
+    std::memcpy(x8_qh + 4 * r, &tops, 4);
+}
+
 // One x8 block from the eight rows' block b (group: the group in the file's
 // layout). Every byte of the x8 block is written.
 template <TensorType T>
@@ -112,7 +122,8 @@ inline void pack_block(const uint8_t* group, size_t row_bytes, int64_t b, uint8_
         if constexpr (P::qh) {
             uint32_t high;
             std::memcpy(&high, blk + P::qh_at, 4);
-            for (int k = 0; k < 4; ++k) out[x8_qh + 4 * r + k] = every_fourth_bit(high >> k);
+            pack_five_bit_row(high, blk + P::qs, out + x8_qh, out + x8_qs, r);
+            continue;
         }
         constexpr int chunks = sizeof(typename P::Block) == sizeof(BlockQ8_0) ? 8 : 4;  // qs_chunks
         for (int j = 0; j < chunks; ++j) std::memcpy(out + x8_qs + 32 * j + 4 * r, blk + P::qs + 4 * j, 4);
@@ -126,12 +137,18 @@ void unpack_block(TensorType t, const uint8_t* x8, int r, uint8_t* out) {
     std::memcpy(out, x8 + 2 * r, 2);
     if (has_mins(t)) std::memcpy(out + po.m, x8 + xo.m + 2 * r, 2);
     if (has_qh(t)) {
+        // The five-bit layout (repack.h): element 4j + k's code (chunk j) and element 16 + 4j + k's (chunk 4 + j).
         uint32_t high = 0;
-        for (int k = 0; k < 4; ++k) {
-            const uint8_t byte = x8[xo.qh + 4 * r + k];
-            for (int c = 0; c < 8; ++c) high |= uint32_t((byte >> c) & 1) << (4 * c + k);
+        for (int j = 0; j < 4; ++j) {
+            for (int k = 0; k < 4; ++k) {
+                const uint8_t v = x8[xo.qs + 32 * j + 4 * r + k], tops = x8[xo.qh + 4 * r + k];
+                const uint8_t lo = v & 0x1F, hi = uint8_t((v >> 5) | (((tops >> (2 * j)) & 3) << 3));
+                out[po.qs + 4 * j + k] = uint8_t((lo & 0x0F) | ((hi & 0x0F) << 4));
+                high |= uint32_t(lo >> 4) << (4 * j + k) | uint32_t(hi >> 4) << (16 + 4 * j + k);
+            }
         }
         std::memcpy(out + po.qh, &high, 4);
+        return;
     }
     for (int j = 0; j < qs_chunks(t); ++j) std::memcpy(out + po.qs + 4 * j, x8 + xo.qs + 32 * j + 4 * r, 4);
 }

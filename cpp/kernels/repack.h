@@ -9,9 +9,15 @@
 //
 //   d   fp16 [8]           the rows' scales, row r at r
 //   m   fp16 [8]           Q4_1/Q5_1: the rows' mins
-//   qh  uint8 [32]         Q5_0/Q5_1: byte 4r+k, bit c = the fifth bit of row r's element 4c+k
-//   qs  uint8 [4][32]      Q4/Q5: vector j, byte 4r+k = row r's qs[4j+k]: its low
+//   qh  uint8 [32]         Q5_0/Q5_1: byte 4r+k, bits 2j..2j+1 = the top two bits of
+//                          row r's code of element 16+4j+k (j = 0..3)
+//   qs  uint8 [4][32]      Q4: vector j, byte 4r+k = row r's qs[4j+k]: its low
 //                          nibble is element 4j+k, its high nibble element 16+4j+k
+//                          Q5: vector j, byte 4r+k = row r's five-bit code of element
+//                          4j+k (bits 0..4) and the low three bits of element 16+4j+k's
+//                          (bits 5..7), so a decode product takes chunk j with one mask
+//                          and chunk 4+j with five ops, where the fifth bits one per
+//                          byte of qh took three more a chunk (a shift, a mask, an or)
 //       int8 [8][32]       Q8_0: vector c, byte 4r+k = row r's code of element 4c+k
 //
 // Q8_0's x8 block (272 bytes) has its lanes across the rows for the decode

@@ -9,6 +9,7 @@ import zlib
 import numpy as np
 import pytest
 from gguf.constants import GGMLQuantizationType
+from gguf.quants import dequantize
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from matmul_contract import FLOAT_RELATIVE, as_quantized, dequantized
@@ -74,6 +75,25 @@ def test_the_repack_keeps_the_size_but_for_unpacked_k_scales_and_leads_with_the_
     d_at = block - 2 if qtype.name == "Q6_K" else 0
     assert bytes(packed[2 * 3:2 * 3 + 2]) == bytes(blocks[3, d_at:d_at + 2])
     assert bytes(packed[x8_bytes + 2 * 5:x8_bytes + 2 * 5 + 2]) == bytes(blocks[5, block + d_at:block + d_at + 2])
+
+
+@pytest.mark.parametrize("qtype", REPACKED_TYPES, ids=lambda t: t.name)
+def test_every_repacked_row_unpacks_to_the_files_row_bit_for_bit(qtype):
+    # Random blocks, then rows whose code bytes are all ones or all zeros (every fifth bit and top pair set or
+    # clear): the unpack (dequantize_weight_row, the scalar reference's reading) inverts the repack exactly.
+    rows, cols = 24, 5 * block_elements(qtype)
+    weights = random_weights(qtype, rows, cols, np.random.default_rng(zlib.crc32(f"round trip {qtype.name}".encode())))
+    codes_at = {"Q4_0": 2, "Q4_1": 4, "Q5_0": 2, "Q5_1": 4, "Q4_K": 4, "Q6_K": 0}[qtype.name]  # past d (and m)
+    block = kernels.block_bytes(int(qtype))
+    for r, byte in ((9, 0xFF), (14, 0x00)):
+        for b in range(cols // block_elements(qtype)):
+            end = b * block + (block - 2 if qtype.name == "Q6_K" else block)  # Q6_K's d comes last
+            weights[r, b * block + codes_at:end] = byte
+    weights = weights.ravel()
+    packed = kernels.repack(int(qtype), weights, rows, cols)
+    expected = dequantize(weights.reshape(rows, -1), qtype).reshape(rows, cols)
+    for r in range(rows):
+        assert np.array_equal(kernels.weight_row(int(qtype), packed, rows, cols, r, packed=True), expected[r]), r
 
 
 @pytest.mark.parametrize("qtype", REPACKED_TYPES, ids=lambda t: t.name)

@@ -78,9 +78,16 @@ inline void prefetch_block(const uint8_t* blk, size_t bytes) {
 template <TensorType T, int NA, bool Stream>
 inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
     using F = Rows8Format<T>;
+    // The mins (m_w * s_a) or offsets (-Offset * d_w * s_a), summed over the blocks in `extra`. For one or two
+    // activation rows, in the main loop: a second pass there is a chain of dependent FMAs (4 cycles a block,
+    // llvm-mca znver3, after Q5_0's ~14 of the main loop), while in the loop it overlaps the codes' arithmetic
+    // and the offsets reuse the converted d_w. For more, in a second pass over the group's scales (still in
+    // cache), which keeps the main loop's accumulators in registers (merged at three rows it spilled and gained
+    // nothing). The same fused multiply-adds in the same order either way: the same bits.
+    constexpr bool kExtraInLoop = NA <= 2;
     const __m256i nibble = _mm256_set1_epi8(0x0F);
-    __m256 acc[NA];
-    for (int t = 0; t < NA; ++t) acc[t] = _mm256_setzero_ps();
+    __m256 acc[NA], extra[NA];
+    for (int t = 0; t < NA; ++t) acc[t] = extra[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
         const uint8_t* blk = group + size_t(b) * F::kBlockBytes;
         prefetch_block<Stream>(blk, F::kBlockBytes);
@@ -94,14 +101,18 @@ inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64
         for (int t = 0; t < NA; ++t) sum32[t] = _mm256_setzero_si256();
         for (int j = 0; j < 4; ++j) {
             const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + F::kQsAt + 32 * j));
-            __m256i lo = _mm256_and_si256(packed, nibble);                          // chunk j
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);    // chunk 4 + j
+            __m256i lo, hi;  // chunks j and 4 + j
             if constexpr (F::kHasQh) {
-                // Bit c of byte 4r+k is the fifth bit of chunk c: moved to bit 4. The 16-bit
-                // shifts carry bits across bytes only outside bit 4 (shifts of at most 4).
-                const __m256i bit4 = _mm256_set1_epi8(0x10);
-                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(hb, 4 - j), bit4));
-                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_srli_epi16(hb, j), bit4));
+                // The five-bit layout (repack.h): chunk j whole in bits 0..4 of vector j; chunk 4 + j's low
+                // three bits in its bits 5..7 and its top two in bits 2j, 2j + 1 of hb, moved to bits 3..4.
+                // The 16-bit shifts carry bits across bytes only into bits the masks clear.
+                lo = _mm256_and_si256(packed, _mm256_set1_epi8(0x1F));
+                const __m256i tops = j < 2 ? _mm256_slli_epi16(hb, 3 - 2 * j) : _mm256_srli_epi16(hb, 2 * j - 3);
+                hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(packed, 5), _mm256_set1_epi8(0x07)),
+                                     _mm256_and_si256(tops, _mm256_set1_epi8(0x18)));
+            } else {
+                lo = _mm256_and_si256(packed, nibble);
+                hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
             }
             for (int t = 0; t < NA; ++t) {
                 const __m256i a_lo = broadcast_chunk(x, i + t, b, j), a_hi = broadcast_chunk(x, i + t, b, 4 + j);
@@ -125,12 +136,12 @@ inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64
 #endif
             acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(x.ds(i + t)[2 * b])), _mm256_cvtepi32_ps(sum32[t]), acc[t]);
         }
+        if constexpr (kExtraInLoop) {
+            const __m256 v = F::kMins ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 16))) : dw;
+            for (int t = 0; t < NA; ++t) extra[t] = _mm256_fmadd_ps(v, _mm256_set1_ps(x.ds(i + t)[2 * b + 1]), extra[t]);
+        }
     }
-    // The mins (m_w * s_a) or offsets (-Offset * d_w * s_a): a second pass over the
-    // group's scales, still in cache, keeps the main loop's accumulators in registers.
-    __m256 extra[NA];
-    for (int t = 0; t < NA; ++t) extra[t] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < blocks; ++b) {
+    for (int64_t b = 0; b < (kExtraInLoop ? 0 : blocks); ++b) {
         const uint8_t* blk = group + size_t(b) * F::kBlockBytes + (F::kMins ? 16 : 0);
         const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
         for (int t = 0; t < NA; ++t) extra[t] = _mm256_fmadd_ps(v, _mm256_set1_ps(x.ds(i + t)[2 * b + 1]), extra[t]);
