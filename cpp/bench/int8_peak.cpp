@@ -57,17 +57,28 @@ int64_t lanes_sum(const V* acc, int n) {
     return total;
 }
 
+// AVX2 has no u8 x s8 dot product into int32: vpmaddubsw gives int16 pair sums and vpmaddwd widens them. The
+// kernels add several pair sums in int16 before one widening (matmul_rows8.cpp), so the multiplier pipes spend
+// one op on 32 multiply-adds, not two; the loop does the same, or it would read about half the ceiling they
+// reach. The operands keep eight pair sums far inside int16 (8 x 12).
+constexpr int64_t kInt16Steps = 8;
+
 __attribute__((target("avx2"))) int64_t loop_avx2(int64_t iterations) {
-    __m256i a[kUnsigned], b[kSigned], acc[kChains];
+    __m256i a[kUnsigned], b[kSigned], pairs[kChains], acc[kChains];
     for (int k = 0; k < kUnsigned; ++k) a[k] = _mm256_load_si256(reinterpret_cast<const __m256i*>(kA[k]));
     for (int k = 0; k < kSigned; ++k) b[k] = _mm256_load_si256(reinterpret_cast<const __m256i*>(kB[k]));
-    for (int k = 0; k < kChains; ++k) acc[k] = _mm256_setzero_si256();
+    for (int k = 0; k < kChains; ++k) pairs[k] = acc[k] = _mm256_setzero_si256();
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t it = 0; it < iterations; ++it) {
         for (int k = 0; k < kUnsigned; ++k) GGUFSM_OPAQUE(a[k]);
         for (int k = 0; k < kChains; ++k) {
-            const __m256i pairs = _mm256_maddubs_epi16(a[k % kUnsigned], b[k / kUnsigned]);
-            acc[k] = _mm256_add_epi32(acc[k], _mm256_madd_epi16(pairs, ones));
+            pairs[k] = _mm256_add_epi16(pairs[k], _mm256_maddubs_epi16(a[k % kUnsigned], b[k / kUnsigned]));
+        }
+        if (it % kInt16Steps == kInt16Steps - 1 || it == iterations - 1) {
+            for (int k = 0; k < kChains; ++k) {
+                acc[k] = _mm256_add_epi32(acc[k], _mm256_madd_epi16(pairs[k], ones));
+                pairs[k] = _mm256_setzero_si256();
+            }
         }
     }
     return lanes_sum(acc, kChains);
