@@ -292,3 +292,104 @@ def test_a_withdrawn_session_is_no_longer_waited_for_and_the_leader_runs_at_once
     leader.join()
     assert scheduler.pass_sizes == {1: 1}
     np.testing.assert_array_equal(got[0], a_twin.decode(4, 3))
+
+
+# ─── steps run ahead (`ahead`): queued as the token is sampled, claimed by the decode that asks for it ──
+
+def batched_last(scheduler) -> None:
+    """Steps asked ahead are run ahead: switched on, and the last pass one of several sessions."""
+    scheduler.run_ahead = True
+    with scheduler._lock:
+        scheduler._last_pass_steps = 2
+
+
+def test_steps_asked_ahead_run_as_one_pass_on_the_server_and_each_claim_gets_its_own_logits(model, monkeypatch):
+    from ggufsm.reference.runtime import batching
+
+    monkeypatch.setattr(batching, "GATHER_MAX_S", 3600.0)
+    monkeypatch.setattr(batching, "GATHER_SHARE", 10.0**9)
+    scheduler = DecodeScheduler(model)
+    pairs = twins(model, 3)
+    batched_last(scheduler)
+    with scheduler._lock:  # the next pass waits for all three (the last pass's sessions)
+        scheduler._awaited = {id(a) for a, _ in pairs}
+        scheduler._last_pass_s = 1.0
+    askers = [threading.Thread(target=scheduler.ahead, args=(a, 5 + i, 3)) for i, (a, _) in enumerate(pairs)]
+    for t in askers:
+        t.start()
+    for t in askers:
+        t.join()  # each returned once the pass took its step
+    for i, (a, twin) in enumerate(pairs):
+        np.testing.assert_array_equal(scheduler.decode(a, 5 + i, 3), twin.decode(5 + i, 3))
+    assert scheduler.pass_sizes == {3: 1} and scheduler.claimed_ahead == 3
+    server = scheduler._server
+    scheduler.close()
+    assert not server.is_alive()
+
+
+def test_a_session_decoding_alone_is_never_run_ahead(model):
+    scheduler = DecodeScheduler(model)
+    (a, twin), = twins(model, 1)
+    np.testing.assert_array_equal(scheduler.decode(a, 4, 3), twin.decode(4, 3))
+    scheduler.run_ahead = True
+    scheduler.ahead(a, 9, 4)
+    assert scheduler._server is None and not scheduler._ahead and scheduler.queued() == 0
+    np.testing.assert_array_equal(scheduler.decode(a, 9, 4), twin.decode(9, 4))
+    assert scheduler.pass_sizes == {1: 2} and scheduler.claimed_ahead == 0
+
+
+def test_a_decode_of_another_token_than_the_one_asked_ahead_runs_its_own_and_gets_its_logits(model):
+    scheduler = DecodeScheduler(model)
+    (a, twin), = twins(model, 1)
+    batched_last(scheduler)
+    scheduler.ahead(a, 9, 3)
+    np.testing.assert_array_equal(scheduler.decode(a, 4, 3), twin.decode(4, 3))
+    assert scheduler.claimed_ahead == 0 and not scheduler._ahead
+    scheduler.close()
+
+
+class GatedSession(HeldSession):
+    """A session whose decode, once entered, waits until `release` is set."""
+
+    def __init__(self, session):
+        super().__init__(session, None, 0)
+        self.release = threading.Event()
+
+    def decode(self, token, pos):
+        self.entered.set()
+        self.release.wait()
+        return self.session.decode(token, pos)
+
+
+def test_withdrawing_a_session_whose_step_ahead_is_in_a_pass_waits_for_that_pass_then_forgets_it(model, monkeypatch):
+    """What a session's close (its handle freed, replaced) and the end of its request do: nothing writes its
+    session once they return, and the server is joined when the model is freed."""
+    from ggufsm.reference.runtime import batching
+
+    waiting = threading.Event()
+
+    class NotedWake(batching.Wake):
+        __slots__ = ()
+
+        def wait(self, timeout):
+            waiting.set()
+            return super().wait(timeout)
+
+    (a, twin), = twins(model, 1)
+    gated = GatedSession(a)
+    scheduler = DecodeScheduler(model)
+    batched_last(scheduler)
+    scheduler.ahead(gated, 5, 3)
+    gated.entered.wait()  # its pass runs on the server, held in the session's decode
+    monkeypatch.setattr(batching, "Wake", NotedWake)
+    withdrawing = threading.Thread(target=scheduler.withdraw, args=(gated,))
+    withdrawing.start()
+    waiting.wait()  # the withdraw sleeps until the pass ends
+    assert withdrawing.is_alive() and not scheduler._ahead
+    gated.release.set()
+    withdrawing.join()
+    assert scheduler.pass_sizes == {1: 1} and scheduler.claimed_ahead == 0
+    np.testing.assert_array_equal(a.logits, twin.decode(5, 3))  # the step ran whole before the withdraw returned
+    server = scheduler._server
+    scheduler.close()
+    assert not server.is_alive()
