@@ -41,12 +41,15 @@ def made(qtype, cols, n, seed=3, rows=40):
 
 @pytest.mark.parametrize("isa", SIMD_VARIANTS)
 @pytest.mark.parametrize("case", cases(), ids=case_id)
-def test_the_one_row_product_gives_the_bits_of_that_row_in_a_batched_step(isa, case, restore_isa):
+@pytest.mark.parametrize("batch", [2, 3])
+def test_the_one_row_product_gives_the_bits_of_that_row_in_a_batched_step(isa, case, batch, restore_isa):
     qtype, cols = case
     kernels.force_isa(isa)
-    _, packed, x = made(qtype, cols, 3)
-    together = kernels.matmul_packed(int(qtype), packed, 40, cols, x, 2)  # the few-row kernels: broadcasts
-    for i in range(3):
+    _, packed, x = made(qtype, cols, batch)
+    # The few-row kernels; Q5_0's one and two rows read pre-broadcast activations where they fit in L1 (all
+    # but two rows of 1056 columns), its three rows broadcast: the same bits either way.
+    together = kernels.matmul_packed(int(qtype), packed, 40, cols, x, 2)
+    for i in range(batch):
         alone = kernels.matmul_packed(int(qtype), packed, 40, cols, x[i:i + 1], 2)
         assert np.array_equal(alone[0].view(np.uint32), together[i].view(np.uint32)), f"row {i}"
 

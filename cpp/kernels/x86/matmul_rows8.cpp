@@ -52,6 +52,53 @@ inline __m256i broadcast_chunk(const QuantizedActivations& x, int64_t i, int64_t
     return _mm256_set1_epi32(v);
 }
 
+// Where group_dot finds chunk c of block b of its activation row i + t, its four codes in every lane.
+// BroadcastChunks broadcasts them from the quantized activations at every use: at one activation row that is
+// 8 of Q5_0's ~58 vector ops a block (vpbroadcastd from memory: a load and an op on vector pipe 1 or 2 each,
+// in llvm-mca's Zen 3 model).
+// SpreadChunks reads them from a copy laid out already broadcast (SpreadActivations), one aligned 32-byte load
+// the vpmaddubsw takes as its memory operand. The same int8 values either way: the same bits.
+struct BroadcastChunks {
+    const QuantizedActivations& x;
+    int64_t i;
+    __m256i operator()(int t, int64_t b, int c) const { return broadcast_chunk(x, i + t, b, c); }
+};
+struct SpreadChunks {
+    const __m256i* rows;  // [NA][blocks][8]
+    int64_t blocks;
+    __m256i operator()(int t, int64_t b, int c) const { return _mm256_load_si256(rows + (t * blocks + b) * 8 + c); }
+};
+
+// Activation rows with every chunk already broadcast, [n][blocks][8] vectors, in a buffer per thread kept
+// between calls. Filled once per kernel call (per thread's share of a product): blocks * 8 broadcasts a row,
+// against blocks * 8 per group of eight weight rows saved. Only for one or two activation rows and at most
+// kMaxBytes: the copy is 8x the codes (Gemma 3's 640 columns: 5 KiB a row) and must stay in L1 beside the
+// weight stream; at four rows a pre-broadcast copy (of Q4_K's, session 10) left L1 and lost.
+class SpreadActivations {
+public:
+    static constexpr int64_t kMaxRows = 2;
+    static constexpr size_t kMaxBytes = 16 * 1024;
+    static bool fits(const QuantizedActivations& x, int64_t blocks) {
+        return x.n() >= 1 && x.n() <= kMaxRows && size_t(x.n() * blocks) * 8 * sizeof(__m256i) <= kMaxBytes;
+    }
+    // x's rows, spread; valid until the next call on this thread.
+    static const __m256i* of(const QuantizedActivations& x, int64_t blocks) {
+        alignas(64) thread_local __m256i buffer[kMaxBytes / sizeof(__m256i)];
+        __m256i* out = buffer;
+        for (int64_t i = 0; i < x.n(); ++i) {
+            const int8_t* row = x.qs(i);  // once: the stores may alias x's fields, which GCC then reloaded at every chunk
+            for (int64_t b = 0; b < blocks; ++b) {
+                for (int c = 0; c < 8; ++c) {
+                    int32_t v;
+                    std::memcpy(&v, row + (b >> 2) * 128 + (c >> 2) * 64 + (b & 3) * 16 + 4 * (c & 3), 4);
+                    _mm256_store_si256(out++, _mm256_set1_epi32(v));
+                }
+            }
+        }
+        return buffer;
+    }
+};
+
 // The weight stream's software prefetch, per x8 block of `bytes`. A decode
 // step (Stream: one activation row, or the 2 .. 8 rows of a batched step,
 // rows8_few) prefetches every cache line of the block kPrefetchBytes ahead:
@@ -75,8 +122,9 @@ inline void prefetch_block(const uint8_t* blk, size_t bytes) {
 }
 
 // Eight rows (the group at `group`) dotted with activation rows i .. i+NA-1: out[t] lane r = y[i+t][row r].
-template <TensorType T, int NA, bool Stream>
-inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
+template <TensorType T, int NA, bool Stream, typename Chunks>
+inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, const Chunks& chunk,
+                      __m256* out) {
     using F = Rows8Format<T>;
     // The mins (m_w * s_a) or offsets (-Offset * d_w * s_a), summed over the blocks in `extra`. For one or two
     // activation rows, in the main loop: a second pass there is a chain of dependent FMAs (4 cycles a block,
@@ -115,7 +163,7 @@ inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64
                 hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
             }
             for (int t = 0; t < NA; ++t) {
-                const __m256i a_lo = broadcast_chunk(x, i + t, b, j), a_hi = broadcast_chunk(x, i + t, b, 4 + j);
+                const __m256i a_lo = chunk(t, b, j), a_hi = chunk(t, b, 4 + j);
 #ifdef GGUFSM_VNNI
                 sum32[t] = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(sum32[t], lo, a_lo), hi, a_hi);
 #else
@@ -300,7 +348,7 @@ inline void dot_group(const uint8_t* group, const QuantizedActivations& x, int64
     } else if constexpr (T == TensorType::Q6_K) {
         group_dot_q6_k<NA, Stream>(group, x, i, blocks, out);
     } else {
-        group_dot<T, NA, Stream>(group, x, i, blocks, out);
+        group_dot<T, NA, Stream>(group, x, i, blocks, BroadcastChunks{x, i}, out);
     }
 }
 
@@ -360,9 +408,35 @@ void rows8_few(const WeightView& w, const QuantizedActivations& x, float* y, int
     }
 }
 
+// A decode step of one or two activation rows over SpreadActivations (the types that spread: kSpreads).
+// Each group is one pass of width n, as rows8 (n = 1) and rows8_few (n = 2) take it: the same bits.
+template <TensorType T, int NA>
+void rows8_spread(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    const uint8_t* base = static_cast<const uint8_t*>(w.data);
+    const size_t group_bytes = rows8_group_bytes(w);
+    const int64_t blocks = w.cols / block_size(T);
+    const SpreadChunks chunks{SpreadActivations::of(x, blocks), blocks};
+    __m256 out[NA];
+    for (int64_t g = row_begin / kRows8; g < row_end / kRows8; ++g) {
+        group_dot<T, NA, true>(base + size_t(g) * group_bytes, x, 0, blocks, chunks, out);
+        for (int t = 0; t < NA; ++t) _mm256_storeu_ps(y + t * w.rows + g * kRows8, out[t]);
+    }
+}
+
+// Q5_0 (Gemma 3's q, k, gate and up): its five-bit unpack leaves the broadcasts a larger share of the block
+// than the four-bit types', which this session left as they were.
+template <TensorType T>
+constexpr bool kSpreads = T == TensorType::Q5_0;
+
 // rows8, but for a batch of 2 .. kFewRowsMax activation rows rows8_few.
 template <TensorType T>
 void rows8_any(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    if constexpr (kSpreads<T>) {
+        if (SpreadActivations::fits(x, w.cols / block_size(T))) {
+            if (x.n() == 1) return rows8_spread<T, 1>(w, x, y, row_begin, row_end);
+            return rows8_spread<T, 2>(w, x, y, row_begin, row_end);
+        }
+    }
     if (x.n() >= 2 && x.n() <= kFewRowsMax) {
         rows8_few<T>(w, x, y, row_begin, row_end);
     } else {
