@@ -46,6 +46,12 @@ using Int32Array = py::array_t<int32_t, py::array::c_style | py::array::forcecas
 
 using Threads = std::variant<int, std::shared_ptr<ThreadPool>>;
 
+ProbeRead parse_probe_read(const std::string& read) {
+    if (read == "sum") return ProbeRead::Sum;
+    if (read == "prefetch") return ProbeRead::Prefetch;
+    throw Error(code::InvalidInput, "ReadBandwidthProbe: read is 'sum' or 'prefetch', not '" + read + "'");
+}
+
 // The caller's pool, or one made for this call.
 std::shared_ptr<ThreadPool> pool_of(const Threads& threads) {
     if (const auto* pool = std::get_if<std::shared_ptr<ThreadPool>>(&threads)) return *pool;
@@ -697,19 +703,30 @@ void kernels(py::module_& m) {
             "`threads` first touch the pages (so they land near the readers); huge_pages: advise MADV_HUGEPAGE, "
             "else MADV_NOHUGEPAGE")
         .def("pass_gbs", [](const ReadBandwidthProbe& probe, const std::string& read, const Threads& threads) {
-            ProbeRead how;
-            if (read == "sum") {
-                how = ProbeRead::Sum;
-            } else if (read == "prefetch") {
-                how = ProbeRead::Prefetch;
-            } else {
-                throw Error(code::InvalidInput, "ReadBandwidthProbe: read is 'sum' or 'prefetch', not '" + read + "'");
-            }
+            const ProbeRead how = parse_probe_read(read);
             const std::shared_ptr<ThreadPool> pool = pool_of(threads);
             py::gil_scoped_release release;
             return probe.pass_gbs(how, *pool);
         }, py::arg("read"), py::arg("threads") = 0, "GB/s of one pass: 'sum' (hardware prefetch only) or 'prefetch' "
             "(software prefetch 4 KiB ahead, as the m=1 kernels)")
+        .def("short_streams", [](const ReadBandwidthProbe& probe, int threads, size_t bytes, const std::string& read, int rounds,
+                                 size_t lead_bytes, int64_t lead_ns, const std::string& lead) {
+            const ProbeRead how = parse_probe_read(read);
+            using Lead = ReadBandwidthProbe::Lead;
+            if (lead != "l1" && lead != "l2" && lead != "load") {
+                throw Error(code::InvalidInput, "short_streams: lead is 'l1', 'l2' or 'load', not '" + lead + "'");
+            }
+            const Lead asked = lead == "l1" ? Lead::PrefetchL1 : lead == "l2" ? Lead::PrefetchL2 : Lead::Load;
+            ReadBandwidthProbe::ShortStreams run;
+            {
+                py::gil_scoped_release release;
+                run = probe.short_streams(threads, bytes, how, rounds, lead_bytes, lead_ns, asked);
+            }
+            return std::make_pair(run.wall_s, run.thread_s);
+        }, py::arg("threads"), py::arg("bytes"), py::arg("read"), py::arg("rounds"), py::arg("lead_bytes") = 0,
+            py::arg("lead_ns") = 0, py::arg("lead") = "l1",
+            "(per round: wall seconds, per round and thread: seconds) of `threads` threads each reading `bytes` of cold "
+            "data right after a barrier (bench/measure.h, short_streams)")
         .def("sample_gbs", [](const ReadBandwidthProbe& probe, const Threads& threads) {
             const std::shared_ptr<ThreadPool> pool = pool_of(threads);
             py::gil_scoped_release release;
