@@ -4,6 +4,7 @@
 #include <xmmintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "errors.h"
 #include "runtime/huge_pages.h"
@@ -98,6 +100,94 @@ double ReadBandwidthProbe::best_gbs(int repeats, ThreadPool& pool) const {
     double best = 0;
     for (int r = 0; r < repeats; ++r) best = std::max(best, sample_gbs(pool));
     return best;
+}
+
+namespace {
+// A spin barrier for the short streams' threads: the last to arrive releases the round.
+class SpinBarrier {
+public:
+    explicit SpinBarrier(int threads) : threads_(threads) {}
+    void arrive() {
+        const int round = round_.load(std::memory_order_acquire);
+        if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == threads_) {
+            arrived_.store(0, std::memory_order_relaxed);
+            round_.store(round + 1, std::memory_order_release);
+            return;
+        }
+        while (round_.load(std::memory_order_acquire) == round) _mm_pause();
+    }
+
+private:
+    const int threads_;
+    alignas(64) std::atomic<int> arrived_{0};
+    alignas(64) std::atomic<int> round_{0};
+};
+
+constexpr size_t kStreamGapBytes = size_t(1) << 20;
+}  // namespace
+
+ReadBandwidthProbe::ShortStreams ReadBandwidthProbe::short_streams(int threads, size_t bytes, ProbeRead read, int rounds,
+                                                                   size_t lead_bytes, int64_t lead_ns, Lead lead) const {
+    const size_t stride = (bytes + kStreamGapBytes + 4095) / 4096 * 4096;
+    if (threads < 1 || rounds < 1 || bytes < 64 || stride * size_t(threads) > words_ * 8) {
+        throw Error(code::InvalidInput, "short_streams: need >= 1 thread, >= 1 round and 64 bytes <= a stream, with one stream "
+                                        "a thread (and 1 MiB apart) fitting the " + std::to_string(words_ * 8) + "-byte buffer");
+    }
+    const size_t slots = words_ * 8 / stride;
+    ShortStreams out;
+    out.wall_s.resize(size_t(rounds));
+    out.thread_s.resize(size_t(rounds) * size_t(threads));
+    std::vector<double> starts(out.thread_s.size()), ends(out.thread_s.size());
+    std::vector<uint64_t> sums(size_t(threads) * 8);
+    SpinBarrier barrier(threads);
+    const auto stream = [&](int t) {
+        for (int r = 0; r < rounds; ++r) {
+            const size_t slot = (size_t(r) * size_t(threads) + size_t(t)) % slots;
+            const uint64_t* begin = buffer_ + slot * stride / 8;
+            if (lead_bytes) {
+                uint64_t touched = 0;
+                for (size_t k = 0; k < std::min(lead_bytes, bytes); k += 64) {
+                    const char* line = reinterpret_cast<const char*>(begin) + k;
+                    if (lead == Lead::PrefetchL1) {
+                        _mm_prefetch(line, _MM_HINT_T0);
+                    } else if (lead == Lead::PrefetchL2) {
+                        _mm_prefetch(line, _MM_HINT_T1);
+                    } else {
+                        touched += *reinterpret_cast<const uint64_t*>(line);
+                    }
+                }
+                sums[size_t(t) * 8] += touched;
+                const double until = now_seconds() + double(lead_ns) * 1e-9;
+                while (now_seconds() < until) _mm_pause();
+            }
+            barrier.arrive();
+            const double start = now_seconds();
+            uint64_t acc[8] = {};
+            if (read == ProbeRead::Prefetch) {
+                sum_words<true>(begin, 0, int64_t(bytes / 8), acc);
+            } else {
+                sum_words<false>(begin, 0, int64_t(bytes / 8), acc);
+            }
+            ends[size_t(r) * size_t(threads) + size_t(t)] = now_seconds();
+            starts[size_t(r) * size_t(threads) + size_t(t)] = start;
+            for (int k = 0; k < 8; ++k) sums[size_t(t) * 8 + size_t(k)] += acc[k];
+            barrier.arrive();  // no thread starts the next round's lead while another still streams
+        }
+    };
+    std::vector<std::thread> others;
+    for (int t = 1; t < threads; ++t) others.emplace_back(stream, t);
+    stream(0);
+    for (std::thread& t : others) t.join();
+    for (int r = 0; r < rounds; ++r) {
+        const size_t first = size_t(r) * size_t(threads);
+        const double start = *std::min_element(starts.begin() + first, starts.begin() + first + threads);
+        const double end = *std::max_element(ends.begin() + first, ends.begin() + first + threads);
+        out.wall_s[size_t(r)] = end - start;
+        for (int t = 0; t < threads; ++t) out.thread_s[first + size_t(t)] = ends[first + size_t(t)] - starts[first + size_t(t)];
+    }
+    volatile uint64_t sink = 0;
+    for (uint64_t s : sums) sink = sink + s;
+    return out;
 }
 
 double read_bandwidth_gbs(size_t bytes, int repeats, ThreadPool& pool) {

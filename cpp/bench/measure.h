@@ -46,6 +46,24 @@ public:
     size_t huge_page_bytes() const;
     bool huge_pages() const { return huge_pages_; }
 
+    // Short streams, as a decode step's products read them: in each of `rounds` rounds, `threads` threads
+    // of their own (not a pool's: each waits for the others at a spin barrier) each read `bytes` of cold
+    // data right after the barrier, the `read` way. lead_bytes > 0: before the barrier each thread first
+    // asks (software prefetch) for the first lead_bytes of its stream and spins lead_ns, as a member that
+    // reads ahead its next share while a small op runs. Each stream starts at least 1 MiB past the last
+    // one's end (past what the hardware prefetchers run ahead) and the rounds walk the whole buffer, so
+    // every stream starts cold. Returns per round the wall seconds from the first thread's start to the
+    // last one's end, then per round and thread that thread's seconds.
+    struct ShortStreams {
+        std::vector<double> wall_s;    // [round]
+        std::vector<double> thread_s;  // [round * threads + thread]
+    };
+    // How the lead asks for its lines: a software prefetch into L1 (as the team's read-ahead, thread_pool.h)
+    // or into L2, or plain loads (certain to bring them, the core waiting for none).
+    enum class Lead { PrefetchL1, PrefetchL2, Load };
+    ShortStreams short_streams(int threads, size_t bytes, ProbeRead read, int rounds, size_t lead_bytes = 0,
+                               int64_t lead_ns = 0, Lead lead = Lead::PrefetchL1) const;
+
 private:
     uint64_t* buffer_ = nullptr;
     size_t words_;

@@ -46,6 +46,12 @@ using Int32Array = py::array_t<int32_t, py::array::c_style | py::array::forcecas
 
 using Threads = std::variant<int, std::shared_ptr<ThreadPool>>;
 
+ProbeRead parse_probe_read(const std::string& read) {
+    if (read == "sum") return ProbeRead::Sum;
+    if (read == "prefetch") return ProbeRead::Prefetch;
+    throw Error(code::InvalidInput, "ReadBandwidthProbe: read is 'sum' or 'prefetch', not '" + read + "'");
+}
+
 // The caller's pool, or one made for this call.
 std::shared_ptr<ThreadPool> pool_of(const Threads& threads) {
     if (const auto* pool = std::get_if<std::shared_ptr<ThreadPool>>(&threads)) return *pool;
@@ -659,8 +665,9 @@ void kernels(py::module_& m) {
     m.def("active_isa", [] { return std::string(isa_name(kernels::active().isa)); },
           "the variant whose kernel set runs (chosen once: the best the CPU runs, or GGUFSM_ISA)");
     m.def("set_step_shape", [](bool read_ahead, bool inline_attention, bool layer_walk, int64_t walk_part_bytes,
-                               int small_op_read_ahead, bool rope_once, bool batch_walk) {
+                               int small_op_read_ahead, bool rope_once, bool batch_walk, bool read_ahead_loads) {
         set_read_ahead_enabled(read_ahead);
+        set_team_read_ahead_loads(read_ahead_loads);
         set_rope_once(rope_once);
         set_small_op_read_ahead(small_op_read_ahead);
         set_inline_decode_attention(inline_attention);
@@ -669,14 +676,15 @@ void kernels(py::module_& m) {
         set_walk_part_bytes(walk_part_bytes);
     }, py::arg("read_ahead") = true, py::arg("inline_attention") = true, py::arg("layer_walk") = true,
           py::arg("walk_part_bytes") = 0, py::arg("small_op_read_ahead") = 0, py::arg("rope_once") = true,
-          py::arg("batch_walk") = false,
+          py::arg("batch_walk") = false, py::arg("read_ahead_loads") = false,
           "For the benches' A/B within one process: the pool's read-ahead between products (thread_pool.h), one decode "
           "token's attention on the calling thread below 256 positions (attention.h), and one session's decode step "
           "walked by the pool's threads as a team rather than a dispatch per product (forward/pass.cpp), and the walk's "
           "products cut into parts of about walk_part_bytes (0: the dispatched step's cut), and the lines of its next share "
           "a walk's member 0 asks for before each small op (small_op_read_ahead), and a pass's RoPE rotations computed "
           "once for all its layers (rope_once), and a batched decode step (one token of each of several sessions) walked "
-          "by a team too (batch_walk, off by default); none changes a bit");
+          "by a team too (batch_walk, off by default), and a team's read-ahead by plain loads rather than software prefetch "
+          "(read_ahead_loads, off by default); none changes a bit");
     m.def("force_isa", [](const std::string& name) { kernels::force(parse_isa(name)); }, py::arg("isa"),
           "swap in the whole kernel set of `isa`");
     m.def("active_set", &active_set, "entry of the active kernel set -> the variant whose kernel it is");
@@ -697,19 +705,30 @@ void kernels(py::module_& m) {
             "`threads` first touch the pages (so they land near the readers); huge_pages: advise MADV_HUGEPAGE, "
             "else MADV_NOHUGEPAGE")
         .def("pass_gbs", [](const ReadBandwidthProbe& probe, const std::string& read, const Threads& threads) {
-            ProbeRead how;
-            if (read == "sum") {
-                how = ProbeRead::Sum;
-            } else if (read == "prefetch") {
-                how = ProbeRead::Prefetch;
-            } else {
-                throw Error(code::InvalidInput, "ReadBandwidthProbe: read is 'sum' or 'prefetch', not '" + read + "'");
-            }
+            const ProbeRead how = parse_probe_read(read);
             const std::shared_ptr<ThreadPool> pool = pool_of(threads);
             py::gil_scoped_release release;
             return probe.pass_gbs(how, *pool);
         }, py::arg("read"), py::arg("threads") = 0, "GB/s of one pass: 'sum' (hardware prefetch only) or 'prefetch' "
             "(software prefetch 4 KiB ahead, as the m=1 kernels)")
+        .def("short_streams", [](const ReadBandwidthProbe& probe, int threads, size_t bytes, const std::string& read, int rounds,
+                                 size_t lead_bytes, int64_t lead_ns, const std::string& lead) {
+            const ProbeRead how = parse_probe_read(read);
+            using Lead = ReadBandwidthProbe::Lead;
+            if (lead != "l1" && lead != "l2" && lead != "load") {
+                throw Error(code::InvalidInput, "short_streams: lead is 'l1', 'l2' or 'load', not '" + lead + "'");
+            }
+            const Lead asked = lead == "l1" ? Lead::PrefetchL1 : lead == "l2" ? Lead::PrefetchL2 : Lead::Load;
+            ReadBandwidthProbe::ShortStreams run;
+            {
+                py::gil_scoped_release release;
+                run = probe.short_streams(threads, bytes, how, rounds, lead_bytes, lead_ns, asked);
+            }
+            return std::make_pair(run.wall_s, run.thread_s);
+        }, py::arg("threads"), py::arg("bytes"), py::arg("read"), py::arg("rounds"), py::arg("lead_bytes") = 0,
+            py::arg("lead_ns") = 0, py::arg("lead") = "l1",
+            "(per round: wall seconds, per round and thread: seconds) of `threads` threads each reading `bytes` of cold "
+            "data right after a barrier (bench/measure.h, short_streams)")
         .def("sample_gbs", [](const ReadBandwidthProbe& probe, const Threads& threads) {
             const std::shared_ptr<ThreadPool> pool = pool_of(threads);
             py::gil_scoped_release release;

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from ggufsm.reference.bench import decode_kernels, int8_peak
+from ggufsm.reference.bench import decode_kernels, int8_peak, short_streams
 from ggufsm.reference.bench.int8_peak import PREFILL_TYPES
 from ggufsm.reference.bench.limits import ReadProbe, compare_reads
 
@@ -83,6 +83,9 @@ def register_bench(bench_commands) -> None:
     parser.add_argument("--probe-reads", type=int, default=0, metavar="ROUNDS",
                         help="also compare the read probe's reads (plain sum, software prefetch) on 2 MiB and 4 KiB "
                              "pages, ROUNDS interleaved rounds (reference/bench/limits.py, compare_reads)")
+    parser.add_argument("--short-streams", type=int, default=0, metavar="ROUNDS",
+                        help="also time short streams of cold data (100 KB-4 MiB a thread, a decode step's product "
+                             "shares) against the read probe, ROUNDS interleaved rounds (reference/bench/short_streams.py)")
     parser.add_argument("--isa", default=None, help="force a kernel variant (scalar, avx2, avx512)")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table as Markdown here")
     parser.set_defaults(handler=run)
@@ -116,6 +119,8 @@ def run(args) -> int:
         table += "\n" + decode_kernels.render_markdown(decode, most)
     if args.probe_reads > 0:
         table += "\n" + compare_reads(pools, args.probe_reads, args.record)
+    if args.short_streams > 0:
+        table += "\n" + short_streams.render_markdown(short_streams.measure(pools, args.short_streams, probe), args.short_streams)
     if args.prefill_rows > 0:
         peaks, prefill = int8_peak.measure([n.strip() for n in args.prefill_types.split(",")], threads, pools,
                                            args.repeat, args.prefill_rows, args.record)

@@ -48,6 +48,18 @@ def test_a_probe_sample_is_the_faster_of_its_two_reads_and_an_unknown_read_is_re
         kernels.ReadBandwidthProbe(1 << 20).pass_gbs("stream")
 
 
+def test_short_streams_time_every_round_and_thread_and_refuse_a_stream_the_buffer_cannot_hold():
+    probe = kernels.ReadBandwidthProbe(8 << 20)
+    for lead in ("l1", "l2", "load"):
+        walls, threads_s = probe.short_streams(2, 100_000, "prefetch", 5, 64 << 10, 1000, lead)
+        assert len(walls) == 5 and len(threads_s) == 10
+        assert all(s > 0 for s in threads_s) and all(w >= max(threads_s[2 * r:2 * r + 2]) for r, w in enumerate(walls))
+    with pytest.raises(InvalidInput, match="fitting the"):
+        probe.short_streams(8, 1 << 20, "sum", 1)
+    with pytest.raises(InvalidInput, match="'l1', 'l2' or 'load'"):
+        probe.short_streams(1, 100_000, "sum", 1, 4096, 0, "l3")
+
+
 def test_a_run_is_held_to_the_median_of_the_samples_around_it_and_the_old_measure_kept_apart():
     from ggufsm.reference.bench.limits import Beside
 
