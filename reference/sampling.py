@@ -64,6 +64,7 @@ class Sampler:
 
     def __init__(self, config: SamplingConfig):
         self.config = config.validated()
+        self._greedy = self.config.is_greedy  # asked each token: a property call fewer
         self._generator: np.random.Generator | None = None
 
     @property
@@ -80,12 +81,13 @@ class Sampler:
         if config.seed != self.config.seed:
             self._generator = None
         self.config = config.validated()
+        self._greedy = self.config.is_greedy
 
     def sample(self, logits: np.ndarray, recent_tokens: Sequence[int]) -> int:
         """logits: (n_vocab,) float32 of the last position; recent_tokens: the request's tokens so far.
         Non-finite logits are refused (InvalidModel), never drawn from: a NaN compares false with
         everything, so argmax and the draw would pick an arbitrary token."""
-        if self.config.is_greedy:
+        if self._greedy:
             return greedy_token(logits, apply_repetition_penalty(logits, recent_tokens, self.config))
         check_finite(logits)
         scores = apply_repetition_penalty(logits, recent_tokens, self.config)
@@ -96,11 +98,15 @@ class Sampler:
         return int(candidates[self._rng.choice(len(candidates), p=probabilities)])
 
 
+# Against a dtype, not the scalar type np.float32: comparing with a type converts it to a dtype first, each token.
+_FLOAT32 = np.dtype(np.float32)
+
+
 def greedy_token(logits: np.ndarray, scores: np.ndarray) -> int:
     """argmax(scores) (the penalised logits), after check_finite(logits). A float32 row (the fused forward's)
     is read once for both in C++ with the GIL released: handles generating at once on one model otherwise
     take turns for the GIL over two numpy passes per token (0.7-1.1 ms a token at load 7-9)."""
-    if scores.dtype == np.float32 and scores.ndim == 1 and scores.size and scores.flags.c_contiguous:
+    if scores.dtype == _FLOAT32 and scores.ndim == 1 and scores.size and scores.flags.c_contiguous:
         token = _core.greedy_token(scores)
         if token >= 0:  # every score finite, so every logit is (a penalty keeps a non-finite logit non-finite)
             return int(token)

@@ -95,7 +95,7 @@ class Wake:
         return self._unset.acquire(timeout=-1 if timeout is None else timeout)
 
 
-@dataclass
+@dataclass(slots=True)  # no __dict__: one object less a step, in the Python a batched token touches cold
 class _Step:
     session: Any  # _core.LlamaSession
     token: int
@@ -149,7 +149,8 @@ class DecodeScheduler:
     def decode(self, session: Any, token: int, pos: int, logits: Any = None) -> Any:
         """The logits of `token` at `pos` in `session` (the session's own read-only buffer, as session.decode returns):
         `logits` when given (a view of that buffer the caller keeps), else a new view of it."""
-        self._drop_ahead(session, keep=(token, pos))
+        if self._ahead:  # only this session's own thread puts its ahead step, so none of it can be missed here
+            self._drop_ahead(session, keep=(token, pos))
         with self._lock:
             claimed = self._ahead.pop(id(session), None)
             if claimed is None:
@@ -194,7 +195,7 @@ class DecodeScheduler:
                 self._server.start()
             self._ahead[id(session)] = step
             self._queue.append(step)
-            self._queued.notify_all()
+            self._notify()
             self._awaited.discard(id(session))
             if not self._running:  # nothing running or gathering: the server leads
                 self._running = True
@@ -231,6 +232,12 @@ class DecodeScheduler:
                 self._awaited.discard(id(session))
                 if not self._awaited and self._gatherer is not None and self._gatherer.done is not None:
                     self._gatherer.done.set()  # the gather is over: its leader runs the pass now
+
+    def _notify(self) -> None:
+        # Only tests wait on the condition: with no one waiting, notify_all is still Python (an ownership check
+        # that takes and releases the lock, a deque copy), twice a step on the critical path between passes.
+        if self._queued._waiters:  # type: ignore[attr-defined]
+            self._queued.notify_all()
 
     def queued(self) -> int:
         """Steps waiting for the next pass."""
@@ -285,7 +292,7 @@ class DecodeScheduler:
     def _enqueue(self, step: _Step) -> list[_Step] | None:
         """Queue a caller's step: the steps it is to run now, or None when it sleeps (gathering, or queued)."""
         self._queue.append(step)
-        self._queued.notify_all()
+        self._notify()
         self._awaited.discard(id(step.session))
         if not self._running:  # nothing running or gathering: this caller leads
             self._running = True
@@ -309,7 +316,7 @@ class DecodeScheduler:
         self._gatherer, self._gather_began = step, time.perf_counter()
         if step.done is None:
             step.done = Wake()
-        self._queued.notify_all()
+        self._notify()
         return None
 
     def _gather_bound(self) -> float:
@@ -347,7 +354,7 @@ class DecodeScheduler:
                     self._hand_lead(successor if successor.done is not None else self._serving)
                 else:
                     self._running = False
-                self._queued.notify_all()
+                self._notify()
             for step in steps:
                 if step.done is not None:  # the callers that sleep; the one running this pass does not
                     step.done.set()

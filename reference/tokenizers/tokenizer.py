@@ -254,19 +254,32 @@ class StreamDecoder:
     def __init__(self, tokenizer: Tokenizer, *, special: bool = False):
         self._tokenizer = tokenizer
         self._special = special
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # Each token's piece once asked (a dict hit is an id token_to_piece checked), and the bytes of a UTF-8
+        # sequence not complete yet: what codecs' incremental decoder keeps, without its Python frame. A
+        # batched token's Python runs after a pass streamed the weights through the caches, so each frame,
+        # numpy scalar and enum it touches is a miss (tools/token_python.py).
+        self._pieces: dict[int, bytes] = {}
+        self._held = b""
         self._strip_space = tokenizer._strips_leading_space()
 
     def push(self, token_id: int) -> str:
-        piece = self._tokenizer.token_to_piece(token_id, special=self._special)
+        piece = self._pieces.get(token_id)
+        if piece is None:
+            piece = self._pieces[token_id] = self._tokenizer.token_to_piece(token_id, special=self._special)
         if self._strip_space and piece:
             # The space the tokenizer put in front of the text is not part of it.
             piece = piece[1:] if piece.startswith(b" ") else piece
             self._strip_space = False
-        return self._utf8.decode(piece)
+        if self._held:
+            piece = self._held + piece
+        text, consumed = codecs.utf_8_decode(piece, "replace", False)
+        self._held = piece[consumed:]
+        return text
 
     def flush(self) -> str:
-        return self._utf8.decode(b"", final=True)
+        text, _ = codecs.utf_8_decode(self._held, "replace", True)
+        self._held = b""
+        return text
 
 
 # ---------------------------------------------------------------------- metadata helpers
