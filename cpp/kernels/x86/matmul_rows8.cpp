@@ -342,24 +342,40 @@ inline void dot_group(const uint8_t* group, const QuantizedActivations& x, int64
 template <TensorType T>
 constexpr int kFewGroupsAtOnce = T == TensorType::Q4_0 || T == TensorType::Q4_1 ? 2 : 1;
 
-template <TensorType T>
-void rows8(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
-    const uint8_t* base = static_cast<const uint8_t*>(w.data);
-    const size_t group_bytes = rows8_group_bytes(w);
-    const int64_t blocks = w.cols / block_size(T), n = x.n();
-    __m256 out[kActivationsAtOnce];
-    for (int64_t g = row_begin / kRows8; g < row_end / kRows8; ++g) {
-        const uint8_t* group = base + size_t(g) * group_bytes;
-        int64_t i = 0;
-        for (; i + kActivationsAtOnce <= n; i += kActivationsAtOnce) {
+// A prefill's pass: G groups (kFewGroupsAtOnce) against every four activation rows, the rest one by one.
+template <TensorType T, int G>
+inline void rows8_groups(const uint8_t* group, size_t group_bytes, const QuantizedActivations& x, int64_t blocks, float* yg,
+                         int64_t stride) {
+    const int64_t n = x.n();
+    __m256 out[G * kActivationsAtOnce];
+    int64_t i = 0;
+    for (; i + kActivationsAtOnce <= n; i += kActivationsAtOnce) {
+        if constexpr (G == 1) {
             dot_group<T, kActivationsAtOnce>(group, x, i, blocks, out);
-            for (int t = 0; t < kActivationsAtOnce; ++t) _mm256_storeu_ps(y + (i + t) * w.rows + g * kRows8, out[t]);
+        } else {
+            group_dot<T, kActivationsAtOnce, G, false>(group, group_bytes, x, i, blocks, out);
         }
-        for (; i < n; ++i) {
-            dot_group<T, 1>(group, x, i, blocks, out);
-            _mm256_storeu_ps(y + i * w.rows + g * kRows8, out[0]);
+        for (int g = 0; g < G; ++g) {
+            for (int t = 0; t < kActivationsAtOnce; ++t) _mm256_storeu_ps(yg + (i + t) * stride + g * kRows8, out[g * kActivationsAtOnce + t]);
         }
     }
+    for (; i < n; ++i) {
+        for (int g = 0; g < G; ++g) {
+            dot_group<T, 1>(group + g * group_bytes, x, i, blocks, out);
+            _mm256_storeu_ps(yg + i * stride + g * kRows8, out[0]);
+        }
+    }
+}
+
+template <TensorType T>
+void rows8(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    constexpr int G = kFewGroupsAtOnce<T>;
+    const uint8_t* base = static_cast<const uint8_t*>(w.data);
+    const size_t group_bytes = rows8_group_bytes(w);
+    const int64_t blocks = w.cols / block_size(T), end = row_end / kRows8;
+    int64_t g = row_begin / kRows8;
+    for (; g + G <= end; g += G) rows8_groups<T, G>(base + size_t(g) * group_bytes, group_bytes, x, blocks, y + g * kRows8, w.rows);
+    for (; g < end; ++g) rows8_groups<T, 1>(base + size_t(g) * group_bytes, group_bytes, x, blocks, y + g * kRows8, w.rows);
 }
 
 // A decode step of a few sessions (2 .. kFewRowsMax activation rows, matmul_rows.h's
