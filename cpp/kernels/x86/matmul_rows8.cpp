@@ -80,9 +80,10 @@ inline void prefetch_block(const uint8_t* blk, size_t bytes) {
 // G groups of eight rows (group g at group + g * group_bytes) dotted with activation rows i .. i+NA-1:
 // out[g * NA + t] lane r = y[i+t][row r of group g].
 //
-// Two groups (G = 2, the Q4 formats in a batched step, rows8_few) share each activation broadcast and
-// each row's block scale: at m = 2..4 a block's 8 NA broadcasts and its address arithmetic were a third
-// of its instructions, the products' floor (8 NA maddubs, as many int16 adds) the rest. Each row's
+// Two groups (G = 2: the Q4 formats' passes of more than one activation row, rows8_few and rows8) share
+// each activation broadcast and each row's block scale: at m = 2..4 a block's 8 NA broadcasts and its
+// address arithmetic were a third of its instructions, the products' floor (8 NA maddubs, as many int16
+// adds) the rest. Each row's
 // integer sums and float steps are those of G = 1, in the same order: the same bits.
 template <TensorType T, int NA, int G, bool Stream>
 inline void group_dot(const uint8_t* group, size_t group_bytes, const QuantizedActivations& x, int64_t i, int64_t blocks,
@@ -337,12 +338,12 @@ inline void dot_group(const uint8_t* group, const QuantizedActivations& x, int64
     }
 }
 
-// Groups a batched step's pass takes at once (group_dot's G): two for the Q4 formats, whose unpack leaves the
-// registers for two groups' sums; one for the rest.
+// Groups a pass of more than one activation row takes at once (group_dot's G): two for the Q4 formats,
+// whose unpack leaves the registers for two groups' sums; one for the rest.
 template <TensorType T>
-constexpr int kFewGroupsAtOnce = T == TensorType::Q4_0 || T == TensorType::Q4_1 ? 2 : 1;
+constexpr int kGroupsAtOnce = T == TensorType::Q4_0 || T == TensorType::Q4_1 ? 2 : 1;
 
-// A prefill's pass: G groups (kFewGroupsAtOnce) against every four activation rows, the rest one by one.
+// A prefill's pass: G groups (kGroupsAtOnce) against every four activation rows, the rest one by one.
 template <TensorType T, int G>
 inline void rows8_groups(const uint8_t* group, size_t group_bytes, const QuantizedActivations& x, int64_t blocks, float* yg,
                          int64_t stride) {
@@ -369,7 +370,7 @@ inline void rows8_groups(const uint8_t* group, size_t group_bytes, const Quantiz
 
 template <TensorType T>
 void rows8(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
-    constexpr int G = kFewGroupsAtOnce<T>;
+    constexpr int G = kGroupsAtOnce<T>;
     const uint8_t* base = static_cast<const uint8_t*>(w.data);
     const size_t group_bytes = rows8_group_bytes(w);
     const int64_t blocks = w.cols / block_size(T), end = row_end / kRows8;
@@ -379,7 +380,7 @@ void rows8(const WeightView& w, const QuantizedActivations& x, float* y, int64_t
 }
 
 // A decode step of a few sessions (2 .. kFewRowsMax activation rows, matmul_rows.h's
-// rows_few): each group of eight weight rows (or two groups, kFewGroupsAtOnce)
+// rows_few): each group of eight weight rows (or two groups, kGroupsAtOnce)
 // meets the n activations in ceil(n / 4) passes as even as they go, while the
 // group is in L1, instead of four at a time and the rest one by one. The group
 // streams from memory once per step; each activation's arithmetic is
@@ -417,7 +418,7 @@ inline void groups_passes(const uint8_t* group, size_t group_bytes, const Quanti
 template <TensorType T>
 void rows8_few(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
     static_assert(kActivationsAtOnce == 4, "rows8_few has a pass for each width 1 .. 4");
-    constexpr int G = kFewGroupsAtOnce<T>;
+    constexpr int G = kGroupsAtOnce<T>;
     const uint8_t* base = static_cast<const uint8_t*>(w.data);
     const size_t group_bytes = rows8_group_bytes(w);
     const int64_t blocks = w.cols / block_size(T);
