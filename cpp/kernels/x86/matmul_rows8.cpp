@@ -45,6 +45,13 @@ struct Rows8Format {
 // product is added as soon as it is made.
 inline void in_order(__m256i& v) { __asm__("" : "+x"(v)); }
 
+// The four activation codes of chunk c (elements 4c..4c+3) of block b of row i, in every lane.
+inline __m256i broadcast_chunk(const QuantizedActivations& x, int64_t i, int64_t b, int c) {
+    int32_t v;
+    std::memcpy(&v, x.q8_32_half(i, b, c >> 2) + 4 * (c & 3), 4);
+    return _mm256_set1_epi32(v);
+}
+
 // The four activation codes at `p` in every lane.
 inline __m256i broadcast_codes(const int8_t* p) {
     int32_t v;
@@ -77,26 +84,96 @@ inline void prefetch_block(const uint8_t* blk, size_t bytes) {
     }
 }
 
-// G groups of eight rows (group g at group + g * group_bytes) dotted with activation rows i .. i+NA-1:
-// out[g * NA + t] lane r = y[i+t][row r of group g].
-//
-// Two groups (G = 2: the Q4 formats' passes of more than one activation row, rows8_few and rows8) share
-// each activation broadcast and each row's block scale: at m = 2..4 a block's 8 NA broadcasts and its
-// address arithmetic were a third of its instructions, the products' floor (8 NA maddubs, as many int16
-// adds) the rest. Each row's
-// integer sums and float steps are those of G = 1, in the same order: the same bits.
-template <TensorType T, int NA, int G, bool Stream>
-inline void group_dot(const uint8_t* group, size_t group_bytes, const QuantizedActivations& x, int64_t i, int64_t blocks,
-                      __m256* out) {
+// Eight rows (the group at `group`) dotted with activation rows i .. i+NA-1: out[t] lane r = y[i+t][row r].
+template <TensorType T, int NA, bool Stream>
+inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, __m256* out) {
     using F = Rows8Format<T>;
-    static_assert(G == 1 || !F::kHasQh, "two groups at once only for the Q4 formats (registers)");
     // The mins (m_w * s_a) or offsets (-Offset * d_w * s_a), summed over the blocks in `extra`. For one or two
-    // activation rows of one group, in the main loop: a second pass there is a chain of dependent FMAs (4 cycles
-    // a block, llvm-mca znver3, after Q5_0's ~14 of the main loop), while in the loop it overlaps the codes'
-    // arithmetic and the offsets reuse the converted d_w. For more, in a second pass over the group's scales
-    // (still in cache), which keeps the main loop's accumulators in registers (merged at three rows it spilled
-    // and gained nothing). The same fused multiply-adds in the same order either way: the same bits.
-    constexpr bool kExtraInLoop = NA <= 2 && G == 1;
+    // activation rows, in the main loop: a second pass there is a chain of dependent FMAs (4 cycles a block,
+    // llvm-mca znver3, after Q5_0's ~14 of the main loop), while in the loop it overlaps the codes' arithmetic
+    // and the offsets reuse the converted d_w. For more, in a second pass over the group's scales (still in
+    // cache), which keeps the main loop's accumulators in registers (merged at three rows it spilled and gained
+    // nothing). The same fused multiply-adds in the same order either way: the same bits.
+    constexpr bool kExtraInLoop = NA <= 2;
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    __m256 acc[NA], extra[NA];
+    for (int t = 0; t < NA; ++t) acc[t] = extra[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+        const uint8_t* blk = group + size_t(b) * F::kBlockBytes;
+        prefetch_block<Stream>(blk, F::kBlockBytes);
+        __m256i hb = _mm256_setzero_si256();
+        if constexpr (F::kHasQh) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + F::kQhAt));
+        __m256i sum32[NA];
+#ifndef GGUFSM_VNNI
+        __m256i sum16[NA];
+        for (int t = 0; t < NA; ++t) sum16[t] = _mm256_setzero_si256();
+#endif
+        for (int t = 0; t < NA; ++t) sum32[t] = _mm256_setzero_si256();
+        for (int j = 0; j < 4; ++j) {
+            const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + F::kQsAt + 32 * j));
+            __m256i lo, hi;  // chunks j and 4 + j
+            if constexpr (F::kHasQh) {
+                // The five-bit layout (repack.h): chunk j whole in bits 0..4 of vector j; chunk 4 + j's low
+                // three bits in its bits 5..7 and its top two in bits 2j, 2j + 1 of hb, moved to bits 3..4.
+                // The 16-bit shifts carry bits across bytes only into bits the masks clear.
+                lo = _mm256_and_si256(packed, _mm256_set1_epi8(0x1F));
+                const __m256i tops = j < 2 ? _mm256_slli_epi16(hb, 3 - 2 * j) : _mm256_srli_epi16(hb, 2 * j - 3);
+                hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(packed, 5), _mm256_set1_epi8(0x07)),
+                                     _mm256_and_si256(tops, _mm256_set1_epi8(0x18)));
+            } else {
+                lo = _mm256_and_si256(packed, nibble);
+                hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
+            }
+            for (int t = 0; t < NA; ++t) {
+                const __m256i a_lo = broadcast_chunk(x, i + t, b, j), a_hi = broadcast_chunk(x, i + t, b, 4 + j);
+#ifdef GGUFSM_VNNI
+                sum32[t] = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(sum32[t], lo, a_lo), hi, a_hi);
+#else
+                sum16[t] = _mm256_add_epi16(sum16[t], _mm256_maddubs_epi16(lo, a_lo));
+                sum16[t] = _mm256_add_epi16(sum16[t], _mm256_maddubs_epi16(hi, a_hi));
+                in_order(sum16[t]);
+                if (F::kHasQh && j == 1) {
+                    sum32[t] = _mm256_madd_epi16(sum16[t], _mm256_set1_epi16(1));
+                    sum16[t] = _mm256_setzero_si256();
+                }
+#endif
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
+        for (int t = 0; t < NA; ++t) {
+#ifndef GGUFSM_VNNI
+            sum32[t] = _mm256_add_epi32(sum32[t], _mm256_madd_epi16(sum16[t], _mm256_set1_epi16(1)));
+#endif
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(x.ds(i + t)[2 * b])), _mm256_cvtepi32_ps(sum32[t]), acc[t]);
+        }
+        if constexpr (kExtraInLoop) {
+            const __m256 v = F::kMins ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 16))) : dw;
+            for (int t = 0; t < NA; ++t) extra[t] = _mm256_fmadd_ps(v, _mm256_set1_ps(x.ds(i + t)[2 * b + 1]), extra[t]);
+        }
+    }
+    for (int64_t b = 0; b < (kExtraInLoop ? 0 : blocks); ++b) {
+        const uint8_t* blk = group + size_t(b) * F::kBlockBytes + (F::kMins ? 16 : 0);
+        const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
+        for (int t = 0; t < NA; ++t) extra[t] = _mm256_fmadd_ps(v, _mm256_set1_ps(x.ds(i + t)[2 * b + 1]), extra[t]);
+    }
+    for (int t = 0; t < NA; ++t) {
+        out[t] = F::kMins ? _mm256_add_ps(acc[t], extra[t]) : _mm256_fnmadd_ps(_mm256_set1_ps(float(F::kOffset)), extra[t], acc[t]);
+    }
+}
+
+// group_dot over two groups at once (the second at group + group_bytes), for the Q4 formats' passes of more
+// than one activation row (rows8_few, rows8): out[g * NA + t] lane r = y[i+t][row r of group g]. Each
+// activation broadcast and row scale serves both groups: at m = 2..4 a block's 8 NA broadcasts and their
+// address arithmetic were a third of its instructions, the products' floor (8 NA maddubs, as many int16
+// adds) the rest. Each row's integer sums and float steps are group_dot's in the same order (its mins in the
+// second pass, as group_dot's past two rows): the same bits. The Q5 formats keep group_dot: their fifth
+// bits leave no registers for a second group's sums.
+template <TensorType T, int NA, bool Stream>
+inline void group_dot_pair(const uint8_t* group, size_t group_bytes, const QuantizedActivations& x, int64_t i, int64_t blocks,
+                           __m256* out) {
+    using F = Rows8Format<T>;
+    static_assert(!F::kHasQh, "two groups at once only for the Q4 formats (registers)");
+    constexpr int G = 2;
     const __m256i nibble = _mm256_set1_epi8(0x0F);
     // Each activation row's codes are reached from one pointer per block (q8_32_half(b, 0); its second half a
     // fixed distance on): left to itself, GCC computed every (row, chunk) address of a block apart, and at
@@ -115,30 +192,19 @@ inline void group_dot(const uint8_t* group, size_t group_bytes, const QuantizedA
             a[t] = x.q8_32_half(i + t, b, 0);
             __asm__("" : "+r"(a[t]));
         }
-        __m256i hb = _mm256_setzero_si256();
-        if constexpr (F::kHasQh) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[0] + F::kQhAt));
+#ifdef GGUFSM_VNNI
         __m256i sum32[G * NA];
-#ifndef GGUFSM_VNNI
+        for (int k = 0; k < G * NA; ++k) sum32[k] = _mm256_setzero_si256();
+#else
         __m256i sum16[G * NA];
         for (int k = 0; k < G * NA; ++k) sum16[k] = _mm256_setzero_si256();
 #endif
-        for (int k = 0; k < G * NA; ++k) sum32[k] = _mm256_setzero_si256();
         for (int j = 0; j < 4; ++j) {
             __m256i lo[G], hi[G];  // chunks j and 4 + j
             for (int g = 0; g < G; ++g) {
                 const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[g] + F::kQsAt + 32 * j));
-                if constexpr (F::kHasQh) {
-                    // The five-bit layout (repack.h): chunk j whole in bits 0..4 of vector j; chunk 4 + j's low
-                    // three bits in its bits 5..7 and its top two in bits 2j, 2j + 1 of hb, moved to bits 3..4.
-                    // The 16-bit shifts carry bits across bytes only into bits the masks clear.
-                    lo[g] = _mm256_and_si256(packed, _mm256_set1_epi8(0x1F));
-                    const __m256i tops = j < 2 ? _mm256_slli_epi16(hb, 3 - 2 * j) : _mm256_srli_epi16(hb, 2 * j - 3);
-                    hi[g] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(packed, 5), _mm256_set1_epi8(0x07)),
-                                            _mm256_and_si256(tops, _mm256_set1_epi8(0x18)));
-                } else {
-                    lo[g] = _mm256_and_si256(packed, nibble);
-                    hi[g] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
-                }
+                lo[g] = _mm256_and_si256(packed, nibble);
+                hi[g] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
             }
             for (int t = 0; t < NA; ++t) {
                 const __m256i a_lo = broadcast_codes(a[t] + 4 * j), a_hi = broadcast_codes(a[t] + second_half + 4 * j);
@@ -150,10 +216,6 @@ inline void group_dot(const uint8_t* group, size_t group_bytes, const QuantizedA
                     sum16[k] = _mm256_add_epi16(sum16[k], _mm256_maddubs_epi16(lo[g], a_lo));
                     sum16[k] = _mm256_add_epi16(sum16[k], _mm256_maddubs_epi16(hi[g], a_hi));
                     in_order(sum16[k]);
-                    if (F::kHasQh && j == 1) {
-                        sum32[k] = _mm256_madd_epi16(sum16[k], _mm256_set1_epi16(1));
-                        sum16[k] = _mm256_setzero_si256();
-                    }
 #endif
                 }
             }
@@ -162,19 +224,17 @@ inline void group_dot(const uint8_t* group, size_t group_bytes, const QuantizedA
             const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[g])));
             for (int t = 0; t < NA; ++t) {
                 const int k = g * NA + t;
-#ifndef GGUFSM_VNNI
-                sum32[k] = _mm256_add_epi32(sum32[k], _mm256_madd_epi16(sum16[k], _mm256_set1_epi16(1)));
+#ifdef GGUFSM_VNNI
+                const __m256i sum = sum32[k];
+#else
+                const __m256i sum = _mm256_madd_epi16(sum16[k], _mm256_set1_epi16(1));
 #endif
-                acc[k] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(x.ds(i + t)[2 * b])), _mm256_cvtepi32_ps(sum32[k]), acc[k]);
-            }
-            if constexpr (kExtraInLoop) {
-                const __m256 v = F::kMins ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[g] + 16))) : dw;
-                for (int t = 0; t < NA; ++t) extra[t] = _mm256_fmadd_ps(v, _mm256_set1_ps(x.ds(i + t)[2 * b + 1]), extra[t]);
+                acc[k] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(x.ds(i + t)[2 * b])), _mm256_cvtepi32_ps(sum), acc[k]);
             }
         }
     }
     for (int g = 0; g < G; ++g) {
-        for (int64_t b = 0; b < (kExtraInLoop ? 0 : blocks); ++b) {
+        for (int64_t b = 0; b < blocks; ++b) {
             const uint8_t* blk = group + g * group_bytes + size_t(b) * F::kBlockBytes + (F::kMins ? 16 : 0);
             const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
             for (int t = 0; t < NA; ++t) extra[g * NA + t] = _mm256_fmadd_ps(v, _mm256_set1_ps(x.ds(i + t)[2 * b + 1]), extra[g * NA + t]);
@@ -334,7 +394,7 @@ inline void dot_group(const uint8_t* group, const QuantizedActivations& x, int64
     } else if constexpr (T == TensorType::Q6_K) {
         group_dot_q6_k<NA, Stream>(group, x, i, blocks, out);
     } else {
-        group_dot<T, NA, 1, Stream>(group, 0, x, i, blocks, out);
+        group_dot<T, NA, Stream>(group, x, i, blocks, out);
     }
 }
 
@@ -354,7 +414,7 @@ inline void rows8_groups(const uint8_t* group, size_t group_bytes, const Quantiz
         if constexpr (G == 1) {
             dot_group<T, kActivationsAtOnce>(group, x, i, blocks, out);
         } else {
-            group_dot<T, kActivationsAtOnce, G, false>(group, group_bytes, x, i, blocks, out);
+            group_dot_pair<T, kActivationsAtOnce, false>(group, group_bytes, x, i, blocks, out);
         }
         for (int g = 0; g < G; ++g) {
             for (int t = 0; t < kActivationsAtOnce; ++t) _mm256_storeu_ps(yg + (i + t) * stride + g * kRows8, out[g * kActivationsAtOnce + t]);
@@ -393,7 +453,7 @@ inline void group_pass(const uint8_t* group, size_t group_bytes, const Quantized
     if constexpr (G == 1) {
         dot_group<T, NA, true>(group, x, i, blocks, out);
     } else {
-        group_dot<T, NA, G, true>(group, group_bytes, x, i, blocks, out);
+        group_dot_pair<T, NA, true>(group, group_bytes, x, i, blocks, out);
     }
     for (int g = 0; g < G; ++g) {
         for (int t = 0; t < NA; ++t) _mm256_storeu_ps(y + (i + t) * stride + g * kRows8, out[g * NA + t]);
