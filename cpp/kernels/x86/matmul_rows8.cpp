@@ -435,7 +435,10 @@ void rows8(const WeightView& w, const QuantizedActivations& x, float* y, int64_t
     const size_t group_bytes = rows8_group_bytes(w);
     const int64_t blocks = w.cols / block_size(T), end = row_end / kRows8;
     int64_t g = row_begin / kRows8;
-    for (; g + G <= end; g += G) rows8_groups<T, G>(base + size_t(g) * group_bytes, group_bytes, x, blocks, y + g * kRows8, w.rows);
+    // Fewer than four rows (a decode step of one session) have no pass a pair of groups serves.
+    if (x.n() >= kActivationsAtOnce) {
+        for (; g + G <= end; g += G) rows8_groups<T, G>(base + size_t(g) * group_bytes, group_bytes, x, blocks, y + g * kRows8, w.rows);
+    }
     for (; g < end; ++g) rows8_groups<T, 1>(base + size_t(g) * group_bytes, group_bytes, x, blocks, y + g * kRows8, w.rows);
 }
 
