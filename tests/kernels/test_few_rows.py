@@ -94,3 +94,28 @@ def test_q8_0_few_rows_over_odd_and_even_weight_row_counts_keep_each_row_bit_ide
         for i in range(n):
             alone = kernels.matmul(int(qtype), weights, rows, cols, x[i:i + 1], threads)
             assert np.array_equal(together[i].view(np.uint32), alone[0].view(np.uint32)), f"{isa} n={n}: row {i} differs"
+
+
+@pytest.mark.parametrize("isa", ["scalar", *SIMD_VARIANTS])
+@pytest.mark.parametrize("groups", [1, 2, 3, 5])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("qtype", [GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1], ids=lambda t: t.name)
+def test_q4_few_rows_over_any_count_of_weight_groups_keep_each_row_bit_identical_to_alone(isa, groups, threads, qtype,
+                                                                                          restore_isa):
+    # A batched step's Q4 passes take two groups of eight weight rows at once and a last odd group alone
+    # (cpp/kernels/x86/matmul_rows8.cpp, rows8_few): both paths, each thread's share of the groups odd or even,
+    # must give each session its bits alone and agree with the scalar reference.
+    rows, cols = 8 * groups, 32 * 7
+    rng = np.random.default_rng(groups * 10 + threads)
+    weights = random_weights(qtype, rows, cols, rng)
+    for n in FEW_ROWS:
+        x = rng.standard_normal((n, cols)).astype(np.float32)
+        kernels.force_isa("scalar")
+        scalar = kernels.matmul(int(qtype), weights, rows, cols, x, threads, repacked=True)
+        kernels.force_isa(isa)
+        together = kernels.matmul(int(qtype), weights, rows, cols, x, threads, repacked=True)
+        for i in range(n):
+            alone = kernels.matmul(int(qtype), weights, rows, cols, x[i:i + 1], threads, repacked=True)
+            assert np.array_equal(together[i].view(np.uint32), alone[0].view(np.uint32)), f"{isa} n={n}: row {i} differs"
+        bound = 2 * FLOAT_RELATIVE * (np.abs(as_quantized(qtype, x)) @ np.abs(dequantized(qtype, weights, rows, cols)).T) + 1e-30
+        assert (np.abs(together - scalar) <= bound).all(), f"{isa} n={n}: max difference {np.abs(together - scalar).max():.3g}"

@@ -99,6 +99,13 @@ public:
     }
 };
 
+// The four activation codes at `p` in every lane.
+inline __m256i broadcast_codes(const int8_t* p) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
 // The weight stream's software prefetch, per x8 block of `bytes`. A decode
 // step (Stream: one activation row, or the 2 .. 8 rows of a batched step,
 // rows8_few) prefetches every cache line of the block kPrefetchBytes ahead:
@@ -111,11 +118,14 @@ public:
 // group read again for every four activation rows) keeps the one per block.
 // Unrolled: GCC kept the loop rolled for the k-quants, an add, a compare and a branch beside each of a Q4_K
 // block's 19 prefetches and a Q6_K block's 27.
-template <bool Stream>
+// A pass over G groups at once streams G times the bytes a block step, so it looks G times as far ahead: the
+// same lead in time. At kPrefetchBytes two groups' block steps reached their prefetched lines 16-33 steps
+// later instead of 51 (576 columns), and at 1536 columns the first group's prefetches fell in the second's.
+template <bool Stream, int G = 1>
 inline void prefetch_block(const uint8_t* blk, size_t bytes) {
     if constexpr (Stream) {
 #pragma GCC unroll 32
-        for (size_t k = 0; k < bytes; k += 64) _mm_prefetch(reinterpret_cast<const char*>(blk) + kPrefetchBytes + k, _MM_HINT_T0);
+        for (size_t k = 0; k < bytes; k += 64) _mm_prefetch(reinterpret_cast<const char*>(blk) + G * kPrefetchBytes + k, _MM_HINT_T0);
     } else {
         prefetch_ahead(blk);
     }
@@ -196,6 +206,90 @@ inline void group_dot(const uint8_t* group, const QuantizedActivations& x, int64
     }
     for (int t = 0; t < NA; ++t) {
         out[t] = F::kMins ? _mm256_add_ps(acc[t], extra[t]) : _mm256_fnmadd_ps(_mm256_set1_ps(float(F::kOffset)), extra[t], acc[t]);
+    }
+}
+
+// group_dot over two groups at once (the second at group + group_bytes), for the Q4 formats' passes of more
+// than one activation row (rows8_few, rows8): out[g * NA + t] lane r = y[i+t][row r of group g]. Each
+// activation broadcast and row scale serves both groups: at m = 2..4 a block's 8 NA broadcasts and their
+// address arithmetic were a third of its instructions, the products' floor (8 NA maddubs, as many int16
+// adds) the rest. Each row's integer sums and float steps are group_dot's in the same order (its mins in the
+// second pass, as group_dot's past two rows): the same bits. The Q5 formats keep group_dot: their fifth
+// bits leave no registers for a second group's sums.
+template <TensorType T, int NA, bool Stream>
+inline void group_dot_pair(const uint8_t* group, size_t group_bytes, const QuantizedActivations& x, int64_t i, int64_t blocks,
+                           __m256* out) {
+    using F = Rows8Format<T>;
+    static_assert(!F::kHasQh, "two groups at once only for the Q4 formats (registers)");
+    constexpr int G = 2;
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    // Each activation row's codes are reached from one pointer per block (q8_32_half(b, 0); its second half a
+    // fixed distance on): left to itself, GCC computed every (row, chunk) address of a block apart, and at
+    // four rows kept them on the stack.
+    const ptrdiff_t second_half = x.q8_32_half(i, 0, 1) - x.q8_32_half(i, 0, 0);
+    __m256 acc[G * NA], extra[G * NA];
+    for (int k = 0; k < G * NA; ++k) acc[k] = extra[k] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+        const uint8_t* blk[G];
+        for (int g = 0; g < G; ++g) {
+            blk[g] = group + g * group_bytes + size_t(b) * F::kBlockBytes;
+            prefetch_block<Stream, G>(blk[g], F::kBlockBytes);
+        }
+        const int8_t* a[NA];
+        for (int t = 0; t < NA; ++t) {
+            a[t] = x.q8_32_half(i + t, b, 0);
+            __asm__("" : "+r"(a[t]));
+        }
+#ifdef GGUFSM_VNNI
+        __m256i sum32[G * NA];
+        for (int k = 0; k < G * NA; ++k) sum32[k] = _mm256_setzero_si256();
+#else
+        __m256i sum16[G * NA];
+        for (int k = 0; k < G * NA; ++k) sum16[k] = _mm256_setzero_si256();
+#endif
+        for (int j = 0; j < 4; ++j) {
+            __m256i lo[G], hi[G];  // chunks j and 4 + j
+            for (int g = 0; g < G; ++g) {
+                const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[g] + F::kQsAt + 32 * j));
+                lo[g] = _mm256_and_si256(packed, nibble);
+                hi[g] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
+            }
+            for (int t = 0; t < NA; ++t) {
+                const __m256i a_lo = broadcast_codes(a[t] + 4 * j), a_hi = broadcast_codes(a[t] + second_half + 4 * j);
+                for (int g = 0; g < G; ++g) {
+                    const int k = g * NA + t;
+#ifdef GGUFSM_VNNI
+                    sum32[k] = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(sum32[k], lo[g], a_lo), hi[g], a_hi);
+#else
+                    sum16[k] = _mm256_add_epi16(sum16[k], _mm256_maddubs_epi16(lo[g], a_lo));
+                    sum16[k] = _mm256_add_epi16(sum16[k], _mm256_maddubs_epi16(hi[g], a_hi));
+                    in_order(sum16[k]);
+#endif
+                }
+            }
+        }
+        for (int g = 0; g < G; ++g) {
+            const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[g])));
+            for (int t = 0; t < NA; ++t) {
+                const int k = g * NA + t;
+#ifdef GGUFSM_VNNI
+                const __m256i sum = sum32[k];
+#else
+                const __m256i sum = _mm256_madd_epi16(sum16[k], _mm256_set1_epi16(1));
+#endif
+                acc[k] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(x.ds(i + t)[2 * b])), _mm256_cvtepi32_ps(sum), acc[k]);
+            }
+        }
+    }
+    for (int g = 0; g < G; ++g) {
+        for (int64_t b = 0; b < blocks; ++b) {
+            const uint8_t* blk = group + g * group_bytes + size_t(b) * F::kBlockBytes + (F::kMins ? 16 : 0);
+            const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
+            for (int t = 0; t < NA; ++t) extra[g * NA + t] = _mm256_fmadd_ps(v, _mm256_set1_ps(x.ds(i + t)[2 * b + 1]), extra[g * NA + t]);
+        }
+    }
+    for (int k = 0; k < G * NA; ++k) {
+        out[k] = F::kMins ? _mm256_add_ps(acc[k], extra[k]) : _mm256_fnmadd_ps(_mm256_set1_ps(float(F::kOffset)), extra[k], acc[k]);
     }
 }
 
@@ -352,60 +446,98 @@ inline void dot_group(const uint8_t* group, const QuantizedActivations& x, int64
     }
 }
 
+// Groups a pass of more than one activation row takes at once (group_dot's G): two for the Q4 formats,
+// whose unpack leaves the registers for two groups' sums; one for the rest.
 template <TensorType T>
-void rows8(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
-    const uint8_t* base = static_cast<const uint8_t*>(w.data);
-    const size_t group_bytes = rows8_group_bytes(w);
-    const int64_t blocks = w.cols / block_size(T), n = x.n();
-    __m256 out[kActivationsAtOnce];
-    for (int64_t g = row_begin / kRows8; g < row_end / kRows8; ++g) {
-        const uint8_t* group = base + size_t(g) * group_bytes;
-        int64_t i = 0;
-        for (; i + kActivationsAtOnce <= n; i += kActivationsAtOnce) {
+constexpr int kGroupsAtOnce = T == TensorType::Q4_0 || T == TensorType::Q4_1 ? 2 : 1;
+
+// A prefill's pass: G groups (kGroupsAtOnce) against every four activation rows, the rest one by one.
+template <TensorType T, int G>
+inline void rows8_groups(const uint8_t* group, size_t group_bytes, const QuantizedActivations& x, int64_t blocks, float* yg,
+                         int64_t stride) {
+    const int64_t n = x.n();
+    __m256 out[G * kActivationsAtOnce];
+    int64_t i = 0;
+    for (; i + kActivationsAtOnce <= n; i += kActivationsAtOnce) {
+        if constexpr (G == 1) {
             dot_group<T, kActivationsAtOnce>(group, x, i, blocks, out);
-            for (int t = 0; t < kActivationsAtOnce; ++t) _mm256_storeu_ps(y + (i + t) * w.rows + g * kRows8, out[t]);
+        } else {
+            group_dot_pair<T, kActivationsAtOnce, false>(group, group_bytes, x, i, blocks, out);
         }
-        for (; i < n; ++i) {
-            dot_group<T, 1>(group, x, i, blocks, out);
-            _mm256_storeu_ps(y + i * w.rows + g * kRows8, out[0]);
+        for (int g = 0; g < G; ++g) {
+            for (int t = 0; t < kActivationsAtOnce; ++t) _mm256_storeu_ps(yg + (i + t) * stride + g * kRows8, out[g * kActivationsAtOnce + t]);
+        }
+    }
+    for (; i < n; ++i) {
+        for (int g = 0; g < G; ++g) {
+            dot_group<T, 1>(group + g * group_bytes, x, i, blocks, out);
+            _mm256_storeu_ps(yg + i * stride + g * kRows8, out[0]);
         }
     }
 }
 
+template <TensorType T>
+void rows8(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
+    constexpr int G = kGroupsAtOnce<T>;
+    const uint8_t* base = static_cast<const uint8_t*>(w.data);
+    const size_t group_bytes = rows8_group_bytes(w);
+    const int64_t blocks = w.cols / block_size(T), end = row_end / kRows8;
+    int64_t g = row_begin / kRows8;
+    // Fewer than four rows (a decode step of one session) have no pass a pair of groups serves.
+    if (x.n() >= kActivationsAtOnce) {
+        for (; g + G <= end; g += G) rows8_groups<T, G>(base + size_t(g) * group_bytes, group_bytes, x, blocks, y + g * kRows8, w.rows);
+    }
+    for (; g < end; ++g) rows8_groups<T, 1>(base + size_t(g) * group_bytes, group_bytes, x, blocks, y + g * kRows8, w.rows);
+}
+
 // A decode step of a few sessions (2 .. kFewRowsMax activation rows, matmul_rows.h's
-// rows_few): each group of eight weight rows meets the n activations in
-// ceil(n / 4) passes as even as they go, while the group is in L1, instead of
-// four at a time and the rest one by one. The group streams from memory once
-// per step; each activation's arithmetic is dot_group<T, 1>'s whatever the
-// width, so every session's result is bit-identical to its step alone.
-template <TensorType T, int NA>
-inline void group_pass(const uint8_t* group, const QuantizedActivations& x, int64_t i, int64_t blocks, float* y, int64_t stride) {
-    __m256 out[NA];
-    dot_group<T, NA, true>(group, x, i, blocks, out);
-    for (int t = 0; t < NA; ++t) _mm256_storeu_ps(y + (i + t) * stride, out[t]);
+// rows_few): each group of eight weight rows (or two groups, kGroupsAtOnce)
+// meets the n activations in ceil(n / 4) passes as even as they go, while the
+// group is in L1, instead of four at a time and the rest one by one. The group
+// streams from memory once per step; each activation's arithmetic is
+// dot_group<T, 1>'s whatever the width and the groups at once, so every
+// session's result is bit-identical to its step alone.
+template <TensorType T, int NA, int G>
+inline void group_pass(const uint8_t* group, size_t group_bytes, const QuantizedActivations& x, int64_t i, int64_t blocks,
+                       float* y, int64_t stride) {
+    __m256 out[G * NA];
+    if constexpr (G == 1) {
+        dot_group<T, NA, true>(group, x, i, blocks, out);
+    } else {
+        group_dot_pair<T, NA, true>(group, group_bytes, x, i, blocks, out);
+    }
+    for (int g = 0; g < G; ++g) {
+        for (int t = 0; t < NA; ++t) _mm256_storeu_ps(y + (i + t) * stride + g * kRows8, out[g * NA + t]);
+    }
+}
+
+template <TensorType T, int G>
+inline void groups_passes(const uint8_t* group, size_t group_bytes, const QuantizedActivations& x, const FewRowsPasses& passes,
+                          int64_t blocks, float* yg, int64_t stride) {
+    int64_t i = 0;
+    for (int p = 0; p < passes.count; ++p) {
+        switch (passes.width[p]) {
+            case 4: group_pass<T, 4, G>(group, group_bytes, x, i, blocks, yg, stride); break;
+            case 3: group_pass<T, 3, G>(group, group_bytes, x, i, blocks, yg, stride); break;
+            case 2: group_pass<T, 2, G>(group, group_bytes, x, i, blocks, yg, stride); break;
+            default: group_pass<T, 1, G>(group, group_bytes, x, i, blocks, yg, stride); break;
+        }
+        i += passes.width[p];
+    }
 }
 
 template <TensorType T>
 void rows8_few(const WeightView& w, const QuantizedActivations& x, float* y, int64_t row_begin, int64_t row_end) {
     static_assert(kActivationsAtOnce == 4, "rows8_few has a pass for each width 1 .. 4");
+    constexpr int G = kGroupsAtOnce<T>;
     const uint8_t* base = static_cast<const uint8_t*>(w.data);
     const size_t group_bytes = rows8_group_bytes(w);
     const int64_t blocks = w.cols / block_size(T);
     const FewRowsPasses passes = few_rows_passes(x.n(), kActivationsAtOnce);
-    for (int64_t g = row_begin / kRows8; g < row_end / kRows8; ++g) {
-        const uint8_t* group = base + size_t(g) * group_bytes;
-        float* yg = y + g * kRows8;
-        int64_t i = 0;
-        for (int p = 0; p < passes.count; ++p) {
-            switch (passes.width[p]) {
-                case 4: group_pass<T, 4>(group, x, i, blocks, yg, w.rows); break;
-                case 3: group_pass<T, 3>(group, x, i, blocks, yg, w.rows); break;
-                case 2: group_pass<T, 2>(group, x, i, blocks, yg, w.rows); break;
-                default: group_pass<T, 1>(group, x, i, blocks, yg, w.rows); break;
-            }
-            i += passes.width[p];
-        }
-    }
+    const int64_t end = row_end / kRows8;
+    int64_t g = row_begin / kRows8;
+    for (; g + G <= end; g += G) groups_passes<T, G>(base + size_t(g) * group_bytes, group_bytes, x, passes, blocks, y + g * kRows8, w.rows);
+    for (; g < end; ++g) groups_passes<T, 1>(base + size_t(g) * group_bytes, group_bytes, x, passes, blocks, y + g * kRows8, w.rows);
 }
 
 // A decode step of one or two activation rows over SpreadActivations (the types that spread: kSpreads).
