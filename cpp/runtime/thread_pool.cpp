@@ -96,7 +96,6 @@ private:
 namespace {
 std::atomic<bool> read_ahead_on{true};
 std::atomic<int> small_op_read_ahead_lines{0};
-std::atomic<bool> team_read_ahead_loads{false};
 // Lines read_ahead_step asks for a step.
 constexpr int kTeamLinesPerStep = 16;
 // Whether this thread is a member of a running team (run_team): its parallel_for calls run inline.
@@ -105,7 +104,6 @@ thread_local bool in_team = false;
 void set_read_ahead_enabled(bool on) { read_ahead_on.store(on); }
 bool read_ahead_enabled() { return read_ahead_on.load(std::memory_order_relaxed); }
 void set_small_op_read_ahead(int lines) { small_op_read_ahead_lines.store(std::max(0, lines)); }
-void set_team_read_ahead_loads(bool on) { team_read_ahead_loads.store(on); }
 
 void ReadAhead::add(int t, const void* begin, size_t bytes) {
     if (t < 0 || t >= kThreads || bytes == 0) return;
@@ -288,7 +286,6 @@ void ThreadPool::run_team(const std::function<void(Team&, int)>& fn) {
 Team::Team(int members)
     : members_(members),
       lead_read_ahead_steps_((small_op_read_ahead_lines.load(std::memory_order_relaxed) + kTeamLinesPerStep - 1) / kTeamLinesPerStep),
-      read_ahead_loads_(team_read_ahead_loads.load(std::memory_order_relaxed)),
       member_state_(size_t(members)), parts_(std::max<size_t>(1024, size_t(64) * size_t(members))), walking_(members) {
     for (auto& p : parts_) p.store(0, std::memory_order_relaxed);
     for (auto& slot : slots_) slot.store(0, std::memory_order_relaxed);
@@ -312,16 +309,11 @@ bool Team::read_ahead_step(MemberState& m) {
             m.ahead_offset = 0;
             continue;
         }
-        const char* line = static_cast<const char*>(r.begin) + m.ahead_offset;
-        if (read_ahead_loads_) {
-            (void)*reinterpret_cast<const volatile char*>(line);
-        } else {
 #if defined(__x86_64__) || defined(__i386__)
-            _mm_prefetch(line, _MM_HINT_T0);
+        _mm_prefetch(static_cast<const char*>(r.begin) + m.ahead_offset, _MM_HINT_T0);
 #else
-            __builtin_prefetch(line);
+        __builtin_prefetch(static_cast<const char*>(r.begin) + m.ahead_offset);
 #endif
-        }
         m.ahead_offset += kLine;
         m.ahead_budget = m.ahead_budget > kLine ? m.ahead_budget - kLine : 0;
         ++lines;

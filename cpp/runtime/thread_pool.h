@@ -24,8 +24,7 @@ namespace ggufsm {
 // products (a norm, the attention, a quantization: one thread busy, the other
 // spinning); prefetching there starts the next product's stream early. A
 // prefetch never faults, so a range may even outlive its memory (a freed
-// model's weights): it is a hint, never a read (but a team's, which ends with
-// its pass, may be read: set_team_read_ahead_loads).
+// model's weights): it is a hint, never a read.
 struct ReadAheadRange {
     const void* begin = nullptr;
     size_t bytes = 0;
@@ -46,14 +45,6 @@ bool read_ahead_enabled();
 // Lines (of 64 bytes) a team's member 0 asks for of its next product share right before each small op
 // it runs (Team::phase); 0: none. For the benches' A/B (kernels.set_step_shape); no result changes.
 void set_small_op_read_ahead(int lines);
-// Whether a team's read-ahead asks for its lines by plain loads rather than by software prefetch (off by default):
-// a burst of prefetches mostly never arrives on this machine (bench kernels --short-streams: a 64 KiB lead
-// prefetched 10 us before a 100 KB stream made it 1.06-1.26x as fast, the same lead loaded 1.62-2.12x), where a
-// load waits for its line. Under load 6-7 a SmolLM2 step's products read the same either way (0.99-1.01x), so a
-// quiet machine decides (`ggufsm bench decode --step-ab --shape read_ahead_loads=true`). A team's ranges are the
-// next product's weights within one pass, so they stay valid to read. For the benches' A/B
-// (kernels.set_step_shape); no result changes.
-void set_team_read_ahead_loads(bool on);
 
 class Team;
 
@@ -276,7 +267,6 @@ private:
 
     const int members_;
     const int lead_read_ahead_steps_;  // read_ahead_step()s member 0 takes before a small op (set_small_op_read_ahead)
-    const bool read_ahead_loads_;      // set_team_read_ahead_loads, as the team starts
     std::vector<MemberState> member_state_;
     std::vector<std::atomic<uint64_t>> parts_;
     alignas(64) std::array<std::atomic<uint64_t>, kSlots> slots_{};

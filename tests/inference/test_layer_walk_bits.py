@@ -27,11 +27,9 @@ def layer_walk_back_on():
 
 # The walk's shapes (kernels.set_step_shape): its products cut as the dispatched step cuts them, cut into parts of
 # a few tiles each (a member done with its share takes the other's last parts), and member 0 reading ahead before
-# each small op, the read-ahead by software prefetch (the default) or by loads. The tiny models' matrices are a few
-# KiB: 256-byte parts make every row tile a part.
+# each small op. The tiny models' matrices are a few KiB: 256-byte parts make every row tile a part.
 WALK_SHAPES = {"dispatched cut": {}, "fine parts": {"walk_part_bytes": 256}, "small-op read-ahead": {"small_op_read_ahead": 64},
-               "both": {"walk_part_bytes": 256, "small_op_read_ahead": 64},
-               "read-ahead by loads": {"small_op_read_ahead": 64, "read_ahead_loads": True}}
+               "both": {"walk_part_bytes": 256, "small_op_read_ahead": 64}}
 
 
 def decode_logits(core, threads: int, tokens: list[int], prompt: int, layer_walk: bool, n_ctx: int,
