@@ -110,18 +110,9 @@ class FusedSession:
         if self.scheduler is not None and self._core is not None:
             self.scheduler.withdraw(self._core)
 
-    def ahead(self, token: int, pos: int) -> None:
-        """The decode of `token` at `pos` will be asked for next (unless the request ends first): batched,
-        the scheduler may run it before it is (reference/runtime/batching.py, `ahead`)."""
-        if self.scheduler is not None and self._core is not None:
-            self.scheduler.ahead(self._core, token, pos)
-
     def prefill(self, tokens, start_pos: int = 0) -> np.ndarray:
         """Tokens at positions start_pos..; logits [n_vocab] of the last (read-only, valid until the next call)."""
-        session = self._running()
-        if self.scheduler is not None:  # a step run ahead for the previous request writes this session no more
-            self.scheduler.drop_ahead(session)
-        return session.prefill(tokens, start_pos)
+        return self._running().prefill(tokens, start_pos)
 
     def decode(self, token: int, pos: int) -> np.ndarray:
         """One token at position pos, attending to the cache's positions 0..pos; logits [n_vocab] (as prefill).

@@ -97,11 +97,8 @@ class SharedForwards:
     def release(self, entry: _Entry) -> None:
         with self._lock:
             entry.leases -= 1
-            last = entry.leases == 0
-            if last and self._entries.get(entry.key) is entry:
+            if entry.leases == 0 and self._entries.get(entry.key) is entry:
                 del self._entries[entry.key]
-        if last:  # freeing the model joins the thread its scheduler started
-            entry.scheduler.close()
 
     def held(self) -> dict[tuple[int, int], int]:
         """Leases per registered model (tests, diagnostics)."""

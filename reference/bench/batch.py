@@ -27,10 +27,7 @@ sampling reads one integer) and read again from the row by each handle (`_core.s
 the two ways' order swapped every round; each count's figure is the median of the rounds' paired ratios.
 With --shape-ab NAME=VALUE,... the same, between the default step and the step with those
 `kernels.set_step_shape` arguments (e.g. `batch_walk=true`: a batched pass walked by the pool's threads as a
-team rather than dispatched op by op). With --ahead-ab the same, between each handle's next step run when
-asked for (the default) and run ahead, while the handle hands out its token, so that the passes overlap the
-handles' Python (`DecodeScheduler.run_ahead`). All three print each count's per-token latency over one
-handle's of the same way.
+team rather than dispatched op by op); both print each count's per-token latency over one handle's of the same way.
 
 With --split, one more batched run per count after the rounds says where a step's wall time goes: the passes
 (the C++ forward, split op by op by the pass's profile into the weights' matmuls, each session's attention
@@ -73,10 +70,6 @@ def register_bench(bench_commands) -> None:
     parser.add_argument("--shape-ab", default=None, metavar="NAME=VALUE,...",
                         help="instead of the rounds: batched runs alternating in one process between the default step and "
                              "the step with these kernels.set_step_shape arguments (e.g. batch_walk=true)")
-    parser.add_argument("--ahead-ab", action="store_true",
-                        help="instead of the rounds: batched runs alternating in one process between each handle's next "
-                             "step run when it is asked for (the default) and run ahead, while it hands out its token "
-                             "(DecodeScheduler.run_ahead)")
     parser.add_argument("--peer-timeout", type=float, default=1800.0,
                         help="seconds one llama-batched-bench run may take; past it the round has no peer figures "
                              "(its spin-waiting threads can crawl on a loaded machine) (default %(default)s)")
@@ -108,7 +101,7 @@ def run(args) -> int:
     if peer:
         record.peer_binary(LLAMA_BATCHED_BENCH)
     scheduler = anchor._lifecycle.resident.session.scheduler
-    ways = ab_ways(args, scheduler)
+    ways = ab_ways(args)
     if ways:
         try:
             print(ways_ab(path, args, counts, prompts, record, ways))
@@ -152,9 +145,9 @@ def run(args) -> int:
     return 0
 
 
-def ab_ways(args, scheduler) -> dict | None:
-    """--settled-ab, --shape-ab or --ahead-ab: way name -> its setting (called before each of its runs), the
-    default's first; and "reset" -> what puts every setting back. None for none of them."""
+def ab_ways(args) -> dict | None:
+    """--settled-ab or --shape-ab: way name -> its setting (called before each of its runs), the default's first;
+    and "reset" -> what puts every setting back. None for neither."""
     from ggufsm import _core
     from ggufsm._core import kernels
 
@@ -167,15 +160,12 @@ def ab_ways(args, scheduler) -> dict | None:
         shape = parse_shape(args.shape_ab)
         return {"default": kernels.set_step_shape, args.shape_ab: lambda: kernels.set_step_shape(**shape),
                 "reset": kernels.set_step_shape}
-    if getattr(args, "ahead_ab", False) and scheduler is not None:
-        ahead = lambda on: lambda: setattr(scheduler, "run_ahead", on)  # noqa: E731
-        return {"when asked": ahead(False), "ahead": ahead(True), "reset": ahead(False)}
     return None
 
 
 def ways_ab(path, args, counts: list[int], prompts: list[list[int]], record, ways: dict) -> str:
-    """--settled-ab, --shape-ab, --ahead-ab: batched runs of each count in one process, alternating round by round
-    between two ways (their order swapped every round); each count's figure is the median of the rounds' paired ratios."""
+    """--settled-ab, --shape-ab: batched runs of each count in one process, alternating round by round between two
+    ways (their order swapped every round); each count's figure is the median of the rounds' paired ratios."""
     names = [name for name in ways if name != "reset"]
     figures: dict[tuple[str, int], list[float]] = {}
     latency: dict[tuple[str, int], list[float]] = {}

@@ -36,16 +36,6 @@ delays the others by at most half a step (none when it says so: a request
 that ended and a closed session `withdraw`), and a leader never serves steps
 beyond its own pass.
 
-Run ahead (`run_ahead`, off by default; `ggufsm bench batch --ahead-ab`): a handle's request tells its
-session the next step it will ask for as soon as it sampled the token (`ahead`), and the step is queued at
-once; the caller sleeps until a pass takes it, so the next woken caller samples next, and the last of the
-last pass's sessions to queue wakes the scheduler's pass server (a thread it starts, joined by `close` when
-the model is freed), which runs the pass with the GIL released while the handles hand out their tokens. The
-decode that asks for it claims it (already run, or waits for its pass); a request that ended, a reset, a new
-prefill or a closed session drop it (waiting for its pass if it is in one), leaving no trace but the KV of a
-position its request took and logits no one reads. A session decoding alone is never run ahead: it runs its
-own step on its own thread when it asks, with no hand-off.
-
 Errors stay each handle's own: a pass checks every entry before it runs any
 (a bad token, a position past a context), and when it refuses, nothing was
 evaluated, so each step of it runs alone and each caller gets its own result
@@ -106,8 +96,6 @@ class _Step:
     lead: bool = False  # its caller is handed the lead (queued behind a pass, it is first when that pass ends)
     ran: bool = False  # it ran in a pass: its session's logits, or its error, are in
     error: BaseException | None = None
-    taken: bool = False  # in the pass running now (or run)
-    started: Wake | None = None  # for an ahead step: set as its pass starts (its caller sleeps until then)
 
 
 GATHER_SHARE = 0.5  # a leader waits for the last pass's sessions at most this share of that pass's time
@@ -120,7 +108,7 @@ class DecodeScheduler:
     def __init__(self, model: Any) -> None:
         self._batch = _core.DecodeBatch(model)
         self._lock = threading.Lock()
-        # Notified when a step is queued, when a leader starts gathering and when a pass ends (tests wait on it).
+        # Notified when a step is queued and when a leader starts gathering (tests wait on it).
         self._queued = threading.Condition(self._lock)
         self._queue: list[_Step] = []
         self._running = False  # a pass is running, or a leader is gathering the next one
@@ -128,185 +116,63 @@ class DecodeScheduler:
         self._gather_began = 0.0
         self._awaited: set[int] = set()  # ids of the last pass's sessions not queued again yet
         self._last_pass_s = 0.0
-        self._last_pass_steps = 0
         self.pass_sizes: Counter[int] = Counter()  # passes run, by their number of steps
         # Wall seconds the passes took and the gathering before them (`ggufsm bench batch --split`:
         # a step's time is these two and the callers' own work between their steps).
         self.pass_seconds = 0.0
         self.gather_seconds = 0.0
-        self.claimed_ahead = 0  # decode calls that found their step queued by `ahead` (run, or on its way)
-        # `ahead` queues steps (off: it does nothing). Off by default: on the 2 cores, whose two pool threads
-        # the pass keeps busy, the handles' Python overlapping it slowed it about as much as it saved between
-        # passes (4 SmolLM2 handles, load 6-7: 0.93x, 0.48-1.84x, 40 rounds of `ggufsm bench batch --ahead-ab`).
-        self.run_ahead = False
-        self._ahead: dict[int, _Step] = {}  # by session id: the step `ahead` queued, until `decode` claims it
-        # Leads the passes whose first step is an unclaimed ahead step (its caller is busy between two steps):
-        # started by the first `ahead`, joined by `close`. Its pseudo-step is how it is woken and handed the lead.
-        self._server: threading.Thread | None = None
-        self._serving = _Step(None, -1, -1)
-        self._closing = False
 
     def decode(self, session: Any, token: int, pos: int, logits: Any = None) -> Any:
         """The logits of `token` at `pos` in `session` (the session's own read-only buffer, as session.decode returns):
         `logits` when given (a view of that buffer the caller keeps), else a new view of it."""
-        if self._ahead:  # only this session's own thread puts its ahead step, so none of it can be missed here
-            self._drop_ahead(session, keep=(token, pos))
+        step = _Step(session, token, pos)
         with self._lock:
-            claimed = self._ahead.pop(id(session), None)
-            if claimed is None:
-                step = _Step(session, token, pos)
-                steps = self._enqueue(step)
-            else:  # its step ran, or is queued or in the pass running now: sleep until it ran (or lead)
-                self.claimed_ahead += 1
-                step, steps = claimed, [] if claimed.ran else None
-                if not claimed.ran:
-                    step.done = Wake()
+            self._queue.append(step)
+            self._queued.notify_all()
+            self._awaited.discard(id(session))
+            if not self._running:  # nothing running or gathering: this caller leads
+                self._running = True
+                steps = self._lead(step)
+            elif self._gatherer is not None and not self._awaited:  # the last one a gathering leader waits for
+                steps = self._take()
+            else:
+                steps = None
+                step.done = Wake()
         while steps is None:  # until this step ran in someone's pass, or this caller runs one
-            self._sleep(step)
+            assert step.done is not None  # made, under the lock, before anyone could set it
+            with self._lock:
+                timeout = self._gather_bound() if self._gatherer is step else None
+            step.done.wait(timeout)
             with self._lock:
                 if step.ran:
                     break
-                steps = self._turn(step)
+                if step.lead:  # handed the lead: gather the last pass's sessions, or run at once
+                    step.lead = False
+                    steps = self._lead(step)
+                elif self._gatherer is step:  # the gather's bound passed, or the last awaited session withdrew
+                    steps = self._take()
         if steps:
             self._run_pass(steps)
         if step.error is not None:
             raise step.error
         return session.logits if logits is None else logits
 
-    def ahead(self, session: Any, token: int, pos: int) -> None:
-        """Queue `session`'s next step now, for its caller to claim with `decode(session, token, pos)`, and
-        return once a pass has taken it: that pass runs while the caller is between its steps (its sampling
-        done; its text, events, stop checks and next call still to come) instead of after. Forgotten by
-        `withdraw` or `drop_ahead` (which wait for its pass); what it leaves then is `token`'s KV at `pos` (a
-        position its request took already) and the session's logits, read by no one before the next prefill
-        or decode writes them again."""
-        if not self.run_ahead:
-            return
-        self._drop_ahead(session)
-        step = _Step(session, token, pos, started=Wake())
-        with self._lock:
-            # A session decoding alone runs its own step on its own thread when it asks: run ahead, it would
-            # be two thread hand-offs a token more, for Python overlapping a pass that keeps both cores busy.
-            if self._closing or (self._last_pass_steps < 2 and not self._queue):
-                return
-            if self._server is None:
-                self._serving.done = Wake()
-                self._server = threading.Thread(target=self._serve, name="ggufsm-decode-passes", daemon=True)
-                self._server.start()
-            self._ahead[id(session)] = step
-            self._queue.append(step)
-            self._notify()
-            self._awaited.discard(id(session))
-            if not self._running:  # nothing running or gathering: the server leads
-                self._running = True
-                self._hand_lead(self._serving)
-            elif self._gatherer is not None and not self._awaited:  # the gather is complete: its leader runs it
-                assert self._gatherer.done is not None
-                self._gatherer.done.set()
-        # Sleep until its pass starts: the GIL goes to the next woken caller (its sampling, then its own
-        # `ahead`) and to whoever runs the pass, rather than to the rest of this caller's Python first.
-        step.started.wait(None)
-
-    def drop_ahead(self, session: Any) -> None:
-        """Drop `session`'s unclaimed ahead step, waiting for it when it is in the pass running now: its
-        session is about to be written (a prefill) or freed."""
-        self._drop_ahead(session)
-
-    def close(self) -> None:
-        """The model is being freed (every session closed, so no step is queued): join the pass server."""
-        with self._lock:
-            self._closing = True
-            server, self._server = self._server, None
-        if server is not None:
-            assert self._serving.done is not None
-            self._serving.done.set()
-            server.join()
-
     def withdraw(self, session: Any) -> None:
-        """`session` asks for no step until further notice (its request ended, it was closed): its ahead step
-        is dropped, and a leader gathering the last pass's sessions stops waiting for it. Without this a
-        handle that finished held the others' next pass for the whole bound (half a pass)."""
-        self._drop_ahead(session)
+        """`session` asks for no step until further notice (its request ended, it was closed): a leader
+        gathering the last pass's sessions stops waiting for it. Without this a handle that finished
+        held the others' next pass for the whole bound (half a pass)."""
         with self._lock:
             if id(session) in self._awaited:
                 self._awaited.discard(id(session))
                 if not self._awaited and self._gatherer is not None and self._gatherer.done is not None:
                     self._gatherer.done.set()  # the gather is over: its leader runs the pass now
 
-    def _notify(self) -> None:
-        # Only tests wait on the condition: with no one waiting, notify_all is still Python (an ownership check
-        # that takes and releases the lock, a deque copy), twice a step on the critical path between passes.
-        if self._queued._waiters:  # type: ignore[attr-defined]
-            self._queued.notify_all()
-
     def queued(self) -> int:
         """Steps waiting for the next pass."""
         with self._lock:
             return len(self._queue)
 
-    def _drop_ahead(self, session: Any, keep: tuple[int, int] | None = None) -> None:
-        """Forget `session`'s unclaimed ahead step (unless it is `keep`'s token and position), once it ran: it
-        is in a pass already (`ahead` returns once it is), and its session is not to be written meanwhile."""
-        with self._lock:
-            step = self._ahead.get(id(session))
-            if step is None or (step.token, step.pos) == keep:
-                return
-            del self._ahead[id(session)]
-            assert step.taken
-            if not step.ran:
-                step.done = Wake()
-        while not step.ran:
-            assert step.done is not None
-            step.done.wait(None)
-
-    def _serve(self) -> None:
-        """The server's loop: lead when handed the lead (gather, then run), until the scheduler closes."""
-        me = self._serving
-        while True:
-            self._sleep(me)
-            with self._lock:
-                if self._closing:
-                    return
-                steps = self._turn(me)
-            if steps:
-                self._run_pass(steps)
-
-    def _sleep(self, step: _Step) -> None:
-        """Until `step`'s Wake is set, or, while its caller gathers, the gather's bound passes."""
-        assert step.done is not None  # made, under the lock, before anyone could set it
-        with self._lock:
-            timeout = self._gather_bound() if self._gatherer is step else None
-        step.done.wait(timeout)
-
     # ─── (lock held) who runs the next pass ──
-
-    def _turn(self, step: _Step) -> list[_Step] | None:
-        """`step`'s caller woke: the steps it is to run now, or None while it is to sleep again."""
-        if step.lead:  # handed the lead: gather the last pass's sessions, or run at once
-            step.lead = False
-            return self._lead(step)
-        if self._gatherer is step:  # the gather's bound passed, or it is complete (the last awaited queued or withdrew)
-            return self._take()
-        return None
-
-    def _enqueue(self, step: _Step) -> list[_Step] | None:
-        """Queue a caller's step: the steps it is to run now, or None when it sleeps (gathering, or queued)."""
-        self._queue.append(step)
-        self._notify()
-        self._awaited.discard(id(step.session))
-        if not self._running:  # nothing running or gathering: this caller leads
-            self._running = True
-            return self._lead(step)
-        if self._gatherer is not None and not self._awaited:  # the last one a gathering leader waits for
-            return self._take()
-        step.done = Wake()
-        return None
-
-    @staticmethod
-    def _hand_lead(step: _Step) -> None:
-        assert step.done is not None
-        step.lead = True
-        step.done.set()
 
     def _lead(self, step: _Step) -> list[_Step] | None:
         """`step`'s caller leads: the queued steps to run now, or None when it is to gather the last pass's
@@ -316,7 +182,7 @@ class DecodeScheduler:
         self._gatherer, self._gather_began = step, time.perf_counter()
         if step.done is None:
             step.done = Wake()
-        self._notify()
+        self._queued.notify_all()
         return None
 
     def _gather_bound(self) -> float:
@@ -329,10 +195,6 @@ class DecodeScheduler:
             self._gatherer = None
         self._awaited = set()
         steps, self._queue = self._queue, []
-        for step in steps:
-            step.taken = True
-            if step.started is not None:
-                step.started.set()
         return steps
 
     # ─── running a pass ──
@@ -345,16 +207,16 @@ class DecodeScheduler:
             with self._lock:
                 self._awaited = {id(step.session) for step in steps}
                 self._last_pass_s = time.perf_counter() - started
-                self._last_pass_steps = len(steps)
                 self.pass_seconds += self._last_pass_s
                 for step in steps:
                     step.ran = True
                 if self._queue:  # steps queued during the pass: the first one's caller leads the next
-                    successor = self._queue[0]  # its caller sleeps; none waits for an unclaimed ahead step
-                    self._hand_lead(successor if successor.done is not None else self._serving)
+                    successor = self._queue[0]
+                    assert successor.done is not None  # it was queued behind a running pass: it sleeps
+                    successor.lead = True
+                    successor.done.set()
                 else:
                     self._running = False
-                self._notify()
             for step in steps:
                 if step.done is not None:  # the callers that sleep; the one running this pass does not
                     step.done.set()

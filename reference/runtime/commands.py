@@ -211,8 +211,6 @@ class Reset(Command):
     def commit(self, resident: Resident) -> None:
         resident.request = None
         resident.last_error = None
-        if resident.session is not None:  # the request's step run ahead, if any, is dropped with it
-            resident.session.idle()
 
 
 class Free(Command):

@@ -2,10 +2,7 @@
 
 A request talks to the model's session through three calls only:
 ``session.prefill(tokens, start)`` and ``session.decode(token, pos)``, each
-returning the logits of the last evaluated position, and ``session.n_ctx``;
-and, when the session has it, ``session.ahead(token, pos)``: the decode it will
-be asked for next, told as soon as the token is sampled (a batched session's
-scheduler runs it while the token is handed out, reference/runtime/batching.py).
+returning the logits of the last evaluated position, and ``session.n_ctx``.
 
 A sampled token is emitted before its own decode step: the step that gives
 the logits for the token after it runs when that token is asked for (the
@@ -109,20 +106,15 @@ class Request:
         self._timings["prefill_s"] = self.prefill_seconds
         self._timings["prefill_tok_s"] = self.n_past / max(self.prefill_seconds, 1e-9)
 
-    def next_token(self, session, goes_on: Callable[[int], bool] | None = None) -> TokenEvent:
+    def next_token(self, session) -> TokenEvent:
         """Evaluate the token owed (the previous one), then sample the next from its logits. The new token
-        is owed in turn: its position is taken now, its decode runs when the token after it is asked for.
-        goes_on(token): whether that will be asked for (None: it may be); then the session is told at once,
-        so that a batched decode of it can run while this token is handed out (batching.py, `ahead`)."""
+        is owed in turn: its position is taken now, its decode runs when the token after it is asked for."""
         assert self.logits is not None, "next_token before prefill"
         if self.pending is not None:
             self._decode_pending(session)
         token_id = self.sampler.sample(self.logits, self.all_token_ids)
         self.pending = token_id
         self.n_past += 1
-        ahead = getattr(session, "ahead", None)
-        if ahead is not None and self.n_past < session.n_ctx and (goes_on is None or goes_on(token_id)):
-            ahead(token_id, self.n_past - 1)
         self.generated_token_ids.append(token_id)
         self._token_ids.append(token_id)
         text = self.stream_decoder.push(token_id)
@@ -150,9 +142,7 @@ class Request:
             elif self._cancel_requested.is_set():
                 self._end_cancelled(f"cancelled after {len(self.generated_token_ids)} generated token(s)")
             else:
-                event = self.next_token(session, lambda token: (
-                    token not in end_ids and len(self.generated_token_ids) + 1 < max_tokens
-                    and not self._cancel_requested.is_set()))
+                event = self.next_token(session)
                 if on_token is not None:
                     try:
                         on_token(event)

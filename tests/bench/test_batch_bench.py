@@ -1,7 +1,6 @@
-"""`ggufsm bench batch --settled-ab` (the greedy token settled by the pass against read again by each handle),
-`--shape-ab` (the default step against another step shape) and `--ahead-ab` (each handle's next step run when
-asked for against run ahead), alternating in one process round by round, each count's figure paired within its
-round."""
+"""`ggufsm bench batch --settled-ab` (the greedy token settled by the pass against read again by each handle) and
+`--shape-ab` (the default step against another step shape),
+alternating in one process round by round, each count's figure paired within its round."""
 
 from __future__ import annotations
 
@@ -48,7 +47,3 @@ def test_shape_ab_runs_the_default_and_the_given_step_shape_in_one_process_and_l
     batch.set_profiling(True)
     batch.decode(sessions, [3, 4], [2, 2])
     assert batch.profile["walked_seconds"] == (0.0, 0.0)
-
-
-def test_ahead_ab_runs_steps_when_asked_and_ahead_in_one_process(tmp_path, capsys):
-    run_ab(tmp_path, capsys, ["--ahead-ab"], ("when asked", "ahead"))

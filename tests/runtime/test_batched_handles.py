@@ -41,14 +41,6 @@ def forward_of(runtime: Runtime):
     return runtime._lifecycle.resident.session.model._core
 
 
-def run_ahead(handles: list[Runtime], on: bool) -> None:
-    """Their shared scheduler runs each handle's next step ahead (while the handle hands out its token) or not."""
-    scheduler_of(handles[0]).run_ahead = on
-
-
-AHEAD = pytest.mark.parametrize("ahead", [False, True], ids=["when-asked", "ahead"])
-
-
 def hold_first_pass(scheduler, until_queued: int) -> None:
     """The scheduler's first pass waits until `until_queued` steps are queued behind it; later passes run free."""
     run, held = scheduler._run, []
@@ -209,27 +201,15 @@ def test_a_file_changed_under_a_shared_model_is_every_sharers_model_unavailable(
 
 # ─── batched decode steps give each handle what it gets alone ──
 
-@AHEAD
 @pytest.mark.parametrize("greedy", [True, False], ids=["greedy", "seeded"])
-def test_handles_generating_at_once_get_the_tokens_each_gets_alone(tiny_model, greedy, ahead):
+def test_handles_generating_at_once_get_the_tokens_each_gets_alone(tiny_model, greedy):
     expected = alone(tiny_model, 4, 12, greedy)
     handles = [loaded(tiny_model) for _ in range(4)]
-    run_ahead(handles, ahead)
     scheduler = scheduler_of(handles[0])
     hold_first_pass(scheduler, 3)
     got = at_once(handles, [generating(i, 12, greedy) for i in range(4)])
     assert got == expected
     assert max(scheduler.pass_sizes) >= 3   # the held pass made the other three's steps one pass
-    assert (scheduler.claimed_ahead > 0) == ahead
-    free_all(*handles)
-
-
-def test_greedy_and_seeded_handles_mixed_run_ahead_get_the_tokens_each_gets_alone(tiny_model):
-    expected = [alone(tiny_model, 4, 12, greedy)[i] for i, greedy in enumerate([True, False, True, False])]
-    handles = [loaded(tiny_model) for _ in range(4)]
-    run_ahead(handles, True)
-    hold_first_pass(scheduler_of(handles[0]), 3)
-    assert at_once(handles, [generating(i, 12, i % 2 == 0) for i in range(4)]) == expected
     free_all(*handles)
 
 
@@ -241,11 +221,9 @@ def test_with_batching_off_every_step_runs_alone_and_the_tokens_are_the_same(tin
     free_all(*handles)
 
 
-@AHEAD
-def test_generate_next_token_steps_of_several_handles_batch_too(tiny_model, ahead):
+def test_generate_next_token_steps_of_several_handles_batch_too(tiny_model):
     expected = alone(tiny_model, 3, 6, False)
     handles = [loaded(tiny_model) for _ in range(3)]
-    run_ahead(handles, ahead)
     scheduler = scheduler_of(handles[0])
     hold_first_pass(scheduler, 2)
 
@@ -262,11 +240,9 @@ def test_generate_next_token_steps_of_several_handles_batch_too(tiny_model, ahea
 
 # ─── one handle's cancel, reset, free or error mid-batch leaves the others' outputs unchanged ──
 
-@AHEAD
-def test_one_handle_cancelled_mid_batch_stops_and_the_others_are_unchanged(tiny_model, ahead):
+def test_one_handle_cancelled_mid_batch_stops_and_the_others_are_unchanged(tiny_model):
     expected = alone(tiny_model, 4, 12, False)
     handles = [loaded(tiny_model) for _ in range(4)]
-    run_ahead(handles, ahead)
     hold_first_pass(scheduler_of(handles[0]), 3)
     victim = handles[1]
 
@@ -279,19 +255,14 @@ def test_one_handle_cancelled_mid_batch_stops_and_the_others_are_unchanged(tiny_
                                                **sampling(1, False))
     got = at_once(handles, work)
     assert isinstance(got[1], Cancelled)
-    request = victim._lifecycle.resident.request
-    # Its third token's step, asked ahead before the cancel, left no decode behind (two ran: the first two's).
-    assert request.generated_token_ids == expected[1][:3] and request.n_decoded == 2
-    assert id(core_session_of(victim)) not in scheduler_of(victim)._ahead
+    assert victim._lifecycle.resident.request.generated_token_ids == expected[1][:3]
     assert [got[i] for i in (0, 2, 3)] == [expected[i] for i in (0, 2, 3)]
     free_all(*handles)
 
 
-@AHEAD
-def test_one_handles_callback_failing_mid_batch_ends_its_request_alone(tiny_model, ahead):
+def test_one_handles_callback_failing_mid_batch_ends_its_request_alone(tiny_model):
     expected = alone(tiny_model, 4, 12, True)
     handles = [loaded(tiny_model) for _ in range(4)]
-    run_ahead(handles, ahead)
     hold_first_pass(scheduler_of(handles[0]), 3)
 
     def fail_at_third(event):
@@ -307,12 +278,10 @@ def test_one_handles_callback_failing_mid_batch_ends_its_request_alone(tiny_mode
     free_all(*handles)
 
 
-@AHEAD
 @pytest.mark.parametrize("leave", ["reset", "free"])
-def test_one_handle_leaving_mid_batch_leaves_the_others_unchanged(tiny_model, leave, ahead):
+def test_one_handle_leaving_mid_batch_leaves_the_others_unchanged(tiny_model, leave):
     expected = alone(tiny_model, 4, 12, False)
     handles = [loaded(tiny_model) for _ in range(4)]
-    run_ahead(handles, ahead)
     hold_first_pass(scheduler_of(handles[0]), 3)
     before = shared_forward.held()
 
@@ -390,7 +359,6 @@ def test_a_handle_whose_generate_ended_or_that_was_freed_is_not_waited_for_by_th
         freed.generate_next_token()  # a step of its own: its session is the one expected back now
         gone = core_session_of(freed)
         assert scheduler._awaited == {id(gone)}
-        assert id(gone) not in scheduler._ahead  # decoding alone: its next step is not run ahead
         freed.free()
         assert not scheduler._awaited
         stepping.generate("Hello", 1, temperature=0.0, stop_at_eos=False)
