@@ -430,9 +430,6 @@ void run_pass(const LlamaModel& model, ForwardScratch& scratch, const int64_t* t
 // default): off only for the benches' A/B within one process (kernels.set_step_shape). Either way the
 // same bits.
 void set_layer_walk(bool on);
-// The same for a batched decode step (one token of each of several sessions): walked by a team, or
-// dispatched op by op (the default; kernels.set_step_shape(batch_walk=...)). Either way the same bits.
-void set_batch_walk(bool on);
 // A walked step's products cut into parts of about `bytes` each (a member done with its share takes the
 // others' last parts); 0: as the dispatched step cuts them. No bit changes (kernels.set_step_shape).
 void set_walk_part_bytes(int64_t bytes);

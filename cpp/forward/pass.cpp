@@ -48,11 +48,6 @@ int64_t ns_since(Clock::time_point start) {
 }
 
 std::atomic<bool> layer_walk{true};
-// Whether a batched decode step (one token of each of several sessions) is walked by a team too: set_batch_walk.
-// Off by default: under load 9-11 the walked 4-session pass measured 0.60x (0.39-1.34x) the dispatched one's
-// speed (24 rounds alternating in one process), member 1 leaving the walk and member 0 running most of the step
-// alone; a quiet machine decides (`ggufsm bench batch --shape-ab batch_walk=true`).
-std::atomic<bool> batch_walk{false};
 // A walked step's products cut into parts of about this many bytes (0: as the dispatched step cuts them,
 // one part per thread below 8 MiB): set_walk_part_bytes.
 std::atomic<int64_t> walk_part_bytes{0};
@@ -397,8 +392,7 @@ private:
         });
     }
 
-    // A decode step walked by a team (one session's token, or one token of each session of a batched step):
-    // a phase stores the k, v; the attention's plan as attention_decode_batch makes it for these queries (the
+    // One session's decode step walked by a team: a phase stores the k, v; the attention's plan as attention_decode_batch makes it for these queries (the
     // same bits as the dispatched step), every member making the same plan over one partials store. One token
     // below 256 positions runs in one phase (as attention() runs it on the calling thread); else a phase of
     // the jobs, then one combining them.
@@ -602,14 +596,11 @@ void run_pass(const LlamaModel& model, ForwardScratch& scratch, const int64_t* t
     if (wanting > 1) scratch.logits.resize(size_t(wanting * model.hparams().n_vocab));
     const LlamaModel::PassReads reads(model);  // model.output() stays one view for the whole pass
     ThreadPool& pool = model.pool();
-    // A decode step, one session's token or (set_batch_walk) one token of each session of a batched step: the
-    // layers walked by the pool's threads as a team (Pass), one dispatch a step instead of ~120 (30 SmolLM2
-    // layers of 4 products each, and the attention), and the small ops of a batched step off the other
-    // member's path: it reads ahead its share of the next product meanwhile.
-    const bool decode_step = n == int64_t(segments.size()) &&
-                             std::all_of(segments.begin(), segments.end(), [](const PassSegment& seg) { return seg.rows == 1; });
-    const bool walked = n == 1 ? layer_walk.load(std::memory_order_relaxed) : batch_walk.load(std::memory_order_relaxed);
-    if (decode_step && walked && pool.size() > 1) {
+    // One session's decode token: the layers walked by the pool's threads as a team (Pass), one dispatch a
+    // step instead of ~120 (30 SmolLM2 layers of 4 products each, and the attention). A batched decode step
+    // (one token of each of several sessions) is dispatched op by op: walked, it measured 0.985x and 0.92x on a
+    // quiet machine (sessions 10 and 11) and 0.60-1.26x under load, member 1 leaving the walk and member 0 running most of it.
+    if (n == 1 && segments.size() == 1 && layer_walk.load(std::memory_order_relaxed) && pool.size() > 1) {
         const LlamaHparams& hp = model.hparams();
         TeamShared shared;
         shared.partials.resize(DecodeAttention<KvCache::Element>::max_partial_floats(n, hp.n_head, hp.n_head_kv, hp.head_dim));
@@ -640,8 +631,6 @@ void run_pass(const LlamaModel& model, ForwardScratch& scratch, const int64_t* t
 }
 
 void set_layer_walk(bool on) { layer_walk.store(on); }
-
-void set_batch_walk(bool on) { batch_walk.store(on); }
 
 void set_walk_part_bytes(int64_t bytes) { walk_part_bytes.store(std::max<int64_t>(0, bytes)); }
 

@@ -37,13 +37,13 @@ def test_settled_ab_runs_both_ways_of_the_greedy_choice_in_one_process_and_leave
 
 
 def test_shape_ab_runs_the_default_and_the_given_step_shape_in_one_process_and_leaves_the_default(tmp_path, capsys):
-    model = run_ab(tmp_path, capsys, ["--shape-ab", "batch_walk=true"], ("default", "batch_walk=true"))
-    # The A/B left the batched step dispatched (the default): no member's walk time in the profile.
+    model = run_ab(tmp_path, capsys, ["--shape-ab", "layer_walk=false"], ("default", "layer_walk=false"))
+    # The A/B left one session's step walked by the team (the default): member 0's walk time in the profile.
     core_model = _core.LlamaModel(open_gguf(model).core, 2)
-    sessions = [_core.LlamaSession(core_model, 8) for _ in range(2)]
-    for session in sessions:
-        session.prefill([1, 2], 0)
+    session = _core.LlamaSession(core_model, 8)
+    session.prefill([1, 2], 0)
     batch = _core.DecodeBatch(core_model)
     batch.set_profiling(True)
-    batch.decode(sessions, [3, 4], [2, 2])
-    assert batch.profile["walked_seconds"] == (0.0, 0.0)
+    batch.decode([session], [3], [2])
+    assert batch.profile["walked_seconds"][0] > 0.0
+
