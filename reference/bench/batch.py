@@ -26,7 +26,8 @@ round between the greedy token settled by the pass that wrote the logits (the de
 sampling reads one integer) and read again from the row by each handle (`_core.set_settled_greedy(False)`),
 the two ways' order swapped every round; each count's figure is the median of the rounds' paired ratios.
 With --shape-ab NAME=VALUE,... the same, between the default step and the step with those
-`kernels.set_step_shape` arguments (e.g. `layer_walk=false`: one session's step dispatched op by op rather than walked by the team); both print each count's per-token latency over one handle's of the same way.
+`kernels.set_step_shape` arguments (e.g. `layer_walk=false`: one session's step dispatched op by op rather
+than walked by the team); both print each count's per-token latency over one handle's of the same way.
 
 With --split, one more batched run per count after the rounds says where a step's wall time goes: the passes
 (the C++ forward, split op by op by the pass's profile into the weights' matmuls, each session's attention
