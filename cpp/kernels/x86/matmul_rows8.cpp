@@ -73,7 +73,7 @@ struct SpreadChunks {
 // between calls. Filled once per kernel call (per thread's share of a product): blocks * 8 broadcasts a row,
 // against blocks * 8 per group of eight weight rows saved. Only for one or two activation rows and at most
 // kMaxBytes: the copy is 8x the codes (Gemma 3's 640 columns: 5 KiB a row) and must stay in L1 beside the
-// weight stream; at four rows a pre-broadcast copy (of Q4_K's, session 10) left L1 and lost.
+// weight stream; at four rows a pre-broadcast copy (Q4_K's, measured) left L1 and lost.
 class SpreadActivations {
 public:
     static constexpr int64_t kMaxRows = 2;
@@ -555,8 +555,9 @@ void rows8_spread(const WeightView& w, const QuantizedActivations& x, float* y, 
     }
 }
 
-// Q5_0 (Gemma 3's q, k, gate and up): its five-bit unpack leaves the broadcasts a larger share of the block
-// than the four-bit types', which this session left as they were.
+// Q5_0 (Gemma 3's q, k, gate and up) alone: at one row its 8 broadcasts are ~14% of a block's vector ops
+// (llvm-mca 15.2 -> 13.0 cycles spread). Q4_K's and Q6_K's copy at Gemma 3's 1024 and 2048 columns (32-64 KiB)
+// would not fit L1; Q4_0/Q4_1 have not been measured spread.
 template <TensorType T>
 constexpr bool kSpreads = T == TensorType::Q5_0;
 
