@@ -49,7 +49,7 @@ public:
     // Short streams, as a decode step's products read them: in each of `rounds` rounds, `threads` threads
     // of their own (not a pool's: each waits for the others at a spin barrier) each read `bytes` of cold
     // data right after the barrier, the `read` way. lead_bytes > 0: before the barrier each thread first
-    // asks (software prefetch) for the first lead_bytes of its stream and spins lead_ns, as a member that
+    // asks for the first lead_bytes of its stream (the `lead` way) and spins lead_ns, as a member that
     // reads ahead its next share while a small op runs. Each stream starts at least 1 MiB past the last
     // one's end (past what the hardware prefetchers run ahead) and the rounds walk the whole buffer, so
     // every stream starts cold. Returns per round the wall seconds from the first thread's start to the
