@@ -122,8 +122,10 @@ def test_a_model_not_repacked_at_load_or_in_the_huge_page_copy_has_no_output_rep
     assert _core.LlamaModel(open_gguf(tiny_gemma3).core, 1, huge_pages=True).output_repack is None
 
 
-def threads_now() -> int:
-    return len(os.listdir("/proc/self/task"))
+def threads_now() -> set[str]:
+    """The process's thread ids. A test compares sets, not counts: a thread an earlier test left may end
+    meanwhile (CI saw 3 == 4), while a thread this test leaves behind is an id not there before."""
+    return set(os.listdir("/proc/self/task"))
 
 
 def test_freeing_a_model_while_its_output_repacks_joins_the_thread_and_leaves_no_thread_behind(tiny_gemma3):
@@ -137,7 +139,7 @@ def test_freeing_a_model_while_its_output_repacks_joins_the_thread_and_leaves_no
         session.prefill(PROMPT, 0)  # the first pass's end starts the repack's thread
         del session
         del model  # cancels it between chunks or waits for its end; joins it either way
-        assert threads_now() == before
+        assert threads_now() <= before  # no thread of these models outlives them
     del keep
 
 
