@@ -126,7 +126,8 @@ class Decision:
             self.reasons.append(error.message)
             self.raised[guard] = error
         self.values[guard] = value
-        self.reasons_of[guard] = self.reasons[first:]
+        if len(self.reasons) > first:  # a guard that gave no reason has no entry (a list less per guard asked)
+            self.reasons_of[guard] = self.reasons[first:]
         return value
 
     def reasons_for(self, step: Step) -> list[str]:
@@ -218,11 +219,15 @@ class TableEvent(Event):
     in order until one executes; a trigger with none from that state raises MachineError."""
 
     def trigger(self, model, *args, **kwargs) -> bool:
+        return self.take(model, args[0])
+
+    def take(self, model, decision: Decision) -> bool:
+        """The trigger for the machine's own fire, without packing its arguments (a tuple and a dict a fire)."""
         name = getattr(model, STATE_ATTRIBUTE)
         transitions = self.transitions.get(name)
         if transitions is None:
             raise MachineError(f"Can't trigger event {self.name} from state {name}!")
-        decision, machine = args[0], self.machine
+        machine = self.machine
         for transition in cast("list[GuardedTransition]", transitions):  # the machine's transition_cls
             if transition.take(model, decision, machine):
                 return True
@@ -309,7 +314,7 @@ class LifecycleMachine(Machine):
         """Trigger the operation on the model; the step the transition that fired took."""
         decision.step = None
         event = self._built.get(operation) or self.event(operation)
-        if not event.trigger(model, decision):
+        if not event.take(model, decision):
             raise SpecError(f"{getattr(model, STATE_ATTRIBUTE)}.{operation}: no transition of the table's machine fired")
         assert decision.step is not None
         return decision.step

@@ -53,6 +53,7 @@ import _thread
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,8 +109,9 @@ class DecodeScheduler:
     def __init__(self, model: Any) -> None:
         self._batch = _core.DecodeBatch(model)
         self._lock = threading.Lock()
-        # Notified when a step is queued and when a leader starts gathering (tests wait on it).
+        # Notified when a step is queued and when a leader starts gathering, while someone watches (`watch`).
         self._queued = threading.Condition(self._lock)
+        self._watchers = 0
         self._queue: list[_Step] = []
         self._running = False  # a pass is running, or a leader is gathering the next one
         self._gatherer: _Step | None = None  # the step of the leader gathering, while it gathers
@@ -128,7 +130,7 @@ class DecodeScheduler:
         step = _Step(session, token, pos)
         with self._lock:
             self._queue.append(step)
-            self._queued.notify_all()
+            self._notify()
             self._awaited.discard(id(session))
             if not self._running:  # nothing running or gathering: this caller leads
                 self._running = True
@@ -167,6 +169,22 @@ class DecodeScheduler:
                 if not self._awaited and self._gatherer is not None and self._gatherer.done is not None:
                     self._gatherer.done.set()  # the gather is over: its leader runs the pass now
 
+    def watch(self, until: Callable[[], bool]) -> None:
+        """Wait until `until()` holds, asked again each time a step is queued and each time a leader starts
+        gathering (tests hold a pass until the steps they expect are queued)."""
+        with self._lock:
+            self._watchers += 1
+            try:
+                self._queued.wait_for(until)
+            finally:
+                self._watchers -= 1
+
+    def _notify(self) -> None:
+        # A Condition's notify_all is Python even with no one waiting (an ownership check that takes and
+        # releases the lock, a deque copy), for every step queued between passes: only when someone watches.
+        if self._watchers:
+            self._queued.notify_all()
+
     def queued(self) -> int:
         """Steps waiting for the next pass."""
         with self._lock:
@@ -182,7 +200,7 @@ class DecodeScheduler:
         self._gatherer, self._gather_began = step, time.perf_counter()
         if step.done is None:
             step.done = Wake()
-        self._queued.notify_all()
+        self._notify()
         return None
 
     def _gather_bound(self) -> float:

@@ -126,6 +126,10 @@ class Forward(Command):
     def __init__(self) -> None:
         super().__init__()
         self.nonfinite_logits = ""   # why the logits could not be sampled, or ""
+        # A decode step of this command ran and the file held in the checks around its pass (cpp/forward: after
+        # the pass read the weights), and the token was sampled from that pass: model_intact holds without
+        # asking the file again (an fstat through the C++ core, each token, in the Python a token touches cold).
+        self.file_checked_by_pass = False
 
     def run_forward(self, work: Callable[[], None]) -> None:
         try:
@@ -197,7 +201,9 @@ class GenerateNextToken(Forward):
         assert request is not None
 
         def work() -> None:
+            decoded = request.n_decoded
             self.event = request.next_token(resident.session)
+            self.file_checked_by_pass = request.n_decoded > decoded
         self.run_forward(work)
 
     def commit(self, resident: Resident) -> None:

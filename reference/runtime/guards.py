@@ -72,7 +72,9 @@ class Guards:
         # Asked only once the file was readable and well-formed: any other failure is something this runtime does not run.
         return command.holds(command.load.model is not None, command.load.failure_message)
 
-    def model_intact(self, command: Command) -> bool:
+    def model_intact(self, command: Forward) -> bool:
+        if command.file_checked_by_pass:  # checked after the pass its token came from, after this command began
+            return True
         model = self.resident.model
         problem = model.file_changed() if model is not None else ""
         return command.holds(not problem, problem)

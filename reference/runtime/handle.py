@@ -33,6 +33,10 @@ from ggufsm.spec import load_spec
 from ggufsm.spec.errors import Cancelled, GgufsmError
 from ggufsm.spec.names import Operation, State
 
+# Named once: on Python 3.11 reading a member off an Enum class goes through EnumType.__getattr__'s hook (~0.5 us
+# hot), and this one is read every token.
+_NEXT_TOKEN = Operation.generate_next_token
+
 
 class Runtime:
     """A handle: its own state, model, KV cache, sampler and lock. Several can live in one process."""
@@ -121,7 +125,7 @@ class Runtime:
     def generate_next_token(self) -> TokenEvent:
         """Generate one more token of the open request."""
         command = GenerateNextToken()
-        self._lifecycle.perform(Operation.generate_next_token, command)
+        self._lifecycle.perform(_NEXT_TOKEN, command)
         assert command.event is not None
         return command.event
 

@@ -34,6 +34,10 @@ from ggufsm.spec.guard import Step, StepKind, lifecycle_machine
 from ggufsm.spec.names import Operation, ResidentDatum
 from ggufsm.spec.table import Spec
 
+# Named once: on Python 3.11 reading a member off an Enum class goes through EnumType.__getattr__'s hook (~0.5 us
+# hot), and every command reads these.
+_LAZY_INIT, _ENTER = StepKind.LAZY_INIT, StepKind.ENTER
+
 
 @dataclass(frozen=True)
 class CommandEnd:
@@ -67,18 +71,21 @@ class Lifecycle(Guards):
             try:
                 self.resident.counters["operations"] += 1
                 step = self._fire(operation, command)
-                if step.kind is StepKind.LAZY_INIT:
+                if step.kind is _LAZY_INIT:
                     step = self._fire(operation, command)
-                if step.kind is StepKind.ENTER:
+                if step.kind is _ENTER:
                     self._run_in_transient_state(step, operation, command)
             finally:
-                self._ended.last = CommandEnd(next(self._serials), self.state)
+                # The pair, not a CommandEnd: a frozen dataclass's init is a frame and two object.__setattr__
+                # calls a token, in the Python a batched token touches cold; the query builds it.
+                self._ended.last = (next(self._serials), self.state)
         if command.error is not None:
             raise command.error from command.cause
 
     def last_command_end(self) -> CommandEnd | None:
         """The calling thread's last command on this handle (None before its first)."""
-        return getattr(self._ended, "last", None)
+        last = getattr(self._ended, "last", None)
+        return CommandEnd(*last) if last is not None else None
 
     def cancel_running(self) -> bool:
         """Stop the request running now, if any (never waits). True when there was one."""

@@ -99,6 +99,43 @@ def test_a_handle_whose_file_changed_keeps_refusing_it_until_replace_model_reads
     assert runtime.generate("Hello", 4, temperature=0.0, stop_at_eos=False).token_ids == intact
 
 
+
+@pytest.mark.parametrize("tokens_before", [0, 2])
+def test_a_file_changed_between_two_next_tokens_is_model_unavailable_at_the_next_one(tiny_model, tmp_path,
+                                                                                      tokens_before):
+    """The first token of a request is sampled from the prompt's logits (no decode step of its own), so the
+    guard itself asks the file; a later one's decode step refuses the changed file around its pass."""
+    path = private_copy(tiny_model, tmp_path)
+    runtime = loaded(path)
+    runtime.generate("Hello", 0, temperature=0.0, stop_at_eos=False)
+    for _ in range(tokens_before):
+        runtime.generate_next_token()
+    truncate(path)
+    with pytest.raises(ModelUnavailable, match="changed after it was loaded"):
+        runtime.generate_next_token()
+    assert runtime.state == State.RecoverableError
+    runtime.free()
+
+
+def test_model_intact_asks_the_file_only_for_a_token_no_checked_pass_made(tiny_model, monkeypatch):
+    """A next token whose decode step ran was checked around that pass, after the command began: the guard
+    reuses that check. The first token of a request (no decode step) still asks the file."""
+    runtime = loaded(tiny_model)
+    model = runtime._model
+    assert model is not None
+    asked = []
+    ask = model.file_changed
+    monkeypatch.setattr(model, "file_changed", lambda: asked.append(1) or ask())
+    runtime.generate("Hello", 0, temperature=0.0, stop_at_eos=False)
+    asked.clear()
+    runtime.generate_next_token()   # sampled from the prompt's logits
+    assert len(asked) == 1
+    runtime.generate_next_token()   # its decode step ran first
+    runtime.generate_next_token()
+    assert len(asked) == 1
+    runtime.free()
+
+
 # ─── model bytes given in memory (issue 12, item noticed after the native work) ──
 
 def test_model_bytes_in_an_mmap_view_are_copied_so_truncating_the_file_behind_them_changes_nothing(tiny_model,

@@ -48,8 +48,7 @@ def hold_first_pass(scheduler, until_queued: int) -> None:
     def first_held(steps):
         if not held:
             held.append(True)
-            with scheduler._queued:
-                scheduler._queued.wait_for(lambda: len(scheduler._queue) >= until_queued)
+            scheduler.watch(lambda: len(scheduler._queue) >= until_queued)
         run(steps)
 
     scheduler._run = first_held

@@ -2,7 +2,7 @@
 pass, each caller gets its session's own logits or its own error, and a caller alone is never held up.
 
 No sleeps: where a test needs steps to queue up behind a running pass, that pass is held inside a session
-proxy until the scheduler's own queue (watched through its condition) holds them.
+proxy until the scheduler's own queue (watched through `DecodeScheduler.watch`) holds them.
 """
 
 from __future__ import annotations
@@ -52,8 +52,7 @@ class HeldSession:
 
     def decode(self, token, pos):
         self.entered.set()
-        with self.scheduler._queued:
-            self.scheduler._queued.wait_for(lambda: len(self.scheduler._queue) == self.n)
+        self.scheduler.watch(lambda: len(self.scheduler._queue) == self.n)
         return self.session.decode(token, pos)
 
 
@@ -186,8 +185,7 @@ def test_a_leader_lets_the_last_passs_sessions_queue_again_so_handles_stay_one_p
     def first_pass_held(pass_steps):  # a's first step runs alone, once b's first step is queued behind it
         if not entered.is_set():
             entered.set()
-            with scheduler._queued:
-                scheduler._queued.wait_for(lambda: len(scheduler._queue) == 1)
+            scheduler.watch(lambda: len(scheduler._queue) == 1)
         run(pass_steps)
 
     scheduler._run = first_pass_held
@@ -226,9 +224,8 @@ def test_a_caller_alone_never_waits_for_anyone_however_long_the_gather_may_be(mo
 
 
 def gathering(scheduler) -> None:
-    """Until a leader is gathering the last pass's sessions (the scheduler notifies `_queued` as it starts)."""
-    with scheduler._queued:
-        scheduler._queued.wait_for(lambda: scheduler._gatherer is not None)
+    """Until a leader is gathering the last pass's sessions (a watcher is woken as it starts)."""
+    scheduler.watch(lambda: scheduler._gatherer is not None)
 
 
 def test_the_last_of_the_last_passs_sessions_to_queue_runs_the_gathered_pass_on_its_own_thread(model, monkeypatch):
@@ -262,8 +259,7 @@ def test_the_last_of_the_last_passs_sessions_to_queue_runs_the_gathered_pass_on_
     gathering(scheduler)  # a leads and waits for b and c
     second = threading.Thread(target=call, args=("b", b, 5), name="b")
     second.start()
-    with scheduler._queued:
-        scheduler._queued.wait_for(lambda: len(scheduler._queue) == 2)
+    scheduler.watch(lambda: len(scheduler._queue) == 2)
     last = threading.Thread(target=call, args=("c", c, 6), name="c")
     last.start()
     for t in (leader, second, last):
