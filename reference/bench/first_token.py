@@ -23,6 +23,22 @@ that share is at most COLD_LIMIT, else the bench stops with the share it
 found. Models, states and runners interleave round by round; the table gives
 medians, ranges, and the ratio round by round.
 
+The runners' order, rotated round by round. A child's load writes fresh
+memory (ggufsm's repack, the KV cache), and on a guest whose free memory the
+host takes back (virtio_balloon's free page reporting) the first touch of a
+page the host no longer backs waits for the host: which pages a child gets
+depends on what the child before it freed. A ggufsm child that followed
+another ggufsm child read 1.48x faster than the one before it (0.93-4.10x,
+the same build as both runners), and one that followed llama.cpp's child
+(which frees little anonymous memory) paid most. No counter shows the host's
+state: the balloon's reporting interrupts (/proc/interrupts) barely move
+across many children, and a child that waited 5-8 s after another read as
+fast as one that did not. So the order is made even rather than waited out:
+round r runs the runners in the r-th of their n! orders, so over n! rounds (6
+for three runners, 2 for two) each runner follows each other one alike, and
+each sample keeps the runner whose child ran just before it (`after`); the
+order table gives each runner's first token by its predecessor.
+
 `--baseline-python PY` adds the runner `ggufsm baseline`: the same child
 run by another installation's interpreter (an A/B of two builds, measured
 interleaved with the rest).
@@ -31,6 +47,7 @@ interleaved with the rest).
 from __future__ import annotations
 
 import ctypes
+import itertools
 import json
 import mmap
 import os
@@ -46,6 +63,7 @@ STATES = ("warm", "cold")
 COLD_LIMIT = 0.01  # the largest resident share of the file a cold child may start with
 EVICT_ATTEMPTS = 3
 OURS, BASELINE, PEER = "ggufsm", "ggufsm baseline", "llama.cpp"
+NOTHING = "none"  # the predecessor of an invocation's first child
 # Plain English prose, the start of the other runtime benchmark's text: 32 tokens on SmolLM2, 33 with BOS on Gemma 3.
 PROMPT = ("The quick brown fox jumps over the lazy dog while the farmer watches from the old wooden porch. "
           "In the morning the market opens early, and traders bring apples,")
@@ -144,20 +162,30 @@ def run(args) -> int:
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="ggufsm-first-token-", dir=paths[0].parent) as scratch:
         copies = {(path, runner): private_copy(path, Path(scratch), runner) for path in paths for runner in runners}
-        for _ in range(args.repeat):
+        previous = NOTHING
+        for round_index in range(args.repeat):
             for path in paths:
                 for state in STATES:
-                    for runner in runners:
+                    for runner in runner_order(runners, round_index):
                         copy = copies[(path, runner)]
                         share = make_cold(copy) if state == "cold" else warm(copy)
                         sample = measure_in_child(interpreters[runner], PEER if runner == PEER else OURS, copy, args.threads)
                         sample["resident"] = share
+                        sample["after"], previous = previous, runner
                         figures.setdefault((path.name, state, runner), []).append(sample)
     load.append(os.getloadavg()[0])
     if record is not None:
         add_to_record(record, paths, runners, figures)
     print(render(paths, args, runners, figures, load))
     return 0
+
+
+def runner_order(runners: list[str], round_index: int) -> list[str]:
+    """The runners in round `round_index`'s order: the round-th of their permutations (cycling), so over n!
+    rounds each runner follows each other runner alike. A rotation would not do: it keeps the cycle, and each
+    runner would always follow the same one. The ratios pair samples of the same round, whatever the order."""
+    orders = list(itertools.permutations(runners))
+    return list(orders[round_index % len(orders)])
 
 
 def measure_in_child(python: str, kind: str, path: Path, threads: int) -> dict:
@@ -170,6 +198,8 @@ def measure_in_child(python: str, kind: str, path: Path, threads: int) -> dict:
 
 
 def add_to_record(record, paths: list[Path], runners: list[str], figures) -> None:
+    from ggufsm.reference.bench.record import OBSERVED  # not at the top: the children run this file too
+
     for path in paths:
         record.model(path)
     if PEER in runners:
@@ -181,6 +211,10 @@ def add_to_record(record, paths: list[Path], runners: list[str], figures) -> Non
             record.sample(f"{model} {runner} file resident {state}", sample["resident"], "share", runner=runner,
                           better="lower")
             record.sample(f"{model} {runner} prompt tokens {state}", sample["prompt_tokens"], "tokens", runner=runner)
+            record.sample(f"{model} {runner} first_token_s {state} after {sample['after']}", sample["first_token_s"],
+                          "s", runner=runner, better="lower")
+    record.fact("first-token runner order", "permuted round by round (round r: the r-th of the runners' n! orders)", OBSERVED,
+                "reference/bench/first_token.py runner_order; each sample's predecessor in its 'after' name")
     for path in paths:
         for state in STATES:
             for other in runners[1:]:
@@ -200,7 +234,8 @@ def render(paths: list[Path], args, runners: list[str], figures, load: list[floa
     lines = [f"{args.threads} threads, {args.repeat} rounds (models, page-cache states and runners interleaved), "
              f"load average {load[0]:.2f} before / {load[1]:.2f} after; each runner reads a private copy of the "
              f"model: warm read through before the child, cold evicted to at most {COLD_LIMIT:.0%} resident "
-             "(mincore) before the child", "",
+             "(mincore) before the child; the runners' order changed round by round (round r: the r-th of their n! "
+             f"orders; {len(runners)}! rounds balance who follows whom)", "",
              row(["model", "page cache", "runner", "resident", "prompt tokens", "import s", "load s", "first token s",
                   *(f"{OURS} / {other}" for other in runners[1:])]),
              row(["---"] * 3 + ["---:"] * (5 + len(runners) - 1))]
@@ -222,6 +257,19 @@ def render(paths: list[Path], args, runners: list[str], figures, load: list[floa
                 lines.append(row([path.name, state, runner, f"{min(resident):.0%}-{max(resident):.0%}",
                                   ",".join(map(str, tokens)), cell([r["import_s"] for r in runs]),
                                   cell([r["load_s"] for r in runs]), cell([r["first_token_s"] for r in runs]), *ratios]))
+    lines += ["", f"First token s by the runner whose child ran just before (order permuted round by round): median "
+                  f"(samples); '{NOTHING}' is the invocation's first child", "",
+              row(["model", "page cache", "runner", *(f"after {p}" for p in [*runners, NOTHING])]),
+              row(["---"] * 3 + ["---:"] * (len(runners) + 1))]
+    for path in paths:
+        for state in STATES:
+            for runner in runners:
+                runs = figures[(path.name, state, runner)]
+                cells = []
+                for before in [*runners, NOTHING]:
+                    times = [r["first_token_s"] for r in runs if r["after"] == before]
+                    cells.append(f"{statistics.median(times):.3f} ({len(times)})" if times else "-")
+                lines.append(row([path.name, state, runner, *cells]))
     return "\n".join(lines)
 
 
