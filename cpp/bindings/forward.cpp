@@ -208,6 +208,29 @@ void forward(py::module_& m) {
             d["huge_page_bytes"] = r ? r->huge_page_bytes() : 0;
             return d;
         }, "the output's Rows8 copy: its bytes and of them in 2 MiB pages (0 before the repack)")
+        .def_property_readonly("repacked_huge_page_bytes", &LlamaModel::repacked_huge_page_bytes,
+                               "bytes of the repacked matrices' own mapping the kernel backs with 2 MiB pages now (AnonHugePages)")
+        .def_property_readonly(
+            "repacked_collapse",
+            [](const LlamaModel& model) -> py::object {
+                const HugePageCollapse* c = model.repacked_collapse();
+                if (!c) return py::none();
+                static const char* const names[] = {"waiting", "collapsing", "done", "cancelled"};
+                return py::str(names[int(c->state())]);
+            },
+            "the repacked matrices' move onto 2 MiB pages after the first pass (runtime/huge_page_collapse.h): None (no "
+            "such mapping, or set_layer_page_collapse(False) at load), 'waiting' (for the first pass to end), "
+            "'collapsing', 'done' or 'cancelled'")
+        .def(
+            "wait_repacked_collapse",
+            [](const LlamaModel& model, bool start) {
+                HugePageCollapse* c = model.repacked_collapse();
+                if (!c) return;
+                py::gil_scoped_release release;
+                if (start) c->start();
+                c->wait_done();
+            },
+            py::arg("start") = false, "block until the collapse has ended; start: start it now rather than after the first pass")
         .def_property_readonly("weights_copied", &LlamaModel::copy_bytes, "bytes of the weights' huge-page copy (0: read in place)")
         .def_property_readonly("weights_in_huge_pages", &LlamaModel::huge_page_bytes,
                                "bytes of that copy the kernel backs with 2 MiB pages now (AnonHugePages)")
@@ -232,6 +255,10 @@ void forward(py::module_& m) {
           "whether models loaded from now on repack their Q8_0 output matrix after the first pass (default on; "
           "forward/output_repack.h): off, it stays in the file's layout, read in the same float order");
     m.def("output_repack_enabled", &output_repack_enabled);
+    m.def("set_layer_page_collapse", &set_layer_page_collapse, py::arg("on"),
+          "whether models loaded from now on write their repacked layer matrices on 4 KiB pages and move them onto 2 MiB "
+          "pages after the first pass (default on; runtime/huge_page_collapse.h), or fault them in as 2 MiB pages at load");
+    m.def("layer_page_collapse_enabled", &layer_page_collapse_enabled);
 
     py::class_<LlamaSession>(m, "LlamaSession", "One sequence over a LlamaModel: KV cache (f16), scratch, logits.")
         .def(py::init([](std::shared_ptr<LlamaModel> model, int64_t n_ctx, int64_t n_batch) {

@@ -38,6 +38,7 @@
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "runtime/huge_page_collapse.h"
 #include "runtime/thread_pool.h"
 
 namespace ggufsm {
@@ -120,6 +121,11 @@ public:
     double repack_seconds() const { return repack_seconds_; }
     // Where the repacked matrices' own mapping starts (0 when they have none: in the huge-page copy, or no repack).
     uintptr_t repacked_address() const { return reinterpret_cast<uintptr_t>(packed_); }
+    // Bytes of that mapping the kernel backs with 2 MiB pages now (AnonHugePages), and the collapse that
+    // moves it onto them after the first pass (runtime/huge_page_collapse.h), or nullptr (no such mapping,
+    // or set_layer_page_collapse(false) at load: faulted in as 2 MiB pages).
+    size_t repacked_huge_page_bytes() const;
+    HugePageCollapse* repacked_collapse() const { return collapse_.get(); }
     // The finite-weights check of the matrices this load read anyway, made in that read: per matrix
     // in the file's layout (by the byte offset of its tensor in the file), the byte offset within
     // it of its first NaN or infinite fp16 block scale, or -1. Filled with repack (not with the
@@ -138,20 +144,22 @@ public:
     const WeightView& token_embd() const { return output_repack_ && tied_ ? output_repack_->current() : weights_.token_embd; }
     // One pass's reads of output() and token_embd(): the views stay the same from construction to
     // destruction (the swap waits for a moment with no pass in flight); the first one's end starts the
-    // output's repack.
+    // output's repack and the repacked layers' collapse onto 2 MiB pages.
     class PassReads {
     public:
-        explicit PassReads(const LlamaModel& model) : repack_(model.output_repack_.get()) {
+        explicit PassReads(const LlamaModel& model) : repack_(model.output_repack_.get()), collapse_(model.collapse_.get()) {
             if (repack_) repack_->enter();
         }
         ~PassReads() {
             if (repack_) repack_->leave();
+            if (collapse_) collapse_->start();
         }
         PassReads(const PassReads&) = delete;
         PassReads& operator=(const PassReads&) = delete;
 
     private:
         OutputRepack* repack_;
+        HugePageCollapse* collapse_;
     };
     // The output's background repack, or nullptr (not Q8_0, rows % 8 != 0, no repack, the huge-page copy,
     // or set_output_repack(false) at load).
@@ -173,6 +181,7 @@ private:
     std::vector<ScaleCheck> scales_checked_;
     bool tied_ = false;  // the output matrix is the token embedding
     std::unique_ptr<OutputRepack> output_repack_;
+    std::unique_ptr<HugePageCollapse> collapse_;  // packed_ onto 2 MiB pages after the first pass
     void place_in_huge_pages();
     void repack_layers();
     void check_q8_0_scales();

@@ -287,17 +287,20 @@ void LlamaModel::repack_layers() {
         constexpr size_t kAlign = 64;
         size_t total = 0;
         for (WeightView* v : apart) total += (rows8_bytes(*v) + kAlign - 1) / kAlign * kAlign;
-        // 2 MiB pages where the kernel grants them (advice only): a decode step streams these
-        // matrices, and on 4 KiB pages the hardware prefetchers start over at every page (the
-        // streaming sum reads 15.7 GB/s on 4 KiB pages, 21.3 on 2 MiB, one thread). The repack
-        // below is each page's first touch, so this costs no copy.
+        // 2 MiB pages in the end (a decode step streams these matrices: 15.7 GB/s on 4 KiB pages, 21.3
+        // on 2 MiB, one thread), but written on 4 KiB pages and collapsed after the first pass, off the
+        // first token's path (runtime/huge_page_collapse.h: a fresh 2 MiB page's first touch is the one a
+        // host taking free memory back makes slowest); with the collapse off, faulted in as 2 MiB pages by
+        // the repack's first touch.
         const size_t page = size_t(sysconf(_SC_PAGESIZE));
         packed_bytes_ = (total + page - 1) / page * page;  // a partial last 2 MiB stays on 4 KiB pages (not a huge page's RSS)
-        packed_ = map_huge_page_aligned(packed_bytes_);
+        const bool collapse_later = layer_page_collapse_enabled();
+        packed_ = map_huge_page_aligned(packed_bytes_, !collapse_later);
         if (packed_ == nullptr) {
             packed_bytes_ = 0;
             throw Error(code::ModelUnavailable, "cannot allocate " + std::to_string(total) + " bytes for the repacked weights");
         }
+        if (collapse_later) collapse_ = std::make_unique<HugePageCollapse>(packed_, packed_bytes_);
         size_t at = 0;
         for (WeightView* v : apart) {
             // From the file map (not the huge-page copy) the matrix's offset in the file names its tensor:
@@ -367,6 +370,7 @@ void LlamaModel::read_through(const void* at) const {
 }
 
 void LlamaModel::release() {
+    collapse_.reset();
     if (copy_) munmap(copy_, copy_bytes_);
     if (packed_) munmap(packed_, packed_bytes_);
     copy_ = packed_ = nullptr;
@@ -374,10 +378,13 @@ void LlamaModel::release() {
 
 LlamaModel::~LlamaModel() {
     output_repack_.reset();  // cancels a repack under way and waits for its thread
+    collapse_.reset();       // likewise the collapse, before its mapping goes
     release();
 }
 
 size_t LlamaModel::huge_page_bytes() const { return copy_ ? anon_huge_page_bytes(copy_) : 0; }
+
+size_t LlamaModel::repacked_huge_page_bytes() const { return packed_ ? anon_huge_page_bytes(packed_) : 0; }
 
 namespace {
 std::mutex pools_mutex;

@@ -37,10 +37,11 @@ inline size_t anon_huge_page_bytes(const void* start) {
 constexpr size_t kHugePageBytes = size_t(2) << 20;
 
 // `bytes` (a multiple of the page size) of anonymous memory starting on a 2 MiB boundary,
-// advised MADV_HUGEPAGE, or nullptr. THP backs only aligned 2 MiB ranges: an unaligned mapping keeps its
+// advised MADV_HUGEPAGE (huge) or MADV_NOHUGEPAGE (a mapping to fill on 4 KiB pages and collapse
+// later: runtime/huge_page_collapse.h), or nullptr. THP backs only aligned 2 MiB ranges: an unaligned mapping keeps its
 // first and last partial 2 MiB on 4 KiB pages (the repacked SmolLM2 matrices, 63 MiB, got 60 or
 // 62 MiB of huge pages by where ASLR put them, and 500 more page faults in the first case).
-inline uint8_t* map_huge_page_aligned(size_t bytes) {
+inline uint8_t* map_huge_page_aligned(size_t bytes, bool huge = true) {
     // Over-allocate by one huge page and trim both ends to the boundary.
     void* raw = mmap(nullptr, bytes + kHugePageBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) return nullptr;
@@ -48,7 +49,7 @@ inline uint8_t* map_huge_page_aligned(size_t bytes) {
     const size_t lead = (kHugePageBytes - reinterpret_cast<uintptr_t>(base) % kHugePageBytes) % kHugePageBytes;
     if (lead) munmap(base, lead);
     if (kHugePageBytes - lead) munmap(base + lead + bytes, kHugePageBytes - lead);
-    madvise(base + lead, bytes, MADV_HUGEPAGE);  // advice only: a kernel without THP keeps 4 KiB pages
+    madvise(base + lead, bytes, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);  // advice only: a kernel without THP keeps 4 KiB pages
     return base + lead;
 }
 

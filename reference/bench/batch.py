@@ -91,6 +91,7 @@ def run(args) -> int:
     # The output matrix's repack after the first pass (cpp/forward/output_repack.h) finishes the load: done here,
     # so no round's first steps share the cores with it.
     anchor._lifecycle.resident.session.model._core.wait_output_repack(start=True)
+    anchor._lifecycle.resident.session.model._core.wait_repacked_collapse(start=True)  # the layers onto 2 MiB pages: load too
     n_vocab = anchor._model.tokenizer.vocab_size
     rng = np.random.default_rng(0)
     prompts = rng.integers(3, n_vocab, size=(max(counts), PROMPT)).tolist()

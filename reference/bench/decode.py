@@ -116,6 +116,7 @@ def run(args) -> int:
         # The output matrix's repack after the first pass (cpp/forward/output_repack.h) is load: timed as load,
         # not inside the first round's decode steps.
         models[name].wait_output_repack(start=True)
+        models[name].wait_repacked_collapse(start=True)  # the layers' move onto 2 MiB pages after the first pass: load too
         load_s = time.perf_counter() - started
         models[name] = (models[name], load_s)
     # Contender -> its step shape (set_step_shape's arguments), or None: the default shape.

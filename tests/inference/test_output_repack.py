@@ -12,13 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bit_runs import N_CTX, PROMPT, batched_run, greedy_run, threads_now
 
 from ggufsm import _core
 from ggufsm.conformance.fixtures.tiny_models import write_tiny_gemma3
 from ggufsm.reference.model.gguf_file import open_gguf
-
-N_CTX = 64
-PROMPT = [1, 5, 9, 2, 7]
 
 
 @pytest.fixture
@@ -40,42 +38,12 @@ def tiny_gemma3(tmp_path_factory) -> Path:
     return write_tiny_gemma3(tmp_path_factory.mktemp("outrepack") / "tiny.gguf")
 
 
-def bits(a):
-    return np.asarray(a).view(np.uint32).copy()
-
-
-def greedy_run(model, steps: int, wait_for_swap: bool):
-    """A session's prompt and `steps` greedy decodes: the logits of each pass; with wait_for_swap, the output's
-    repack is waited for after the prompt, so every decode reads the Rows8 copy."""
-    session = _core.LlamaSession(model, N_CTX)
-    out = [bits(session.prefill(PROMPT, 0))]
-    if wait_for_swap:
+def wait_for_swap(model):
+    def wait():
         model.wait_output_repack()
         assert model.output_repack == "swapped"
-    pos = len(PROMPT)
-    for _ in range(steps):
-        token = int(np.argmax(session.logits))
-        out.append(bits(session.decode(token, pos)))
-        pos += 1
-    return out
 
-
-def batched_run(model, steps: int):
-    """Two sessions (different prompts) decoding as one batch: the logits of each step, both sessions."""
-    sessions = [_core.LlamaSession(model, N_CTX) for _ in range(2)]
-    tokens, positions = [], []
-    for i, s in enumerate(sessions):
-        prompt = PROMPT[: 3 + i]
-        tokens.append(int(np.argmax(s.prefill(prompt, 0))))
-        positions.append(len(prompt))
-    batch = _core.DecodeBatch(model)
-    out = []
-    for _ in range(steps):
-        batch.decode(sessions, tokens, positions)
-        out.append([bits(s.logits) for s in sessions])
-        tokens = [int(np.argmax(s.logits)) for s in sessions]
-        positions = [p + 1 for p in positions]
-    return out
+    return wait
 
 
 def tokens_and_logits_keep_their_bits_across_the_swap(path, output_repack_off, steps: int) -> None:
@@ -84,8 +52,8 @@ def tokens_and_logits_keep_their_bits_across_the_swap(path, output_repack_off, s
     assert in_file_layout.output_repack is None
     repacking = _core.LlamaModel(open_gguf(path).core, 2)
     assert repacking.output_repack == "waiting"  # nothing repacked at load: the first token does not wait for it
-    expected = greedy_run(in_file_layout, steps, wait_for_swap=False)
-    got = greedy_run(repacking, steps, wait_for_swap=True)
+    expected = greedy_run(in_file_layout, steps)
+    got = greedy_run(repacking, steps, after_prompt=wait_for_swap(repacking))
     for step, (e, g) in enumerate(zip(expected, got, strict=True)):
         assert np.array_equal(e, g), f"pass {step}"
     # Batched, after the swap, against the file layout's batch.
@@ -120,12 +88,6 @@ def test_the_repack_waits_for_the_first_pass_then_swaps_in_a_copy_of_the_matrixs
 def test_a_model_not_repacked_at_load_or_in_the_huge_page_copy_has_no_output_repack(tiny_gemma3):
     assert _core.LlamaModel(open_gguf(tiny_gemma3).core, 1, repack=False).output_repack is None
     assert _core.LlamaModel(open_gguf(tiny_gemma3).core, 1, huge_pages=True).output_repack is None
-
-
-def threads_now() -> set[str]:
-    """The process's thread ids. A test compares sets, not counts: a thread an earlier test left may end
-    meanwhile (CI saw 3 == 4), while a thread this test leaves behind is an id not there before."""
-    return set(os.listdir("/proc/self/task"))
 
 
 def test_freeing_a_model_while_its_output_repacks_joins_the_thread_and_leaves_no_thread_behind(tiny_gemma3):
