@@ -104,6 +104,8 @@ def register_bench(bench_commands) -> None:
     parser.add_argument("--profile", action="store_true",
                         help="instead: the fused forward's time per op of one 512-token prefill and one decode step "
                              "(reference/bench/op_profile.py)")
+    parser.add_argument("--handles", type=int, default=1,
+                        help="with --profile: each decode step K sessions' tokens as one batched pass (default 1)")
     parser.add_argument("--shape", default=None, metavar="NAME=VALUE,...",
                         help="with --profile: the step shaped by these kernels.set_step_shape arguments "
                              "(e.g. walk_part_bytes=65536)")

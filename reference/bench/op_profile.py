@@ -1,6 +1,6 @@
 """Where the time goes: a per-op profile of one prefill and one decode step (`ggufsm bench forward --profile`).
 
-    ggufsm bench forward --profile -m MODEL [-t 2] [--repeat 3] [--decode-tokens 64]
+    ggufsm bench forward --profile -m MODEL [-t 2] [--repeat 3] [--decode-tokens 64] [--handles K]
 
 The fused forward times each op of its passes when a session profiles
 (`_core.LlamaSession.set_profiling`, cpp/forward/forward.h `ForwardProfile`):
@@ -11,7 +11,9 @@ beyond it: the call through the binding (token ids in, logits view out), and
 the sampler on the step's logits, greedy and at the default settings.
 
 Prefill: 512 tokens from position 0. Decode: --decode-tokens steps from
-position 16. Each is run --repeat times; the table gives the median run,
+position 16; with --handles K > 1, each step is K sessions' tokens as one
+batched pass (`_core.DecodeBatch`, the pass K handles' steps meet in), its
+profile the batch's. Each is run --repeat times; the table gives the median run,
 op by op. Decode matrix rows also give the bytes their weights hold per step
 and the read rate that makes (weight bytes / time): a product streaming at the
 machine's read bandwidth is at its limit, one far below it is not.
@@ -52,7 +54,7 @@ def weight_bytes(gguf_file) -> dict[tuple[str, str], int]:
     return dict(out)
 
 
-def profile_model(path: Path, threads: int, repeat: int, decode_tokens: int) -> dict:
+def profile_model(path: Path, threads: int, repeat: int, decode_tokens: int, handles: int = 1) -> dict:
     """{"prefill": [runs], "decode": [runs]}, each run {"wall_s", "pass_s", "ops": {(op, type): seconds}, ...} per pass/step."""
     from ggufsm import _core
     from ggufsm.reference.model.gguf_file import open_gguf
@@ -75,23 +77,30 @@ def profile_model(path: Path, threads: int, repeat: int, decode_tokens: int) -> 
         session.prefill(tokens[:PREFILL_TOKENS], 0)
         runs["prefill"].append(_run(session.profile, time.perf_counter() - started, 1))
 
-        session = _core.LlamaSession(model, n_ctx)
-        session.prefill(tokens[:DECODE_START], 0)
-        session.set_profiling(True)
+        sessions = [_core.LlamaSession(model, n_ctx) for _ in range(handles)]
+        for session in sessions:
+            session.prefill(tokens[:DECODE_START], 0)
+        profiled = sessions[0] if handles == 1 else _core.DecodeBatch(model)
+        profiled.set_profiling(True)
         sampling = dict.fromkeys(samplers, 0.0)
         wall = 0.0
         for step in range(decode_tokens):
+            token, pos = tokens[DECODE_START + step], DECODE_START + step
             started = time.perf_counter()
-            logits = session.decode(tokens[DECODE_START + step], DECODE_START + step)
+            if handles == 1:
+                logits = sessions[0].decode(token, pos)
+            else:
+                profiled.decode(sessions, [token] * handles, [pos] * handles)
+                logits = sessions[0].logits
             wall += time.perf_counter() - started
             for name, sampler in samplers.items():
                 started = time.perf_counter()
                 sampler.sample(logits, tokens[:DECODE_START + step])
                 sampling[name] += time.perf_counter() - started
-        run = _run(session.profile, wall, decode_tokens)
+        run = _run(profiled.profile, wall, decode_tokens)
         run["extra"].update({name: seconds / decode_tokens for name, seconds in sampling.items()})
         runs["decode"].append(run)
-    return {"runs": runs, "bytes": weight_bytes(gguf_file), "model": path.name}
+    return {"runs": runs, "bytes": weight_bytes(gguf_file), "model": path.name, "handles": handles}
 
 
 def _run(profile: dict, wall_s: float, per: int) -> dict:
@@ -126,7 +135,9 @@ def render(result: dict, threads: int, repeat: int, decode_tokens: int, bandwidt
         f"model {result['model']}, {threads} threads, median of {repeat} runs, load average {os.getloadavg()[0]:.2f}"
         + (f", read bandwidth {bandwidth_gbs:.1f} GB/s" if bandwidth_gbs else ""),
         f"prefill: one pass of {PREFILL_TOKENS} tokens, {prefill['wall_s'] * 1e3:.1f} ms; "
-        f"decode: {decode_tokens} steps from position {DECODE_START}, {decode['wall_s'] * 1e6:.0f} us per step (forward call)",
+        f"decode: {decode_tokens} steps from position {DECODE_START}"
+        + (f", each of {result['handles']} sessions batched as one pass" if result["handles"] > 1 else "")
+        + f", {decode['wall_s'] * 1e6:.0f} us per step (forward call)",
         "",
         "| op | weight type | prefill ms | share | decode us/step | share | decode weight MiB | decode GB/s |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -193,12 +204,14 @@ def run(args) -> int:
     from ggufsm.reference.bench.limits import ReadProbe
     from ggufsm.reference.model.registry import resolve
 
+    if getattr(args, "handles", 1) < 1:
+        raise SystemExit(f"--handles {args.handles}: a step needs at least one session")
     path = resolve(args.model, pull=True)
     from ggufsm.reference.bench.decode import parse_shape
 
     kernels.set_step_shape(**parse_shape(getattr(args, "shape", None)))
     try:
-        result = profile_model(path, args.threads, args.repeat, args.decode_tokens)
+        result = profile_model(path, args.threads, args.repeat, args.decode_tokens, getattr(args, "handles", 1))
     finally:
         kernels.set_step_shape()
     pool = kernels.ThreadPool(args.threads)
