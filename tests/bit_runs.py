@@ -5,6 +5,7 @@ process's thread ids, to check that freeing a model leaves none of its threads b
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -13,6 +14,16 @@ from ggufsm import _core
 
 N_CTX = 64
 PROMPT = [1, 5, 9, 2, 7]
+
+
+@contextlib.contextmanager
+def switched_off(set_switch):
+    """Models built inside are built with a process-wide load switch off (set_switch(False)), on again after."""
+    set_switch(False)
+    try:
+        yield
+    finally:
+        set_switch(True)
 
 
 def bits(a):

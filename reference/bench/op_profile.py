@@ -112,6 +112,7 @@ def _run(profile: dict, wall_s: float, per: int) -> dict:
         waits["(walked: entry to leaving)"] = tuple(v / per for v in profile["walked_seconds"])
         waits["(ran parts)"] = tuple(v / per for v in profile["ran_seconds"])
     return {"wall_s": wall_s / per, "pass_s": pass_s, "ops": ops, "waits": waits,
+            "passes": profile["passes"], "rows": profile["rows"],
             "extra": {"between the ops (loop, scratch)": pass_s - sum(ops.values()),
                       "binding + Python call (ids in, logits view out)": wall_s / per - pass_s}}
 

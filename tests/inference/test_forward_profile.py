@@ -85,3 +85,17 @@ def test_a_dispatched_step_has_no_walk_accounting(tmp_path):
     session.set_profiling(True)
     run(session)
     assert session.profile["waits"] == [] and session.profile["walked_seconds"] == (0.0, 0.0)
+
+
+def test_the_bench_profiles_a_batched_step_as_one_pass_of_every_session_s_token(tmp_path):
+    """`bench forward --profile --handles K`: each decode step is K sessions' tokens in one DecodeBatch pass, so the
+    profile counts one pass a step with K rows, and the table says so."""
+    from ggufsm.reference.bench.op_profile import profile_model, render
+
+    path = write_tiny_llama(tmp_path / "tiny.gguf")
+    result = profile_model(path, threads=2, repeat=1, decode_tokens=3, handles=3)
+    decode = result["runs"]["decode"][0]
+    assert result["handles"] == 3
+    assert decode["passes"] == 3 and decode["rows"] == 9
+    table = render(result, 2, 1, 3, None)
+    assert "each of 3 sessions batched as one pass" in table

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bit_runs import N_CTX, PROMPT, batched_run, greedy_run, threads_now
+from bit_runs import N_CTX, PROMPT, batched_run, greedy_run, switched_off, threads_now
 
 from ggufsm import _core
 from ggufsm.conformance.fixtures.tiny_models import write_tiny_gemma3
@@ -22,14 +22,7 @@ from ggufsm.reference.model.gguf_file import open_gguf
 @pytest.fixture
 def output_repack_off():
     """Models built inside `with output_repack_off():` keep their output in the file's layout."""
-    class Off:
-        def __enter__(self):
-            _core.set_output_repack(False)
-
-        def __exit__(self, *exc):
-            _core.set_output_repack(True)
-
-    yield Off
+    yield lambda: switched_off(_core.set_output_repack)
     _core.set_output_repack(True)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bit_runs import N_CTX, PROMPT, batched_run, greedy_run, threads_now
+from bit_runs import N_CTX, PROMPT, batched_run, greedy_run, switched_off, threads_now
 from gguf import GGMLQuantizationType
 
 from ggufsm import _core
@@ -21,14 +21,7 @@ from ggufsm.reference.model.gguf_file import open_gguf
 @pytest.fixture
 def collapse_off():
     """Models built inside `with collapse_off():` fault their repacked matrices in as 2 MiB pages at load."""
-    class Off:
-        def __enter__(self):
-            _core.set_layer_page_collapse(False)
-
-        def __exit__(self, *exc):
-            _core.set_layer_page_collapse(True)
-
-    yield Off
+    yield lambda: switched_off(_core.set_layer_page_collapse)
     _core.set_layer_page_collapse(True)
 
 
