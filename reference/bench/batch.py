@@ -88,10 +88,9 @@ def run(args) -> int:
     anchor = Runtime()  # holds the shared forward between runs, so no run pays a load
     anchor.init_runtime(n_ctx=PROMPT + args.tokens + 8, n_threads=args.threads)
     anchor.load_model(path)
-    # The output matrix's repack after the first pass (cpp/forward/output_repack.h) finishes the load: done here,
-    # so no round's first steps share the cores with it.
-    anchor._lifecycle.resident.session.model._core.wait_output_repack(start=True)
-    anchor._lifecycle.resident.session.model._core.wait_repacked_collapse(start=True)  # the layers onto 2 MiB pages: load too
+    # The work the load leaves for after the first pass (the output's repack, the layers' collapse onto 2 MiB
+    # pages) finishes the load: done here, so no round's first steps share the cores with it.
+    anchor._lifecycle.resident.session.model._core.finish_load()
     n_vocab = anchor._model.tokenizer.vocab_size
     rng = np.random.default_rng(0)
     prompts = rng.integers(3, n_vocab, size=(max(counts), PROMPT)).tolist()

@@ -113,10 +113,9 @@ def run(args) -> int:
     for name, huge in (("in place", False), *([] if step_ab else [("huge pages", True)])):
         started = time.perf_counter()
         models[name] = _core.LlamaModel(gguf_file.core, args.threads, huge_pages=huge)
-        # The output matrix's repack after the first pass (cpp/forward/output_repack.h) is load: timed as load,
-        # not inside the first round's decode steps.
-        models[name].wait_output_repack(start=True)
-        models[name].wait_repacked_collapse(start=True)  # the layers' move onto 2 MiB pages after the first pass: load too
+        # The work the load leaves for after the first pass (the output's repack, the layers' collapse onto
+        # 2 MiB pages) is load: timed as load, not inside the first round's decode steps.
+        models[name].finish_load()
         load_s = time.perf_counter() - started
         models[name] = (models[name], load_s)
     # Contender -> its step shape (set_step_shape's arguments), or None: the default shape.

@@ -41,10 +41,10 @@ def run(args) -> int:
     path = resolve(args.model, pull=True)
     gguf_file = open_gguf(path)
     model = _core.LlamaModel(gguf_file.core, args.threads)
-    # The output matrix's repack after the first pass (cpp/forward/output_repack.h) finishes the load, as
-    # llama-bench's warm-up run finishes its: done here, not inside the first round's timed prefill and decode.
-    model.wait_output_repack(start=True)
-    model.wait_repacked_collapse(start=True)  # the layers' move onto 2 MiB pages after the first pass: load too
+    # The work the load leaves for after the first pass (the output's repack, the layers' collapse onto 2 MiB
+    # pages) finishes the load, as llama-bench's warm-up run finishes its: done here, not inside the first
+    # round's timed prefill and decode.
+    model.finish_load()
     n_ctx = PREFILL + 16
     tokens = np.random.default_rng(0).integers(3, gguf_file.hyperparameters["n_vocab"], size=n_ctx).tolist()
     limits = Limits(args.threads)

@@ -62,8 +62,7 @@ def profile_model(path: Path, threads: int, repeat: int, decode_tokens: int, han
 
     gguf_file = open_gguf(path)
     model = _core.LlamaModel(gguf_file.core, threads)
-    model.wait_output_repack(start=True)  # the output's repack after the first pass: load, not a profiled step
-    model.wait_repacked_collapse(start=True)  # the layers' move onto 2 MiB pages after the first pass: load too
+    model.finish_load()  # the output's repack and the layers' collapse after the first pass: load, not a profiled step
     n_vocab = gguf_file.hyperparameters["n_vocab"]
     tokens = np.random.default_rng(0).integers(3, n_vocab, size=PREFILL_TOKENS + decode_tokens).tolist()
     n_ctx = PREFILL_TOKENS + decode_tokens + 16

@@ -62,8 +62,7 @@ def run(args) -> int:
     for name, repack in (("repacked", True), ("file layout", False)):
         started = time.perf_counter()
         models[name] = _core.LlamaModel(gguf_file.core, args.threads, repack=repack)
-        models[name].wait_output_repack(start=True)  # the output's repack after the first pass is load, not prefill
-        models[name].wait_repacked_collapse(start=True)  # the layers' move onto 2 MiB pages after the first pass: load too
+        models[name].finish_load()  # the output's repack and the layers' collapse after the first pass: load, not prefill
         load_s[name] = time.perf_counter() - started
     tokens = np.random.default_rng(0).integers(3, gguf_file.hyperparameters["n_vocab"], size=args.tokens).tolist()
     series: dict[str, list[float]] = {name: [] for name in models}

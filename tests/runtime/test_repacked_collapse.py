@@ -14,7 +14,7 @@ from bit_runs import N_CTX, PROMPT, batched_run, greedy_run, switched_off, threa
 from gguf import GGMLQuantizationType
 
 from ggufsm import _core
-from ggufsm.conformance.fixtures.tiny_models import write_tiny_llama
+from ggufsm.conformance.fixtures.tiny_models import write_tiny_gemma3, write_tiny_llama
 from ggufsm.reference.model.gguf_file import open_gguf
 
 
@@ -95,3 +95,18 @@ def test_tokens_and_logits_keep_their_bits_across_the_collapse_one_session_and_b
     for step, (e, g) in enumerate(zip(batched_run(faulted_huge, 3), batched_run(collapsing, 3), strict=True)):
         for i in range(2):
             assert np.array_equal(e[i], g[i]), f"step {step}, session {i}"
+
+
+
+@pytest.mark.parametrize("write", [
+    lambda path: write_tiny_llama(path, seed=0, matrix_type=GGMLQuantizationType.Q4_0),  # repacked layers, no Q8_0 output
+    write_tiny_gemma3,  # a Q8_0 output to repack, no repacked layers
+], ids=["collapse", "output-repack"])
+def test_finish_load_ends_the_work_a_load_leaves_for_after_the_first_pass_with_no_pass(write, tmp_path):
+    """What the benches time as load: the output's repack and the layers' collapse, started now and waited for."""
+    model = _core.LlamaModel(open_gguf(write(tmp_path / "tiny.gguf")).core, 2)
+    pending = {"repacked_collapse": model.repacked_collapse, "output_repack": model.output_repack}
+    assert "waiting" in pending.values()
+    model.finish_load()
+    assert model.repacked_collapse in (None, "done") and model.output_repack in (None, "swapped")
+    assert model.repacked_collapse != pending["repacked_collapse"] or model.output_repack != pending["output_repack"]
