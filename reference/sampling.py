@@ -65,6 +65,7 @@ class Sampler:
     def __init__(self, config: SamplingConfig):
         self.config = config.validated()
         self._greedy = self.config.is_greedy  # asked each token: a property call fewer
+        self._penalised = penalises(self.config)  # and the penalty's call only when it changes a logit
         self._generator: np.random.Generator | None = None
 
     @property
@@ -82,13 +83,14 @@ class Sampler:
             self._generator = None
         self.config = config.validated()
         self._greedy = self.config.is_greedy
+        self._penalised = penalises(self.config)
 
     def sample(self, logits: np.ndarray, recent_tokens: Sequence[int]) -> int:
         """logits: (n_vocab,) float32 of the last position; recent_tokens: the request's tokens so far.
         Non-finite logits are refused (InvalidModel), never drawn from: a NaN compares false with
         everything, so argmax and the draw would pick an arbitrary token."""
         if self._greedy:
-            return greedy_token(logits, apply_repetition_penalty(logits, recent_tokens, self.config))
+            return greedy_token(logits, apply_repetition_penalty(logits, recent_tokens, self.config) if self._penalised else logits)
         check_finite(logits)
         scores = apply_repetition_penalty(logits, recent_tokens, self.config)
         candidates, candidate_scores = _truncate(scores, self.config)
@@ -123,8 +125,13 @@ def check_finite(logits: np.ndarray) -> None:
                               "overflow float32 on this input")
 
 
+def penalises(config: SamplingConfig) -> bool:
+    """Whether the repetition penalty of `config` can change a logit."""
+    return config.repetition_penalty != 1.0 and config.repeat_last_n != 0
+
+
 def apply_repetition_penalty(logits: np.ndarray, recent_tokens: Sequence[int], config: SamplingConfig) -> np.ndarray:
-    if config.repetition_penalty == 1.0 or config.repeat_last_n == 0 or not recent_tokens:
+    if not penalises(config) or not recent_tokens:
         return logits
     window = np.unique(np.asarray(recent_tokens[-config.repeat_last_n:], dtype=np.int64))
     penalised = logits.copy()

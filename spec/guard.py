@@ -60,7 +60,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from transitions import Machine, MachineError
 from transitions.core import Condition, Event, Transition
@@ -107,9 +107,13 @@ class Decision:
     def __init__(self) -> None:
         self.values: dict[str, bool] = {}
         self.reasons: list[str] = []
-        self.reasons_of: dict[str, list[str]] = {}   # guard -> the reasons its function gave
-        self.raised: dict[str, GgufsmError] = {}  # guard -> the named error its function raised
         self.step: Step | None = None
+
+    # Shared empty mappings until a guard gives a reason or raises, when `evaluate` gives the Decision its own:
+    # most operations have neither, and two dicts a command were allocations in the Python a batched token
+    # touches cold.
+    reasons_of: Mapping[str, list[str]] = MappingProxyType({})  # guard -> the reasons its function gave
+    raised: Mapping[str, GgufsmError] = MappingProxyType({})  # guard -> the named error its function raised
 
     def holds(self, condition: bool, reason: str) -> bool:
         """For guard functions: the condition, keeping the reason when it does not hold."""
@@ -124,10 +128,10 @@ class Decision:
         except GgufsmError as error:
             value = False
             self.reasons.append(error.message)
-            self.raised[guard] = error
+            self.raised = {**self.raised, guard: error}
         self.values[guard] = value
         if len(self.reasons) > first:  # a guard that gave no reason has no entry (a list less per guard asked)
-            self.reasons_of[guard] = self.reasons[first:]
+            self.reasons_of = {**self.reasons_of, guard: self.reasons[first:]}
         return value
 
     def reasons_for(self, step: Step) -> list[str]:
@@ -228,7 +232,12 @@ class TableEvent(Event):
         if transitions is None:
             raise MachineError(f"Can't trigger event {self.name} from state {name}!")
         machine = self.machine
-        for transition in cast("list[GuardedTransition]", transitions):  # the machine's transition_cls
+        # The machine's transition_cls; typing.cast at run time was a Python call a fire, two a token.
+        if TYPE_CHECKING:
+            guarded = cast("list[GuardedTransition]", transitions)
+        else:
+            guarded = transitions
+        for transition in guarded:
             if transition.take(model, decision, machine):
                 return True
         return False

@@ -117,7 +117,9 @@ class FusedSession:
     def decode(self, token: int, pos: int) -> np.ndarray:
         """One token at position pos, attending to the cache's positions 0..pos; logits [n_vocab] (as prefill).
         Batched or not, the same logits, bit for bit (tests/runtime/test_batching.py)."""
-        session = self._running()
+        session = self._core
+        if session is None or self.model._core is None:  # _running's check, without its frame each token
+            session = self._running()
         if self.scheduler is not None:
             return self.scheduler.decode(session, token, pos, self._logits)
         return session.decode(token, pos)

@@ -130,7 +130,8 @@ class DecodeScheduler:
         step = _Step(session, token, pos)
         with self._lock:
             self._queue.append(step)
-            self._notify()
+            if self._watchers:  # the check here, not in _notify: a frame less a step
+                self._notify()
             self._awaited.discard(id(session))
             if not self._running:  # nothing running or gathering: this caller leads
                 self._running = True
@@ -223,11 +224,12 @@ class DecodeScheduler:
             self._run(steps)
         finally:
             with self._lock:
-                self._awaited = {id(step.session) for step in steps}
                 self._last_pass_s = time.perf_counter() - started
                 self.pass_seconds += self._last_pass_s
+                awaited = self._awaited = set()  # filled in the loop: a set comprehension is a frame of its own
                 for step in steps:
                     step.ran = True
+                    awaited.add(id(step.session))
                 if self._queue:  # steps queued during the pass: the first one's caller leads the next
                     successor = self._queue[0]
                     assert successor.done is not None  # it was queued behind a running pass: it sleeps

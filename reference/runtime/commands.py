@@ -30,10 +30,10 @@ from ggufsm.spec.names import State
 
 
 class Command(Decision):
-    def __init__(self) -> None:
-        super().__init__()
-        self.error: GgufsmError | None = None   # the table's error, once ``fail`` recorded it
-        self.cause: BaseException | None = None  # what made it (a guard's named error, a failed callback)
+    # Defaults read off the class until a command sets its own (no __init__ of its own: each level of
+    # __init__ a command is made through is a frame, in the Python a batched token touches cold).
+    error: GgufsmError | None = None   # the table's error, once ``fail`` recorded it
+    cause: BaseException | None = None  # what made it (a guard's named error, a failed callback)
 
     def start(self, resident: Resident) -> None:
         pass
@@ -123,21 +123,23 @@ class Forward(Command):
     sampler refuses non-finite logits with InvalidModel (logits_finite decides); the session refuses a
     file that changed with ModelUnavailable (model_intact decides)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.nonfinite_logits = ""   # why the logits could not be sampled, or ""
-        # A decode step of this command ran and the file held in the checks around its pass (cpp/forward: after
-        # the pass read the weights), and the token was sampled from that pass: model_intact holds without
-        # asking the file again (an fstat through the C++ core, each token, in the Python a token touches cold).
-        self.file_checked_by_pass = False
+    nonfinite_logits = ""   # why the logits could not be sampled, or ""
+    # A decode step of this command ran and the file held in the checks around its pass (cpp/forward: after
+    # the pass read the weights), and the token was sampled from that pass: model_intact holds without
+    # asking the file again (an fstat through the C++ core, each token, in the Python a token touches cold).
+    file_checked_by_pass = False
 
-    def run_forward(self, work: Callable[[], None]) -> None:
+    def run(self, resident: Resident) -> None:
         try:
-            work()
+            self.work(resident)
         except ModelUnavailable as error:   # the file changed under the forward
             self.cause = error
         except InvalidModel as error:       # the forward overflowed: nothing was sampled from it
             self.cause, self.nonfinite_logits = error, error.message
+
+    def work(self, resident: Resident) -> None:
+        """The forwards and what is taken from them (a method, not a closure made each token)."""
+        raise NotImplementedError(f"{type(self).__name__} runs no forward")
 
 
 class Generate(Forward):
@@ -165,19 +167,19 @@ class Generate(Forward):
         resident.request = resident.running = self.request
 
     def run(self, resident: Resident) -> None:
-        request = self.request
-        assert request is not None and resident.model is not None
-        end_ids = set(resident.model.tokenizer.eot_ids) if self.stop_at_eos else set()
-
-        def work() -> None:
-            request.prefill(resident.session)
-            request.run(resident.session, self.max_tokens, self.on_token, end_ids)
-            self.cause = request.callback_error
         try:
-            self.run_forward(work)
+            super().run(resident)
         finally:  # its token loop is over: handles batched with it need not wait for its next step
             if resident.session is not None:
                 resident.session.idle()
+
+    def work(self, resident: Resident) -> None:
+        request = self.request
+        assert request is not None and resident.model is not None
+        end_ids = set(resident.model.tokenizer.eot_ids) if self.stop_at_eos else set()
+        request.prefill(resident.session)
+        request.run(resident.session, self.max_tokens, self.on_token, end_ids)
+        self.cause = request.callback_error
 
     def commit(self, resident: Resident) -> None:
         assert self.request is not None
@@ -189,22 +191,17 @@ class Generate(Forward):
 
 
 class GenerateNextToken(Forward):
-    def __init__(self) -> None:
-        super().__init__()
-        self.event: TokenEvent | None = None
+    event: TokenEvent | None = None  # the token, once run
 
     def start(self, resident: Resident) -> None:
         resident.running = resident.request
 
-    def run(self, resident: Resident) -> None:
+    def work(self, resident: Resident) -> None:
         request = resident.request
         assert request is not None
-
-        def work() -> None:
-            decoded = request.n_decoded
-            self.event = request.next_token(resident.session)
-            self.file_checked_by_pass = request.n_decoded > decoded
-        self.run_forward(work)
+        decoded = request.n_decoded
+        self.event = request.next_token(resident.session)
+        self.file_checked_by_pass = request.n_decoded > decoded
 
     def commit(self, resident: Resident) -> None:
         resident.running = None

@@ -57,8 +57,9 @@ class Guards:
         assert self.resident.session is not None, "context_left is a guard of states with a model"
         request, n_ctx = self.resident.request, self.resident.session.n_ctx
         n_past = request.n_past if request is not None else 0
-        return command.holds(request is not None and n_past < n_ctx,
-                             f"the context is full: {n_past} of {n_ctx} positions used")
+        if request is not None and n_past < n_ctx:  # asked every token: no reason formatted when it holds
+            return True
+        return command.holds(False, f"the context is full: {n_past} of {n_ctx} positions used")
 
     # ─── known while the operation runs, from what its work found ──
 
@@ -81,7 +82,7 @@ class Guards:
 
     def logits_finite(self, command: Forward) -> bool:
         # Asked only once model_intact held: non-finite logits from a changed file are that file's fault.
-        return command.holds(not command.nonfinite_logits, command.nonfinite_logits)
+        return not command.nonfinite_logits or command.holds(False, command.nonfinite_logits)
 
     def cancelled(self, command: Generate) -> bool:
         request = command.request

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from ggufsm.reference.runtime.commands import Cancel, Command
 from ggufsm.reference.runtime.config import RuntimeConfig
 from ggufsm.reference.runtime.guards import Guards
-from ggufsm.reference.runtime.resident import Resident
+from ggufsm.reference.runtime.resident import DROPPABLE, Resident
 from ggufsm.spec.errors import error_class
 from ggufsm.spec.guard import Step, StepKind, lifecycle_machine
 from ggufsm.spec.names import Operation, ResidentDatum
@@ -55,6 +55,9 @@ class Lifecycle(Guards):
         self.resident = Resident()
         self.lock = threading.Lock()  # held while a command runs
         self._allowed = {name: entry.required | entry.optional for name, entry in spec.states.items()}
+        # The states whose entry can drop something; entering another (Generating and ContinuationReady, twice a
+        # generate_next_token) skips keep_only's call.
+        self._dropping = {name for name, allowed in self._allowed.items() if not DROPPABLE <= allowed}
         self.machine = lifecycle_machine(spec)
         self.machine.attach(self)
         # A command waiting behind another takes the lock the moment it is released, so a state query
@@ -136,7 +139,8 @@ class Lifecycle(Guards):
             command.cause = next(iter(command.raised.values()))
 
     def keep_allowed(self, command: Command) -> None:
-        self.resident.keep_only(self._allowed[self.state])
+        if self.state in self._dropping:
+            self.resident.keep_only(self._allowed[self.state])
 
     def _refusal(self, step: Step) -> str:
         allowed = self.spec.states[step.source].allowed_summary

@@ -112,7 +112,7 @@ class Request:
         assert self.logits is not None, "next_token before prefill"
         if self.pending is not None:
             self._decode_pending(session)
-        token_id = self.sampler.sample(self.logits, self.all_token_ids)
+        token_id = self.sampler.sample(self.logits, self._token_ids)  # all_token_ids, without the property's frame
         self.pending = token_id
         self.n_past += 1
         self.generated_token_ids.append(token_id)

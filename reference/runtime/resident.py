@@ -20,6 +20,8 @@ from ggufsm.spec.names import ResidentDatum
 # The data keep_only drops, named once: on Python 3.11 reading a member off an Enum class goes through
 # EnumType.__getattr__'s hook (~0.5 us hot), and keep_only runs twice a generate_next_token.
 _REQUEST, _MODEL, _LAST_ERROR = ResidentDatum.request, ResidentDatum.model, ResidentDatum.last_error
+# Every datum keep_only can drop: a state that allows all of them drops nothing.
+DROPPABLE = frozenset((_REQUEST, _MODEL, _LAST_ERROR))
 
 
 @dataclass

@@ -202,6 +202,18 @@ def test_a_named_error_raised_inside_a_guard_makes_it_false_and_the_tables_outco
     assert walk.decision.reasons == [failing.message] and walk.decision.raised == {"sampling_valid": failing}
 
 
+def test_a_guards_raised_error_and_reasons_stay_on_its_own_decision():
+    # A Decision starts with shared empty mappings and takes its own at its first reason or raised error.
+    oracle = machine_oracle()
+    failing = InvalidSampling("temperature=-1 is out of range")
+    refused = oracle.walk("Ready", "generate", {"input_valid": True, "sampling_valid": failing})
+    clean = oracle.walk("Ready", "generate", {"input_valid": True, "sampling_valid": True, "prompt_fits": True,
+                                              "cancelled": False, "model_intact": True, "logits_finite": True})
+    assert refused.decision.raised == {"sampling_valid": failing}
+    assert refused.decision.reasons_of == {"sampling_valid": [failing.message]}
+    assert not clean.decision.raised and not clean.decision.reasons_of and not clean.decision.reasons
+
+
 def test_a_named_error_raised_while_running_takes_the_exit_the_table_gives_a_false_guard():
     walk = machine_oracle().walk("Freed", "load_model", {"model_readable": True, "model_well_formed": InvalidModel("bad magic")})
     assert (walk.via, walk.to, walk.error) == ("Loading", "RecoverableError", "InvalidModel")
