@@ -266,6 +266,7 @@ enum class ForwardOp : int {
     Activation,    // SwiGLU / GeGLU
     Residual,      // x += block output
     Softcap,       // final logit softcap (gemma3 files may set it)
+    LogitsCopy,    // a batched pass's logits, each session's out of the shared scratch
     Count
 };
 const char* forward_op_name(ForwardOp op);

@@ -506,16 +506,24 @@ private:
         // One segment: straight into its buffer; several: through the scratch.
         float* out = m == 1 ? wanting[0]->logits : s_.logits.data();
         project(ForwardOp::MatmulOutput, s_.xb.data(), m, {{&model_.output(), out}});
-        timed(ForwardOp::Softcap, [&] {
-            for (int64_t j = 0; j < m; ++j) {
-                float* logits = wanting[size_t(j)]->logits;
-                if (m > 1) std::memcpy(logits, out + j * n_vocab, size_t(n_vocab) * sizeof(float));
-                if (hp_.final_logit_softcap > 0.0f) {
-                    const float cap = hp_.final_logit_softcap;
+        // Timed apart: a batched step's copy (4 x 49,152 floats on SmolLM2) is no softcap, and a model without
+        // a softcap shows no softcap row.
+        if (m > 1) {
+            timed(ForwardOp::LogitsCopy, [&] {
+                for (int64_t j = 0; j < m; ++j) {
+                    std::memcpy(wanting[size_t(j)]->logits, out + j * n_vocab, size_t(n_vocab) * sizeof(float));
+                }
+            });
+        }
+        if (hp_.final_logit_softcap > 0.0f) {
+            timed(ForwardOp::Softcap, [&] {
+                const float cap = hp_.final_logit_softcap;
+                for (int64_t j = 0; j < m; ++j) {
+                    float* logits = wanting[size_t(j)]->logits;
                     for (int64_t i = 0; i < n_vocab; ++i) logits[i] = cap * std::tanh(logits[i] / cap);
                 }
-            }
-        });
+            });
+        }
     }
 
     const LlamaModel& model_;
@@ -562,6 +570,7 @@ const char* forward_op_name(ForwardOp op) {
         case ForwardOp::Activation: return "swiglu/geglu";
         case ForwardOp::Residual: return "residual add";
         case ForwardOp::Softcap: return "logit softcap";
+        case ForwardOp::LogitsCopy: return "logits copy (batched)";
         case ForwardOp::Count: break;
     }
     return "?";

@@ -13,7 +13,8 @@ the sampler on the step's logits, greedy and at the default settings.
 Prefill: 512 tokens from position 0. Decode: --decode-tokens steps from
 position 16; with --handles K > 1, each step is K sessions' tokens as one
 batched pass (`_core.DecodeBatch`, the pass K handles' steps meet in), its
-profile the batch's. Each is run --repeat times; the table gives the median run,
+profile the batch's (with a row of its own, "logits copy (batched)", for each
+session's logits copied out of the pass's shared scratch). Each is run --repeat times; the table gives the median run,
 op by op. Decode matrix rows also give the bytes their weights hold per step
 and the read rate that makes (weight bytes / time): a product streaming at the
 machine's read bandwidth is at its limit, one far below it is not.

@@ -99,3 +99,27 @@ def test_the_bench_profiles_a_batched_step_as_one_pass_of_every_session_s_token(
     assert decode["passes"] == 3 and decode["rows"] == 9
     table = render(result, 2, 1, 3, None)
     assert "each of 3 sessions batched as one pass" in table
+
+
+def test_a_batched_step_s_logits_copy_has_its_own_row_and_a_one_session_step_none(tmp_path):
+    """A batched pass copies each session's logits out of the shared scratch (4 x 49,152 floats a step on SmolLM2):
+    its own row, not the softcap's, which a model without a softcap does not show at all."""
+    from ggufsm.reference.bench.op_profile import profile_model, render
+
+    path = write_tiny_llama(tmp_path / "tiny.gguf")
+    for handles in (1, 3):
+        result = profile_model(path, threads=2, repeat=1, decode_tokens=2, handles=handles)
+        ops = result["runs"]["decode"][0]["ops"]
+        assert (("logits copy (batched)", "") in ops) == (handles > 1)
+        assert ("logit softcap", "") not in ops
+        assert ("| logits copy (batched) |" in render(result, 2, 1, 2, None)) == (handles > 1)
+
+
+def test_a_model_with_a_softcap_shows_its_row(tmp_path):
+    from ggufsm.conformance.fixtures.tiny_models import TinyGemma3Spec
+
+    model = _core.LlamaModel(open_gguf(write_tiny_gemma3(tmp_path / "m.gguf", TinyGemma3Spec(final_logit_softcap=30.0))).core, 2)
+    session = _core.LlamaSession(model, 32)
+    session.set_profiling(True)
+    run(session)
+    assert "logit softcap" in {row["op"] for row in session.profile["ops"]}
