@@ -688,6 +688,14 @@ void kernels(py::module_& m) {
     m.def("active_set", &active_set, "entry of the active kernel set -> the variant whose kernel it is");
 
     // ---- thread pool and measurements (bench/measure.h)
+    m.def("stream_sum", [](py::array_t<uint8_t, py::array::c_style> data, bool non_temporal) {
+        const uint8_t* p = data.data();
+        const size_t bytes = size_t(data.size());
+        py::gil_scoped_release release;
+        return stream_sum(p, bytes, non_temporal);
+    }, py::arg("data"), py::arg("non_temporal"),
+          "one thread's streaming sum of a uint8 buffer, each line prefetched 4 KiB ahead with the NTA hint or T0 "
+          "(bench/measure.h): whether a non-temporal weight stream leaves the cache's other lines in place");
     m.def("read_bandwidth_gbs", [](size_t bytes, int repeats, const Threads& threads) {
         const std::shared_ptr<ThreadPool> pool = pool_of(threads);
         py::gil_scoped_release release;
