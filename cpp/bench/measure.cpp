@@ -241,4 +241,23 @@ double parallel_for_overhead_seconds(int64_t n, int calls, int repeats, ThreadPo
     return best;
 }
 
+uint64_t stream_sum(const uint8_t* data, size_t bytes, bool non_temporal) {
+    constexpr size_t kAhead = 4096;
+    uint64_t acc[8] = {};
+    const auto* words = reinterpret_cast<const uint64_t*>(data);
+    const size_t n = bytes / 8;
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        const char* ahead = reinterpret_cast<const char*>(words + i) + kAhead;
+        if (non_temporal) {
+            _mm_prefetch(ahead, _MM_HINT_NTA);
+        } else {
+            _mm_prefetch(ahead, _MM_HINT_T0);
+        }
+        for (int k = 0; k < 8; ++k) acc[k] += words[i + k];
+    }
+    uint64_t sum = 0;
+    for (uint64_t a : acc) sum += a;
+    return sum;
+}
+
 }  // namespace ggufsm

@@ -93,4 +93,10 @@ double matmul_seconds(const WeightView& w, const float* x, int64_t n, int repeat
 // claim, finish) as a burst of a decode step's matmuls pays it.
 double parallel_for_overhead_seconds(int64_t n, int calls, int repeats, ThreadPool& pool);
 
+// One thread's streaming sum of [data, data + bytes), each line fetched 4 KiB ahead with the prefetch hint
+// `non_temporal` picks (NTA, else T0, as the m=1 kernels): whether a weight-sized stream read with the
+// non-temporal hint leaves the last-level cache's other lines in place (tools/cold_after_stream.py: the
+// handles' Python between two batched passes runs cold because the weight stream evicts it).
+uint64_t stream_sum(const uint8_t* data, size_t bytes, bool non_temporal);  // a partial last 64-byte line is not read
+
 }  // namespace ggufsm

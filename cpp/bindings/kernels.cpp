@@ -665,8 +665,9 @@ void kernels(py::module_& m) {
     m.def("active_isa", [] { return std::string(isa_name(kernels::active().isa)); },
           "the variant whose kernel set runs (chosen once: the best the CPU runs, or GGUFSM_ISA)");
     m.def("set_step_shape", [](bool read_ahead, bool inline_attention, bool layer_walk, int64_t walk_part_bytes,
-                               int small_op_read_ahead, bool rope_once) {
+                               int small_op_read_ahead, bool rope_once, int64_t worker_spin_us) {
         set_read_ahead_enabled(read_ahead);
+        set_worker_spin(std::chrono::microseconds(worker_spin_us));
         set_rope_once(rope_once);
         set_small_op_read_ahead(small_op_read_ahead);
         set_inline_decode_attention(inline_attention);
@@ -674,17 +675,27 @@ void kernels(py::module_& m) {
         set_walk_part_bytes(walk_part_bytes);
     }, py::arg("read_ahead") = true, py::arg("inline_attention") = true, py::arg("layer_walk") = true,
           py::arg("walk_part_bytes") = 0, py::arg("small_op_read_ahead") = 0, py::arg("rope_once") = true,
+          py::arg("worker_spin_us") = 200,
           "For the benches' A/B within one process: the pool's read-ahead between products (thread_pool.h), one decode "
           "token's attention on the calling thread below 256 positions (attention.h), and one session's decode step "
           "walked by the pool's threads as a team rather than a dispatch per product (forward/pass.cpp), and the walk's "
           "products cut into parts of about walk_part_bytes (0: the dispatched step's cut), and the lines of its next share "
           "a walk's member 0 asks for before each small op (small_op_read_ahead), and a pass's RoPE rotations computed "
-          "once for all its layers (rope_once); none changes a bit");
+          "once for all its layers (rope_once), and how long an idle pool worker spins for the next job before it sleeps "
+          "(worker_spin_us); none changes a bit");
     m.def("force_isa", [](const std::string& name) { kernels::force(parse_isa(name)); }, py::arg("isa"),
           "swap in the whole kernel set of `isa`");
     m.def("active_set", &active_set, "entry of the active kernel set -> the variant whose kernel it is");
 
     // ---- thread pool and measurements (bench/measure.h)
+    m.def("stream_sum", [](py::array_t<uint8_t, py::array::c_style> data, bool non_temporal) {
+        const uint8_t* p = data.data();
+        const size_t bytes = size_t(data.size());
+        py::gil_scoped_release release;
+        return stream_sum(p, bytes, non_temporal);
+    }, py::arg("data"), py::arg("non_temporal"),
+          "one thread's streaming sum of a uint8 buffer, each line prefetched 4 KiB ahead with the NTA hint or T0 "
+          "(bench/measure.h): whether a non-temporal weight stream leaves the cache's other lines in place");
     m.def("read_bandwidth_gbs", [](size_t bytes, int repeats, const Threads& threads) {
         const std::shared_ptr<ThreadPool> pool = pool_of(threads);
         py::gil_scoped_release release;

@@ -16,10 +16,10 @@
 namespace ggufsm {
 
 namespace {
-// How long an idle worker spins before it sleeps: long enough to bridge the
+// How long an idle worker spins before it sleeps (set_worker_spin): long enough to bridge the
 // gaps between the matmuls of one forward pass, short enough not to burn a
 // core that another process wants once the pass is over.
-constexpr auto kSpinTime = std::chrono::microseconds(200);
+std::atomic<int64_t> worker_spin_us{200};
 // The claim word's 16-bit fields: chunk counts stay below half their range,
 // so the few claims that overshoot a finished job (one per thread) never
 // carry into the count.
@@ -104,6 +104,7 @@ thread_local bool in_team = false;
 void set_read_ahead_enabled(bool on) { read_ahead_on.store(on); }
 bool read_ahead_enabled() { return read_ahead_on.load(std::memory_order_relaxed); }
 void set_small_op_read_ahead(int lines) { small_op_read_ahead_lines.store(std::max(0, lines)); }
+void set_worker_spin(std::chrono::microseconds limit) { worker_spin_us.store(std::max<int64_t>(0, limit.count())); }
 
 void ReadAhead::add(int t, const void* begin, size_t bytes) {
     if (t < 0 || t >= kThreads || bytes == 0) return;
@@ -172,7 +173,7 @@ void ThreadPool::worker_loop(int thread_index) {
         ReadAheadCursor ahead(then);
         while (now == seen && ahead.step()) now = generation_.load(std::memory_order_acquire);
         then = {};
-        Spin spin(kSpinTime);
+        Spin spin(std::chrono::microseconds(worker_spin_us.load(std::memory_order_relaxed)));
         while (now == seen && spin.step()) now = generation_.load(std::memory_order_acquire);
         if (now == seen) {
             // Announce the sleep before the last look at generation_; parallel_for

@@ -7,6 +7,7 @@
 #pragma once
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <condition_variable>
 #include <cstdint>
@@ -45,6 +46,10 @@ bool read_ahead_enabled();
 // Lines (of 64 bytes) a team's member 0 asks for of its next product share right before each small op
 // it runs (Team::phase); 0: none. For the benches' A/B (kernels.set_step_shape); no result changes.
 void set_small_op_read_ahead(int lines);
+// How long an idle pool worker spins for the next job before it sleeps (200 us by default). For the
+// benches' A/B (kernels.set_step_shape): a worker still spinning keeps its vCPU out of halt between two
+// batched passes, where the handles' Python hands the GIL on; no result changes.
+void set_worker_spin(std::chrono::microseconds limit);
 
 class Team;
 

@@ -48,6 +48,15 @@ def test_a_probe_sample_is_the_faster_of_its_two_reads_and_an_unknown_read_is_re
         kernels.ReadBandwidthProbe(1 << 20).pass_gbs("stream")
 
 
+@pytest.mark.parametrize("non_temporal", [False, True], ids=["t0", "nta"])
+def test_a_stream_sum_adds_every_whole_64_byte_line_once_whichever_prefetch_hint(non_temporal):
+    data = np.random.default_rng(5).integers(0, 256, size=(1 << 16) + 13, dtype=np.uint8)
+    words = data[: data.size // 64 * 64].view(np.uint64)  # a partial last line is not read
+    expected = int(words.sum(dtype=np.uint64))
+    assert kernels.stream_sum(data, non_temporal) == expected
+    assert kernels.stream_sum(data[:0], non_temporal) == 0
+
+
 def test_short_streams_time_every_round_and_thread_and_refuse_a_stream_the_buffer_cannot_hold():
     probe = kernels.ReadBandwidthProbe(8 << 20)
     for lead in ("l1", "l2", "load"):

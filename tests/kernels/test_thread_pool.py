@@ -30,6 +30,20 @@ def test_jobs_after_the_workers_fell_asleep_run_every_item_exactly_once(n_thread
     assert (counts == 1).all()
 
 
+@pytest.mark.parametrize("worker_spin_us", [0, 5000])
+def test_workers_that_sleep_at_once_or_spin_long_run_every_item_of_back_to_back_jobs_exactly_once(worker_spin_us):
+    # Spin 0: every job finds the workers asleep or falling asleep (the race of a sleep's announcement with the
+    # job's look at the sleepers, thousands of times); 5000 us: they never sleep between jobs.
+    sizes = [int(s) for s in np.random.default_rng(7).choice([1, 2, 7, 96, 1000], size=2000)]
+    kernels.set_step_shape(worker_spin_us=worker_spin_us)
+    try:
+        counts, _ = kernels.parallel_for_items(sizes, 2)
+    finally:
+        kernels.set_step_shape()
+    assert counts.size == sum(sizes)
+    assert (counts == 1).all(), f"items run {sorted(set(counts.tolist()))} times"
+
+
 @pytest.mark.parametrize("chunks_per_thread", [1, 4])
 @pytest.mark.parametrize("pause_us", [0, 2000])
 def test_workers_take_chunks_of_a_long_job_whether_spinning_or_asleep(pause_us, chunks_per_thread):
