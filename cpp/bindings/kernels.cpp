@@ -675,7 +675,7 @@ void kernels(py::module_& m) {
         set_walk_part_bytes(walk_part_bytes);
     }, py::arg("read_ahead") = true, py::arg("inline_attention") = true, py::arg("layer_walk") = true,
           py::arg("walk_part_bytes") = 0, py::arg("small_op_read_ahead") = 0, py::arg("rope_once") = true,
-          py::arg("worker_spin_us") = 200,
+          py::arg("worker_spin_us") = kDefaultWorkerSpinUs,
           "For the benches' A/B within one process: the pool's read-ahead between products (thread_pool.h), one decode "
           "token's attention on the calling thread below 256 positions (attention.h), and one session's decode step "
           "walked by the pool's threads as a team rather than a dispatch per product (forward/pass.cpp), and the walk's "

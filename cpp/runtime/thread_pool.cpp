@@ -17,9 +17,9 @@ namespace ggufsm {
 
 namespace {
 // How long an idle worker spins before it sleeps (set_worker_spin): long enough to bridge the
-// gaps between the matmuls of one forward pass, short enough not to burn a
-// core that another process wants once the pass is over.
-std::atomic<int64_t> worker_spin_us{200};
+// gaps between the matmuls of one forward pass and between two batched passes (thread_pool.h),
+// short enough not to burn a core that another process wants once the generation is over.
+std::atomic<int64_t> worker_spin_us{kDefaultWorkerSpinUs};
 // The claim word's 16-bit fields: chunk counts stay below half their range,
 // so the few claims that overshoot a finished job (one per thread) never
 // carry into the count.
