@@ -55,7 +55,9 @@ inline __m256i broadcast_chunk(const QuantizedActivations& x, int64_t i, int64_t
 // Where group_dot finds chunk c of block b of its activation row i + t, its four codes in every lane.
 // BroadcastChunks broadcasts them from the quantized activations at every use: at one activation row that is
 // 8 of Q5_0's ~58 vector ops a block (vpbroadcastd from memory: a load and an op on vector pipe 1 or 2 each,
-// in llvm-mca's Zen 3 model).
+// in llvm-mca's Zen 3 model). This machine's Zen 3 runs it on the load pipes alone (tools/vector_pipes.cpp:
+// 16 of them beside 16 vpsrlw, which only pipes 1 and 2 run, take the 8 cycles either takes alone), so
+// llvm-mca overstates what broadcasting less saves: an instruction to issue and a load, no vector pipe.
 // SpreadChunks reads them from a copy laid out already broadcast (SpreadActivations), one aligned 32-byte load
 // the vpmaddubsw takes as its memory operand. The same int8 values either way: the same bits.
 struct BroadcastChunks {
@@ -283,8 +285,8 @@ inline void group_dot_pair(const uint8_t* group, size_t group_bytes, const Quant
     }
     // Both groups' mins in one pass: each activation's s_a broadcast once for the two groups. A pass per group
     // broadcast it twice (at four rows 8 broadcasts a block pair beside 8 FMAs; a broadcast from memory takes a
-    // vector pipe in llvm-mca's Zen 3 model): one pass measured 1.04-1.10x in cache at m = 2..8. Each row's FMAs
-    // run over the blocks in the same order: the same bits.
+    // vector pipe in llvm-mca's Zen 3 model, not on the hardware: BroadcastChunks): one pass measured 1.04-1.10x
+    // in cache at m = 2..8. Each row's FMAs run over the blocks in the same order: the same bits.
     for (int64_t b = 0; b < blocks; ++b) {
         __m256 v[G];
         for (int g = 0; g < G; ++g) {
