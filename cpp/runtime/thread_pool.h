@@ -50,7 +50,7 @@ void set_small_op_read_ahead(int lines);
 // the benches' A/B; no result changes). 1.5 ms by default, not the 200 us of sessions 1-13: between two
 // batched passes the handles' Python (the gather, ~0.5 ms, and the time between steps, ~0.3 ms) outlasted
 // 200 us, so the worker slept and the next pass paid its wake, a cross-vCPU interrupt (this VM runs with
-// halt polling off). Quiet, 4 SmolLM2 handles, in one process: 1.05-1.11x the aggregate at 1500 (four runs
+// halt polling off). Quiet, 4 SmolLM2 handles, in one process: 1.05-1.11x the aggregate at 1500 (three runs
 // of 10-24 rounds: default/1500 0.904-0.954x), 1.07x at 800, 1.00x at 3000; one handle 0.98-1.04x (noise).
 constexpr int64_t kDefaultWorkerSpinUs = 1500;
 void set_worker_spin(std::chrono::microseconds limit);
