@@ -666,6 +666,11 @@ void kernels(py::module_& m) {
           "the variant whose kernel set runs (chosen once: the best the CPU runs, or GGUFSM_ISA)");
     m.def("set_step_shape", [](bool read_ahead, bool inline_attention, bool layer_walk, int64_t walk_part_bytes,
                                int small_op_read_ahead, bool rope_once, int64_t worker_spin_us) {
+        // Checked before any is set: a refused shape leaves the step as it was.
+        for (const auto& [name, value] : {std::pair<const char*, int64_t>{"walk_part_bytes", walk_part_bytes},
+                                          {"small_op_read_ahead", small_op_read_ahead}, {"worker_spin_us", worker_spin_us}}) {
+            if (value < 0) throw Error(code::InvalidInput, std::string("set_step_shape: ") + name + " is " + std::to_string(value) + ", must be >= 0");
+        }
         set_read_ahead_enabled(read_ahead);
         set_worker_spin(std::chrono::microseconds(worker_spin_us));
         set_rope_once(rope_once);

@@ -30,6 +30,15 @@ def test_jobs_after_the_workers_fell_asleep_run_every_item_exactly_once(n_thread
     assert (counts == 1).all()
 
 
+@pytest.mark.parametrize("switch", ["worker_spin_us", "small_op_read_ahead", "walk_part_bytes"])
+def test_a_negative_step_shape_length_is_refused_by_name(switch):
+    try:
+        with pytest.raises(InvalidInput, match=f"{switch} is -1"):
+            kernels.set_step_shape(**{switch: -1})
+    finally:
+        kernels.set_step_shape()
+
+
 @pytest.mark.parametrize("worker_spin_us", [0, 5000])
 def test_workers_that_sleep_at_once_or_spin_long_run_every_item_of_back_to_back_jobs_exactly_once(worker_spin_us):
     # Spin 0: every job finds the workers asleep or falling asleep (the race of a sleep's announcement with the
